@@ -1,1 +1,26 @@
-fn main() {}
+//! The `twinops` binary: parse arguments, run the command, print the error chain once, exit.
+
+use clap::Parser;
+
+fn main() {
+    let cli = twinops::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            twinops::output::error(&anyhow::Error::new(e).context("starting the async runtime"));
+            std::process::exit(1);
+        }
+    };
+    let status = runtime.block_on(twinops::cmd::run(cli));
+    let code = match status {
+        Ok(s) => s.code(),
+        Err(e) => {
+            twinops::output::error(&e);
+            1
+        }
+    };
+    std::process::exit(code);
+}
