@@ -169,3 +169,69 @@ impl Fleet {
         self.devices.iter().map(|d| 1 + d.modules.len()).sum()
     }
 }
+
+/// A twin as read from the hub, reduced to what the planner needs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedTwin {
+    /// The twin etag (unquoted), what `If-Match` must carry.
+    pub etag: String,
+    /// All tags, the ledger tag included.
+    pub tags: JsonMap,
+    /// Desired properties without `$metadata` and `$version`.
+    pub desired: JsonMap,
+    /// Desired `$version`.
+    pub desired_version: i64,
+    /// Reported properties without `$metadata` and `$version`.
+    pub reported: JsonMap,
+    /// `configurations`: configuration ID -> `{"status": "Targeted" | "Applied"}`.
+    pub configurations: JsonMap,
+}
+
+/// Authentication as observed: the kind and thumbprints, never keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedAuth {
+    /// `sas`, `selfSigned`, `certificateAuthority` or `none`.
+    pub kind: String,
+    pub primary_thumbprint: Option<String>,
+    pub secondary_thumbprint: Option<String>,
+}
+
+/// A module identity and its twin as read from the hub.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedModule {
+    pub id: String,
+    pub auth: ObservedAuth,
+    pub twin: ObservedTwin,
+}
+
+/// A device identity, its twin and its modules as read from the hub.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedDevice {
+    pub id: String,
+    /// The identity's etag (`deviceEtag` of the twin), for identity updates and deletes.
+    pub identity_etag: String,
+    pub status: DeviceStatus,
+    pub status_reason: Option<String>,
+    pub auth: ObservedAuth,
+    pub edge: bool,
+    pub device_scope: Option<String>,
+    pub parent_scopes: Vec<String>,
+    pub twin: ObservedTwin,
+    /// Modules read so far, sorted by ID. With targeted reads, only the declared ones.
+    pub modules: std::collections::BTreeMap<String, ObservedModule>,
+}
+
+/// What the hub holds for the planned scope, by device ID.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observed {
+    pub devices: std::collections::BTreeMap<String, ObservedDevice>,
+    /// Whether every device and module of the hub was read (a full query), which pruning needs.
+    pub complete: bool,
+}
+
+/// The modules IoT Hub creates on an edge device; twinops leaves them alone unless declared.
+pub const SYSTEM_MODULES: &[&str] = &["$edgeAgent", "$edgeHub"];
+
+pub fn is_system_module(id: &str) -> bool {
+    SYSTEM_MODULES.contains(&id)
+}

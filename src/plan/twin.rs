@@ -1,0 +1,255 @@
+//! One twin's diff through the ledger: owned keys, removals of keys the ledger owned, `ignore` and
+//! `sensitive` paths, and the views (`base`, `target`) the 412 rule compares.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::FieldDiff;
+use super::ledger::{self, Ledger};
+use super::patch::{self, merge_patch};
+use crate::model::{JsonMap, LEDGER_TAG, ObservedTwin, PropertyPath, Section, TwinSpec};
+
+pub(super) enum Outcome {
+    Unchanged,
+    /// The ledger names another owner (`Some`) or is not a ledger (`None`).
+    OtherOwner(Option<String>),
+    Changed(TwinChange),
+}
+
+pub(super) struct TwinChange {
+    pub base: Value,
+    pub target: Value,
+    pub patch: Value,
+    pub diff: Vec<FieldDiff>,
+}
+
+pub(super) struct Content {
+    pub target: Value,
+    pub patch: Value,
+    pub diff: Vec<FieldDiff>,
+}
+
+/// `tags.a.b` strings for a list of paths.
+pub(super) fn path_strings(paths: &[PropertyPath]) -> Vec<String> {
+    paths.iter().map(ToString::to_string).collect()
+}
+
+fn parse_path(s: &str) -> Option<PropertyPath> {
+    let mut parts = s.split('.');
+    let section = match parts.next()? {
+        "tags" => Section::Tags,
+        "desired" => Section::Desired,
+        _ => return None,
+    };
+    let keys: Vec<String> = parts.map(str::to_string).collect();
+    (!keys.is_empty()).then_some(PropertyPath { section, keys })
+}
+
+/// How a sensitive value appears in plans: a digest that still shows whether it changed.
+pub fn sensitive_digest(v: &Value) -> Value {
+    let hex: String = Sha256::digest(v.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Value::String(format!("(sensitive) sha256:{hex}"))
+}
+
+/// Whether a plan value is a sensitive digest.
+pub fn is_sensitive_digest(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.starts_with("(sensitive) "))
+}
+
+/// The owned values of one twin as the 412 rule compares them: `{"tags": {K: v|null}, "desired": {…}}`
+/// over fixed keys, with ignored paths removed and sensitive values replaced by digests.
+#[derive(Debug, Clone)]
+pub struct TwinView {
+    tags: BTreeSet<String>,
+    desired: BTreeSet<String>,
+    ignore: Vec<PropertyPath>,
+    sensitive: Vec<PropertyPath>,
+}
+
+impl TwinView {
+    /// The view over the keys a plan's `base` names, with the change's `ignore`/`sensitive` paths.
+    pub fn from_plan(base: &Value, ignore: &[String], sensitive: &[String]) -> TwinView {
+        let keys = |s: &str| -> BTreeSet<String> {
+            base.get(s)
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        TwinView {
+            tags: keys("tags"),
+            desired: keys("desired"),
+            ignore: ignore.iter().filter_map(|p| parse_path(p)).collect(),
+            sensitive: sensitive.iter().filter_map(|p| parse_path(p)).collect(),
+        }
+    }
+
+    /// The view of a twin's tags and desired.
+    pub fn of(&self, tags: &JsonMap, desired: &JsonMap) -> Value {
+        let section = |keys: &BTreeSet<String>, src: &JsonMap, which: Section| {
+            let mut m = JsonMap::new();
+            for k in keys {
+                m.insert(k.clone(), src.get(k).cloned().unwrap_or(Value::Null));
+            }
+            for p in self.ignore.iter().filter(|p| p.section == which) {
+                if m.get(&p.keys[0]).is_some_and(|v| !v.is_null()) {
+                    if p.keys.len() == 1 {
+                        m.insert(p.keys[0].clone(), Value::Null);
+                    } else {
+                        patch::set(&mut m, &p.keys, None);
+                    }
+                }
+            }
+            for p in self.sensitive.iter().filter(|p| p.section == which) {
+                if let Some(v) = patch::get(&m, &p.keys).filter(|v| !v.is_null()) {
+                    let d = sensitive_digest(v);
+                    patch::set(&mut m, &p.keys, Some(d));
+                }
+            }
+            Value::Object(m)
+        };
+        json!({
+            "tags": section(&self.tags, tags, Section::Tags),
+            "desired": section(&self.desired, desired, Section::Desired),
+        })
+    }
+}
+
+/// The view of an observed twin over the keys and paths of a plan change.
+pub fn owned_view(
+    base: &Value,
+    ignore: &[String],
+    sensitive: &[String],
+    seen: &ObservedTwin,
+) -> Value {
+    TwinView::from_plan(base, ignore, sensitive).of(&seen.tags, &seen.desired)
+}
+
+fn diff_views(base: &Value, target: &Value) -> Vec<FieldDiff> {
+    let mut out = Vec::new();
+    for section in ["tags", "desired"] {
+        let (Some(b), Some(t)) = (
+            base.get(section).and_then(Value::as_object),
+            target.get(section).and_then(Value::as_object),
+        ) else {
+            continue;
+        };
+        for (k, tv) in t {
+            let bv = b.get(k).unwrap_or(&Value::Null);
+            if bv != tv {
+                out.push(FieldDiff {
+                    path: format!("{section}.{k}"),
+                    before: (!bv.is_null()).then(|| bv.clone()),
+                    after: (!tv.is_null()).then(|| tv.clone()),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn twin_patch(tags: JsonMap, desired: JsonMap) -> Value {
+    let mut p = JsonMap::new();
+    if !tags.is_empty() {
+        p.insert("tags".into(), Value::Object(tags));
+    }
+    if !desired.is_empty() {
+        p.insert("properties".into(), json!({"desired": desired}));
+    }
+    Value::Object(p)
+}
+
+/// The twin content written when the identity is created.
+pub(super) fn create_content(owner: &str, spec: &TwinSpec) -> Content {
+    let mut tags = spec.tags.clone();
+    tags.insert(
+        LEDGER_TAG.into(),
+        Ledger::new(owner, &spec.tags, &spec.desired).to_value(),
+    );
+    let view = TwinView {
+        tags: tags.keys().cloned().collect(),
+        desired: spec.desired.keys().cloned().collect(),
+        ignore: Vec::new(),
+        sensitive: spec.sensitive.clone(),
+    };
+    let target = view.of(&tags, &spec.desired);
+    let empty = view.of(&JsonMap::new(), &JsonMap::new());
+    Content {
+        diff: diff_views(&empty, &target),
+        target,
+        patch: twin_patch(tags, spec.desired.clone()),
+    }
+}
+
+/// Diffs one existing twin against its spec.
+pub(super) fn diff(owner: &str, spec: &TwinSpec, seen: &ObservedTwin, adopt: bool) -> Outcome {
+    let prev = match ledger::read(&seen.tags) {
+        ledger::Found::None => Ledger::default(),
+        ledger::Found::Ledger(l) if l.owner == owner => l,
+        ledger::Found::Ledger(l) => {
+            if !adopt {
+                return Outcome::OtherOwner(Some(l.owner));
+            }
+            Ledger::default()
+        }
+        ledger::Found::Malformed => {
+            if !adopt {
+                return Outcome::OtherOwner(None);
+            }
+            Ledger::default()
+        }
+    };
+    let wanted_ledger = Ledger::new(owner, &spec.tags, &spec.desired);
+    let mut tag_keys: BTreeSet<String> = spec.tags.keys().cloned().collect();
+    tag_keys.extend(prev.tags.iter().cloned());
+    tag_keys.insert(LEDGER_TAG.to_string());
+    let mut desired_keys: BTreeSet<String> = spec.desired.keys().cloned().collect();
+    desired_keys.extend(prev.desired.iter().cloned());
+
+    let mut want_tags = spec.tags.clone();
+    want_tags.insert(LEDGER_TAG.into(), wanted_ledger.to_value());
+    let mut want_desired = spec.desired.clone();
+    // Ignored paths keep whatever the hub holds.
+    for p in &spec.ignore {
+        let (want, seen_map) = match p.section {
+            Section::Tags => (&mut want_tags, &seen.tags),
+            Section::Desired => (&mut want_desired, &seen.desired),
+        };
+        if want.contains_key(&p.keys[0]) {
+            patch::set(want, &p.keys, patch::get(seen_map, &p.keys).cloned());
+        }
+    }
+
+    let section_patch = |keys: &BTreeSet<String>, seen_map: &JsonMap, want: &JsonMap| {
+        let mut out = JsonMap::new();
+        for k in keys {
+            if let Some(p) = merge_patch(seen_map.get(k), want.get(k)) {
+                out.insert(k.clone(), p);
+            }
+        }
+        out
+    };
+    let tags_patch = section_patch(&tag_keys, &seen.tags, &want_tags);
+    let desired_patch = section_patch(&desired_keys, &seen.desired, &want_desired);
+    if tags_patch.is_empty() && desired_patch.is_empty() {
+        return Outcome::Unchanged;
+    }
+    let view = TwinView {
+        tags: tag_keys,
+        desired: desired_keys,
+        ignore: spec.ignore.clone(),
+        sensitive: spec.sensitive.clone(),
+    };
+    let base = view.of(&seen.tags, &seen.desired);
+    let target = view.of(&want_tags, &want_desired);
+    Outcome::Changed(TwinChange {
+        diff: diff_views(&base, &target),
+        base,
+        target,
+        patch: twin_patch(tags_patch, desired_patch),
+    })
+}
