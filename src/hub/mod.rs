@@ -1,1 +1,587 @@
-//! placeholder
+//! The client edge: HTTPS calls to IoT Hub's service REST API with SAS (or bearer) auth, typed errors,
+//! retries by policy, request counting per operation class, query paging, and the conversion of wire
+//! twins into [`crate::model`] observations.
+
+mod error;
+pub mod observe;
+pub mod read;
+pub mod retry;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use error::Error;
+pub use retry::Backoff;
+
+use crate::iothub::connection_string::{Secret, ServiceConnectionString};
+use crate::iothub::wire::{
+    BulkRegistryOperationResult, Device, ExportImportDevice, Module, QuerySpecification, Twin,
+    quote_etag,
+};
+use crate::iothub::{
+    API_VERSION, CONTINUATION_HEADER, ERROR_CODE_HEADER, ITEM_TYPE_HEADER, MAX_ITEM_COUNT_HEADER,
+    sas,
+};
+
+/// Operation classes, as IoT Hub throttles them and as the emulator counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpClass {
+    RegistryRead,
+    RegistryWrite,
+    Bulk,
+    TwinRead,
+    TwinWrite,
+    Query,
+    Configuration,
+}
+
+impl OpClass {
+    pub const ALL: [OpClass; 7] = [
+        OpClass::RegistryRead,
+        OpClass::RegistryWrite,
+        OpClass::Bulk,
+        OpClass::TwinRead,
+        OpClass::TwinWrite,
+        OpClass::Query,
+        OpClass::Configuration,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OpClass::RegistryRead => "registry_read",
+            OpClass::RegistryWrite => "registry_write",
+            OpClass::Bulk => "bulk",
+            OpClass::TwinRead => "twin_read",
+            OpClass::TwinWrite => "twin_write",
+            OpClass::Query => "query",
+            OpClass::Configuration => "configuration",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OpClass> {
+        OpClass::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+/// Requests sent, by class (every attempt counts, retries included).
+#[derive(Debug, Default)]
+pub struct RequestCounts([AtomicU64; 7]);
+
+impl RequestCounts {
+    fn add(&self, class: OpClass) {
+        self.0[class as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts by class name, classes with no request left out.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
+        OpClass::ALL
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name().to_string(),
+                    self.0[c as usize].load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// How the client proves who it is.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A policy key: a SAS token is signed per request (one-hour TTL, refreshed).
+    Sas { key_name: String, key: Secret },
+    /// An Entra ID access token.
+    Bearer(Secret),
+}
+
+/// Client settings beyond the hub's address.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Extra CA certificate (PEM) to trust, e.g. the emulator's.
+    pub ca_pem: Option<Vec<u8>>,
+    pub backoff: Backoff,
+    /// Per-request timeout (default 60 s).
+    pub timeout: Option<Duration>,
+}
+
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn seg(id: &str) -> String {
+    utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One page of query results.
+#[derive(Debug, Clone)]
+pub struct QueryPage {
+    pub items: Vec<Value>,
+    pub item_type: Option<String>,
+    pub continuation: Option<String>,
+}
+
+/// A client of one hub.
+pub struct Hub {
+    http: reqwest::Client,
+    host: String,
+    credentials: Credentials,
+    token: std::sync::Mutex<Option<(Secret, u64)>>,
+    backoff: Backoff,
+    counts: Arc<RequestCounts>,
+    pace: Option<Arc<crate::hub::pace::Pacer>>,
+}
+
+pub mod pace;
+
+/// Installs the ring crypto provider for rustls once per process.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Hub {
+    /// A client for the hub a connection string names.
+    pub fn new(
+        cs: &ServiceConnectionString,
+        bearer: Option<Secret>,
+        options: ClientOptions,
+    ) -> anyhow::Result<Hub> {
+        install_crypto();
+        let credentials = match (bearer, &cs.key_name, &cs.key) {
+            (Some(t), _, _) => Credentials::Bearer(t),
+            (None, Some(n), Some(k)) => Credentials::Sas {
+                key_name: n.clone(),
+                key: k.clone(),
+            },
+            _ => anyhow::bail!(
+                "the connection string has no SharedAccessKeyName/SharedAccessKey; use --auth token with TWINOPS_ACCESS_TOKEN for Entra ID"
+            ),
+        };
+        let mut b = reqwest::Client::builder()
+            .timeout(options.timeout.unwrap_or(Duration::from_secs(60)))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("twinops/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &options.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| anyhow::anyhow!("reading the CA certificate: {e}"))?
+            {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        let http = b
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the HTTPS client: {e}"))?;
+        Ok(Hub {
+            http,
+            host: cs.host.clone(),
+            credentials,
+            token: std::sync::Mutex::new(None),
+            backoff: options.backoff,
+            counts: Arc::new(RequestCounts::default()),
+            pace: None,
+        })
+    }
+
+    /// Reads a PEM file for [`ClientOptions::ca_pem`].
+    pub fn read_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
+        std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("reading CA certificate `{}`: {e}", path.display()))
+    }
+
+    /// Paces requests per class from now on.
+    pub fn set_pace(&mut self, pacer: Arc<pace::Pacer>) {
+        self.pace = Some(pacer);
+    }
+
+    pub fn pacer(&self) -> Option<&Arc<pace::Pacer>> {
+        self.pace.as_ref()
+    }
+
+    /// The host name (with port) this client talks to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn counts(&self) -> &Arc<RequestCounts> {
+        &self.counts
+    }
+
+    fn authorization(&self) -> Result<String, Error> {
+        match &self.credentials {
+            Credentials::Bearer(t) => Ok(format!("Bearer {}", t.expose())),
+            Credentials::Sas { key_name, key } => {
+                let now = now_secs();
+                let mut cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((t, exp)) = cached.as_ref()
+                    && *exp > now + 300
+                {
+                    return Ok(t.expose().to_string());
+                }
+                let exp = now + 3600;
+                let t = sas::sign(&self.host, key, Some(key_name), exp)
+                    .map_err(|e| Error::Transport(format!("signing a SAS token: {e}")))?;
+                let s = t.expose().to_string();
+                *cached = Some((t, exp));
+                Ok(s)
+            }
+        }
+    }
+
+    /// Sends one request with retries; returns the successful response's headers and body.
+    async fn call(
+        &self,
+        class: OpClass,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        weight: u32,
+    ) -> Result<(StatusCode, header::HeaderMap, Vec<u8>), Error> {
+        self.call_accepting(class, method, path, headers, body, weight, None)
+            .await
+    }
+
+    /// [`Hub::call`], also returning the body of one non-success status (bulk answers 400 with results).
+    #[allow(clippy::too_many_arguments)]
+    async fn call_accepting(
+        &self,
+        class: OpClass,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        weight: u32,
+        also_ok: Option<StatusCode>,
+    ) -> Result<(StatusCode, header::HeaderMap, Vec<u8>), Error> {
+        let url = format!("https://{}{}?api-version={}", self.host, path, API_VERSION);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(p) = &self.pace {
+                p.acquire(class, weight).await;
+            }
+            self.counts.add(class);
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .header(header::AUTHORIZATION, self.authorization()?)
+                .header(header::ACCEPT, "application/json");
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if let Some(b) = &body {
+                req = req
+                    .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+                    .body(b.clone());
+            }
+            tracing::debug!(%method, path, attempt, "request");
+            let result = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let hdrs = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(bytes) if status.is_success() || Some(status) == also_ok => {
+                            return Ok((status, hdrs, bytes.to_vec()));
+                        }
+                        Ok(bytes) => {
+                            let code = hdrs.get(ERROR_CODE_HEADER).and_then(|v| v.to_str().ok());
+                            let retry_after = hdrs
+                                .get(header::RETRY_AFTER)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.trim().parse::<u64>().ok())
+                                .map(Duration::from_secs);
+                            Error::from_response(status.as_u16(), code, retry_after, &bytes)
+                        }
+                        Err(e) => Error::Transport(e.to_string()),
+                    }
+                }
+                Err(e) => Error::Transport(transport_message(&e)),
+            };
+            if matches!(result, Error::Throttled { .. })
+                && let Some(p) = &self.pace
+            {
+                p.throttled(class);
+            }
+            let jitter = rand::random::<f64>();
+            match self.backoff.delay(attempt, &result, jitter) {
+                Some(wait) => {
+                    tracing::info!(%method, path, attempt, error = %result, wait_ms = wait.as_millis() as u64, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                None => return Err(result),
+            }
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        class: OpClass,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&impl Serialize>,
+    ) -> Result<T, Error> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| Error::Transport(format!("encoding a request: {e}")))?;
+        let (_, _, bytes) = self.call(class, method, path, headers, body, 1).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Transport(format!("decoding the hub's answer to {path}: {e}")))
+    }
+
+    // ---- device identities
+
+    pub async fn get_device(&self, id: &str) -> Result<Device, Error> {
+        let path = format!("/devices/{}", seg(id));
+        self.json(OpClass::RegistryRead, Method::GET, &path, &[], None::<&()>)
+            .await
+    }
+
+    /// Creates a device (no `If-Match`: create only; 409 when it exists).
+    pub async fn create_device(&self, device: &Device) -> Result<Device, Error> {
+        let path = format!("/devices/{}", seg(&device.device_id));
+        self.json(
+            OpClass::RegistryWrite,
+            Method::PUT,
+            &path,
+            &[],
+            Some(device),
+        )
+        .await
+    }
+
+    /// Updates a device under `If-Match`; the body must echo the current authentication.
+    pub async fn update_device(&self, device: &Device, etag: &str) -> Result<Device, Error> {
+        let path = format!("/devices/{}", seg(&device.device_id));
+        let h = [("If-Match", quote_etag(etag))];
+        self.json(OpClass::RegistryWrite, Method::PUT, &path, &h, Some(device))
+            .await
+    }
+
+    pub async fn delete_device(&self, id: &str, etag: &str) -> Result<(), Error> {
+        let path = format!("/devices/{}", seg(id));
+        let h = [("If-Match", quote_etag(etag))];
+        self.call(OpClass::RegistryWrite, Method::DELETE, &path, &h, None, 1)
+            .await
+            .map(|_| ())
+    }
+
+    // ---- module identities
+
+    pub async fn get_module(&self, device: &str, module: &str) -> Result<Module, Error> {
+        let path = format!("/devices/{}/modules/{}", seg(device), seg(module));
+        self.json(OpClass::RegistryRead, Method::GET, &path, &[], None::<&()>)
+            .await
+    }
+
+    pub async fn list_modules(&self, device: &str) -> Result<Vec<Module>, Error> {
+        let path = format!("/devices/{}/modules", seg(device));
+        self.json(OpClass::RegistryRead, Method::GET, &path, &[], None::<&()>)
+            .await
+    }
+
+    pub async fn create_module(&self, module: &Module) -> Result<Module, Error> {
+        let path = format!(
+            "/devices/{}/modules/{}",
+            seg(&module.device_id),
+            seg(&module.module_id)
+        );
+        self.json(
+            OpClass::RegistryWrite,
+            Method::PUT,
+            &path,
+            &[],
+            Some(module),
+        )
+        .await
+    }
+
+    pub async fn update_module(&self, module: &Module, etag: &str) -> Result<Module, Error> {
+        let path = format!(
+            "/devices/{}/modules/{}",
+            seg(&module.device_id),
+            seg(&module.module_id)
+        );
+        let h = [("If-Match", quote_etag(etag))];
+        self.json(OpClass::RegistryWrite, Method::PUT, &path, &h, Some(module))
+            .await
+    }
+
+    pub async fn delete_module(&self, device: &str, module: &str, etag: &str) -> Result<(), Error> {
+        let path = format!("/devices/{}/modules/{}", seg(device), seg(module));
+        let h = [("If-Match", quote_etag(etag))];
+        self.call(OpClass::RegistryWrite, Method::DELETE, &path, &h, None, 1)
+            .await
+            .map(|_| ())
+    }
+
+    // ---- twins
+
+    fn twin_path(device: &str, module: Option<&str>) -> String {
+        match module {
+            Some(m) => format!("/twins/{}/modules/{}", seg(device), seg(m)),
+            None => format!("/twins/{}", seg(device)),
+        }
+    }
+
+    pub async fn get_twin(&self, device: &str, module: Option<&str>) -> Result<Twin, Error> {
+        let path = Self::twin_path(device, module);
+        self.json(OpClass::TwinRead, Method::GET, &path, &[], None::<&()>)
+            .await
+    }
+
+    /// Merge-patches tags and desired properties under `If-Match: "<etag>"`.
+    pub async fn patch_twin(
+        &self,
+        device: &str,
+        module: Option<&str>,
+        patch: &Value,
+        etag: &str,
+    ) -> Result<Twin, Error> {
+        let path = Self::twin_path(device, module);
+        let h = [("If-Match", quote_etag(etag))];
+        self.json(OpClass::TwinWrite, Method::PATCH, &path, &h, Some(patch))
+            .await
+    }
+
+    /// Replaces tags and desired properties under `If-Match: "<etag>"`.
+    pub async fn replace_twin(
+        &self,
+        device: &str,
+        module: Option<&str>,
+        twin: &Value,
+        etag: &str,
+    ) -> Result<Twin, Error> {
+        let path = Self::twin_path(device, module);
+        let h = [("If-Match", quote_etag(etag))];
+        self.json(OpClass::TwinWrite, Method::PUT, &path, &h, Some(twin))
+            .await
+    }
+
+    // ---- query and bulk
+
+    /// One page of `POST /devices/query`. Continuations must repeat the same query.
+    pub async fn query_page(
+        &self,
+        sql: &str,
+        page_size: usize,
+        continuation: Option<&str>,
+    ) -> Result<QueryPage, Error> {
+        let mut h = vec![(MAX_ITEM_COUNT_HEADER, page_size.to_string())];
+        if let Some(c) = continuation {
+            h.push((CONTINUATION_HEADER, c.to_string()));
+        }
+        let body = serde_json::to_vec(&QuerySpecification {
+            query: sql.to_string(),
+        })
+        .map_err(|e| Error::Transport(e.to_string()))?;
+        let (_, hdrs, bytes) = self
+            .call(
+                OpClass::Query,
+                Method::POST,
+                "/devices/query",
+                &h,
+                Some(body),
+                1,
+            )
+            .await?;
+        let items: Vec<Value> = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Transport(format!("decoding a query page: {e}")))?;
+        let text = |name: &str| {
+            hdrs.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Ok(QueryPage {
+            items,
+            item_type: text(ITEM_TYPE_HEADER),
+            continuation: text(CONTINUATION_HEADER).filter(|c| !c.is_empty()),
+        })
+    }
+
+    /// Runs a query to its last page, handing each page's rows to `each`.
+    pub async fn query_all(
+        &self,
+        sql: &str,
+        page_size: usize,
+        mut each: impl FnMut(Vec<Value>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut cont: Option<String> = None;
+        loop {
+            let page = self.query_page(sql, page_size, cont.as_deref()).await?;
+            each(page.items)?;
+            match page.continuation {
+                Some(c) => cont = Some(c),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// `POST /devices` with at most 100 rows; 200 and 400 both carry per-row results.
+    pub async fn bulk(
+        &self,
+        rows: &[ExportImportDevice],
+    ) -> Result<BulkRegistryOperationResult, Error> {
+        let body = serde_json::to_vec(rows).map_err(|e| Error::Transport(e.to_string()))?;
+        let weight = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+        let (status, hdrs, bytes) = self
+            .call_accepting(
+                OpClass::Bulk,
+                Method::POST,
+                "/devices",
+                &[],
+                Some(body),
+                weight,
+                Some(StatusCode::BAD_REQUEST),
+            )
+            .await?;
+        match serde_json::from_slice::<BulkRegistryOperationResult>(&bytes) {
+            Ok(r) => Ok(r),
+            Err(_) if status == StatusCode::BAD_REQUEST => {
+                let code = hdrs.get(ERROR_CODE_HEADER).and_then(|v| v.to_str().ok());
+                Err(Error::from_response(400, code, None, &bytes))
+            }
+            Err(e) => Err(Error::Transport(format!("decoding a bulk result: {e}"))),
+        }
+    }
+}
+
+fn transport_message(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}

@@ -1,0 +1,134 @@
+//! Typed client errors: one variant per thing a caller does differently, classified by HTTP status and
+//! `iothub-errorcode`, never by message text.
+
+use std::time::Duration;
+
+/// An error from IoT Hub or the way to it. Messages never contain keys or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not found ({code}): {message}")]
+    NotFound { code: String, message: String },
+    #[error("already exists ({code}): {message}")]
+    AlreadyExists { code: String, message: String },
+    #[error("precondition failed ({code}): the etag no longer matches")]
+    PreconditionFailed { code: String, message: String },
+    #[error("throttled ({code}): {message}")]
+    Throttled {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("unauthorized ({code}): {message}")]
+    Unauthorized { code: String, message: String },
+    #[error("rejected with HTTP {status} ({code}): {message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unavailable, HTTP {status} ({code}): {message}")]
+    Unavailable {
+        status: u16,
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("transport error: {0}")]
+    Transport(String),
+}
+
+impl Error {
+    /// Whether trying again later may succeed: throttling, server errors, timeouts and resets.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Throttled { .. } | Error::Unavailable { .. } | Error::Transport(_)
+        )
+    }
+
+    /// The wait the hub asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled { retry_after, .. } | Error::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// Classifies a failed response.
+    pub fn from_response(
+        status: u16,
+        header_code: Option<&str>,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> Error {
+        let parsed = crate::iothub::error_body::parse(body);
+        let code = header_code
+            .map(str::to_string)
+            .or(parsed.code)
+            .unwrap_or_else(|| format!("Http{status}"));
+        let message = parsed
+            .message
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+        match status {
+            404 => Error::NotFound { code, message },
+            409 => Error::AlreadyExists { code, message },
+            412 => Error::PreconditionFailed { code, message },
+            429 => Error::Throttled {
+                code,
+                message,
+                retry_after,
+            },
+            401 | 403 => Error::Unauthorized { code, message },
+            408 | 500 | 502 | 503 | 504 => Error::Unavailable {
+                status,
+                code,
+                message,
+                retry_after,
+            },
+            _ => Error::Rejected {
+                status,
+                code,
+                message,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_header_classify_errors() {
+        let e = Error::from_response(409, Some("DeviceAlreadyExists"), None, b"");
+        assert!(
+            matches!(e, Error::AlreadyExists { ref code, .. } if code == "DeviceAlreadyExists")
+        );
+        assert!(!e.is_retryable());
+        let e = Error::from_response(
+            429,
+            None,
+            None,
+            br#"{"Message":"ErrorCode:ThrottlingException;Wait 10 seconds","ExceptionMessage":""}"#,
+        );
+        assert!(matches!(e, Error::Throttled { ref code, .. } if code == "ThrottlingException"));
+        assert!(e.is_retryable());
+        assert!(Error::from_response(503, None, None, b"").is_retryable());
+        assert!(!Error::from_response(400, None, None, b"bad").is_retryable());
+        assert!(matches!(
+            Error::from_response(412, None, None, b""),
+            Error::PreconditionFailed { .. }
+        ));
+        assert!(matches!(
+            Error::from_response(401, Some("IotHubUnauthorizedAccess"), None, b""),
+            Error::Unauthorized { .. }
+        ));
+        assert!(Error::from_response(404, None, None, b"").is_not_found());
+    }
+}

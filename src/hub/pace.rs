@@ -1,0 +1,197 @@
+//! Client-side pacing: one token bucket per operation class, holding one second of its rate, so a large
+//! apply runs just under IoT Hub's quotas instead of into 429 storms. A 429 lowers that class's rate.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::OpClass;
+
+/// A rate in operations per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate(pub f64);
+
+impl Rate {
+    /// Parses `N/s`, `N/min` (or `N/m`) and `N/h`.
+    pub fn parse(s: &str) -> Option<Rate> {
+        let (n, unit) = s.trim().split_once('/')?;
+        let n: f64 = n.trim().parse().ok()?;
+        let per = match unit.trim() {
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        (n > 0.0 && n.is_finite()).then_some(Rate(n / per))
+    }
+}
+
+/// Parses one `--rate CLASS=N/s|N/min`.
+pub fn parse_rate_flag(s: &str) -> Result<(OpClass, Rate), String> {
+    let (class, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`--rate {s}` is not CLASS=N/s or CLASS=N/min"))?;
+    let class = OpClass::parse(class.trim()).ok_or_else(|| {
+        format!(
+            "unknown class `{class}` in --rate; classes: {}",
+            OpClass::ALL.map(OpClass::name).join(", ")
+        )
+    })?;
+    let rate = Rate::parse(rate)
+        .ok_or_else(|| format!("`{rate}` in --rate is not N/s or N/min with N > 0"))?;
+    Ok((class, rate))
+}
+
+/// IoT Hub's published quotas for a tier and unit count (per second).
+pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String> {
+    let u = f64::from(units.max(1));
+    let (registry_min, query_min, twin_read, twin_write) = match tier.to_ascii_uppercase().as_str()
+    {
+        "S1" | "F1" => (100.0 * u, 20.0 * u, 100.0, 50.0),
+        "S2" => (
+            100.0 * u,
+            20.0 * u,
+            (10.0 * u).max(100.0),
+            (5.0 * u).max(50.0),
+        ),
+        "S3" => (5000.0 * u, 1000.0 * u, 500.0 * u, 250.0 * u),
+        other => return Err(format!("unknown tier `{other}`; tiers: S1, S2, S3")),
+    };
+    Ok(vec![
+        (OpClass::RegistryRead, Rate(registry_min / 60.0)),
+        (OpClass::RegistryWrite, Rate(registry_min / 60.0)),
+        (OpClass::Query, Rate(query_min / 60.0)),
+        (OpClass::TwinRead, Rate(twin_read)),
+        (OpClass::TwinWrite, Rate(twin_write)),
+        (OpClass::Configuration, Rate(20.0 * u / 60.0)),
+    ])
+}
+
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+/// Token buckets per class. Bulk rows draw from `registry_write`, as IoT Hub counts them.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    buckets: HashMap<OpClass, Mutex<Bucket>>,
+}
+
+impl Pacer {
+    pub fn new(rates: &[(OpClass, Rate)]) -> Pacer {
+        let now = Instant::now();
+        let buckets = rates
+            .iter()
+            .map(|(c, r)| {
+                // One second of rate, but at least one token so slow classes can run at all.
+                let capacity = r.0.max(1.0);
+                (
+                    *c,
+                    Mutex::new(Bucket {
+                        rate: r.0,
+                        capacity,
+                        tokens: capacity,
+                        last: now,
+                    }),
+                )
+            })
+            .collect();
+        Pacer { buckets }
+    }
+
+    fn bucket_class(class: OpClass) -> OpClass {
+        match class {
+            OpClass::Bulk => OpClass::RegistryWrite,
+            c => c,
+        }
+    }
+
+    /// The rate of a class, if paced.
+    pub fn rate(&self, class: OpClass) -> Option<f64> {
+        self.buckets
+            .get(&Self::bucket_class(class))
+            .and_then(|b| b.try_lock().ok().map(|b| b.rate))
+    }
+
+    /// Waits until `n` operations of `class` may start.
+    pub async fn acquire(&self, class: OpClass, n: u32) {
+        let Some(bucket) = self.buckets.get(&Self::bucket_class(class)) else {
+            return;
+        };
+        // Holding the lock while waiting queues callers in order; a request larger than the bucket
+        // (a bulk call of 100 rows on a slow class) runs into debt and waits it off.
+        let mut b = bucket.lock().await;
+        let now = Instant::now();
+        let elapsed = now.duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * b.rate).min(b.capacity);
+        b.last = now;
+        b.tokens -= f64::from(n.max(1));
+        if b.tokens < 0.0 {
+            let wait = Duration::from_secs_f64(-b.tokens / b.rate);
+            tokio::time::sleep(wait).await;
+            b.tokens = 0.0;
+            b.last = Instant::now();
+        }
+    }
+
+    /// Lowers a class's rate by a tenth after the hub throttled it.
+    pub fn throttled(&self, class: OpClass) {
+        if let Some(b) = self.buckets.get(&Self::bucket_class(class))
+            && let Ok(mut b) = b.try_lock()
+        {
+            b.rate *= 0.9;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_per_second_and_minute() {
+        assert_eq!(Rate::parse("50/s"), Some(Rate(50.0)));
+        assert_eq!(Rate::parse("6000/min"), Some(Rate(100.0)));
+        assert_eq!(Rate::parse("0/s"), None);
+        assert_eq!(Rate::parse("x/s"), None);
+        assert!(parse_rate_flag("registry_write=60000/min").is_ok());
+        assert!(parse_rate_flag("nope=1/s").unwrap_err().contains("classes"));
+    }
+
+    #[test]
+    fn s1_one_unit_matches_published_quotas() {
+        let r = tier_rates("S1", 1).unwrap();
+        let get = |c| r.iter().find(|(k, _)| *k == c).map(|(_, r)| r.0);
+        assert_eq!(get(OpClass::RegistryWrite), Some(100.0 / 60.0));
+        assert_eq!(get(OpClass::TwinWrite), Some(50.0));
+        assert_eq!(get(OpClass::Query), Some(20.0 / 60.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_paces_to_the_rate() {
+        let p = Pacer::new(&[(OpClass::TwinWrite, Rate(10.0))]);
+        let start = Instant::now();
+        for _ in 0..30 {
+            p.acquire(OpClass::TwinWrite, 1).await;
+        }
+        // 10 tokens up front, then 20 more at 10/s.
+        let took = start.elapsed().as_secs_f64();
+        assert!((1.9..2.2).contains(&took), "{took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_rows_draw_from_registry_write() {
+        let p = Pacer::new(&[(OpClass::RegistryWrite, Rate(100.0))]);
+        let start = Instant::now();
+        p.acquire(OpClass::Bulk, 100).await;
+        p.acquire(OpClass::Bulk, 100).await;
+        let took = start.elapsed().as_secs_f64();
+        assert!((0.9..1.1).contains(&took), "{took}");
+    }
+}
