@@ -24,3 +24,40 @@ pub fn data(s: &str) {
 pub fn talk(s: &str) {
     eprintln!("{s}");
 }
+
+/// Writes a prompt to stderr without a newline.
+pub fn prompt(s: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(s.as_bytes());
+    let _ = err.flush();
+}
+
+/// A progress bar drawn on stderr.
+pub fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Sets up tracing on stderr: `-v` info, `-vv` debug, or `RUST_LOG`.
+pub fn init_logging(verbose: u8, no_color: bool) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "twinops=info",
+        _ => "twinops=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let color = !no_color
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .try_init();
+}

@@ -1,6 +1,11 @@
 //! One small module per subcommand: turn arguments into a request, call the library, return an
 //! [`ExitStatus`]. Exit codes are chosen here and nowhere else.
 
+pub mod apply;
+pub mod connect;
+pub mod plan;
+pub mod validate;
+
 use crate::cli::{Cli, Command};
 
 /// What the process exits with.
@@ -29,8 +34,27 @@ impl ExitStatus {
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let common = match &cli.command {
+        Command::Validate(a) => Some(&a.common),
+        Command::Plan(a) => Some(&a.common),
+        Command::Apply(a) => Some(&a.common),
+        Command::Drift(a) => Some(&a.common),
+        Command::Export(a) => Some(&a.common),
+        Command::ConnectionString(a) => Some(&a.common),
+        Command::Emulator(_) => None,
+    };
+    if let Some(c) = common {
+        crate::output::init_logging(c.verbose, c.no_color);
+    } else {
+        crate::output::init_logging(0, false);
+    }
     match cli.command {
+        Command::Validate(a) => validate::run(&a),
+        Command::Plan(a) => plan::run(&a).await,
+        Command::Apply(a) => apply::run(&a).await,
         Command::Emulator(args) => crate::emulator::run(args).await,
-        _ => anyhow::bail!("not implemented yet"),
+        Command::Drift(_) | Command::Export(_) | Command::ConnectionString(_) => {
+            anyhow::bail!("this command is not available in this build yet")
+        }
     }
 }

@@ -1,1 +1,36 @@
-//! placeholder
+//! Plans and reports as text, JSON and markdown (PURE: generic over `io::Write`, no terminal access).
+//! Sensitive values, already digests in the plan, are shown as `(sensitive)`.
+
+pub mod markdown;
+pub mod text;
+
+use std::io::{self, Write};
+
+use serde_json::Value;
+
+use crate::plan::is_sensitive_digest;
+
+/// Replaces sensitive digests anywhere in a value by `(sensitive)`.
+pub fn redact(v: &Value) -> Value {
+    match v {
+        v if is_sensitive_digest(v) => Value::String("(sensitive)".into()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), redact(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Pretty JSON of a serializable value followed by a newline.
+pub fn json<T: serde::Serialize>(out: &mut impl Write, v: &T) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v)?;
+    writeln!(out)
+}
+
+/// A value as one line of JSON, `(sensitive)` for digests.
+pub fn inline(v: &Value) -> String {
+    let v = redact(v);
+    match &v {
+        Value::String(s) if s == "(sensitive)" => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,205 @@
+//! `twinops apply`: plan then execute, or execute a saved plan exactly; confirmation, Ctrl-C, outcomes.
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, bail};
+
+use super::{ExitStatus, connect};
+use crate::apply::{self, Event, Report, Reporter};
+use crate::cli::{ApplyArgs, Format};
+use crate::output;
+use crate::plan::{self, FORMAT_VERSION, Options, Plan, Targets};
+
+/// Reads a saved plan and checks it is for this hub, owner and format.
+fn saved_plan(
+    path: &std::path::Path,
+    identity: &str,
+    fleet: Option<&crate::model::Fleet>,
+) -> anyhow::Result<Plan> {
+    let text = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let version: Option<u64> = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()));
+    if version != Some(u64::from(FORMAT_VERSION)) {
+        bail!(
+            "`{}` is a plan of format_version {}; this twinops reads format_version {FORMAT_VERSION}; nothing was written",
+            path.display(),
+            version.map_or("(none)".to_string(), |v| v.to_string())
+        );
+    }
+    let p: Plan = serde_json::from_slice(&text)
+        .with_context(|| format!("`{}` is not a twinops plan", path.display()))?;
+    if p.hub != identity {
+        bail!(
+            "`{}` was made for hub `{}`, not `{identity}`; nothing was written",
+            path.display(),
+            p.hub
+        );
+    }
+    if let Some(f) = fleet {
+        if f.owner != p.owner {
+            bail!(
+                "`{}` was made for owner `{}`, but the manifests name `{}`; nothing was written",
+                path.display(),
+                p.owner,
+                f.owner
+            );
+        }
+        if f.digest != p.manifest_digest {
+            bail!(
+                "the manifests changed since `{}` was made (digest {} vs {}); plan again; nothing was written",
+                path.display(),
+                &p.manifest_digest[..p.manifest_digest.len().min(12)],
+                &f.digest[..f.digest.len().min(12)]
+            );
+        }
+    }
+    Ok(p)
+}
+
+fn confirm(hub: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to apply without confirmation: stdin is not a terminal; review the plan and pass --yes"
+        );
+    }
+    output::prompt(&format!(
+        "Apply these changes to `{hub}`? Only 'yes' will be accepted: "
+    ));
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the confirmation")?;
+    Ok(line.trim() == "yes")
+}
+
+/// Draws progress on stderr when it is a terminal.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Reporter for Progress {
+    fn event(&self, e: Event) {
+        let Some(bar) = &self.bar else { return };
+        match e {
+            Event::Phase { name, items } => {
+                bar.set_length(items as u64);
+                bar.set_position(0);
+                bar.set_message(name);
+            }
+            Event::Done(_) => bar.inc(1),
+        }
+    }
+}
+
+pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
+    let fleet = if args.plan.is_none() || !args.paths.is_empty() {
+        match super::validate::load(&args.paths)? {
+            Some(f) => Some(f),
+            None => return Ok(ExitStatus::Failure),
+        }
+    } else {
+        None
+    };
+    let conn = connect::connect(&args.common, Some(&args.pace)).await?;
+    let result = execute(args, &conn, fleet.as_ref()).await;
+    conn.close().await;
+    result
+}
+
+async fn execute(
+    args: &ApplyArgs,
+    conn: &connect::Connection,
+    fleet: Option<&crate::model::Fleet>,
+) -> anyhow::Result<ExitStatus> {
+    let quiet = args.common.quiet;
+    let p = match &args.plan {
+        Some(path) => saved_plan(path, &conn.identity, fleet)?,
+        None => {
+            let fleet = fleet.context("no manifests")?;
+            let options = Options {
+                adopt: args.adopt,
+                prune: args.prune,
+                targets: Targets::new(&args.common.targets),
+            };
+            let p = super::plan::make(conn, fleet, &options, args.common.concurrency).await?;
+            if !quiet {
+                output::talk(&super::plan::requests_line(&p));
+            }
+            p
+        }
+    };
+    let deletions = plan::deletion_count(&p);
+    if deletions > args.max_deletes {
+        bail!(
+            "the plan deletes {deletions} identities, more than --max-deletes {}; nothing was written",
+            args.max_deletes
+        );
+    }
+    if args.common.format == Format::Text {
+        super::plan::print(&p, Format::Text)?;
+    }
+    if p.changes.is_empty() {
+        if args.common.format == Format::Json {
+            crate::render::json(
+                &mut std::io::stdout(),
+                &Report {
+                    outcomes: Vec::new(),
+                    interrupted: false,
+                },
+            )?;
+        }
+        return Ok(if p.conflicts.is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        });
+    }
+    if !args.yes && !confirm(&conn.identity)? {
+        output::talk("Apply cancelled.");
+        return Ok(ExitStatus::Failure);
+    }
+    let options = apply::Options {
+        concurrency: args.common.concurrency,
+        ..apply::Options::default()
+    };
+    let stop = Arc::clone(&options.stop);
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.store(true, Ordering::SeqCst);
+            output::talk(
+                "Interrupted: letting in-flight operations finish, starting no new ones...",
+            );
+        }
+    });
+    let progress = Progress {
+        bar: (!quiet && std::io::stderr().is_terminal()).then(output::progress_bar),
+    };
+    let report = apply::apply(&conn.hub, &p, &options, &progress).await;
+    ctrl_c.abort();
+    if let Some(b) = &progress.bar {
+        b.finish_and_clear();
+    }
+    let mut buf = Vec::new();
+    match args.common.format {
+        Format::Json => crate::render::json(&mut buf, &report)?,
+        _ => crate::render::text::report(&mut buf, &report)?,
+    }
+    output::data(&String::from_utf8_lossy(&buf));
+    if !p.conflicts.is_empty() && !quiet {
+        output::talk(&format!(
+            "{} twin(s) were skipped as conflicts at plan time",
+            p.conflicts.len()
+        ));
+    }
+    Ok(if report.interrupted {
+        ExitStatus::Interrupted
+    } else if report.ok() && p.conflicts.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}

@@ -1,0 +1,112 @@
+//! `twinops plan`: read live state, diff, print; `--out` saves the JSON plan.
+
+use anyhow::Context;
+
+use super::{ExitStatus, connect};
+use crate::cli::{Format, PlanArgs};
+use crate::hub::{OpClass, read};
+use crate::model::Fleet;
+use crate::output;
+use crate::plan::{self, Options, Plan, Targets};
+
+/// Reads the hub and diffs it against the fleet.
+pub async fn make(
+    conn: &connect::Connection,
+    fleet: &Fleet,
+    options: &Options,
+    concurrency: usize,
+) -> anyhow::Result<Plan> {
+    let observed = read::observe(
+        &conn.hub,
+        fleet,
+        &options.targets,
+        options.prune,
+        concurrency,
+    )
+    .await
+    .context("reading the hub")?;
+    let mut p = plan::diff(fleet, &observed, &conn.identity, options);
+    p.requests = conn.hub.counts().snapshot();
+    p.estimated_apply_seconds = estimate(&p, conn);
+    Ok(p)
+}
+
+/// Apply time at the chosen pace: per class, requests / rate.
+fn estimate(p: &Plan, conn: &connect::Connection) -> Option<f64> {
+    let pacer = conn.hub.pacer()?;
+    let mut per_class: std::collections::HashMap<OpClass, f64> = Default::default();
+    for c in &p.changes {
+        let (class, n) = match c.kind {
+            plan::Kind::CreateDevice | plan::Kind::CreateModule => (OpClass::RegistryWrite, 1.0),
+            plan::Kind::UpdateDeviceTwin | plan::Kind::UpdateModuleTwin => {
+                (OpClass::TwinWrite, 1.0)
+            }
+            _ => (OpClass::RegistryWrite, 2.0),
+        };
+        *per_class.entry(class).or_default() += n;
+    }
+    let secs = per_class
+        .iter()
+        .filter_map(|(c, n)| pacer.rate(*c).map(|r| n / r))
+        .fold(0.0, f64::max);
+    Some((secs * 10.0).round() / 10.0)
+}
+
+pub fn print(plan: &Plan, format: Format) -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    match format {
+        Format::Text => crate::render::text::plan(&mut buf, plan)?,
+        Format::Json => crate::render::json(&mut buf, plan)?,
+        Format::Markdown => crate::render::markdown::plan(&mut buf, plan)?,
+    }
+    output::data(&String::from_utf8_lossy(&buf));
+    Ok(())
+}
+
+/// One stderr line on what reading cost.
+pub fn requests_line(plan: &Plan) -> String {
+    let total: u64 = plan.requests.values().sum();
+    let parts: Vec<String> = plan
+        .requests
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let mut s = format!(
+        "Read the hub with {total} request(s) ({})",
+        parts.join(", ")
+    );
+    if let Some(e) = plan.estimated_apply_seconds {
+        s.push_str(&format!("; apply estimated at {e:.1}s at the chosen pace"));
+    }
+    s
+}
+
+pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
+    let Some(fleet) = super::validate::load(&args.paths)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let conn = connect::connect(&args.common, Some(&args.pace)).await?;
+    let options = Options {
+        adopt: args.adopt,
+        prune: args.prune,
+        targets: Targets::new(&args.common.targets),
+    };
+    let result = make(&conn, &fleet, &options, args.common.concurrency).await;
+    conn.close().await;
+    let p = result?;
+    if !args.common.quiet {
+        output::talk(&requests_line(&p));
+    }
+    if let Some(out) = &args.out {
+        let mut buf = Vec::new();
+        crate::render::json(&mut buf, &p)?;
+        std::fs::write(out, buf)
+            .with_context(|| format!("writing the plan to `{}`", out.display()))?;
+    }
+    print(&p, args.common.format)?;
+    Ok(if args.detailed_exitcode && p.has_differences() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}

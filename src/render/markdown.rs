@@ -1,0 +1,90 @@
+//! Markdown for pull-request comments: a summary table and per-device details collapsed. Past GitHub's
+//! 65,536-character comment limit, it truncates and points to the JSON plan artifact.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use super::inline;
+use crate::plan::{Action, Plan};
+
+/// GitHub's limit for one comment.
+pub const COMMENT_LIMIT: usize = 65_536;
+/// Room kept for the truncation note and the closing lines.
+const RESERVE: usize = 1_024;
+
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Renders a plan as markdown no longer than [`COMMENT_LIMIT`] characters.
+pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
+    let s = &plan.summary;
+    let mut head = String::new();
+    let _ = writeln!(
+        head,
+        "### twinops plan for `{}` (owner `{}`)\n",
+        escape(&plan.hub),
+        escape(&plan.owner)
+    );
+    let _ = writeln!(head, "| create | update | delete | unchanged | conflicts |");
+    let _ = writeln!(head, "|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        head,
+        "| {} | {} | {} | {} | {} |\n",
+        s.create, s.update, s.delete, s.unchanged, s.conflicts
+    );
+    let _ = writeln!(head, "{}\n", super::text::summary_line(plan));
+
+    let mut by_device: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for c in &plan.changes {
+        let sign = match c.action {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+        };
+        let mut block = format!("{sign} {:?} {}\n", c.kind, c.address());
+        for d in &c.diff {
+            let b = d.before.as_ref().map(inline).unwrap_or_else(|| "∅".into());
+            let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());
+            let _ = writeln!(block, "    {}: {b} -> {a}", d.path);
+        }
+        by_device.entry(&c.device_id).or_default().push(block);
+    }
+    for k in &plan.conflicts {
+        by_device.entry(&k.device_id).or_default().push(format!(
+            "! conflict {}: {} {}\n",
+            k.module_id.as_deref().unwrap_or(""),
+            k.reason,
+            k.keys.join(", ")
+        ));
+    }
+    let mut body = String::new();
+    let mut shown = 0;
+    let total = by_device.len();
+    for (device, blocks) in &by_device {
+        let mut sec = format!(
+            "<details><summary><code>{}</code> ({} change(s))</summary>\n\n```diff\n",
+            escape(device),
+            blocks.len()
+        );
+        for b in blocks {
+            sec.push_str(&b.replace("```", "'''"));
+        }
+        sec.push_str("```\n</details>\n\n");
+        if head.len() + body.len() + sec.len() + RESERVE > COMMENT_LIMIT {
+            let _ = writeln!(
+                body,
+                "**Truncated:** {} of {total} devices shown. The full plan is in the JSON plan artifact (`twinops plan --out plan.json`).",
+                shown
+            );
+            break;
+        }
+        body.push_str(&sec);
+        shown += 1;
+    }
+    out.write_all(head.as_bytes())?;
+    out.write_all(body.as_bytes())
+}
