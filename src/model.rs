@@ -235,3 +235,16 @@ pub const SYSTEM_MODULES: &[&str] = &["$edgeAgent", "$edgeHub"];
 pub fn is_system_module(id: &str) -> bool {
     SYSTEM_MODULES.contains(&id)
 }
+
+/// What an automatic configuration writes: the top-level desired keys of the twins it targets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedConfiguration {
+    pub id: String,
+    pub priority: i64,
+    /// Desired keys written into targeted device twins (`deviceContent`).
+    pub device_keys: std::collections::BTreeSet<String>,
+    /// Desired keys written into targeted module twins (`moduleContent`).
+    pub module_keys: std::collections::BTreeSet<String>,
+    /// Desired keys written per module (`modulesContent` of edge deployments).
+    pub modules: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}

@@ -3,6 +3,9 @@
 
 pub mod apply;
 pub mod connect;
+pub mod connection_string;
+pub mod drift;
+pub mod export;
 pub mod plan;
 pub mod validate;
 
@@ -53,8 +56,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Plan(a) => plan::run(&a).await,
         Command::Apply(a) => apply::run(&a).await,
         Command::Emulator(args) => crate::emulator::run(args).await,
-        Command::Drift(_) | Command::Export(_) | Command::ConnectionString(_) => {
-            anyhow::bail!("this command is not available in this build yet")
-        }
+        Command::Drift(a) => drift::run(&a).await,
+        Command::Export(a) => export::run(&a).await,
+        Command::ConnectionString(a) => connection_string::run(&a).await,
     }
 }

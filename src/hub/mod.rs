@@ -23,8 +23,8 @@ pub use retry::Backoff;
 
 use crate::iothub::connection_string::{Secret, ServiceConnectionString};
 use crate::iothub::wire::{
-    BulkRegistryOperationResult, Device, ExportImportDevice, Module, QuerySpecification, Twin,
-    quote_etag,
+    BulkRegistryOperationResult, Configuration, Device, ExportImportDevice, Module,
+    QuerySpecification, Twin, quote_etag,
 };
 use crate::iothub::{
     API_VERSION, CONTINUATION_HEADER, ERROR_CODE_HEADER, ITEM_TYPE_HEADER, MAX_ITEM_COUNT_HEADER,
@@ -478,6 +478,34 @@ impl Hub {
         let path = Self::twin_path(device, module);
         let h = [("If-Match", quote_etag(etag))];
         self.json(OpClass::TwinWrite, Method::PUT, &path, &h, Some(twin))
+            .await
+    }
+
+    // ---- configurations
+
+    /// `GET /configurations` (no paging on IoT Hub; a hub holds at most 100).
+    pub async fn list_configurations(&self) -> Result<Vec<Configuration>, Error> {
+        self.json(
+            OpClass::Configuration,
+            Method::GET,
+            "/configurations",
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn put_configuration(
+        &self,
+        config: &Configuration,
+        etag: Option<&str>,
+    ) -> Result<Configuration, Error> {
+        let path = format!("/configurations/{}", seg(&config.id));
+        let h: Vec<(&str, String)> = etag
+            .map(|e| ("If-Match", quote_etag(e)))
+            .into_iter()
+            .collect();
+        self.json(OpClass::Configuration, Method::PUT, &path, &h, Some(config))
             .await
     }
 

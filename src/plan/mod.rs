@@ -5,6 +5,7 @@
 //! This module sees only [`crate::model`] values: it never imports `iothub`, `hub` or `emulator`, and it
 //! does no I/O.
 
+pub mod drift;
 pub mod ledger;
 pub mod patch;
 pub mod target;

@@ -88,3 +88,43 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
     out.write_all(head.as_bytes())?;
     out.write_all(body.as_bytes())
 }
+
+/// Renders a drift report as markdown.
+pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result<()> {
+    let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+    let mut s = format!(
+        "### twinops drift for `{}` (owner `{}`): {}\n\n| changed in hub | not yet acknowledged | also written by a configuration |\n|---:|---:|---:|\n| {} | {} | {} |\n\n",
+        escape(&r.hub),
+        escape(&r.owner),
+        if r.in_sync { "in sync" } else { "**drift**" },
+        n("changed_in_hub"),
+        n("not_acknowledged"),
+        n("configuration")
+    );
+    if !r.items.is_empty() {
+        s.push_str("<details><summary>Items</summary>\n\n| class | identity | detail | keys |\n|---|---|---|---|\n");
+        for (shown, i) in r.items.iter().enumerate() {
+            let addr = match &i.module_id {
+                Some(m) => format!("{}/{m}", i.device_id),
+                None => i.device_id.clone(),
+            };
+            let row = format!(
+                "| {} | `{}` | {} | {} |\n",
+                i.class.words(),
+                escape(&addr),
+                escape(&i.detail),
+                escape(&i.keys.join(", "))
+            );
+            if s.len() + row.len() + RESERVE > COMMENT_LIMIT {
+                s.push_str(&format!(
+                    "\n**Truncated:** {shown} of {} items shown; run `twinops drift --format json` for all.\n",
+                    r.items.len()
+                ));
+                break;
+            }
+            s.push_str(&row);
+        }
+        s.push_str("\n</details>\n");
+    }
+    out.write_all(s.as_bytes())
+}

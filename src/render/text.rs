@@ -200,3 +200,27 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
 pub fn short(v: &Value) -> String {
     inline(v)
 }
+
+/// Renders a drift report.
+pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result<()> {
+    for i in &r.items {
+        let addr = match &i.module_id {
+            Some(m) => format!("{}/{m}", i.device_id),
+            None => i.device_id.clone(),
+        };
+        write!(out, "  {:<36} {addr}: {}", i.class.words(), i.detail)?;
+        if !i.keys.is_empty() {
+            write!(out, " [{}]", i.keys.join(", "))?;
+        }
+        writeln!(out)?;
+    }
+    let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+    writeln!(
+        out,
+        "Drift: {}; {} changed in hub, {} not yet acknowledged, {} also written by a configuration.",
+        if r.in_sync { "in sync" } else { "DRIFT" },
+        n("changed_in_hub"),
+        n("not_acknowledged"),
+        n("configuration")
+    )
+}

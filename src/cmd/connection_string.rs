@@ -1,0 +1,63 @@
+//! `twinops connection-string DEVICE[/MODULE]`: prints one identity's connection string, the only command
+//! that outputs a key, and only when asked for it by name. The host has no port: the device SDK always
+//! connects to 8883.
+
+use anyhow::{Context, bail};
+
+use super::{ExitStatus, connect};
+use crate::cli::ConnectionStringArgs;
+use crate::iothub::connection_string::{DeviceConnectionString, Secret};
+use crate::iothub::wire::Authentication;
+use crate::output;
+
+fn primary_key(a: Option<Authentication>, what: &str) -> anyhow::Result<Secret> {
+    let a = a.unwrap_or_default();
+    if a.kind.as_deref().is_some_and(|k| k != "sas") {
+        bail!(
+            "{what} authenticates with `{}`, not a key; it has no key connection string",
+            a.kind.unwrap_or_default()
+        );
+    }
+    a.symmetric_key
+        .and_then(|k| k.primary_key)
+        .filter(|k| !k.is_empty())
+        .map(Secret::new)
+        .with_context(|| format!("the hub returned no key for {what}"))
+}
+
+pub async fn run(args: &ConnectionStringArgs) -> anyhow::Result<ExitStatus> {
+    let (device, module) = match args.identity.split_once('/') {
+        Some((d, m)) => (d.to_string(), Some(m.to_string())),
+        None => (args.identity.clone(), None),
+    };
+    let conn = connect::connect(&args.common, None).await?;
+    let key = match &module {
+        Some(m) => conn
+            .hub
+            .get_module(&device, m)
+            .await
+            .map(|x| x.authentication)
+            .with_context(|| format!("reading module `{device}/{m}`")),
+        None => conn
+            .hub
+            .get_device(&device)
+            .await
+            .map(|x| x.authentication)
+            .with_context(|| format!("reading device `{device}`")),
+    };
+    let host = conn.hub.host().to_string();
+    conn.close().await;
+    let key = primary_key(key?, &args.identity)?;
+    let host = host
+        .rsplit_once(':')
+        .map_or(host.as_str(), |(h, _)| h)
+        .to_string();
+    let cs = DeviceConnectionString {
+        host,
+        device_id: device,
+        module_id: module,
+        key,
+    };
+    output::data(&format!("{}\n", cs.to_secret_string().expose()));
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,70 @@
+//! `twinops drift`: a read-only drift report for scheduled runs (exit 0 in sync, 2 drift, 1 error).
+
+use anyhow::Context;
+
+use super::{ExitStatus, connect};
+use crate::cli::{DriftArgs, Format};
+use crate::hub::read;
+use crate::output;
+use crate::plan::{self, Options, Targets, drift};
+
+pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
+    let Some(fleet) = super::validate::load(&args.paths)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let conn = connect::connect(&args.common, None).await?;
+    let result = report(&conn, &fleet, args).await;
+    conn.close().await;
+    let r = result?;
+    let mut buf = Vec::new();
+    match args.common.format {
+        Format::Text => crate::render::text::drift(&mut buf, &r)?,
+        Format::Json => crate::render::json(&mut buf, &r)?,
+        Format::Markdown => crate::render::markdown::drift(&mut buf, &r)?,
+    }
+    output::data(&String::from_utf8_lossy(&buf));
+    Ok(if r.in_sync {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Changes
+    })
+}
+
+async fn report(
+    conn: &connect::Connection,
+    fleet: &crate::model::Fleet,
+    args: &DriftArgs,
+) -> anyhow::Result<drift::Report> {
+    let targets = Targets::new(&args.common.targets);
+    let observed = read::observe(&conn.hub, fleet, &targets, false, args.common.concurrency)
+        .await
+        .context("reading the hub")?;
+    let options = Options {
+        targets: targets.clone(),
+        ..Options::default()
+    };
+    let p = plan::diff(fleet, &observed, &conn.identity, &options);
+    let any_configured = observed.devices.values().any(|d| {
+        !d.twin.configurations.is_empty()
+            || d.modules
+                .values()
+                .any(|m| !m.twin.configurations.is_empty())
+    });
+    let configs = if any_configured {
+        conn.hub
+            .list_configurations()
+            .await
+            .context("reading automatic configurations")?
+            .into_iter()
+            .map(|c| {
+                let mut o = drift::content_keys(&c.content.unwrap_or_default());
+                o.id = c.id;
+                o.priority = c.priority.unwrap_or(0);
+                o
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(drift::report(&p, fleet, &observed, &configs, &targets))
+}

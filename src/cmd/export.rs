@@ -1,0 +1,189 @@
+//! `twinops export`: writes manifests from a live hub (to adopt an existing fleet). Devices, modules, tags
+//! and desired properties as they are; the owner from the ledgers where present; never any key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use super::{ExitStatus, connect};
+use crate::cli::ExportArgs;
+use crate::hub::{observe, read::QUERY_PAGE_REQUEST};
+use crate::model::{DEFAULT_OWNER, LEDGER_TAG, ObservedAuth, is_system_module};
+use crate::output;
+use crate::plan::{ledger, scope_device};
+
+fn auth(a: &ObservedAuth) -> Option<Value> {
+    match a.kind.as_str() {
+        "selfSigned" => Some(json!({"x509": {
+            "primary": a.primary_thumbprint,
+            "secondary": a.secondary_thumbprint,
+        }})),
+        "certificateAuthority" => Some(json!("ca")),
+        _ => None,
+    }
+}
+
+fn owner_of(tags: &crate::model::JsonMap) -> Option<String> {
+    match ledger::read(tags) {
+        ledger::Found::Ledger(l) => Some(l.owner),
+        _ => None,
+    }
+}
+
+fn twin_fields(out: &mut serde_json::Map<String, Value>, t: &crate::model::ObservedTwin) {
+    let mut tags = t.tags.clone();
+    tags.remove(LEDGER_TAG);
+    if !tags.is_empty() {
+        out.insert("tags".into(), Value::Object(tags));
+    }
+    if !t.desired.is_empty() {
+        out.insert("desired".into(), Value::Object(t.desired.clone()));
+    }
+}
+
+pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
+    let conn = connect::connect(&args.common, None).await?;
+    let result = collect(&conn, args).await;
+    conn.close().await;
+    let groups = result?;
+    match &args.out {
+        None => {
+            if groups.len() > 1 {
+                bail!(
+                    "the hub holds twins of {} owners ({}); pass --out DIR to write one manifest set per owner",
+                    groups.len(),
+                    groups.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            for doc in groups.values() {
+                output::data(&to_yaml(doc)?);
+            }
+        }
+        Some(dir) => {
+            let single = groups.len() == 1;
+            for (owner, doc) in &groups {
+                let target = if single { dir.clone() } else { dir.join(owner) };
+                write(&target, doc)?;
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn to_yaml(doc: &Value) -> anyhow::Result<String> {
+    let body = serde_saphyr::to_string(doc).context("writing YAML")?;
+    Ok(format!(
+        "# exported by twinops from the hub; review before committing\n{body}"
+    ))
+}
+
+fn write(dir: &Path, doc: &Value) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
+    let path = dir.join("fleet.yaml");
+    std::fs::write(&path, to_yaml(doc)?)
+        .with_context(|| format!("writing `{}`", path.display()))?;
+    output::talk(&format!("wrote {}", path.display()));
+    Ok(())
+}
+
+async fn collect(
+    conn: &connect::Connection,
+    args: &ExportArgs,
+) -> anyhow::Result<BTreeMap<String, Value>> {
+    let sql = args
+        .query
+        .clone()
+        .unwrap_or_else(|| "SELECT * FROM devices".to_string());
+    if !sql.to_ascii_lowercase().contains("from devices")
+        || sql.to_ascii_lowercase().contains("devices.modules")
+    {
+        bail!("--query must select device twins (`SELECT * FROM devices [WHERE ...]`)");
+    }
+    let mut devices = BTreeMap::new();
+    let bad = |e: serde_json::Error| crate::hub::Error::Transport(format!("decoding a twin: {e}"));
+    conn.hub
+        .query_all(&sql, QUERY_PAGE_REQUEST, |rows| {
+            for r in rows {
+                let t = observe::row(r).map_err(bad)?;
+                devices.insert(t.device_id.clone(), observe::device(&t));
+            }
+            Ok(())
+        })
+        .await
+        .context("querying device twins")?;
+    conn.hub
+        .query_all(
+            "SELECT * FROM devices.modules",
+            QUERY_PAGE_REQUEST,
+            |rows| {
+                for r in rows {
+                    let t = observe::row(r).map_err(bad)?;
+                    if let Some(d) = devices.get_mut(&t.device_id) {
+                        let m = observe::module(&t);
+                        d.modules.insert(m.id.clone(), m);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await
+        .context("querying module twins")?;
+    let owners: std::collections::BTreeSet<String> = devices
+        .values()
+        .filter_map(|d| owner_of(&d.twin.tags))
+        .collect();
+    let fallback = if owners.len() == 1 {
+        owners.iter().next().cloned().unwrap_or_default()
+    } else {
+        DEFAULT_OWNER.to_string()
+    };
+    let mut groups: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    for (id, d) in &devices {
+        let owner = owner_of(&d.twin.tags).unwrap_or_else(|| fallback.clone());
+        let mut dev = serde_json::Map::new();
+        if d.status == crate::model::DeviceStatus::Disabled {
+            dev.insert("status".into(), json!("disabled"));
+        }
+        if let Some(r) = &d.status_reason {
+            dev.insert("statusReason".into(), json!(r));
+        }
+        if let Some(a) = auth(&d.auth) {
+            dev.insert("auth".into(), a);
+        }
+        if d.edge {
+            dev.insert("edge".into(), json!(true));
+        }
+        if let Some(p) = d.parent_scopes.first().and_then(|s| scope_device(s)) {
+            dev.insert("parent".into(), json!(p));
+        }
+        twin_fields(&mut dev, &d.twin);
+        let mut modules = serde_json::Map::new();
+        for (mid, m) in &d.modules {
+            if is_system_module(mid) {
+                continue;
+            }
+            let mut mm = serde_json::Map::new();
+            if let Some(a) = auth(&m.auth) {
+                mm.insert("auth".into(), a);
+            }
+            twin_fields(&mut mm, &m.twin);
+            modules.insert(mid.clone(), Value::Object(mm));
+        }
+        if !modules.is_empty() {
+            dev.insert("modules".into(), Value::Object(modules));
+        }
+        groups
+            .entry(owner)
+            .or_default()
+            .insert(id.clone(), Value::Object(dev));
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(owner, devs)| {
+            let doc = json!({"owner": owner, "devices": Value::Object(devs)});
+            (owner, doc)
+        })
+        .collect())
+}

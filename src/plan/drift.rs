@@ -1,0 +1,315 @@
+//! Drift (SPEC §8): classifies differences between the manifests and the hub.
+//!
+//! - changed in hub: an owned key differs, a declared identity is missing, or a conflict (exit 2);
+//! - not yet acknowledged: an owned desired key the device has not reported back (informational);
+//! - also written by a configuration: an applied automatic configuration writes an owned desired key.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Plan, Targets};
+use crate::model::{Fleet, JsonMap, Observed, ObservedConfiguration, ObservedTwin, TwinSpec};
+
+/// One drifted item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    pub device_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// `changed_in_hub`, `not_acknowledged` or `configuration`.
+    pub class: Class,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    ChangedInHub,
+    NotAcknowledged,
+    Configuration,
+}
+
+impl Class {
+    pub fn words(self) -> &'static str {
+        match self {
+            Class::ChangedInHub => "changed in hub",
+            Class::NotAcknowledged => "not yet acknowledged by the device",
+            Class::Configuration => "also written by a configuration",
+        }
+    }
+}
+
+/// The drift report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub format_version: u32,
+    pub hub: String,
+    pub owner: String,
+    pub in_sync: bool,
+    pub counts: BTreeMap<String, usize>,
+    pub items: Vec<Item>,
+}
+
+/// Whether `reported` acknowledges `desired` at desired `$version` `version`: equal, or the Plug and Play
+/// form `{"value": v, "ac": 2xx, "av": n}` with `n >= version`.
+pub fn acknowledged(desired: &Value, reported: Option<&Value>, version: i64) -> bool {
+    let Some(r) = reported else { return false };
+    if r == desired {
+        return true;
+    }
+    let (Some(v), Some(ac), Some(av)) = (
+        r.get("value"),
+        r.get("ac").and_then(Value::as_i64),
+        r.get("av").and_then(Value::as_i64),
+    ) else {
+        return false;
+    };
+    v == desired && (200..300).contains(&ac) && av >= version
+}
+
+fn unacknowledged(spec: &TwinSpec, seen: &ObservedTwin) -> Vec<String> {
+    spec.desired
+        .iter()
+        .filter(|(k, v)| {
+            seen.desired.get(*k) == Some(*v)
+                && !acknowledged(v, seen.reported.get(*k), seen.desired_version)
+        })
+        .map(|(k, _)| format!("desired.{k}"))
+        .collect()
+}
+
+fn configured(
+    spec: &TwinSpec,
+    seen: &ObservedTwin,
+    configs: &[ObservedConfiguration],
+    module: Option<&str>,
+) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for c in configs {
+        let applied = seen
+            .configurations
+            .get(&c.id)
+            .and_then(|s| s.get("status"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("applied"));
+        if !applied {
+            continue;
+        }
+        let writes = match module {
+            None => c.device_keys.clone(),
+            Some(m) => {
+                let mut k = c.module_keys.clone();
+                if let Some(mk) = c.modules.get(m) {
+                    k.extend(mk.iter().cloned());
+                }
+                k
+            }
+        };
+        let keys: Vec<String> = writes
+            .iter()
+            .filter(|k| spec.desired.contains_key(*k))
+            .map(|k| format!("desired.{k}"))
+            .collect();
+        if !keys.is_empty() {
+            out.push((c.id.clone(), keys));
+        }
+    }
+    out
+}
+
+/// Builds the drift report from a plan (changed in hub) and the observed twins (the other classes).
+pub fn report(
+    plan: &Plan,
+    fleet: &Fleet,
+    observed: &Observed,
+    configs: &[ObservedConfiguration],
+    targets: &Targets,
+) -> Report {
+    let mut items = Vec::new();
+    for c in &plan.changes {
+        let detail = match c.kind {
+            super::Kind::CreateDevice => "device missing from the hub".to_string(),
+            super::Kind::CreateModule => "module missing from the hub".to_string(),
+            super::Kind::UpdateDevice | super::Kind::UpdateModule => {
+                "identity differs from the manifest".to_string()
+            }
+            _ => "owned values differ from the manifest".to_string(),
+        };
+        items.push(Item {
+            device_id: c.device_id.clone(),
+            module_id: c.module_id.clone(),
+            class: Class::ChangedInHub,
+            detail,
+            keys: c
+                .diff
+                .iter()
+                .map(|d| d.path.clone())
+                .filter(|p| p != "tags.twinops")
+                .collect(),
+        });
+    }
+    for k in &plan.conflicts {
+        items.push(Item {
+            device_id: k.device_id.clone(),
+            module_id: k.module_id.clone(),
+            class: Class::ChangedInHub,
+            detail: format!("conflict: {}", k.reason),
+            keys: k.keys.clone(),
+        });
+    }
+    let mut twin = |device: &str, module: Option<&str>, spec: &TwinSpec, seen: &ObservedTwin| {
+        let unack = unacknowledged(spec, seen);
+        if !unack.is_empty() {
+            items.push(Item {
+                device_id: device.to_string(),
+                module_id: module.map(str::to_string),
+                class: Class::NotAcknowledged,
+                detail: format!(
+                    "desired $version {} not reported back",
+                    seen.desired_version
+                ),
+                keys: unack,
+            });
+        }
+        for (id, keys) in configured(spec, seen, configs, module) {
+            items.push(Item {
+                device_id: device.to_string(),
+                module_id: module.map(str::to_string),
+                class: Class::Configuration,
+                detail: format!("configuration `{id}` also writes these keys"),
+                keys,
+            });
+        }
+    };
+    for d in &fleet.devices {
+        let Some(sd) = observed.devices.get(&d.id) else {
+            continue;
+        };
+        if targets.device(&d.id) {
+            twin(&d.id, None, &d.twin, &sd.twin);
+        }
+        for m in &d.modules {
+            if let Some(sm) = sd.modules.get(&m.id)
+                && targets.module(&d.id, &m.id)
+            {
+                twin(&d.id, Some(&m.id), &m.twin, &sm.twin);
+            }
+        }
+    }
+    items.sort_by(|a, b| {
+        (a.class, &a.device_id, &a.module_id).cmp(&(b.class, &b.device_id, &b.module_id))
+    });
+    let mut counts = BTreeMap::new();
+    for c in [
+        Class::ChangedInHub,
+        Class::NotAcknowledged,
+        Class::Configuration,
+    ] {
+        let key = serde_json::to_value(c)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        counts.insert(key, items.iter().filter(|i| i.class == c).count());
+    }
+    Report {
+        format_version: super::FORMAT_VERSION,
+        hub: plan.hub.clone(),
+        owner: plan.owner.clone(),
+        in_sync: !items.iter().any(|i| i.class == Class::ChangedInHub),
+        counts,
+        items,
+    }
+}
+
+/// The top-level desired keys a configuration's content writes.
+pub fn content_keys(content: &JsonMap) -> ObservedConfiguration {
+    let mut c = ObservedConfiguration::default();
+    let top = |path: &str, v: &Value| -> Vec<String> {
+        // `properties.desired.a.b` -> a; `properties.desired` -> the object's keys.
+        match path.strip_prefix("properties.desired") {
+            Some("") => v
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
+            Some(rest) => rest
+                .strip_prefix('.')
+                .and_then(|r| r.split('.').next())
+                .map(|k| vec![k.to_string()])
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    };
+    for (section, v) in content {
+        let Some(m) = v.as_object() else { continue };
+        match section.as_str() {
+            "deviceContent" => {
+                for (p, pv) in m {
+                    c.device_keys.extend(top(p, pv));
+                }
+            }
+            "moduleContent" => {
+                for (p, pv) in m {
+                    c.module_keys.extend(top(p, pv));
+                }
+            }
+            "modulesContent" => {
+                for (module, mv) in m {
+                    if let Some(mm) = mv.as_object() {
+                        let e = c.modules.entry(module.clone()).or_default();
+                        for (p, pv) in mm {
+                            e.extend(top(p, pv));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn equal_or_plug_and_play_ack_counts_as_acknowledged() {
+        assert!(acknowledged(&json!(5), Some(&json!(5)), 3));
+        assert!(acknowledged(
+            &json!(5),
+            Some(&json!({"value": 5, "ac": 200, "av": 3})),
+            3
+        ));
+        assert!(!acknowledged(
+            &json!(5),
+            Some(&json!({"value": 5, "ac": 200, "av": 2})),
+            3
+        ));
+        assert!(!acknowledged(
+            &json!(5),
+            Some(&json!({"value": 5, "ac": 500, "av": 3})),
+            3
+        ));
+        assert!(!acknowledged(&json!(5), None, 3));
+    }
+
+    #[test]
+    fn configuration_content_names_top_level_desired_keys() {
+        let c = content_keys(
+            json!({"deviceContent": {"properties.desired.settings.a": 1, "properties.desired": {"b": 1}}})
+                .as_object()
+                .unwrap_or(&JsonMap::new()),
+        );
+        assert_eq!(
+            c.device_keys.into_iter().collect::<Vec<_>>(),
+            vec!["b", "settings"]
+        );
+    }
+}
