@@ -125,6 +125,9 @@ pub struct Document {
 /// Converts one YAML document.
 pub fn document(root: &Node, sink: &mut Sink) -> Document {
     let mut doc = Document::default();
+    if matches!(root.kind, Kind::Null) {
+        return doc;
+    }
     let Some(entries) = mapping(root, "a manifest document", DOCUMENT_KEYS, sink) else {
         return doc;
     };
