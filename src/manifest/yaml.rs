@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use granit_parser::{Event, Marker, Parser, ScalarStyle, Span, Tag};
+use granit_parser::{ErrorKind, Event, Marker, Parser, ScalarStyle, Span, Tag};
 
 use super::Diagnostic;
 use crate::model::Location;
@@ -16,7 +16,7 @@ use crate::model::Location;
 /// Deepest YAML nesting accepted (mappings and sequences), far above what a manifest needs.
 pub const MAX_NESTING: usize = 64;
 /// Nodes one manifest set may hold, written out or produced by aliases.
-pub const MAX_NODES: usize = 2_000_000;
+pub const MAX_NODES: usize = 1_000_000;
 /// Nodes that aliases may copy in one manifest set; what stops "billion laughs" documents early.
 pub const MAX_ALIAS_NODES: usize = 1_000_000;
 
@@ -141,7 +141,11 @@ pub fn parse(file: &Arc<str>, text: &str, budget: &mut Budget) -> Parsed {
             Ok((event, span)) => builder.event(event, span),
             Err(e) => Err(Diagnostic {
                 location: builder.at(e.marker()),
-                message: format!("yaml syntax error: {}", e.info()),
+                message: match e.kind() {
+                    // The scanner looks ahead, so its own nesting limit can fire before ours.
+                    ErrorKind::RecursionLimitExceeded => nesting_message(),
+                    _ => format!("yaml syntax error: {}", e.info()),
+                },
             }),
         };
         if let Err(d) = step {
@@ -254,7 +258,7 @@ impl Builder<'_> {
         if self.stack.len() >= MAX_NESTING {
             return Err(Diagnostic {
                 location: loc.clone(),
-                message: format!("yaml nesting is deeper than {MAX_NESTING} levels"),
+                message: nesting_message(),
             });
         }
         if let Some(tag) = tag
@@ -431,6 +435,10 @@ impl Builder<'_> {
         };
         if ok { resolved } else { Kind::Null }
     }
+}
+
+fn nesting_message() -> String {
+    format!("yaml nesting is deeper than {MAX_NESTING} levels")
 }
 
 fn unsupported_tag(tag: &Tag) -> String {
