@@ -1,0 +1,234 @@
+//! Expansion: resolved device declarations -> [`DeviceSpec`]s, one per ID of each range, with
+//! `${device}`/`${module}` substituted.
+//!
+//! Owns the rules that need the whole set or the final values: the identity count (checked before
+//! anything is expanded), modules per device, IDs defined twice, twin sizes with the ledger, and parents.
+//! A declaration's problems are reported once, at the declaration, not once per expanded ID.
+
+use std::collections::HashMap;
+
+use super::Sink;
+use super::raw::Device;
+use super::resolve::{Resolved, ResolvedModule, ResolvedTwin};
+use super::twin::{self, Names};
+use crate::model::{DeviceSpec, Location, ModuleSpec, TwinSpec};
+
+/// IoT Hub's identities per hub (devices plus modules).
+pub const MAX_IDENTITIES: u64 = 1_000_000;
+/// IoT Hub's modules per device.
+pub const MAX_MODULES: usize = 50;
+
+/// Expands every declaration, or nothing when the set declares too many identities.
+pub fn expand(
+    owner: &str,
+    declarations: &[(&Device, Resolved)],
+    sink: &mut Sink,
+) -> Vec<DeviceSpec> {
+    if !identities_fit(declarations, sink) {
+        return Vec::new();
+    }
+    let mut defined: HashMap<String, Location> = HashMap::new();
+    let mut devices = Vec::new();
+    let mut parents = Vec::new();
+    for (device, resolved) in declarations {
+        let Some(pattern) = &device.pattern else {
+            continue;
+        };
+        if resolved.modules.len() > MAX_MODULES {
+            sink.error(
+                &device.loc,
+                format!(
+                    "device `{}` has {} modules; IoT Hub allows at most {MAX_MODULES} per device",
+                    twin::shorten(&device.written),
+                    resolved.modules.len()
+                ),
+            );
+        }
+        for id in pattern.ids() {
+            if let Some(first) = defined.get(&id) {
+                let message = if pattern.is_range() {
+                    format!(
+                        "range `{}` expands to device `{id}`, which is already defined at {first}",
+                        twin::shorten(&device.written)
+                    )
+                } else {
+                    format!("device `{id}` is already defined at {first}")
+                };
+                sink.once(&device.loc, &format!("duplicate {first}"), message);
+                continue;
+            }
+            defined.insert(id.clone(), device.loc.clone());
+            if let Some(parent) = &resolved.parent {
+                parents.push((devices.len(), parent.clone()));
+            }
+            devices.push(device_spec(owner, id, device, resolved, sink));
+        }
+    }
+    check_parents(&devices, &parents, &defined, sink);
+    devices.sort_by(|a, b| a.id.cmp(&b.id));
+    devices
+}
+
+/// Counts identities from range sizes and module counts, reporting the declaration that crosses the limit.
+fn identities_fit(declarations: &[(&Device, Resolved)], sink: &mut Sink) -> bool {
+    let mut total: u64 = 0;
+    let mut crossed: Option<&Location> = None;
+    for (device, resolved) in declarations {
+        let Some(pattern) = &device.pattern else {
+            continue;
+        };
+        let per_device = 1 + resolved.modules.len() as u64;
+        total = total.saturating_add(pattern.len().saturating_mul(per_device));
+        if total > MAX_IDENTITIES && crossed.is_none() {
+            crossed = Some(&device.loc);
+        }
+    }
+    if let Some(loc) = crossed {
+        sink.error(
+            loc,
+            format!(
+                "the manifest set declares {total} identities (devices plus modules, ranges counted); IoT Hub allows at most {MAX_IDENTITIES} per hub"
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+fn device_spec(
+    owner: &str,
+    id: String,
+    device: &Device,
+    resolved: &Resolved,
+    sink: &mut Sink,
+) -> DeviceSpec {
+    let names = Names {
+        device: &id,
+        module: None,
+    };
+    let twin = twin_spec(
+        owner,
+        &resolved.twin,
+        names,
+        &format!("device `{id}`"),
+        &device.loc,
+        sink,
+    );
+    let modules = resolved
+        .modules
+        .iter()
+        .map(|(mid, m)| module_spec(owner, &id, mid, m, sink))
+        .collect();
+    DeviceSpec {
+        status: resolved.status,
+        status_reason: resolved.status_reason.clone(),
+        auth: resolved.auth.clone(),
+        edge: resolved.edge,
+        parent: resolved.parent.as_ref().map(|p| p.value.clone()),
+        twin,
+        modules,
+        location: device.loc.clone(),
+        id,
+    }
+}
+
+fn module_spec(
+    owner: &str,
+    device: &str,
+    id: &str,
+    m: &ResolvedModule,
+    sink: &mut Sink,
+) -> ModuleSpec {
+    let names = Names {
+        device,
+        module: Some(id),
+    };
+    let what = format!("module `{device}/{id}`");
+    ModuleSpec {
+        id: id.to_string(),
+        managed_by: m.managed_by.clone(),
+        auth: m.auth.clone(),
+        twin: twin_spec(owner, &m.twin, names, &what, &m.loc, sink),
+        location: m.loc.clone(),
+    }
+}
+
+fn twin_spec(
+    owner: &str,
+    resolved: &ResolvedTwin,
+    names: Names<'_>,
+    what: &str,
+    loc: &Location,
+    sink: &mut Sink,
+) -> TwinSpec {
+    let tags = twin::to_json(&resolved.tags, names, sink);
+    let desired = twin::to_json(&resolved.desired, names, sink);
+    let tags_size = twin::size(&tags);
+    let ledger = twin::ledger_size(owner, &tags, &desired);
+    let limit = twin::MAX_TAGS_BYTES;
+    if tags_size > limit {
+        sink.once(
+            loc,
+            "tags-size",
+            format!("tags of {what} are {tags_size} bytes; IoT Hub allows at most {limit}"),
+        );
+    } else if tags_size + ledger > limit {
+        sink.once(
+            loc,
+            "tags-size",
+            format!(
+                "tags of {what} are {} bytes with the twinops ledger ({ledger} of them); IoT Hub allows at most {limit}",
+                tags_size + ledger
+            ),
+        );
+    }
+    let desired_size = twin::size(&desired);
+    if desired_size > twin::MAX_DESIRED_BYTES {
+        sink.once(
+            loc,
+            "desired-size",
+            format!(
+                "desired properties of {what} are {desired_size} bytes; IoT Hub allows at most {}",
+                twin::MAX_DESIRED_BYTES
+            ),
+        );
+    }
+    TwinSpec {
+        tags,
+        desired,
+        ignore: resolved.ignore.clone(),
+        sensitive: resolved.sensitive.clone(),
+    }
+}
+
+fn check_parents(
+    devices: &[DeviceSpec],
+    parents: &[(usize, super::raw::Located<String>)],
+    defined: &HashMap<String, Location>,
+    sink: &mut Sink,
+) {
+    let edge: HashMap<&str, bool> = devices.iter().map(|d| (d.id.as_str(), d.edge)).collect();
+    for (i, parent) in parents {
+        let child = &devices[*i];
+        if parent.value == child.id {
+            sink.once(
+                &parent.loc,
+                "own-parent",
+                format!("device `{}` cannot be its own parent", child.id),
+            );
+            continue;
+        }
+        if edge.get(parent.value.as_str()) == Some(&false)
+            && let Some(at) = defined.get(&parent.value)
+        {
+            sink.once(
+                &parent.loc,
+                "parent-not-edge",
+                format!(
+                    "parent `{}` (defined at {at}) is not an edge device; set `edge: true` on it or choose an edge parent",
+                    parent.value
+                ),
+            );
+        }
+    }
+}
