@@ -2,6 +2,11 @@
 
 use std::path::PathBuf;
 
+pub mod error;
+pub mod identity;
+pub mod store;
+pub mod twin;
+
 /// `twinops emulator` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
