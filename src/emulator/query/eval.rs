@@ -90,8 +90,9 @@ fn value<'a>(operand: &'a Operand, twin: &'a Value) -> Option<&'a Value> {
 
 /// Follows `path` from the twin root; `None` when any key is missing or a step is not an object.
 pub(super) fn resolve<'a>(twin: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter()
-        .try_fold(twin, |node, key| node.as_object().and_then(|o| lookup(o, key)))
+    path.iter().try_fold(twin, |node, key| {
+        node.as_object().and_then(|o| lookup(o, key))
+    })
 }
 
 /// An exact key first, else the first key equal ignoring ASCII case (property names in IoT Hub queries
@@ -188,7 +189,10 @@ mod tests {
 
     #[test]
     fn objects_compare_structurally_regardless_of_key_order() {
-        assert!(equal(&json!({"a": 1, "b": [1, 2]}), &json!({"b": [1.0, 2], "a": 1})));
+        assert!(equal(
+            &json!({"a": 1, "b": [1, 2]}),
+            &json!({"b": [1.0, 2], "a": 1})
+        ));
         assert!(!equal(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
     }
 
@@ -229,8 +233,14 @@ mod tests {
     #[test]
     fn paths_through_non_objects_are_undefined() {
         let twin = json!({"tags": {"a": "text", "list": [1]}});
-        assert_eq!(resolve(&twin, &["tags".into(), "a".into(), "b".into()]), None);
-        assert_eq!(resolve(&twin, &["tags".into(), "list".into(), "0".into()]), None);
+        assert_eq!(
+            resolve(&twin, &["tags".into(), "a".into(), "b".into()]),
+            None
+        );
+        assert_eq!(
+            resolve(&twin, &["tags".into(), "list".into(), "0".into()]),
+            None
+        );
     }
 
     #[test]

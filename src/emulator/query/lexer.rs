@@ -138,7 +138,12 @@ impl Lexer<'_> {
                     '<' => Kind::Lt,
                     '>' if self.eat('=') => Kind::Ge,
                     '>' => Kind::Gt,
-                    other => return Err(ParseError::InvalidCharacter { offset, found: other }),
+                    other => {
+                        return Err(ParseError::InvalidCharacter {
+                            offset,
+                            found: other,
+                        });
+                    }
                 }
             }
         };
@@ -191,7 +196,10 @@ impl Lexer<'_> {
             'r' => '\r',
             't' => '\t',
             'u' => {
-                let digits = self.text.get(self.pos..self.pos + 4).ok_or(invalid.clone())?;
+                let digits = self
+                    .text
+                    .get(self.pos..self.pos + 4)
+                    .ok_or(invalid.clone())?;
                 if !digits.chars().all(|d| d.is_ascii_hexdigit()) {
                     return Err(invalid);
                 }

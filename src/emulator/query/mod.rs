@@ -108,7 +108,10 @@ pub enum Expr {
         negated: bool,
     },
     /// `IS_DEFINED(x)`, `IS_STRING(x)`, ...
-    Check { check: Check, operand: Operand },
+    Check {
+        check: Check,
+        operand: Operand,
+    },
     /// `STARTSWITH(x, 'p')`, `ENDSWITH(x, 's')`, `CONTAINS(x, 's')`.
     Text {
         test: TextTest,
@@ -243,7 +246,9 @@ pub fn parse_condition(cond: &str) -> Result<Condition, ParseError> {
 impl Query {
     /// Whether the `WHERE` condition is true for `twin` (always, without `WHERE`).
     pub fn matches(&self, twin: &Value) -> bool {
-        self.filter.as_ref().is_none_or(|filter| filter.matches(twin))
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| filter.matches(twin))
     }
 
     /// The row for `twin`: the twin itself for `SELECT *` (and for `COUNT()`, whose single row is

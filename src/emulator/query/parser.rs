@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::lexer::{Kind, Token, tokenize};
 use super::{
-    Check, Collection, CompareOp, Condition, DEFAULT_COUNT_ALIAS, Expr, MAX_NESTING, MAX_QUERY_BYTES,
-    Operand, ParseError, Projection, Query, Select, TextTest,
+    Check, Collection, CompareOp, Condition, DEFAULT_COUNT_ALIAS, Expr, MAX_NESTING,
+    MAX_QUERY_BYTES, Operand, ParseError, Projection, Query, Select, TextTest,
 };
 
 /// Words that cannot start a path, so that a missing column or condition is reported where it is.
@@ -44,6 +44,8 @@ pub(super) fn condition(text: &str) -> Result<Condition, ParseError> {
 
 struct Parser {
     tokens: Vec<Token>,
+    /// Returned once `pos` runs past the tokens, so lookahead never indexes out of bounds.
+    end: Token,
     pos: usize,
     depth: usize,
 }
@@ -58,19 +60,23 @@ impl Parser {
         }
         Ok(Parser {
             tokens: tokenize(text)?,
+            end: Token {
+                kind: Kind::End,
+                offset: text.len(),
+            },
             pos: 0,
             depth: 0,
         })
     }
 
-    // --- token access; the token list always ends with `End`, and `pos` never moves past it ---
+    // --- token access; the token list ends with `End`, and `pos` never moves past it ---
 
     fn peek(&self) -> &Token {
-        &self.tokens[self.pos.min(self.tokens.len() - 1)]
+        self.tokens.get(self.pos).unwrap_or(&self.end)
     }
 
     fn peek_next(&self) -> &Token {
-        &self.tokens[(self.pos + 1).min(self.tokens.len() - 1)]
+        self.tokens.get(self.pos + 1).unwrap_or(&self.end)
     }
 
     fn advance(&mut self) -> Token {
@@ -506,7 +512,10 @@ impl Parser {
             self.advance();
         }
         let is_word = |i: usize, word: &str| {
-            bare.get(i) == Some(&true) && segments[i].eq_ignore_ascii_case(word)
+            bare.get(i) == Some(&true)
+                && segments
+                    .get(i)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(word))
         };
         let prefix = if is_word(0, "devices") && is_word(1, "modules") && segments.len() > 2 {
             2
