@@ -112,7 +112,9 @@ impl Authority {
             .iter()
             .find(|p| p.name == name)
             .ok_or(Refusal::UnknownPolicy)?;
-        if !token.signed_with(policy.primary.expose()) && !token.signed_with(policy.secondary.expose()) {
+        if !token.signed_with(policy.primary.expose())
+            && !token.signed_with(policy.secondary.expose())
+        {
             return Err(Refusal::BadSignature);
         }
         if token.expired(now) {
@@ -130,7 +132,11 @@ impl Authority {
             Need::Owner => policy.name == OWNER,
             Need::Permission(p) => policy.permissions.contains(&p),
         };
-        if allowed { Ok(()) } else { Err(Refusal::Permission) }
+        if allowed {
+            Ok(())
+        } else {
+            Err(Refusal::Permission)
+        }
     }
 }
 
@@ -177,9 +183,18 @@ mod tests {
     #[test]
     fn owner_token_for_the_host_with_or_without_port_passes() {
         let a = authority();
-        for sr in ["localhost:8443", "localhost", "LOCALHOST:8443", "127.0.0.1:8443"] {
+        for sr in [
+            "localhost:8443",
+            "localhost",
+            "LOCALHOST:8443",
+            "127.0.0.1:8443",
+        ] {
             let t = token(sr, KEY, Some(OWNER), NOW + 3600);
-            assert_eq!(a.check(Some(&t), &["devices", "d"], WRITE, NOW), Ok(()), "{sr}");
+            assert_eq!(
+                a.check(Some(&t), &["devices", "d"], WRITE, NOW),
+                Ok(()),
+                "{sr}"
+            );
         }
     }
 
@@ -188,8 +203,14 @@ mod tests {
         let sr = "localhost%3A8443";
         let sig = sas::hmac_b64(KEY, format!("{sr}\n{}", NOW + 10).as_bytes()).unwrap();
         let sig = sig.replace('+', "%2B").replace('=', "%3D");
-        let t = format!("SharedAccessSignature sr={sr}&sig={sig}&se={}&skn=iothubowner", NOW + 10);
-        assert_eq!(authority().check(Some(&t), &["twins", "d"], TWIN, NOW), Ok(()));
+        let t = format!(
+            "SharedAccessSignature sr={sr}&sig={sig}&se={}&skn=iothubowner",
+            NOW + 10
+        );
+        assert_eq!(
+            authority().check(Some(&t), &["twins", "d"], TWIN, NOW),
+            Ok(())
+        );
     }
 
     #[test]
@@ -198,17 +219,29 @@ mod tests {
         let t = token("localhost", KEY, Some(OWNER), NOW - 300);
         assert_eq!(a.check(Some(&t), &["devices"], WRITE, NOW), Ok(()));
         let t = token("localhost", KEY, Some(OWNER), NOW - 301);
-        assert_eq!(a.check(Some(&t), &["devices"], WRITE, NOW), Err(Refusal::Expired));
+        assert_eq!(
+            a.check(Some(&t), &["devices"], WRITE, NOW),
+            Err(Refusal::Expired)
+        );
     }
 
     #[test]
     fn scope_is_checked_by_segment() {
         let a = authority();
         let t = token("localhost/devices/d1", KEY, Some(OWNER), NOW + 60);
-        assert_eq!(a.check(Some(&t), &["devices", "d1", "modules", "m"], WRITE, NOW), Ok(()));
-        assert_eq!(a.check(Some(&t), &["devices", "d10"], WRITE, NOW), Err(Refusal::Scope));
+        assert_eq!(
+            a.check(Some(&t), &["devices", "d1", "modules", "m"], WRITE, NOW),
+            Ok(())
+        );
+        assert_eq!(
+            a.check(Some(&t), &["devices", "d10"], WRITE, NOW),
+            Err(Refusal::Scope)
+        );
         let t = token("otherhub", KEY, Some(OWNER), NOW + 60);
-        assert_eq!(a.check(Some(&t), &["devices"], WRITE, NOW), Err(Refusal::Scope));
+        assert_eq!(
+            a.check(Some(&t), &["devices"], WRITE, NOW),
+            Err(Refusal::Scope)
+        );
     }
 
     #[test]
@@ -222,34 +255,70 @@ mod tests {
         );
         let read = token("localhost", OTHER, Some("registryRead"), NOW + 60);
         let need_read = Need::Permission(Permission::RegistryRead);
-        assert_eq!(a.check(Some(&read), &["devices", "d"], need_read, NOW), Ok(()));
-        assert_eq!(a.check(Some(&read), &["devices", "d"], WRITE, NOW), Err(Refusal::Permission));
+        assert_eq!(
+            a.check(Some(&read), &["devices", "d"], need_read, NOW),
+            Ok(())
+        );
+        assert_eq!(
+            a.check(Some(&read), &["devices", "d"], WRITE, NOW),
+            Err(Refusal::Permission)
+        );
         let rw = token("localhost", OTHER, Some("registryReadWrite"), NOW + 60);
         assert_eq!(a.check(Some(&rw), &["devices", "d"], WRITE, NOW), Ok(()));
-        assert_eq!(a.check(Some(&rw), &["twins", "d"], TWIN, NOW), Err(Refusal::Permission));
-        assert_eq!(a.check(Some(&rw), &["_emulator"], Need::Owner, NOW), Err(Refusal::Permission));
+        assert_eq!(
+            a.check(Some(&rw), &["twins", "d"], TWIN, NOW),
+            Err(Refusal::Permission)
+        );
+        assert_eq!(
+            a.check(Some(&rw), &["_emulator"], Need::Owner, NOW),
+            Err(Refusal::Permission)
+        );
     }
 
     #[test]
     fn bad_tokens_are_refused() {
         let a = authority();
         let wrong_key = token("localhost", OTHER, Some(OWNER), NOW + 60);
-        assert_eq!(a.check(Some(&wrong_key), &["devices"], WRITE, NOW), Err(Refusal::BadSignature));
+        assert_eq!(
+            a.check(Some(&wrong_key), &["devices"], WRITE, NOW),
+            Err(Refusal::BadSignature)
+        );
         let device = token("localhost/devices/d", KEY, None, NOW + 60);
-        assert_eq!(a.check(Some(&device), &["devices", "d"], WRITE, NOW), Err(Refusal::DeviceToken));
+        assert_eq!(
+            a.check(Some(&device), &["devices", "d"], WRITE, NOW),
+            Err(Refusal::DeviceToken)
+        );
         let unknown = token("localhost", KEY, Some("nobody"), NOW + 60);
-        assert_eq!(a.check(Some(&unknown), &["devices"], WRITE, NOW), Err(Refusal::UnknownPolicy));
-        assert_eq!(a.check(None, &["devices"], WRITE, NOW), Err(Refusal::Missing));
-        assert_eq!(a.check(Some("Basic abc"), &["devices"], WRITE, NOW), Err(Refusal::Malformed));
+        assert_eq!(
+            a.check(Some(&unknown), &["devices"], WRITE, NOW),
+            Err(Refusal::UnknownPolicy)
+        );
+        assert_eq!(
+            a.check(None, &["devices"], WRITE, NOW),
+            Err(Refusal::Missing)
+        );
+        assert_eq!(
+            a.check(Some("Basic abc"), &["devices"], WRITE, NOW),
+            Err(Refusal::Malformed)
+        );
     }
 
     #[test]
     fn bearer_token_must_match_exactly() {
         let a = authority();
-        assert_eq!(a.check(Some("Bearer let-me-in"), &["devices"], Need::Owner, NOW), Ok(()));
-        assert_eq!(a.check(Some("Bearer let-me-i"), &["devices"], WRITE, NOW), Err(Refusal::Bearer));
+        assert_eq!(
+            a.check(Some("Bearer let-me-in"), &["devices"], Need::Owner, NOW),
+            Ok(())
+        );
+        assert_eq!(
+            a.check(Some("Bearer let-me-i"), &["devices"], WRITE, NOW),
+            Err(Refusal::Bearer)
+        );
         let mut b = authority();
         b.bearer = None;
-        assert_eq!(b.check(Some("Bearer let-me-in"), &["devices"], WRITE, NOW), Err(Refusal::Bearer));
+        assert_eq!(
+            b.check(Some("Bearer let-me-in"), &["devices"], WRITE, NOW),
+            Err(Refusal::Bearer)
+        );
     }
 }

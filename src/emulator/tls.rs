@@ -46,7 +46,9 @@ pub fn load_or_create(dir: &Path, hostname: &str, listen_ip: &str) -> anyhow::Re
         params.is_ca = rcgen::IsCa::ExplicitNoCa;
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let key = rcgen::KeyPair::generate().context("generating the TLS key")?;
-        let cert = params.self_signed(&key).context("signing the certificate")?;
+        let cert = params
+            .self_signed(&key)
+            .context("signing the certificate")?;
         write_private(&key_path, key.serialize_pem().as_bytes())?;
         std::fs::write(&cert_path, cert.pem())
             .with_context(|| format!("writing {}", cert_path.display()))?;
@@ -104,13 +106,19 @@ mod tests {
         assert_eq!(a.cert_pem, b.cert_pem);
         assert!(a.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         let c = load_or_create(dir.path(), "myhub.local", "127.0.0.1").unwrap();
-        assert_ne!(a.cert_pem, c.cert_pem, "other names need another certificate");
+        assert_ne!(
+            a.cert_pem, c.cert_pem,
+            "other names need another certificate"
+        );
     }
 
     #[test]
     fn names_cover_localhost_and_the_ip() {
         assert_eq!(names("localhost", "127.0.0.1"), ["localhost", "127.0.0.1"]);
-        assert_eq!(names("hub", "10.0.0.2"), ["hub", "localhost", "127.0.0.1", "10.0.0.2"]);
+        assert_eq!(
+            names("hub", "10.0.0.2"),
+            ["hub", "localhost", "127.0.0.1", "10.0.0.2"]
+        );
         assert_eq!(names("hub", "0.0.0.0"), ["hub", "localhost", "127.0.0.1"]);
     }
 }
