@@ -168,10 +168,10 @@ fn section_json(values: &JsonMap, meta: &JsonMap, version: i64) -> Value {
     Value::Object(out)
 }
 
-/// Drops `$metadata`, `$version` and any other `$` member at a section's root: bodies often carry
-/// a previously fetched twin, and IoT Hub ignores those read-only parts.
+/// Drops `$metadata` and `$version` at a section's root: bodies often carry a previously fetched
+/// twin, and IoT Hub ignores those read-only parts. Other `$` keys stay, to be refused as keys.
 pub fn strip_read_only(mut section: JsonMap) -> JsonMap {
-    section.retain(|k, _| !k.starts_with('$'));
+    section.retain(|k, _| k != "$metadata" && k != "$version");
     section
 }
 
