@@ -118,3 +118,14 @@ async fn hub_id_and_keys_persist_in_process_restarts() {
     assert_ne!(third.hub_id(), id, "another state is another hub");
     third.shutdown().await;
 }
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_the_state_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Emulator::start_on(dir.path());
+    hub.create_device("d").await;
+    let status = hub.terminate();
+    assert!(status.success(), "{status:?}");
+    let hub = Emulator::start_on(dir.path());
+    assert_eq!(hub.get("/devices/d").await.status, 200);
+}

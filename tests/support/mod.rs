@@ -123,6 +123,23 @@ impl Emulator {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then the exit status once the process has ended.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("waiting") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the emulator did not stop within 5 s of SIGTERM");
+    }
+
     /// A SAS token for `policy` signed with `key`, scoped to `resource` (defaults to the host).
     pub fn token(
         &self,
