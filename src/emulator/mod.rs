@@ -1,19 +1,336 @@
 //! The local IoT Hub emulator (SPEC §9): IoT Hub's service REST API over HTTPS with durable state.
+//!
+//! - [`start`] runs a hub in this process from a [`Config`] and returns a [`Running`] handle
+//!   (`--hub local:DIR` and tests use it); [`run`] is `twinops emulator`, a thin wrapper that prints
+//!   the three startup lines and waits for SIGINT/SIGTERM.
+//! - `server` is the HTTP edge (TLS, routes, the auth/stats gate), `store` the durable state in
+//!   redb, `twin` and `identity` IoT Hub's write rules, `bulk` the bulk registry call, `pager` query
+//!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
+//!   `tls` the certificate, `error` IoT Hub's error responses.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::iothub::connection_string::Secret;
+
+pub mod auth;
+pub mod bulk;
+pub mod error;
+pub mod identity;
+pub mod pager;
+pub mod query;
+pub mod server;
+pub mod stats;
+pub mod store;
+pub mod tls;
+pub mod twin;
 
 /// `twinops emulator` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Directory of the durable state (default: in memory).
+    /// Directory of the durable state (default: in memory, lost on exit).
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8443")]
-    pub listen: String,
+    pub listen: SocketAddr,
+    /// Host name the hub calls itself (in its URL, connection string and certificate).
+    #[arg(long, default_value = "localhost")]
+    pub hostname: String,
+    /// Fixes the `iothubowner` key (base64); otherwise one is generated and kept in the state.
+    #[arg(long, hide_env_values = true)]
+    pub owner_key: Option<String>,
+    /// A bearer token accepted as hub-wide owner access (tests the Entra ID path).
+    #[arg(long, hide_env_values = true)]
+    pub bearer_token: Option<String>,
+    /// Largest query page served, whatever `x-ms-max-item-count` asks for.
+    #[arg(long, default_value_t = server::DEFAULT_PAGE)]
+    pub query_page_max: usize,
+}
+
+/// How to run an emulator.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// State directory; `None` keeps everything in memory.
+    pub state: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub hostname: String,
+    /// Fixes the `iothubowner` primary key (base64).
+    pub owner_key: Option<String>,
+    pub query_page_max: usize,
+    pub bearer_token: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            hostname: "localhost".into(),
+            owner_key: None,
+            query_page_max: server::DEFAULT_PAGE,
+            bearer_token: None,
+        }
+    }
+}
+
+impl From<&Args> for Config {
+    fn from(a: &Args) -> Self {
+        Config {
+            state: a.state.clone(),
+            listen: a.listen,
+            hostname: a.hostname.clone(),
+            owner_key: a.owner_key.clone(),
+            query_page_max: a.query_page_max,
+            bearer_token: a.bearer_token.clone(),
+        }
+    }
+}
+
+/// A hub running in this process.
+pub struct Running {
+    host: String,
+    hub_id: String,
+    ca_pem_path: PathBuf,
+    ca_pem: String,
+    keys: Vec<(String, Secret)>,
+    hub: Option<Arc<server::Hub>>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    /// A directory of our own to remove at the end (the certificate of an in-memory hub).
+    scratch: Option<PathBuf>,
+}
+
+impl Running {
+    /// `https://localhost:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.host)
+    }
+
+    /// `localhost:PORT`: the connection string's HostName.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The `iothubowner` connection string (contains the key: never print it).
+    pub fn connection_string(&self) -> Secret {
+        let key = self.policy_key(auth::OWNER).map(|k| k.expose().to_string());
+        Secret::new(format!(
+            "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
+            self.host,
+            auth::OWNER,
+            key.unwrap_or_default()
+        ))
+    }
+
+    /// The PEM file a client must trust.
+    pub fn ca_pem_path(&self) -> &Path {
+        &self.ca_pem_path
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A random ID created with the state and kept in it (what a saved plan binds to).
+    pub fn hub_id(&self) -> &str {
+        &self.hub_id
+    }
+
+    /// The primary key of a shared access policy (`iothubowner`, `service`, `registryRead`,
+    /// `registryReadWrite`).
+    pub fn policy_key(&self, name: &str) -> Option<&Secret> {
+        self.keys.iter().find(|(n, _)| n == name).map(|(_, k)| k)
+    }
+
+    /// Stops accepting, drops open connections and closes the state, so the same directory can
+    /// be opened again at once.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        // Store calls run on blocking threads that hold the hub; wait for the last one so the
+        // database file is closed (and unlocked) when this returns.
+        if let Some(hub) = self.hub.take() {
+            let mut hub = hub;
+            for _ in 0..200 {
+                match Arc::try_unwrap(hub) {
+                    Ok(h) => {
+                        drop(h);
+                        break;
+                    }
+                    Err(h) => {
+                        hub = h;
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                }
+            }
+        }
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+fn check_owner_key(key: &str) -> anyhow::Result<()> {
+    let n = base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .map_err(|_| anyhow::anyhow!("--owner-key is not valid base64"))?
+        .len();
+    anyhow::ensure!(
+        (16..=64).contains(&n),
+        "--owner-key must decode to 16 to 64 bytes, got {n}"
+    );
+    Ok(())
+}
+
+/// Starts a hub and returns once it accepts connections.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    if let Some(k) = &config.owner_key {
+        check_owner_key(k)?;
+    }
+    anyhow::ensure!(
+        config.query_page_max > 0,
+        "--query-page-max must be at least 1"
+    );
+    let store = match &config.state {
+        Some(dir) => store::Store::open(Some(dir))?,
+        None => store::Store::open(None)?,
+    };
+    let meta = |key: &str, init: fn() -> String| {
+        store
+            .meta_or_init(key, init)
+            .map_err(|e| anyhow::anyhow!("reading the state: {e}"))
+    };
+    let hub_id = meta("hub_id", || random_hex(16))?;
+    let mut keys = Vec::new();
+    let mut policies = Vec::new();
+    for (name, permissions) in auth::POLICIES {
+        let mut primary = meta(&format!("key:{name}:primary"), identity::generate_key)?;
+        let secondary = meta(&format!("key:{name}:secondary"), identity::generate_key)?;
+        if *name == auth::OWNER
+            && let Some(k) = &config.owner_key
+        {
+            primary = k.trim().to_string();
+        }
+        keys.push(((*name).to_string(), Secret::new(primary.clone())));
+        policies.push(auth::Policy {
+            name,
+            permissions,
+            primary: Secret::new(primary),
+            secondary: Secret::new(secondary),
+        });
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let host = format!("{}:{}", config.hostname, addr.port());
+
+    let (tls_dir, scratch) = match &config.state {
+        Some(dir) => (dir.join("tls"), None),
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "twinops-emulator-{}-{}",
+                std::process::id(),
+                random_hex(6)
+            ));
+            (dir.clone(), Some(dir))
+        }
+    };
+    let identity = tls::load_or_create(&tls_dir, &config.hostname, &addr.ip().to_string())?;
+
+    let authority = auth::Authority {
+        hosts: vec![host.clone(), format!("{}:{}", addr.ip(), addr.port())],
+        policies,
+        bearer: config.bearer_token.clone().map(Secret::new),
+    };
+    let hub = Arc::new(server::Hub {
+        store,
+        authority,
+        stats: stats::Stats::default(),
+        query_page_max: config.query_page_max,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let app = server::app(hub.clone());
+    let task = tokio::spawn(server::serve(
+        listener,
+        identity.server_config.clone(),
+        app,
+        stopped,
+    ));
+    Ok(Running {
+        host,
+        hub_id,
+        ca_pem_path: identity.cert_path,
+        ca_pem: identity.cert_pem,
+        keys,
+        hub: Some(hub),
+        stop,
+        task: Some(task),
+        scratch,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Runs `twinops emulator` until interrupted.
-pub async fn run(_args: Args) -> anyhow::Result<crate::cmd::ExitStatus> {
-    anyhow::bail!("the emulator is not built yet")
+pub async fn run(args: Args) -> anyhow::Result<crate::cmd::ExitStatus> {
+    let running = start(Config::from(&args)).await?;
+    // The emulator's own startup lines are the one place a key is printed: they describe a
+    // local test hub, and scripts read the connection string from here.
+    crate::output::data(&format!(
+        "twinops emulator listening on {}\nconnection string: {}\nca certificate: {}\n",
+        running.url(),
+        running.connection_string().expose(),
+        running.ca_pem_path().display()
+    ));
+    interrupted().await;
+    running.shutdown().await;
+    Ok(crate::cmd::ExitStatus::Success)
 }

@@ -242,7 +242,7 @@ mod tests {
             format!("HostName=h;SharedAccessKey={KEY}"),
             format!("HostName=h;Bogus{KEY}=1;SharedAccessKey={KEY}"),
             format!("HostName=h;SharedAccessKeyName=x;SharedAccessKey={KEY};SharedAccessKey={KEY}"),
-            format!("{KEY}"),
+            KEY.to_string(),
         ];
         for c in cases {
             let e = ServiceConnectionString::parse(&c).unwrap_err().to_string();

@@ -7,6 +7,7 @@ pub mod connection_string;
 pub mod error_body;
 pub mod ids;
 pub mod sas;
+pub mod twin_rules;
 pub mod wire;
 
 /// The api-version twinops sends (the one the service SDKs and the swagger use).

@@ -1,0 +1,160 @@
+//! Request accounting for `GET /_emulator/stats`: every request to an IoT Hub route is counted once,
+//! in exactly one operation class, whatever its outcome (rejected requests too: a client that
+//! gets 401s or 412s still spent the request). `/_emulator/` requests are not counted.
+//!
+//! The classes are IoT Hub's throttling classes, so throttling can later share [`OpClass`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::Method;
+use serde_json::{Value, json};
+
+/// IoT Hub's operation classes (reference §9 throttles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpClass {
+    RegistryRead,
+    RegistryWrite,
+    Bulk,
+    TwinRead,
+    TwinWrite,
+    Query,
+    Configuration,
+}
+
+impl OpClass {
+    pub const ALL: [OpClass; 7] = [
+        OpClass::RegistryRead,
+        OpClass::RegistryWrite,
+        OpClass::Bulk,
+        OpClass::TwinRead,
+        OpClass::TwinWrite,
+        OpClass::Query,
+        OpClass::Configuration,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OpClass::RegistryRead => "registry_read",
+            OpClass::RegistryWrite => "registry_write",
+            OpClass::Bulk => "bulk",
+            OpClass::TwinRead => "twin_read",
+            OpClass::TwinWrite => "twin_write",
+            OpClass::Query => "query",
+            OpClass::Configuration => "configuration",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            OpClass::RegistryRead => 0,
+            OpClass::RegistryWrite => 1,
+            OpClass::Bulk => 2,
+            OpClass::TwinRead => 3,
+            OpClass::TwinWrite => 4,
+            OpClass::Query => 5,
+            OpClass::Configuration => 6,
+        }
+    }
+
+    /// The class of a request to an IoT Hub route, by method and (decoded) path segments;
+    /// `None` for paths that are no IoT Hub route family.
+    pub fn classify(method: &Method, segments: &[&str]) -> Option<OpClass> {
+        let read = method == Method::GET || method == Method::HEAD;
+        match segments {
+            ["devices", "query"] if method == Method::POST => Some(OpClass::Query),
+            ["devices"] if method == Method::POST => Some(OpClass::Bulk),
+            ["devices", ..] | ["statistics", ..] if read => Some(OpClass::RegistryRead),
+            ["devices", ..] | ["statistics", ..] => Some(OpClass::RegistryWrite),
+            ["twins", ..] if read => Some(OpClass::TwinRead),
+            ["twins", ..] => Some(OpClass::TwinWrite),
+            ["configurations", ..] => Some(OpClass::Configuration),
+            _ => None,
+        }
+    }
+}
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    total: AtomicU64,
+    by_class: [AtomicU64; 7],
+    throttled: AtomicU64,
+}
+
+impl Stats {
+    pub fn count(&self, class: OpClass) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.by_class[class.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request answered with 429 by throttling or fault injection (already counted in its class).
+    pub fn count_throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut by_class = serde_json::Map::new();
+        for c in OpClass::ALL {
+            by_class.insert(
+                c.name().into(),
+                json!(self.by_class[c.index()].load(Ordering::Relaxed)),
+            );
+        }
+        json!({
+            "total": self.total.load(Ordering::Relaxed),
+            "by_class": by_class,
+            "throttled": self.throttled.load(Ordering::Relaxed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_family_has_one_class() {
+        let c = |m: Method, p: &[&str]| OpClass::classify(&m, p);
+        assert_eq!(c(Method::POST, &["devices", "query"]), Some(OpClass::Query));
+        assert_eq!(c(Method::POST, &["devices"]), Some(OpClass::Bulk));
+        assert_eq!(
+            c(Method::GET, &["devices", "d"]),
+            Some(OpClass::RegistryRead)
+        );
+        assert_eq!(
+            c(Method::GET, &["devices", "query"]),
+            Some(OpClass::RegistryRead)
+        );
+        assert_eq!(
+            c(Method::PUT, &["devices", "d", "modules", "m"]),
+            Some(OpClass::RegistryWrite)
+        );
+        assert_eq!(
+            c(Method::DELETE, &["devices", "d"]),
+            Some(OpClass::RegistryWrite)
+        );
+        assert_eq!(c(Method::GET, &["twins", "d"]), Some(OpClass::TwinRead));
+        assert_eq!(
+            c(Method::PATCH, &["twins", "d", "modules", "m"]),
+            Some(OpClass::TwinWrite)
+        );
+        assert_eq!(
+            c(Method::PUT, &["configurations", "x"]),
+            Some(OpClass::Configuration)
+        );
+        assert_eq!(c(Method::GET, &["_emulator", "stats"]), None);
+    }
+
+    #[test]
+    fn totals_add_up() {
+        let s = Stats::default();
+        s.count(OpClass::Bulk);
+        s.count(OpClass::TwinRead);
+        s.count(OpClass::TwinRead);
+        let j = s.to_json();
+        assert_eq!(j["total"], 3);
+        assert_eq!(j["by_class"]["twin_read"], 2);
+        assert_eq!(j["by_class"]["configuration"], 0);
+        assert_eq!(j["throttled"], 0);
+    }
+}

@@ -1,0 +1,124 @@
+//! The emulator's TLS identity: a self-signed **leaf** certificate (CA:FALSE, EKU serverAuth, SANs
+//! for the host name, `localhost` and the listen IP) made with rcgen and kept as PEM beside the
+//! state, so a client trusts it once (`REQUESTS_CA_BUNDLE`, `--ca-cert`). rustls refuses a CA
+//! certificate used as a server certificate, hence a leaf. The crypto provider is ring, explicitly.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The certificate files and the server configuration made from them.
+pub struct Identity {
+    pub cert_path: PathBuf,
+    pub cert_pem: String,
+    pub server_config: Arc<ServerConfig>,
+}
+
+/// The names the certificate must cover, in a stable order.
+fn names(hostname: &str, listen_ip: &str) -> Vec<String> {
+    let mut names = vec![hostname.to_string()];
+    for extra in ["localhost", "127.0.0.1", listen_ip] {
+        if !names.iter().any(|n| n == extra) && !extra.is_empty() && extra != "0.0.0.0" {
+            names.push(extra.to_string());
+        }
+    }
+    names
+}
+
+/// Loads `dir/cert.pem` and `dir/key.pem`, or makes them when absent or made for other names.
+pub fn load_or_create(dir: &Path, hostname: &str, listen_ip: &str) -> anyhow::Result<Identity> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    let names_path = dir.join("names");
+    let wanted = names(hostname, listen_ip).join("\n");
+    let current = std::fs::read_to_string(&names_path).ok();
+    if current.as_deref() != Some(wanted.as_str()) || !cert_path.exists() || !key_path.exists() {
+        let mut params = rcgen::CertificateParams::new(names(hostname, listen_ip))
+            .context("certificate names")?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, hostname);
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().context("generating the TLS key")?;
+        let cert = params
+            .self_signed(&key)
+            .context("signing the certificate")?;
+        write_private(&key_path, key.serialize_pem().as_bytes())?;
+        std::fs::write(&cert_path, cert.pem())
+            .with_context(|| format!("writing {}", cert_path.display()))?;
+        std::fs::write(&names_path, &wanted)
+            .with_context(|| format!("writing {}", names_path.display()))?;
+    }
+    let cert_pem = std::fs::read_to_string(&cert_path)
+        .with_context(|| format!("reading {}", cert_path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .with_context(|| format!("reading {}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server_config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate")?;
+    server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Identity {
+        cert_path,
+        cert_pem,
+        server_config: Arc::new(server_config),
+    })
+}
+
+/// Writes a private key readable by the owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_is_made_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create(dir.path(), "localhost", "127.0.0.1").unwrap();
+        let b = load_or_create(dir.path(), "localhost", "127.0.0.1").unwrap();
+        assert_eq!(a.cert_pem, b.cert_pem);
+        assert!(a.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let c = load_or_create(dir.path(), "myhub.local", "127.0.0.1").unwrap();
+        assert_ne!(
+            a.cert_pem, c.cert_pem,
+            "other names need another certificate"
+        );
+    }
+
+    #[test]
+    fn names_cover_localhost_and_the_ip() {
+        assert_eq!(names("localhost", "127.0.0.1"), ["localhost", "127.0.0.1"]);
+        assert_eq!(
+            names("hub", "10.0.0.2"),
+            ["hub", "localhost", "127.0.0.1", "10.0.0.2"]
+        );
+        assert_eq!(names("hub", "0.0.0.0"), ["hub", "localhost", "127.0.0.1"]);
+    }
+}
