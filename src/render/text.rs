@@ -10,7 +10,7 @@ use super::{inline, redact};
 use crate::apply::{Report, Status};
 use crate::plan::{Action, Change, Kind, Plan};
 
-fn kind_words(k: Kind) -> &'static str {
+pub fn kind_words(k: Kind) -> &'static str {
     match k {
         Kind::CreateDevice => "create device",
         Kind::CreateModule => "create module",
