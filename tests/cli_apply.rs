@@ -1,4 +1,5 @@
 //! plan/apply end to end: the real binary against a real emulator (issue: manifests, plan and apply).
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod cli;
 mod support;

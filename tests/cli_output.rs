@@ -1,13 +1,14 @@
 //! What programs read is pinned exactly (the JSON plan and apply outcomes parse into
 //! `deny_unknown_fields` structs written here, independently of the crate's own types), and nothing a run
 //! prints or writes contains a key, a SAS token or a connection string.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod cli;
 mod support;
 
 use std::collections::BTreeMap;
 
-use cli::{manifests, twinops, twinops_env};
+use cli::{twinops, twinops_env};
 use serde::Deserialize;
 use serde_json::Value;
 use support::Emulator;

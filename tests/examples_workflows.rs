@@ -1,6 +1,7 @@
 //! The example GitHub workflows under `examples/github/` parse, and every twinops command they contain
 //! runs against the embedded hub (`--hub local:DIR` through `TWINOPS_HUB`), in workflow order: plan on the
 //! pull request, apply of that saved plan on merge, the drift check, and the per-hub matrix.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! What people read, snapshotted: text and markdown renderings of plans, reports and drift, built from
 //! fixed values (no hub), plus the pull-request comment size limit.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use serde_json::json;
 use twinops::apply::{Outcome, Report, Status};

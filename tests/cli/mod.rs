@@ -1,7 +1,7 @@
 //! Test support for running the real `twinops` binary against a test emulator: the hub and its CA
 //! certificate go through `TWINOPS_HUB` / `TWINOPS_CA_CERT` (never on the command line), and manifests are
 //! written into temporary directories.
-
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(dead_code)]
 
 use std::io::Write;
