@@ -367,3 +367,56 @@ fn usage_errors_exit_1_not_2() {
     let r = cli::twinops_bare(&["plan", "--no-such-flag"]);
     assert_eq!(r.code, 1, "{r:?}");
 }
+
+#[tokio::test]
+async fn apply_wait_returns_when_devices_acknowledge_and_times_out_naming_the_rest() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap().to_string();
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            &FLEET.replace("telemetryInterval: 30", "telemetryInterval: 45"),
+        )],
+    );
+    // Nobody reports back: the wait times out and names the twin.
+    let r = twinops(&em, &["apply", "--yes", "--wait=1s", &p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("not acknowledged: myFirstDevice"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("NO (timed out)"), "{}", r.stdout);
+    // A device that reports the value (after a moment) is waited for.
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            &FLEET.replace("telemetryInterval: 30", "telemetryInterval: 50"),
+        )],
+    );
+    let em = std::sync::Arc::new(em);
+    let reporter = {
+        let em = em.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            report(&em, "myFirstDevice", json!({"telemetryInterval": 50})).await;
+        })
+    };
+    let em2 = em.clone();
+    let r =
+        tokio::task::spawn_blocking(move || twinops(&em2, &["apply", "--yes", "--wait=30s", &p]))
+            .await
+            .unwrap();
+    reporter.await.unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("Acknowledged: 1 of 1 twins."),
+        "{}",
+        r.stdout
+    );
+}

@@ -248,7 +248,8 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Error>
     let mut buf = Vec::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Deserialization(format!("reading the request body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| Error::Deserialization(format!("reading the request body: {e}")))?;
         total += chunk.len();
         if total <= limit {
             buf.extend_from_slice(&chunk);
@@ -257,7 +258,9 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Error>
         }
     }
     if total > limit {
-        return Err(Error::MessageTooLarge(format!("request body is over {limit} bytes")));
+        return Err(Error::MessageTooLarge(format!(
+            "request body is over {limit} bytes"
+        )));
     }
     Ok(buf.into())
 }
