@@ -1,5 +1,6 @@
 //! api-version, SAS and bearer authorization, policy permissions and the stats endpoint, against
 //! the binary and against the in-process library API (`emulator::start`).
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod support;
 

@@ -350,10 +350,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Server(format!("worker failed: {e}")))?
 }
 
+/// How much of an oversized body is still read (and discarded) so the client, which is still sending,
+/// receives the 413 instead of a connection reset.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Error> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| Error::MessageTooLarge(format!("request body is over {limit} bytes")))
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| Error::Deserialization(format!("reading the request body: {e}")))?;
+        total += chunk.len();
+        if total <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if total > limit + DRAIN_BYTES {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(Error::MessageTooLarge(format!(
+            "request body is over {limit} bytes"
+        )));
+    }
+    Ok(buf.into())
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
