@@ -36,7 +36,7 @@ async fn try_call(
 fn assert_throttling_shape(r: &Resp, operation: &str) {
     assert_eq!(r.status, 429, "{r:?}");
     assert_eq!(r.code(), Some("ThrottlingException"));
-    let message = r.body["Message"].as_str().unwrap();
+    let message = r.body["Message"].as_str().expect("a Message string");
     assert_eq!(
         message,
         format!(
@@ -46,7 +46,7 @@ fn assert_throttling_shape(r: &Resp, operation: &str) {
     assert!(
         r.body["ExceptionMessage"]
             .as_str()
-            .unwrap()
+            .expect("an ExceptionMessage string")
             .starts_with("Tracking ID:")
     );
 }
