@@ -62,9 +62,8 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         ));
     }
     let mut body = String::new();
-    let mut shown = 0;
     let total = by_device.len();
-    for (device, blocks) in &by_device {
+    for (shown, (device, blocks)) in by_device.iter().enumerate() {
         let mut sec = format!(
             "<details><summary><code>{}</code> ({} change(s))</summary>\n\n```diff\n",
             escape(device),
@@ -83,7 +82,6 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
             break;
         }
         body.push_str(&sec);
-        shown += 1;
     }
     out.write_all(head.as_bytes())?;
     out.write_all(body.as_bytes())
