@@ -7,6 +7,9 @@
 //!   redb, `twin` and `identity` IoT Hub's write rules, `bulk` the bulk registry call, `pager` query
 //!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
 //!   `tls` the certificate, `error` IoT Hub's error responses.
+//! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
+//!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
+//!   records which identities are connected.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +28,9 @@ pub mod auth;
 pub mod bulk;
 pub mod error;
 pub mod identity;
+pub mod mqtt;
 pub mod pager;
+pub mod presence;
 pub mod query;
 pub mod server;
 pub mod stats;
@@ -54,6 +59,18 @@ pub struct Args {
     /// Largest query page served, whatever `x-ms-max-item-count` asks for.
     #[arg(long, default_value_t = server::DEFAULT_PAGE)]
     pub query_page_max: usize,
+    /// Device side: MQTT over TLS on ADDR:PORT, or `off`. A busy port leaves REST alone serving.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = mqtt::DEFAULT_ADDR)]
+    pub mqtt: mqtt::Listen,
+    /// Simulates the identities matching PATTERN (`deviceId` or `deviceId/moduleId` globs, `all`
+    /// for every one) as devices connected over MQTT that echo desired patches into reported
+    /// properties after DELAY (e.g. `500ms`, `2s`; default 1s).
+    #[arg(long, value_name = "PATTERN|all[:DELAY]")]
+    pub simulate_devices: Option<String>,
+    /// Simulated identities that stay offline: a percentage (`5%`, chosen by a stable hash of
+    /// the ID) or a list of IDs (`d1,d2/m1`).
+    #[arg(long, value_name = "PERCENT%|ID,...", requires = "simulate_devices")]
+    pub simulate_offline: Option<String>,
 }
 
 /// How to run an emulator.
@@ -67,6 +84,10 @@ pub struct Config {
     pub owner_key: Option<String>,
     pub query_page_max: usize,
     pub bearer_token: Option<String>,
+    /// The MQTT device side's address; `None` (the default) serves no MQTT.
+    pub mqtt: Option<SocketAddr>,
+    /// A simulated fleet on the MQTT side.
+    pub simulate: Option<mqtt::simulate::Fleet>,
 }
 
 impl Default for Config {
@@ -78,20 +99,32 @@ impl Default for Config {
             owner_key: None,
             query_page_max: server::DEFAULT_PAGE,
             bearer_token: None,
+            mqtt: None,
+            simulate: None,
         }
     }
 }
 
-impl From<&Args> for Config {
-    fn from(a: &Args) -> Self {
-        Config {
+impl TryFrom<&Args> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &Args) -> anyhow::Result<Self> {
+        let simulate = a
+            .simulate_devices
+            .as_deref()
+            .map(|d| mqtt::simulate::Fleet::parse(d, a.simulate_offline.as_deref()))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        Ok(Config {
             state: a.state.clone(),
             listen: a.listen,
             hostname: a.hostname.clone(),
             owner_key: a.owner_key.clone(),
             query_page_max: a.query_page_max,
             bearer_token: a.bearer_token.clone(),
-        }
+            mqtt: a.mqtt.0,
+            simulate,
+        })
     }
 }
 
@@ -105,6 +138,10 @@ pub struct Running {
     hub: Option<Arc<server::Hub>>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    /// The MQTT listener's address, when it serves.
+    mqtt_addr: Option<SocketAddr>,
+    /// The MQTT side and the simulated fleet.
+    device_tasks: Vec<JoinHandle<()>>,
     /// A directory of our own to remove at the end (the certificate of an in-memory hub).
     scratch: Option<PathBuf>,
 }
@@ -140,6 +177,11 @@ impl Running {
         &self.ca_pem
     }
 
+    /// Where the MQTT device side listens (`None`: off, or its port was busy).
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_addr
+    }
+
     /// A random ID created with the state and kept in it (what a saved plan binds to).
     pub fn hub_id(&self) -> &str {
         &self.hub_id
@@ -156,6 +198,9 @@ impl Running {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        for task in self.device_tasks.drain(..) {
             let _ = task.await;
         }
         // Store calls run on blocking threads that hold the hub; wait for the last one so the
@@ -185,6 +230,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        for task in self.device_tasks.drain(..) {
             task.abort();
         }
         if let Some(dir) = self.scratch.take() {
@@ -231,6 +279,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map_err(|e| anyhow::anyhow!("reading the state: {e}"))
     };
     let hub_id = meta("hub_id", || random_hex(16))?;
+    store
+        .reset_presence()
+        .map_err(|e| anyhow::anyhow!("resetting device connection states: {e}"))?;
     let mut keys = Vec::new();
     let mut policies = Vec::new();
     for (name, permissions) in auth::POLICIES {
@@ -270,6 +321,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     };
     let identity = tls::load_or_create(&tls_dir, &config.hostname, &addr.ip().to_string())?;
+    let mqtt_listener = match config.mqtt {
+        Some(at) => bind_mqtt(at).await,
+        None => None,
+    };
+    let mqtt_addr = mqtt_listener.as_ref().and_then(|l| l.local_addr().ok());
+    anyhow::ensure!(
+        config.simulate.is_none() || config.mqtt.is_some(),
+        "--simulate-devices needs the MQTT side: drop `--mqtt off`"
+    );
 
     let authority = auth::Authority {
         hosts: vec![host.clone(), format!("{}:{}", addr.ip(), addr.port())],
@@ -281,9 +341,38 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         authority,
         stats: stats::Stats::default(),
         query_page_max: config.query_page_max,
+        mqtt_addr,
     });
     let (stop, stopped) = watch::channel(false);
     let app = server::app(hub.clone());
+    let mut device_tasks = Vec::new();
+    if let Some(l) = mqtt_listener {
+        let tls = mqtt::tls_config(&identity.server_config);
+        device_tasks.push(tokio::spawn(mqtt::serve(
+            l,
+            tls,
+            hub.clone(),
+            stopped.clone(),
+        )));
+    }
+    if let (Some(fleet), Some(at)) = (config.simulate.clone(), mqtt_addr) {
+        let ip = if at.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            at.ip()
+        };
+        let target = mqtt::simulate::Target {
+            addr: SocketAddr::new(ip, at.port()),
+            hostname: config.hostname.clone(),
+            tls: mqtt::client::tls_trusting(&identity.cert_pem)?,
+        };
+        device_tasks.push(tokio::spawn(mqtt::simulate::run(
+            fleet,
+            hub.clone(),
+            target,
+            stopped.clone(),
+        )));
+    }
     let task = tokio::spawn(server::serve(
         listener,
         identity.server_config.clone(),
@@ -299,8 +388,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hub: Some(hub),
         stop,
         task: Some(task),
+        mqtt_addr,
+        device_tasks,
         scratch,
     })
+}
+
+/// Binds the MQTT port; a port that cannot be bound (busy, no permission) is a warning, and the
+/// hub serves REST alone.
+async fn bind_mqtt(at: SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(at).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            crate::output::talk(&format!(
+                "warning: MQTT device side not started: cannot listen on {at} ({e}); serving REST only"
+            ));
+            None
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -321,7 +426,7 @@ async fn interrupted() {
 
 /// Runs `twinops emulator` until interrupted.
 pub async fn run(args: Args) -> anyhow::Result<crate::cmd::ExitStatus> {
-    let running = start(Config::from(&args)).await?;
+    let running = start(Config::try_from(&args)?).await?;
     // The emulator's own startup lines are the one place a key is printed: they describe a
     // local test hub, and scripts read the connection string from here.
     crate::output::data(&format!(
@@ -330,6 +435,11 @@ pub async fn run(args: Args) -> anyhow::Result<crate::cmd::ExitStatus> {
         running.connection_string().expose(),
         running.ca_pem_path().display()
     ));
+    if let Some(at) = running.mqtt_addr() {
+        crate::output::talk(&format!(
+            "twinops emulator: MQTT device side on mqtts://{at} (TLS, same certificate)"
+        ));
+    }
     interrupted().await;
     running.shutdown().await;
     Ok(crate::cmd::ExitStatus::Success)

@@ -46,6 +46,8 @@ pub struct Hub {
     pub authority: Authority,
     pub stats: Stats,
     pub query_page_max: usize,
+    /// Where the MQTT device side listens, for `/_emulator/info`.
+    pub mqtt_addr: Option<std::net::SocketAddr>,
 }
 
 type Shared = Arc<Hub>;
@@ -78,6 +80,7 @@ pub fn app(hub: Shared) -> Router {
                 .put(put_module_twin),
         )
         .route("/_emulator/stats", get(stats))
+        .route("/_emulator/info", get(info))
         .route("/_emulator/twins/{id}/reported", patch(reported))
         .route(
             "/_emulator/twins/{id}/modules/{mid}/reported",
@@ -530,6 +533,12 @@ async fn bulk_call(State(hub): State<Shared>, body: Body) -> Result<Response, Er
 
 async fn stats(State(hub): State<Shared>) -> Response {
     json(StatusCode::OK, &hub.stats.to_json())
+}
+
+/// `{"mqtt": "127.0.0.1:8883"}` (`null` when the device side is off or its port was busy).
+async fn info(State(hub): State<Shared>) -> Response {
+    let mqtt = hub.mqtt_addr.map(|a| a.to_string());
+    json(StatusCode::OK, &serde_json::json!({ "mqtt": mqtt }))
 }
 
 async fn patch_reported(hub: Shared, target: Target, body: Body) -> Result<Response, Error> {

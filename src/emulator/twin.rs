@@ -28,6 +28,10 @@ pub struct TwinState {
     pub version: i64,
     /// The counter behind the twin `etag` (base64 of its 8 big-endian bytes).
     pub etag_counter: u64,
+    /// The desired patch of the write just made (a replace's full desired), never stored: the
+    /// store takes it after the write to notify the connected device (`Store::write`).
+    #[serde(skip)]
+    pub desired_written: Option<JsonMap>,
 }
 
 /// Which writer wrote; decides which `$version` moves.
@@ -62,6 +66,7 @@ impl TwinState {
             reported_version: 1,
             version: 2,
             etag_counter: 1,
+            desired_written: None,
         }
     }
 
@@ -82,6 +87,7 @@ impl TwinState {
     pub fn patch(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
+        next.desired_written = write.desired.clone();
         let v = next.desired_version;
         if let Some(tags) = &write.tags {
             twin_rules::check(tags, true).map_err(|e| violation("tags", e))?;
@@ -108,6 +114,7 @@ impl TwinState {
     pub fn replace(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
+        next.desired_written = write.desired.clone();
         let v = next.desired_version;
         if let Some(tags) = write.tags {
             twin_rules::check(&tags, false).map_err(|e| violation("tags", e))?;
@@ -130,6 +137,7 @@ impl TwinState {
         let patch = strip_read_only(patch.clone());
         twin_rules::check(&patch, true).map_err(|e| violation("properties.reported", e))?;
         let mut next = self.clone();
+        next.desired_written = None;
         next.reported_version += 1;
         merge(
             &mut next.reported,
