@@ -430,3 +430,54 @@ fn a_busy_mqtt_port_is_a_warning_and_rest_still_serves() {
     assert!(err.contains("serving REST only"), "{err}");
     drop(busy);
 }
+
+async fn twin_until(hub: &Emulator, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let t = hub.get(path).await.body;
+        if ok(&t) {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never showed {what}: {}", hub.get(path).await.body);
+}
+
+#[tokio::test]
+async fn simulated_devices_echo_desired_values_and_offline_ones_stay_away() {
+    let hub = Emulator::start_with(&[
+        "--mqtt",
+        "127.0.0.1:0",
+        "--simulate-devices",
+        "sim-*:100ms",
+        "--simulate-offline",
+        "sim-2",
+    ]);
+    for id in ["sim-1", "sim-2", "other"] {
+        hub.create_device(id).await;
+        let r = hub
+            .patch(
+                &format!("/twins/{id}"),
+                json!({"properties": {"desired": {"telemetryInterval": 30}}}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let echoed = |t: &Value, v: i64| t["properties"]["reported"]["telemetryInterval"] == v;
+    let t = twin_until(&hub, "/twins/sim-1", "the echo of 30", |t| echoed(t, 30)).await;
+    assert_eq!(t["connectionState"], "Connected");
+    let r = hub
+        .patch(
+            "/twins/sim-1",
+            json!({"properties": {"desired": {"telemetryInterval": 45}}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    twin_until(&hub, "/twins/sim-1", "the echo of 45", |t| echoed(t, 45)).await;
+    for id in ["sim-2", "other"] {
+        let t = hub.get(&format!("/twins/{id}")).await.body;
+        assert_eq!(t["connectionState"], "Disconnected", "{id}");
+        assert_eq!(t["properties"]["reported"]["$version"], 1, "{id}");
+    }
+}
