@@ -66,11 +66,11 @@ pub struct Args {
     /// for every one) as devices connected over MQTT that echo desired patches into reported
     /// properties after DELAY (e.g. `500ms`, `2s`; default 1s).
     #[arg(long, value_name = "PATTERN|all[:DELAY]")]
-    pub simulate_devices: Option<String>,
+    pub simulate_devices: Option<mqtt::simulate::Fleet>,
     /// Simulated identities that stay offline: a percentage (`5%`, chosen by a stable hash of
     /// the ID) or a list of IDs (`d1,d2/m1`).
     #[arg(long, value_name = "PERCENT%|ID,...", requires = "simulate_devices")]
-    pub simulate_offline: Option<String>,
+    pub simulate_offline: Option<mqtt::simulate::Offline>,
 }
 
 /// How to run an emulator.
@@ -105,17 +105,9 @@ impl Default for Config {
     }
 }
 
-impl TryFrom<&Args> for Config {
-    type Error = anyhow::Error;
-
-    fn try_from(a: &Args) -> anyhow::Result<Self> {
-        let simulate = a
-            .simulate_devices
-            .as_deref()
-            .map(|d| mqtt::simulate::Fleet::parse(d, a.simulate_offline.as_deref()))
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        Ok(Config {
+impl From<&Args> for Config {
+    fn from(a: &Args) -> Self {
+        Config {
             state: a.state.clone(),
             listen: a.listen,
             hostname: a.hostname.clone(),
@@ -123,8 +115,11 @@ impl TryFrom<&Args> for Config {
             query_page_max: a.query_page_max,
             bearer_token: a.bearer_token.clone(),
             mqtt: a.mqtt.0,
-            simulate,
-        })
+            simulate: a.simulate_devices.clone().map(|f| mqtt::simulate::Fleet {
+                offline: a.simulate_offline.clone(),
+                ..f
+            }),
+        }
     }
 }
 
@@ -426,7 +421,7 @@ async fn interrupted() {
 
 /// Runs `twinops emulator` until interrupted.
 pub async fn run(args: Args) -> anyhow::Result<crate::cmd::ExitStatus> {
-    let running = start(Config::try_from(&args)?).await?;
+    let running = start(Config::from(&args)).await?;
     // The emulator's own startup lines are the one place a key is printed: they describe a
     // local test hub, and scripts read the connection string from here.
     crate::output::data(&format!(

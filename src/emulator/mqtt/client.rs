@@ -21,6 +21,9 @@ use super::credentials::Who;
 use crate::iothub::connection_string::Secret;
 use crate::iothub::sas;
 
+/// The largest packet accepted from the hub (twin documents are far smaller).
+const MAX_INCOMING_BYTES: usize = 1 << 20;
+
 /// Why a connection did not come up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -107,14 +110,14 @@ impl Client {
         stream.flush().await?;
         let (r, writer) = tokio::io::split(stream);
         let mut r = BufReader::new(r);
-        match codec::read(&mut r, usize::MAX >> 4).await? {
+        match codec::read(&mut r, MAX_INCOMING_BYTES).await? {
             Some(Packet::ConnAck { code: 0, .. }) => {}
             Some(Packet::ConnAck { code, .. }) => return Err(ConnectError::Refused(code)),
             _ => return Err(ConnectError::NoConnAck),
         }
         let (tx, incoming) = mpsc::channel(1024);
         let reader = tokio::spawn(async move {
-            while let Ok(Some(p)) = codec::read(&mut r, usize::MAX >> 4).await {
+            while let Ok(Some(p)) = codec::read(&mut r, MAX_INCOMING_BYTES).await {
                 if tx.send(p).await.is_err() {
                     break;
                 }

@@ -97,6 +97,24 @@ impl Fleet {
     }
 }
 
+/// `--simulate-devices PATTERN|all[:DELAY]` (no offline set).
+impl std::str::FromStr for Fleet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Fleet, String> {
+        Fleet::parse(s, None)
+    }
+}
+
+/// `--simulate-offline PERCENT%|ID,...`.
+impl std::str::FromStr for Offline {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Offline, String> {
+        parse_offline(s)
+    }
+}
+
 fn parse_offline(s: &str) -> Result<Offline, String> {
     if let Some(p) = s.trim().strip_suffix('%') {
         let p: u8 = p
