@@ -59,7 +59,8 @@ pub struct Args {
     /// Largest query page served, whatever `x-ms-max-item-count` asks for.
     #[arg(long, default_value_t = server::DEFAULT_PAGE)]
     pub query_page_max: usize,
-    /// Device side: MQTT over TLS on ADDR:PORT, or `off`. A busy port leaves REST alone serving.
+    /// Device side: MQTT over TLS on ADDR:PORT, or `off`. If the port is busy, the emulator warns
+    /// and serves REST alone.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = mqtt::DEFAULT_ADDR)]
     pub mqtt: mqtt::Listen,
     /// Simulates the identities matching PATTERN (`deviceId` or `deviceId/moduleId` globs, `all`

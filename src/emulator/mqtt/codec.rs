@@ -442,19 +442,16 @@ pub fn encode(p: &Packet) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn round_trip(p: Packet) {
+    async fn round_trip(p: Packet) {
         let bytes = encode(&p);
         let mut r = bytes.as_slice();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let back = rt.block_on(read(&mut r, 1 << 20)).unwrap().unwrap();
+        let back = read(&mut r, 1 << 20).await.unwrap().unwrap();
         assert_eq!(back, p);
         assert!(r.is_empty());
     }
 
-    #[test]
-    fn every_packet_survives_a_round_trip() {
+    #[tokio::test]
+    async fn every_packet_survives_a_round_trip() {
         round_trip(Packet::Connect(Connect {
             protocol_level: 4,
             clean_session: false,
@@ -463,41 +460,48 @@ mod tests {
             will: None,
             username: Some("localhost/d/m/?api-version=2019-10-01".into()),
             password: Some(b"SharedAccessSignature sr=x&sig=y&se=1".to_vec()),
-        }));
+        }))
+        .await;
         round_trip(Packet::ConnAck {
             session_present: false,
             code: connack::NOT_AUTHORIZED,
-        });
+        })
+        .await;
         round_trip(Packet::Publish(Publish {
             topic: "$iothub/twin/GET/?$rid=1".into(),
             qos: 1,
             id: Some(7),
             payload: b"{}".to_vec(),
             ..Publish::default()
-        }));
+        }))
+        .await;
         round_trip(Packet::Publish(Publish {
             topic: "t".into(),
             payload: vec![b'x'; 300],
             ..Publish::default()
-        }));
+        }))
+        .await;
         round_trip(Packet::Subscribe {
             id: 3,
             filters: vec![("$iothub/twin/res/#".into(), 1), ("a".into(), 0)],
-        });
+        })
+        .await;
         round_trip(Packet::SubAck {
             id: 3,
             codes: vec![1, SUBSCRIPTION_FAILED],
-        });
+        })
+        .await;
         round_trip(Packet::Unsubscribe {
             id: 4,
             filters: vec!["a".into()],
-        });
-        round_trip(Packet::UnsubAck { id: 4 });
-        round_trip(Packet::PubAck { id: 9 });
-        round_trip(Packet::PubRel { id: 9 });
-        round_trip(Packet::PingReq);
-        round_trip(Packet::PingResp);
-        round_trip(Packet::Disconnect);
+        })
+        .await;
+        round_trip(Packet::UnsubAck { id: 4 }).await;
+        round_trip(Packet::PubAck { id: 9 }).await;
+        round_trip(Packet::PubRel { id: 9 }).await;
+        round_trip(Packet::PingReq).await;
+        round_trip(Packet::PingResp).await;
+        round_trip(Packet::Disconnect).await;
     }
 
     #[test]
