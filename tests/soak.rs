@@ -14,12 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cli::{manifests, twinops, writes};
-use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Value, json};
 use support::Emulator;
 
 const MODULES: usize = 4;
+
+/// Per twin, the last unowned value and the last reported value the writer wrote.
+type LastWrites = BTreeMap<String, (Option<u64>, Option<u64>)>;
 
 fn scale() -> usize {
     std::env::var("TWINOPS_SOAK_SCALE")
@@ -191,8 +193,7 @@ async fn soak_with_faults_and_a_concurrent_writer_never_overwrites_and_converges
     }
     // During the apply: unowned keys and reported properties, again and again.
     let stop = Arc::new(AtomicBool::new(false));
-    let last: Arc<tokio::sync::Mutex<BTreeMap<String, (Option<u64>, Option<u64>)>>> =
-        Default::default();
+    let last: Arc<tokio::sync::Mutex<LastWrites>> = Default::default();
     let writer = {
         let (em, stop, last) = (em.clone(), stop.clone(), last.clone());
         let (unowned, reported) = (unowned_changed.clone(), reported_changed.clone());
