@@ -317,4 +317,11 @@ async fn soak_with_faults_and_a_concurrent_writer_never_overwrites_and_converges
     assert!(r.stdout.contains("No changes."), "{}", r.stdout);
     assert_eq!(writes(&em.stats().await), writes(&before));
     assert!(writes_done > 0);
+    let stats = em.stats().await;
+    eprintln!(
+        "soak: {twins} twins, {} conflicts as expected, {writes_done} writer rounds, faults injected: {}, requests: {}",
+        expected.len(),
+        stats["faults"],
+        stats["total"]
+    );
 }
