@@ -9,6 +9,8 @@
 //! Without `--bench` (as under `cargo test --all-targets`) the binary exits at once: building 100,000
 //! twins in a debug build is no test.
 
+#![allow(clippy::print_stderr)]
+
 use std::hint::black_box;
 
 use criterion::Criterion;
