@@ -997,7 +997,7 @@ fn memory(ctx: &Ctx, sizes: &[usize], modules: usize) -> Result<Value> {
         rows.push((twins, apply, noop));
     }
     let mut t = String::from(
-        "| twins | apply s | apply peak RSS MiB | apply B/twin | no-op plan s | plan peak RSS MiB | plan B/twin | plan marginal B/twin |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| twins | apply s | apply peak RSS MiB | apply B/twin | apply marginal B/twin | no-op plan s | plan peak RSS MiB | plan B/twin | plan marginal B/twin |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut out = Vec::new();
     let mut prev: Option<(usize, u64, u64)> = None;
@@ -1011,10 +1011,11 @@ fn memory(ctx: &Ctx, sizes: &[usize], modules: usize) -> Result<Value> {
         });
         let _ = writeln!(
             t,
-            "| {twins} | {:.2} | {} | {} | {:.2} | {} | {} | {} |",
+            "| {twins} | {:.2} | {} | {} | {} | {:.2} | {} | {} | {} |",
             apply.wall_s,
             mib(apply.peak_rss_kib),
             per(apply.peak_rss_kib),
+            apply_marginal.map_or("-".into(), |m| m.to_string()),
             noop.wall_s,
             mib(noop.peak_rss_kib),
             per(noop.peak_rss_kib),
