@@ -74,8 +74,8 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
                 )
         });
         // Desired values only; keys being removed and sensitive digests cannot be compared.
-        let desired: BTreeMap<String, Value> = c
-            .target
+        let wanted = c.wanted();
+        let desired: BTreeMap<String, Value> = wanted
             .as_ref()
             .and_then(|t| t.get("desired"))
             .and_then(Value::as_object)

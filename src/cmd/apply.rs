@@ -105,7 +105,7 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         None
     };
     let conn = connect::connect(&args.common, Some(&args.pace)).await?;
-    let result = execute(args, &conn, fleet.as_ref()).await;
+    let result = execute(args, &conn, fleet).await;
     conn.close().await;
     result
 }
@@ -113,13 +113,13 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
 async fn execute(
     args: &ApplyArgs,
     conn: &connect::Connection,
-    fleet: Option<&crate::model::Fleet>,
+    fleet: Option<crate::model::Fleet>,
 ) -> anyhow::Result<ExitStatus> {
     let quiet = args.common.quiet;
     let p = match &args.plan {
-        Some(path) => saved_plan(path, &conn.identity, fleet)?,
+        Some(path) => saved_plan(path, &conn.identity, fleet.as_ref())?,
         None => {
-            let fleet = fleet.context("no manifests")?;
+            let fleet = fleet.as_ref().context("no manifests")?;
             let options = Options {
                 adopt: args.adopt,
                 prune: args.prune,
@@ -132,6 +132,8 @@ async fn execute(
             p
         }
     };
+    // The plan holds all that apply needs: the manifests' memory goes back before the writes start.
+    drop(fleet);
     let deletions = plan::deletion_count(&p);
     if deletions > args.max_deletes {
         bail!(

@@ -147,7 +147,7 @@ pub fn report(
             class: Class::ChangedInHub,
             detail,
             keys: c
-                .diff
+                .shown_diff()
                 .iter()
                 .map(|d| d.path.clone())
                 .filter(|p| p != "tags.twinops")

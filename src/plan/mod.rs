@@ -121,6 +121,39 @@ pub struct Change {
 }
 
 impl Change {
+    /// The owned values this change wants (`{"tags": …, "desired": …}`, sensitive values as digests):
+    /// `target`, or for creates the view of the content in `patch.twin`.
+    pub fn wanted(&self) -> Option<Value> {
+        if let Some(t) = &self.target {
+            return Some(t.clone());
+        }
+        let twin = self.patch.get("twin")?;
+        Some(twin::content_view(twin, &self.sensitive))
+    }
+
+    /// The field-level diff to show: `diff`, or for creates every owned key of the content.
+    pub fn shown_diff(&self) -> Vec<FieldDiff> {
+        if !self.diff.is_empty() || self.action != Action::Create {
+            return self.diff.clone();
+        }
+        let Some(wanted) = self.wanted() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for section in ["tags", "desired"] {
+            if let Some(m) = wanted.get(section).and_then(Value::as_object) {
+                for (k, v) in m {
+                    out.push(FieldDiff {
+                        path: format!("{section}.{k}"),
+                        before: None,
+                        after: Some(v.clone()),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// `device` or `device/module`.
     pub fn address(&self) -> String {
         match &self.module_id {
@@ -339,7 +372,7 @@ impl Planner<'_> {
     fn create_device(&mut self, d: &DeviceSpec) {
         let content = twin::create_content(&self.fleet.owner, &d.twin);
         let mut patch = device_identity_value(d);
-        patch["twin"] = content.patch;
+        patch["twin"] = content;
         self.push(Change {
             action: Action::Create,
             kind: Kind::CreateDevice,
@@ -347,9 +380,11 @@ impl Planner<'_> {
             module_id: None,
             if_match: None,
             base: None,
-            target: Some(content.target),
+            // The content lives once, in `patch.twin`: `target` and `diff` are derived when shown
+            // (see `Change::shown_diff`), which keeps a large new fleet's plan small.
+            target: None,
             patch,
-            diff: content.diff,
+            diff: Vec::new(),
             ignore: Vec::new(),
             sensitive: twin::path_strings(&d.twin.sensitive),
         });
@@ -358,7 +393,7 @@ impl Planner<'_> {
     fn create_module(&mut self, d: &DeviceSpec, m: &ModuleSpec) {
         let content = twin::create_content(&self.fleet.owner, &m.twin);
         let mut patch = module_identity_value(m);
-        patch["twin"] = content.patch;
+        patch["twin"] = content;
         self.push(Change {
             action: Action::Create,
             kind: Kind::CreateModule,
@@ -366,9 +401,11 @@ impl Planner<'_> {
             module_id: Some(m.id.clone()),
             if_match: None,
             base: None,
-            target: Some(content.target),
+            // The content lives once, in `patch.twin`: `target` and `diff` are derived when shown
+            // (see `Change::shown_diff`), which keeps a large new fleet's plan small.
+            target: None,
             patch,
-            diff: content.diff,
+            diff: Vec::new(),
             ignore: Vec::new(),
             sensitive: twin::path_strings(&m.twin.sensitive),
         });

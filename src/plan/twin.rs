@@ -27,11 +27,6 @@ pub(super) struct TwinChange {
     pub diff: Vec<FieldDiff>,
 }
 
-pub(super) struct Content {
-    pub target: Value,
-    pub patch: Value,
-    pub diff: Vec<FieldDiff>,
-}
 
 /// `tags.a.b` strings for a list of paths.
 pub(super) fn path_strings(paths: &[PropertyPath]) -> Vec<String> {
@@ -165,26 +160,35 @@ fn twin_patch(tags: JsonMap, desired: JsonMap) -> Value {
     Value::Object(p)
 }
 
+/// The view of a create's twin content (`{"tags": …, "properties": {"desired": …}}`), sensitive
+/// values as digests.
+pub(super) fn content_view(content: &Value, sensitive: &[String]) -> Value {
+    let empty = JsonMap::new();
+    let tags = content
+        .get("tags")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let desired = content
+        .pointer("/properties/desired")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let view = TwinView {
+        tags: tags.keys().cloned().collect(),
+        desired: desired.keys().cloned().collect(),
+        ignore: Vec::new(),
+        sensitive: sensitive.iter().filter_map(|p| parse_path(p)).collect(),
+    };
+    view.of(tags, desired)
+}
+
 /// The twin content written when the identity is created.
-pub(super) fn create_content(owner: &str, spec: &TwinSpec) -> Content {
+pub(super) fn create_content(owner: &str, spec: &TwinSpec) -> Value {
     let mut tags = spec.tags.clone();
     tags.insert(
         LEDGER_TAG.into(),
         Ledger::new(owner, &spec.tags, &spec.desired).to_value(),
     );
-    let view = TwinView {
-        tags: tags.keys().cloned().collect(),
-        desired: spec.desired.keys().cloned().collect(),
-        ignore: Vec::new(),
-        sensitive: spec.sensitive.clone(),
-    };
-    let target = view.of(&tags, &spec.desired);
-    let empty = view.of(&JsonMap::new(), &JsonMap::new());
-    Content {
-        diff: diff_views(&empty, &target),
-        target,
-        patch: twin_patch(tags, spec.desired.clone()),
-    }
+    twin_patch(tags, spec.desired.clone())
 }
 
 /// Diffs one existing twin against its spec.

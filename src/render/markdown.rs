@@ -50,7 +50,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
             super::text::kind_words(c.kind),
             c.address()
         );
-        for d in &c.diff {
+        for d in &c.shown_diff() {
             let b = d.before.as_ref().map(inline).unwrap_or_else(|| "∅".into());
             let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());
             let _ = writeln!(block, "    {}: {b} -> {a}", d.path);

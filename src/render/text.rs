@@ -84,7 +84,7 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
     if c.action == Action::Delete {
         return Ok(());
     }
-    for d in &c.diff {
+    for d in &c.shown_diff() {
         if d.path == "tags.twinops" {
             continue;
         }
