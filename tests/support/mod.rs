@@ -64,12 +64,19 @@ impl Emulator {
 
     /// An emulator with extra flags.
     pub fn start_with(extra: &[&str]) -> Emulator {
+        Emulator::spawn(extra, &[], Stdio::inherit())
+    }
+
+    /// An emulator with extra flags, environment variables and its stderr sent to `stderr`
+    /// (a file, to read what it logged).
+    pub fn spawn(extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Emulator {
         let mut child = Command::new(env!("CARGO_BIN_EXE_twinops"))
             .args(["emulator", "--listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawning twinops emulator");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
