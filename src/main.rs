@@ -3,7 +3,15 @@
 use clap::Parser;
 
 fn main() {
-    let cli = twinops::cli::Cli::parse();
+    let cli = match twinops::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Usage errors exit 1: 2 means "changes present" to scripts.
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,5 +1,6 @@
 //! Device and module identities over HTTPS against the real emulator binary: status codes, etag
 //! preconditions, keys, edge devices and IoT Hub's error responses.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod support;
 

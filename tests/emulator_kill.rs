@@ -1,5 +1,6 @@
 //! Durability: every acknowledged write survives SIGKILL of the emulator, and the hub keeps its
 //! owner key and hub ID across restarts on the same state directory.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod support;
 

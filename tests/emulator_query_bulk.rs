@@ -1,4 +1,5 @@
 //! The query API (paging, continuation, item types, errors) and the bulk registry call over HTTPS.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod support;
 

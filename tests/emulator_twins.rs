@@ -1,5 +1,6 @@
 //! Device and module twins over HTTPS: merge patch and replace, etags and versions on every write
 //! (reported writes included), metadata, read-only fields in bodies, and IoT Hub's twin limits.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The hostile corpus (`tests/manifests/hostile/`): every case must fail, with its first diagnostic at the
 //! place `EXPECTED.tsv` names, quickly. The largest inputs are generated here instead of committed.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
 //! What a valid manifest set loads into: layering, ranges, substitution, sizes, ordering, digest and `read`.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::PathBuf;
 

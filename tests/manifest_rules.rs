@@ -1,4 +1,5 @@
 //! One failing manifest per validation rule of SPEC §2, with the exact messages snapshotted.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use twinops::manifest::{self, Source};
 

@@ -6,6 +6,7 @@
 
 mod create;
 mod twin;
+pub mod wait;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -189,17 +189,49 @@ async fn execute(
         _ => crate::render::text::report(&mut buf, &report)?,
     }
     output::data(&String::from_utf8_lossy(&buf));
+    let mut wait_failed = false;
+    if let Some(limit) = &args.wait
+        && !report.interrupted
+    {
+        let limit = crate::apply::wait::parse_duration(limit)?;
+        let items = crate::apply::wait::pending(&p, &report);
+        if !quiet {
+            output::talk(&format!(
+                "Waiting up to {:?} for {} twin(s) to acknowledge their desired values...",
+                limit,
+                items.len()
+            ));
+        }
+        let items = crate::apply::wait::wait(&conn.hub, items, limit, &options.stop).await?;
+        let mut buf = Vec::new();
+        crate::render::text::acknowledgements(&mut buf, &items)?;
+        output::data(&String::from_utf8_lossy(&buf));
+        let missing: Vec<String> = items
+            .iter()
+            .filter(|i| i.acknowledged_after.is_none())
+            .map(crate::apply::wait::Pending::address)
+            .collect();
+        if !missing.is_empty() {
+            output::talk(&format!(
+                "error: timed out after {limit:?}; not acknowledged: {}",
+                missing.join(", ")
+            ));
+            wait_failed = true;
+        }
+    }
     if !p.conflicts.is_empty() && !quiet {
         output::talk(&format!(
             "{} twin(s) were skipped as conflicts at plan time",
             p.conflicts.len()
         ));
     }
-    Ok(if report.interrupted {
-        ExitStatus::Interrupted
-    } else if report.ok() && p.conflicts.is_empty() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Failure
-    })
+    Ok(
+        if report.interrupted || options.stop.load(Ordering::SeqCst) {
+            ExitStatus::Interrupted
+        } else if report.ok() && p.conflicts.is_empty() && !wait_failed {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        },
+    )
 }

@@ -56,7 +56,7 @@ pub fn print(plan: &Plan, format: Format) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     match format {
         Format::Text => crate::render::text::plan(&mut buf, plan)?,
-        Format::Json => crate::render::json(&mut buf, plan)?,
+        Format::Json => crate::render::json(&mut buf, &plan.redacted())?,
         Format::Markdown => crate::render::markdown::plan(&mut buf, plan)?,
     }
     output::data(&String::from_utf8_lossy(&buf));

@@ -45,6 +45,16 @@ pub enum Error {
     RouteNotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("{0}")]
+    ConfigurationNotFound(String),
+    #[error("{0}")]
+    ConfigurationAlreadyExists(String),
+    /// Over quota (throttling) or an injected 429; holds the operation type.
+    #[error("The request has been throttled. Wait 10 seconds and try again. Operation type: {0}")]
+    Throttled(String),
+    /// An injected 503.
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed; the request may be retried.
     #[error("{0}")]
     Server(String),
@@ -70,6 +80,10 @@ impl Error {
             Error::TooManyModules(_) => "TooManyModulesOnDevice",
             Error::RouteNotFound(_) => "NotFound",
             Error::MethodNotAllowed(_) => "InvalidOperation",
+            Error::ConfigurationNotFound(_) => "ConfigurationNotFound",
+            Error::ConfigurationAlreadyExists(_) => "ConfigurationAlreadyExists",
+            Error::Throttled(_) => "ThrottlingException",
+            Error::Unavailable(_) => "ServiceUnavailable",
             Error::Server(_) => "ServerError",
         }
     }
@@ -81,17 +95,20 @@ impl Error {
             | Error::ArgumentNull(_)
             | Error::Deserialization(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) | Error::SystemModule(_) => StatusCode::UNAUTHORIZED,
-            Error::DeviceNotFound(_) | Error::ModuleNotFound { .. } | Error::RouteNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Error::DeviceNotFound(_)
+            | Error::ModuleNotFound { .. }
+            | Error::RouteNotFound(_)
+            | Error::ConfigurationNotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::DeviceAlreadyExists(_) | Error::ModuleAlreadyExists { .. } => {
-                StatusCode::CONFLICT
-            }
+            Error::DeviceAlreadyExists(_)
+            | Error::ModuleAlreadyExists { .. }
+            | Error::ConfigurationAlreadyExists(_) => StatusCode::CONFLICT,
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::MessageTooLarge(_) | Error::TooManyDevices(_) | Error::TooManyModules(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,9 +118,9 @@ impl Error {
         match self {
             Error::InvalidProtocolVersion => "BadRequest".to_string(),
             Error::Unauthorized(_) => "Unauthorized".to_string(),
-            Error::DeviceAlreadyExists(_) | Error::ModuleAlreadyExists { .. } => {
-                format!("Conflict: {self}")
-            }
+            Error::DeviceAlreadyExists(_)
+            | Error::ModuleAlreadyExists { .. }
+            | Error::ConfigurationAlreadyExists(_) => format!("Conflict: {self}"),
             _ => self.to_string(),
         }
     }
@@ -201,6 +218,11 @@ mod tests {
             Error::PreconditionFailed(String::new()),
             Error::TooManyDevices(String::new()),
             Error::MessageTooLarge(String::new()),
+            Error::ConfigurationNotFound(String::new()),
+            Error::ConfigurationAlreadyExists(String::new()),
+            Error::Throttled(String::new()),
+            Error::Unavailable(String::new()),
+            Error::Server(String::new()),
         ] {
             let n = error_body::code_number(e.code()).unwrap();
             assert_eq!(u32::from(e.status().as_u16()), n / 1000, "{}", e.code());

@@ -322,6 +322,13 @@ fn obj(v: &mut Value) -> &mut wire::JsonMap {
 }
 
 fn common_twin_fields(m: &mut wire::JsonMap, auth: &Auth, twin: &TwinState) {
+    // Only twins that a configuration targets carry the member (fresh twins on IoT Hub lack it).
+    if !twin.configurations.is_empty() {
+        m.insert(
+            "configurations".into(),
+            Value::Object(twin.configurations.clone()),
+        );
+    }
     m.insert("connectionState".into(), json!("Disconnected"));
     m.insert("lastActivityTime".into(), json!(NEVER));
     m.insert("cloudToDeviceMessageCount".into(), json!(0));

@@ -6,7 +6,9 @@
 //! - `server` is the HTTP edge (TLS, routes, the auth/stats gate), `store` the durable state in
 //!   redb, `twin` and `identity` IoT Hub's write rules, `bulk` the bulk registry call, `pager` query
 //!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
-//!   `tls` the certificate, `error` IoT Hub's error responses.
+//!   `tls` the certificate, `error` IoT Hub's error responses, `configuration` automatic
+//!   configurations (applied by a loop started here), `throttle` quota simulation, `faults` fault
+//!   injection, `duration` the `5s`/`500ms` flag syntax.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,13 +25,17 @@ use crate::iothub::connection_string::Secret;
 
 pub mod auth;
 pub mod bulk;
+pub mod configuration;
+pub mod duration;
 pub mod error;
+pub mod faults;
 pub mod identity;
 pub mod pager;
 pub mod query;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod twin;
 
@@ -54,7 +60,24 @@ pub struct Args {
     /// Largest query page served, whatever `x-ms-max-item-count` asks for.
     #[arg(long, default_value_t = server::DEFAULT_PAGE)]
     pub query_page_max: usize,
+    /// Injected faults, `KIND:PROBABILITY` comma-separated: 429, 429ra, 500, 503, reset,
+    /// reset-after, and `latency:5-50ms` (or `latency:5ms`, `latency:0.5:5-50ms`).
+    #[arg(long, value_parser = faults::FaultSpec::parse)]
+    pub faults: Option<faults::FaultSpec>,
+    /// Seeds the fault injection's random draws (reproducible for sequential requests).
+    #[arg(long)]
+    pub faults_seed: Option<u64>,
+    /// IoT Hub quotas: a tier (`S1:1`, `S3:2`) and/or per-class rates
+    /// (`registry_write=6000/min,twin_write=500/s`).
+    #[arg(long, value_parser = throttle::ThrottleSpec::parse)]
+    pub throttle: Option<throttle::ThrottleSpec>,
+    /// How often automatic configurations are applied (`5s`, `500ms`, `1m`).
+    #[arg(long, default_value = "5s", value_parser = duration::parse)]
+    pub config_interval: Duration,
 }
+
+/// IoT Hub applies configurations every 5 minutes; a local hub does it sooner.
+pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How to run an emulator.
 #[derive(Debug, Clone)]
@@ -67,6 +90,11 @@ pub struct Config {
     pub owner_key: Option<String>,
     pub query_page_max: usize,
     pub bearer_token: Option<String>,
+    pub faults: Option<faults::FaultSpec>,
+    pub faults_seed: Option<u64>,
+    pub throttle: Option<throttle::ThrottleSpec>,
+    /// How often automatic configurations are applied (also right after each change).
+    pub config_interval: Duration,
 }
 
 impl Default for Config {
@@ -78,6 +106,10 @@ impl Default for Config {
             owner_key: None,
             query_page_max: server::DEFAULT_PAGE,
             bearer_token: None,
+            faults: None,
+            faults_seed: None,
+            throttle: None,
+            config_interval: DEFAULT_CONFIG_INTERVAL,
         }
     }
 }
@@ -91,6 +123,10 @@ impl From<&Args> for Config {
             owner_key: a.owner_key.clone(),
             query_page_max: a.query_page_max,
             bearer_token: a.bearer_token.clone(),
+            faults: a.faults.clone(),
+            faults_seed: a.faults_seed,
+            throttle: a.throttle.clone(),
+            config_interval: a.config_interval,
         }
     }
 }
@@ -221,6 +257,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.query_page_max > 0,
         "--query-page-max must be at least 1"
     );
+    anyhow::ensure!(
+        !config.config_interval.is_zero(),
+        "--config-interval must be longer than 0"
+    );
     let store = match &config.state {
         Some(dir) => store::Store::open(Some(dir))?,
         None => store::Store::open(None)?,
@@ -281,15 +321,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         authority,
         stats: stats::Stats::default(),
         query_page_max: config.query_page_max,
+        throttle: config.throttle.as_ref().map(throttle::Throttle::new),
+        faults: config
+            .faults
+            .clone()
+            .map(|f| faults::Faults::new(f, config.faults_seed)),
+        configurations_changed: tokio::sync::Notify::new(),
     });
     let (stop, stopped) = watch::channel(false);
     let app = server::app(hub.clone());
-    let task = tokio::spawn(server::serve(
+    let serving = server::serve(
         listener,
         identity.server_config.clone(),
         app,
-        stopped,
-    ));
+        stopped.clone(),
+    );
+    let applying = apply_configurations(hub.clone(), config.config_interval, stopped);
+    let task = tokio::spawn(async move {
+        tokio::join!(serving, applying);
+    });
     Ok(Running {
         host,
         hub_id,
@@ -301,6 +351,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         task: Some(task),
         scratch,
     })
+}
+
+/// The configuration loop: a reconcile pass now, then every `interval` and after each change to
+/// a configuration, until `stop`.
+async fn apply_configurations(
+    hub: Arc<server::Hub>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let h = hub.clone();
+        match tokio::task::spawn_blocking(move || h.store.reconcile_configurations()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "applying configurations failed"),
+            Err(e) => tracing::warn!(error = %e, "the configuration worker failed"),
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(interval) => {}
+            _ = hub.configurations_changed.notified() => {}
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,6 +1,7 @@
 //! The HTTP edge: the TLS accept loop, the axum router with thin handlers, and the gate every
 //! request passes first (operation class and stats, `api-version`, SAS/bearer authorization).
-//! The gate is where later request-path features (fault injection, throttling) plug in, by class.
+//! After authorization the gate applies fault injection (`faults`) and then quota simulation
+//! (`throttle`), by class; neither touches `/_emulator/`.
 //!
 //! Handlers parse the request, call the store on a blocking thread (redb commits fsync), and turn
 //! domain errors into IoT Hub's error responses through `error::Error`'s `IntoResponse`.
@@ -19,13 +20,15 @@ use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::auth::{Authority, Need, Permission};
-use super::error::Error;
+use super::error::{self, Error};
+use super::faults::{Fault, Faults};
 use super::stats::{OpClass, Stats};
 use super::store::{IfMatch, Store, Target};
+use super::throttle::{self, Throttle};
 use super::twin::{ServiceWrite, strip_read_only};
 use super::{bulk, pager};
 use crate::iothub::wire::{self, JsonMap};
@@ -46,6 +49,12 @@ pub struct Hub {
     pub authority: Authority,
     pub stats: Stats,
     pub query_page_max: usize,
+    /// `--throttle`: quota simulation, when asked for.
+    pub throttle: Option<Throttle>,
+    /// `--faults`: fault injection, when asked for.
+    pub faults: Option<Faults>,
+    /// Wakes the configuration loop after a configuration is created, updated or deleted.
+    pub configurations_changed: Notify,
 }
 
 type Shared = Arc<Hub>;
@@ -76,6 +85,13 @@ pub fn app(hub: Shared) -> Router {
             get(get_module_twin)
                 .patch(patch_module_twin)
                 .put(put_module_twin),
+        )
+        .route("/configurations", get(list_configurations))
+        .route(
+            "/configurations/{id}",
+            get(get_configuration)
+                .put(put_configuration)
+                .delete(delete_configuration),
         )
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/twins/{id}/reported", patch(reported))
@@ -118,13 +134,24 @@ pub async fn serve(
                     let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
                         return;
                     };
+                    // Fault injection drops a connection by waking this: the connection future
+                    // (and with it the TLS stream and socket) is dropped without an answer.
+                    let kill = Arc::new(Notify::new());
+                    let tag = ConnectionKill(kill.clone());
+                    let app = tower::ServiceExt::map_request(app, move |mut req: Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(tag.clone());
+                        req
+                    });
                     let service = hyper_util::service::TowerToHyperService::new(app);
                     let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    if let Err(e) = builder
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    tokio::select! {
+                        ended = conn => {
+                            if let Err(e) = ended {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        }
+                        _ = kill.notified() => tracing::debug!("connection dropped by fault injection"),
                     }
                 });
             }
@@ -216,7 +243,92 @@ async fn gate(State(hub): State<Shared>, req: Request, next: Next) -> Response {
         tracing::debug!(refusal = %r, "request refused");
         return Error::Unauthorized(r.to_string()).into_response();
     }
+    if let Some(faults) = &hub.faults {
+        let draw = faults.draw();
+        if let Some(delay) = draw.delay {
+            hub.stats.count_delayed();
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(fault) = draw.fault {
+            hub.stats.count_fault(fault);
+            return inject(&hub, fault, class, req, next).await;
+        }
+    }
+    let req = match &hub.throttle {
+        Some(throttle) => {
+            let (req, rows) = if class == OpClass::Bulk && throttle.counts_rows() {
+                match bulk_rows(req).await {
+                    Ok(r) => r,
+                    Err(e) => return e.into_response(),
+                }
+            } else {
+                (req, 0)
+            };
+            if !throttle.admit(class, rows) {
+                hub.stats.count_throttled();
+                return Error::Throttled(throttle::operation_type(class).into()).into_response();
+            }
+            req
+        }
+        None => req,
+    };
     next.run(req).await
+}
+
+/// Buffers a bulk call's body to count its rows (a body that is no JSON array counts as one row;
+/// the handler then refuses it).
+async fn bulk_rows(req: Request) -> Result<(Request, u64), Error> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, MAX_BULK_BODY_BYTES).await?;
+    let rows = serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&bytes)
+        .map(|rows| rows.len() as u64)
+        .unwrap_or(1);
+    Ok((Request::from_parts(parts, Body::from(bytes)), rows))
+}
+
+/// Marks the connection a request came on, so fault injection can drop it.
+#[derive(Clone)]
+pub struct ConnectionKill(Arc<Notify>);
+
+/// Answers (or drops) a request with an injected fault.
+async fn inject(hub: &Shared, fault: Fault, class: OpClass, req: Request, next: Next) -> Response {
+    let kill = req.extensions().get::<ConnectionKill>().cloned();
+    match fault {
+        Fault::Throttle | Fault::ThrottleRetryAfter => {
+            hub.stats.count_throttled();
+            let mut resp = Error::Throttled(throttle::operation_type(class).into()).into_response();
+            if fault == Fault::ThrottleRetryAfter {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from_static("1"),
+                );
+            }
+            resp
+        }
+        Fault::ServerError => error::response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServerError",
+            "injected fault",
+        ),
+        Fault::Unavailable => Error::Unavailable("injected fault".into()).into_response(),
+        Fault::Reset => drop_connection(kill).await,
+        Fault::ResetAfter => {
+            // The write is committed before the answer would be sent; the answer is then lost.
+            let _ = next.run(req).await;
+            drop_connection(kill).await
+        }
+    }
+}
+
+/// Drops the request's connection unanswered. Over HTTP/1 the connection task drops this future
+/// with the connection; over HTTP/2 a stream's future may outlive it briefly, so it gives up after
+/// a while with a 503 nobody reads. Without a connection marker (in-process tests) it answers 503.
+async fn drop_connection(kill: Option<ConnectionKill>) -> Response {
+    if let Some(ConnectionKill(kill)) = kill {
+        kill.notify_one();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    Error::Unavailable("connection reset injected".into()).into_response()
 }
 
 async fn not_found() -> Error {
@@ -238,10 +350,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Server(format!("worker failed: {e}")))?
 }
 
+/// How much of an oversized body is still read (and discarded) so the client, which is still sending,
+/// receives the 413 instead of a connection reset.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Error> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| Error::MessageTooLarge(format!("request body is over {limit} bytes")))
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| Error::Deserialization(format!("reading the request body: {e}")))?;
+        total += chunk.len();
+        if total <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if total > limit + DRAIN_BYTES {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(Error::MessageTooLarge(format!(
+            "request body is over {limit} bytes"
+        )));
+    }
+    Ok(buf.into())
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
@@ -570,6 +703,51 @@ async fn bulk_call(State(hub): State<Shared>, body: Body) -> Result<Response, Er
         StatusCode::BAD_REQUEST
     };
     Ok(json(status, &result))
+}
+
+// ---- automatic configurations ----
+
+async fn list_configurations(
+    State(hub): State<Shared>,
+    q: axum::extract::Query<Top>,
+) -> Result<Response, Error> {
+    let top = q.top.filter(|t| (1..=1000).contains(t)).unwrap_or(1000) as usize;
+    let list = blocking(&hub, move |h| h.store.list_configurations(top)).await?;
+    let wire: Vec<wire::Configuration> = list.iter().map(|c| c.to_wire()).collect();
+    Ok(json(StatusCode::OK, &wire))
+}
+
+async fn get_configuration(
+    State(hub): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let c = blocking(&hub, move |h| h.store.configuration(&id)).await?;
+    Ok(json(StatusCode::OK, &c.to_wire()))
+}
+
+/// Create and update both answer 200 (the SWAGGER allows 200 or 201; devices answer 200 too).
+async fn put_configuration(
+    State(hub): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    let body: wire::Configuration = parse_json(&read_body(body, MAX_BODY_BYTES).await?)?;
+    let m = if_match(&headers);
+    let c = blocking(&hub, move |h| h.store.put_configuration(&id, &body, &m)).await?;
+    hub.configurations_changed.notify_one();
+    Ok(json(StatusCode::OK, &c.to_wire()))
+}
+
+async fn delete_configuration(
+    State(hub): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let m = if_match(&headers);
+    blocking(&hub, move |h| h.store.delete_configuration(&id, &m)).await?;
+    hub.configurations_changed.notify_one();
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- /_emulator ----

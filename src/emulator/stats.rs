@@ -2,12 +2,15 @@
 //! in exactly one operation class, whatever its outcome (rejected requests too: a client that
 //! gets 401s or 412s still spent the request). `/_emulator/` requests are not counted.
 //!
-//! The classes are IoT Hub's throttling classes, so throttling can later share [`OpClass`].
+//! The classes are IoT Hub's throttling classes, shared with `throttle`. `faults` counts injected
+//! faults by kind (additive to the SPEC's shape).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::Method;
 use serde_json::{Value, json};
+
+use super::faults::Fault;
 
 /// IoT Hub's operation classes (reference §9 throttles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,7 +47,7 @@ impl OpClass {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             OpClass::RegistryRead => 0,
             OpClass::RegistryWrite => 1,
@@ -79,6 +82,8 @@ pub struct Stats {
     total: AtomicU64,
     by_class: [AtomicU64; 7],
     throttled: AtomicU64,
+    faults: [AtomicU64; 6],
+    delayed: AtomicU64,
 }
 
 impl Stats {
@@ -92,7 +97,28 @@ impl Stats {
         self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request that fault injection failed or dropped (a 429 is also counted as throttled).
+    pub fn count_fault(&self, fault: Fault) {
+        self.faults[fault.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request that fault injection delayed.
+    pub fn count_delayed(&self) {
+        self.delayed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn to_json(&self) -> Value {
+        let mut faults = serde_json::Map::new();
+        for f in Fault::ALL {
+            faults.insert(
+                f.name().into(),
+                json!(self.faults[f.index()].load(Ordering::Relaxed)),
+            );
+        }
+        faults.insert(
+            "latency".into(),
+            json!(self.delayed.load(Ordering::Relaxed)),
+        );
         let mut by_class = serde_json::Map::new();
         for c in OpClass::ALL {
             by_class.insert(
@@ -104,6 +130,7 @@ impl Stats {
             "total": self.total.load(Ordering::Relaxed),
             "by_class": by_class,
             "throttled": self.throttled.load(Ordering::Relaxed),
+            "faults": faults,
         })
     }
 }
@@ -156,5 +183,12 @@ mod tests {
         assert_eq!(j["by_class"]["twin_read"], 2);
         assert_eq!(j["by_class"]["configuration"], 0);
         assert_eq!(j["throttled"], 0);
+        s.count_fault(Fault::Reset);
+        s.count_delayed();
+        let j = s.to_json();
+        assert_eq!(j["faults"]["reset"], 1);
+        assert_eq!(j["faults"]["latency"], 1);
+        assert_eq!(j["faults"]["429"], 0);
+        assert_eq!(j["total"], 3, "faults are not extra requests");
     }
 }

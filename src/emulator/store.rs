@@ -8,13 +8,15 @@
 //! - `modules`: `"{deviceId}\0{moduleId}"` → JSON [`ModuleRecord`]. `\0` sorts below every ID
 //!   character, so a device's modules are one contiguous range and module rows page in (device ID,
 //!   module ID) order;
-//! - `meta`: hub ID, policy keys and the counters behind identity etags and generation IDs.
+//! - `meta`: hub ID, policy keys and the counters behind identity etags and generation IDs;
+//! - `configurations`: configuration ID → JSON [`ConfigurationRecord`].
 //!
 //! Every write is one transaction committed with `Durability::Immediate` before the caller answers,
 //! so an acknowledged write survives `kill -9`. Redb serialises writers, so read-check-write inside
-//! one transaction is atomic. Nothing here scans a table except [`Store::scan`] (queries) and
-//! [`Store::list_devices`].
+//! one transaction is atomic. Nothing here scans a table except [`Store::scan`] (queries),
+//! [`Store::list_devices`] and [`Store::reconcile_configurations`] (the configuration loop).
 
+use std::collections::HashMap;
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 
@@ -23,8 +25,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
+use super::configuration::{self, Compiled, ConfigurationRecord};
 use super::error::Error;
 use super::identity::{self, Auth, DeviceRecord, ModuleRecord};
+use super::query::Collection;
 use super::twin::{ServiceWrite, TwinState};
 use crate::iothub::ids::{self, MAX_MODULES_PER_DEVICE};
 use crate::iothub::wire;
@@ -32,9 +36,13 @@ use crate::iothub::wire;
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const CONFIGURATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("configurations");
 
 const ETAG_COUNTER: &str = "counter:identity-etag";
 const LAST_GENERATION: &str = "counter:generation";
+const CONFIGURATION_SEQ: &str = "counter:configuration";
+/// Set when a configuration is deleted: twins may still carry its status.
+const SWEEP: &str = "configurations:sweep";
 
 /// The key of a module row.
 pub fn module_key(device: &str, module: &str) -> String {
@@ -158,6 +166,7 @@ impl Store {
                 devices: txn.open_table(DEVICES)?,
                 modules: txn.open_table(MODULES)?,
                 meta: txn.open_table(META)?,
+                configurations: txn.open_table(CONFIGURATIONS)?,
                 now: now(),
             };
             f(&mut tx)
@@ -419,11 +428,370 @@ impl Store {
     }
 }
 
-/// An open write transaction: the three tables and the time of the write.
+/// Automatic configurations: CRUD and the loop's reconcile pass (rules in `configuration`).
+impl Store {
+    pub fn configuration(&self, id: &str) -> Result<ConfigurationRecord, Error> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CONFIGURATIONS)?;
+        t.get(id)?
+            .map(|v| decode(v.value()))
+            .transpose()?
+            .ok_or_else(|| Error::ConfigurationNotFound(id.to_string()))
+    }
+
+    /// Up to `top` configurations in ID order.
+    pub fn list_configurations(&self, top: usize) -> Result<Vec<ConfigurationRecord>, Error> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CONFIGURATIONS)?;
+        let mut out = Vec::new();
+        for row in t.iter()?.take(top) {
+            let (_, v) = row?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// `PUT /configurations/{id}`: create without `If-Match`, else a conditional update of the
+    /// mutable parts (`targetCondition`, `labels`, `priority`, `metrics`); `id` and `content` stay.
+    pub fn put_configuration(
+        &self,
+        id: &str,
+        body: &wire::Configuration,
+        if_match: &IfMatch,
+    ) -> Result<ConfigurationRecord, Error> {
+        check_id(id, "configuration")?;
+        if !body.id.is_empty() && body.id != id {
+            return Err(Error::ArgumentInvalid(
+                "id in the body differs from the one in the path".into(),
+            ));
+        }
+        self.write(|tx| {
+            let current = tx
+                .configurations
+                .get(id)?
+                .map(|v| decode::<ConfigurationRecord>(v.value()))
+                .transpose()?;
+            let rec = match (if_match, current) {
+                (IfMatch::Absent, Some(_)) => {
+                    return Err(Error::ConfigurationAlreadyExists(id.to_string()));
+                }
+                (IfMatch::Absent, None) => {
+                    if tx.configurations.iter()?.count() >= configuration::MAX_CONFIGURATIONS {
+                        return Err(Error::ArgumentInvalid(format!(
+                            "the hub already holds {} configurations",
+                            configuration::MAX_CONFIGURATIONS
+                        )));
+                    }
+                    let content = body.content.clone().unwrap_or_default();
+                    let kind = configuration::content_kind(&content)?;
+                    let m = configuration::mutable(body, kind)?;
+                    let seq = tx.counter(CONFIGURATION_SEQ)? + 1;
+                    tx.meta
+                        .insert(CONFIGURATION_SEQ, seq.to_string().as_str())?;
+                    ConfigurationRecord {
+                        id: id.to_string(),
+                        schema_version: body.schema_version.clone().unwrap_or_else(|| "1.0".into()),
+                        labels: m.labels,
+                        content,
+                        content_type: body.content_type.clone(),
+                        target_condition: m.target_condition,
+                        priority: m.priority,
+                        created_time_utc: tx.now.clone(),
+                        last_updated_time_utc: tx.now.clone(),
+                        etag: tx.next_etag()?,
+                        metric_queries: m.metric_queries,
+                        metric_results: wire::JsonMap::new(),
+                        targeted_count: 0,
+                        applied_count: 0,
+                        seq,
+                    }
+                }
+                (_, None) => return Err(Error::ConfigurationNotFound(id.to_string())),
+                (m, Some(cur)) => {
+                    if !m.allows(&cur.etag) {
+                        return Err(Error::PreconditionFailed(format!(
+                            "etag does not match configuration {id}"
+                        )));
+                    }
+                    let m = configuration::mutable(body, cur.kind())?;
+                    let mut results = cur.metric_results.clone();
+                    results.retain(|k, _| m.metric_queries.contains_key(k));
+                    ConfigurationRecord {
+                        labels: m.labels,
+                        target_condition: m.target_condition,
+                        priority: m.priority,
+                        metric_queries: m.metric_queries,
+                        metric_results: results,
+                        last_updated_time_utc: tx.now.clone(),
+                        etag: tx.next_etag()?,
+                        ..cur
+                    }
+                }
+            };
+            let bytes = encode(&rec)?;
+            tx.configurations.insert(id, bytes.as_slice())?;
+            Ok(rec)
+        })
+    }
+
+    /// `DELETE /configurations/{id}`: needs `If-Match`. The next reconcile pass removes the
+    /// configuration's status from twins (their desired values stay).
+    pub fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), Error> {
+        require_if_match(if_match)?;
+        self.write(|tx| {
+            let cur: ConfigurationRecord = tx
+                .configurations
+                .get(id)?
+                .map(|v| decode(v.value()))
+                .transpose()?
+                .ok_or_else(|| Error::ConfigurationNotFound(id.to_string()))?;
+            if !if_match.allows(&cur.etag) {
+                return Err(Error::PreconditionFailed(format!(
+                    "etag does not match configuration {id}"
+                )));
+            }
+            tx.configurations.remove(id)?;
+            // Twins may hold its status: the next pass visits them even if no configuration is left.
+            let mark = tx.now.clone();
+            tx.meta.insert(SWEEP, mark.as_str())?;
+            Ok(())
+        })
+    }
+
+    /// One pass of the configuration loop: every configuration's content into the twins it
+    /// targets, statuses, and the configurations' metrics. Reads first and writes only the twins
+    /// that change (in batches, so requests interleave), so an idle hub only reads.
+    pub fn reconcile_configurations(&self) -> Result<(), Error> {
+        let (records, sweep) = {
+            let txn = self.db.begin_read()?;
+            let t = txn.open_table(CONFIGURATIONS)?;
+            let mut records = Vec::new();
+            for row in t.iter()? {
+                let (_, v) = row?;
+                records.push(decode::<ConfigurationRecord>(v.value())?);
+            }
+            let meta = txn.open_table(META)?;
+            let sweep = meta.get(SWEEP)?.map(|v| v.value().to_string());
+            (records, sweep)
+        };
+        if records.is_empty() && sweep.is_none() {
+            return Ok(());
+        }
+        let mut compiled = Vec::new();
+        for r in &records {
+            match Compiled::new(r) {
+                Ok(c) => compiled.push(c),
+                Err(e) => {
+                    tracing::warn!(configuration = %r.id, error = %e, "configuration skipped")
+                }
+            }
+        }
+        configuration::by_precedence(&mut compiled);
+        let mut metrics: Vec<(String, String, crate::emulator::query::Query, u64)> = Vec::new();
+        for r in &records {
+            for (name, q) in &r.metric_queries {
+                if let Some(q) = q
+                    .as_str()
+                    .and_then(|q| crate::emulator::query::parse(q).ok())
+                {
+                    metrics.push((r.id.clone(), name.clone(), q, 0));
+                }
+            }
+        }
+        let mut counts: HashMap<String, (i64, i64)> = HashMap::new();
+        for modules in [false, true] {
+            let collection = if modules {
+                Collection::Modules
+            } else {
+                Collection::Devices
+            };
+            let needed = sweep.is_some()
+                || compiled.iter().any(|c| c.target.modules == modules)
+                || metrics.iter().any(|m| m.2.collection == collection);
+            if !needed {
+                continue;
+            }
+            let mut changed = Vec::new();
+            {
+                let txn = self.db.begin_read()?;
+                let t = txn.open_table(if modules { MODULES } else { DEVICES })?;
+                let now = now();
+                for row in t.iter()? {
+                    let (k, v) = row?;
+                    let mut rec = AnyRecord::decode(v.value(), modules)?;
+                    let twin = rec.twin_json();
+                    let out =
+                        configuration::reconcile(&twin, &rec.twin().desired, modules, &compiled);
+                    for id in &out.targeted {
+                        counts.entry(id.clone()).or_default().0 += 1;
+                    }
+                    for (id, s) in &out.statuses {
+                        if s["status"] == configuration::APPLIED {
+                            counts.entry(id.clone()).or_default().1 += 1;
+                        }
+                    }
+                    let changes = out.changes(&rec.twin().configurations);
+                    if changes {
+                        changed.push(k.value().to_string());
+                    }
+                    if metrics.iter().any(|m| m.2.collection == collection) {
+                        let after = if changes {
+                            apply_outcome(rec.twin_mut(), out, &now);
+                            rec.twin_json()
+                        } else {
+                            twin
+                        };
+                        for m in metrics.iter_mut().filter(|m| m.2.collection == collection) {
+                            if m.2.matches(&after) {
+                                m.3 += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            for batch in changed.chunks(500) {
+                self.write(|tx| {
+                    let now = tx.now.clone();
+                    for key in batch {
+                        let table = if modules {
+                            &mut tx.modules
+                        } else {
+                            &mut tx.devices
+                        };
+                        let Some(mut rec) = table
+                            .get(key.as_str())?
+                            .map(|v| AnyRecord::decode(v.value(), modules))
+                            .transpose()?
+                        else {
+                            continue;
+                        };
+                        let out = configuration::reconcile(
+                            &rec.twin_json(),
+                            &rec.twin().desired,
+                            modules,
+                            &compiled,
+                        );
+                        if !out.changes(&rec.twin().configurations) {
+                            continue;
+                        }
+                        apply_outcome(rec.twin_mut(), out, &now);
+                        let bytes = rec.encode()?;
+                        table.insert(key.as_str(), bytes.as_slice())?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        self.write(|tx| {
+            for r in &records {
+                let Some(mut cur) = tx
+                    .configurations
+                    .get(r.id.as_str())?
+                    .map(|v| decode::<ConfigurationRecord>(v.value()))
+                    .transpose()?
+                else {
+                    continue;
+                };
+                let (targeted, applied) = counts.get(&r.id).copied().unwrap_or_default();
+                let mut results = wire::JsonMap::new();
+                for m in metrics.iter().filter(|m| m.0 == r.id) {
+                    results.insert(m.1.clone(), Value::from(m.3));
+                }
+                if (cur.targeted_count, cur.applied_count) == (targeted, applied)
+                    && cur.metric_results == results
+                {
+                    continue;
+                }
+                cur.targeted_count = targeted;
+                cur.applied_count = applied;
+                cur.metric_results = results;
+                let bytes = encode(&cur)?;
+                tx.configurations.insert(r.id.as_str(), bytes.as_slice())?;
+            }
+            // A delete during this pass marked the sweep again: keep that mark for the next pass.
+            if let Some(mark) = &sweep {
+                let still = tx.meta.get(SWEEP)?.map(|v| v.value() == mark.as_str());
+                if still == Some(true) {
+                    tx.meta.remove(SWEEP)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A device or module record, for code that treats both twins alike.
+enum AnyRecord {
+    Device(DeviceRecord),
+    Module(ModuleRecord),
+}
+
+impl AnyRecord {
+    fn decode(bytes: &[u8], module: bool) -> Result<AnyRecord, Error> {
+        Ok(if module {
+            AnyRecord::Module(decode(bytes)?)
+        } else {
+            AnyRecord::Device(decode(bytes)?)
+        })
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, Error> {
+        match self {
+            AnyRecord::Device(r) => encode(r),
+            AnyRecord::Module(r) => encode(r),
+        }
+    }
+
+    fn twin(&self) -> &TwinState {
+        match self {
+            AnyRecord::Device(r) => &r.twin,
+            AnyRecord::Module(r) => &r.twin,
+        }
+    }
+
+    fn twin_mut(&mut self) -> &mut TwinState {
+        match self {
+            AnyRecord::Device(r) => &mut r.twin,
+            AnyRecord::Module(r) => &mut r.twin,
+        }
+    }
+
+    fn twin_json(&self) -> Value {
+        match self {
+            AnyRecord::Device(r) => r.twin_json(),
+            AnyRecord::Module(r) => r.twin_json(),
+        }
+    }
+}
+
+/// Writes an outcome into a twin: the desired patch as a real service write (etag, versions and
+/// metadata move), then the statuses (which alone move nothing). Content the twin's limits refuse
+/// is not written and its configurations count as targeted only.
+fn apply_outcome(twin: &mut TwinState, out: configuration::Outcome, now: &str) {
+    let out = if out.patch.is_empty() {
+        out
+    } else {
+        let write = ServiceWrite {
+            tags: None,
+            desired: Some(out.patch.clone()),
+        };
+        match twin.patch(write, now) {
+            Ok(()) => out,
+            Err(e) => {
+                tracing::warn!(error = %e, "configuration content refused by the twin's limits");
+                out.unapplied()
+            }
+        }
+    };
+    twin.configurations = out.statuses;
+}
+
+/// An open write transaction: the tables and the time of the write.
 pub(super) struct Tx<'t> {
     pub(super) devices: redb::Table<'t, &'static str, &'static [u8]>,
     pub(super) modules: redb::Table<'t, &'static str, &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, &'static str>,
+    pub(super) configurations: redb::Table<'t, &'static str, &'static [u8]>,
     pub(super) now: String,
 }
 

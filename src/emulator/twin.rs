@@ -28,6 +28,10 @@ pub struct TwinState {
     pub version: i64,
     /// The counter behind the twin `etag` (base64 of its 8 big-endian bytes).
     pub etag_counter: u64,
+    /// `configurations`: configuration ID -> `{"status": "Targeted" | "Applied"}`, kept by the
+    /// configuration loop. Changing it alone is no twin write (etag and versions stay).
+    #[serde(default)]
+    pub configurations: JsonMap,
 }
 
 /// Which writer wrote; decides which `$version` moves.
@@ -62,6 +66,7 @@ impl TwinState {
             reported_version: 1,
             version: 2,
             etag_counter: 1,
+            configurations: JsonMap::new(),
         }
     }
 

@@ -35,6 +35,11 @@ pub enum Error {
     },
     #[error("transport error: {0}")]
     Transport(String),
+    /// The TLS handshake failed (an untrusted or invalid certificate): retrying cannot help.
+    #[error(
+        "TLS error: {0}; for the emulator pass its certificate with --ca-cert (or TWINOPS_CA_CERT)"
+    )]
+    Tls(String),
 }
 
 impl Error {

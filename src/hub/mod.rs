@@ -317,6 +317,7 @@ impl Hub {
                         Err(e) => Error::Transport(e.to_string()),
                     }
                 }
+                Err(e) if is_tls(&e) => return Err(Error::Tls(transport_message(&e))),
                 Err(e) => Error::Transport(transport_message(&e)),
             };
             if matches!(result, Error::Throttled { .. })
@@ -595,6 +596,24 @@ impl Hub {
             Err(e) => Err(Error::Transport(format!("decoding a bulk result: {e}"))),
         }
     }
+}
+
+/// Whether a request failed in the TLS handshake (found by the error's type, not its text).
+fn is_tls(e: &reqwest::Error) -> bool {
+    fn has_rustls(err: &(dyn std::error::Error + 'static)) -> bool {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // io::Error hides its inner error from `source()`: look inside, however deep it nests.
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && has_rustls(inner)
+        {
+            return true;
+        }
+        err.source().is_some_and(has_rustls)
+    }
+    std::error::Error::source(e).is_some_and(has_rustls)
 }
 
 fn transport_message(e: &reqwest::Error) -> String {

@@ -120,10 +120,10 @@ pub async fn targeted(
         };
         let mut od = observe::device(&t);
         for m in &d.modules {
-            if targets.device(&d.id) || targets.module(&d.id, &m.id) {
-                if let Some(mt) = get_optional(hub, &d.id, Some(&m.id)).await? {
-                    od.modules.insert(m.id.clone(), observe::module(&mt));
-                }
+            if (targets.device(&d.id) || targets.module(&d.id, &m.id))
+                && let Some(mt) = get_optional(hub, &d.id, Some(&m.id)).await?
+            {
+                od.modules.insert(m.id.clone(), observe::module(&mt));
             }
         }
         Ok(Some(od))

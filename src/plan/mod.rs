@@ -561,6 +561,35 @@ impl Planner<'_> {
     }
 }
 
+impl Plan {
+    /// A copy for display: patch values at sensitive paths become `(sensitive)`. Only a saved plan file
+    /// keeps them, since apply needs them.
+    pub fn redacted(&self) -> Plan {
+        let mut p = self.clone();
+        for c in &mut p.changes {
+            for path in &c.sensitive {
+                let mut parts = path.split('.');
+                let prefix = match parts.next() {
+                    Some("tags") => "/tags",
+                    Some("desired") => "/properties/desired",
+                    _ => continue,
+                };
+                let rest: String = parts
+                    .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
+                    .collect();
+                for root in ["", "/twin"] {
+                    if let Some(v) = c.patch.pointer_mut(&format!("{root}{prefix}{rest}"))
+                        && !v.is_null()
+                    {
+                        *v = Value::String("(sensitive)".into());
+                    }
+                }
+            }
+        }
+        p
+    }
+}
+
 /// How many identities the plan deletes (a deleted device's modules count one each).
 pub fn deletion_count(plan: &Plan) -> usize {
     plan.changes

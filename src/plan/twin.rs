@@ -15,7 +15,7 @@ pub(super) enum Outcome {
     Unchanged,
     /// The ledger names another owner (`Some`) or is not a ledger (`None`).
     OtherOwner(Option<String>),
-    Changed(TwinChange),
+    Changed(Box<TwinChange>),
 }
 
 pub(super) struct TwinChange {
@@ -246,10 +246,10 @@ pub(super) fn diff(owner: &str, spec: &TwinSpec, seen: &ObservedTwin, adopt: boo
     };
     let base = view.of(&seen.tags, &seen.desired);
     let target = view.of(&want_tags, &want_desired);
-    Outcome::Changed(TwinChange {
+    Outcome::Changed(Box::new(TwinChange {
         diff: diff_views(&base, &target),
         base,
         target,
         patch: twin_patch(tags_patch, desired_patch),
-    })
+    }))
 }

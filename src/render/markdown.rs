@@ -45,7 +45,11 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
             Action::Update => "~",
             Action::Delete => "-",
         };
-        let mut block = format!("{sign} {:?} {}\n", c.kind, c.address());
+        let mut block = format!(
+            "{sign} {} {}\n",
+            super::text::kind_words(c.kind),
+            c.address()
+        );
         for d in &c.diff {
             let b = d.before.as_ref().map(inline).unwrap_or_else(|| "∅".into());
             let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());
@@ -54,17 +58,24 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         by_device.entry(&c.device_id).or_default().push(block);
     }
     for k in &plan.conflicts {
+        let keys = if k.keys.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", k.keys.join(", "))
+        };
+        let module = k
+            .module_id
+            .as_deref()
+            .map(|m| format!("/{m}"))
+            .unwrap_or_default();
         by_device.entry(&k.device_id).or_default().push(format!(
-            "! conflict {}: {} {}\n",
-            k.module_id.as_deref().unwrap_or(""),
-            k.reason,
-            k.keys.join(", ")
+            "! conflict {}{module}: {}{keys}\n",
+            k.device_id, k.reason
         ));
     }
     let mut body = String::new();
-    let mut shown = 0;
     let total = by_device.len();
-    for (device, blocks) in &by_device {
+    for (shown, (device, blocks)) in by_device.iter().enumerate() {
         let mut sec = format!(
             "<details><summary><code>{}</code> ({} change(s))</summary>\n\n```diff\n",
             escape(device),
@@ -83,7 +94,6 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
             break;
         }
         body.push_str(&sec);
-        shown += 1;
     }
     out.write_all(head.as_bytes())?;
     out.write_all(body.as_bytes())

@@ -10,7 +10,7 @@ use super::{inline, redact};
 use crate::apply::{Report, Status};
 use crate::plan::{Action, Change, Kind, Plan};
 
-fn kind_words(k: Kind) -> &'static str {
+pub fn kind_words(k: Kind) -> &'static str {
     match k {
         Kind::CreateDevice => "create device",
         Kind::CreateModule => "create module",
@@ -223,4 +223,35 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
         n("not_acknowledged"),
         n("configuration")
     )
+}
+
+/// The per-twin table of `apply --wait`.
+pub fn acknowledgements(
+    out: &mut impl Write,
+    items: &[crate::apply::wait::Pending],
+) -> io::Result<()> {
+    let width = items
+        .iter()
+        .map(|i| i.address().len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    writeln!(out, "{:<width$}  {:<14}  after", "twin", "acknowledged")?;
+    for i in items {
+        match i.acknowledged_after {
+            Some(d) => writeln!(
+                out,
+                "{:<width$}  {:<14}  {:.1}s",
+                i.address(),
+                "yes",
+                d.as_secs_f64()
+            )?,
+            None => writeln!(out, "{:<width$}  {:<14}  -", i.address(), "NO (timed out)")?,
+        }
+    }
+    let acked = items
+        .iter()
+        .filter(|i| i.acknowledged_after.is_some())
+        .count();
+    writeln!(out, "Acknowledged: {acked} of {} twins.", items.len())
 }

@@ -1,7 +1,7 @@
 //! Test support: runs the real `twinops emulator` binary on `127.0.0.1:0`, reads its three startup
 //! lines, and talks to it over HTTPS with a client that trusts its certificate. The child is
 //! killed when the handle drops.
-
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};

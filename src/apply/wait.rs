@@ -1,0 +1,192 @@
+//! `apply --wait[=DURATION]`: after applying, wait until every changed twin's desired values are
+//! acknowledged by its device (reported equal, or the Plug and Play ack form), or the time runs out.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::Value;
+
+use crate::apply::{Report, Status};
+use crate::hub::{Hub, observe, read::QUERY_PAGE_REQUEST};
+use crate::plan::{Kind, Plan, drift::acknowledged, is_sensitive_digest};
+
+/// Parses `30s`, `5m`, `1h`, `500ms` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration like 30s, 5m or 90"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("`{s}` is not a duration like 30s, 5m or 90"),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        bail!("`{s}` is not a duration like 30s, 5m or 90");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// One twin waited for: its desired values to see acknowledged.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub device: String,
+    pub module: Option<String>,
+    pub desired: BTreeMap<String, Value>,
+    pub acknowledged_after: Option<Duration>,
+}
+
+impl Pending {
+    pub fn address(&self) -> String {
+        match &self.module {
+            Some(m) => format!("{}/{m}", self.device),
+            None => self.device.clone(),
+        }
+    }
+}
+
+/// The twins whose desired values the apply wrote, with the values to see reported back.
+pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
+    let mut out = Vec::new();
+    for c in &plan.changes {
+        if !matches!(
+            c.kind,
+            Kind::CreateDevice
+                | Kind::CreateModule
+                | Kind::UpdateDeviceTwin
+                | Kind::UpdateModuleTwin
+        ) {
+            continue;
+        }
+        let ok = report.outcomes.iter().any(|o| {
+            o.kind == c.kind
+                && o.device_id == c.device_id
+                && o.module_id == c.module_id
+                && matches!(
+                    o.status,
+                    Status::Applied | Status::Adopted | Status::Unchanged
+                )
+        });
+        // Desired values only; keys being removed and sensitive digests cannot be compared.
+        let desired: BTreeMap<String, Value> = c
+            .target
+            .as_ref()
+            .and_then(|t| t.get("desired"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| !v.is_null() && !is_sensitive_digest(v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ok && !desired.is_empty() {
+            out.push(Pending {
+                device: c.device_id.clone(),
+                module: c.module_id.clone(),
+                desired,
+                acknowledged_after: None,
+            });
+        }
+    }
+    out
+}
+
+fn is_acked(p: &Pending, twin: &crate::model::ObservedTwin) -> bool {
+    p.desired.iter().all(|(k, v)| {
+        twin.desired.get(k) != Some(v) // someone else changed it since: not ours to wait for
+            || acknowledged(v, twin.reported.get(k), twin.desired_version)
+    })
+}
+
+async fn check(hub: &Hub, items: &mut [Pending], started: Instant) -> anyhow::Result<()> {
+    let open: Vec<usize> = (0..items.len())
+        .filter(|i| items[*i].acknowledged_after.is_none())
+        .collect();
+    if open.len() <= crate::hub::read::TARGETED_MAX_TWINS {
+        for i in open {
+            let p = &items[i];
+            let t = hub.get_twin(&p.device, p.module.as_deref()).await?;
+            if is_acked(p, &observe::twin(&t)) {
+                items[i].acknowledged_after = Some(started.elapsed());
+            }
+        }
+        return Ok(());
+    }
+    let mut twins: BTreeMap<(String, Option<String>), crate::model::ObservedTwin> = BTreeMap::new();
+    let wants_modules = items.iter().any(|p| p.module.is_some());
+    let wants_devices = items.iter().any(|p| p.module.is_none());
+    for (sql, on) in [
+        ("SELECT * FROM devices", wants_devices),
+        ("SELECT * FROM devices.modules", wants_modules),
+    ] {
+        if !on {
+            continue;
+        }
+        hub.query_all(sql, QUERY_PAGE_REQUEST, |rows| {
+            for r in rows {
+                let t = observe::row(r)
+                    .map_err(|e| crate::hub::Error::Transport(format!("decoding a twin: {e}")))?;
+                twins.insert(
+                    (t.device_id.clone(), t.module_id.clone()),
+                    observe::twin(&t),
+                );
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    for p in items.iter_mut().filter(|p| p.acknowledged_after.is_none()) {
+        if let Some(t) = twins.get(&(p.device.clone(), p.module.clone()))
+            && is_acked(p, t)
+        {
+            p.acknowledged_after = Some(started.elapsed());
+        }
+    }
+    Ok(())
+}
+
+/// Polls until everything is acknowledged or `limit` passes; returns the items with their times.
+pub async fn wait(
+    hub: &Hub,
+    mut items: Vec<Pending>,
+    limit: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<Vec<Pending>> {
+    let started = Instant::now();
+    let mut interval = Duration::from_millis(250);
+    loop {
+        check(hub, &mut items, started).await?;
+        let left = items
+            .iter()
+            .filter(|p| p.acknowledged_after.is_none())
+            .count();
+        if left == 0 || started.elapsed() >= limit || stop.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(items);
+        }
+        tokio::time::sleep(interval.min(limit.saturating_sub(started.elapsed()))).await;
+        interval = (interval * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_the_spec_says() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}
