@@ -96,7 +96,16 @@ fn get<'a>(p: &[(&'a str, &'a str)], key: &str) -> Option<&'a str> {
 }
 
 fn check_host(host: &str) -> Result<(), Error> {
-    let bad = || Error::BadHost(host.chars().take(128).collect());
+    // The host is echoed to help fix a typo, unless it holds `=`: then a missing `;` has glued
+    // the following pairs onto it (`HostName=h,SharedAccessKey=…`), and echoing would show the key.
+    // Found by the `connection_string` fuzz target.
+    let bad = || {
+        Error::BadHost(if host.contains('=') {
+            "(not shown: it holds `=`, is a `;` missing?)".to_string()
+        } else {
+            host.chars().take(128).collect()
+        })
+    };
     let (name, port) = match host.rsplit_once(':') {
         Some((n, p)) => (n, Some(p)),
         None => (host, None),
@@ -279,6 +288,19 @@ mod tests {
             ServiceConnectionString::parse("HostName=h:99999"),
             Err(Error::BadHost(_))
         ));
+    }
+
+    #[test]
+    fn a_host_glued_to_the_key_by_a_missing_semicolon_is_not_echoed() {
+        let s = format!("HostName=h.azure-devices.net,SharedAccessKeyName=p,SharedAccessKey={KEY}");
+        let e = ServiceConnectionString::parse(&s).unwrap_err();
+        assert!(matches!(e, Error::BadHost(_)));
+        assert!(!e.to_string().contains(KEY), "{e}");
+        let e = ServiceConnectionString::parse("HostName=h!").unwrap_err();
+        assert!(
+            e.to_string().contains("`h!`"),
+            "a plain typo is still shown: {e}"
+        );
     }
 
     #[test]
