@@ -379,9 +379,22 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Error>
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| {
-        // serde's message names the position and expectation, never the body's values.
-        Error::Deserialization(format!("request body is not valid: {e}"))
+        Error::Deserialization(format!("request body is not valid: {}", redact_strings(&e)))
     })
+}
+
+/// serde's message with the string values it quotes blanked: `invalid type: string "…"` would
+/// otherwise echo a key sent in the wrong place (`"symmetricKey": "<key>"`) into the error body.
+fn redact_strings(e: &serde_json::Error) -> String {
+    let mut out = String::new();
+    for (i, part) in e.to_string().split('"').enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+        } else {
+            out.push_str("\"…\"");
+        }
+    }
+    out
 }
 
 /// A body that must be a JSON object. serde's derived structs also accept a JSON array of the
@@ -831,6 +844,17 @@ mod tests {
         assert!(service_write(b"[1]").is_err());
         assert!(service_write(br#"{"tags": 5}"#).is_err());
         assert!(service_write(b"{not json").is_err());
+    }
+
+    #[test]
+    fn deserialization_errors_do_not_echo_string_values() {
+        let Err(Error::Deserialization(m)) =
+            parse_json::<wire::Device>(br#"{"authentication": {"symmetricKey": "c2VjcmV0a2V5"}}"#)
+        else {
+            panic!("a string is no symmetric key");
+        };
+        assert!(!m.contains("c2VjcmV0a2V5"), "{m}");
+        assert!(m.contains("line 1"), "{m}");
     }
 
     #[test]
