@@ -43,6 +43,10 @@ pub enum Error {
     BadHost(String),
     #[error("connection string has both SharedAccessKey and x509")]
     KeyAndX509,
+    #[error(
+        "connection string's SharedAccessKeyName is not a policy name (letters, digits, `_-@.`)"
+    )]
+    BadKeyName,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -125,6 +129,21 @@ fn check_host(host: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Policy names as IoT Hub (and .NET's `IotHubConnectionStringBuilder`) allow them:
+/// `^[a-zA-Z0-9_\-@\.]+$`. Found by the `connection_string` fuzz target: without the check,
+/// `SharedAccessKeyName=p SharedAccessKey=<key>;SharedAccessKey=…` (a missing `;`) parsed, with
+/// the first key inside the policy name, which is not secret and is shown.
+fn check_key_name(name: &str) -> Result<(), Error> {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '@' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(Error::BadKeyName)
+    }
+}
+
 fn check_key(key: &str) -> Result<(), Error> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
@@ -149,6 +168,9 @@ impl ServiceConnectionString {
         let host = get(&p, "HostName").ok_or(Error::Missing("HostName"))?;
         check_host(host)?;
         let key_name = get(&p, "SharedAccessKeyName");
+        if let Some(n) = key_name {
+            check_key_name(n)?;
+        }
         let key = get(&p, "SharedAccessKey");
         match (key_name, key) {
             (Some(_), None) => return Err(Error::Missing("SharedAccessKey")),
@@ -301,6 +323,14 @@ mod tests {
             e.to_string().contains("`h!`"),
             "a plain typo is still shown: {e}"
         );
+    }
+
+    #[test]
+    fn policy_names_are_policy_names() {
+        let s = format!("HostName=h;SharedAccessKeyName=p SharedAccessKey=x;SharedAccessKey={KEY}");
+        assert_eq!(ServiceConnectionString::parse(&s), Err(Error::BadKeyName));
+        let s = format!("HostName=h;SharedAccessKeyName=my-policy_1@x.y;SharedAccessKey={KEY}");
+        assert!(ServiceConnectionString::parse(&s).is_ok());
     }
 
     #[test]
