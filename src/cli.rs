@@ -28,7 +28,7 @@ pub enum Command {
     /// Print one identity's connection string (contains its key).
     ConnectionString(ConnectionStringArgs),
     /// Run the local IoT Hub emulator.
-    Emulator(crate::emulator::Args),
+    Emulator(Box<crate::emulator::Args>),
 }
 
 /// Output format of data written to stdout.

@@ -13,7 +13,8 @@
 //! - [`render`] (pure) turns plans and reports into text, JSON and markdown; [`output`] is the only place
 //!   that prints.
 //! - [`iothub`] holds IoT Hub's protocol, shared by the client and the [`emulator`]: wire types, SAS tokens,
-//!   connection strings, error bodies. The emulator is a local IoT Hub (REST over HTTPS, durable state).
+//!   connection strings, error bodies. The emulator is a local IoT Hub (REST over HTTPS, durable state,
+//!   and the device side over MQTT with a simulated fleet).
 
 pub mod apply;
 pub mod cli;

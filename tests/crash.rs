@@ -113,6 +113,9 @@ async fn apply_killed_at_random_moments_is_repaired_by_the_next_apply() {
             "trial {trial}: converged apply wrote"
         );
     }
+    eprintln!(
+        "crash: {trials} SIGKILL trials, {killed_mid_run} landed mid-run (a full apply took {full:?}); all repaired"
+    );
     assert!(
         killed_mid_run >= trials / 2,
         "only {killed_mid_run} of {trials} kills landed mid-run"

@@ -9,7 +9,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cli::{manifests, twin, twinops, writes};
+use cli::{manifests, twin, twin_retrying, twinops, writes};
 use serde_json::json;
 use support::Emulator;
 
@@ -47,11 +47,11 @@ async fn apply_under_faults_converges_and_the_next_apply_writes_nothing() {
     // Converged: every twin holds the manifest, and another apply makes no write.
     for i in [1, 60, 120] {
         assert_eq!(
-            twin(&em, &format!("r-{i:03}")).await["properties"]["desired"]["v"],
+            twin_retrying(&em, &format!("r-{i:03}")).await["properties"]["desired"]["v"],
             2
         );
         assert_eq!(
-            twin(&em, &format!("r-{i:03}/m1")).await["properties"]["desired"]["v"],
+            twin_retrying(&em, &format!("r-{i:03}/m1")).await["properties"]["desired"]["v"],
             2
         );
     }

@@ -16,30 +16,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn venv_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/sdk-venv.sh"))
-        .output()
-        .expect("running scripts/sdk-venv.sh");
-    assert!(
-        out.status.success(),
-        "scripts/sdk-venv.sh failed (is PyPI reachable?):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("the script prints the python path")
-            .trim(),
-    )
-}
-
 #[test]
 fn python_sdk_backend_flow_runs_unchanged_against_the_emulator() {
-    let python = venv_python();
+    let python = support::sdk_python();
     let hub = Emulator::start();
     let started = std::time::Instant::now();
     let out = Command::new(&python)

@@ -55,7 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Validate(a) => validate::run(&a),
         Command::Plan(a) => plan::run(&a).await,
         Command::Apply(a) => apply::run(&a).await,
-        Command::Emulator(args) => crate::emulator::run(args).await,
+        Command::Emulator(args) => crate::emulator::run(*args).await,
         Command::Drift(a) => drift::run(&a).await,
         Command::Export(a) => export::run(&a).await,
         Command::ConnectionString(a) => connection_string::run(&a).await,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::Error;
+use super::presence::Presence;
 use super::twin::TwinState;
 use crate::iothub::wire::{self, Authentication, Capabilities, SymmetricKey, X509Thumbprint};
 
@@ -219,6 +220,8 @@ pub struct DeviceRecord {
     pub device_scope: Option<String>,
     pub parent_scopes: Vec<String>,
     pub twin: TwinState,
+    #[serde(default)]
+    pub presence: Presence,
 }
 
 /// A module identity with its twin.
@@ -231,6 +234,8 @@ pub struct ModuleRecord {
     pub etag: String,
     pub auth: Auth,
     pub twin: TwinState,
+    #[serde(default)]
+    pub presence: Presence,
 }
 
 impl DeviceRecord {
@@ -239,12 +244,12 @@ impl DeviceRecord {
             device_id: self.device_id.clone(),
             generation_id: Some(self.generation_id.clone()),
             etag: Some(self.etag.clone()),
-            connection_state: Some("Disconnected".into()),
+            connection_state: Some(self.presence.state().into()),
             status: Some(self.status.clone()),
             status_reason: self.status_reason.clone(),
-            connection_state_updated_time: Some(NEVER.into()),
+            connection_state_updated_time: Some(self.presence.state_updated_time().into()),
             status_updated_time: Some(self.status_updated_time.clone()),
-            last_activity_time: Some(NEVER.into()),
+            last_activity_time: Some(self.presence.last_activity_time().into()),
             cloud_to_device_message_count: Some(0),
             authentication: Some(self.auth.to_wire()),
             capabilities: Some(Capabilities {
@@ -268,7 +273,7 @@ impl DeviceRecord {
             m.insert("statusReason".into(), json!(r));
         }
         m.insert("statusUpdateTime".into(), json!(self.status_updated_time));
-        common_twin_fields(m, &self.auth, &self.twin);
+        common_twin_fields(m, &self.auth, &self.twin, &self.presence);
         m.insert("capabilities".into(), json!({"iotEdge": self.edge}));
         if let Some(s) = &self.device_scope {
             m.insert("deviceScope".into(), json!(s));
@@ -288,9 +293,9 @@ impl ModuleRecord {
             device_id: self.device_id.clone(),
             generation_id: Some(self.generation_id.clone()),
             etag: Some(self.etag.clone()),
-            connection_state: Some("Disconnected".into()),
-            connection_state_updated_time: Some(NEVER.into()),
-            last_activity_time: Some(NEVER.into()),
+            connection_state: Some(self.presence.state().into()),
+            connection_state_updated_time: Some(self.presence.state_updated_time().into()),
+            last_activity_time: Some(self.presence.last_activity_time().into()),
             cloud_to_device_message_count: Some(0),
             authentication: Some(self.auth.to_wire()),
         }
@@ -307,7 +312,7 @@ impl ModuleRecord {
             "statusUpdateTime": NEVER,
         });
         let m = obj(&mut t);
-        common_twin_fields(m, &self.auth, &self.twin);
+        common_twin_fields(m, &self.auth, &self.twin, &self.presence);
         m.insert("tags".into(), Value::Object(self.twin.tags.clone()));
         m.insert("properties".into(), self.twin.properties_json());
         t
@@ -321,7 +326,7 @@ fn obj(v: &mut Value) -> &mut wire::JsonMap {
     }
 }
 
-fn common_twin_fields(m: &mut wire::JsonMap, auth: &Auth, twin: &TwinState) {
+fn common_twin_fields(m: &mut wire::JsonMap, auth: &Auth, twin: &TwinState, presence: &Presence) {
     // Only twins that a configuration targets carry the member (fresh twins on IoT Hub lack it).
     if !twin.configurations.is_empty() {
         m.insert(
@@ -329,8 +334,11 @@ fn common_twin_fields(m: &mut wire::JsonMap, auth: &Auth, twin: &TwinState) {
             Value::Object(twin.configurations.clone()),
         );
     }
-    m.insert("connectionState".into(), json!("Disconnected"));
-    m.insert("lastActivityTime".into(), json!(NEVER));
+    m.insert("connectionState".into(), json!(presence.state()));
+    m.insert(
+        "lastActivityTime".into(),
+        json!(presence.last_activity_time()),
+    );
     m.insert("cloudToDeviceMessageCount".into(), json!(0));
     m.insert("authenticationType".into(), json!(auth.kind));
     m.insert(

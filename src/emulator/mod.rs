@@ -9,6 +9,9 @@
 //!   `tls` the certificate, `error` IoT Hub's error responses, `configuration` automatic
 //!   configurations (applied by a loop started here), `throttle` quota simulation, `faults` fault
 //!   injection, `duration` the `5s`/`500ms` flag syntax.
+//! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
+//!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
+//!   records which identities are connected.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,7 +33,9 @@ pub mod duration;
 pub mod error;
 pub mod faults;
 pub mod identity;
+pub mod mqtt;
 pub mod pager;
+pub mod presence;
 pub mod query;
 pub mod server;
 pub mod stats;
@@ -74,6 +79,19 @@ pub struct Args {
     /// How often automatic configurations are applied (`5s`, `500ms`, `1m`).
     #[arg(long, default_value = "5s", value_parser = duration::parse)]
     pub config_interval: Duration,
+    /// Device side: MQTT over TLS on ADDR:PORT, or `off`. If the port is busy, the emulator warns
+    /// and serves REST alone.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = mqtt::DEFAULT_ADDR)]
+    pub mqtt: mqtt::Listen,
+    /// Simulates the identities matching PATTERN (`deviceId` or `deviceId/moduleId` globs, `all`
+    /// for every one) as devices connected over MQTT that echo desired patches into reported
+    /// properties after DELAY (e.g. `500ms`, `2s`; default 1s).
+    #[arg(long, value_name = "PATTERN|all[:DELAY]")]
+    pub simulate_devices: Option<mqtt::simulate::Fleet>,
+    /// Simulated identities that stay offline: a percentage (`5%`, chosen by a stable hash of
+    /// the ID) or a list of IDs (`d1,d2/m1`).
+    #[arg(long, value_name = "PERCENT%|ID,...", requires = "simulate_devices")]
+    pub simulate_offline: Option<mqtt::simulate::Offline>,
 }
 
 /// IoT Hub applies configurations every 5 minutes; a local hub does it sooner.
@@ -95,6 +113,10 @@ pub struct Config {
     pub throttle: Option<throttle::ThrottleSpec>,
     /// How often automatic configurations are applied (also right after each change).
     pub config_interval: Duration,
+    /// The MQTT device side's address; `None` (the default) serves no MQTT.
+    pub mqtt: Option<SocketAddr>,
+    /// A simulated fleet on the MQTT side.
+    pub simulate: Option<mqtt::simulate::Fleet>,
 }
 
 impl Default for Config {
@@ -110,6 +132,8 @@ impl Default for Config {
             faults_seed: None,
             throttle: None,
             config_interval: DEFAULT_CONFIG_INTERVAL,
+            mqtt: None,
+            simulate: None,
         }
     }
 }
@@ -127,6 +151,11 @@ impl From<&Args> for Config {
             faults_seed: a.faults_seed,
             throttle: a.throttle.clone(),
             config_interval: a.config_interval,
+            mqtt: a.mqtt.0,
+            simulate: a.simulate_devices.clone().map(|f| mqtt::simulate::Fleet {
+                offline: a.simulate_offline.clone(),
+                ..f
+            }),
         }
     }
 }
@@ -141,6 +170,10 @@ pub struct Running {
     hub: Option<Arc<server::Hub>>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    /// The MQTT listener's address, when it serves.
+    mqtt_addr: Option<SocketAddr>,
+    /// The MQTT side and the simulated fleet.
+    device_tasks: Vec<JoinHandle<()>>,
     /// A directory of our own to remove at the end (the certificate of an in-memory hub).
     scratch: Option<PathBuf>,
 }
@@ -176,6 +209,11 @@ impl Running {
         &self.ca_pem
     }
 
+    /// Where the MQTT device side listens (`None`: off, or its port was busy).
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_addr
+    }
+
     /// A random ID created with the state and kept in it (what a saved plan binds to).
     pub fn hub_id(&self) -> &str {
         &self.hub_id
@@ -192,6 +230,9 @@ impl Running {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        for task in self.device_tasks.drain(..) {
             let _ = task.await;
         }
         // Store calls run on blocking threads that hold the hub; wait for the last one so the
@@ -221,6 +262,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        for task in self.device_tasks.drain(..) {
             task.abort();
         }
         if let Some(dir) = self.scratch.take() {
@@ -271,6 +315,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map_err(|e| anyhow::anyhow!("reading the state: {e}"))
     };
     let hub_id = meta("hub_id", || random_hex(16))?;
+    store
+        .reset_presence()
+        .map_err(|e| anyhow::anyhow!("resetting device connection states: {e}"))?;
     let mut keys = Vec::new();
     let mut policies = Vec::new();
     for (name, permissions) in auth::POLICIES {
@@ -310,6 +357,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     };
     let identity = tls::load_or_create(&tls_dir, &config.hostname, &addr.ip().to_string())?;
+    let mqtt_listener = match config.mqtt {
+        Some(at) => bind_mqtt(at).await,
+        None => None,
+    };
+    let mqtt_addr = mqtt_listener.as_ref().and_then(|l| l.local_addr().ok());
+    anyhow::ensure!(
+        config.simulate.is_none() || config.mqtt.is_some(),
+        "--simulate-devices needs the MQTT side: drop `--mqtt off`"
+    );
 
     let authority = auth::Authority {
         hosts: vec![host.clone(), format!("{}:{}", addr.ip(), addr.port())],
@@ -327,9 +383,38 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .clone()
             .map(|f| faults::Faults::new(f, config.faults_seed)),
         configurations_changed: tokio::sync::Notify::new(),
+        mqtt_addr,
     });
     let (stop, stopped) = watch::channel(false);
     let app = server::app(hub.clone());
+    let mut device_tasks = Vec::new();
+    if let Some(l) = mqtt_listener {
+        let tls = mqtt::tls_config(&identity.server_config);
+        device_tasks.push(tokio::spawn(mqtt::serve(
+            l,
+            tls,
+            hub.clone(),
+            stopped.clone(),
+        )));
+    }
+    if let (Some(fleet), Some(at)) = (config.simulate.clone(), mqtt_addr) {
+        let ip = if at.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            at.ip()
+        };
+        let target = mqtt::simulate::Target {
+            addr: SocketAddr::new(ip, at.port()),
+            hostname: config.hostname.clone(),
+            tls: mqtt::client::tls_trusting(&identity.cert_pem)?,
+        };
+        device_tasks.push(tokio::spawn(mqtt::simulate::run(
+            fleet,
+            hub.clone(),
+            target,
+            stopped.clone(),
+        )));
+    }
     let serving = server::serve(
         listener,
         identity.server_config.clone(),
@@ -349,6 +434,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hub: Some(hub),
         stop,
         task: Some(task),
+        mqtt_addr,
+        device_tasks,
         scratch,
     })
 }
@@ -371,6 +458,20 @@ async fn apply_configurations(
             _ = stop.changed() => break,
             _ = tokio::time::sleep(interval) => {}
             _ = hub.configurations_changed.notified() => {}
+        }
+    }
+}
+
+/// Binds the MQTT port; a port that cannot be bound (busy, no permission) is a warning, and the
+/// hub serves REST alone.
+async fn bind_mqtt(at: SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(at).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            crate::output::talk(&format!(
+                "warning: MQTT device side not started: cannot listen on {at} ({e}); serving REST only"
+            ));
+            None
         }
     }
 }
@@ -402,6 +503,11 @@ pub async fn run(args: Args) -> anyhow::Result<crate::cmd::ExitStatus> {
         running.connection_string().expose(),
         running.ca_pem_path().display()
     ));
+    if let Some(at) = running.mqtt_addr() {
+        crate::output::talk(&format!(
+            "twinops emulator: MQTT device side on mqtts://{at} (TLS, same certificate)"
+        ));
+    }
     interrupted().await;
     running.shutdown().await;
     Ok(crate::cmd::ExitStatus::Success)

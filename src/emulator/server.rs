@@ -55,6 +55,8 @@ pub struct Hub {
     pub faults: Option<Faults>,
     /// Wakes the configuration loop after a configuration is created, updated or deleted.
     pub configurations_changed: Notify,
+    /// Where the MQTT device side listens, for `/_emulator/info`.
+    pub mqtt_addr: Option<std::net::SocketAddr>,
 }
 
 type Shared = Arc<Hub>;
@@ -94,6 +96,7 @@ pub fn app(hub: Shared) -> Router {
                 .delete(delete_configuration),
         )
         .route("/_emulator/stats", get(stats))
+        .route("/_emulator/info", get(info))
         .route("/_emulator/twins/{id}/reported", patch(reported))
         .route(
             "/_emulator/twins/{id}/modules/{mid}/reported",
@@ -767,6 +770,12 @@ async fn delete_configuration(
 
 async fn stats(State(hub): State<Shared>) -> Response {
     json(StatusCode::OK, &hub.stats.to_json())
+}
+
+/// `{"mqtt": "127.0.0.1:8883"}` (`null` when the device side is off or its port was busy).
+async fn info(State(hub): State<Shared>) -> Response {
+    let mqtt = hub.mqtt_addr.map(|a| a.to_string());
+    json(StatusCode::OK, &serde_json::json!({ "mqtt": mqtt }))
 }
 
 async fn patch_reported(hub: Shared, target: Target, body: Body) -> Result<Response, Error> {

@@ -12,53 +12,10 @@ use serde_json::{Value, json};
 
 use super::faults::Fault;
 
-/// IoT Hub's operation classes (reference §9 throttles).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OpClass {
-    RegistryRead,
-    RegistryWrite,
-    Bulk,
-    TwinRead,
-    TwinWrite,
-    Query,
-    Configuration,
-}
+pub use crate::iothub::quota::OpClass;
 
+/// How the emulator sorts requests into classes.
 impl OpClass {
-    pub const ALL: [OpClass; 7] = [
-        OpClass::RegistryRead,
-        OpClass::RegistryWrite,
-        OpClass::Bulk,
-        OpClass::TwinRead,
-        OpClass::TwinWrite,
-        OpClass::Query,
-        OpClass::Configuration,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OpClass::RegistryRead => "registry_read",
-            OpClass::RegistryWrite => "registry_write",
-            OpClass::Bulk => "bulk",
-            OpClass::TwinRead => "twin_read",
-            OpClass::TwinWrite => "twin_write",
-            OpClass::Query => "query",
-            OpClass::Configuration => "configuration",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            OpClass::RegistryRead => 0,
-            OpClass::RegistryWrite => 1,
-            OpClass::Bulk => 2,
-            OpClass::TwinRead => 3,
-            OpClass::TwinWrite => 4,
-            OpClass::Query => 5,
-            OpClass::Configuration => 6,
-        }
-    }
-
     /// The class of a request to an IoT Hub route, by method and (decoded) path segments;
     /// `None` for paths that are no IoT Hub route family.
     pub fn classify(method: &Method, segments: &[&str]) -> Option<OpClass> {

@@ -90,7 +90,7 @@ impl IfMatch {
 }
 
 /// Which twin a request addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     Device(String),
     Module(String, String),
@@ -127,9 +127,24 @@ pub struct ModuleSpec {
     pub authentication: Option<wire::Authentication>,
 }
 
+/// A committed write of desired properties, for the device side (MQTT desired notifications).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredChange {
+    pub target: Target,
+    /// The patch as written (a replace's full desired), without `$version`.
+    pub patch: wire::JsonMap,
+    /// Desired `$version` after the write.
+    pub version: i64,
+}
+
+/// Desired changes queued for slow listeners before the oldest are dropped (they then see
+/// `Lagged`, and the MQTT side closes the connections it could not serve).
+const DESIRED_CHANGES_BUFFER: usize = 4096;
+
 /// The hub's durable state.
 pub struct Store {
     db: Database,
+    desired_changes: tokio::sync::broadcast::Sender<DesiredChange>,
 }
 
 impl Store {
@@ -147,14 +162,24 @@ impl Store {
                 .create_with_backend(redb::backends::InMemoryBackend::new())
                 .context("creating the in-memory database")?,
         };
-        let store = Store { db };
+        let store = Store {
+            db,
+            desired_changes: tokio::sync::broadcast::channel(DESIRED_CHANGES_BUFFER).0,
+        };
         store
             .write(|_| Ok(()))
             .map_err(|e| anyhow::anyhow!("initialising the state: {e}"))?;
         Ok(store)
     }
 
-    /// Runs `f` in one write transaction, committed durably when it returns `Ok`.
+    /// Every desired write committed from now on (service PATCH/PUT, bulk rows, anything through
+    /// [`Tx::update_twin`]), announced after its commit.
+    pub fn subscribe_desired_changes(&self) -> tokio::sync::broadcast::Receiver<DesiredChange> {
+        self.desired_changes.subscribe()
+    }
+
+    /// Runs `f` in one write transaction, committed durably when it returns `Ok`; then announces
+    /// its desired changes (a send without listeners is a no-op).
     pub(super) fn write<T>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, Error>,
@@ -168,12 +193,16 @@ impl Store {
                 meta: txn.open_table(META)?,
                 configurations: txn.open_table(CONFIGURATIONS)?,
                 now: now(),
+                desired_changes: Vec::new(),
             };
-            f(&mut tx)
+            f(&mut tx).map(|v| (v, tx.desired_changes))
         };
         match out {
-            Ok(v) => {
+            Ok((v, changes)) => {
                 txn.commit()?;
+                for c in changes {
+                    let _ = self.desired_changes.send(c);
+                }
                 Ok(v)
             }
             Err(e) => {
@@ -675,6 +704,19 @@ impl Store {
                             continue;
                         }
                         apply_outcome(rec.twin_mut(), out, &now);
+                        // Connected devices hear of configuration writes like any other desired write.
+                        if let Some(patch) = rec.twin_mut().desired_written.take() {
+                            let target = match key.split_once('\0') {
+                                Some((d, m)) => Target::Module(d.to_string(), m.to_string()),
+                                None => Target::Device(key.clone()),
+                            };
+                            let version = rec.twin().desired_version;
+                            tx.desired_changes.push(DesiredChange {
+                                target,
+                                patch,
+                                version,
+                            });
+                        }
                         let bytes = rec.encode()?;
                         table.insert(key.as_str(), bytes.as_slice())?;
                     }
@@ -786,13 +828,31 @@ fn apply_outcome(twin: &mut TwinState, out: configuration::Outcome, now: &str) {
     twin.configurations = out.statuses;
 }
 
-/// An open write transaction: the tables and the time of the write.
+impl Store {
+    /// Visits every device row, then every module row, raw: `(is_module, key, record bytes)`.
+    /// For whole-hub housekeeping (presence reset, the simulated fleet's roster).
+    pub fn scan_raw(&self, mut visit: impl FnMut(bool, &str, &[u8])) -> Result<(), Error> {
+        let txn = self.db.begin_read()?;
+        for (modules, table) in [(false, DEVICES), (true, MODULES)] {
+            let t = txn.open_table(table)?;
+            for row in t.iter()? {
+                let (k, v) = row?;
+                visit(modules, k.value(), v.value());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An open write transaction: the three tables, the time of the write, and the desired changes
+/// to announce once it commits.
 pub(super) struct Tx<'t> {
     pub(super) devices: redb::Table<'t, &'static str, &'static [u8]>,
     pub(super) modules: redb::Table<'t, &'static str, &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, &'static str>,
     pub(super) configurations: redb::Table<'t, &'static str, &'static [u8]>,
     pub(super) now: String,
+    desired_changes: Vec<DesiredChange>,
 }
 
 impl Tx<'_> {
@@ -933,6 +993,7 @@ impl Tx<'_> {
             device_scope,
             parent_scopes,
             twin: TwinState::new(&self.now),
+            presence: Default::default(),
         };
         self.save_device(&rec)?;
         if edge {
@@ -989,6 +1050,7 @@ impl Tx<'_> {
                     etag: self.next_etag()?,
                     auth: Auth::none(),
                     twin: TwinState::new(&self.now),
+                    presence: Default::default(),
                 };
                 self.save_module(&rec)?;
             }
@@ -1022,6 +1084,7 @@ impl Tx<'_> {
             etag: self.next_etag()?,
             auth: identity::resolve_auth(spec.authentication.as_ref(), None)?,
             twin: TwinState::new(&self.now),
+            presence: Default::default(),
         };
         self.save_module(&rec)?;
         Ok(rec)
@@ -1043,29 +1106,40 @@ impl Tx<'_> {
     }
 
     /// Loads a twin's record, lets `f` change the twin, saves it and returns the new document.
+    /// A write that carried desired properties is queued for announcement after the commit.
     pub(super) fn update_twin(
         &mut self,
         target: &Target,
         f: impl FnOnce(&mut TwinState) -> Result<(), Error>,
     ) -> Result<Value, Error> {
-        match target {
+        let (doc, twin) = match target {
             Target::Device(d) => {
                 let mut rec = self
                     .device(d)?
                     .ok_or_else(|| Error::DeviceNotFound(d.clone()))?;
                 f(&mut rec.twin)?;
+                let written = rec.twin.desired_written.take();
                 self.save_device(&rec)?;
-                Ok(rec.twin_json())
+                (rec.twin_json(), (written, rec.twin.desired_version))
             }
             Target::Module(d, m) => {
                 let Some(mut rec) = self.module(d, m)? else {
                     return Err(not_found_module(&self.devices, d, m));
                 };
                 f(&mut rec.twin)?;
+                let written = rec.twin.desired_written.take();
                 self.save_module(&rec)?;
-                Ok(rec.twin_json())
+                (rec.twin_json(), (written, rec.twin.desired_version))
             }
+        };
+        if let (Some(patch), version) = twin {
+            self.desired_changes.push(DesiredChange {
+                target: target.clone(),
+                patch,
+                version,
+            });
         }
+        Ok(doc)
     }
 }
 

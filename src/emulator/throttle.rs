@@ -62,27 +62,17 @@ impl ThrottleSpec {
 }
 
 fn class_named(name: &str) -> Option<OpClass> {
-    OpClass::ALL.into_iter().find(|c| c.name() == name)
+    OpClass::parse(name)
 }
 
 fn class_names() -> String {
-    OpClass::ALL.map(OpClass::name).join(", ")
+    OpClass::names()
 }
 
 /// `N/s` or `N/min` with N > 0.
 fn parse_rate(rate: &str, item: &str) -> Result<f64, String> {
-    let bad = || format!("`{rate}` in `{item}` is not a rate: write N/s or N/min with N > 0");
-    let (n, per) = rate.split_once('/').ok_or_else(bad)?;
-    let n: f64 = n.trim().parse().map_err(|_| bad())?;
-    if !n.is_finite() || n <= 0.0 {
-        return Err(bad());
-    }
-    match per.trim() {
-        "s" | "sec" => Ok(n),
-        "min" | "m" => Ok(n / 60.0),
-        "h" => Ok(n / 3600.0),
-        _ => Err(bad()),
-    }
+    crate::iothub::quota::parse_rate(rate)
+        .ok_or_else(|| format!("`{rate}` in `{item}` is not a rate: write N/s or N/min with N > 0"))
 }
 
 /// IoT Hub's published throttles for `TIER[:UNITS]` (reference §9), per second.
@@ -97,31 +87,9 @@ fn tier_rates(item: &str) -> Result<Vec<(OpClass, f64)>, String> {
         }
         None => (item, 1),
     };
-    let u = f64::from(units);
-    let (registry_min, query_min, twin_read, twin_write) = match tier.to_ascii_uppercase().as_str()
-    {
-        "S1" | "F1" => (100.0 * u, 20.0 * u, 100.0, 50.0),
-        "S2" => (
-            100.0 * u,
-            20.0 * u,
-            (10.0 * u).max(100.0),
-            (5.0 * u).max(50.0),
-        ),
-        "S3" => (5000.0 * u, 1000.0 * u, 500.0 * u, 250.0 * u),
-        _ => {
-            return Err(format!(
-                "`{item}` is neither a tier (S1, S2, S3 or F1, optionally `:UNITS`) nor CLASS=RATE"
-            ));
-        }
-    };
-    Ok(vec![
-        (OpClass::RegistryRead, registry_min / 60.0),
-        (OpClass::RegistryWrite, registry_min / 60.0),
-        (OpClass::Query, query_min / 60.0),
-        (OpClass::TwinRead, twin_read),
-        (OpClass::TwinWrite, twin_write),
-        (OpClass::Configuration, 20.0 * u / 60.0),
-    ])
+    crate::iothub::quota::tier_rates(tier, units).map_err(|_| {
+        format!("`{item}` is neither a tier (S1, S2, S3 or F1, optionally `:UNITS`) nor CLASS=RATE")
+    })
 }
 
 #[derive(Debug)]

@@ -32,6 +32,10 @@ pub struct TwinState {
     /// configuration loop. Changing it alone is no twin write (etag and versions stay).
     #[serde(default)]
     pub configurations: JsonMap,
+    /// The desired patch of the write just made (a replace's full desired), never stored: the
+    /// store takes it after the write to notify the connected device (`Store::write`).
+    #[serde(skip)]
+    pub desired_written: Option<JsonMap>,
 }
 
 /// Which writer wrote; decides which `$version` moves.
@@ -67,6 +71,7 @@ impl TwinState {
             version: 2,
             etag_counter: 1,
             configurations: JsonMap::new(),
+            desired_written: None,
         }
     }
 
@@ -87,6 +92,7 @@ impl TwinState {
     pub fn patch(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
+        next.desired_written = write.desired.clone();
         let v = next.desired_version;
         if let Some(tags) = &write.tags {
             twin_rules::check(tags, true).map_err(|e| violation("tags", e))?;
@@ -113,6 +119,7 @@ impl TwinState {
     pub fn replace(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
+        next.desired_written = write.desired.clone();
         let v = next.desired_version;
         if let Some(tags) = write.tags {
             twin_rules::check(&tags, false).map_err(|e| violation("tags", e))?;
@@ -135,6 +142,7 @@ impl TwinState {
         let patch = strip_read_only(patch.clone());
         twin_rules::check(&patch, true).map_err(|e| violation("properties.reported", e))?;
         let mut next = self.clone();
+        next.desired_written = None;
         next.reported_version += 1;
         merge(
             &mut next.reported,

@@ -31,45 +31,7 @@ use crate::iothub::{
     sas,
 };
 
-/// Operation classes, as IoT Hub throttles them and as the emulator counts them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OpClass {
-    RegistryRead,
-    RegistryWrite,
-    Bulk,
-    TwinRead,
-    TwinWrite,
-    Query,
-    Configuration,
-}
-
-impl OpClass {
-    pub const ALL: [OpClass; 7] = [
-        OpClass::RegistryRead,
-        OpClass::RegistryWrite,
-        OpClass::Bulk,
-        OpClass::TwinRead,
-        OpClass::TwinWrite,
-        OpClass::Query,
-        OpClass::Configuration,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OpClass::RegistryRead => "registry_read",
-            OpClass::RegistryWrite => "registry_write",
-            OpClass::Bulk => "bulk",
-            OpClass::TwinRead => "twin_read",
-            OpClass::TwinWrite => "twin_write",
-            OpClass::Query => "query",
-            OpClass::Configuration => "configuration",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OpClass> {
-        OpClass::ALL.into_iter().find(|c| c.name() == s)
-    }
-}
+pub use crate::iothub::quota::OpClass;
 
 /// Requests sent, by class (every attempt counts, retries included).
 #[derive(Debug, Default)]
@@ -77,7 +39,7 @@ pub struct RequestCounts([AtomicU64; 7]);
 
 impl RequestCounts {
     fn add(&self, class: OpClass) {
-        self.0[class as usize].fetch_add(1, Ordering::Relaxed);
+        self.0[class.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts by class name, classes with no request left out.
@@ -87,7 +49,7 @@ impl RequestCounts {
             .map(|c| {
                 (
                     c.name().to_string(),
-                    self.0[c as usize].load(Ordering::Relaxed),
+                    self.0[c.index()].load(Ordering::Relaxed),
                 )
             })
             .filter(|(_, n)| *n > 0)

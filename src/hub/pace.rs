@@ -16,15 +16,7 @@ pub struct Rate(pub f64);
 impl Rate {
     /// Parses `N/s`, `N/min` (or `N/m`) and `N/h`.
     pub fn parse(s: &str) -> Option<Rate> {
-        let (n, unit) = s.trim().split_once('/')?;
-        let n: f64 = n.trim().parse().ok()?;
-        let per = match unit.trim() {
-            "s" | "sec" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        (n > 0.0 && n.is_finite()).then_some(Rate(n / per))
+        crate::iothub::quota::parse_rate(s).map(Rate)
     }
 }
 
@@ -36,7 +28,7 @@ pub fn parse_rate_flag(s: &str) -> Result<(OpClass, Rate), String> {
     let class = OpClass::parse(class.trim()).ok_or_else(|| {
         format!(
             "unknown class `{class}` in --rate; classes: {}",
-            OpClass::ALL.map(OpClass::name).join(", ")
+            OpClass::names()
         )
     })?;
     let rate = Rate::parse(rate)
@@ -44,29 +36,12 @@ pub fn parse_rate_flag(s: &str) -> Result<(OpClass, Rate), String> {
     Ok((class, rate))
 }
 
-/// IoT Hub's published quotas for a tier and unit count (per second).
+/// IoT Hub's published quotas for a tier and unit count.
 pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String> {
-    let u = f64::from(units.max(1));
-    let (registry_min, query_min, twin_read, twin_write) = match tier.to_ascii_uppercase().as_str()
-    {
-        "S1" | "F1" => (100.0 * u, 20.0 * u, 100.0, 50.0),
-        "S2" => (
-            100.0 * u,
-            20.0 * u,
-            (10.0 * u).max(100.0),
-            (5.0 * u).max(50.0),
-        ),
-        "S3" => (5000.0 * u, 1000.0 * u, 500.0 * u, 250.0 * u),
-        other => return Err(format!("unknown tier `{other}`; tiers: S1, S2, S3")),
-    };
-    Ok(vec![
-        (OpClass::RegistryRead, Rate(registry_min / 60.0)),
-        (OpClass::RegistryWrite, Rate(registry_min / 60.0)),
-        (OpClass::Query, Rate(query_min / 60.0)),
-        (OpClass::TwinRead, Rate(twin_read)),
-        (OpClass::TwinWrite, Rate(twin_write)),
-        (OpClass::Configuration, Rate(20.0 * u / 60.0)),
-    ])
+    Ok(crate::iothub::quota::tier_rates(tier, units)?
+        .into_iter()
+        .map(|(c, r)| (c, Rate(r)))
+        .collect())
 }
 
 #[derive(Debug)]
@@ -162,15 +137,6 @@ mod tests {
         assert_eq!(Rate::parse("x/s"), None);
         assert!(parse_rate_flag("registry_write=60000/min").is_ok());
         assert!(parse_rate_flag("nope=1/s").unwrap_err().contains("classes"));
-    }
-
-    #[test]
-    fn s1_one_unit_matches_published_quotas() {
-        let r = tier_rates("S1", 1).unwrap();
-        let get = |c| r.iter().find(|(k, _)| *k == c).map(|(_, r)| r.0);
-        assert_eq!(get(OpClass::RegistryWrite), Some(100.0 / 60.0));
-        assert_eq!(get(OpClass::TwinWrite), Some(50.0));
-        assert_eq!(get(OpClass::Query), Some(20.0 / 60.0));
     }
 
     #[tokio::test(start_paused = true)]

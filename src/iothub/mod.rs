@@ -6,6 +6,7 @@
 pub mod connection_string;
 pub mod error_body;
 pub mod ids;
+pub mod quota;
 pub mod sas;
 pub mod twin_rules;
 pub mod wire;

@@ -11,6 +11,8 @@ use super::ledger::{self, Ledger};
 use super::patch::{self, merge_patch};
 use crate::model::{JsonMap, LEDGER_TAG, ObservedTwin, PropertyPath, Section, TwinSpec};
 
+// Built once per twin and matched at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Outcome {
     Unchanged,
     /// The ledger names another owner (`Some`) or is not a ledger (`None`).

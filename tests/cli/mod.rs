@@ -136,3 +136,31 @@ pub async fn other_writer(em: &Emulator, address: &str, patch: Value) {
     let r = em.patch(&path, patch, Some("\"*\"")).await;
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+/// [`twin`] through injected faults: retried until the hub answers 200.
+pub async fn twin_retrying(em: &Emulator, address: &str) -> Value {
+    let path = match address.split_once('/') {
+        Some((d, m)) => format!(
+            "/twins/{}/modules/{}",
+            crate::support::seg(d),
+            crate::support::seg(m)
+        ),
+        None => format!("/twins/{}", crate::support::seg(address)),
+    };
+    for _ in 0..50 {
+        let sent = em
+            .client
+            .get(format!("{}{path}?api-version=2021-04-12", em.url))
+            .header("authorization", em.owner_token())
+            .send()
+            .await;
+        if let Ok(resp) = sent
+            && resp.status().is_success()
+            && let Ok(v) = resp.json::<Value>().await
+        {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("could not read {address}");
+}

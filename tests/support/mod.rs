@@ -62,16 +62,23 @@ impl Emulator {
         Emulator::start_with(&["--state", state.to_str().expect("utf-8 path")])
     }
 
-    /// An emulator with extra flags.
+    /// An emulator with extra flags. Its MQTT side is off unless `extra` names `--mqtt`: tests run
+    /// in parallel and must not fight over port 8883.
     pub fn start_with(extra: &[&str]) -> Emulator {
         Emulator::spawn(extra, &[], Stdio::inherit())
     }
 
     /// An emulator with extra flags, environment variables and its stderr sent to `stderr`
-    /// (a file, to read what it logged).
+    /// (a file, to read what it logged). MQTT is off as in [`Emulator::start_with`].
     pub fn spawn(extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Emulator {
+        let mqtt_off: &[&str] = if extra.iter().any(|a| a.starts_with("--mqtt")) {
+            &[]
+        } else {
+            &["--mqtt", "off"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_twinops"))
             .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(mqtt_off)
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -274,6 +281,31 @@ impl Emulator {
         r.body
     }
 
+    /// `GET /_emulator/info`.
+    pub async fn info(&self) -> Value {
+        let r = self
+            .raw(
+                Method::GET,
+                "/_emulator/info",
+                None,
+                &[("authorization", self.owner_token())],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+    }
+
+    /// The MQTT side's port (from `/_emulator/info`); panics when it is off.
+    pub async fn mqtt_port(&self) -> u16 {
+        let info = self.info().await;
+        let addr: std::net::SocketAddr = info["mqtt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the MQTT side is off: {info}"))
+            .parse()
+            .expect("an address");
+        addr.port()
+    }
+
     /// `GET /_emulator/stats`.
     pub async fn stats(&self) -> Value {
         let r = self
@@ -316,6 +348,30 @@ pub fn client_trusting(ca: &Path) -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("building the client")
+}
+
+/// The Python of the SDK virtualenv (`scripts/sdk-venv.sh` builds it once under `target/`). Panics
+/// when pip cannot install the SDKs: a conformance test that skips proves nothing.
+pub fn sdk_python() -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/sdk-venv.sh"))
+        .output()
+        .expect("running scripts/sdk-venv.sh");
+    assert!(
+        out.status.success(),
+        "scripts/sdk-venv.sh failed (is PyPI reachable?):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("the script prints the python path")
+            .trim(),
+    )
 }
 
 /// Percent-encodes a path segment (as the SDKs do with IDs).
