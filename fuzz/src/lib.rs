@@ -79,7 +79,9 @@ pub fn connection_string(data: &[u8]) {
             assert!(!format!("{cs:?}").contains("SharedAccessKey="));
         }
         Err(_) => assert_keys_not_echoed(s, |t| {
-            ServiceConnectionString::parse(t).err().map(|e| e.to_string())
+            ServiceConnectionString::parse(t)
+                .err()
+                .map(|e| e.to_string())
         }),
     }
     match DeviceConnectionString::parse(s) {
@@ -89,7 +91,9 @@ pub fn connection_string(data: &[u8]) {
             assert_eq!(again, cs);
         }
         Err(_) => assert_keys_not_echoed(s, |t| {
-            DeviceConnectionString::parse(t).err().map(|e| e.to_string())
+            DeviceConnectionString::parse(t)
+                .err()
+                .map(|e| e.to_string())
         }),
     }
 }
