@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -382,13 +382,66 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Error>
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| {
-        // serde's message names the position and expectation, never the body's values.
-        Error::Deserialization(format!("request body is not valid: {e}"))
+        Error::Deserialization(format!("request body is not valid: {}", redact_strings(&e)))
     })
 }
 
+/// serde's message with the string values it quotes blanked: `invalid type: string "…"` would
+/// otherwise echo a key sent in the wrong place (`"symmetricKey": "<key>"`) into the error body.
+fn redact_strings(e: &serde_json::Error) -> String {
+    let mut out = String::new();
+    for (i, part) in e.to_string().split('"').enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+        } else {
+            out.push_str("\"…\"");
+        }
+    }
+    out
+}
+
+/// A body that must be a JSON object. serde's derived structs also accept a JSON array of the
+/// fields in order (`["SELECT * FROM devices"]` would be a query); IoT Hub takes objects only.
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Error::Deserialization(
+            "request body must be a JSON object".into(),
+        ));
+    }
+    parse_json(bytes)
+}
+
+/// The `If-Match` precondition. A value that is not text (obs-text bytes) is kept, lossily, as an
+/// etag that matches nothing: treating it as absent would turn a conditional write unconditional.
 fn if_match(headers: &HeaderMap) -> IfMatch {
-    IfMatch::parse(headers.get("if-match").and_then(|v| v.to_str().ok()))
+    let value = headers
+        .get("if-match")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    IfMatch::parse(value.as_deref())
+}
+
+/// The route's path parameters, percent-decoded. axum's own `Path` answers a segment that does
+/// not decode to UTF-8 (`%FF`) with a plain-text 400; IoT Hub's clients expect its error format.
+struct Path<T>(T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(t)| Path(t))
+            .map_err(|_| {
+                Error::ArgumentInvalid("a path segment is not valid percent-encoded UTF-8".into())
+            })
+    }
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
@@ -404,8 +457,10 @@ struct Top {
 
 async fn list_devices(
     State(hub): State<Shared>,
-    q: axum::extract::Query<Top>,
+    q: Result<axum::extract::Query<Top>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Error> {
+    // axum's rejection is plain text; IoT Hub answers a `top` that is no number in its format.
+    let q = q.map_err(|_| Error::ArgumentInvalid("top must be an integer".into()))?;
     // IoT Hub treats a `top` outside 1..=1000 as 1000.
     let top = q.top.filter(|t| (1..=1000).contains(t)).unwrap_or(1000) as usize;
     let devices = blocking(&hub, move |h| h.store.list_devices(top)).await?;
@@ -425,7 +480,7 @@ async fn put_device(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let body: wire::Device = parse_json(&read_body(body, MAX_BODY_BYTES).await?)?;
+    let body: wire::Device = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
     let d = blocking(&hub, move |h| h.store.put_device(&id, &body, &m)).await?;
     Ok(json(StatusCode::OK, &d.to_wire()))
@@ -487,7 +542,7 @@ async fn put_module(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let body: wire::Module = parse_json(&read_body(body, MAX_BODY_BYTES).await?)?;
+    let body: wire::Module = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
     let (rec, created) = blocking(&hub, move |h| h.store.put_module(&id, &mid, &body, &m)).await?;
     let status = if created {
@@ -629,12 +684,16 @@ async fn query(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let spec: wire::QuerySpecification = parse_json(&read_body(body, MAX_BODY_BYTES).await?)?;
+    let spec: wire::QuerySpecification = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
     let size = page_size(&headers, hub.query_page_max);
+    // A token that is not text is refused, not dropped: dropping it would restart the query.
     let continuation = headers
         .get(CONTINUATION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| {
+            Error::ArgumentInvalid("the continuation token is not valid for this query".into())
+        })?;
     let page = blocking(&hub, move |h| {
         pager::run(&h.store, &spec.query, continuation.as_deref(), size)
     })
@@ -794,6 +853,17 @@ mod tests {
         assert!(service_write(b"[1]").is_err());
         assert!(service_write(br#"{"tags": 5}"#).is_err());
         assert!(service_write(b"{not json").is_err());
+    }
+
+    #[test]
+    fn deserialization_errors_do_not_echo_string_values() {
+        let Err(Error::Deserialization(m)) =
+            parse_json::<wire::Device>(br#"{"authentication": {"symmetricKey": "c2VjcmV0a2V5"}}"#)
+        else {
+            panic!("a string is no symmetric key");
+        };
+        assert!(!m.contains("c2VjcmV0a2V5"), "{m}");
+        assert!(m.contains("line 1"), "{m}");
     }
 
     #[test]

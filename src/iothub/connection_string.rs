@@ -43,6 +43,10 @@ pub enum Error {
     BadHost(String),
     #[error("connection string has both SharedAccessKey and x509")]
     KeyAndX509,
+    #[error(
+        "connection string's SharedAccessKeyName is not a policy name (letters, digits, `_-@.`)"
+    )]
+    BadKeyName,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -96,7 +100,16 @@ fn get<'a>(p: &[(&'a str, &'a str)], key: &str) -> Option<&'a str> {
 }
 
 fn check_host(host: &str) -> Result<(), Error> {
-    let bad = || Error::BadHost(host.chars().take(128).collect());
+    // The host is echoed to help fix a typo, unless it holds `=`: then a missing `;` has glued
+    // the following pairs onto it (`HostName=h,SharedAccessKey=…`), and echoing would show the key.
+    // Found by the `connection_string` fuzz target.
+    let bad = || {
+        Error::BadHost(if host.contains('=') {
+            "(not shown: it holds `=`, is a `;` missing?)".to_string()
+        } else {
+            host.chars().take(128).collect()
+        })
+    };
     let (name, port) = match host.rsplit_once(':') {
         Some((n, p)) => (n, Some(p)),
         None => (host, None),
@@ -114,6 +127,21 @@ fn check_host(host: &str) -> Result<(), Error> {
         return Err(bad());
     }
     Ok(())
+}
+
+/// Policy names as IoT Hub (and .NET's `IotHubConnectionStringBuilder`) allow them:
+/// `^[a-zA-Z0-9_\-@\.]+$`. Found by the `connection_string` fuzz target: without the check,
+/// `SharedAccessKeyName=p SharedAccessKey=<key>;SharedAccessKey=…` (a missing `;`) parsed, with
+/// the first key inside the policy name, which is not secret and is shown.
+fn check_key_name(name: &str) -> Result<(), Error> {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '@' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(Error::BadKeyName)
+    }
 }
 
 fn check_key(key: &str) -> Result<(), Error> {
@@ -140,6 +168,9 @@ impl ServiceConnectionString {
         let host = get(&p, "HostName").ok_or(Error::Missing("HostName"))?;
         check_host(host)?;
         let key_name = get(&p, "SharedAccessKeyName");
+        if let Some(n) = key_name {
+            check_key_name(n)?;
+        }
         let key = get(&p, "SharedAccessKey");
         match (key_name, key) {
             (Some(_), None) => return Err(Error::Missing("SharedAccessKey")),
@@ -279,6 +310,27 @@ mod tests {
             ServiceConnectionString::parse("HostName=h:99999"),
             Err(Error::BadHost(_))
         ));
+    }
+
+    #[test]
+    fn a_host_glued_to_the_key_by_a_missing_semicolon_is_not_echoed() {
+        let s = format!("HostName=h.azure-devices.net,SharedAccessKeyName=p,SharedAccessKey={KEY}");
+        let e = ServiceConnectionString::parse(&s).unwrap_err();
+        assert!(matches!(e, Error::BadHost(_)));
+        assert!(!e.to_string().contains(KEY), "{e}");
+        let e = ServiceConnectionString::parse("HostName=h!").unwrap_err();
+        assert!(
+            e.to_string().contains("`h!`"),
+            "a plain typo is still shown: {e}"
+        );
+    }
+
+    #[test]
+    fn policy_names_are_policy_names() {
+        let s = format!("HostName=h;SharedAccessKeyName=p SharedAccessKey=x;SharedAccessKey={KEY}");
+        assert_eq!(ServiceConnectionString::parse(&s), Err(Error::BadKeyName));
+        let s = format!("HostName=h;SharedAccessKeyName=my-policy_1@x.y;SharedAccessKey={KEY}");
+        assert!(ServiceConnectionString::parse(&s).is_ok());
     }
 
     #[test]

@@ -65,6 +65,12 @@ impl Emulator {
     /// An emulator with extra flags. Its MQTT side is off unless `extra` names `--mqtt`: tests run
     /// in parallel and must not fight over port 8883.
     pub fn start_with(extra: &[&str]) -> Emulator {
+        Emulator::spawn(extra, &[], Stdio::inherit())
+    }
+
+    /// An emulator with extra flags, environment variables and its stderr sent to `stderr`
+    /// (a file, to read what it logged). MQTT is off as in [`Emulator::start_with`].
+    pub fn spawn(extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Emulator {
         let mqtt_off: &[&str] = if extra.iter().any(|a| a.starts_with("--mqtt")) {
             &[]
         } else {
@@ -74,9 +80,10 @@ impl Emulator {
             .args(["emulator", "--listen", "127.0.0.1:0"])
             .args(mqtt_off)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawning twinops emulator");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
