@@ -1,14 +1,14 @@
 //! The hostile corpus (`tests/manifests/hostile/`): every case must fail, with its first diagnostic at the
-//! place `EXPECTED.tsv` names, quickly. The largest inputs are generated here instead of committed.
+//! place `EXPECTED.tsv` names. Time and memory are bounded by the loader's budgets (nodes, alias copies,
+//! nesting, file size), which the messages asserted here prove were hit; how long each case takes is
+//! printed, not asserted (speed is measured in benchmarks). The largest inputs are generated here
+//! instead of committed.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use twinops::manifest::{self, Errors};
-
-/// Generous: performance is measured by benchmarks; this only catches runaway inputs.
-const PER_CASE: Duration = Duration::from_secs(10);
 
 fn hostile_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/hostile")
@@ -37,13 +37,13 @@ fn expected() -> Vec<Case> {
         .collect()
 }
 
-/// Reads and loads `path`, failing the test if it loads or takes too long.
+/// Reads and loads `path`, failing the test if it loads; reports how long it took.
 fn must_fail(path: &Path) -> (Errors, Duration) {
     let started = Instant::now();
     let sources = manifest::read(&[path.to_path_buf()]).expect("case is readable");
     let result = manifest::load(&sources);
     let took = started.elapsed();
-    assert!(took < PER_CASE, "{} took {took:?}", path.display());
+    eprintln!("{}: {took:?}", path.display());
     match result {
         Ok(_) => panic!("{} loaded but must fail", path.display()),
         Err(errors) => (errors, took),

@@ -27,7 +27,6 @@ pub(super) struct TwinChange {
     pub diff: Vec<FieldDiff>,
 }
 
-
 /// `tags.a.b` strings for a list of paths.
 pub(super) fn path_strings(paths: &[PropertyPath]) -> Vec<String> {
     paths.iter().map(ToString::to_string).collect()
