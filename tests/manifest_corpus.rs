@@ -3,7 +3,7 @@
 //! nesting, file size), which the messages asserted here prove were hit; how long each case takes is
 //! printed, not asserted (speed is measured in benchmarks). The largest inputs are generated here
 //! instead of committed.
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test code: a panic is the failure report; timings are reported
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
