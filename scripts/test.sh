@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of twinops: unit tests, integration tests against the real emulator, and the
-# conformance tests with Microsoft's SDKs (the tests create their Python venv / Node packages under
-# target/ through scripts/sdk-venv.sh and scripts/sdk-node.sh on first use).
+# conformance tests with Microsoft's SDKs (the tests create their Python venv and Node packages under
+# target/ through scripts/sdk-venv.sh and scripts/sdk-node.sh on first use). Ends with one line
+# `tests: N passed, M failed` summing every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --bin twinops
-cargo test --locked --all-targets -- --test-threads="${TWINOPS_TEST_THREADS:-4}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked --all-targets -- --test-threads="${TWINOPS_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
