@@ -166,7 +166,8 @@ async fn reported_write_between_plan_and_apply_is_resent_and_succeeds() {
             &FLEET.replace("telemetryInterval: 30", "telemetryInterval: 45"),
         )],
     );
-    let plan = d.path().join("../plan.json");
+    let plan_dir = dir();
+    let plan = plan_dir.path().join("plan.json");
     let plan_path = plan.to_str().unwrap();
     let r = twinops(&em, &["plan", "--out", plan_path, p]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -213,7 +214,8 @@ async fn owned_key_changed_between_plan_and_apply_is_a_conflict_and_not_overwrit
                 .replace("telemetryInterval: 60", "telemetryInterval: 65"),
         )],
     );
-    let plan = d.path().join("../plan.json");
+    let plan_dir = dir();
+    let plan = plan_dir.path().join("plan.json");
     let plan_path = plan.to_str().unwrap();
     assert_eq!(twinops(&em, &["plan", "--out", plan_path, p]).code, 0);
     other_writer(

@@ -1,3 +1,5 @@
+//! Unit tests of the planner: ledger, patches, adoption, conflicts, ignore/sensitive, prune, targets.
+
 use std::sync::Arc;
 
 use serde_json::{Value, json};
