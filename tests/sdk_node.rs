@@ -19,24 +19,7 @@ fn repo() -> PathBuf {
 }
 
 fn sdk_dir() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/sdk-node.sh"))
-        .output()
-        .expect("running scripts/sdk-node.sh");
-    assert!(
-        out.status.success(),
-        "scripts/sdk-node.sh failed (is the npm registry reachable?):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("the script prints the install directory")
-            .trim(),
-    )
+    support::sdk_setup("sdk-node.sh", "the npm registry")
 }
 
 #[test]

@@ -350,17 +350,18 @@ pub fn client_trusting(ca: &Path) -> reqwest::Client {
         .expect("building the client")
 }
 
-/// The Python of the SDK virtualenv (`scripts/sdk-venv.sh` builds it once under `target/`). Panics
-/// when pip cannot install the SDKs: a conformance test that skips proves nothing.
-pub fn sdk_python() -> PathBuf {
+/// Runs an SDK set-up script of `scripts/` (idempotent, installs under `target/`) and returns the path
+/// it prints last. Panics when the registry cannot install the SDK: a conformance test that skips
+/// proves nothing.
+pub fn sdk_setup(script: &str, registry: &str) -> PathBuf {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")
-        .arg(repo.join("scripts/sdk-venv.sh"))
+        .arg(repo.join("scripts").join(script))
         .output()
-        .expect("running scripts/sdk-venv.sh");
+        .unwrap_or_else(|e| panic!("running scripts/{script}: {e}"));
     assert!(
         out.status.success(),
-        "scripts/sdk-venv.sh failed (is PyPI reachable?):\n{}\n{}",
+        "scripts/{script} failed (is {registry} reachable?):\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -369,9 +370,14 @@ pub fn sdk_python() -> PathBuf {
         stdout
             .lines()
             .last()
-            .expect("the script prints the python path")
+            .unwrap_or_else(|| panic!("scripts/{script} prints the path it set up"))
             .trim(),
     )
+}
+
+/// The Python of the SDK virtualenv (`scripts/sdk-venv.sh` builds it once under `target/`).
+pub fn sdk_python() -> PathBuf {
+    sdk_setup("sdk-venv.sh", "PyPI")
 }
 
 /// Percent-encodes a path segment (as the SDKs do with IDs).
