@@ -431,3 +431,27 @@ fn read_stops_an_oversized_file_early_and_load_reports_it() {
         "{errors}"
     );
 }
+
+#[test]
+fn string_limit_counts_utf8_bytes_as_the_hub_does() {
+    // 3,000 characters but 6,000 bytes: the hub refuses it, so validation must too.
+    let long = "ü".repeat(3000);
+    let errors = manifest::load(&sources(&[(
+        "a.yaml",
+        &format!("devices:\n  d1:\n    desired: {{note: \"{long}\"}}\n"),
+    )]))
+    .unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("string value is 6000 bytes long"),
+        "{errors}"
+    );
+    // The section size rule is the emulator's own (`iothub::twin_rules::size`).
+    let ok = load(&[(
+        "a.yaml",
+        "devices:\n  d1:\n    desired: {k: \"abc\", n: 1, b: true}\n",
+    )]);
+    let d = &ok.devices[0].twin.desired;
+    assert_eq!(twinops::iothub::twin_rules::size(d), 1 + 3 + 1 + 8 + 1 + 4);
+}

@@ -10,23 +10,16 @@ use super::Sink;
 use super::yaml::{Kind, Node};
 use crate::model::{JsonMap, LEDGER_TAG, Section};
 
-/// How deep twin properties may nest.
-///
-/// The top-level key of `tags` or `desired` is level 1, and each object or array below it adds a level:
-/// `{a: {b: 1}}` is 2 deep, and `{a: [{b: 1}]}` is 3 deep (arrays count, to stay on the safe side of
-/// IoT Hub's rule). A value nested 10 deep is accepted, 11 is not.
-pub const MAX_DEPTH: usize = 10;
-/// Longest twin key, in UTF-8 bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Longest string value, in characters.
-pub const MAX_STRING_CHARS: usize = 4096;
-/// Size limit of a twin's tags, the ledger tag included.
-pub const MAX_TAGS_BYTES: usize = 8 * 1024;
-/// Size limit of a twin's desired properties.
-pub const MAX_DESIRED_BYTES: usize = 32 * 1024;
-/// Twin integers must stay exact in a JavaScript number: -2^52 ..= 2^52 - 1.
-pub const MIN_INT: i128 = -4_503_599_627_370_496;
-pub const MAX_INT: i128 = 4_503_599_627_370_495;
+// IoT Hub's twin limits are defined once, in `iothub::twin_rules`, which the emulator enforces too: a
+// manifest that validates is one the hub accepts. Depth here is counted on the safe side: the top-level
+// key of `tags` or `desired` is level 1 and each object *or array* below it adds a level (`{a: [{b: 1}]}`
+// is 3 deep); a value nested `MAX_DEPTH` deep is accepted, one more is not.
+/// Size limit of a twin's desired properties (IoT Hub's limit for each property section).
+pub use crate::iothub::twin_rules::MAX_PROPERTIES_BYTES as MAX_DESIRED_BYTES;
+pub use crate::iothub::twin_rules::{MAX_DEPTH, MAX_KEY_BYTES, MAX_STRING_BYTES, MAX_TAGS_BYTES};
+/// Twin integers must stay exact in a JavaScript number: -2^52 ..= 2^52 - 1 (the hub's own bounds).
+pub const MIN_INT: i128 = crate::iothub::twin_rules::MIN_SAFE_INTEGER as i128;
+pub const MAX_INT: i128 = crate::iothub::twin_rules::MAX_SAFE_INTEGER as i128;
 
 /// What is wrong with a twin key, if anything.
 pub fn key_problem(key: &str) -> Option<String> {
@@ -130,14 +123,15 @@ fn depth_message() -> String {
 }
 
 /// Reports a string value over the limit, once per written node (before or after substitution).
+/// Counted in UTF-8 bytes, as the hub counts them, so a manifest that validates is never refused.
 pub fn check_string_length(s: &str, node: &Node, sink: &mut Sink) {
-    let chars = s.chars().count();
-    if chars > MAX_STRING_CHARS {
+    let bytes = s.len();
+    if bytes > MAX_STRING_BYTES {
         sink.once(
             &node.loc,
             "string-length",
             format!(
-                "string value is {chars} characters long; IoT Hub allows at most {MAX_STRING_CHARS}"
+                "string value is {bytes} bytes long; IoT Hub allows at most {MAX_STRING_BYTES}"
             ),
         );
     }
@@ -255,21 +249,8 @@ fn value_to_json(node: &Node, names: Names<'_>, sink: &mut Sink) -> Value {
     }
 }
 
-/// IoT Hub's size of a twin section: UTF-8 key bytes plus values (strings by characters, numbers
-/// 8 bytes, booleans 4, null 4, objects and arrays recursively).
-pub fn size(map: &JsonMap) -> usize {
-    map.iter().map(|(k, v)| k.len() + value_size(v)).sum()
-}
-
-fn value_size(v: &Value) -> usize {
-    match v {
-        Value::Null | Value::Bool(_) => 4,
-        Value::Number(_) => 8,
-        Value::String(s) => s.chars().count(),
-        Value::Array(items) => items.iter().map(value_size).sum(),
-        Value::Object(map) => size(map),
-    }
-}
+/// IoT Hub's size of a twin section, by the same rule the emulator enforces.
+pub use crate::iothub::twin_rules::size;
 
 /// The size the ledger tag adds to a twin's tags: the `twinops` key and
 /// `{"owner": OWNER, "tags": {k: true...}, "desired": {k: true...}}`.
