@@ -3,33 +3,20 @@
 /// At most this many modules on one device.
 pub const MAX_MODULES_PER_DEVICE: usize = 50;
 
+/// Longest device or module ID (all allowed characters are ASCII, so bytes and characters agree).
+pub const MAX_ID_LEN: usize = 128;
+
+/// The symbols IoT Hub allows in IDs besides ASCII letters and digits.
+pub const ID_SYMBOLS: &str = "-:.+%_#*?!(),=@;$'";
+
+/// Whether `c` may appear in a device or module ID.
+pub fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || ID_SYMBOLS.contains(c)
+}
+
 /// Whether `id` is a valid device or module ID: 1..=128 of `A-Za-z0-9-:.+%_#*?!(),=@;$'`.
 pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b':'
-                        | b'.'
-                        | b'+'
-                        | b'%'
-                        | b'_'
-                        | b'#'
-                        | b'*'
-                        | b'?'
-                        | b'!'
-                        | b'('
-                        | b')'
-                        | b','
-                        | b'='
-                        | b'@'
-                        | b';'
-                        | b'$'
-                        | b'\''
-                )
-        })
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.chars().all(is_id_char)
 }
 
 /// The modules IoT Hub creates on an edge device.

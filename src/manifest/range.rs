@@ -2,12 +2,12 @@
 //!
 //! A pattern is counted without being expanded, so huge ranges cost nothing until they are known to fit.
 
-/// Longest device or module ID.
-pub const MAX_ID_CHARS: usize = 128;
+use crate::iothub::ids::{ID_SYMBOLS, is_id_char};
+
+/// Longest device or module ID (IoT Hub's rule, shared with the client and the emulator).
+pub const MAX_ID_CHARS: usize = crate::iothub::ids::MAX_ID_LEN;
 /// Widest range bound, in digits (keeps arithmetic in `u64`).
 const MAX_BOUND_DIGITS: usize = 18;
-
-const ID_SYMBOLS: &str = "-:.+%_#*?!(),=@;$'";
 
 /// What is wrong with a device or module ID (`what` is "device" or "module"), if anything.
 pub fn id_problem(id: &str, what: &str) -> Option<String> {
@@ -18,9 +18,7 @@ pub fn id_problem(id: &str, what: &str) -> Option<String> {
             super::twin::shorten(id)
         ));
     }
-    let bad = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || ID_SYMBOLS.contains(*c)))?;
+    let bad = id.chars().find(|c| !is_id_char(*c))?;
     let hint = if matches!(bad, '{' | '}') && what == "device" {
         "; braces are only allowed as one range pattern such as `therm-{001..250}`"
     } else {
