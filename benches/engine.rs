@@ -1,5 +1,5 @@
 //! Engine micro-benchmarks (criterion): manifest expansion of a 10,000-device templated range through
-//! [`twinops::manifest::load`], and [`twinops::plan::diff`] of 100,000 twins against in-memory
+//! [`twinops_core::manifest::load`], and [`twinops_core::plan::diff`] of 100,000 twins against in-memory
 //! observations (half unchanged, half with a changed owned value).
 //!
 //! ```text
@@ -15,12 +15,12 @@ use std::hint::black_box;
 
 use criterion::Criterion;
 use serde_json::json;
-use twinops::manifest::{self, Source};
-use twinops::model::{
+use twinops_core::manifest::{self, Source};
+use twinops_core::model::{
     DeviceSpec, Fleet, JsonMap, Observed, ObservedAuth, ObservedDevice, ObservedModule,
     ObservedTwin, TwinSpec,
 };
-use twinops::plan::{self, Options, Targets, ledger::Ledger};
+use twinops_core::plan::{self, Options, Targets, ledger::Ledger};
 
 const DEVICES: usize = 10_000;
 const MODULES: usize = 9;

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
-use twinops::iothub::connection_string::Secret;
-use twinops::iothub::sas;
+use twinops_iothub::connection_string::Secret;
+use twinops_iothub::sas;
 
 /// Rows of a query page the emulator serves (`--query-page-max`, IoT Hub's default page cap).
 const PAGE_SIZE: usize = 100;

@@ -28,7 +28,7 @@ pub enum Command {
     /// Print one identity's connection string (contains its key).
     ConnectionString(ConnectionStringArgs),
     /// Run the local IoT Hub emulator.
-    Emulator(Box<crate::emulator::Args>),
+    Emulator(Box<EmulatorArgs>),
 }
 
 /// Output format of data written to stdout.
@@ -177,4 +177,54 @@ pub struct ConnectionStringArgs {
     pub identity: String,
     #[command(flatten)]
     pub common: Common,
+}
+
+/// `twinops emulator` flags.
+#[derive(Debug, Clone, Args)]
+pub struct EmulatorArgs {
+    /// Directory of the durable state (default: in memory, lost on exit).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: std::net::SocketAddr,
+    /// Host name the hub calls itself (in its URL, connection string and certificate).
+    #[arg(long, default_value = "localhost")]
+    pub hostname: String,
+    /// Fixes the `iothubowner` key (base64); otherwise one is generated and kept in the state.
+    #[arg(long, hide_env_values = true)]
+    pub owner_key: Option<String>,
+    /// A bearer token accepted as hub-wide owner access (tests the Entra ID path).
+    #[arg(long, hide_env_values = true)]
+    pub bearer_token: Option<String>,
+    /// Largest query page served, whatever `x-ms-max-item-count` asks for.
+    #[arg(long, default_value_t = twinops_emulator::server::DEFAULT_PAGE)]
+    pub query_page_max: usize,
+    /// Injected faults, `KIND:PROBABILITY` comma-separated: 429, 429ra, 500, 503, reset,
+    /// reset-after, and `latency:5-50ms` (or `latency:5ms`, `latency:0.5:5-50ms`).
+    #[arg(long, value_parser = twinops_emulator::faults::FaultSpec::parse)]
+    pub faults: Option<twinops_emulator::faults::FaultSpec>,
+    /// Seeds the fault injection's random draws (reproducible for sequential requests).
+    #[arg(long)]
+    pub faults_seed: Option<u64>,
+    /// IoT Hub quotas: a tier (`S1:1`, `S3:2`) and/or per-class rates
+    /// (`registry_write=6000/min,twin_write=500/s`).
+    #[arg(long, value_parser = twinops_emulator::throttle::ThrottleSpec::parse)]
+    pub throttle: Option<twinops_emulator::throttle::ThrottleSpec>,
+    /// How often automatic configurations are applied (`5s`, `500ms`, `1m`).
+    #[arg(long, default_value = "5s", value_parser = twinops_emulator::duration::parse)]
+    pub config_interval: std::time::Duration,
+    /// Device side: MQTT over TLS on ADDR:PORT, or `off`. If the port is busy, the emulator warns
+    /// and serves REST alone.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = twinops_emulator::mqtt::DEFAULT_ADDR)]
+    pub mqtt: twinops_emulator::mqtt::Listen,
+    /// Simulates the identities matching PATTERN (`deviceId` or `deviceId/moduleId` globs, `all`
+    /// for every one) as devices connected over MQTT that echo desired patches into reported
+    /// properties after DELAY (e.g. `500ms`, `2s`; default 1s).
+    #[arg(long, value_name = "PATTERN|all[:DELAY]")]
+    pub simulate_devices: Option<twinops_emulator::mqtt::simulate::Fleet>,
+    /// Simulated identities that stay offline: a percentage (`5%`, chosen by a stable hash of
+    /// the ID) or a list of IDs (`d1,d2/m1`).
+    #[arg(long, value_name = "PERCENT%|ID,...", requires = "simulate_devices")]
+    pub simulate_offline: Option<twinops_emulator::mqtt::simulate::Offline>,
 }

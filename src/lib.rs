@@ -1,29 +1,26 @@
-//! twinops: GitOps for Azure IoT Hub fleets.
+//! twinops: GitOps for Azure IoT Hub fleets. This crate is the command line, the hub client and the
+//! executor; the workspace's other crates hold what they build on, and the compiler keeps the arrows
+//! pointing down:
 //!
-//! Data flows down this list:
+//! - `twinops-iothub` is IoT Hub's protocol, defined once for client and emulator: wire types, SAS
+//!   tokens, connection strings, error bodies, ID and twin rules, operation classes and quotas, the
+//!   token bucket and the duration grammar. Plain data and crypto.
+//! - `twinops-core` is the pure reconciler: manifests → model → plan (ledger, typed changes, drift),
+//!   the report types, and the renderers.
+//! - `twinops-emulator` is the local IoT Hub. It depends on `twinops-iothub` only, never on the
+//!   reconciler.
+//!
+//! In this crate, data flows down this list:
 //!
 //! - [`cli`] parses arguments; [`cmd`] turns each subcommand into a request and picks the exit status.
-//! - [`manifest`] (pure) reads YAML manifests into a validated [`model::Fleet`]: templates, ranges,
-//!   `${device}` substitution, every validation rule with `file:line:column`.
 //! - [`hub`] is the client edge: HTTPS calls to IoT Hub's service REST API with SAS or bearer auth, typed
-//!   errors, retry policy, pacing and query paging; it converts wire twins into [`model`] observations.
-//! - [`plan`] (pure) diffs the fleet against what the hub holds, through the ownership ledger, into a
-//!   [`plan::Plan`] of changes with minimal merge patches and the etags they were computed against.
+//!   errors, retry policy, pacing and query paging; it converts wire twins into `twinops_core::model`
+//!   observations and model values into wire bodies (the only place that does).
 //! - [`apply`] executes a plan: phases, bounded concurrency, the 412 re-read rule, per-item outcomes.
-//! - [`render`] (pure) turns plans and reports into text, JSON and markdown; [`output`] is the only place
-//!   that prints.
-//! - [`iothub`] holds IoT Hub's protocol, shared by the client and the [`emulator`]: wire types, SAS tokens,
-//!   connection strings, error bodies. The emulator is a local IoT Hub (REST over HTTPS, durable state,
-//!   and the device side over MQTT with a simulated fleet).
+//! - [`output`] is the only place that prints.
 
 pub mod apply;
 pub mod cli;
 pub mod cmd;
-pub mod emulator;
 pub mod hub;
-pub mod iothub;
-pub mod manifest;
-pub mod model;
 pub mod output;
-pub mod plan;
-pub mod render;

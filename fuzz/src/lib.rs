@@ -6,10 +6,10 @@
 //! Depends only on `twinops` and `serde_json`, which the main package's tests also have.
 
 use serde_json::{Value, json};
-use twinops::emulator::query;
-use twinops::iothub::connection_string::{DeviceConnectionString, Secret, ServiceConnectionString};
-use twinops::iothub::sas::{self, Token};
-use twinops::manifest::{self, Source};
+use twinops_core::manifest::{self, Source};
+use twinops_emulator::query;
+use twinops_iothub::connection_string::{DeviceConnectionString, Secret, ServiceConnectionString};
+use twinops_iothub::sas::{self, Token};
 
 /// Any bytes as one manifest file: `load` must answer (a fleet or diagnostics), never panic, and
 /// every diagnostic names the file.

@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 
-use super::{Event, Executor, Outcome, Status, auth_body, content_patch};
+use super::{Event, Executor, Outcome, Status, auth_body, content_patch, outcome};
 use crate::hub::{Error, observe};
-use crate::iothub::wire::{Capabilities, ExportImportDevice, TwinProperties};
-use crate::plan::Change;
+use twinops_core::plan::Change;
+use twinops_iothub::wire::{Capabilities, ExportImportDevice, TwinProperties};
 
 /// Rows per bulk call (IoT Hub's limit).
 pub const BULK_MAX: usize = 100;
@@ -63,16 +63,17 @@ async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
         let seen = match ex.hub.get_twin(&c.device_id, module).await {
             Ok(t) => observe::twin(&t),
             Err(e) => {
-                return Outcome::new(c, Status::Failed, format!("reading the existing twin: {e}"));
+                return outcome(c, Status::Failed, format!("reading the existing twin: {e}"));
             }
         };
-        if let crate::plan::ledger::Found::Ledger(l) = crate::plan::ledger::read(&seen.tags)
+        if let twinops_core::plan::ledger::Found::Ledger(l) =
+            twinops_core::plan::ledger::read(&seen.tags)
             && content
                 .pointer("/tags/twinops/owner")
                 .and_then(Value::as_str)
                 .is_some_and(|o| o != l.owner)
         {
-            return Outcome::new(
+            return outcome(
                 c,
                 Status::Conflict,
                 format!("it already exists and is owned by `{}`", l.owner),
@@ -80,7 +81,7 @@ async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
         }
         let patch = content_patch(&seen, &content);
         if patch.as_object().is_some_and(|m| m.is_empty()) {
-            return Outcome::new(c, Status::Adopted, "already existed with this content");
+            return outcome(c, Status::Adopted, "already existed with this content");
         }
         match ex
             .hub
@@ -88,13 +89,13 @@ async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
             .await
         {
             Ok(_) => {
-                return Outcome::new(c, Status::Adopted, "already existed; twin content applied");
+                return outcome(c, Status::Adopted, "already existed; twin content applied");
             }
             Err(Error::PreconditionFailed { .. }) => continue,
-            Err(e) => return Outcome::new(c, Status::Failed, e.to_string()),
+            Err(e) => return outcome(c, Status::Failed, e.to_string()),
         }
     }
-    Outcome::new(
+    outcome(
         c,
         Status::Conflict,
         "changing too fast: the etag moved on every attempt",
@@ -109,7 +110,7 @@ async fn batch(
     if ex.stopped() {
         return changes
             .iter()
-            .map(|c| ex.done(Outcome::new(c, Status::Skipped, "interrupted")))
+            .map(|c| ex.done(outcome(c, Status::Skipped, "interrupted")))
             .collect();
     }
     let result = match ex.hub.bulk(&rows).await {
@@ -117,7 +118,7 @@ async fn batch(
         Err(e) => {
             return changes
                 .iter()
-                .map(|c| ex.done(Outcome::new(c, Status::Failed, e.to_string())))
+                .map(|c| ex.done(outcome(c, Status::Failed, e.to_string())))
                 .collect();
         }
     };
@@ -128,14 +129,14 @@ async fn batch(
             .iter()
             .find(|e| e.device_id == c.device_id && e.module_id == c.module_id);
         let o = match err {
-            None => Outcome::new(c, Status::Applied, ""),
+            None => outcome(c, Status::Applied, ""),
             Some(e)
                 if e.error_code == "DeviceAlreadyExists"
                     || e.error_code == "ModuleAlreadyExistsOnDevice" =>
             {
                 adopt(ex, c).await
             }
-            Some(e) => Outcome::new(
+            Some(e) => outcome(
                 c,
                 Status::Failed,
                 format!("{}: {}", e.error_code, e.error_status),
@@ -176,16 +177,12 @@ pub(super) async fn devices(ex: &Executor<'_>, changes: &[&Change]) -> Vec<Outco
                 rows.push(row(Some(&scope), c));
                 ready.push(c);
             }
-            Ok(None) => out.push(ex.done(Outcome::new(
+            Ok(None) => out.push(ex.done(outcome(
                 c,
                 Status::Failed,
                 format!("parent `{parent}` is not an edge device in the hub"),
             ))),
-            Err(e) => out.push(ex.done(Outcome::new(
-                c,
-                Status::Failed,
-                format!("reading parent: {e}"),
-            ))),
+            Err(e) => out.push(ex.done(outcome(c, Status::Failed, format!("reading parent: {e}")))),
         }
     }
     for (chunk, rows) in ready.chunks(BULK_MAX).zip(chunk_rows(rows)) {
@@ -221,11 +218,7 @@ pub(super) async fn modules(
         .iter()
         .partition(|c| failed_devices.contains(&c.device_id));
     for c in skip {
-        out.push(ex.done(Outcome::new(
-            c,
-            Status::Skipped,
-            "its device was not created",
-        )));
+        out.push(ex.done(outcome(c, Status::Skipped, "its device was not created")));
     }
     for chunk in go.chunks(BULK_MAX) {
         let rows = chunk.iter().map(|c| row(None, c)).collect();

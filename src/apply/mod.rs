@@ -12,70 +12,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, stream};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::hub::{Error, Hub};
-use crate::iothub::wire::{Authentication, Capabilities, SymmetricKey, X509Thumbprint};
-use crate::plan::{Change, Kind, Plan};
+use twinops_core::plan::{Change, Kind, Plan};
+use twinops_iothub::wire::{Authentication, Capabilities, SymmetricKey, X509Thumbprint};
 
-/// How an item ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Written as planned.
-    Applied,
-    /// Created already (409) and taken over.
-    Adopted,
-    /// Already at the target: no write was needed.
-    Unchanged,
-    /// Someone else changed what the plan was computed against; nothing written.
-    Conflict,
-    Failed,
-    /// Not started because the run was interrupted or a prerequisite failed.
-    Skipped,
-}
+pub use twinops_core::report::{Outcome, Report, Status};
 
-/// One item's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Outcome {
-    pub kind: Kind,
-    pub device_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
-    pub status: Status,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-    /// Keys that changed under the plan (conflicts).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keys: Vec<String>,
-}
-
-impl Outcome {
-    fn new(c: &Change, status: Status, detail: impl Into<String>) -> Outcome {
-        Outcome {
-            kind: c.kind,
-            device_id: c.device_id.clone(),
-            module_id: c.module_id.clone(),
-            status,
-            detail: detail.into(),
-            keys: Vec::new(),
-        }
-    }
-
-    pub fn address(&self) -> String {
-        match &self.module_id {
-            Some(m) => format!("{}/{m}", self.device_id),
-            None => self.device_id.clone(),
-        }
-    }
-
-    pub fn is_error(&self) -> bool {
-        matches!(
-            self.status,
-            Status::Conflict | Status::Failed | Status::Skipped
-        )
+/// An item's outcome for a change.
+pub(crate) fn outcome(c: &Change, status: Status, detail: impl Into<String>) -> Outcome {
+    Outcome {
+        kind: c.kind,
+        device_id: c.device_id.clone(),
+        module_id: c.module_id.clone(),
+        status,
+        detail: detail.into(),
+        keys: Vec::new(),
     }
 }
 
@@ -119,24 +72,6 @@ impl Default for Options {
             stop: Arc::new(AtomicBool::new(false)),
             max_resends: 5,
         }
-    }
-}
-
-/// The result of an apply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    pub outcomes: Vec<Outcome>,
-    pub interrupted: bool,
-}
-
-impl Report {
-    pub fn ok(&self) -> bool {
-        !self.interrupted && !self.outcomes.iter().any(Outcome::is_error)
-    }
-
-    pub fn count(&self, s: Status) -> usize {
-        self.outcomes.iter().filter(|o| o.status == s).count()
     }
 }
 
@@ -198,11 +133,11 @@ impl Executor<'_> {
     async fn update_device(&self, c: &Change) -> Outcome {
         let mut d = match self.hub.get_device(&c.device_id).await {
             Ok(d) => d,
-            Err(e) => return Outcome::new(c, Status::Failed, format!("reading the identity: {e}")),
+            Err(e) => return outcome(c, Status::Failed, format!("reading the identity: {e}")),
         };
         let planned = c.if_match.as_deref().unwrap_or("");
         if d.etag.as_deref().unwrap_or("") != planned {
-            return Outcome::new(
+            return outcome(
                 c,
                 Status::Conflict,
                 "the identity changed since the plan was made",
@@ -231,14 +166,14 @@ impl Executor<'_> {
                         }
                     }
                     Ok(None) => {
-                        return Outcome::new(
+                        return outcome(
                             c,
                             Status::Failed,
                             format!("parent `{pid}` is not an edge device in the hub"),
                         );
                     }
                     Err(e) => {
-                        return Outcome::new(c, Status::Failed, format!("reading parent: {e}"));
+                        return outcome(c, Status::Failed, format!("reading parent: {e}"));
                     }
                 },
                 None => {
@@ -250,13 +185,13 @@ impl Executor<'_> {
             }
         }
         match self.hub.update_device(&d, planned).await {
-            Ok(_) => Outcome::new(c, Status::Applied, ""),
-            Err(Error::PreconditionFailed { .. }) => Outcome::new(
+            Ok(_) => outcome(c, Status::Applied, ""),
+            Err(Error::PreconditionFailed { .. }) => outcome(
                 c,
                 Status::Conflict,
                 "the identity changed since the plan was made",
             ),
-            Err(e) => Outcome::new(c, Status::Failed, e.to_string()),
+            Err(e) => outcome(c, Status::Failed, e.to_string()),
         }
     }
 
@@ -264,20 +199,20 @@ impl Executor<'_> {
         let mid = c.module_id.as_deref().unwrap_or_default();
         let mut m = match self.hub.get_module(&c.device_id, mid).await {
             Ok(m) => m,
-            Err(e) => return Outcome::new(c, Status::Failed, format!("reading the identity: {e}")),
+            Err(e) => return outcome(c, Status::Failed, format!("reading the identity: {e}")),
         };
         let etag = m.etag.clone().unwrap_or_default();
         if let Some(a) = c.patch.get("authentication") {
             m.authentication = Some(auth_body(Some(a)));
         }
         match self.hub.update_module(&m, &etag).await {
-            Ok(_) => Outcome::new(c, Status::Applied, ""),
-            Err(Error::PreconditionFailed { .. }) => Outcome::new(
+            Ok(_) => outcome(c, Status::Applied, ""),
+            Err(Error::PreconditionFailed { .. }) => outcome(
                 c,
                 Status::Conflict,
                 "the identity changed while it was updated",
             ),
-            Err(e) => Outcome::new(c, Status::Failed, e.to_string()),
+            Err(e) => outcome(c, Status::Failed, e.to_string()),
         }
     }
 
@@ -293,7 +228,7 @@ impl Executor<'_> {
                 // identity is deleted under its own etag.
                 match self.hub.get_twin(&c.device_id, Some(mid)).await {
                     Ok(t) if t.etag.as_deref() != c.if_match.as_deref() => {
-                        return Outcome::new(
+                        return outcome(
                             c,
                             Status::Conflict,
                             "the module twin changed since the plan was made",
@@ -312,20 +247,20 @@ impl Executor<'_> {
             }
         };
         match result {
-            Ok(()) => Outcome::new(c, Status::Applied, ""),
-            Err(e) if e.is_not_found() => Outcome::new(c, Status::Applied, "already gone"),
-            Err(Error::PreconditionFailed { .. }) => Outcome::new(
+            Ok(()) => outcome(c, Status::Applied, ""),
+            Err(e) if e.is_not_found() => outcome(c, Status::Applied, "already gone"),
+            Err(Error::PreconditionFailed { .. }) => outcome(
                 c,
                 Status::Conflict,
                 "changed since the plan was made; not deleted",
             ),
-            Err(e) => Outcome::new(c, Status::Failed, e.to_string()),
+            Err(e) => outcome(c, Status::Failed, e.to_string()),
         }
     }
 
     async fn one(&self, c: &Change) -> Outcome {
         if self.stopped() {
-            return Outcome::new(c, Status::Skipped, "interrupted");
+            return outcome(c, Status::Skipped, "interrupted");
         }
         let o = match c.kind {
             Kind::UpdateDevice => self.update_device(c).await,
@@ -333,7 +268,7 @@ impl Executor<'_> {
             Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => twin::patch(self, c).await,
             Kind::DeleteDevice | Kind::DeleteModule => self.delete(c).await,
             Kind::CreateDevice | Kind::CreateModule => {
-                Outcome::new(c, Status::Failed, "creates run in bulk")
+                outcome(c, Status::Failed, "creates run in bulk")
             }
         };
         self.done(o)
@@ -398,12 +333,12 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
 }
 
 /// The merge patch that brings an existing twin's owned keys to a create's content (an adopted create).
-pub(crate) fn content_patch(seen: &crate::model::ObservedTwin, content: &Value) -> Value {
-    let section = |seen_map: &crate::model::JsonMap, want: Option<&Value>| {
-        let mut out = crate::model::JsonMap::new();
+pub(crate) fn content_patch(seen: &twinops_core::model::ObservedTwin, content: &Value) -> Value {
+    let section = |seen_map: &twinops_core::model::JsonMap, want: Option<&Value>| {
+        let mut out = twinops_core::model::JsonMap::new();
         if let Some(Value::Object(w)) = want {
             for (k, v) in w {
-                if let Some(p) = crate::plan::patch::merge_patch(seen_map.get(k), Some(v)) {
+                if let Some(p) = twinops_core::plan::patch::merge_patch(seen_map.get(k), Some(v)) {
                     out.insert(k.clone(), p);
                 }
             }

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use super::{Executor, Outcome, Status};
+use super::{Executor, Outcome, Status, outcome};
 use crate::hub::{Error, observe};
-use crate::plan::{Change, owned_view};
+use twinops_core::plan::{Change, owned_view};
 
 /// The owned keys whose values differ between two views (`tags.K`, `desired.K`).
 fn changed_keys(a: &Value, b: &Value) -> Vec<String> {
@@ -30,7 +30,7 @@ fn changed_keys(a: &Value, b: &Value) -> Vec<String> {
 pub(super) async fn patch(ex: &Executor<'_>, c: &Change) -> Outcome {
     let module = c.module_id.as_deref();
     let (Some(base), Some(target)) = (&c.base, &c.target) else {
-        return Outcome::new(c, Status::Failed, "the plan's change has no base or target");
+        return outcome(c, Status::Failed, "the plan's change has no base or target");
     };
     let mut etag = c.if_match.clone().unwrap_or_default();
     let mut resends = 0u32;
@@ -41,7 +41,7 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change) -> Outcome {
             .await
         {
             Ok(_) => {
-                return Outcome::new(
+                return outcome(
                     c,
                     Status::Applied,
                     if resends > 0 {
@@ -53,22 +53,22 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change) -> Outcome {
             }
             Err(Error::PreconditionFailed { .. }) => {}
             Err(e) if e.is_not_found() => {
-                return Outcome::new(c, Status::Failed, "the twin no longer exists");
+                return outcome(c, Status::Failed, "the twin no longer exists");
             }
-            Err(e) => return Outcome::new(c, Status::Failed, e.to_string()),
+            Err(e) => return outcome(c, Status::Failed, e.to_string()),
         }
         let seen = match ex.hub.get_twin(&c.device_id, module).await {
             Ok(t) => observe::twin(&t),
             Err(e) => {
-                return Outcome::new(c, Status::Failed, format!("re-reading after 412: {e}"));
+                return outcome(c, Status::Failed, format!("re-reading after 412: {e}"));
             }
         };
         let now = owned_view(base, &c.ignore, &c.sensitive, &seen);
         if &now == target {
-            return Outcome::new(c, Status::Unchanged, "already at the target");
+            return outcome(c, Status::Unchanged, "already at the target");
         }
         if &now != base {
-            let mut o = Outcome::new(
+            let mut o = outcome(
                 c,
                 Status::Conflict,
                 "owned keys were changed by someone else since the plan; not overwritten",
@@ -77,7 +77,7 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change) -> Outcome {
             return o;
         }
         if resends >= ex.options.max_resends {
-            return Outcome::new(
+            return outcome(
                 c,
                 Status::Conflict,
                 "changing too fast: the etag moved on every resend",

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::apply::{Report, Status};
 use crate::hub::{Hub, observe, read::QUERY_PAGE_REQUEST};
-use crate::plan::{Kind, Plan, drift::acknowledged, is_sensitive_digest};
+use twinops_core::plan::{Kind, Plan, drift::acknowledged, is_sensitive_digest};
 
 /// Parses `30s`, `5m`, `1h`, `500ms` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
@@ -33,23 +33,7 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// One twin waited for: its desired values to see acknowledged.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub device: String,
-    pub module: Option<String>,
-    pub desired: BTreeMap<String, Value>,
-    pub acknowledged_after: Option<Duration>,
-}
-
-impl Pending {
-    pub fn address(&self) -> String {
-        match &self.module {
-            Some(m) => format!("{}/{m}", self.device),
-            None => self.device.clone(),
-        }
-    }
-}
+pub use twinops_core::report::Pending;
 
 /// The twins whose desired values the apply wrote, with the values to see reported back.
 pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
@@ -98,7 +82,7 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
     out
 }
 
-fn is_acked(p: &Pending, twin: &crate::model::ObservedTwin) -> bool {
+fn is_acked(p: &Pending, twin: &twinops_core::model::ObservedTwin) -> bool {
     p.desired.iter().all(|(k, v)| {
         twin.desired.get(k) != Some(v) // someone else changed it since: not ours to wait for
             || acknowledged(v, twin.reported.get(k), twin.desired_version)
@@ -119,7 +103,8 @@ async fn check(hub: &Hub, items: &mut [Pending], started: Instant) -> anyhow::Re
         }
         return Ok(());
     }
-    let mut twins: BTreeMap<(String, Option<String>), crate::model::ObservedTwin> = BTreeMap::new();
+    let mut twins: BTreeMap<(String, Option<String>), twinops_core::model::ObservedTwin> =
+        BTreeMap::new();
     let wants_modules = items.iter().any(|p| p.module.is_some());
     let wants_devices = items.iter().any(|p| p.module.is_none());
     for (sql, on) in [

@@ -10,13 +10,13 @@ use super::{ExitStatus, connect};
 use crate::apply::{self, Event, Report, Reporter};
 use crate::cli::{ApplyArgs, Format};
 use crate::output;
-use crate::plan::{self, FORMAT_VERSION, Options, Plan, Targets};
+use twinops_core::plan::{self, FORMAT_VERSION, Options, Plan, Targets};
 
 /// Reads a saved plan and checks it is for this hub, owner and format.
 fn saved_plan(
     path: &std::path::Path,
     identity: &str,
-    fleet: Option<&crate::model::Fleet>,
+    fleet: Option<&twinops_core::model::Fleet>,
 ) -> anyhow::Result<Plan> {
     let text = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
     let version: Option<u64> = serde_json::from_slice::<serde_json::Value>(&text)
@@ -113,7 +113,7 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
 async fn execute(
     args: &ApplyArgs,
     conn: &connect::Connection,
-    fleet: Option<crate::model::Fleet>,
+    fleet: Option<twinops_core::model::Fleet>,
 ) -> anyhow::Result<ExitStatus> {
     let quiet = args.common.quiet;
     let p = match &args.plan {
@@ -146,7 +146,7 @@ async fn execute(
     }
     if p.changes.is_empty() {
         if args.common.format == Format::Json {
-            crate::render::json(
+            twinops_core::render::json(
                 &mut std::io::stdout(),
                 &Report {
                     outcomes: Vec::new(),
@@ -187,8 +187,8 @@ async fn execute(
     }
     let mut buf = Vec::new();
     match args.common.format {
-        Format::Json => crate::render::json(&mut buf, &report)?,
-        _ => crate::render::text::report(&mut buf, &report)?,
+        Format::Json => twinops_core::render::json(&mut buf, &report)?,
+        _ => twinops_core::render::text::report(&mut buf, &report)?,
     }
     output::data(&String::from_utf8_lossy(&buf));
     let mut wait_failed = false;
@@ -206,7 +206,7 @@ async fn execute(
         }
         let items = crate::apply::wait::wait(&conn.hub, items, limit, &options.stop).await?;
         let mut buf = Vec::new();
-        crate::render::text::acknowledgements(&mut buf, &items)?;
+        twinops_core::render::text::acknowledgements(&mut buf, &items)?;
         output::data(&String::from_utf8_lossy(&buf));
         let missing: Vec<String> = items
             .iter()

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use crate::cli::{AuthMode, Common, Pace};
-use crate::emulator;
 use crate::hub::pace::{Pacer, parse_rate_flag, tier_rates};
 use crate::hub::{ClientOptions, Hub, OpClass};
-use crate::iothub::connection_string::{Secret, ServiceConnectionString};
+use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
 
 /// The default state directory of `--hub local`.
 pub const LOCAL_STATE: &str = ".twinops/hub";
@@ -21,7 +20,7 @@ pub struct Connection {
     pub hub: Hub,
     /// What a saved plan is bound to: HostName with port, or the embedded hub's ID.
     pub identity: String,
-    embedded: Option<emulator::Running>,
+    embedded: Option<twinops_emulator::Running>,
 }
 
 impl Connection {
@@ -86,10 +85,10 @@ pub async fn connect(common: &Common, pace: Option<&Pace>) -> anyhow::Result<Con
             .strip_prefix("local:")
             .filter(|d| !d.is_empty())
             .unwrap_or(LOCAL_STATE);
-        let running = emulator::start(emulator::Config {
+        let running = twinops_emulator::start(twinops_emulator::Config {
             state: Some(PathBuf::from(dir)),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..emulator::Config::default()
+            ..twinops_emulator::Config::default()
         })
         .await
         .with_context(|| format!("starting the embedded hub with state in `{dir}`"))?;

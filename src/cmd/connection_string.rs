@@ -6,9 +6,9 @@ use anyhow::{Context, bail};
 
 use super::{ExitStatus, connect};
 use crate::cli::ConnectionStringArgs;
-use crate::iothub::connection_string::{DeviceConnectionString, Secret};
-use crate::iothub::wire::Authentication;
 use crate::output;
+use twinops_iothub::connection_string::{DeviceConnectionString, Secret};
+use twinops_iothub::wire::Authentication;
 
 fn primary_key(a: Option<Authentication>, what: &str) -> anyhow::Result<Secret> {
     let a = a.unwrap_or_default();

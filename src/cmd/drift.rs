@@ -6,7 +6,7 @@ use super::{ExitStatus, connect};
 use crate::cli::{DriftArgs, Format};
 use crate::hub::read;
 use crate::output;
-use crate::plan::{self, Options, Targets, drift};
+use twinops_core::plan::{self, Options, Targets, drift};
 
 pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = super::validate::load(&args.paths)? else {
@@ -18,9 +18,9 @@ pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
     let r = result?;
     let mut buf = Vec::new();
     match args.common.format {
-        Format::Text => crate::render::text::drift(&mut buf, &r)?,
-        Format::Json => crate::render::json(&mut buf, &r)?,
-        Format::Markdown => crate::render::markdown::drift(&mut buf, &r)?,
+        Format::Text => twinops_core::render::text::drift(&mut buf, &r)?,
+        Format::Json => twinops_core::render::json(&mut buf, &r)?,
+        Format::Markdown => twinops_core::render::markdown::drift(&mut buf, &r)?,
     }
     output::data(&String::from_utf8_lossy(&buf));
     Ok(if r.in_sync {
@@ -32,7 +32,7 @@ pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
 
 async fn report(
     conn: &connect::Connection,
-    fleet: &crate::model::Fleet,
+    fleet: &twinops_core::model::Fleet,
     args: &DriftArgs,
 ) -> anyhow::Result<drift::Report> {
     let targets = Targets::new(&args.common.targets);

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use super::{ExitStatus, connect};
 use crate::cli::ExportArgs;
 use crate::hub::{observe, read::QUERY_PAGE_REQUEST};
-use crate::model::{DEFAULT_OWNER, LEDGER_TAG, ObservedAuth, is_system_module};
 use crate::output;
-use crate::plan::{ledger, scope_device};
+use twinops_core::model::{DEFAULT_OWNER, LEDGER_TAG, ObservedAuth, is_system_module};
+use twinops_core::plan::{ledger, scope_device};
 
 fn auth(a: &ObservedAuth) -> Option<Value> {
     match a.kind.as_str() {
@@ -25,14 +25,14 @@ fn auth(a: &ObservedAuth) -> Option<Value> {
     }
 }
 
-fn owner_of(tags: &crate::model::JsonMap) -> Option<String> {
+fn owner_of(tags: &twinops_core::model::JsonMap) -> Option<String> {
     match ledger::read(tags) {
         ledger::Found::Ledger(l) => Some(l.owner),
         _ => None,
     }
 }
 
-fn twin_fields(out: &mut serde_json::Map<String, Value>, t: &crate::model::ObservedTwin) {
+fn twin_fields(out: &mut serde_json::Map<String, Value>, t: &twinops_core::model::ObservedTwin) {
     let mut tags = t.tags.clone();
     tags.remove(LEDGER_TAG);
     if !tags.is_empty() {
@@ -143,7 +143,7 @@ async fn collect(
     for (id, d) in &devices {
         let owner = owner_of(&d.twin.tags).unwrap_or_else(|| fallback.clone());
         let mut dev = serde_json::Map::new();
-        if d.status == crate::model::DeviceStatus::Disabled {
+        if d.status == twinops_core::model::DeviceStatus::Disabled {
             dev.insert("status".into(), json!("disabled"));
         }
         if let Some(r) = &d.status_reason {

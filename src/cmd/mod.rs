@@ -5,6 +5,7 @@ pub mod apply;
 pub mod connect;
 pub mod connection_string;
 pub mod drift;
+pub mod emulator;
 pub mod export;
 pub mod plan;
 pub mod validate;
@@ -55,7 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Validate(a) => validate::run(&a),
         Command::Plan(a) => plan::run(&a).await,
         Command::Apply(a) => apply::run(&a).await,
-        Command::Emulator(args) => crate::emulator::run(*args).await,
+        Command::Emulator(args) => emulator::run(&args).await,
         Command::Drift(a) => drift::run(&a).await,
         Command::Export(a) => export::run(&a).await,
         Command::ConnectionString(a) => connection_string::run(&a).await,

@@ -5,9 +5,9 @@ use anyhow::Context;
 use super::{ExitStatus, connect};
 use crate::cli::{Format, PlanArgs};
 use crate::hub::{OpClass, read};
-use crate::model::Fleet;
 use crate::output;
-use crate::plan::{self, Options, Plan, Targets};
+use twinops_core::model::Fleet;
+use twinops_core::plan::{self, Options, Plan, Targets};
 
 /// Reads the hub and diffs it against the fleet.
 pub async fn make(
@@ -55,9 +55,9 @@ fn estimate(p: &Plan, conn: &connect::Connection) -> Option<f64> {
 pub fn print(plan: &Plan, format: Format) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     match format {
-        Format::Text => crate::render::text::plan(&mut buf, plan)?,
-        Format::Json => crate::render::json(&mut buf, &plan.redacted())?,
-        Format::Markdown => crate::render::markdown::plan(&mut buf, plan)?,
+        Format::Text => twinops_core::render::text::plan(&mut buf, plan)?,
+        Format::Json => twinops_core::render::json(&mut buf, &plan.redacted())?,
+        Format::Markdown => twinops_core::render::markdown::plan(&mut buf, plan)?,
     }
     output::data(&String::from_utf8_lossy(&buf));
     Ok(())
@@ -99,7 +99,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     }
     if let Some(out) = &args.out {
         let mut buf = Vec::new();
-        crate::render::json(&mut buf, &p)?;
+        twinops_core::render::json(&mut buf, &p)?;
         std::fs::write(out, buf)
             .with_context(|| format!("writing the plan to `{}`", out.display()))?;
     }

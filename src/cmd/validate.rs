@@ -6,8 +6,8 @@ use anyhow::Context;
 
 use super::ExitStatus;
 use crate::cli::ValidateArgs;
-use crate::model::Fleet;
 use crate::output;
+use twinops_core::model::Fleet;
 
 /// The manifest paths, `manifests/` by default.
 pub fn paths(given: &[PathBuf]) -> Vec<PathBuf> {
@@ -20,8 +20,8 @@ pub fn paths(given: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Reads and validates manifests; every problem is printed with `file:line:column`.
 pub fn load(given: &[PathBuf]) -> anyhow::Result<Option<Fleet>> {
-    let sources = crate::manifest::read(&paths(given)).context("reading manifests")?;
-    match crate::manifest::load(&sources) {
+    let sources = twinops_core::manifest::read(&paths(given)).context("reading manifests")?;
+    match twinops_core::manifest::load(&sources) {
         Ok(f) => Ok(Some(f)),
         Err(errors) => {
             for d in &errors.0 {

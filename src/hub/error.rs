@@ -72,7 +72,7 @@ impl Error {
         retry_after: Option<Duration>,
         body: &[u8],
     ) -> Error {
-        let parsed = crate::iothub::error_body::parse(body);
+        let parsed = twinops_iothub::error_body::parse(body);
         let code = header_code
             .map(str::to_string)
             .or(parsed.code)

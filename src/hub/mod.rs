@@ -1,6 +1,6 @@
 //! The client edge: HTTPS calls to IoT Hub's service REST API with SAS (or bearer) auth, typed errors,
 //! retries by policy, request counting per operation class, query paging, and the conversion of wire
-//! twins into [`crate::model`] observations.
+//! twins into [`twinops_core::model`] observations.
 
 mod error;
 pub mod observe;
@@ -21,17 +21,17 @@ use serde_json::Value;
 pub use error::Error;
 pub use retry::Backoff;
 
-use crate::iothub::connection_string::{Secret, ServiceConnectionString};
-use crate::iothub::wire::{
+use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
+use twinops_iothub::wire::{
     BulkRegistryOperationResult, Configuration, Device, ExportImportDevice, Module,
     QuerySpecification, Twin, quote_etag,
 };
-use crate::iothub::{
+use twinops_iothub::{
     API_VERSION, CONTINUATION_HEADER, ERROR_CODE_HEADER, ITEM_TYPE_HEADER, MAX_ITEM_COUNT_HEADER,
     sas,
 };
 
-pub use crate::iothub::quota::OpClass;
+pub use twinops_iothub::quota::OpClass;
 
 /// Requests sent, by class (every attempt counts, retries included).
 #[derive(Debug, Default)]

@@ -1,10 +1,12 @@
-//! Conversion of wire twins (GET or query rows) into the planner's [`crate::model`] observations.
+//! Conversion of wire twins (GET or query rows) into the planner's [`twinops_core::model`] observations.
 //! Keys never pass through here: twins carry none.
 
 use serde_json::Value;
 
-use crate::iothub::wire::{JsonMap, Twin};
-use crate::model::{DeviceStatus, ObservedAuth, ObservedDevice, ObservedModule, ObservedTwin};
+use twinops_core::model::{
+    DeviceStatus, ObservedAuth, ObservedDevice, ObservedModule, ObservedTwin,
+};
+use twinops_iothub::wire::{JsonMap, Twin};
 
 /// A section without its `$metadata` and `$version`.
 fn strip(section: Option<&JsonMap>) -> (JsonMap, i64) {

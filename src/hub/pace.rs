@@ -16,7 +16,7 @@ pub struct Rate(pub f64);
 impl Rate {
     /// Parses `N/s`, `N/min` (or `N/m`) and `N/h`.
     pub fn parse(s: &str) -> Option<Rate> {
-        crate::iothub::quota::parse_rate(s).map(Rate)
+        twinops_iothub::quota::parse_rate(s).map(Rate)
     }
 }
 
@@ -38,7 +38,7 @@ pub fn parse_rate_flag(s: &str) -> Result<(OpClass, Rate), String> {
 
 /// IoT Hub's published quotas for a tier and unit count.
 pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String> {
-    Ok(crate::iothub::quota::tier_rates(tier, units)?
+    Ok(twinops_iothub::quota::tier_rates(tier, units)?
         .into_iter()
         .map(|(c, r)| (c, Rate(r)))
         .collect())

@@ -5,8 +5,8 @@
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{Error, Hub, observe};
-use crate::model::{Fleet, Observed};
-use crate::plan::Targets;
+use twinops_core::model::{Fleet, Observed};
+use twinops_core::plan::Targets;
 
 /// Above this many selected twins, a paged query is cheaper than targeted GETs.
 pub const TARGETED_MAX_TWINS: usize = 40;
@@ -94,7 +94,7 @@ async fn get_optional(
     hub: &Hub,
     device: &str,
     module: Option<&str>,
-) -> Result<Option<crate::iothub::wire::Twin>, Error> {
+) -> Result<Option<twinops_iothub::wire::Twin>, Error> {
     match hub.get_twin(device, module).await {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.is_not_found() => Ok(None),

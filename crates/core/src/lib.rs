@@ -1,0 +1,20 @@
+//! twinops-core: the pure reconciler.
+//!
+//! Data flows down this list; nothing here does network, database, clock or randomness work (the
+//! manifest loader reads the files it is given, and nothing else):
+//!
+//! - [`manifest`] reads YAML manifests into a validated [`model::Fleet`]: templates, ranges,
+//!   `${device}` substitution, every validation rule with `file:line:column`, the ID and twin rules
+//!   taken from `twinops-iothub` so that the loader and the emulator enforce one definition.
+//! - [`model`] holds the values the planner works on: what the manifests want and what the hub holds.
+//! - [`plan`] diffs the fleet against the observed state through the ownership ledger into a
+//!   [`plan::Plan`] of typed changes with minimal merge patches and the etags they were computed
+//!   against; `plan::drift` classifies drift and device acknowledgements.
+//! - [`report`] is what an apply did, item by item (the executor fills it in).
+//! - [`render`] turns plans, reports and drift into text, JSON and markdown, generic over the writer.
+
+pub mod manifest;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod report;

@@ -1,0 +1,319 @@
+//! IoT Hub's twin rules: key syntax, nesting depth, value limits, the size of tags and desired
+//! properties (ledger included), and `${device}`/`${module}` substitution in string values.
+//!
+//! Checks on written values report at the node that breaks them; size rules work on expanded JSON.
+//! Nothing here knows about devices, templates or files.
+
+use serde_json::Value;
+
+use super::Sink;
+use super::yaml::{Kind, Node};
+use crate::model::{JsonMap, LEDGER_TAG, Section};
+
+// IoT Hub's twin limits are defined once, in `iothub::twin_rules`, which the emulator enforces too: a
+// manifest that validates is one the hub accepts. Depth here is counted on the safe side: the top-level
+// key of `tags` or `desired` is level 1 and each object *or array* below it adds a level (`{a: [{b: 1}]}`
+// is 3 deep); a value nested `MAX_DEPTH` deep is accepted, one more is not.
+/// Size limit of a twin's desired properties (IoT Hub's limit for each property section).
+pub use twinops_iothub::twin_rules::MAX_PROPERTIES_BYTES as MAX_DESIRED_BYTES;
+pub use twinops_iothub::twin_rules::{MAX_DEPTH, MAX_KEY_BYTES, MAX_STRING_BYTES, MAX_TAGS_BYTES};
+/// Twin integers must stay exact in a JavaScript number: -2^52 ..= 2^52 - 1 (the hub's own bounds).
+pub const MIN_INT: i128 = twinops_iothub::twin_rules::MIN_SAFE_INTEGER as i128;
+pub const MAX_INT: i128 = twinops_iothub::twin_rules::MAX_SAFE_INTEGER as i128;
+
+/// What is wrong with a twin key, if anything.
+pub fn key_problem(key: &str) -> Option<String> {
+    if key.is_empty() {
+        return Some("twin keys must not be empty".to_string());
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Some(format!(
+            "twin key `{}` is {} bytes long; IoT Hub allows at most {MAX_KEY_BYTES}",
+            shorten(key),
+            key.len()
+        ));
+    }
+    let bad = key
+        .chars()
+        .find(|c| matches!(c, '.' | '$' | ' ') || c.is_control())?;
+    Some(format!(
+        "twin key `{}` contains `{}`; twin keys may not contain `.`, `$`, spaces or control characters",
+        shorten(key),
+        bad.escape_debug()
+    ))
+}
+
+/// A long text cut for a message.
+pub fn shorten(text: &str) -> String {
+    let mut out: String = text.chars().take(40).flat_map(char::escape_debug).collect();
+    if text.chars().nth(40).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Where a value is written: decides which substitutions are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Device,
+    Module,
+}
+
+/// Checks a `tags` or `desired` mapping as written: keys, depth, scalars and substitutions.
+pub fn check_section(section: Section, node: &Node, scope: Scope, sink: &mut Sink) {
+    let Kind::Map(entries) = &node.kind else {
+        return;
+    };
+    if section == Section::Tags {
+        for e in entries.iter().filter(|e| e.key == LEDGER_TAG) {
+            sink.error(
+                &e.key_loc,
+                format!("tag `{LEDGER_TAG}` is reserved for the twinops ownership ledger; choose another tag name"),
+            );
+        }
+    }
+    check_value(node, 1, scope, sink);
+}
+
+fn check_value(node: &Node, level: usize, scope: Scope, sink: &mut Sink) {
+    match &node.kind {
+        Kind::Map(entries) => {
+            for e in entries {
+                if level > MAX_DEPTH {
+                    sink.once(&e.key_loc, "depth", depth_message());
+                    return;
+                }
+                if let Some(problem) = key_problem(&e.key) {
+                    sink.error(&e.key_loc, problem);
+                }
+                check_value(&e.value, level + 1, scope, sink);
+            }
+        }
+        Kind::Seq(items) => {
+            if level > MAX_DEPTH {
+                sink.once(&node.loc, "depth", depth_message());
+                return;
+            }
+            for item in items {
+                check_value(item, level + 1, scope, sink);
+            }
+        }
+        Kind::Int(i) if !(MIN_INT..=MAX_INT).contains(i) => sink.error(
+            &node.loc,
+            format!("integer is outside the range IoT Hub stores exactly ({MIN_INT}..={MAX_INT})"),
+        ),
+        Kind::Float(f) if !f.is_finite() => sink.error(
+            &node.loc,
+            "number is not finite; twin values may not be infinite or NaN".to_string(),
+        ),
+        Kind::Str(s) => {
+            check_string_length(s, node, sink);
+            if let Err(problem) = pieces(s, scope) {
+                sink.error(&node.loc, problem);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn depth_message() -> String {
+    format!(
+        "twin properties nest deeper than {MAX_DEPTH} levels; IoT Hub allows at most {MAX_DEPTH}"
+    )
+}
+
+/// Reports a string value over the limit, once per written node (before or after substitution).
+/// Counted in UTF-8 bytes, as the hub counts them, so a manifest that validates is never refused.
+pub fn check_string_length(s: &str, node: &Node, sink: &mut Sink) {
+    let bytes = s.len();
+    if bytes > MAX_STRING_BYTES {
+        sink.once(
+            &node.loc,
+            "string-length",
+            format!(
+                "string value is {bytes} bytes long; IoT Hub allows at most {MAX_STRING_BYTES}"
+            ),
+        );
+    }
+}
+
+/// A piece of a string value with substitutions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Device,
+    Module,
+}
+
+/// Splits a string value into text and substitutions. `$${` writes a literal `${`.
+pub fn pieces(s: &str, scope: Scope) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i..];
+        if after.starts_with("$${") {
+            out.push(Piece::Text(&rest[..i + 1]));
+            rest = &rest[i + 2..];
+            continue;
+        }
+        if !after.starts_with("${") {
+            out.push(Piece::Text(&rest[..i + 1]));
+            rest = &rest[i + 1..];
+            continue;
+        }
+        out.push(Piece::Text(&rest[..i]));
+        let Some(end) = after.find('}') else {
+            return Err(
+                "unterminated `${` in string value; write `$${` for a literal `${`".to_string(),
+            );
+        };
+        match &after[2..end] {
+            "device" => out.push(Piece::Device),
+            "module" if scope == Scope::Module => out.push(Piece::Module),
+            "module" => {
+                return Err("`${module}` is only available in values inside `modules`".to_string());
+            }
+            other => {
+                return Err(format!(
+                    "unknown substitution `${{{}}}`; allowed are `${{device}}` and, inside modules, `${{module}}`",
+                    shorten(other)
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push(Piece::Text(rest));
+    out.retain(|p| *p != Piece::Text(""));
+    Ok(out)
+}
+
+/// The IDs substituted into string values.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub device: &'a str,
+    pub module: Option<&'a str>,
+}
+
+/// Expands substitutions; values already reported as invalid expand to something harmless.
+pub fn substitute(s: &str, names: Names<'_>) -> String {
+    if !s.contains('$') {
+        return s.to_string();
+    }
+    let scope = if names.module.is_some() {
+        Scope::Module
+    } else {
+        Scope::Device
+    };
+    let Ok(pieces) = pieces(s, scope) else {
+        return s.to_string();
+    };
+    let mut out = String::with_capacity(s.len());
+    for p in pieces {
+        match p {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Device => out.push_str(names.device),
+            Piece::Module => out.push_str(names.module.unwrap_or_default()),
+        }
+    }
+    out
+}
+
+/// Converts a merged mapping into twin JSON with substitutions, checking expanded string lengths.
+pub fn to_json(entries: &[super::yaml::Entry], names: Names<'_>, sink: &mut Sink) -> JsonMap {
+    entries
+        .iter()
+        .map(|e| (e.key.clone(), value_to_json(&e.value, names, sink)))
+        .collect()
+}
+
+fn value_to_json(node: &Node, names: Names<'_>, sink: &mut Sink) -> Value {
+    match &node.kind {
+        Kind::Null => Value::Null,
+        Kind::Bool(b) => Value::Bool(*b),
+        Kind::Int(i) => i64::try_from(*i).map_or(Value::Null, Value::from),
+        Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Kind::Str(s) => {
+            let expanded = substitute(s, names);
+            if expanded.len() != s.len() {
+                check_string_length(&expanded, node, sink);
+            }
+            Value::String(expanded)
+        }
+        Kind::Seq(items) => Value::Array(
+            items
+                .iter()
+                .map(|n| value_to_json(n, names, sink))
+                .collect(),
+        ),
+        Kind::Map(entries) => Value::Object(to_json(entries, names, sink)),
+    }
+}
+
+/// IoT Hub's size of a twin section, by the same rule the emulator enforces.
+pub use twinops_iothub::twin_rules::size;
+
+/// The size the ledger tag adds to a twin's tags: the `twinops` key and
+/// `{"owner": OWNER, "tags": {k: true...}, "desired": {k: true...}}`.
+pub fn ledger_size(owner: &str, tags: &JsonMap, desired: &JsonMap) -> usize {
+    let owned = |m: &JsonMap| m.keys().map(|k| k.len() + 4).sum::<usize>();
+    LEDGER_TAG.len()
+        + "owner".len()
+        + owner.chars().count()
+        + "tags".len()
+        + owned(tags)
+        + "desired".len()
+        + owned(desired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> JsonMap {
+        match v {
+            Value::Object(m) => m,
+            _ => JsonMap::new(),
+        }
+    }
+
+    #[test]
+    fn size_counts_keys_in_bytes_and_strings_in_characters() {
+        let m = map(json!({"ä": "ää", "n": 1, "b": true, "o": {"k": [1, "x"]}}));
+        assert_eq!(size(&m), 2 + 2 + 1 + 8 + 1 + 4 + 1 + 1 + 8 + 1);
+    }
+
+    #[test]
+    fn ledger_size_counts_owner_and_owned_keys() {
+        let tags = map(json!({"site": "b"}));
+        let desired = map(json!({"interval": 1}));
+        let ledger = json!({"owner": "o", "tags": {"site": true}, "desired": {"interval": true}});
+        assert_eq!(ledger_size("o", &tags, &desired), 7 + size(&map(ledger)));
+    }
+
+    #[test]
+    fn substitution_expands_device_and_module() {
+        let names = Names {
+            device: "d1",
+            module: Some("m1"),
+        };
+        assert_eq!(substitute("${device}/${module}", names), "d1/m1");
+        assert_eq!(substitute("cost $5 $${device}", names), "cost $5 ${device}");
+    }
+
+    #[test]
+    fn module_substitution_is_rejected_outside_modules() {
+        assert!(pieces("${module}", Scope::Device).is_err());
+        assert!(pieces("${nope}", Scope::Module).is_err());
+        assert!(pieces("${device", Scope::Module).is_err());
+    }
+
+    #[test]
+    fn key_rules_reject_dots_dollars_spaces_and_control_characters() {
+        for key in ["a.b", "$a", "a b", "a\u{1}", ""] {
+            assert!(key_problem(key).is_some(), "{key:?}");
+        }
+        assert!(key_problem(&"k".repeat(1025)).is_some());
+        assert!(key_problem("ok-key_1").is_none());
+    }
+}

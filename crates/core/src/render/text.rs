@@ -1,0 +1,254 @@
+//! Terraform-like text: one block per change (`+` create, `~` update, `-` delete), a line-level diff of
+//! the owned JSON values, conflicts, and the closing summary line.
+
+use std::io::{self, Write};
+
+use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
+
+use super::{inline, redact};
+use crate::plan::{Action, Change, Kind, Plan};
+use crate::report::{Report, Status};
+
+pub fn kind_words(k: Kind) -> &'static str {
+    match k {
+        Kind::CreateDevice => "create device",
+        Kind::CreateModule => "create module",
+        Kind::UpdateDevice => "update device identity",
+        Kind::UpdateModule => "update module identity",
+        Kind::UpdateDeviceTwin => "update device twin",
+        Kind::UpdateModuleTwin => "update module twin",
+        Kind::DeleteModule => "delete module",
+        Kind::DeleteDevice => "delete device",
+    }
+}
+
+fn sign(a: Action) -> char {
+    match a {
+        Action::Create => '+',
+        Action::Update => '~',
+        Action::Delete => '-',
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    let v = redact(v);
+    if let Value::String(s) = &v
+        && s == "(sensitive)"
+    {
+        return s.clone();
+    }
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+/// A line diff of two values, indented.
+fn value_diff(
+    out: &mut impl Write,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> io::Result<()> {
+    let b = before.map(pretty).unwrap_or_default();
+    let a = after.map(pretty).unwrap_or_default();
+    if !b.contains('\n') && !a.contains('\n') {
+        match (before, after) {
+            (Some(_), Some(_)) => writeln!(out, "        {b} -> {a}")?,
+            (None, Some(_)) => writeln!(out, "        + {a}")?,
+            (Some(_), None) => writeln!(out, "        - {b} (removed)")?,
+            (None, None) => {}
+        }
+        return Ok(());
+    }
+    let diff = TextDiff::from_lines(&b, &a);
+    for ch in diff.iter_all_changes() {
+        let mark = match ch.tag() {
+            ChangeTag::Delete => '-',
+            ChangeTag::Insert => '+',
+            ChangeTag::Equal => ' ',
+        };
+        write!(out, "        {mark} {}", ch.value())?;
+        if ch.missing_newline() {
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
+    writeln!(
+        out,
+        "  {} {} {}",
+        sign(c.action),
+        kind_words(c.kind),
+        c.address()
+    )?;
+    if c.action == Action::Delete {
+        return Ok(());
+    }
+    for d in &c.shown_diff() {
+        if d.path == "tags.twinops" {
+            continue;
+        }
+        let head = match (&d.before, &d.after) {
+            (None, Some(_)) => '+',
+            (Some(_), None) => '-',
+            _ => '~',
+        };
+        writeln!(out, "      {head} {}", d.path)?;
+        value_diff(out, d.before.as_ref(), d.after.as_ref())?;
+    }
+    if c.diff.iter().any(|d| d.path == "tags.twinops") && c.action == Action::Update {
+        writeln!(out, "      ~ ownership ledger (tags.twinops)")?;
+    }
+    Ok(())
+}
+
+/// The summary line.
+pub fn summary_line(plan: &Plan) -> String {
+    let s = &plan.summary;
+    if !plan.has_differences() {
+        return format!("No changes. {} twins match the manifests.", s.unchanged);
+    }
+    let mut line = format!(
+        "Plan: {} to create, {} to update, {} to delete, {} unchanged.",
+        s.create, s.update, s.delete, s.unchanged
+    );
+    if s.conflicts > 0 {
+        line.push_str(&format!(" {} conflict(s).", s.conflicts));
+    }
+    line
+}
+
+/// Renders a plan.
+pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
+    if plan.has_differences() {
+        writeln!(
+            out,
+            "twinops will perform these actions on {} (owner `{}`):",
+            plan.hub, plan.owner
+        )?;
+        writeln!(out)?;
+    }
+    for c in &plan.changes {
+        change(out, c)?;
+    }
+    for k in &plan.conflicts {
+        let addr = match &k.module_id {
+            Some(m) => format!("{}/{m}", k.device_id),
+            None => k.device_id.clone(),
+        };
+        write!(out, "  ! conflict {addr}: {}", k.reason)?;
+        if !k.keys.is_empty() {
+            write!(out, " [{}]", k.keys.join(", "))?;
+        }
+        writeln!(out)?;
+    }
+    if plan.has_differences() {
+        writeln!(out)?;
+    }
+    writeln!(out, "{}", summary_line(plan))
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Applied => "applied",
+        Status::Adopted => "adopted",
+        Status::Unchanged => "unchanged",
+        Status::Conflict => "CONFLICT",
+        Status::Failed => "FAILED",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// Renders an apply report: one line per item, then totals.
+pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
+    for o in &r.outcomes {
+        write!(
+            out,
+            "  {:<9} {} {}",
+            status_word(o.status),
+            kind_words(o.kind),
+            o.address()
+        )?;
+        if !o.detail.is_empty() {
+            write!(out, ": {}", o.detail)?;
+        }
+        if !o.keys.is_empty() {
+            write!(out, " [{}]", o.keys.join(", "))?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(
+        out,
+        "Apply {}: {} applied, {} adopted, {} unchanged, {} conflicts, {} failed, {} skipped.",
+        if r.interrupted {
+            "interrupted"
+        } else if r.ok() {
+            "complete"
+        } else {
+            "finished with errors"
+        },
+        r.count(Status::Applied),
+        r.count(Status::Adopted),
+        r.count(Status::Unchanged),
+        r.count(Status::Conflict),
+        r.count(Status::Failed),
+        r.count(Status::Skipped),
+    )
+}
+
+/// One value, inline, for other renderers.
+pub fn short(v: &Value) -> String {
+    inline(v)
+}
+
+/// Renders a drift report.
+pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result<()> {
+    for i in &r.items {
+        let addr = match &i.module_id {
+            Some(m) => format!("{}/{m}", i.device_id),
+            None => i.device_id.clone(),
+        };
+        write!(out, "  {:<36} {addr}: {}", i.class.words(), i.detail)?;
+        if !i.keys.is_empty() {
+            write!(out, " [{}]", i.keys.join(", "))?;
+        }
+        writeln!(out)?;
+    }
+    let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+    writeln!(
+        out,
+        "Drift: {}; {} changed in hub, {} not yet acknowledged, {} also written by a configuration.",
+        if r.in_sync { "in sync" } else { "DRIFT" },
+        n("changed_in_hub"),
+        n("not_acknowledged"),
+        n("configuration")
+    )
+}
+
+/// The per-twin table of `apply --wait`.
+pub fn acknowledgements(out: &mut impl Write, items: &[crate::report::Pending]) -> io::Result<()> {
+    let width = items
+        .iter()
+        .map(|i| i.address().len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    writeln!(out, "{:<width$}  {:<14}  after", "twin", "acknowledged")?;
+    for i in items {
+        match i.acknowledged_after {
+            Some(d) => writeln!(
+                out,
+                "{:<width$}  {:<14}  {:.1}s",
+                i.address(),
+                "yes",
+                d.as_secs_f64()
+            )?,
+            None => writeln!(out, "{:<width$}  {:<14}  -", i.address(), "NO (timed out)")?,
+        }
+    }
+    let acked = items
+        .iter()
+        .filter(|i| i.acknowledged_after.is_some())
+        .count();
+    writeln!(out, "Acknowledged: {acked} of {} twins.", items.len())
+}

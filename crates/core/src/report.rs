@@ -1,0 +1,96 @@
+//! What an apply did, item by item: the outcome types the executor produces and the renderers draw.
+//!
+//! Plain values: no I/O. The executor (`twinops::apply`) fills them in; `render` prints them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::plan::Kind;
+
+/// How an item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Written as planned.
+    Applied,
+    /// Created already (409) and taken over.
+    Adopted,
+    /// Already at the target: no write was needed.
+    Unchanged,
+    /// Someone else changed what the plan was computed against; nothing written.
+    Conflict,
+    Failed,
+    /// Not started because the run was interrupted or a prerequisite failed.
+    Skipped,
+}
+
+/// One item's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    pub kind: Kind,
+    pub device_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// Keys that changed under the plan (conflicts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+impl Outcome {
+    pub fn address(&self) -> String {
+        match &self.module_id {
+            Some(m) => format!("{}/{m}", self.device_id),
+            None => self.device_id.clone(),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Conflict | Status::Failed | Status::Skipped
+        )
+    }
+}
+
+/// The result of an apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+    pub interrupted: bool,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        !self.interrupted && !self.outcomes.iter().any(Outcome::is_error)
+    }
+
+    pub fn count(&self, s: Status) -> usize {
+        self.outcomes.iter().filter(|o| o.status == s).count()
+    }
+}
+
+/// One twin waited for by `apply --wait`: its desired values to see acknowledged.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub device: String,
+    pub module: Option<String>,
+    pub desired: BTreeMap<String, Value>,
+    pub acknowledged_after: Option<Duration>,
+}
+
+impl Pending {
+    pub fn address(&self) -> String {
+        match &self.module {
+            Some(m) => format!("{}/{m}", self.device),
+            None => self.device.clone(),
+        }
+    }
+}

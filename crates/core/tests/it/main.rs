@@ -1,0 +1,8 @@
+//! The integration tests of twinops-core, one test binary: manifests loaded from files (the example
+//! fleet, the rules with every message snapshotted, the hostile corpus) and the renderers' snapshots.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod manifest_corpus;
+mod manifest_load;
+mod manifest_rules;
+mod render_snapshots;

@@ -1,0 +1,457 @@
+//! What a valid manifest set loads into: layering, ranges, substitution, sizes, ordering, digest and `read`.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use twinops_core::manifest::{self, Source};
+use twinops_core::model::{AuthSpec, DeviceSpec, DeviceStatus, Fleet, PropertyPath, Section};
+
+fn sources(files: &[(&str, &str)]) -> Vec<Source> {
+    files
+        .iter()
+        .map(|(path, text)| Source {
+            path: path.to_string(),
+            bytes: text.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+fn load(files: &[(&str, &str)]) -> Fleet {
+    match manifest::load(&sources(files)) {
+        Ok(fleet) => fleet,
+        Err(errors) => panic!("expected a valid set, got:\n{errors}"),
+    }
+}
+
+fn device<'a>(fleet: &'a Fleet, id: &str) -> &'a DeviceSpec {
+    fleet
+        .devices
+        .iter()
+        .find(|d| d.id == id)
+        .unwrap_or_else(|| panic!("no device {id}"))
+}
+
+fn obj(v: Value) -> twinops_core::model::JsonMap {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn path(section: Section, keys: &[&str]) -> PropertyPath {
+    PropertyPath {
+        section,
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+#[test]
+fn example_fleet_loads() {
+    let read = manifest::read(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests")])
+        .expect("manifests/ is readable");
+    let fleet = manifest::load(&read).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fleet.owner, "berlin-plant");
+    let first = device(&fleet, "myFirstDevice");
+    let module = &first.modules[0];
+    assert_eq!(module.id, "myFirstModule");
+    assert_eq!(module.twin.desired["telemetryInterval"], json!(122));
+    assert_eq!(
+        fleet
+            .devices
+            .iter()
+            .filter(|d| d.id.starts_with("therm-"))
+            .count(),
+        20
+    );
+    let therm = device(&fleet, "therm-007");
+    assert_eq!(therm.twin.tags["name"], json!("therm-007"));
+    assert_eq!(therm.modules.len(), 2);
+    assert_eq!(
+        therm.twin.sensitive,
+        [path(Section::Desired, &["apiToken"])]
+    );
+    assert_eq!(
+        therm.twin.ignore,
+        [path(Section::Desired, &["calibration", "offset"])]
+    );
+    assert_eq!(
+        device(&fleet, "hall-sensor-1").parent.as_deref(),
+        Some("gateway-1")
+    );
+    assert!(device(&fleet, "gateway-1").edge);
+}
+
+#[test]
+fn templates_apply_in_order_then_device_fields() {
+    let fleet = load(&[(
+        "a.yaml",
+        "templates:
+  base: {status: disabled, statusReason: maintenance, tags: {a: base, b: base}}
+  second: {tags: {b: second, c: second}, edge: true}
+devices:
+  d1:
+    templates: [base, second]
+    tags: {c: own}
+",
+    )]);
+    let d = device(&fleet, "d1");
+    assert_eq!(
+        d.twin.tags,
+        obj(json!({"a": "base", "b": "second", "c": "own"}))
+    );
+    assert_eq!(d.status, DeviceStatus::Disabled);
+    assert_eq!(d.status_reason.as_deref(), Some("maintenance"));
+    assert!(d.edge);
+}
+
+#[test]
+fn extends_apply_before_the_template_and_a_shared_base_applies_once() {
+    let fleet = load(&[(
+        "a.yaml",
+        "templates:
+  base: {desired: {x: base, y: base}}
+  a: {extends: [base], desired: {x: a}}
+  b: {extends: [base], desired: {y: b}}
+devices:
+  d1: {templates: [a, b]}
+",
+    )]);
+    assert_eq!(
+        device(&fleet, "d1").twin.desired,
+        obj(json!({"x": "a", "y": "b"}))
+    );
+}
+
+#[test]
+fn objects_merge_deeply_scalars_and_arrays_replace_and_null_removes() {
+    let fleet = load(&[(
+        "a.yaml",
+        "templates:
+  t:
+    desired:
+      nested: {keep: 1, drop: 2, deeper: {a: 1, b: 2}}
+      list: [1, 2, 3]
+      gone: yes
+devices:
+  d1:
+    templates: [t]
+    desired:
+      nested: {drop: null, deeper: {b: 3}, added: {n: null, m: 1}}
+      list: [9]
+      gone: null
+",
+    )]);
+    assert_eq!(
+        device(&fleet, "d1").twin.desired,
+        obj(json!({
+            "nested": {"keep": 1, "deeper": {"a": 1, "b": 3}, "added": {"m": 1}},
+            "list": [9]
+        }))
+    );
+}
+
+#[test]
+fn null_fields_fall_back_to_defaults() {
+    let fleet = load(&[(
+        "a.yaml",
+        "templates:
+  t: {status: disabled, parent: gw, tags: {a: 1}, auth: ca}
+devices:
+  d1: {templates: [t], status: null, parent: null, tags: null, auth: null}
+",
+    )]);
+    let d = device(&fleet, "d1");
+    assert_eq!(d.status, DeviceStatus::Enabled);
+    assert_eq!(d.parent, None);
+    assert!(d.twin.tags.is_empty());
+    assert_eq!(d.auth, AuthSpec::Sas);
+}
+
+#[test]
+fn modules_merge_per_module_id_and_null_removes_one() {
+    let fleet = load(&[(
+        "a.yaml",
+        "templates:
+  t:
+    modules:
+      sensor: {desired: {interval: 60, unit: c}, managedBy: ops}
+      old: {}
+devices:
+  d1:
+    templates: [t]
+    modules:
+      sensor: {desired: {interval: 5}}
+      old: null
+      extra: {auth: {x509: {primary: 0123456789abcdef0123456789abcdef01234567}}}
+",
+    )]);
+    let d = device(&fleet, "d1");
+    let ids: Vec<&str> = d.modules.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["extra", "sensor"]);
+    assert_eq!(
+        d.modules[1].twin.desired,
+        obj(json!({"interval": 5, "unit": "c"}))
+    );
+    assert_eq!(d.modules[1].managed_by.as_deref(), Some("ops"));
+    assert_eq!(
+        d.modules[0].auth,
+        AuthSpec::X509 {
+            primary: "0123456789abcdef0123456789abcdef01234567".into(),
+            secondary: None
+        }
+    );
+}
+
+#[test]
+fn ignore_and_sensitive_lists_concatenate_without_duplicates() {
+    let fleet = load(&[(
+        "a.yaml",
+        "templates:
+  t: {ignore: [desired.a, tags.b], sensitive: [desired.token]}
+devices:
+  d1: {templates: [t], ignore: [desired.a, desired.c.d], sensitive: [desired.token]}
+",
+    )]);
+    let d = device(&fleet, "d1");
+    assert_eq!(
+        d.twin.ignore,
+        [
+            path(Section::Desired, &["a"]),
+            path(Section::Tags, &["b"]),
+            path(Section::Desired, &["c", "d"])
+        ]
+    );
+    assert_eq!(d.twin.sensitive, [path(Section::Desired, &["token"])]);
+}
+
+#[test]
+fn range_keeps_zero_padding() {
+    let fleet = load(&[("a.yaml", "devices:\n  \"therm-{008..011}\": {}\n")]);
+    let ids: Vec<&str> = fleet.devices.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["therm-008", "therm-009", "therm-010", "therm-011"]);
+}
+
+#[test]
+fn range_without_padding_counts_from_its_start() {
+    let fleet = load(&[("a.yaml", "devices:\n  \"{1..12}-unit\": {}\n")]);
+    assert_eq!(fleet.devices.len(), 12);
+    assert!(fleet.devices.iter().any(|d| d.id == "12-unit"));
+    assert!(fleet.devices.iter().any(|d| d.id == "1-unit"));
+}
+
+#[test]
+fn substitution_expands_device_and_module_at_any_depth() {
+    let fleet = load(&[(
+        "a.yaml",
+        "templates:
+  t:
+    tags: {name: \"${device}\", deep: {list: [\"x-${device}\", {k: \"${device}!\"}]}}
+    modules:
+      m1: {desired: {path: \"/${device}/${module}\", literal: \"$${device} costs $5\"}}
+devices:
+  \"d{1..2}\": {templates: [t]}
+",
+    )]);
+    let d = device(&fleet, "d2");
+    assert_eq!(
+        d.twin.tags,
+        obj(json!({"name": "d2", "deep": {"list": ["x-d2", {"k": "d2!"}]}}))
+    );
+    assert_eq!(
+        d.modules[0].twin.desired,
+        obj(json!({"path": "/d2/m1", "literal": "${device} costs $5"}))
+    );
+}
+
+#[test]
+fn devices_and_modules_are_sorted_by_id() {
+    let fleet = load(&[
+        ("b.yaml", "devices:\n  zeta: {modules: {b: {}, a: {}}}\n"),
+        ("a.yaml", "devices:\n  alpha: {}\n  Mid: {}\n"),
+    ]);
+    let ids: Vec<&str> = fleet.devices.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["Mid", "alpha", "zeta"]);
+    let modules: Vec<&str> = device(&fleet, "zeta")
+        .modules
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect();
+    assert_eq!(modules, ["a", "b"]);
+}
+
+#[test]
+fn owner_defaults_to_default() {
+    assert_eq!(load(&[("a.yaml", "devices: {d: {}}\n")]).owner, "default");
+}
+
+#[test]
+fn several_documents_in_one_file_form_one_set() {
+    let fleet = load(&[(
+        "a.yaml",
+        "owner: o\n---\ntemplates: {t: {tags: {a: 1}}}\n---\ndevices: {d: {templates: [t]}}\n---\n# empty\n",
+    )]);
+    assert_eq!(fleet.owner, "o");
+    assert_eq!(device(&fleet, "d").twin.tags, obj(json!({"a": 1})));
+}
+
+#[test]
+fn depth_of_ten_is_accepted() {
+    let value = "{k: ".repeat(9) + "1" + &"}".repeat(9);
+    load(&[(
+        "a.yaml",
+        &format!("devices:\n  d:\n    desired: {{top: {value}}}\n"),
+    )]);
+}
+
+#[test]
+fn integers_at_the_limits_are_accepted() {
+    let fleet = load(&[(
+        "a.yaml",
+        "devices:\n  d: {desired: {min: -4503599627370496, max: 4503599627370495, f: 1.5e3}}\n",
+    )]);
+    assert_eq!(
+        device(&fleet, "d").twin.desired["max"],
+        json!(4503599627370495_i64)
+    );
+}
+
+#[test]
+fn tags_that_fit_with_the_ledger_are_accepted() {
+    // The ledger: "twinops" 7 + "owner" 5 + "o" 1 + "tags" 4 + 2 x (1 + true 4) + "desired" 7 = 34 bytes;
+    // the tags: "t" 1 + 4078 + "u" 1 + 4078 = 8158 bytes; together exactly 8192.
+    let (t, u) = ("x".repeat(4078), "y".repeat(4078));
+    load(&[(
+        "a.yaml",
+        &format!("owner: o\ndevices:\n  d: {{tags: {{t: {t}, u: {u}}}}}\n"),
+    )]);
+}
+
+#[test]
+fn tags_one_byte_over_with_the_ledger_are_rejected() {
+    let (t, u) = ("x".repeat(4078), "y".repeat(4079));
+    let errors = manifest::load(&sources(&[(
+        "a.yaml",
+        &format!("owner: o\ndevices:\n  d: {{tags: {{t: {t}, u: {u}}}}}\n"),
+    )]))
+    .expect_err("over by one byte");
+    assert_eq!(errors.0.len(), 1);
+    assert!(
+        errors.0[0]
+            .message
+            .contains("8193 bytes with the twinops ledger"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn digest_ignores_source_order_and_follows_content() {
+    let a = load(&[
+        ("a.yaml", "devices: {a: {}}\n"),
+        ("b.yaml", "devices: {b: {}}\n"),
+    ]);
+    let b = load(&[
+        ("b.yaml", "devices: {b: {}}\n"),
+        ("a.yaml", "devices: {a: {}}\n"),
+    ]);
+    let c = load(&[
+        ("a.yaml", "devices: {a: {}}\n"),
+        ("b.yaml", "devices: {b: {}} \n"),
+    ]);
+    assert_eq!(a.digest, b.digest);
+    assert_ne!(a.digest, c.digest);
+    assert_eq!(a.digest.len(), 64);
+}
+
+#[test]
+fn errors_are_complete_and_sorted_by_place() {
+    let errors = manifest::load(&sources(&[
+        ("b.yaml", "devices:\n  d2: {status: off}\n  d3: {edge: 1}\n"),
+        ("a.yaml", "devices:\n  d1: {bogus: 1}\n"),
+    ]))
+    .expect_err("three problems");
+    let places: Vec<String> = errors.0.iter().map(|d| d.location.to_string()).collect();
+    assert_eq!(places, ["a.yaml:2:8", "b.yaml:2:16", "b.yaml:3:14"]);
+}
+
+#[test]
+fn read_walks_directories_in_sorted_order_and_takes_named_files_as_they_are() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sub/deeper")).expect("dirs");
+    for (name, text) in [
+        ("b.yaml", "devices: {b: {}}\n"),
+        ("a.yml", "devices: {a: {}}\n"),
+        ("notes.txt", "not a manifest"),
+        ("sub/deeper/c.yaml", "devices: {c: {}}\n"),
+        (".hidden.yaml", "devices: {h: {}}\n"),
+        ("extra.conf", "devices: {e: {}}\n"),
+    ] {
+        std::fs::write(root.join(name), text).expect("write");
+    }
+    let sources = manifest::read(&[root.to_path_buf(), root.join("extra.conf")]).expect("read");
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| {
+            s.path
+                .strip_prefix(&*root.to_string_lossy())
+                .unwrap_or(&s.path)
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["/a.yml", "/b.yaml", "/sub/deeper/c.yaml", "/extra.conf"]
+    );
+    assert_eq!(manifest::load(&sources).map(|f| f.devices.len()), Ok(4));
+}
+
+#[test]
+fn read_names_a_missing_path() {
+    let err = manifest::read(&[PathBuf::from("no/such/manifests")]).expect_err("missing");
+    assert!(err.to_string().contains("no/such/manifests"), "{err}");
+}
+
+#[test]
+fn read_stops_an_oversized_file_early_and_load_reports_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("huge.yaml");
+    let mut text = String::from("devices:\n  d:\n    desired:\n      blob: |\n");
+    let line = format!("        {}\n", "x".repeat(1000));
+    while text.len() <= manifest::MAX_FILE_BYTES + 4096 {
+        text.push_str(&line);
+    }
+    std::fs::write(&file, &text).expect("write");
+    let sources = manifest::read(&[file]).expect("read");
+    assert_eq!(sources[0].bytes.len(), manifest::MAX_FILE_BYTES + 1);
+    let errors = manifest::load(&sources).expect_err("too large");
+    assert!(errors.0[0].location.to_string().ends_with("huge.yaml:1:1"));
+    assert!(
+        errors.0[0].message.contains("larger than 16 MiB"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn string_limit_counts_utf8_bytes_as_the_hub_does() {
+    // 3,000 characters but 6,000 bytes: the hub refuses it, so validation must too.
+    let long = "ü".repeat(3000);
+    let errors = manifest::load(&sources(&[(
+        "a.yaml",
+        &format!("devices:\n  d1:\n    desired: {{note: \"{long}\"}}\n"),
+    )]))
+    .unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("string value is 6000 bytes long"),
+        "{errors}"
+    );
+    // The section size rule is the emulator's own (`iothub::twin_rules::size`).
+    let ok = load(&[(
+        "a.yaml",
+        "devices:\n  d1:\n    desired: {k: \"abc\", n: 1, b: true}\n",
+    )]);
+    let d = &ok.devices[0].twin.desired;
+    assert_eq!(twinops_iothub::twin_rules::size(d), 1 + 3 + 1 + 8 + 1 + 4);
+}

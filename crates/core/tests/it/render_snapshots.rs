@@ -1,0 +1,267 @@
+//! What people read, snapshotted: text and markdown renderings of plans, reports and drift, built from
+//! fixed values (no hub), plus the pull-request comment size limit.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use serde_json::json;
+use twinops_core::plan::drift;
+use twinops_core::plan::{Action, Change, Conflict, FieldDiff, Kind, Plan, Summary};
+use twinops_core::report::{Outcome, Report, Status};
+
+fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) -> Change {
+    Change {
+        action: kind.action(),
+        kind,
+        device_id: device.into(),
+        module_id: module.map(str::to_string),
+        if_match: (kind.action() != Action::Create).then(|| "AAAAAAAAAAE=".into()),
+        base: None,
+        target: None,
+        patch: json!({}),
+        diff,
+        ignore: vec![],
+        sensitive: vec![],
+    }
+}
+
+fn fd(
+    path: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> FieldDiff {
+    FieldDiff {
+        path: path.into(),
+        before,
+        after,
+    }
+}
+
+fn sample() -> Plan {
+    Plan {
+        format_version: 1,
+        hub: "contoso.azure-devices.net".into(),
+        owner: "berlin-plant".into(),
+        manifest_digest: "abc".into(),
+        summary: Summary {
+            create: 1,
+            update: 2,
+            delete: 1,
+            unchanged: 7,
+            conflicts: 1,
+        },
+        changes: vec![
+            change(
+                Kind::CreateDevice,
+                "therm-001",
+                None,
+                vec![
+                    fd("tags.site", None, Some(json!("berlin"))),
+                    fd(
+                        "desired.apiToken",
+                        None,
+                        Some(json!("(sensitive) sha256:00ff")),
+                    ),
+                ],
+            ),
+            change(
+                Kind::UpdateModuleTwin,
+                "myFirstDevice",
+                Some("myFirstModule"),
+                vec![
+                    fd(
+                        "desired.telemetryInterval",
+                        Some(json!(60)),
+                        Some(json!(122)),
+                    ),
+                    fd(
+                        "desired.thresholds",
+                        Some(json!({"high": 28.5, "low": 16})),
+                        Some(json!({"high": 30, "low": 16})),
+                    ),
+                    fd("desired.legacy", Some(json!(true)), None),
+                ],
+            ),
+            change(
+                Kind::UpdateDevice,
+                "gateway-1",
+                None,
+                vec![fd(
+                    "status",
+                    Some(json!("enabled")),
+                    Some(json!("disabled")),
+                )],
+            ),
+            change(Kind::DeleteModule, "therm-002", Some("old"), vec![]),
+        ],
+        conflicts: vec![Conflict {
+            device_id: "therm-003".into(),
+            module_id: None,
+            reason: "owned by `munich-plant` (use --adopt to take it over)".into(),
+            keys: vec![],
+        }],
+        requests: Default::default(),
+        estimated_apply_seconds: None,
+    }
+}
+
+fn text(p: &Plan) -> String {
+    let mut b = Vec::new();
+    twinops_core::render::text::plan(&mut b, p).unwrap();
+    String::from_utf8(b).unwrap()
+}
+
+fn markdown(p: &Plan) -> String {
+    let mut b = Vec::new();
+    twinops_core::render::markdown::plan(&mut b, p).unwrap();
+    String::from_utf8(b).unwrap()
+}
+
+#[test]
+fn text_plan_reads_like_terraform() {
+    insta::assert_snapshot!(text(&sample()));
+}
+
+#[test]
+fn text_plan_without_changes_says_so() {
+    let mut p = sample();
+    p.changes.clear();
+    p.conflicts.clear();
+    p.summary = Summary {
+        unchanged: 12,
+        ..Summary::default()
+    };
+    insta::assert_snapshot!(text(&p), @"No changes. 12 twins match the manifests.");
+}
+
+#[test]
+fn markdown_plan_has_a_summary_table_and_collapsed_details() {
+    insta::assert_snapshot!(markdown(&sample()));
+}
+
+#[test]
+fn markdown_plan_of_a_thousand_changes_fits_one_comment() {
+    let mut p = sample();
+    p.changes = (0..1000)
+        .map(|i| {
+            change(
+                Kind::UpdateDeviceTwin,
+                &format!("therm-{i:04}"),
+                None,
+                vec![
+                    fd(
+                        "desired.telemetryInterval",
+                        Some(json!(60)),
+                        Some(json!(122)),
+                    ),
+                    fd(
+                        "desired.thresholds",
+                        Some(json!({"high": 28.5, "low": 16, "note": "x".repeat(40)})),
+                        Some(json!({"high": 30})),
+                    ),
+                ],
+            )
+        })
+        .collect();
+    let md = markdown(&p);
+    assert!(
+        md.chars().count() < 65_536,
+        "{} characters",
+        md.chars().count()
+    );
+    assert!(
+        md.contains("**Truncated:**"),
+        "a 1,000-change plan should be truncated"
+    );
+    assert!(
+        md.contains("plan.json"),
+        "the note points to the JSON artifact"
+    );
+}
+
+#[test]
+fn text_apply_report_lists_every_outcome() {
+    let o = |kind, dev: &str, status, detail: &str, keys: Vec<&str>| Outcome {
+        kind,
+        device_id: dev.into(),
+        module_id: None,
+        status,
+        detail: detail.into(),
+        keys: keys.into_iter().map(str::to_string).collect(),
+    };
+    let r = Report {
+        outcomes: vec![
+            o(Kind::CreateDevice, "therm-001", Status::Applied, "", vec![]),
+            o(
+                Kind::CreateDevice,
+                "therm-002",
+                Status::Adopted,
+                "already existed; twin content applied",
+                vec![],
+            ),
+            o(
+                Kind::UpdateDeviceTwin,
+                "therm-003",
+                Status::Conflict,
+                "owned keys were changed by someone else since the plan; not overwritten",
+                vec!["desired.telemetryInterval"],
+            ),
+            o(
+                Kind::UpdateDeviceTwin,
+                "therm-004",
+                Status::Unchanged,
+                "already at the target",
+                vec![],
+            ),
+        ],
+        interrupted: false,
+    };
+    let mut b = Vec::new();
+    twinops_core::render::text::report(&mut b, &r).unwrap();
+    insta::assert_snapshot!(String::from_utf8(b).unwrap());
+}
+
+#[test]
+fn drift_renders_in_text_and_markdown() {
+    let r = drift::Report {
+        format_version: 1,
+        hub: "contoso.azure-devices.net".into(),
+        owner: "berlin-plant".into(),
+        in_sync: false,
+        counts: [
+            ("changed_in_hub", 1),
+            ("not_acknowledged", 1),
+            ("configuration", 1),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        items: vec![
+            drift::Item {
+                device_id: "therm-001".into(),
+                module_id: None,
+                class: drift::Class::ChangedInHub,
+                detail: "owned values differ from the manifest".into(),
+                keys: vec!["desired.telemetryInterval".into()],
+            },
+            drift::Item {
+                device_id: "therm-002".into(),
+                module_id: Some("sensor".into()),
+                class: drift::Class::NotAcknowledged,
+                detail: "desired $version 4 not reported back".into(),
+                keys: vec!["desired.unit".into()],
+            },
+            drift::Item {
+                device_id: "therm-003".into(),
+                module_id: None,
+                class: drift::Class::Configuration,
+                detail: "configuration `fw-rollout` also writes these keys".into(),
+                keys: vec!["desired.firmware".into()],
+            },
+        ],
+    };
+    let mut t = Vec::new();
+    twinops_core::render::text::drift(&mut t, &r).unwrap();
+    insta::assert_snapshot!("drift_text", String::from_utf8(t).unwrap());
+    let mut m = Vec::new();
+    twinops_core::render::markdown::drift(&mut m, &r).unwrap();
+    insta::assert_snapshot!("drift_markdown", String::from_utf8(m).unwrap());
+}

@@ -1,0 +1,255 @@
+//! The emulator's domain errors and their conversion, at the HTTP edge only, into IoT Hub's error
+//! responses: the status, the `iothub-errorcode` header and the legacy body
+//! `{"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:…"}`.
+//!
+//! Texts name IDs and rules, never keys or tokens.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+
+use twinops_iothub::{ERROR_CODE_HEADER, error_body};
+
+/// One variant per answer IoT Hub gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("api-version is missing or not supported")]
+    InvalidProtocolVersion,
+    #[error("{0}")]
+    ArgumentInvalid(String),
+    #[error("{0}")]
+    ArgumentNull(String),
+    #[error("{0}")]
+    Deserialization(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    SystemModule(String),
+    #[error("{0}")]
+    DeviceNotFound(String),
+    #[error("{device}/{module}")]
+    ModuleNotFound { device: String, module: String },
+    #[error("{0}")]
+    DeviceAlreadyExists(String),
+    #[error("{device}/{module}")]
+    ModuleAlreadyExists { device: String, module: String },
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    MessageTooLarge(String),
+    #[error("{0}")]
+    TooManyDevices(String),
+    #[error("device {0} has the maximum number of modules")]
+    TooManyModules(String),
+    #[error("{0}")]
+    RouteNotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    ConfigurationNotFound(String),
+    #[error("{0}")]
+    ConfigurationAlreadyExists(String),
+    /// Over quota (throttling) or an injected 429; holds the operation type.
+    #[error("The request has been throttled. Wait 10 seconds and try again. Operation type: {0}")]
+    Throttled(String),
+    /// An injected 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store failed; the request may be retried.
+    #[error("{0}")]
+    Server(String),
+}
+
+impl Error {
+    /// IoT Hub's error code name (`iothub-errorcode`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidProtocolVersion => "InvalidProtocolVersion",
+            Error::ArgumentInvalid(_) => "ArgumentInvalid",
+            Error::ArgumentNull(_) => "ArgumentNull",
+            Error::Deserialization(_) => "DeserializationError",
+            Error::Unauthorized(_) => "IotHubUnauthorizedAccess",
+            Error::SystemModule(_) => "SystemModuleModifyUnauthorizedAccess",
+            Error::DeviceNotFound(_) => "DeviceNotFound",
+            Error::ModuleNotFound { .. } => "ModuleNotFound",
+            Error::DeviceAlreadyExists(_) => "DeviceAlreadyExists",
+            Error::ModuleAlreadyExists { .. } => "ModuleAlreadyExistsOnDevice",
+            Error::PreconditionFailed(_) => "PreconditionFailed",
+            Error::MessageTooLarge(_) => "MessageTooLarge",
+            Error::TooManyDevices(_) => "TooManyDevices",
+            Error::TooManyModules(_) => "TooManyModulesOnDevice",
+            Error::RouteNotFound(_) => "NotFound",
+            Error::MethodNotAllowed(_) => "InvalidOperation",
+            Error::ConfigurationNotFound(_) => "ConfigurationNotFound",
+            Error::ConfigurationAlreadyExists(_) => "ConfigurationAlreadyExists",
+            Error::Throttled(_) => "ThrottlingException",
+            Error::Unavailable(_) => "ServiceUnavailable",
+            Error::Server(_) => "ServerError",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::InvalidProtocolVersion
+            | Error::ArgumentInvalid(_)
+            | Error::ArgumentNull(_)
+            | Error::Deserialization(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) | Error::SystemModule(_) => StatusCode::UNAUTHORIZED,
+            Error::DeviceNotFound(_)
+            | Error::ModuleNotFound { .. }
+            | Error::RouteNotFound(_)
+            | Error::ConfigurationNotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::DeviceAlreadyExists(_)
+            | Error::ModuleAlreadyExists { .. }
+            | Error::ConfigurationAlreadyExists(_) => StatusCode::CONFLICT,
+            Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Error::MessageTooLarge(_) | Error::TooManyDevices(_) | Error::TooManyModules(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The text after `ErrorCode:<Name>;` in the body.
+    pub fn text(&self) -> String {
+        match self {
+            Error::InvalidProtocolVersion => "BadRequest".to_string(),
+            Error::Unauthorized(_) => "Unauthorized".to_string(),
+            Error::DeviceAlreadyExists(_)
+            | Error::ModuleAlreadyExists { .. }
+            | Error::ConfigurationAlreadyExists(_) => format!("Conflict: {self}"),
+            _ => self.to_string(),
+        }
+    }
+}
+
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Self {
+        Error::Server(format!("storage: {e}"))
+    }
+}
+
+macro_rules! storage_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::from(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+storage_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// A 32-hex-digit tracking ID, as IoT Hub puts in every error.
+pub fn tracking_id() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Now as `MM/dd/yyyy HH:mm:ss` (the error body's timestamp form).
+fn timestamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
+        u8::from(now.month()),
+        now.day(),
+        now.year(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+/// The legacy error response for a code name, status and text.
+pub fn response(status: StatusCode, code: &str, text: &str) -> Response {
+    let body = error_body::legacy(code, text, &tracking_id(), &timestamp());
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(code) {
+        resp.headers_mut().insert(ERROR_CODE_HEADER, v);
+    }
+    resp
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if let Error::Server(msg) = &self {
+            tracing::error!(error = %msg, "request failed in the store");
+        }
+        response(self.status(), self.code(), &self.text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_their_statuses() {
+        assert_eq!(
+            Error::DeviceAlreadyExists("d".into()).status(),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            Error::TooManyModules("d".into()).code(),
+            "TooManyModulesOnDevice"
+        );
+        assert_eq!(
+            Error::InvalidProtocolVersion.status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            Error::Unauthorized("expired".into()).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        // Every code the emulator sends whose number IoT Hub publishes agrees on the status.
+        for e in [
+            Error::InvalidProtocolVersion,
+            Error::ArgumentInvalid(String::new()),
+            Error::DeviceNotFound(String::new()),
+            Error::PreconditionFailed(String::new()),
+            Error::TooManyDevices(String::new()),
+            Error::MessageTooLarge(String::new()),
+            Error::ConfigurationNotFound(String::new()),
+            Error::ConfigurationAlreadyExists(String::new()),
+            Error::Throttled(String::new()),
+            Error::Unavailable(String::new()),
+            Error::Server(String::new()),
+        ] {
+            let n = error_body::code_number(e.code()).unwrap();
+            assert_eq!(u32::from(e.status().as_u16()), n / 1000, "{}", e.code());
+        }
+    }
+
+    #[tokio::test]
+    async fn response_carries_header_and_legacy_body() {
+        let resp = Error::DeviceNotFound("d1".into()).into_response();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(resp.headers()[ERROR_CODE_HEADER], "DeviceNotFound");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["Message"], "ErrorCode:DeviceNotFound;d1");
+        let em = body["ExceptionMessage"].as_str().unwrap();
+        let re_ok = em.starts_with("Tracking ID:")
+            && em.contains("-G:0-TimeStamp:")
+            && em["Tracking ID:".len()..]
+                .chars()
+                .take(32)
+                .all(|c| c.is_ascii_hexdigit());
+        assert!(re_ok, "{em}");
+        assert_eq!(
+            error_body::parse(&bytes).code.as_deref(),
+            Some("DeviceNotFound")
+        );
+    }
+}

@@ -1,0 +1,440 @@
+//! Device and module identity records and IoT Hub's rules for them: status values, authentication
+//! (generated 32-byte keys, given keys of 16–64 bytes, x509 thumbprints), edge capability and
+//! scopes, and how records render as the wire `Device`, `Module` and twin documents.
+//!
+//! Pure except for key generation (randomness). Storage, etags and lookups live in `store`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::Error;
+use super::presence::Presence;
+use super::twin::TwinState;
+use twinops_iothub::wire::{self, Authentication, Capabilities, SymmetricKey, X509Thumbprint};
+
+/// IoT Hub's "never" timestamp.
+pub const NEVER: &str = "0001-01-01T00:00:00Z";
+/// Scheme of an edge device's scope.
+pub const EDGE_SCOPE_PREFIX: &str = "ms-azure-iot-edge://";
+
+/// How an identity authenticates; keys are kept as IoT Hub returns them (base64).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auth {
+    /// `sas`, `selfSigned`, `certificateAuthority` or `none`.
+    pub kind: String,
+    pub primary_key: Option<String>,
+    pub secondary_key: Option<String>,
+    pub primary_thumbprint: Option<String>,
+    pub secondary_thumbprint: Option<String>,
+}
+
+impl Auth {
+    pub fn generated_sas() -> Auth {
+        Auth {
+            kind: "sas".into(),
+            primary_key: Some(generate_key()),
+            secondary_key: Some(generate_key()),
+            primary_thumbprint: None,
+            secondary_thumbprint: None,
+        }
+    }
+
+    /// What the edge runtime's system modules get: they authenticate through their device.
+    pub fn none() -> Auth {
+        Auth {
+            kind: "none".into(),
+            primary_key: None,
+            secondary_key: None,
+            primary_thumbprint: None,
+            secondary_thumbprint: None,
+        }
+    }
+
+    fn to_wire(&self) -> Authentication {
+        Authentication {
+            symmetric_key: Some(SymmetricKey {
+                primary_key: self.primary_key.clone(),
+                secondary_key: self.secondary_key.clone(),
+            }),
+            x509_thumbprint: Some(self.thumbprints()),
+            kind: Some(self.kind.clone()),
+        }
+    }
+
+    fn thumbprints(&self) -> X509Thumbprint {
+        X509Thumbprint {
+            primary_thumbprint: self.primary_thumbprint.clone(),
+            secondary_thumbprint: self.secondary_thumbprint.clone(),
+        }
+    }
+}
+
+/// 32 random bytes, base64: the size of the keys IoT Hub generates.
+pub fn generate_key() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    B64.encode(bytes)
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn check_key(key: &str, which: &str) -> Result<String, Error> {
+    let n = B64
+        .decode(key)
+        .map_err(|_| Error::ArgumentInvalid(format!("{which} is not valid base64")))?
+        .len();
+    if !(16..=64).contains(&n) {
+        return Err(Error::ArgumentInvalid(format!(
+            "{which} must be 16 to 64 bytes, got {n}"
+        )));
+    }
+    Ok(key.to_string())
+}
+
+/// The authentication an identity ends up with. No `authentication` in the body keeps the current
+/// one (or generates SAS keys on create); empty or null keys on a SAS identity keep the current
+/// keys, or are generated when there are none: an update never rotates keys unless asked to.
+pub fn resolve_auth(
+    requested: Option<&Authentication>,
+    current: Option<&Auth>,
+) -> Result<Auth, Error> {
+    let Some(req) = requested else {
+        return Ok(current.cloned().unwrap_or_else(Auth::generated_sas));
+    };
+    let kind = req.kind.clone().unwrap_or_else(|| {
+        let thumbs = req
+            .x509_thumbprint
+            .as_ref()
+            .is_some_and(|t| non_empty(&t.primary_thumbprint).is_some());
+        if thumbs { "selfSigned" } else { "sas" }.to_string()
+    });
+    match kind.as_str() {
+        "sas" => {
+            let keys = req.symmetric_key.clone().unwrap_or_default();
+            let cur = current.filter(|c| c.kind == "sas");
+            let pick = |given: &Option<String>,
+                        kept: Option<&String>,
+                        which: &str|
+             -> Result<String, Error> {
+                match non_empty(given) {
+                    Some(k) => check_key(k, which),
+                    None => Ok(kept.cloned().unwrap_or_else(generate_key)),
+                }
+            };
+            Ok(Auth {
+                kind,
+                primary_key: Some(pick(
+                    &keys.primary_key,
+                    cur.and_then(|c| c.primary_key.as_ref()),
+                    "primaryKey",
+                )?),
+                secondary_key: Some(pick(
+                    &keys.secondary_key,
+                    cur.and_then(|c| c.secondary_key.as_ref()),
+                    "secondaryKey",
+                )?),
+                primary_thumbprint: None,
+                secondary_thumbprint: None,
+            })
+        }
+        "selfSigned" => {
+            let t = req.x509_thumbprint.clone().unwrap_or_default();
+            let primary = non_empty(&t.primary_thumbprint).ok_or_else(|| {
+                Error::ArgumentInvalid("selfSigned authentication needs a primaryThumbprint".into())
+            })?;
+            let secondary = non_empty(&t.secondary_thumbprint);
+            for th in std::iter::once(primary).chain(secondary) {
+                if !(th.len() == 40 || th.len() == 64) || !th.chars().all(|c| c.is_ascii_hexdigit())
+                {
+                    return Err(Error::ArgumentInvalid(
+                        "a thumbprint is 40 or 64 hexadecimal digits".into(),
+                    ));
+                }
+            }
+            Ok(Auth {
+                kind,
+                primary_key: None,
+                secondary_key: None,
+                primary_thumbprint: Some(primary.to_string()),
+                secondary_thumbprint: secondary.map(str::to_string),
+            })
+        }
+        "certificateAuthority" | "none" => Ok(Auth {
+            kind,
+            ..Auth::none()
+        }),
+        other => Err(Error::ArgumentInvalid(format!(
+            "authentication type `{}` is not one of sas, selfSigned, certificateAuthority, none",
+            other.chars().take(32).collect::<String>()
+        ))),
+    }
+}
+
+/// `enabled` or `disabled`; absent keeps `current` (or `enabled` on create).
+pub fn resolve_status(requested: Option<&str>, current: Option<&str>) -> Result<String, Error> {
+    match requested {
+        None => Ok(current.unwrap_or("enabled").to_string()),
+        Some(s) if s.eq_ignore_ascii_case("enabled") => Ok("enabled".into()),
+        Some(s) if s.eq_ignore_ascii_case("disabled") => Ok("disabled".into()),
+        Some(_) => Err(Error::ArgumentInvalid(
+            "status must be `enabled` or `disabled`".into(),
+        )),
+    }
+}
+
+pub fn check_status_reason(reason: &Option<String>) -> Result<(), Error> {
+    match reason {
+        Some(r) if r.chars().count() > 128 => Err(Error::ArgumentInvalid(
+            "statusReason is longer than 128 characters".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `ms-azure-iot-edge://{deviceId}-{generationId}`.
+pub fn edge_scope(device_id: &str, generation_id: &str) -> String {
+    format!("{EDGE_SCOPE_PREFIX}{device_id}-{generation_id}")
+}
+
+/// The device ID an edge scope names (its generation ID follows the last `-`).
+pub fn scope_device(scope: &str) -> Option<&str> {
+    let rest = scope.strip_prefix(EDGE_SCOPE_PREFIX)?;
+    rest.rsplit_once('-').map(|(id, _)| id)
+}
+
+/// A device identity with its twin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub generation_id: String,
+    pub etag: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub status_updated_time: String,
+    pub auth: Auth,
+    pub edge: bool,
+    pub device_scope: Option<String>,
+    pub parent_scopes: Vec<String>,
+    pub twin: TwinState,
+    #[serde(default)]
+    pub presence: Presence,
+}
+
+/// A module identity with its twin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub device_id: String,
+    pub module_id: String,
+    pub managed_by: Option<String>,
+    pub generation_id: String,
+    pub etag: String,
+    pub auth: Auth,
+    pub twin: TwinState,
+    #[serde(default)]
+    pub presence: Presence,
+}
+
+impl DeviceRecord {
+    pub fn to_wire(&self) -> wire::Device {
+        wire::Device {
+            device_id: self.device_id.clone(),
+            generation_id: Some(self.generation_id.clone()),
+            etag: Some(self.etag.clone()),
+            connection_state: Some(self.presence.state().into()),
+            status: Some(self.status.clone()),
+            status_reason: self.status_reason.clone(),
+            connection_state_updated_time: Some(self.presence.state_updated_time().into()),
+            status_updated_time: Some(self.status_updated_time.clone()),
+            last_activity_time: Some(self.presence.last_activity_time().into()),
+            cloud_to_device_message_count: Some(0),
+            authentication: Some(self.auth.to_wire()),
+            capabilities: Some(Capabilities {
+                iot_edge: self.edge,
+            }),
+            device_scope: self.device_scope.clone(),
+            parent_scopes: Some(self.parent_scopes.clone()),
+        }
+    }
+
+    /// The device twin document (reference §5.1).
+    pub fn twin_json(&self) -> Value {
+        let mut t = json!({
+            "deviceId": self.device_id,
+            "etag": self.twin.etag(),
+            "deviceEtag": self.etag,
+            "status": self.status,
+        });
+        let m = obj(&mut t);
+        if let Some(r) = &self.status_reason {
+            m.insert("statusReason".into(), json!(r));
+        }
+        m.insert("statusUpdateTime".into(), json!(self.status_updated_time));
+        common_twin_fields(m, &self.auth, &self.twin, &self.presence);
+        m.insert("capabilities".into(), json!({"iotEdge": self.edge}));
+        if let Some(s) = &self.device_scope {
+            m.insert("deviceScope".into(), json!(s));
+        }
+        m.insert("parentScopes".into(), json!(self.parent_scopes));
+        m.insert("tags".into(), Value::Object(self.twin.tags.clone()));
+        m.insert("properties".into(), self.twin.properties_json());
+        t
+    }
+}
+
+impl ModuleRecord {
+    pub fn to_wire(&self) -> wire::Module {
+        wire::Module {
+            module_id: self.module_id.clone(),
+            managed_by: self.managed_by.clone(),
+            device_id: self.device_id.clone(),
+            generation_id: Some(self.generation_id.clone()),
+            etag: Some(self.etag.clone()),
+            connection_state: Some(self.presence.state().into()),
+            connection_state_updated_time: Some(self.presence.state_updated_time().into()),
+            last_activity_time: Some(self.presence.last_activity_time().into()),
+            cloud_to_device_message_count: Some(0),
+            authentication: Some(self.auth.to_wire()),
+        }
+    }
+
+    /// The module twin document. Modules have no status of their own; their twins read `enabled`.
+    pub fn twin_json(&self) -> Value {
+        let mut t = json!({
+            "deviceId": self.device_id,
+            "moduleId": self.module_id,
+            "etag": self.twin.etag(),
+            "deviceEtag": self.etag,
+            "status": "enabled",
+            "statusUpdateTime": NEVER,
+        });
+        let m = obj(&mut t);
+        common_twin_fields(m, &self.auth, &self.twin, &self.presence);
+        m.insert("tags".into(), Value::Object(self.twin.tags.clone()));
+        m.insert("properties".into(), self.twin.properties_json());
+        t
+    }
+}
+
+fn obj(v: &mut Value) -> &mut wire::JsonMap {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("twin documents are built as objects"),
+    }
+}
+
+fn common_twin_fields(m: &mut wire::JsonMap, auth: &Auth, twin: &TwinState, presence: &Presence) {
+    // Only twins that a configuration targets carry the member (fresh twins on IoT Hub lack it).
+    if !twin.configurations.is_empty() {
+        m.insert(
+            "configurations".into(),
+            Value::Object(twin.configurations.clone()),
+        );
+    }
+    m.insert("connectionState".into(), json!(presence.state()));
+    m.insert(
+        "lastActivityTime".into(),
+        json!(presence.last_activity_time()),
+    );
+    m.insert("cloudToDeviceMessageCount".into(), json!(0));
+    m.insert("authenticationType".into(), json!(auth.kind));
+    m.insert(
+        "x509Thumbprint".into(),
+        json!({"primaryThumbprint": auth.primary_thumbprint, "secondaryThumbprint": auth.secondary_thumbprint}),
+    );
+    m.insert("modelId".into(), json!(""));
+    m.insert("version".into(), json!(twin.version));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sas(p: Option<&str>, s: Option<&str>) -> Authentication {
+        Authentication {
+            symmetric_key: Some(SymmetricKey {
+                primary_key: p.map(str::to_string),
+                secondary_key: s.map(str::to_string),
+            }),
+            x509_thumbprint: None,
+            kind: Some("sas".into()),
+        }
+    }
+
+    #[test]
+    fn empty_keys_are_generated_with_32_bytes() {
+        let a = resolve_auth(Some(&sas(Some(""), None)), None).unwrap();
+        let k = a.primary_key.unwrap();
+        assert_eq!(B64.decode(&k).unwrap().len(), 32);
+        assert_eq!(k.len(), 44);
+        assert_ne!(Some(k), a.secondary_key);
+        assert_eq!(resolve_auth(None, None).unwrap().kind, "sas");
+    }
+
+    #[test]
+    fn given_keys_must_be_16_to_64_bytes() {
+        let k16 = B64.encode([1u8; 16]);
+        let k64 = B64.encode([1u8; 64]);
+        assert!(resolve_auth(Some(&sas(Some(&k16), Some(&k64))), None).is_ok());
+        let k15 = B64.encode([1u8; 15]);
+        let k65 = B64.encode([1u8; 65]);
+        for bad in [k15.as_str(), k65.as_str(), "not base64!"] {
+            assert!(matches!(
+                resolve_auth(Some(&sas(Some(bad), None)), None),
+                Err(Error::ArgumentInvalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn updates_keep_keys_unless_given() {
+        let cur = Auth::generated_sas();
+        assert_eq!(resolve_auth(None, Some(&cur)).unwrap(), cur);
+        assert_eq!(
+            resolve_auth(Some(&sas(Some(""), Some(""))), Some(&cur)).unwrap(),
+            cur
+        );
+        let k = B64.encode([7u8; 32]);
+        let changed = resolve_auth(Some(&sas(Some(&k), None)), Some(&cur)).unwrap();
+        assert_eq!(changed.primary_key.as_deref(), Some(k.as_str()));
+        assert_eq!(changed.secondary_key, cur.secondary_key);
+    }
+
+    #[test]
+    fn x509_needs_hex_thumbprints() {
+        let mut a = Authentication {
+            kind: Some("selfSigned".into()),
+            x509_thumbprint: Some(X509Thumbprint {
+                primary_thumbprint: Some("AB".repeat(20)),
+                secondary_thumbprint: None,
+            }),
+            symmetric_key: None,
+        };
+        let r = resolve_auth(Some(&a), None).unwrap();
+        assert_eq!(r.primary_key, None);
+        a.x509_thumbprint = None;
+        assert!(resolve_auth(Some(&a), None).is_err());
+        a.kind = Some("weird".into());
+        assert!(resolve_auth(Some(&a), None).is_err());
+    }
+
+    #[test]
+    fn status_values_are_enabled_or_disabled() {
+        assert_eq!(resolve_status(None, None).unwrap(), "enabled");
+        assert_eq!(resolve_status(None, Some("disabled")).unwrap(), "disabled");
+        assert_eq!(resolve_status(Some("Disabled"), None).unwrap(), "disabled");
+        assert!(resolve_status(Some("off"), None).is_err());
+        assert!(check_status_reason(&Some("x".repeat(129))).is_err());
+    }
+
+    #[test]
+    fn edge_scopes_name_their_device() {
+        let s = edge_scope("gw-1", "638000");
+        assert_eq!(s, "ms-azure-iot-edge://gw-1-638000");
+        assert_eq!(scope_device(&s), Some("gw-1"));
+        assert_eq!(scope_device("other://x-1"), None);
+    }
+}

@@ -1,0 +1,414 @@
+//! The local IoT Hub emulator (SPEC §9): IoT Hub's service REST API over HTTPS with durable state.
+//!
+//! - [`start`] runs a hub in this process from a [`Config`] and returns a [`Running`] handle
+//!   (`--hub local:DIR` and tests use it); [`run`] is `twinops emulator`, a thin wrapper that prints
+//!   the three startup lines and waits for SIGINT/SIGTERM.
+//! - `server` is the HTTP edge (TLS, routes, the auth/stats gate), `store` the durable state in
+//!   redb, `twin` and `identity` IoT Hub's write rules, `bulk` the bulk registry call, `pager` query
+//!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
+//!   `tls` the certificate, `error` IoT Hub's error responses, `configuration` automatic
+//!   configurations (applied by a loop started here), `throttle` quota simulation, `faults` fault
+//!   injection, `duration` the `5s`/`500ms` flag syntax.
+//! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
+//!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
+//!   records which identities are connected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use twinops_iothub::connection_string::Secret;
+
+pub mod auth;
+pub mod bulk;
+pub mod configuration;
+pub mod duration;
+pub mod error;
+pub mod faults;
+pub mod identity;
+pub mod mqtt;
+pub mod pager;
+pub mod presence;
+pub mod query;
+pub mod server;
+pub mod stats;
+pub mod store;
+pub mod throttle;
+pub mod tls;
+pub mod twin;
+
+/// IoT Hub applies configurations every 5 minutes; a local hub does it sooner.
+pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How to run an emulator.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// State directory; `None` keeps everything in memory.
+    pub state: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub hostname: String,
+    /// Fixes the `iothubowner` primary key (base64).
+    pub owner_key: Option<String>,
+    pub query_page_max: usize,
+    pub bearer_token: Option<String>,
+    pub faults: Option<faults::FaultSpec>,
+    pub faults_seed: Option<u64>,
+    pub throttle: Option<throttle::ThrottleSpec>,
+    /// How often automatic configurations are applied (also right after each change).
+    pub config_interval: Duration,
+    /// The MQTT device side's address; `None` (the default) serves no MQTT.
+    pub mqtt: Option<SocketAddr>,
+    /// A simulated fleet on the MQTT side.
+    pub simulate: Option<mqtt::simulate::Fleet>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            hostname: "localhost".into(),
+            owner_key: None,
+            query_page_max: server::DEFAULT_PAGE,
+            bearer_token: None,
+            faults: None,
+            faults_seed: None,
+            throttle: None,
+            config_interval: DEFAULT_CONFIG_INTERVAL,
+            mqtt: None,
+            simulate: None,
+        }
+    }
+}
+
+/// A hub running in this process.
+pub struct Running {
+    host: String,
+    hub_id: String,
+    ca_pem_path: PathBuf,
+    ca_pem: String,
+    keys: Vec<(String, Secret)>,
+    hub: Option<Arc<server::Hub>>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    /// The MQTT listener's address, when it serves.
+    mqtt_addr: Option<SocketAddr>,
+    /// The MQTT side and the simulated fleet.
+    device_tasks: Vec<JoinHandle<()>>,
+    /// A directory of our own to remove at the end (the certificate of an in-memory hub).
+    scratch: Option<PathBuf>,
+    /// What did not start as asked (e.g. a busy MQTT port), for the caller to show.
+    warnings: Vec<String>,
+}
+
+impl Running {
+    /// `https://localhost:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.host)
+    }
+
+    /// `localhost:PORT`: the connection string's HostName.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The `iothubowner` connection string (contains the key: never print it).
+    pub fn connection_string(&self) -> Secret {
+        let key = self.policy_key(auth::OWNER).map(|k| k.expose().to_string());
+        Secret::new(format!(
+            "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
+            self.host,
+            auth::OWNER,
+            key.unwrap_or_default()
+        ))
+    }
+
+    /// The PEM file a client must trust.
+    pub fn ca_pem_path(&self) -> &Path {
+        &self.ca_pem_path
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Where the MQTT device side listens (`None`: off, or its port was busy).
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_addr
+    }
+
+    /// What did not start as asked, one sentence each (e.g. the MQTT port was busy).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// A random ID created with the state and kept in it (what a saved plan binds to).
+    pub fn hub_id(&self) -> &str {
+        &self.hub_id
+    }
+
+    /// The primary key of a shared access policy (`iothubowner`, `service`, `registryRead`,
+    /// `registryReadWrite`).
+    pub fn policy_key(&self, name: &str) -> Option<&Secret> {
+        self.keys.iter().find(|(n, _)| n == name).map(|(_, k)| k)
+    }
+
+    /// Stops accepting, drops open connections and closes the state, so the same directory can
+    /// be opened again at once.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        for task in self.device_tasks.drain(..) {
+            let _ = task.await;
+        }
+        // Store calls run on blocking threads that hold the hub; wait for the last one so the
+        // database file is closed (and unlocked) when this returns.
+        if let Some(hub) = self.hub.take() {
+            let mut hub = hub;
+            for _ in 0..200 {
+                match Arc::try_unwrap(hub) {
+                    Ok(h) => {
+                        drop(h);
+                        break;
+                    }
+                    Err(h) => {
+                        hub = h;
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                }
+            }
+        }
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        for task in self.device_tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+fn check_owner_key(key: &str) -> anyhow::Result<()> {
+    let n = base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .map_err(|_| anyhow::anyhow!("--owner-key is not valid base64"))?
+        .len();
+    anyhow::ensure!(
+        (16..=64).contains(&n),
+        "--owner-key must decode to 16 to 64 bytes, got {n}"
+    );
+    Ok(())
+}
+
+/// Starts a hub and returns once it accepts connections.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    if let Some(k) = &config.owner_key {
+        check_owner_key(k)?;
+    }
+    anyhow::ensure!(
+        config.query_page_max > 0,
+        "--query-page-max must be at least 1"
+    );
+    anyhow::ensure!(
+        !config.config_interval.is_zero(),
+        "--config-interval must be longer than 0"
+    );
+    let store = match &config.state {
+        Some(dir) => store::Store::open(Some(dir))?,
+        None => store::Store::open(None)?,
+    };
+    let meta = |key: &str, init: fn() -> String| {
+        store
+            .meta_or_init(key, init)
+            .map_err(|e| anyhow::anyhow!("reading the state: {e}"))
+    };
+    let hub_id = meta("hub_id", || random_hex(16))?;
+    store
+        .reset_presence()
+        .map_err(|e| anyhow::anyhow!("resetting device connection states: {e}"))?;
+    let mut keys = Vec::new();
+    let mut policies = Vec::new();
+    for (name, permissions) in auth::POLICIES {
+        let mut primary = meta(&format!("key:{name}:primary"), identity::generate_key)?;
+        let secondary = meta(&format!("key:{name}:secondary"), identity::generate_key)?;
+        if *name == auth::OWNER
+            && let Some(k) = &config.owner_key
+        {
+            primary = k.trim().to_string();
+        }
+        keys.push(((*name).to_string(), Secret::new(primary.clone())));
+        policies.push(auth::Policy {
+            name,
+            permissions,
+            primary: Secret::new(primary),
+            secondary: Secret::new(secondary),
+        });
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let host = format!("{}:{}", config.hostname, addr.port());
+
+    let (tls_dir, scratch) = match &config.state {
+        Some(dir) => (dir.join("tls"), None),
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "twinops-emulator-{}-{}",
+                std::process::id(),
+                random_hex(6)
+            ));
+            (dir.clone(), Some(dir))
+        }
+    };
+    let identity = tls::load_or_create(&tls_dir, &config.hostname, &addr.ip().to_string())?;
+    let mut warnings = Vec::new();
+    let mqtt_listener = match config.mqtt {
+        Some(at) => bind_mqtt(at, &mut warnings).await,
+        None => None,
+    };
+    let mqtt_addr = mqtt_listener.as_ref().and_then(|l| l.local_addr().ok());
+    anyhow::ensure!(
+        config.simulate.is_none() || config.mqtt.is_some(),
+        "--simulate-devices needs the MQTT side: drop `--mqtt off`"
+    );
+
+    let authority = auth::Authority {
+        hosts: vec![host.clone(), format!("{}:{}", addr.ip(), addr.port())],
+        policies,
+        bearer: config.bearer_token.clone().map(Secret::new),
+    };
+    let hub = Arc::new(server::Hub {
+        store,
+        authority,
+        stats: stats::Stats::default(),
+        query_page_max: config.query_page_max,
+        throttle: config.throttle.as_ref().map(throttle::Throttle::new),
+        faults: config
+            .faults
+            .clone()
+            .map(|f| faults::Faults::new(f, config.faults_seed)),
+        configurations_changed: tokio::sync::Notify::new(),
+        mqtt_addr,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let app = server::app(hub.clone());
+    let mut device_tasks = Vec::new();
+    if let Some(l) = mqtt_listener {
+        let tls = mqtt::tls_config(&identity.server_config);
+        device_tasks.push(tokio::spawn(mqtt::serve(
+            l,
+            tls,
+            hub.clone(),
+            stopped.clone(),
+        )));
+    }
+    if let (Some(fleet), Some(at)) = (config.simulate.clone(), mqtt_addr) {
+        let ip = if at.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            at.ip()
+        };
+        let target = mqtt::simulate::Target {
+            addr: SocketAddr::new(ip, at.port()),
+            hostname: config.hostname.clone(),
+            tls: mqtt::client::tls_trusting(&identity.cert_pem)?,
+        };
+        device_tasks.push(tokio::spawn(mqtt::simulate::run(
+            fleet,
+            hub.clone(),
+            target,
+            stopped.clone(),
+        )));
+    }
+    let serving = server::serve(
+        listener,
+        identity.server_config.clone(),
+        app,
+        stopped.clone(),
+    );
+    let applying = apply_configurations(hub.clone(), config.config_interval, stopped);
+    let task = tokio::spawn(async move {
+        tokio::join!(serving, applying);
+    });
+    Ok(Running {
+        host,
+        hub_id,
+        ca_pem_path: identity.cert_path,
+        ca_pem: identity.cert_pem,
+        keys,
+        hub: Some(hub),
+        stop,
+        task: Some(task),
+        mqtt_addr,
+        device_tasks,
+        scratch,
+        warnings,
+    })
+}
+
+/// The configuration loop: a reconcile pass now, then every `interval` and after each change to
+/// a configuration, until `stop`.
+async fn apply_configurations(
+    hub: Arc<server::Hub>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let h = hub.clone();
+        match tokio::task::spawn_blocking(move || h.store.reconcile_configurations()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "applying configurations failed"),
+            Err(e) => tracing::warn!(error = %e, "the configuration worker failed"),
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(interval) => {}
+            _ = hub.configurations_changed.notified() => {}
+        }
+    }
+}
+
+/// Binds the MQTT port; a port that cannot be bound (busy, no permission) is a warning, and the
+/// hub serves REST alone.
+async fn bind_mqtt(at: SocketAddr, warnings: &mut Vec<String>) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(at).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warnings.push(format!(
+                "MQTT device side not started: cannot listen on {at} ({e}); serving REST only"
+            ));
+            None
+        }
+    }
+}

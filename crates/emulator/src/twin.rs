@@ -1,0 +1,433 @@
+//! Twin state and IoT Hub's write rules for it: JSON merge patch (nested merge, `null` deletes,
+//! arrays replaced whole), wholesale replace, `$metadata` with `$lastUpdated` at every object node
+//! (plus `$lastUpdatedVersion` in desired), `$version` per section, the twin `version` and `etag`
+//! that move on every write, and the limits of `iothub::twin_rules`.
+//!
+//! Pure: the caller passes the time. Storage and identities live elsewhere.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::Error;
+use twinops_iothub::twin_rules::{self, MAX_PROPERTIES_BYTES, MAX_TAGS_BYTES, Violation};
+use twinops_iothub::wire::JsonMap;
+
+/// The tags, desired and reported properties of one twin, with their bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwinState {
+    pub tags: JsonMap,
+    pub desired: JsonMap,
+    pub desired_meta: JsonMap,
+    pub desired_version: i64,
+    pub reported: JsonMap,
+    pub reported_meta: JsonMap,
+    pub reported_version: i64,
+    /// The twin's root `version`.
+    pub version: i64,
+    /// The counter behind the twin `etag` (base64 of its 8 big-endian bytes).
+    pub etag_counter: u64,
+    /// `configurations`: configuration ID -> `{"status": "Targeted" | "Applied"}`, kept by the
+    /// configuration loop. Changing it alone is no twin write (etag and versions stay).
+    #[serde(default)]
+    pub configurations: JsonMap,
+    /// The desired patch of the write just made (a replace's full desired), never stored: the
+    /// store takes it after the write to notify the connected device (`Store::write`).
+    #[serde(skip)]
+    pub desired_written: Option<JsonMap>,
+}
+
+/// Which writer wrote; decides which `$version` moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// The service API (tags and desired).
+    Service,
+    /// The device (reported).
+    Device,
+}
+
+/// A service-side twin write, already stripped of read-only parts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceWrite {
+    pub tags: Option<JsonMap>,
+    pub desired: Option<JsonMap>,
+}
+
+impl TwinState {
+    /// A fresh twin as IoT Hub creates it with its identity: `version` 2, etag counter 1, both
+    /// `$version`s 1, empty sections with `$lastUpdated` only.
+    pub fn new(now: &str) -> TwinState {
+        let mut meta = JsonMap::new();
+        meta.insert("$lastUpdated".into(), Value::String(now.to_string()));
+        TwinState {
+            tags: JsonMap::new(),
+            desired: JsonMap::new(),
+            desired_meta: meta.clone(),
+            desired_version: 1,
+            reported: JsonMap::new(),
+            reported_meta: meta,
+            reported_version: 1,
+            version: 2,
+            etag_counter: 1,
+            configurations: JsonMap::new(),
+            desired_written: None,
+        }
+    }
+
+    /// The twin `etag`, e.g. `AAAAAAAAAAE=` for 1.
+    pub fn etag(&self) -> String {
+        B64.encode(self.etag_counter.to_be_bytes())
+    }
+
+    /// Every accepted write moves `version` and the etag, whether or not a value changed
+    /// (IoT Hub does not diff).
+    fn bump(&mut self) {
+        self.version += 1;
+        self.etag_counter += 1;
+    }
+
+    /// Merge-patches tags and desired. Every service write bumps desired `$version`, tags-only
+    /// writes included (IoT Hub is reported to do so and to notify the device).
+    pub fn patch(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
+        let mut next = self.clone();
+        next.desired_version += 1;
+        next.desired_written = write.desired.clone();
+        let v = next.desired_version;
+        if let Some(tags) = &write.tags {
+            twin_rules::check(tags, true).map_err(|e| violation("tags", e))?;
+            merge(&mut next.tags, tags, None, now, None);
+            twin_rules::check_size(&next.tags, MAX_TAGS_BYTES).map_err(|e| violation("tags", e))?;
+        }
+        if let Some(desired) = &write.desired {
+            twin_rules::check(desired, true).map_err(|e| violation("properties.desired", e))?;
+            merge(
+                &mut next.desired,
+                desired,
+                Some(&mut next.desired_meta),
+                now,
+                Some(v),
+            );
+            check_section(&next.desired, "properties.desired")?;
+        }
+        next.bump();
+        *self = next;
+        Ok(())
+    }
+
+    /// Replaces tags and desired wholesale; a member absent from the body is left as it is.
+    pub fn replace(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
+        let mut next = self.clone();
+        next.desired_version += 1;
+        next.desired_written = write.desired.clone();
+        let v = next.desired_version;
+        if let Some(tags) = write.tags {
+            twin_rules::check(&tags, false).map_err(|e| violation("tags", e))?;
+            twin_rules::check_size(&tags, MAX_TAGS_BYTES).map_err(|e| violation("tags", e))?;
+            next.tags = tags;
+        }
+        if let Some(desired) = write.desired {
+            twin_rules::check(&desired, false).map_err(|e| violation("properties.desired", e))?;
+            check_section(&desired, "properties.desired")?;
+            next.desired_meta = fresh_meta(&desired, now, Some(v));
+            next.desired = desired;
+        }
+        next.bump();
+        *self = next;
+        Ok(())
+    }
+
+    /// Merge-patches reported properties as the device would; moves reported `$version`.
+    pub fn patch_reported(&mut self, patch: &JsonMap, now: &str) -> Result<(), Error> {
+        let patch = strip_read_only(patch.clone());
+        twin_rules::check(&patch, true).map_err(|e| violation("properties.reported", e))?;
+        let mut next = self.clone();
+        next.desired_written = None;
+        next.reported_version += 1;
+        merge(
+            &mut next.reported,
+            &patch,
+            Some(&mut next.reported_meta),
+            now,
+            None,
+        );
+        check_section(&next.reported, "properties.reported")?;
+        next.bump();
+        *self = next;
+        Ok(())
+    }
+
+    /// `properties` as IoT Hub renders it: values plus `$metadata` and `$version` per section.
+    pub fn properties_json(&self) -> Value {
+        json!({
+            "desired": section_json(&self.desired, &self.desired_meta, self.desired_version),
+            "reported": section_json(&self.reported, &self.reported_meta, self.reported_version),
+        })
+    }
+}
+
+fn violation(section: &str, v: Violation) -> Error {
+    Error::ArgumentInvalid(format!("{section}: {v}"))
+}
+
+fn check_section(section: &JsonMap, name: &str) -> Result<(), Error> {
+    twin_rules::check_size(section, MAX_PROPERTIES_BYTES).map_err(|e| violation(name, e))
+}
+
+fn section_json(values: &JsonMap, meta: &JsonMap, version: i64) -> Value {
+    let mut out = values.clone();
+    out.insert("$metadata".into(), Value::Object(meta.clone()));
+    out.insert("$version".into(), json!(version));
+    Value::Object(out)
+}
+
+/// Drops `$metadata` and `$version` at a section's root: bodies often carry a previously fetched
+/// twin, and IoT Hub ignores those read-only parts. Other `$` keys stay, to be refused as keys.
+pub fn strip_read_only(mut section: JsonMap) -> JsonMap {
+    section.retain(|k, _| k != "$metadata" && k != "$version");
+    section
+}
+
+/// A metadata node for a value just written: `$lastUpdated` (and `$lastUpdatedVersion` in
+/// desired) on the node, and a child node per member of an object.
+fn fresh_meta(value: &JsonMap, now: &str, version: Option<i64>) -> JsonMap {
+    let mut node = stamp(now, version);
+    for (k, v) in value {
+        node.insert(k.clone(), Value::Object(fresh_meta_value(v, now, version)));
+    }
+    node
+}
+
+fn fresh_meta_value(v: &Value, now: &str, version: Option<i64>) -> JsonMap {
+    match v {
+        Value::Object(m) => fresh_meta(m, now, version),
+        _ => stamp(now, version),
+    }
+}
+
+fn stamp(now: &str, version: Option<i64>) -> JsonMap {
+    let mut node = JsonMap::new();
+    node.insert("$lastUpdated".into(), Value::String(now.to_string()));
+    if let Some(v) = version {
+        node.insert("$lastUpdatedVersion".into(), json!(v));
+    }
+    node
+}
+
+fn touch(meta: &mut JsonMap, now: &str, version: Option<i64>) {
+    meta.insert("$lastUpdated".into(), Value::String(now.to_string()));
+    if let Some(v) = version {
+        meta.insert("$lastUpdatedVersion".into(), json!(v));
+    }
+}
+
+/// RFC 7396 merge of `patch` into `target`, keeping `meta` (when given) in step: every node the
+/// patch reaches gets a new `$lastUpdated`; removed keys lose their node, and their parent's
+/// stamp shows the removal.
+fn merge(
+    target: &mut JsonMap,
+    patch: &JsonMap,
+    mut meta: Option<&mut JsonMap>,
+    now: &str,
+    version: Option<i64>,
+) {
+    if let Some(m) = meta.as_deref_mut() {
+        touch(m, now, version);
+    }
+    for (k, pv) in patch {
+        match pv {
+            Value::Null => {
+                target.remove(k);
+                if let Some(m) = meta.as_deref_mut() {
+                    m.remove(k);
+                }
+            }
+            Value::Object(pm) => {
+                let existing_is_object = matches!(target.get(k), Some(Value::Object(_)));
+                if !existing_is_object {
+                    target.insert(k.clone(), Value::Object(JsonMap::new()));
+                    if let Some(m) = meta.as_deref_mut() {
+                        m.insert(k.clone(), Value::Object(JsonMap::new()));
+                    }
+                }
+                let Some(Value::Object(child)) = target.get_mut(k) else {
+                    continue;
+                };
+                let child_meta = match meta.as_deref_mut() {
+                    Some(m) => {
+                        if !matches!(m.get(k), Some(Value::Object(_))) {
+                            m.insert(k.clone(), Value::Object(JsonMap::new()));
+                        }
+                        match m.get_mut(k) {
+                            Some(Value::Object(cm)) => Some(cm),
+                            _ => None,
+                        }
+                    }
+                    None => None,
+                };
+                merge(child, pm, child_meta, now, version);
+            }
+            other => {
+                target.insert(k.clone(), other.clone());
+                if let Some(m) = meta.as_deref_mut() {
+                    m.insert(k.clone(), Value::Object(stamp(now, version)));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: &str = "2026-01-01T00:00:00.0000000Z";
+    const T1: &str = "2026-01-01T00:00:01.0000000Z";
+
+    fn map(v: Value) -> JsonMap {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn desired(v: Value) -> ServiceWrite {
+        ServiceWrite {
+            tags: None,
+            desired: Some(map(v)),
+        }
+    }
+
+    #[test]
+    fn fresh_twin_has_version_two_and_etag_one() {
+        let t = TwinState::new(T0);
+        assert_eq!(t.etag(), "AAAAAAAAAAE=");
+        assert_eq!(t.version, 2);
+        assert_eq!(
+            t.properties_json(),
+            json!({"desired": {"$metadata": {"$lastUpdated": T0}, "$version": 1},
+                   "reported": {"$metadata": {"$lastUpdated": T0}, "$version": 1}})
+        );
+    }
+
+    #[test]
+    fn merge_patch_nests_deletes_and_replaces_arrays() {
+        let mut t = TwinState::new(T0);
+        t.patch(
+            desired(json!({"a": {"b": 1, "c": 2}, "arr": [1, 2], "gone": 1})),
+            T0,
+        )
+        .unwrap();
+        t.patch(
+            desired(json!({"a": {"c": null, "d": 3}, "arr": [3], "gone": null})),
+            T1,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(t.desired.clone()),
+            json!({"a": {"b": 1, "d": 3}, "arr": [3]})
+        );
+        assert_eq!(t.desired_version, 3);
+        let meta = &t.desired_meta;
+        assert_eq!(meta["$lastUpdated"], T1);
+        assert_eq!(meta["$lastUpdatedVersion"], 3);
+        assert_eq!(meta["a"]["b"]["$lastUpdatedVersion"], 2);
+        assert_eq!(meta["a"]["d"]["$lastUpdatedVersion"], 3);
+        assert_eq!(meta["a"]["$lastUpdated"], T1);
+        assert!(meta["a"].get("c").is_none());
+        assert!(meta.get("gone").is_none());
+    }
+
+    #[test]
+    fn every_write_moves_etag_and_version() {
+        let mut t = TwinState::new(T0);
+        let e0 = t.etag();
+        t.patch(ServiceWrite::default(), T1).unwrap();
+        assert_ne!(t.etag(), e0);
+        assert_eq!(t.etag(), "AAAAAAAAAAI=");
+        assert_eq!((t.version, t.desired_version), (3, 2));
+        t.patch_reported(&map(json!({"temp": 21})), T1).unwrap();
+        assert_eq!(t.etag(), "AAAAAAAAAAM=");
+        assert_eq!(
+            (t.version, t.desired_version, t.reported_version),
+            (4, 2, 2)
+        );
+        assert!(t.reported_meta["temp"].get("$lastUpdatedVersion").is_none());
+    }
+
+    #[test]
+    fn tags_only_write_bumps_desired_version() {
+        let mut t = TwinState::new(T0);
+        t.patch(
+            ServiceWrite {
+                tags: Some(map(json!({"site": "berlin"}))),
+                desired: None,
+            },
+            T1,
+        )
+        .unwrap();
+        assert_eq!(t.desired_version, 2);
+        assert_eq!(t.tags["site"], "berlin");
+    }
+
+    #[test]
+    fn replace_swaps_sections_and_refuses_nulls() {
+        let mut t = TwinState::new(T0);
+        t.patch(desired(json!({"a": 1, "b": 2})), T0).unwrap();
+        t.replace(desired(json!({"c": {"d": 1}})), T1).unwrap();
+        assert_eq!(Value::Object(t.desired.clone()), json!({"c": {"d": 1}}));
+        assert!(t.desired_meta.get("a").is_none());
+        assert_eq!(t.desired_meta["c"]["d"]["$lastUpdated"], T1);
+        let before = t.clone();
+        assert!(matches!(
+            t.replace(desired(json!({"x": null})), T1),
+            Err(Error::ArgumentInvalid(_))
+        ));
+        assert_eq!(t, before, "a refused write changes nothing");
+    }
+
+    #[test]
+    fn limits_are_enforced_on_the_result() {
+        let mut t = TwinState::new(T0);
+        let big = "x".repeat(4000);
+        let mut patch = JsonMap::new();
+        for i in 0..8 {
+            patch.insert(format!("k{i}"), Value::String(big.clone()));
+        }
+        t.patch(
+            ServiceWrite {
+                desired: Some(patch.clone()),
+                tags: None,
+            },
+            T0,
+        )
+        .unwrap();
+        let mut more = JsonMap::new();
+        more.insert("k9".into(), Value::String(big.clone()));
+        assert!(
+            t.patch(
+                ServiceWrite {
+                    desired: Some(more),
+                    tags: None
+                },
+                T1
+            )
+            .is_err()
+        );
+        assert!(
+            t.patch(
+                ServiceWrite {
+                    tags: Some(map(json!({"a": big, "b": big, "c": "x".repeat(300)}))),
+                    desired: None
+                },
+                T1
+            )
+            .is_err()
+        );
+        assert!(t.patch(desired(json!({"bad.key": 1})), T1).is_err());
+        assert!(
+            t.patch(desired(json!({"n": 4503599627370496_i64})), T1)
+                .is_err()
+        );
+    }
+}

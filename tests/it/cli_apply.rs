@@ -1,0 +1,421 @@
+//! plan/apply end to end: the real binary against a real emulator (issue: manifests, plan and apply).
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use crate::cli::{class, manifests, other_writer, report, twin, twinops, writes};
+use crate::support::Emulator;
+use serde_json::json;
+
+const FLEET: &str = r#"
+owner: team-a
+templates:
+  thermostat:
+    tags: {kind: thermostat}
+    desired:
+      telemetryInterval: 60
+      thresholds: {high: 28.5, low: 16}
+    modules:
+      sensor:
+        desired: {telemetryInterval: 122}
+devices:
+  myFirstDevice:
+    tags: {site: berlin}
+    desired: {telemetryInterval: 30}
+    modules:
+      myFirstModule:
+        desired: {telemetryInterval: 122}
+  "therm-{01..03}":
+    templates: [thermostat]
+    tags: {name: "${device}"}
+"#;
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+#[tokio::test]
+async fn fleet_is_created_from_empty_and_second_apply_is_a_no_op() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap();
+    let r = twinops(&em, &["apply", "--yes", p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("Plan: 8 to create, 0 to update, 0 to delete, 0 unchanged."),
+        "{}",
+        r.stdout
+    );
+    let t = twin(&em, "therm-02/sensor").await;
+    assert_eq!(t["properties"]["desired"]["telemetryInterval"], 122);
+    let t = twin(&em, "therm-02").await;
+    assert_eq!(t["tags"]["name"], "therm-02");
+    assert_eq!(t["tags"]["twinops"]["owner"], "team-a");
+    assert_eq!(t["properties"]["desired"]["thresholds"]["high"], 28.5);
+
+    let before = em.stats().await;
+    let r = twinops(&em, &["apply", "--yes", p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("No changes. 8 twins match the manifests."),
+        "{}",
+        r.stdout
+    );
+    let after = em.stats().await;
+    assert_eq!(
+        writes(&after),
+        writes(&before),
+        "a second apply must not write"
+    );
+
+    let r = twinops(&em, &["plan", "--detailed-exitcode", p]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn editing_one_desired_value_sends_exactly_one_minimal_patch() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap();
+    assert_eq!(twinops(&em, &["apply", "--yes", p]).code, 0);
+    manifests(
+        d.path(),
+        &[("fleet.yaml", &FLEET.replace("high: 28.5", "high: 30"))],
+    );
+    let r = twinops(
+        &em,
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--format",
+            "json",
+            "--target",
+            "therm-01",
+            p,
+        ],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    let plan = r.json();
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        plan["changes"][0]["patch"],
+        json!({"properties": {"desired": {"thresholds": {"high": 30}}}})
+    );
+    let before = em.stats().await;
+    let r = twinops(&em, &["apply", "--yes", p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let after = em.stats().await;
+    // Three thermostats changed: three twin writes and nothing else.
+    assert_eq!(
+        class(&after, "twin_write") - class(&before, "twin_write"),
+        3
+    );
+    assert_eq!(writes(&after) - writes(&before), 3);
+    let t = twin(&em, "therm-03").await;
+    assert_eq!(
+        t["properties"]["desired"]["thresholds"],
+        json!({"high": 30, "low": 16})
+    );
+}
+
+#[tokio::test]
+async fn removed_key_is_removed_while_someone_elses_key_stays() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap();
+    assert_eq!(twinops(&em, &["apply", "--yes", p]).code, 0);
+    other_writer(
+        &em,
+        "myFirstDevice",
+        json!({"tags": {"team": "ops"}, "properties": {"desired": {"fan": "auto"}}}),
+    )
+    .await;
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            &FLEET.replace("    tags: {site: berlin}\n", ""),
+        )],
+    );
+    let r = twinops(&em, &["apply", "--yes", p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t = twin(&em, "myFirstDevice").await;
+    assert!(t["tags"].get("site").is_none(), "{t}");
+    assert_eq!(t["tags"]["team"], "ops");
+    assert_eq!(t["properties"]["desired"]["fan"], "auto");
+    assert_eq!(t["tags"]["twinops"]["tags"], json!({}));
+}
+
+#[tokio::test]
+async fn reported_write_between_plan_and_apply_is_resent_and_succeeds() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap();
+    assert_eq!(twinops(&em, &["apply", "--yes", p]).code, 0);
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            &FLEET.replace("telemetryInterval: 30", "telemetryInterval: 45"),
+        )],
+    );
+    let plan_dir = dir();
+    let plan = plan_dir.path().join("plan.json");
+    let plan_path = plan.to_str().unwrap();
+    let r = twinops(&em, &["plan", "--out", plan_path, p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    report(
+        &em,
+        "myFirstDevice",
+        json!({"telemetryInterval": 30, "battery": 80}),
+    )
+    .await;
+    other_writer(&em, "myFirstDevice", json!({"tags": {"unrelated": 1}})).await;
+    let r = twinops(
+        &em,
+        &["apply", "--yes", "--plan", plan_path, "--format", "json"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let out = r.json();
+    assert_eq!(out["outcomes"][0]["status"], "applied");
+    assert!(
+        out["outcomes"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("resent"),
+        "{out}"
+    );
+    let t = twin(&em, "myFirstDevice").await;
+    assert_eq!(t["properties"]["desired"]["telemetryInterval"], 45);
+    assert_eq!(t["properties"]["reported"]["battery"], 80);
+    assert_eq!(t["tags"]["unrelated"], 1);
+}
+
+#[tokio::test]
+async fn owned_key_changed_between_plan_and_apply_is_a_conflict_and_not_overwritten() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap();
+    assert_eq!(twinops(&em, &["apply", "--yes", p]).code, 0);
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            &FLEET
+                .replace("telemetryInterval: 30", "telemetryInterval: 45")
+                .replace("telemetryInterval: 60", "telemetryInterval: 65"),
+        )],
+    );
+    let plan_dir = dir();
+    let plan = plan_dir.path().join("plan.json");
+    let plan_path = plan.to_str().unwrap();
+    assert_eq!(twinops(&em, &["plan", "--out", plan_path, p]).code, 0);
+    other_writer(
+        &em,
+        "myFirstDevice",
+        json!({"properties": {"desired": {"telemetryInterval": 99}}}),
+    )
+    .await;
+    let r = twinops(
+        &em,
+        &["apply", "--yes", "--plan", plan_path, "--format", "json"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let out = r.json();
+    let outcomes = out["outcomes"].as_array().unwrap();
+    let mine = outcomes
+        .iter()
+        .find(|o| o["device_id"] == "myFirstDevice")
+        .unwrap();
+    assert_eq!(mine["status"], "conflict");
+    assert_eq!(mine["keys"], json!(["desired.telemetryInterval"]));
+    // The rest of the saved plan applied.
+    assert_eq!(
+        outcomes.iter().filter(|o| o["status"] == "applied").count(),
+        3
+    );
+    let t = twin(&em, "myFirstDevice").await;
+    assert_eq!(t["properties"]["desired"]["telemetryInterval"], 99);
+    assert_eq!(
+        twin(&em, "therm-01").await["properties"]["desired"]["telemetryInterval"],
+        65
+    );
+}
+
+#[tokio::test]
+async fn twin_owned_by_another_owner_is_a_conflict_unless_adopted() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap();
+    assert_eq!(twinops(&em, &["apply", "--yes", p]).code, 0);
+    let other = FLEET
+        .replace("owner: team-a", "owner: team-b")
+        .replace("telemetryInterval: 30", "telemetryInterval: 31");
+    manifests(d.path(), &[("fleet.yaml", &other)]);
+    let r = twinops(
+        &em,
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--target",
+            "myFirstDevice",
+            p,
+        ],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("! conflict myFirstDevice: owned by `team-a`"),
+        "{}",
+        r.stdout
+    );
+    let before = em.stats().await;
+    let r = twinops(&em, &["apply", "--yes", "--target", "myFirstDevice", p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(writes(&em.stats().await), writes(&before));
+    let r = twinops(
+        &em,
+        &["apply", "--yes", "--adopt", "--target", "myFirstDevice", p],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let t = twin(&em, "myFirstDevice").await;
+    assert_eq!(t["tags"]["twinops"]["owner"], "team-b");
+    assert_eq!(t["properties"]["desired"]["telemetryInterval"], 31);
+}
+
+#[tokio::test]
+async fn twin_without_ledger_is_adopted_leaving_other_keys() {
+    let em = Emulator::start();
+    em.create_device("myFirstDevice").await;
+    other_writer(&em, "myFirstDevice", json!({"tags": {"legacy": true}, "properties": {"desired": {"telemetryInterval": 5, "mode": "x"}}})).await;
+    let d = dir();
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            "devices:\n  myFirstDevice:\n    desired: {telemetryInterval: 30}\n",
+        )],
+    );
+    let r = twinops(&em, &["apply", "--yes", d.path().to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t = twin(&em, "myFirstDevice").await;
+    assert_eq!(t["properties"]["desired"]["telemetryInterval"], 30);
+    assert_eq!(t["properties"]["desired"]["mode"], "x");
+    assert_eq!(t["tags"]["legacy"], true);
+    assert_eq!(
+        t["tags"]["twinops"],
+        json!({"owner": "default", "tags": {}, "desired": {"telemetryInterval": true}})
+    );
+}
+
+#[tokio::test]
+async fn invalid_manifests_send_nothing_to_the_hub() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(
+        d.path(),
+        &[("bad.yaml", "devices:\n  ok: {}\n  \"bad id\": {}\n")],
+    );
+    for cmd in ["plan", "apply", "drift"] {
+        let r = twinops(
+            &em,
+            &[cmd, "--yes", d.path().to_str().unwrap()]
+                .iter()
+                .copied()
+                .filter(|a| cmd == "apply" || *a != "--yes")
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stderr.contains("bad.yaml:3:3"), "{}", r.stderr);
+    }
+    assert_eq!(em.stats().await["total"], 0);
+}
+
+#[tokio::test]
+async fn apply_without_terminal_refuses_without_yes() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let r = twinops(&em, &["apply", d.path().to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("pass --yes"), "{}", r.stderr);
+    assert_eq!(writes(&em.stats().await), 0);
+}
+
+#[test]
+fn missing_hub_names_both_forms_and_exits_1() {
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let r = crate::cli::twinops_bare(&["plan", d.path().to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("HostName=") && r.stderr.contains("--hub local"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn usage_errors_exit_1_not_2() {
+    let r = crate::cli::twinops_bare(&["plan", "--no-such-flag"]);
+    assert_eq!(r.code, 1, "{r:?}");
+}
+
+#[tokio::test]
+async fn apply_wait_returns_when_devices_acknowledge_and_times_out_naming_the_rest() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap().to_string();
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            &FLEET.replace("telemetryInterval: 30", "telemetryInterval: 45"),
+        )],
+    );
+    // Nobody reports back: the wait times out and names the twin.
+    let r = twinops(&em, &["apply", "--yes", "--wait=1s", &p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("not acknowledged: myFirstDevice"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("NO (timed out)"), "{}", r.stdout);
+    // A device that reports the value (after a moment) is waited for.
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            &FLEET.replace("telemetryInterval: 30", "telemetryInterval: 50"),
+        )],
+    );
+    let em = std::sync::Arc::new(em);
+    let reporter = {
+        let em = em.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            report(&em, "myFirstDevice", json!({"telemetryInterval": 50})).await;
+        })
+    };
+    let em2 = em.clone();
+    let r =
+        tokio::task::spawn_blocking(move || twinops(&em2, &["apply", "--yes", "--wait=30s", &p]))
+            .await
+            .unwrap();
+    reporter.await.unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("Acknowledged: 1 of 1 twins."),
+        "{}",
+        r.stdout
+    );
+}

@@ -1,0 +1,243 @@
+//! What programs read is pinned exactly (the JSON plan and apply outcomes parse into
+//! `deny_unknown_fields` structs written here, independently of the crate's own types), and nothing a run
+//! prints or writes contains a key, a SAS token or a connection string.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::collections::BTreeMap;
+
+use crate::cli::{twinops, twinops_env};
+use crate::support::Emulator;
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PlanDoc {
+    format_version: u32,
+    hub: String,
+    owner: String,
+    manifest_digest: String,
+    summary: SummaryDoc,
+    changes: Vec<ChangeDoc>,
+    conflicts: Vec<ConflictDoc>,
+    requests: BTreeMap<String, u64>,
+    #[serde(default)]
+    estimated_apply_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SummaryDoc {
+    create: usize,
+    update: usize,
+    delete: usize,
+    unchanged: usize,
+    conflicts: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ChangeDoc {
+    action: String,
+    kind: String,
+    device_id: String,
+    #[serde(default)]
+    module_id: Option<String>,
+    #[serde(default)]
+    if_match: Option<String>,
+    #[serde(default)]
+    base: Option<Value>,
+    #[serde(default)]
+    target: Option<Value>,
+    patch: Value,
+    diff: Vec<DiffDoc>,
+    #[serde(default)]
+    ignore: Vec<String>,
+    #[serde(default)]
+    sensitive: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct DiffDoc {
+    path: String,
+    #[serde(default)]
+    before: Option<Value>,
+    #[serde(default)]
+    after: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConflictDoc {
+    device_id: String,
+    #[serde(default)]
+    module_id: Option<String>,
+    reason: String,
+    #[serde(default)]
+    keys: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ReportDoc {
+    outcomes: Vec<OutcomeDoc>,
+    interrupted: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct OutcomeDoc {
+    kind: String,
+    device_id: String,
+    #[serde(default)]
+    module_id: Option<String>,
+    status: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    keys: Vec<String>,
+}
+
+fn example_manifests() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")
+}
+
+#[tokio::test]
+async fn json_plan_and_outcomes_parse_into_strict_structs() {
+    let em = Emulator::start();
+    let m = example_manifests();
+    let r = twinops(&em, &["plan", "--format", "json", m.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let plan: PlanDoc =
+        serde_json::from_str(&r.stdout).expect("plan JSON matches the documented fields");
+    assert_eq!(plan.format_version, 1);
+    assert_eq!(plan.owner, "berlin-plant");
+    assert_eq!(plan.hub, em.host);
+    assert_eq!(plan.summary.create, plan.changes.len());
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| c.action == "create" && c.if_match.is_none())
+    );
+    assert_eq!(plan.requests.get("query"), Some(&2));
+
+    let r = twinops(
+        &em,
+        &["apply", "--yes", "--format", "json", m.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let report: ReportDoc = serde_json::from_str(&r.stdout).expect("outcome JSON matches");
+    assert!(!report.interrupted);
+    assert!(
+        report.outcomes.iter().all(|o| o.status == "applied"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_key_token_or_connection_string_appears_in_any_output() {
+    let em = Emulator::start();
+    let m = example_manifests();
+    let d = tempfile::tempdir().unwrap();
+    let plan_file = d.path().join("plan.json");
+    let mut everything = String::new();
+    let vv = [("RUST_LOG", "twinops=trace")];
+    for args in [
+        vec!["validate", m.to_str().unwrap()],
+        vec!["plan", "-vv", m.to_str().unwrap()],
+        vec![
+            "plan",
+            "-vv",
+            "--format",
+            "json",
+            "--out",
+            plan_file.to_str().unwrap(),
+            m.to_str().unwrap(),
+        ],
+        vec!["plan", "-vv", "--format", "markdown", m.to_str().unwrap()],
+        vec!["apply", "-vv", "--yes", m.to_str().unwrap()],
+        vec![
+            "apply",
+            "-vv",
+            "--yes",
+            "--format",
+            "json",
+            m.to_str().unwrap(),
+        ],
+        vec!["drift", "-vv", m.to_str().unwrap()],
+        vec!["drift", "-vv", "--format", "json", m.to_str().unwrap()],
+    ] {
+        let r = twinops_env(&em, &args, &vv);
+        assert!(r.code == 0 || r.code == 2, "{args:?}: {r:?}");
+        everything.push_str(&r.stdout);
+        everything.push_str(&r.stderr);
+    }
+    // The saved plan keeps sensitive values only inside the patch apply needs.
+    let saved = std::fs::read_to_string(&plan_file).unwrap();
+    let saved_json: Value = serde_json::from_str(&saved).unwrap();
+    for c in saved_json["changes"].as_array().unwrap() {
+        let mut without_patch = c.clone();
+        without_patch.as_object_mut().unwrap().remove("patch");
+        assert!(
+            !without_patch.to_string().contains("not-a-real-token"),
+            "{without_patch}"
+        );
+    }
+    everything.push_str(&saved.replace("not-a-real-token", ""));
+    // Export writes desired values as the hub holds them (it cannot know which are sensitive), but never keys.
+    let r = twinops_env(&em, &["export", "-vv"], &vv);
+    assert_eq!(r.code, 0, "{r:?}");
+    everything.push_str(&r.stdout.replace("not-a-real-token", ""));
+    everything.push_str(&r.stderr);
+    // Every secret the hub holds: the owner key and each created identity's keys.
+    let mut secrets = vec![em.owner_key.clone(), em.connection_string.clone()];
+    for id in ["myFirstDevice", "therm-001", "gateway-1"] {
+        let dev = em.get(&format!("/devices/{id}")).await.body;
+        for k in ["primaryKey", "secondaryKey"] {
+            secrets.push(
+                dev["authentication"]["symmetricKey"][k]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+    }
+    let module = em
+        .get("/devices/myFirstDevice/modules/myFirstModule")
+        .await
+        .body;
+    secrets.push(
+        module["authentication"]["symmetricKey"]["primaryKey"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    for s in &secrets {
+        assert!(!s.is_empty());
+        assert!(
+            !everything.contains(s.as_str()),
+            "a secret leaked into the output"
+        );
+    }
+    for marker in [
+        "SharedAccessSignature",
+        "SharedAccessKey",
+        "sig=",
+        "not-a-real-token",
+    ] {
+        assert!(
+            !everything.contains(marker),
+            "`{marker}` appeared in the output"
+        );
+    }
+    // The -vv run did log something (the scan is not vacuous).
+    assert!(everything.contains("request"), "trace logs were expected");
+}

@@ -1,0 +1,291 @@
+//! Automatic configurations over HTTPS: CRUD with IoT Hub's status codes, content applied to the
+//! twins a target condition selects (priority, statuses, metrics), and module configurations.
+
+use std::time::{Duration, Instant};
+
+use crate::support::Emulator;
+use serde_json::{Value, json};
+
+fn quoted(v: &Value) -> String {
+    format!("\"{}\"", v.as_str().expect("an etag string"))
+}
+
+/// Polls `probe` until it returns `Some`, for up to 10 s.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn tag(hub: &Emulator, id: &str, env: &str) {
+    let r = hub
+        .patch(&format!("/twins/{id}"), json!({"tags": {"env": env}}), None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[tokio::test]
+async fn configuration_crud_answers_with_iot_hubs_codes() {
+    let hub = Emulator::start();
+    let body = json!({
+        "id": "c1",
+        "content": {"deviceContent": {"properties.desired.a": 1}},
+        "targetCondition": "tags.env='prod'",
+        "priority": 1,
+        "labels": {"team": "ops"},
+        "metrics": {"queries": {"prod": "SELECT deviceId FROM devices WHERE tags.env = 'prod'"}}
+    });
+    let created = hub.put("/configurations/c1", body.clone(), None).await;
+    assert_eq!(created.status, 200, "{created:?}");
+    let c = &created.body;
+    assert_eq!(c["id"], "c1");
+    assert_eq!(c["priority"], 1);
+    assert_eq!(c["labels"], json!({"team": "ops"}));
+    assert_eq!(c["schemaVersion"], "1.0");
+    assert!(c["etag"].is_string());
+    assert!(c["createdTimeUtc"].is_string());
+    assert!(c["systemMetrics"]["results"]["targetedCount"].is_number());
+    assert!(
+        c["metrics"]["queries"]["prod"]
+            .as_str()
+            .unwrap()
+            .contains("tags.env")
+    );
+
+    let again = hub.put("/configurations/c1", body.clone(), None).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.code(), Some("ConfigurationAlreadyExists"));
+    let stale = hub
+        .put("/configurations/c1", body.clone(), Some("\"nope\""))
+        .await;
+    assert_eq!(stale.status, 412);
+    assert_eq!(stale.code(), Some("PreconditionFailed"));
+    let mut other = body.clone();
+    other["id"] = json!("c2");
+    let missing = hub.put("/configurations/c2", other, Some("*")).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.code(), Some("ConfigurationNotFound"));
+
+    let mut update = body.clone();
+    update["priority"] = json!(7);
+    update["targetCondition"] = json!("tags.env='dev'");
+    update["labels"] = json!({"team": "dev"});
+    update["content"] = json!({"deviceContent": {"properties.desired.a": 2}});
+    let updated = hub
+        .put("/configurations/c1", update, Some(&quoted(&c["etag"])))
+        .await;
+    assert_eq!(updated.status, 200, "{updated:?}");
+    let u = &updated.body;
+    assert_eq!(u["priority"], 7);
+    assert_eq!(u["targetCondition"], "tags.env='dev'");
+    assert_eq!(u["labels"], json!({"team": "dev"}));
+    assert_eq!(
+        u["content"], c["content"],
+        "content is immutable: an update keeps it"
+    );
+    assert_eq!(u["createdTimeUtc"], c["createdTimeUtc"]);
+    assert_ne!(u["etag"], c["etag"]);
+
+    let got = hub.get("/configurations/c1").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body["priority"], 7);
+    let list = hub.get("/configurations?top=10").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    let nothing = hub.get("/configurations/nope").await;
+    assert_eq!(nothing.status, 404);
+    assert_eq!(nothing.code(), Some("ConfigurationNotFound"));
+
+    let bad_content = hub
+        .put(
+            "/configurations/bad",
+            json!({"content": {"deviceContent": {"tags.x": 1}}, "targetCondition": "*"}),
+            None,
+        )
+        .await;
+    assert_eq!(bad_content.status, 400);
+    assert_eq!(bad_content.code(), Some("ArgumentInvalid"));
+    let bad_condition = hub
+        .put(
+            "/configurations/bad",
+            json!({"content": {"deviceContent": {"properties.desired.x": 1}}, "targetCondition": "tags.x = "}),
+            None,
+        )
+        .await;
+    assert_eq!(bad_condition.status, 400);
+
+    let etag = quoted(&u["etag"]);
+    assert_eq!(hub.delete("/configurations/c1", None).await.status, 400);
+    assert_eq!(
+        hub.delete("/configurations/c1", Some("\"nope\""))
+            .await
+            .status,
+        412
+    );
+    assert_eq!(
+        hub.delete("/configurations/c1", Some(&etag)).await.status,
+        204
+    );
+    assert_eq!(hub.get("/configurations/c1").await.status, 404);
+    assert_eq!(
+        hub.delete("/configurations/c1", Some("*")).await.status,
+        404
+    );
+
+    let stats = hub.stats().await;
+    assert_eq!(stats["by_class"]["configuration"], 15);
+}
+
+#[tokio::test]
+async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
+    let hub = Emulator::start_with(&["--config-interval", "200ms"]);
+    for (id, env) in [("d1", "prod"), ("d2", "dev")] {
+        hub.create_device(id).await;
+        tag(&hub, id, env).await;
+    }
+    // The winner first, so the loser is never applied on its own in between.
+    let high = hub
+        .put(
+            "/configurations/high",
+            json!({"content": {"deviceContent": {"properties.desired": {"settings": {"rate": 99}}}},
+                   "targetCondition": "tags.env = 'prod'", "priority": 5}),
+            None,
+        )
+        .await;
+    assert_eq!(high.status, 200, "{high:?}");
+    let low = hub
+        .put(
+            "/configurations/low",
+            json!({"content": {"deviceContent": {"properties.desired.settings.rate": 10, "properties.desired.mode": "eco"}},
+                   "targetCondition": "tags.env='prod'", "priority": 1}),
+            None,
+        )
+        .await;
+    assert_eq!(low.status, 200, "{low:?}");
+
+    let twin = eventually("the high-priority configuration on d1", || async {
+        let t = hub.get("/twins/d1").await.body;
+        (t["configurations"]["high"]["status"] == "Applied"
+            && t["configurations"]["low"]["status"] == "Targeted")
+            .then_some(t)
+    })
+    .await;
+    let desired = &twin["properties"]["desired"];
+    assert_eq!(desired["settings"], json!({"rate": 99}));
+    assert!(
+        desired.get("mode").is_none(),
+        "a configuration that loses a path is not applied at all"
+    );
+    assert!(desired["$version"].as_i64().unwrap() >= 3, "{desired}");
+    let other = hub.get("/twins/d2").await.body;
+    assert!(other.get("configurations").is_none(), "{other}");
+    assert!(other["properties"]["desired"].get("settings").is_none());
+
+    // An idle hub does not rewrite values that already agree.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let later = hub.get("/twins/d1").await.body;
+    assert_eq!(later["etag"], twin["etag"]);
+
+    let metrics = eventually("system metrics", || async {
+        let h = hub.get("/configurations/high").await.body;
+        let l = hub.get("/configurations/low").await.body;
+        (h["systemMetrics"]["results"]["appliedCount"] == 1).then_some((h, l))
+    })
+    .await;
+    assert_eq!(metrics.0["systemMetrics"]["results"]["targetedCount"], 1);
+    assert_eq!(metrics.1["systemMetrics"]["results"]["targetedCount"], 1);
+    assert_eq!(metrics.1["systemMetrics"]["results"]["appliedCount"], 0);
+
+    let rows = hub
+        .call(
+            reqwest::Method::POST,
+            "/devices/query",
+            Some(json!({"query": "SELECT deviceId FROM devices WHERE configurations.[[high]].status = 'Applied'"})),
+            &[],
+        )
+        .await;
+    assert_eq!(rows.body, json!([{"deviceId": "d1"}]));
+
+    // Leaving the target drops the status but keeps the values.
+    tag(&hub, "d1", "dev").await;
+    let left = eventually("d1 to leave the target", || async {
+        let t = hub.get("/twins/d1").await.body;
+        t.get("configurations").is_none().then_some(t)
+    })
+    .await;
+    assert_eq!(
+        left["properties"]["desired"]["settings"],
+        json!({"rate": 99})
+    );
+
+    // A twin whose value was changed by someone else gets it back at the next pass.
+    tag(&hub, "d2", "prod").await;
+    eventually("d2 to be applied", || async {
+        let t = hub.get("/twins/d2").await.body;
+        (t["properties"]["desired"]["settings"]["rate"] == 99).then_some(())
+    })
+    .await;
+    hub.patch(
+        "/twins/d2",
+        json!({"properties": {"desired": {"settings": {"rate": 1}}}}),
+        None,
+    )
+    .await;
+    eventually("d2 to be re-applied", || async {
+        let t = hub.get("/twins/d2").await.body;
+        (t["properties"]["desired"]["settings"]["rate"] == 99).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn module_configurations_target_module_twins() {
+    let hub = Emulator::start_with(&["--config-interval", "200ms"]);
+    hub.create_device("d").await;
+    hub.create_module("d", "m1").await;
+    hub.create_module("d", "m2").await;
+    let r = hub
+        .put(
+            "/configurations/mods",
+            json!({"content": {"moduleContent": {"properties.desired.x": 1}},
+                   "targetCondition": "FROM devices.modules WHERE moduleId = 'm1'"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let twin = eventually("m1 to be applied", || async {
+        let t = hub.get("/twins/d/modules/m1").await.body;
+        (t["configurations"]["mods"]["status"] == "Applied").then_some(t)
+    })
+    .await;
+    assert_eq!(twin["properties"]["desired"]["x"], 1);
+    let m2 = hub.get("/twins/d/modules/m2").await.body;
+    assert!(m2.get("configurations").is_none());
+    let d = hub.get("/twins/d").await.body;
+    assert!(d.get("configurations").is_none());
+
+    // Deleting the configuration removes the status; the value stays.
+    let etag = quoted(&hub.get("/configurations/mods").await.body["etag"]);
+    assert_eq!(
+        hub.delete("/configurations/mods", Some(&etag)).await.status,
+        204
+    );
+    let after = eventually("the status to go", || async {
+        let t = hub.get("/twins/d/modules/m1").await.body;
+        t.get("configurations").is_none().then_some(t)
+    })
+    .await;
+    assert_eq!(after["properties"]["desired"]["x"], 1);
+}

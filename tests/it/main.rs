@@ -1,0 +1,32 @@
+//! The integration tests of twinops, one test binary (so a change links one binary, not one per file):
+//! the real `twinops` binary against a real emulator on `127.0.0.1:0`, the hub client against the
+//! emulator, and Microsoft's SDKs against the emulator. `support` spawns emulators and talks to them;
+//! `cli` runs the binary.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod cli;
+mod cli_apply;
+mod cli_corpus;
+mod cli_gitops;
+mod cli_output;
+mod crash;
+mod emulator_auth;
+mod emulator_configurations;
+mod emulator_faults;
+mod emulator_hostile;
+mod emulator_identity;
+mod emulator_kill;
+mod emulator_mqtt;
+mod emulator_query_bulk;
+mod emulator_sas;
+mod emulator_twins;
+mod examples_workflows;
+mod fuzz_regressions;
+mod hub_client;
+mod reliability;
+mod sdk_node;
+mod sdk_python;
+mod sdk_python_device;
+mod simulated_fleet;
+mod soak;
+mod support;

@@ -1,0 +1,386 @@
+//! Test support: runs the real `twinops emulator` binary on `127.0.0.1:0`, reads its three startup
+//! lines, and talks to it over HTTPS with a client that trusts its certificate. The child is
+//! killed when the handle drops.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use twinops_iothub::connection_string::Secret;
+use twinops_iothub::sas;
+
+pub const API: &str = "api-version=2021-04-12";
+
+/// A running emulator process.
+pub struct Emulator {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    pub url: String,
+    pub host: String,
+    pub connection_string: String,
+    pub owner_key: String,
+    pub ca_path: PathBuf,
+    pub client: reqwest::Client,
+}
+
+/// A response, its body parsed as JSON (`Null` when empty).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The `iothub-errorcode` header.
+    pub fn code(&self) -> Option<&str> {
+        self.headers
+            .get("iothub-errorcode")
+            .and_then(|v| v.to_str().ok())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Emulator {
+    /// An in-memory emulator.
+    pub fn start() -> Emulator {
+        Emulator::start_with(&[])
+    }
+
+    /// An emulator on a state directory.
+    pub fn start_on(state: &Path) -> Emulator {
+        Emulator::start_with(&["--state", state.to_str().expect("utf-8 path")])
+    }
+
+    /// An emulator with extra flags. Its MQTT side is off unless `extra` names `--mqtt`: tests run
+    /// in parallel and must not fight over port 8883.
+    pub fn start_with(extra: &[&str]) -> Emulator {
+        Emulator::spawn(extra, &[], Stdio::inherit())
+    }
+
+    /// An emulator with extra flags, environment variables and its stderr sent to `stderr`
+    /// (a file, to read what it logged). MQTT is off as in [`Emulator::start_with`].
+    pub fn spawn(extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Emulator {
+        let mqtt_off: &[&str] = if extra.iter().any(|a| a.starts_with("--mqtt")) {
+            &[]
+        } else {
+            &["--mqtt", "off"]
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_twinops"))
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(mqtt_off)
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawning twinops emulator");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            let mut line = String::new();
+            let n = stdout
+                .read_line(&mut line)
+                .expect("reading emulator stdout");
+            assert!(
+                n > 0,
+                "emulator exited before printing its startup lines: {lines:?}"
+            );
+            lines.push(line.trim_end().to_string());
+        }
+        let url = lines[0]
+            .strip_prefix("twinops emulator listening on ")
+            .unwrap_or_else(|| panic!("first line: {}", lines[0]))
+            .to_string();
+        let connection_string = lines[1]
+            .strip_prefix("connection string: ")
+            .expect("second line")
+            .to_string();
+        let ca_path = PathBuf::from(
+            lines[2]
+                .strip_prefix("ca certificate: ")
+                .expect("third line"),
+        );
+        let host = url.strip_prefix("https://").expect("https url").to_string();
+        let owner_key = connection_string
+            .split(';')
+            .find_map(|p| p.strip_prefix("SharedAccessKey="))
+            .expect("key in connection string")
+            .to_string();
+        let client = client_trusting(&ca_path);
+        Emulator {
+            child,
+            _stdout: stdout,
+            url,
+            host,
+            connection_string,
+            owner_key,
+            ca_path,
+            client,
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status once the process has ended.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("waiting") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the emulator did not stop within 5 s of SIGTERM");
+    }
+
+    /// A SAS token for `policy` signed with `key`, scoped to `resource` (defaults to the host).
+    pub fn token(
+        &self,
+        policy: Option<&str>,
+        key: &str,
+        resource: Option<&str>,
+        ttl_secs: i64,
+    ) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let expiry = u64::try_from(now + ttl_secs).expect("expiry");
+        let sr = resource
+            .map(str::to_string)
+            .unwrap_or_else(|| self.host.clone());
+        sas::sign(&sr, &Secret::new(key), policy, expiry)
+            .expect("signing")
+            .expose()
+            .to_string()
+    }
+
+    pub fn owner_token(&self) -> String {
+        self.token(Some("iothubowner"), &self.owner_key, None, 3600)
+    }
+
+    /// A request with the owner token, `api-version` appended, and `headers`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let path = format!("{path}{sep}{API}");
+        let mut all = vec![("authorization", self.owner_token())];
+        all.extend(headers.iter().map(|(k, v)| (*k, v.to_string())));
+        self.raw(
+            method,
+            &path,
+            body.map(|b| b.to_string().into_bytes()),
+            &all,
+        )
+        .await
+    }
+
+    /// A request exactly as given: no auth, no api-version.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.url, path_and_query));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json; charset=utf-8")
+                .body(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("body is not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None, &[]).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value, if_match: Option<&str>) -> Resp {
+        let h: Vec<(&str, &str)> = if_match.map(|e| ("if-match", e)).into_iter().collect();
+        self.call(Method::PUT, path, Some(body), &h).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value, if_match: Option<&str>) -> Resp {
+        let h: Vec<(&str, &str)> = if_match.map(|e| ("if-match", e)).into_iter().collect();
+        self.call(Method::PATCH, path, Some(body), &h).await
+    }
+
+    pub async fn delete(&self, path: &str, if_match: Option<&str>) -> Resp {
+        let h: Vec<(&str, &str)> = if_match.map(|e| ("if-match", e)).into_iter().collect();
+        self.call(Method::DELETE, path, None, &h).await
+    }
+
+    /// Creates a device with hub-generated keys and returns its JSON.
+    pub async fn create_device(&self, id: &str) -> Value {
+        let r = self
+            .put(
+                &format!("/devices/{id}"),
+                serde_json::json!({"deviceId": id}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+    }
+
+    pub async fn create_module(&self, id: &str, mid: &str) -> Value {
+        let r = self
+            .put(
+                &format!("/devices/{id}/modules/{mid}"),
+                serde_json::json!({"deviceId": id, "moduleId": mid}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        r.body
+    }
+
+    /// `GET /_emulator/info`.
+    pub async fn info(&self) -> Value {
+        let r = self
+            .raw(
+                Method::GET,
+                "/_emulator/info",
+                None,
+                &[("authorization", self.owner_token())],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+    }
+
+    /// The MQTT side's port (from `/_emulator/info`); panics when it is off.
+    pub async fn mqtt_port(&self) -> u16 {
+        let info = self.info().await;
+        let addr: std::net::SocketAddr = info["mqtt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the MQTT side is off: {info}"))
+            .parse()
+            .expect("an address");
+        addr.port()
+    }
+
+    /// `GET /_emulator/stats`.
+    pub async fn stats(&self) -> Value {
+        let r = self
+            .raw(
+                Method::GET,
+                "/_emulator/stats",
+                None,
+                &[("authorization", self.owner_token())],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A reqwest client that trusts the PEM certificate at `ca` (and nothing else), on ring.
+pub fn client_trusting(ca: &Path) -> reqwest::Client {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("reading the CA file") {
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("trusting the certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("building the client")
+}
+
+/// Runs an SDK set-up script of `scripts/` (idempotent, installs under `target/`) and returns the path
+/// it prints last. Panics when the registry cannot install the SDK: a conformance test that skips
+/// proves nothing.
+pub fn sdk_setup(script: &str, registry: &str) -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(repo.join("scripts").join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("running scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed (is {registry} reachable?):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("scripts/{script} prints the path it set up"))
+            .trim(),
+    )
+}
+
+/// The Python of the SDK virtualenv (`scripts/sdk-venv.sh` builds it once under `target/`).
+pub fn sdk_python() -> PathBuf {
+    sdk_setup("sdk-venv.sh", "PyPI")
+}
+
+/// Percent-encodes a path segment (as the SDKs do with IDs).
+pub fn seg(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
