@@ -17,10 +17,10 @@ use criterion::Criterion;
 use serde_json::json;
 use twinops_core::manifest::{self, Source};
 use twinops_core::model::{
-    DeviceSpec, Fleet, JsonMap, Observed, ObservedAuth, ObservedDevice, ObservedModule,
-    ObservedTwin, TwinSpec,
+    AuthKind, DeviceSpec, DeviceStatus, ETag, Fleet, JsonMap, Observed, ObservedAuth,
+    ObservedDevice, ObservedModule, ObservedTwin, Targets, TwinSpec,
 };
-use twinops_core::plan::{self, Options, Targets, ledger::Ledger};
+use twinops_core::plan::{self, Options, ledger::Ledger};
 
 const DEVICES: usize = 10_000;
 const MODULES: usize = 9;
@@ -68,7 +68,7 @@ fn twin(owner: &str, spec: &TwinSpec, changed: bool) -> ObservedTwin {
         .cloned()
         .unwrap_or_default();
     ObservedTwin {
-        etag: "AAAAAAAAAAI=".into(),
+        etag: ETag::new("AAAAAAAAAAI=").expect("an etag"),
         tags,
         desired,
         desired_version: 2,
@@ -79,7 +79,7 @@ fn twin(owner: &str, spec: &TwinSpec, changed: bool) -> ObservedTwin {
 
 fn sas() -> ObservedAuth {
     ObservedAuth {
-        kind: "sas".into(),
+        kind: AuthKind::Sas,
         ..ObservedAuth::default()
     }
 }
@@ -106,11 +106,15 @@ fn observed(fleet: &Fleet) -> Observed {
             d.id.clone(),
             ObservedDevice {
                 id: d.id.clone(),
-                identity_etag: "MA==".into(),
+                identity_etag: ETag::new("MA==").expect("an etag"),
+                status: DeviceStatus::Enabled,
+                status_reason: None,
                 auth: sas(),
+                edge: false,
+                device_scope: None,
+                parent_scopes: Vec::new(),
                 twin: twin(&fleet.owner, &d.twin, changed),
                 modules,
-                ..ObservedDevice::default()
             },
         )
     };

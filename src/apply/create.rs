@@ -2,76 +2,72 @@
 //! creates identities and their twin content. A row that already exists (409) is adopted: its twin is
 //! read and brought to the content with an etag-conditional patch.
 
-use serde_json::Value;
-
-use super::{Event, Executor, Outcome, Status, auth_body, content_patch, outcome};
-use crate::hub::{Error, observe};
-use twinops_core::plan::Change;
+use super::{Event, Executor, Outcome, Status, content_patch, outcome};
+use crate::hub::{Error, body, observe};
+use twinops_core::plan::{Change, CreateDevice, CreateModule, TwinPatch, ledger};
 use twinops_iothub::wire::{Capabilities, ExportImportDevice, TwinProperties};
 
 /// Rows per bulk call (IoT Hub's limit).
 pub const BULK_MAX: usize = 100;
 
-fn row(ex_scope: Option<&str>, c: &Change) -> ExportImportDevice {
-    let p = &c.patch;
-    let twin = p.get("twin");
-    let tags = twin
-        .and_then(|t| t.get("tags"))
-        .and_then(Value::as_object)
-        .cloned();
-    let desired = twin
-        .and_then(|t| t.pointer("/properties/desired"))
-        .and_then(Value::as_object)
-        .cloned();
-    let edge = p
-        .pointer("/capabilities/iotEdge")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    ExportImportDevice {
-        id: c.device_id.clone(),
-        module_id: c.module_id.clone(),
-        import_mode: "create".into(),
-        status: p.get("status").and_then(Value::as_str).map(str::to_string),
-        status_reason: p
-            .get("statusReason")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        authentication: Some(auth_body(p.get("authentication"))),
-        tags,
-        properties: desired.map(|d| TwinProperties {
-            desired: Some(d),
-            reported: None,
-        }),
-        capabilities: c
-            .module_id
-            .is_none()
-            .then_some(Capabilities { iot_edge: edge }),
-        device_scope: ex_scope.filter(|_| !edge).map(str::to_string),
-        parent_scopes: ex_scope.map(|s| vec![s.to_string()]),
-        managed_by: p
-            .get("managedBy")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        ..ExportImportDevice::default()
-    }
+fn twin_fields(row: &mut ExportImportDevice, twin: &TwinPatch) {
+    row.tags = Some(twin.tags.clone());
+    row.properties = (!twin.desired.is_empty()).then(|| TwinProperties {
+        desired: Some(twin.desired.clone()),
+        reported: None,
+    });
 }
 
-async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
-    let module = c.module_id.as_deref();
-    let content = c.patch.get("twin").cloned().unwrap_or(Value::Null);
+fn device_row(scope: Option<&str>, d: &CreateDevice) -> ExportImportDevice {
+    let edge = d.identity.edge;
+    let mut row = ExportImportDevice {
+        id: d.id.to_string(),
+        import_mode: "create".into(),
+        status: Some(body::status(d.identity.status)),
+        status_reason: d.identity.status_reason.clone(),
+        authentication: Some(body::authentication(&d.identity.auth)),
+        capabilities: Some(Capabilities { iot_edge: edge }),
+        device_scope: scope.filter(|_| !edge).map(str::to_string),
+        parent_scopes: scope.map(|s| vec![s.to_string()]),
+        ..ExportImportDevice::default()
+    };
+    twin_fields(&mut row, &d.twin);
+    row
+}
+
+fn module_row(m: &CreateModule) -> ExportImportDevice {
+    let mut row = ExportImportDevice {
+        id: m.device.to_string(),
+        module_id: Some(m.module.to_string()),
+        import_mode: "create".into(),
+        authentication: Some(body::authentication(&m.auth)),
+        managed_by: m.managed_by.clone(),
+        ..ExportImportDevice::default()
+    };
+    twin_fields(&mut row, &m.twin);
+    row
+}
+
+async fn adopt(ex: &Executor<'_>, c: &Change, content: &TwinPatch) -> Outcome {
+    let address = c.address();
+    let (device, module) = (&address.device, address.module_id());
+    let ours = match ledger::read(&content.tags) {
+        ledger::Found::Ledger(l) => Some(l.owner),
+        _ => None,
+    };
     for _ in 0..=ex.options.max_resends {
-        let seen = match ex.hub.get_twin(&c.device_id, module).await {
+        let seen = match ex.hub.get_twin(device, module).await {
             Ok(t) => observe::twin(&t),
+            Err(e) => Err(e),
+        };
+        let seen = match seen {
+            Ok(s) => s,
             Err(e) => {
                 return outcome(c, Status::Failed, format!("reading the existing twin: {e}"));
             }
         };
-        if let twinops_core::plan::ledger::Found::Ledger(l) =
-            twinops_core::plan::ledger::read(&seen.tags)
-            && content
-                .pointer("/tags/twinops/owner")
-                .and_then(Value::as_str)
-                .is_some_and(|o| o != l.owner)
+        if let ledger::Found::Ledger(l) = ledger::read(&seen.tags)
+            && ours.as_ref().is_some_and(|o| *o != l.owner)
         {
             return outcome(
                 c,
@@ -79,13 +75,13 @@ async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
                 format!("it already exists and is owned by `{}`", l.owner),
             );
         }
-        let patch = content_patch(&seen, &content);
-        if patch.as_object().is_some_and(|m| m.is_empty()) {
+        let patch = content_patch(&seen, content);
+        if patch.is_empty() {
             return outcome(c, Status::Adopted, "already existed with this content");
         }
         match ex
             .hub
-            .patch_twin(&c.device_id, module, &patch, &seen.etag)
+            .patch_twin(device, module, &patch.to_value(), seen.etag.as_str())
             .await
         {
             Ok(_) => {
@@ -102,15 +98,16 @@ async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
     )
 }
 
+/// One bulk call for these creates (rows in the same order), then an outcome per create.
 async fn batch(
     ex: &Executor<'_>,
-    changes: &[&Change],
+    changes: &[(&Change, &TwinPatch)],
     rows: Vec<ExportImportDevice>,
 ) -> Vec<Outcome> {
     if ex.stopped() {
         return changes
             .iter()
-            .map(|c| ex.done(outcome(c, Status::Skipped, "interrupted")))
+            .map(|(c, _)| ex.done(outcome(c, Status::Skipped, "interrupted")))
             .collect();
     }
     let result = match ex.hub.bulk(&rows).await {
@@ -118,23 +115,23 @@ async fn batch(
         Err(e) => {
             return changes
                 .iter()
-                .map(|c| ex.done(outcome(c, Status::Failed, e.to_string())))
+                .map(|(c, _)| ex.done(outcome(c, Status::Failed, e.to_string())))
                 .collect();
         }
     };
     let mut out = Vec::with_capacity(changes.len());
-    for c in changes {
-        let err = result
-            .errors
-            .iter()
-            .find(|e| e.device_id == c.device_id && e.module_id == c.module_id);
+    for (c, content) in changes {
+        let address = c.address();
+        let err = result.errors.iter().find(|e| {
+            e.device_id == address.device.as_str() && e.module_id.as_deref() == address.module_id()
+        });
         let o = match err {
             None => outcome(c, Status::Applied, ""),
             Some(e)
                 if e.error_code == "DeviceAlreadyExists"
                     || e.error_code == "ModuleAlreadyExistsOnDevice" =>
             {
-                adopt(ex, c).await
+                adopt(ex, c, content).await
             }
             Some(e) => outcome(
                 c,
@@ -148,7 +145,10 @@ async fn batch(
 }
 
 /// Creates devices: edge parents and parentless devices first, then devices that name a parent.
-pub(super) async fn devices(ex: &Executor<'_>, changes: &[&Change]) -> Vec<Outcome> {
+pub(super) async fn devices(
+    ex: &Executor<'_>,
+    changes: &[(&Change, &CreateDevice)],
+) -> Vec<Outcome> {
     if changes.is_empty() {
         return Vec::new();
     }
@@ -156,26 +156,25 @@ pub(super) async fn devices(ex: &Executor<'_>, changes: &[&Change]) -> Vec<Outco
         name: "device creates",
         items: changes.len(),
     });
-    let (with_parent, plain): (Vec<&Change>, Vec<&Change>) = changes
+    let (with_parent, plain): (Vec<_>, Vec<_>) = changes
         .iter()
-        .partition(|c| c.patch.get("parent").and_then(Value::as_str).is_some());
+        .partition(|(_, d)| d.identity.parent.is_some());
     let mut out = Vec::new();
     for chunk in plain.chunks(BULK_MAX) {
-        let rows = chunk.iter().map(|c| row(None, c)).collect();
-        out.extend(batch(ex, chunk, rows).await);
+        let rows = chunk.iter().map(|(_, d)| device_row(None, d)).collect();
+        let items: Vec<_> = chunk.iter().map(|(c, d)| (*c, &d.twin)).collect();
+        out.extend(batch(ex, &items, rows).await);
     }
-    let mut ready: Vec<&Change> = Vec::new();
+    let mut ready: Vec<(&Change, &TwinPatch)> = Vec::new();
     let mut rows = Vec::new();
-    for c in with_parent {
-        let parent = c
-            .patch
-            .get("parent")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+    for (c, d) in with_parent {
+        let Some(parent) = &d.identity.parent else {
+            continue;
+        };
         match ex.parent_scope(parent).await {
             Ok(Some(scope)) => {
-                rows.push(row(Some(&scope), c));
-                ready.push(c);
+                rows.push(device_row(Some(&scope), d));
+                ready.push((c, &d.twin));
             }
             Ok(None) => out.push(ex.done(outcome(
                 c,
@@ -203,7 +202,7 @@ fn chunk_rows(rows: Vec<ExportImportDevice>) -> Vec<Vec<ExportImportDevice>> {
 /// Creates modules in bulk, skipping those whose device could not be created.
 pub(super) async fn modules(
     ex: &Executor<'_>,
-    changes: &[&Change],
+    changes: &[(&Change, &CreateModule)],
     failed_devices: &std::collections::HashSet<String>,
 ) -> Vec<Outcome> {
     if changes.is_empty() {
@@ -214,15 +213,16 @@ pub(super) async fn modules(
         items: changes.len(),
     });
     let mut out = Vec::new();
-    let (skip, go): (Vec<&Change>, Vec<&Change>) = changes
+    let (skip, go): (Vec<_>, Vec<_>) = changes
         .iter()
-        .partition(|c| failed_devices.contains(&c.device_id));
-    for c in skip {
+        .partition(|(_, m)| failed_devices.contains(m.device.as_str()));
+    for (c, _) in skip {
         out.push(ex.done(outcome(c, Status::Skipped, "its device was not created")));
     }
     for chunk in go.chunks(BULK_MAX) {
-        let rows = chunk.iter().map(|c| row(None, c)).collect();
-        out.extend(batch(ex, chunk, rows).await);
+        let rows = chunk.iter().map(|(_, m)| module_row(m)).collect();
+        let items: Vec<_> = chunk.iter().map(|(c, m)| (*c, &m.twin)).collect();
+        out.extend(batch(ex, &items, rows).await);
     }
     out
 }

@@ -12,20 +12,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, stream};
-use serde_json::{Value, json};
 
-use crate::hub::{Error, Hub};
-use twinops_core::plan::{Change, Kind, Plan};
-use twinops_iothub::wire::{Authentication, Capabilities, SymmetricKey, X509Thumbprint};
+use crate::hub::{Error, Hub, body};
+use twinops_core::model::{DeviceId, ObservedTwin};
+use twinops_core::plan::{
+    Change, DeleteDevice, DeleteModule, Kind, Plan, TwinPatch, UpdateDevice, UpdateModule,
+    UpdateTwin, patch::merge_patch,
+};
+use twinops_iothub::wire::Capabilities;
 
 pub use twinops_core::report::{Outcome, Report, Status};
 
 /// An item's outcome for a change.
 pub(crate) fn outcome(c: &Change, status: Status, detail: impl Into<String>) -> Outcome {
+    let address = c.address();
     Outcome {
-        kind: c.kind,
-        device_id: c.device_id.clone(),
-        module_id: c.module_id.clone(),
+        kind: c.kind(),
+        device_id: address.device.to_string(),
+        module_id: address.module.map(|m| m.to_string()),
         status,
         detail: detail.into(),
         keys: Vec::new(),
@@ -75,24 +79,26 @@ impl Default for Options {
     }
 }
 
-pub(crate) fn auth_body(v: Option<&Value>) -> Authentication {
-    let kind = v
-        .and_then(|a| a.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("sas")
-        .to_string();
-    let thumb = |k: &str| {
-        v.and_then(|a| a.pointer(&format!("/x509Thumbprint/{k}")))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    Authentication {
-        symmetric_key: (kind == "sas").then(SymmetricKey::default),
-        x509_thumbprint: (kind == "selfSigned").then(|| X509Thumbprint {
-            primary_thumbprint: thumb("primaryThumbprint"),
-            secondary_thumbprint: thumb("secondaryThumbprint"),
-        }),
-        kind: Some(kind),
+/// A change that runs one by one (creates run in bulk, see `create`).
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    UpdateDevice(&'a UpdateDevice),
+    UpdateModule(&'a UpdateModule),
+    UpdateTwin(&'a UpdateTwin),
+    DeleteModule(&'a DeleteModule),
+    DeleteDevice(&'a DeleteDevice),
+}
+
+impl Step<'_> {
+    fn of(c: &Change) -> Option<Step<'_>> {
+        Some(match c {
+            Change::UpdateDevice(u) => Step::UpdateDevice(u),
+            Change::UpdateModule(u) => Step::UpdateModule(u),
+            Change::UpdateTwin(t) => Step::UpdateTwin(t),
+            Change::DeleteModule(d) => Step::DeleteModule(d),
+            Change::DeleteDevice(d) => Step::DeleteDevice(d),
+            Change::CreateDevice(_) | Change::CreateModule(_) => return None,
+        })
     }
 }
 
@@ -100,7 +106,7 @@ struct Executor<'a> {
     hub: &'a Hub,
     options: &'a Options,
     reporter: &'a dyn Reporter,
-    parents: tokio::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
+    parents: tokio::sync::Mutex<std::collections::HashMap<DeviceId, Option<String>>>,
 }
 
 impl Executor<'_> {
@@ -114,7 +120,7 @@ impl Executor<'_> {
     }
 
     /// The deviceScope of an edge parent, read once per parent.
-    async fn parent_scope(&self, parent: &str) -> Result<Option<String>, Error> {
+    async fn parent_scope(&self, parent: &DeviceId) -> Result<Option<String>, Error> {
         if let Some(s) = self.parents.lock().await.get(parent) {
             return Ok(s.clone());
         }
@@ -126,42 +132,42 @@ impl Executor<'_> {
         self.parents
             .lock()
             .await
-            .insert(parent.to_string(), scope.clone());
+            .insert(parent.clone(), scope.clone());
         Ok(scope)
     }
 
-    async fn update_device(&self, c: &Change) -> Outcome {
-        let mut d = match self.hub.get_device(&c.device_id).await {
+    async fn update_device(&self, c: &Change, u: &UpdateDevice) -> Outcome {
+        let mut d = match self.hub.get_device(&u.id).await {
             Ok(d) => d,
             Err(e) => return outcome(c, Status::Failed, format!("reading the identity: {e}")),
         };
-        let planned = c.if_match.as_deref().unwrap_or("");
-        if d.etag.as_deref().unwrap_or("") != planned {
+        if d.etag.as_deref() != Some(u.if_match.as_str()) {
             return outcome(
                 c,
                 Status::Conflict,
                 "the identity changed since the plan was made",
             );
         }
-        let p = &c.patch;
-        if let Some(s) = p.get("status").and_then(Value::as_str) {
-            d.status = Some(s.to_string());
+        let set = &u.set;
+        if let Some(s) = set.status {
+            d.status = Some(body::status(s));
         }
-        if let Some(r) = p.get("statusReason") {
-            d.status_reason = r.as_str().map(str::to_string);
+        if let Some(r) = &set.status_reason {
+            d.status_reason = Some(r.clone());
         }
-        if let Some(a) = p.get("authentication") {
-            d.authentication = Some(auth_body(Some(a)));
+        if let Some(a) = &set.auth {
+            d.authentication = Some(body::authentication(a));
         }
-        if let Some(e) = p.get("capabilities.iotEdge").and_then(Value::as_bool) {
+        if let Some(e) = set.edge {
             d.capabilities = Some(Capabilities { iot_edge: e });
         }
-        if let Some(parent) = p.get("parent") {
-            match parent.as_str() {
+        if let Some(parent) = &set.parent {
+            let edge = d.capabilities.as_ref().is_some_and(|c| c.iot_edge);
+            match parent {
                 Some(pid) => match self.parent_scope(pid).await {
                     Ok(Some(scope)) => {
                         d.parent_scopes = Some(vec![scope.clone()]);
-                        if !d.capabilities.as_ref().is_some_and(|c| c.iot_edge) {
+                        if !edge {
                             d.device_scope = Some(scope);
                         }
                     }
@@ -178,13 +184,13 @@ impl Executor<'_> {
                 },
                 None => {
                     d.parent_scopes = Some(Vec::new());
-                    if !d.capabilities.as_ref().is_some_and(|c| c.iot_edge) {
+                    if !edge {
                         d.device_scope = None;
                     }
                 }
             }
         }
-        match self.hub.update_device(&d, planned).await {
+        match self.hub.update_device(&d, u.if_match.as_str()).await {
             Ok(_) => outcome(c, Status::Applied, ""),
             Err(Error::PreconditionFailed { .. }) => outcome(
                 c,
@@ -195,16 +201,15 @@ impl Executor<'_> {
         }
     }
 
-    async fn update_module(&self, c: &Change) -> Outcome {
-        let mid = c.module_id.as_deref().unwrap_or_default();
-        let mut m = match self.hub.get_module(&c.device_id, mid).await {
+    async fn update_module(&self, c: &Change, u: &UpdateModule) -> Outcome {
+        let mut m = match self.hub.get_module(&u.device, &u.module).await {
             Ok(m) => m,
             Err(e) => return outcome(c, Status::Failed, format!("reading the identity: {e}")),
         };
-        let etag = m.etag.clone().unwrap_or_default();
-        if let Some(a) = c.patch.get("authentication") {
-            m.authentication = Some(auth_body(Some(a)));
-        }
+        let Some(etag) = m.etag.clone().filter(|e| !e.is_empty()) else {
+            return outcome(c, Status::Failed, "the hub sent the module without an etag");
+        };
+        m.authentication = Some(body::authentication(&u.auth));
         match self.hub.update_module(&m, &etag).await {
             Ok(_) => outcome(c, Status::Applied, ""),
             Err(Error::PreconditionFailed { .. }) => outcome(
@@ -216,36 +221,41 @@ impl Executor<'_> {
         }
     }
 
-    async fn delete(&self, c: &Change) -> Outcome {
-        let result = match &c.module_id {
-            None => {
-                self.hub
-                    .delete_device(&c.device_id, c.if_match.as_deref().unwrap_or(""))
-                    .await
+    async fn delete_device(&self, c: &Change, d: &DeleteDevice) -> Outcome {
+        let result = self.hub.delete_device(&d.id, d.if_match.as_str()).await;
+        self.deleted(c, result)
+    }
+
+    async fn delete_module(&self, c: &Change, d: &DeleteModule) -> Outcome {
+        // The plan holds the module twin's etag; the ledger is re-checked against it before the
+        // identity is deleted under its own etag.
+        let result = match self.hub.get_twin(&d.device, Some(&d.module)).await {
+            Ok(t) if t.etag.as_deref() != Some(d.if_match.as_str()) => {
+                return outcome(
+                    c,
+                    Status::Conflict,
+                    "the module twin changed since the plan was made",
+                );
             }
-            Some(mid) => {
-                // The plan holds the module twin's etag; the ledger is re-checked against it before the
-                // identity is deleted under its own etag.
-                match self.hub.get_twin(&c.device_id, Some(mid)).await {
-                    Ok(t) if t.etag.as_deref() != c.if_match.as_deref() => {
+            Ok(_) => match self.hub.get_module(&d.device, &d.module).await {
+                Ok(m) => match m.etag.filter(|e| !e.is_empty()) {
+                    Some(etag) => self.hub.delete_module(&d.device, &d.module, &etag).await,
+                    None => {
                         return outcome(
                             c,
-                            Status::Conflict,
-                            "the module twin changed since the plan was made",
+                            Status::Failed,
+                            "the hub sent the module without an etag",
                         );
                     }
-                    Ok(_) => match self.hub.get_module(&c.device_id, mid).await {
-                        Ok(m) => {
-                            self.hub
-                                .delete_module(&c.device_id, mid, m.etag.as_deref().unwrap_or(""))
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                }
-            }
+                },
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
         };
+        self.deleted(c, result)
+    }
+
+    fn deleted(&self, c: &Change, result: Result<(), Error>) -> Outcome {
         match result {
             Ok(()) => outcome(c, Status::Applied, ""),
             Err(e) if e.is_not_found() => outcome(c, Status::Applied, "already gone"),
@@ -258,31 +268,33 @@ impl Executor<'_> {
         }
     }
 
-    async fn one(&self, c: &Change) -> Outcome {
+    async fn one(&self, c: &Change, step: Step<'_>) -> Outcome {
         if self.stopped() {
             return outcome(c, Status::Skipped, "interrupted");
         }
-        let o = match c.kind {
-            Kind::UpdateDevice => self.update_device(c).await,
-            Kind::UpdateModule => self.update_module(c).await,
-            Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => twin::patch(self, c).await,
-            Kind::DeleteDevice | Kind::DeleteModule => self.delete(c).await,
-            Kind::CreateDevice | Kind::CreateModule => {
-                outcome(c, Status::Failed, "creates run in bulk")
-            }
+        let o = match step {
+            Step::UpdateDevice(u) => self.update_device(c, u).await,
+            Step::UpdateModule(u) => self.update_module(c, u).await,
+            Step::UpdateTwin(t) => twin::patch(self, c, t).await,
+            Step::DeleteDevice(d) => self.delete_device(c, d).await,
+            Step::DeleteModule(d) => self.delete_module(c, d).await,
         };
         self.done(o)
     }
 
-    async fn phase(&self, name: &'static str, changes: Vec<&Change>) -> Vec<Outcome> {
-        if changes.is_empty() {
+    async fn phase<'c>(
+        &self,
+        name: &'static str,
+        items: Vec<(&'c Change, Step<'c>)>,
+    ) -> Vec<Outcome> {
+        if items.is_empty() {
             return Vec::new();
         }
         self.reporter.event(Event::Phase {
             name,
-            items: changes.len(),
+            items: items.len(),
         });
-        stream::iter(changes.into_iter().map(|c| self.one(c)))
+        stream::iter(items.into_iter().map(|(c, step)| self.one(c, step)))
             .buffered(self.options.concurrency.max(1))
             .collect()
             .await
@@ -297,21 +309,38 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
         reporter,
         parents: Default::default(),
     };
-    let of = |k: &[Kind]| -> Vec<&Change> {
+    let of = |k: &[Kind]| -> Vec<(&Change, Step<'_>)> {
         plan.changes
             .iter()
-            .filter(|c| k.contains(&c.kind))
+            .filter(|c| k.contains(&c.kind()))
+            .filter_map(|c| Some((c, Step::of(c)?)))
             .collect()
     };
     let mut outcomes = Vec::new();
-    let devices = create::devices(&ex, &of(&[Kind::CreateDevice])).await;
+    let device_creates: Vec<_> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateDevice(d) => Some((c, d)),
+            _ => None,
+        })
+        .collect();
+    let devices = create::devices(&ex, &device_creates).await;
     let failed_devices: std::collections::HashSet<String> = devices
         .iter()
         .filter(|o| o.is_error())
         .map(|o| o.device_id.clone())
         .collect();
     outcomes.extend(devices);
-    outcomes.extend(create::modules(&ex, &of(&[Kind::CreateModule]), &failed_devices).await);
+    let module_creates: Vec<_> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateModule(m) => Some((c, m)),
+            _ => None,
+        })
+        .collect();
+    outcomes.extend(create::modules(&ex, &module_creates, &failed_devices).await);
     for (name, kinds) in [
         (
             "identity updates",
@@ -333,26 +362,18 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
 }
 
 /// The merge patch that brings an existing twin's owned keys to a create's content (an adopted create).
-pub(crate) fn content_patch(seen: &twinops_core::model::ObservedTwin, content: &Value) -> Value {
-    let section = |seen_map: &twinops_core::model::JsonMap, want: Option<&Value>| {
+pub(crate) fn content_patch(seen: &ObservedTwin, content: &TwinPatch) -> TwinPatch {
+    let section = |seen_map: &twinops_core::model::JsonMap, want: &twinops_core::model::JsonMap| {
         let mut out = twinops_core::model::JsonMap::new();
-        if let Some(Value::Object(w)) = want {
-            for (k, v) in w {
-                if let Some(p) = twinops_core::plan::patch::merge_patch(seen_map.get(k), Some(v)) {
-                    out.insert(k.clone(), p);
-                }
+        for (k, v) in want {
+            if let Some(p) = merge_patch(seen_map.get(k), Some(v)) {
+                out.insert(k.clone(), p);
             }
         }
         out
     };
-    let tags = section(&seen.tags, content.get("tags"));
-    let desired = section(&seen.desired, content.pointer("/properties/desired"));
-    let mut p = json!({});
-    if !tags.is_empty() {
-        p["tags"] = Value::Object(tags);
+    TwinPatch {
+        tags: section(&seen.tags, &content.tags),
+        desired: section(&seen.desired, &content.desired),
     }
-    if !desired.is_empty() {
-        p["properties"] = json!({"desired": desired});
-    }
-    p
 }

@@ -40,7 +40,7 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
     let mut out = Vec::new();
     for c in &plan.changes {
         if !matches!(
-            c.kind,
+            c.kind(),
             Kind::CreateDevice
                 | Kind::CreateModule
                 | Kind::UpdateDeviceTwin
@@ -48,10 +48,11 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
         ) {
             continue;
         }
+        let address = c.address();
         let ok = report.outcomes.iter().any(|o| {
-            o.kind == c.kind
-                && o.device_id == c.device_id
-                && o.module_id == c.module_id
+            o.kind == c.kind()
+                && o.device_id == address.device.as_str()
+                && o.module_id.as_deref() == address.module_id()
                 && matches!(
                     o.status,
                     Status::Applied | Status::Adopted | Status::Unchanged
@@ -60,20 +61,17 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
         // Desired values only; keys being removed and sensitive digests cannot be compared.
         let wanted = c.wanted();
         let desired: BTreeMap<String, Value> = wanted
-            .as_ref()
-            .and_then(|t| t.get("desired"))
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
+            .map(|w| {
+                w.desired
+                    .into_iter()
                     .filter(|(_, v)| !v.is_null() && !is_sensitive_digest(v))
-                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
             .unwrap_or_default();
         if ok && !desired.is_empty() {
             out.push(Pending {
-                device: c.device_id.clone(),
-                module: c.module_id.clone(),
+                device: address.device.to_string(),
+                module: address.module.map(|m| m.to_string()),
                 desired,
                 acknowledged_after: None,
             });
@@ -97,7 +95,7 @@ async fn check(hub: &Hub, items: &mut [Pending], started: Instant) -> anyhow::Re
         for i in open {
             let p = &items[i];
             let t = hub.get_twin(&p.device, p.module.as_deref()).await?;
-            if is_acked(p, &observe::twin(&t)) {
+            if is_acked(p, &observe::twin(&t)?) {
                 items[i].acknowledged_after = Some(started.elapsed());
             }
         }
@@ -116,12 +114,9 @@ async fn check(hub: &Hub, items: &mut [Pending], started: Instant) -> anyhow::Re
         }
         hub.query_all(sql, QUERY_PAGE_REQUEST, |rows| {
             for r in rows {
-                let t = observe::row(r)
-                    .map_err(|e| crate::hub::Error::Transport(format!("decoding a twin: {e}")))?;
-                twins.insert(
-                    (t.device_id.clone(), t.module_id.clone()),
-                    observe::twin(&t),
-                );
+                let t = observe::row(r)?;
+                let seen = observe::twin(&t)?;
+                twins.insert((t.device_id, t.module_id), seen);
             }
             Ok(())
         })

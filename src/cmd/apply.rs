@@ -10,7 +10,8 @@ use super::{ExitStatus, connect};
 use crate::apply::{self, Event, Report, Reporter};
 use crate::cli::{ApplyArgs, Format};
 use crate::output;
-use twinops_core::plan::{self, FORMAT_VERSION, Options, Plan, Targets};
+use twinops_core::model::Targets;
+use twinops_core::plan::{self, FORMAT_VERSION, Options, Plan};
 
 /// Reads a saved plan and checks it is for this hub, owner and format.
 fn saved_plan(

@@ -6,7 +6,8 @@ use super::{ExitStatus, connect};
 use crate::cli::{DriftArgs, Format};
 use crate::hub::read;
 use crate::output;
-use twinops_core::plan::{self, Options, Targets, drift};
+use twinops_core::model::Targets;
+use twinops_core::plan::{self, Options, drift};
 
 pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = super::validate::load(&args.paths)? else {

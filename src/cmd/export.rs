@@ -9,19 +9,19 @@ use serde_json::{Value, json};
 
 use super::{ExitStatus, connect};
 use crate::cli::ExportArgs;
-use crate::hub::{observe, read::QUERY_PAGE_REQUEST};
+use crate::hub::read;
 use crate::output;
-use twinops_core::model::{DEFAULT_OWNER, LEDGER_TAG, ObservedAuth, is_system_module};
+use twinops_core::model::{AuthKind, DEFAULT_OWNER, LEDGER_TAG, ObservedAuth};
 use twinops_core::plan::{ledger, scope_device};
 
 fn auth(a: &ObservedAuth) -> Option<Value> {
-    match a.kind.as_str() {
-        "selfSigned" => Some(json!({"x509": {
+    match a.kind {
+        AuthKind::SelfSigned => Some(json!({"x509": {
             "primary": a.primary_thumbprint,
             "secondary": a.secondary_thumbprint,
         }})),
-        "certificateAuthority" => Some(json!("ca")),
-        _ => None,
+        AuthKind::CertificateAuthority => Some(json!("ca")),
+        AuthKind::Sas | AuthKind::None => None,
     }
 }
 
@@ -101,35 +101,10 @@ async fn collect(
     {
         bail!("--query must select device twins (`SELECT * FROM devices [WHERE ...]`)");
     }
-    let mut devices = BTreeMap::new();
-    let bad = |e: serde_json::Error| crate::hub::Error::Transport(format!("decoding a twin: {e}"));
-    conn.hub
-        .query_all(&sql, QUERY_PAGE_REQUEST, |rows| {
-            for r in rows {
-                let t = observe::row(r).map_err(bad)?;
-                devices.insert(t.device_id.clone(), observe::device(&t));
-            }
-            Ok(())
-        })
+    let devices = read::query(&conn.hub, &sql, false)
         .await
-        .context("querying device twins")?;
-    conn.hub
-        .query_all(
-            "SELECT * FROM devices.modules",
-            QUERY_PAGE_REQUEST,
-            |rows| {
-                for r in rows {
-                    let t = observe::row(r).map_err(bad)?;
-                    if let Some(d) = devices.get_mut(&t.device_id) {
-                        let m = observe::module(&t);
-                        d.modules.insert(m.id.clone(), m);
-                    }
-                }
-                Ok(())
-            },
-        )
-        .await
-        .context("querying module twins")?;
+        .context("querying device and module twins")?
+        .devices;
     let owners: std::collections::BTreeSet<String> = devices
         .values()
         .filter_map(|d| owner_of(&d.twin.tags))
@@ -161,7 +136,7 @@ async fn collect(
         twin_fields(&mut dev, &d.twin);
         let mut modules = serde_json::Map::new();
         for (mid, m) in &d.modules {
-            if is_system_module(mid) {
+            if mid.is_system() {
                 continue;
             }
             let mut mm = serde_json::Map::new();
@@ -169,7 +144,7 @@ async fn collect(
                 mm.insert("auth".into(), a);
             }
             twin_fields(&mut mm, &m.twin);
-            modules.insert(mid.clone(), Value::Object(mm));
+            modules.insert(mid.to_string(), Value::Object(mm));
         }
         if !modules.is_empty() {
             dev.insert("modules".into(), Value::Object(modules));
@@ -177,7 +152,7 @@ async fn collect(
         groups
             .entry(owner)
             .or_default()
-            .insert(id.clone(), Value::Object(dev));
+            .insert(id.to_string(), Value::Object(dev));
     }
     Ok(groups
         .into_iter()

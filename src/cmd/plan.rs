@@ -7,7 +7,8 @@ use crate::cli::{Format, PlanArgs};
 use crate::hub::{OpClass, read};
 use crate::output;
 use twinops_core::model::Fleet;
-use twinops_core::plan::{self, Options, Plan, Targets};
+use twinops_core::model::Targets;
+use twinops_core::plan::{self, Options, Plan};
 
 /// Reads the hub and diffs it against the fleet.
 pub async fn make(
@@ -36,7 +37,7 @@ fn estimate(p: &Plan, conn: &connect::Connection) -> Option<f64> {
     let pacer = conn.hub.pacer()?;
     let mut per_class: std::collections::HashMap<OpClass, f64> = Default::default();
     for c in &p.changes {
-        let (class, n) = match c.kind {
+        let (class, n) = match c.kind() {
             plan::Kind::CreateDevice | plan::Kind::CreateModule => (OpClass::RegistryWrite, 1.0),
             plan::Kind::UpdateDeviceTwin | plan::Kind::UpdateModuleTwin => {
                 (OpClass::TwinWrite, 1.0)

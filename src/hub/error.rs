@@ -35,6 +35,10 @@ pub enum Error {
     },
     #[error("transport error: {0}")]
     Transport(String),
+    /// An answer twinops cannot act on safely (a twin without an etag, an undecodable row):
+    /// asking again gives the same answer.
+    #[error("unusable answer from the hub: {0}")]
+    Invalid(String),
     /// The TLS handshake failed (an untrusted or invalid certificate): retrying cannot help.
     #[error(
         "TLS error: {0}; for the emulator pass its certificate with --ca-cert (or TWINOPS_CA_CERT)"

@@ -2,6 +2,7 @@
 //! retries by policy, request counting per operation class, query paging, and the conversion of wire
 //! twins into [`twinops_core::model`] observations.
 
+pub mod body;
 mod error;
 pub mod observe;
 pub mod read;
@@ -32,6 +33,17 @@ use twinops_iothub::{
 };
 
 pub use twinops_iothub::quota::OpClass;
+
+/// The quoted `If-Match` value; an empty etag is refused here too, so no request can carry
+/// `If-Match: ""` (which IoT Hub would treat as a mismatch, or worse, as no condition).
+fn if_match(etag: &str) -> Result<String, Error> {
+    if etag.is_empty() {
+        return Err(Error::Invalid(
+            "refusing to send an empty If-Match etag".into(),
+        ));
+    }
+    Ok(quote_etag(etag))
+}
 
 /// Requests sent, by class (every attempt counts, retries included).
 #[derive(Debug, Default)]
@@ -339,14 +351,14 @@ impl Hub {
     /// Updates a device under `If-Match`; the body must echo the current authentication.
     pub async fn update_device(&self, device: &Device, etag: &str) -> Result<Device, Error> {
         let path = format!("/devices/{}", seg(&device.device_id));
-        let h = [("If-Match", quote_etag(etag))];
+        let h = [("If-Match", if_match(etag)?)];
         self.json(OpClass::RegistryWrite, Method::PUT, &path, &h, Some(device))
             .await
     }
 
     pub async fn delete_device(&self, id: &str, etag: &str) -> Result<(), Error> {
         let path = format!("/devices/{}", seg(id));
-        let h = [("If-Match", quote_etag(etag))];
+        let h = [("If-Match", if_match(etag)?)];
         self.call(OpClass::RegistryWrite, Method::DELETE, &path, &h, None, 1)
             .await
             .map(|_| ())
@@ -388,14 +400,14 @@ impl Hub {
             seg(&module.device_id),
             seg(&module.module_id)
         );
-        let h = [("If-Match", quote_etag(etag))];
+        let h = [("If-Match", if_match(etag)?)];
         self.json(OpClass::RegistryWrite, Method::PUT, &path, &h, Some(module))
             .await
     }
 
     pub async fn delete_module(&self, device: &str, module: &str, etag: &str) -> Result<(), Error> {
         let path = format!("/devices/{}/modules/{}", seg(device), seg(module));
-        let h = [("If-Match", quote_etag(etag))];
+        let h = [("If-Match", if_match(etag)?)];
         self.call(OpClass::RegistryWrite, Method::DELETE, &path, &h, None, 1)
             .await
             .map(|_| ())
@@ -425,7 +437,7 @@ impl Hub {
         etag: &str,
     ) -> Result<Twin, Error> {
         let path = Self::twin_path(device, module);
-        let h = [("If-Match", quote_etag(etag))];
+        let h = [("If-Match", if_match(etag)?)];
         self.json(OpClass::TwinWrite, Method::PATCH, &path, &h, Some(patch))
             .await
     }
@@ -439,7 +451,7 @@ impl Hub {
         etag: &str,
     ) -> Result<Twin, Error> {
         let path = Self::twin_path(device, module);
-        let h = [("If-Match", quote_etag(etag))];
+        let h = [("If-Match", if_match(etag)?)];
         self.json(OpClass::TwinWrite, Method::PUT, &path, &h, Some(twin))
             .await
     }
@@ -464,10 +476,10 @@ impl Hub {
         etag: Option<&str>,
     ) -> Result<Configuration, Error> {
         let path = format!("/configurations/{}", seg(&config.id));
-        let h: Vec<(&str, String)> = etag
-            .map(|e| ("If-Match", quote_etag(e)))
-            .into_iter()
-            .collect();
+        let h: Vec<(&str, String)> = match etag {
+            Some(e) => vec![("If-Match", if_match(e)?)],
+            None => Vec::new(),
+        };
         self.json(OpClass::Configuration, Method::PUT, &path, &h, Some(config))
             .await
     }

@@ -1,12 +1,16 @@
 //! Conversion of wire twins (GET or query rows) into the planner's [`twinops_core::model`] observations.
-//! Keys never pass through here: twins carry none.
+//! Keys never pass through here: twins carry none. A twin the planner could not act on safely (no
+//! etag, an ID that breaks IoT Hub's rules) is an [`Error::Invalid`], never a default value: an empty
+//! etag would be sent as `If-Match: ""`.
 
 use serde_json::Value;
 
+use super::Error;
 use twinops_core::model::{
-    DeviceStatus, ObservedAuth, ObservedDevice, ObservedModule, ObservedTwin,
+    AuthKind, DeviceId, DeviceStatus, ETag, ModuleId, ObservedAuth, ObservedDevice, ObservedModule,
+    ObservedTwin,
 };
-use twinops_iothub::wire::{JsonMap, Twin};
+use twinops_iothub::wire::{AuthenticationType, JsonMap, Twin};
 
 /// A section without its `$metadata` and `$version`.
 fn strip(section: Option<&JsonMap>) -> (JsonMap, i64) {
@@ -26,59 +30,124 @@ fn strip(section: Option<&JsonMap>) -> (JsonMap, i64) {
     (out, version)
 }
 
-pub fn twin(t: &Twin) -> ObservedTwin {
+fn address(t: &Twin) -> String {
+    match &t.module_id {
+        Some(m) => format!("{}/{m}", t.device_id),
+        None => t.device_id.clone(),
+    }
+}
+
+fn etag(t: &Twin, value: Option<&String>, what: &str) -> Result<ETag, Error> {
+    let text = value.ok_or_else(|| {
+        Error::Invalid(format!(
+            "the hub sent the twin of `{}` without {what}",
+            address(t)
+        ))
+    })?;
+    ETag::new(text.clone()).map_err(|e| Error::Invalid(format!("{what} of `{}`: {e}", address(t))))
+}
+
+pub fn twin(t: &Twin) -> Result<ObservedTwin, Error> {
     let props = t.properties.as_ref();
     let (desired, desired_version) = strip(props.and_then(|p| p.desired.as_ref()));
     let (reported, _) = strip(props.and_then(|p| p.reported.as_ref()));
-    ObservedTwin {
-        etag: t.etag.clone().unwrap_or_default(),
+    Ok(ObservedTwin {
+        etag: etag(t, t.etag.as_ref(), "an etag")?,
         tags: t.tags.clone().unwrap_or_default(),
         desired,
         desired_version,
         reported,
         configurations: t.configurations.clone().unwrap_or_default(),
+    })
+}
+
+/// The model's kind of an authentication type on the wire (absent means `sas`, IoT Hub's default).
+pub fn auth_kind(wire: Option<&str>) -> Result<AuthKind, Error> {
+    let Some(text) = wire else {
+        return Ok(AuthKind::Sas);
+    };
+    match AuthenticationType::parse(text) {
+        Some(AuthenticationType::Sas) => Ok(AuthKind::Sas),
+        Some(AuthenticationType::SelfSigned) => Ok(AuthKind::SelfSigned),
+        Some(AuthenticationType::CertificateAuthority) => Ok(AuthKind::CertificateAuthority),
+        Some(AuthenticationType::None) => Ok(AuthKind::None),
+        None => Err(Error::Invalid(format!(
+            "unknown authentication type `{}`",
+            text.chars().take(40).collect::<String>()
+        ))),
     }
 }
 
-fn auth(t: &Twin) -> ObservedAuth {
+fn auth(t: &Twin) -> Result<ObservedAuth, Error> {
     let x = t.x509_thumbprint.clone().unwrap_or_default();
-    ObservedAuth {
-        kind: t
-            .authentication_type
-            .clone()
-            .unwrap_or_else(|| "sas".into()),
+    Ok(ObservedAuth {
+        kind: auth_kind(t.authentication_type.as_deref())?,
         primary_thumbprint: x.primary_thumbprint,
         secondary_thumbprint: x.secondary_thumbprint,
-    }
+    })
 }
 
-pub fn device(t: &Twin) -> ObservedDevice {
-    ObservedDevice {
-        id: t.device_id.clone(),
-        identity_etag: t.device_etag.clone().unwrap_or_default(),
+pub fn device_id(text: &str) -> Result<DeviceId, Error> {
+    DeviceId::new(text).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+pub fn module_id(text: &str) -> Result<ModuleId, Error> {
+    ModuleId::new(text).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+pub fn device(t: &Twin) -> Result<ObservedDevice, Error> {
+    Ok(ObservedDevice {
+        id: device_id(&t.device_id)?,
+        identity_etag: etag(t, t.device_etag.as_ref(), "a deviceEtag")?,
         status: match t.status.as_deref() {
             Some("disabled") => DeviceStatus::Disabled,
             _ => DeviceStatus::Enabled,
         },
         status_reason: t.status_reason.clone().filter(|s| !s.is_empty()),
-        auth: auth(t),
+        auth: auth(t)?,
         edge: t.capabilities.as_ref().is_some_and(|c| c.iot_edge),
         device_scope: t.device_scope.clone().filter(|s| !s.is_empty()),
         parent_scopes: t.parent_scopes.clone().unwrap_or_default(),
-        twin: twin(t),
+        twin: twin(t)?,
         modules: Default::default(),
-    }
+    })
 }
 
-pub fn module(t: &Twin) -> ObservedModule {
-    ObservedModule {
-        id: t.module_id.clone().unwrap_or_default(),
-        auth: auth(t),
-        twin: twin(t),
-    }
+pub fn module(t: &Twin) -> Result<ObservedModule, Error> {
+    let id = t.module_id.as_deref().ok_or_else(|| {
+        Error::Invalid(format!("module twin of `{}` has no moduleId", t.device_id))
+    })?;
+    Ok(ObservedModule {
+        id: module_id(id)?,
+        auth: auth(t)?,
+        twin: twin(t)?,
+    })
 }
 
 /// Reads a query row as a twin.
-pub fn row(v: Value) -> Result<Twin, serde_json::Error> {
-    serde_json::from_value(v)
+pub fn row(v: Value) -> Result<Twin, Error> {
+    serde_json::from_value(v).map_err(|e| Error::Invalid(format!("decoding a twin: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_twin_without_an_etag_is_an_error_not_an_empty_etag() {
+        let t: Twin = serde_json::from_value(serde_json::json!({"deviceId": "d1"})).unwrap();
+        let e = twin(&t).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e}");
+        assert!(e.to_string().contains("without an etag"), "{e}");
+        let t: Twin =
+            serde_json::from_value(serde_json::json!({"deviceId": "d1", "etag": ""})).unwrap();
+        assert!(matches!(twin(&t), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn authentication_types_map_to_the_model() {
+        assert_eq!(auth_kind(None).unwrap(), AuthKind::Sas);
+        assert_eq!(auth_kind(Some("selfSigned")).unwrap(), AuthKind::SelfSigned);
+        assert!(auth_kind(Some("kerberos")).is_err());
+    }
 }

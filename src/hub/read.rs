@@ -5,8 +5,7 @@
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{Error, Hub, observe};
-use twinops_core::model::{Fleet, Observed};
-use twinops_core::plan::Targets;
+use twinops_core::model::{Fleet, Observed, Targets};
 
 /// Above this many selected twins, a paged query is cheaper than targeted GETs.
 pub const TARGETED_MAX_TWINS: usize = 40;
@@ -56,17 +55,20 @@ pub async fn observe(
 
 /// Every device and module twin of the hub, through two paged queries.
 pub async fn query_all(hub: &Hub) -> Result<Observed, Error> {
+    query(hub, "SELECT * FROM devices", true).await
+}
+
+/// The device twins a device query selects, with their module twins, through two paged queries.
+/// `complete` says whether the query selects every device (what pruning needs).
+pub async fn query(hub: &Hub, device_query: &str, complete: bool) -> Result<Observed, Error> {
     let mut observed = Observed {
-        complete: true,
+        complete,
         ..Observed::default()
     };
-    let bad = |e: serde_json::Error| Error::Transport(format!("decoding a twin: {e}"));
-    hub.query_all("SELECT * FROM devices", QUERY_PAGE_REQUEST, |rows| {
+    hub.query_all(device_query, QUERY_PAGE_REQUEST, |rows| {
         for r in rows {
-            let t = observe::row(r).map_err(bad)?;
-            observed
-                .devices
-                .insert(t.device_id.clone(), observe::device(&t));
+            let d = observe::device(&observe::row(r)?)?;
+            observed.devices.insert(d.id.clone(), d);
         }
         Ok(())
     })
@@ -76,10 +78,10 @@ pub async fn query_all(hub: &Hub) -> Result<Observed, Error> {
         QUERY_PAGE_REQUEST,
         |rows| {
             for r in rows {
-                let t = observe::row(r).map_err(bad)?;
+                let t = observe::row(r)?;
                 // A module row whose device row lagged behind in the index is skipped; the next plan sees it.
-                if let Some(d) = observed.devices.get_mut(&t.device_id) {
-                    let m = observe::module(&t);
+                if let Some(d) = observed.devices.get_mut(t.device_id.as_str()) {
+                    let m = observe::module(&t)?;
                     d.modules.insert(m.id.clone(), m);
                 }
             }
@@ -118,12 +120,12 @@ pub async fn targeted(
         let Some(t) = get_optional(hub, &d.id, None).await? else {
             return Ok::<_, Error>(None);
         };
-        let mut od = observe::device(&t);
+        let mut od = observe::device(&t)?;
         for m in &d.modules {
             if (targets.device(&d.id) || targets.module(&d.id, &m.id))
                 && let Some(mt) = get_optional(hub, &d.id, Some(&m.id)).await?
             {
-                od.modules.insert(m.id.clone(), observe::module(&mt));
+                od.modules.insert(m.id.clone(), observe::module(&mt)?);
             }
         }
         Ok(Some(od))

@@ -1,16 +1,22 @@
 //! Validated domain types shared by the manifest loader, the planner and the executor.
 //!
-//! Values here cannot be invalid: the manifest loader and the hub client convert raw input into them,
-//! and the planner works on them alone. This module must not depend on `iothub`, `hub` or `emulator`.
+//! Values here cannot be invalid: the manifest loader and the hub client convert raw input into them
+//! (IDs, etags, owner and digest are checked newtypes, see [`names`]), and the planner works on them
+//! alone. This module knows no wire type: `twinops::hub` converts between IoT Hub's JSON and these.
 
+mod names;
+mod target;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-/// A JSON object, in insertion order.
-pub type JsonMap = serde_json::Map<String, Value>;
+pub use names::{DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner, TwinAddress};
+pub use target::Targets;
+/// A JSON object, in insertion order (IoT Hub's definition, shared).
+pub use twinops_iothub::wire::JsonMap;
 
 /// The reserved tag that holds twinops' ownership ledger.
 pub const LEDGER_TAG: &str = "twinops";
@@ -67,14 +73,31 @@ pub enum AuthSpec {
 }
 
 impl AuthSpec {
-    /// The `authentication.type` IoT Hub uses for this kind.
-    pub fn wire_type(&self) -> &'static str {
+    /// The kind of authentication this declares.
+    pub fn kind(&self) -> AuthKind {
         match self {
-            AuthSpec::Sas => "sas",
-            AuthSpec::X509 { .. } => "selfSigned",
-            AuthSpec::Ca => "certificateAuthority",
+            AuthSpec::Sas => AuthKind::Sas,
+            AuthSpec::X509 { .. } => AuthKind::SelfSigned,
+            AuthSpec::Ca => AuthKind::CertificateAuthority,
         }
     }
+}
+
+/// The kind of an identity's authentication. Plan documents spell the kinds as IoT Hub does
+/// (`sas`, `selfSigned`, `certificateAuthority`, `none`); the conversion from and to the wire lives
+/// in `twinops::hub`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AuthKind {
+    #[default]
+    #[serde(rename = "sas")]
+    Sas,
+    #[serde(rename = "selfSigned")]
+    SelfSigned,
+    #[serde(rename = "certificateAuthority")]
+    CertificateAuthority,
+    /// An identity without credentials (IoT Hub's `none`).
+    #[serde(rename = "none")]
+    None,
 }
 
 /// The section of a twin a path points into.
@@ -100,6 +123,33 @@ pub struct PropertyPath {
     pub section: Section,
     /// At least one key.
     pub keys: Vec<String>,
+}
+
+/// A [`PropertyPath`] text that is not `tags.KEY[.KEY...]` or `desired.KEY[.KEY...]` with valid keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a path like `tags.KEY[.KEY...]` or `desired.KEY[.KEY...]`")]
+pub struct PathError(String);
+
+impl PropertyPath {
+    /// Parses `tags.K[.K...]` or `desired.K[.K...]`; every key must be a valid twin key.
+    pub fn parse(text: &str) -> Result<PropertyPath, PathError> {
+        let bad = || PathError(text.chars().take(80).collect());
+        let mut parts = text.split('.');
+        let section = match parts.next() {
+            Some("tags") => Section::Tags,
+            Some("desired") => Section::Desired,
+            _ => return Err(bad()),
+        };
+        let keys: Vec<String> = parts.map(str::to_string).collect();
+        if keys.is_empty()
+            || !keys
+                .iter()
+                .all(|k| twinops_iothub::twin_rules::key_is_valid(k))
+        {
+            return Err(bad());
+        }
+        Ok(PropertyPath { section, keys })
+    }
 }
 
 impl fmt::Display for PropertyPath {
@@ -128,7 +178,7 @@ pub struct TwinSpec {
 /// One module identity and its twin, as declared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleSpec {
-    pub id: String,
+    pub id: ModuleId,
     /// Set when the module is created; never updated.
     pub managed_by: Option<String>,
     pub auth: AuthSpec,
@@ -139,14 +189,14 @@ pub struct ModuleSpec {
 /// One device identity, its twin and its modules, as declared (templates and ranges already expanded).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceSpec {
-    pub id: String,
+    pub id: DeviceId,
     pub status: DeviceStatus,
     pub status_reason: Option<String>,
     pub auth: AuthSpec,
     /// `capabilities.iotEdge`.
     pub edge: bool,
     /// The ID of an edge device that is this device's parent.
-    pub parent: Option<String>,
+    pub parent: Option<DeviceId>,
     pub twin: TwinSpec,
     /// Sorted by module ID.
     pub modules: Vec<ModuleSpec>,
@@ -156,11 +206,11 @@ pub struct DeviceSpec {
 /// A whole validated manifest set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fleet {
-    pub owner: String,
+    pub owner: Owner,
     /// Sorted by device ID, IDs unique.
     pub devices: Vec<DeviceSpec>,
     /// Hex SHA-256 over the manifest files read (paths and contents, in sorted order).
-    pub digest: String,
+    pub digest: Digest,
 }
 
 impl Fleet {
@@ -171,10 +221,10 @@ impl Fleet {
 }
 
 /// A twin as read from the hub, reduced to what the planner needs.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ObservedTwin {
     /// The twin etag (unquoted), what `If-Match` must carry.
-    pub etag: String,
+    pub etag: ETag,
     /// All tags, the ledger tag included.
     pub tags: JsonMap,
     /// Desired properties without `$metadata` and `$version`.
@@ -187,29 +237,35 @@ pub struct ObservedTwin {
     pub configurations: JsonMap,
 }
 
+#[cfg(test)]
+impl From<&str> for AuthKind {
+    fn from(text: &str) -> AuthKind {
+        serde_json::from_value(serde_json::Value::String(text.into())).expect("an auth kind")
+    }
+}
+
 /// Authentication as observed: the kind and thumbprints, never keys.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedAuth {
-    /// `sas`, `selfSigned`, `certificateAuthority` or `none`.
-    pub kind: String,
+    pub kind: AuthKind,
     pub primary_thumbprint: Option<String>,
     pub secondary_thumbprint: Option<String>,
 }
 
 /// A module identity and its twin as read from the hub.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ObservedModule {
-    pub id: String,
+    pub id: ModuleId,
     pub auth: ObservedAuth,
     pub twin: ObservedTwin,
 }
 
 /// A device identity, its twin and its modules as read from the hub.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ObservedDevice {
-    pub id: String,
+    pub id: DeviceId,
     /// The identity's etag (`deviceEtag` of the twin), for identity updates and deletes.
-    pub identity_etag: String,
+    pub identity_etag: ETag,
     pub status: DeviceStatus,
     pub status_reason: Option<String>,
     pub auth: ObservedAuth,
@@ -218,22 +274,59 @@ pub struct ObservedDevice {
     pub parent_scopes: Vec<String>,
     pub twin: ObservedTwin,
     /// Modules read so far, sorted by ID. With targeted reads, only the declared ones.
-    pub modules: std::collections::BTreeMap<String, ObservedModule>,
+    pub modules: BTreeMap<ModuleId, ObservedModule>,
+}
+
+/// Test observations are built with `..Default::default()`; production code never defaults an etag.
+#[cfg(test)]
+impl Default for ObservedTwin {
+    fn default() -> ObservedTwin {
+        ObservedTwin {
+            etag: "test-etag".into(),
+            tags: JsonMap::new(),
+            desired: JsonMap::new(),
+            desired_version: 0,
+            reported: JsonMap::new(),
+            configurations: JsonMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Default for ObservedModule {
+    fn default() -> ObservedModule {
+        ObservedModule {
+            id: "test-module".into(),
+            auth: ObservedAuth::default(),
+            twin: ObservedTwin::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Default for ObservedDevice {
+    fn default() -> ObservedDevice {
+        ObservedDevice {
+            id: "test-device".into(),
+            identity_etag: "test-identity-etag".into(),
+            status: DeviceStatus::Enabled,
+            status_reason: None,
+            auth: ObservedAuth::default(),
+            edge: false,
+            device_scope: None,
+            parent_scopes: Vec::new(),
+            twin: ObservedTwin::default(),
+            modules: BTreeMap::new(),
+        }
+    }
 }
 
 /// What the hub holds for the planned scope, by device ID.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observed {
-    pub devices: std::collections::BTreeMap<String, ObservedDevice>,
+    pub devices: BTreeMap<DeviceId, ObservedDevice>,
     /// Whether every device and module of the hub was read (a full query), which pruning needs.
     pub complete: bool,
-}
-
-/// The modules IoT Hub creates on an edge device; twinops leaves them alone unless declared.
-pub const SYSTEM_MODULES: &[&str] = &["$edgeAgent", "$edgeHub"];
-
-pub fn is_system_module(id: &str) -> bool {
-    SYSTEM_MODULES.contains(&id)
 }
 
 /// What an automatic configuration writes: the top-level desired keys of the twins it targets.
@@ -242,9 +335,9 @@ pub struct ObservedConfiguration {
     pub id: String,
     pub priority: i64,
     /// Desired keys written into targeted device twins (`deviceContent`).
-    pub device_keys: std::collections::BTreeSet<String>,
+    pub device_keys: BTreeSet<String>,
     /// Desired keys written into targeted module twins (`moduleContent`).
-    pub module_keys: std::collections::BTreeSet<String>,
+    pub module_keys: BTreeSet<String>,
     /// Desired keys written per module (`modulesContent` of edge deployments).
-    pub modules: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    pub modules: BTreeMap<String, BTreeSet<String>>,
 }

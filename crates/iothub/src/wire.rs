@@ -310,3 +310,59 @@ mod tests {
         assert_eq!(v["importMode"], "updateTwinIfMatchETag");
     }
 }
+
+/// `authentication.type` of a device or module: the one place its spellings are defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AuthenticationType {
+    #[serde(rename = "sas")]
+    Sas,
+    #[serde(rename = "selfSigned")]
+    SelfSigned,
+    #[serde(rename = "certificateAuthority")]
+    CertificateAuthority,
+    #[serde(rename = "none")]
+    None,
+}
+
+impl AuthenticationType {
+    pub const ALL: [AuthenticationType; 4] = [
+        AuthenticationType::Sas,
+        AuthenticationType::SelfSigned,
+        AuthenticationType::CertificateAuthority,
+        AuthenticationType::None,
+    ];
+
+    /// The spelling on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthenticationType::Sas => "sas",
+            AuthenticationType::SelfSigned => "selfSigned",
+            AuthenticationType::CertificateAuthority => "certificateAuthority",
+            AuthenticationType::None => "none",
+        }
+    }
+
+    /// Reads a wire spelling; `None` for anything IoT Hub does not define.
+    pub fn parse(text: &str) -> Option<AuthenticationType> {
+        AuthenticationType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod authentication_type_tests {
+    use super::*;
+
+    #[test]
+    fn every_type_reads_back_its_own_spelling() {
+        for t in AuthenticationType::ALL {
+            assert_eq!(AuthenticationType::parse(t.as_str()), Some(t));
+            assert_eq!(
+                serde_json::to_value(t).ok(),
+                Some(Value::String(t.as_str().into()))
+            );
+        }
+        assert_eq!(AuthenticationType::parse("SAS"), None);
+    }
+}

@@ -11,7 +11,7 @@ use super::Sink;
 use super::raw::Device;
 use super::resolve::{Resolved, ResolvedModule, ResolvedTwin};
 use super::twin::{self, Names};
-use crate::model::{DeviceSpec, Location, ModuleSpec, TwinSpec};
+use crate::model::{DeviceId, DeviceSpec, Location, ModuleId, ModuleSpec, TwinSpec};
 
 /// IoT Hub's identities per hub (devices plus modules).
 pub const MAX_IDENTITIES: u64 = 1_000_000;
@@ -61,7 +61,9 @@ pub fn expand(
             if let Some(parent) = &resolved.parent {
                 parents.push((devices.len(), parent.clone()));
             }
-            devices.push(device_spec(owner, id, device, resolved, sink));
+            if let Some(spec) = device_spec(owner, id, device, resolved, sink) {
+                devices.push(spec);
+            }
         }
     }
     check_parents(&devices, &parents, &defined, sink);
@@ -101,7 +103,14 @@ fn device_spec(
     device: &Device,
     resolved: &Resolved,
     sink: &mut Sink,
-) -> DeviceSpec {
+) -> Option<DeviceSpec> {
+    // IDs and parents are checked, and reported with their place, where they are written (`raw`,
+    // `range`); an ID that fails here was reported there, so it is only left out.
+    let checked = DeviceId::new(id.clone());
+    let parent = match &resolved.parent {
+        Some(p) => Some(DeviceId::new(p.value.clone()).ok()?),
+        None => None,
+    };
     let names = Names {
         device: &id,
         module: None,
@@ -117,19 +126,19 @@ fn device_spec(
     let modules = resolved
         .modules
         .iter()
-        .map(|(mid, m)| module_spec(owner, &id, mid, m, sink))
+        .filter_map(|(mid, m)| module_spec(owner, &id, mid, m, sink))
         .collect();
-    DeviceSpec {
+    Some(DeviceSpec {
         status: resolved.status,
         status_reason: resolved.status_reason.clone(),
         auth: resolved.auth.clone(),
         edge: resolved.edge,
-        parent: resolved.parent.as_ref().map(|p| p.value.clone()),
+        parent,
         twin,
         modules,
         location: device.loc.clone(),
-        id,
-    }
+        id: checked.ok()?,
+    })
 }
 
 fn module_spec(
@@ -138,19 +147,21 @@ fn module_spec(
     id: &str,
     m: &ResolvedModule,
     sink: &mut Sink,
-) -> ModuleSpec {
+) -> Option<ModuleSpec> {
     let names = Names {
         device,
         module: Some(id),
     };
     let what = format!("module `{device}/{id}`");
-    ModuleSpec {
-        id: id.to_string(),
+    let checked = ModuleId::new(id);
+    let twin = twin_spec(owner, &m.twin, names, &what, &m.loc, sink);
+    Some(ModuleSpec {
+        id: checked.ok()?,
         managed_by: m.managed_by.clone(),
         auth: m.auth.clone(),
-        twin: twin_spec(owner, &m.twin, names, &what, &m.loc, sink),
+        twin,
         location: m.loc.clone(),
-    }
+    })
 }
 
 fn twin_spec(
@@ -210,7 +221,7 @@ fn check_parents(
     let edge: HashMap<&str, bool> = devices.iter().map(|d| (d.id.as_str(), d.edge)).collect();
     for (i, parent) in parents {
         let child = &devices[*i];
-        if parent.value == child.id {
+        if child.id == parent.value.as_str() {
             sink.once(
                 &parent.loc,
                 "own-parent",

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{DEFAULT_OWNER, Fleet, Location};
+use crate::model::{Fleet, Location, Owner};
 
 /// Largest manifest file accepted.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -180,7 +180,7 @@ pub fn load(sources: &[Source]) -> Result<Fleet, Errors> {
 }
 
 /// Hex SHA-256 over each source in path order: path, 0, content, 0.
-fn digest(sorted: &[&Source]) -> String {
+fn digest(sorted: &[&Source]) -> crate::model::Digest {
     let mut hasher = Sha256::new();
     for s in sorted {
         hasher.update(s.path.as_bytes());
@@ -188,11 +188,13 @@ fn digest(sorted: &[&Source]) -> String {
         hasher.update(&s.bytes);
         hasher.update([0u8]);
     }
-    hasher
+    let hex: String = hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect();
+    // 64 lowercase hex digits by construction.
+    crate::model::Digest::new(hex).unwrap_or_else(|_| unreachable!("a SHA-256 is 64 hex digits"))
 }
 
 /// The file's text without a BOM, or why it is not a manifest at all.
@@ -228,8 +230,8 @@ fn text<'a>(file: &Arc<str>, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
     })
 }
 
-/// The set's one owner, [`DEFAULT_OWNER`] when none is named.
-fn owner(documents: &[raw::Document], sink: &mut Sink) -> String {
+/// The set's one owner, [`crate::model::DEFAULT_OWNER`] when none is named.
+fn owner(documents: &[raw::Document], sink: &mut Sink) -> Owner {
     let mut first: Option<&raw::Located<String>> = None;
     for owner in documents.iter().filter_map(|d| d.owner.as_ref()) {
         match first {
@@ -243,7 +245,14 @@ fn owner(documents: &[raw::Document], sink: &mut Sink) -> String {
             None => first = Some(owner),
         }
     }
-    first.map_or_else(|| DEFAULT_OWNER.to_string(), |o| o.value.clone())
+    match first {
+        None => Owner::default_owner(),
+        Some(o) => Owner::new(o.value.clone()).unwrap_or_else(|e| {
+            // `raw` checked the name already; a disagreement is reported, not trusted.
+            sink.error(&o.loc, e.to_string());
+            Owner::default_owner()
+        }),
+    }
 }
 
 /// Collects diagnostics; `once` keeps one report per location and kind (ranges and templates repeat).

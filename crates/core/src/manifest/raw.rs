@@ -12,8 +12,7 @@ use crate::model::{AuthSpec, DeviceStatus, Location, PropertyPath, Section};
 
 /// Longest `statusReason`.
 pub const MAX_STATUS_REASON_CHARS: usize = 128;
-/// Longest owner name.
-pub const MAX_OWNER_CHARS: usize = 64;
+use crate::model::MAX_OWNER_CHARS;
 
 const DOCUMENT_KEYS: &[&str] = &["owner", "templates", "devices"];
 const TEMPLATE_KEYS: &[&str] = &[
@@ -495,31 +494,24 @@ fn paths(v: &Node, what: &str, sink: &mut Sink) -> Vec<PropertyPath> {
         .collect()
 }
 
-/// Parses `tags.K[.K...]` or `desired.K[.K...]`.
+/// Parses `tags.K[.K...]` or `desired.K[.K...]` ([`PropertyPath::parse`]), worded for a manifest author.
 pub fn path(text: &str) -> Result<PropertyPath, String> {
-    let malformed = || {
-        format!(
-            "path `{}` is malformed; paths are `tags.KEY[.KEY...]` or `desired.KEY[.KEY...]`",
-            twin::shorten(text)
-        )
-    };
-    let mut parts = text.split('.');
-    let section = match parts.next() {
-        Some("tags") => Section::Tags,
-        Some("desired") => Section::Desired,
-        _ => return Err(malformed()),
-    };
-    let keys: Vec<String> = parts.map(str::to_string).collect();
-    if keys.is_empty() || keys.iter().any(String::is_empty) {
-        return Err(malformed());
-    }
-    if let Some(problem) = keys.iter().find_map(|k| twin::key_problem(k)) {
-        return Err(format!(
-            "path `{}` is malformed: {problem}",
-            twin::shorten(text)
-        ));
-    }
-    Ok(PropertyPath { section, keys })
+    PropertyPath::parse(text).map_err(|_| {
+        match text
+            .split('.')
+            .skip(1)
+            .filter(|k| !k.is_empty())
+            .find_map(twin::key_problem)
+        {
+            Some(problem) if text.starts_with("tags.") || text.starts_with("desired.") => {
+                format!("path `{}` is malformed: {problem}", twin::shorten(text))
+            }
+            _ => format!(
+                "path `{}` is malformed; paths are `tags.KEY[.KEY...]` or `desired.KEY[.KEY...]`",
+                twin::shorten(text)
+            ),
+        }
+    })
 }
 
 /// A mapping's entries, reporting unknown keys; `None` (reported) when the node is no mapping.

@@ -23,6 +23,10 @@ pub const MAX_INT: i128 = twinops_iothub::twin_rules::MAX_SAFE_INTEGER as i128;
 
 /// What is wrong with a twin key, if anything.
 pub fn key_problem(key: &str) -> Option<String> {
+    // The decision is IoT Hub's rule, defined once; this only words it for a manifest author.
+    if twinops_iothub::twin_rules::key_is_valid(key) {
+        return None;
+    }
     if key.is_empty() {
         return Some("twin keys must not be empty".to_string());
     }

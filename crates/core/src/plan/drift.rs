@@ -133,7 +133,7 @@ pub fn report(
 ) -> Report {
     let mut items = Vec::new();
     for c in &plan.changes {
-        let detail = match c.kind {
+        let detail = match c.kind() {
             super::Kind::CreateDevice => "device missing from the hub".to_string(),
             super::Kind::CreateModule => "module missing from the hub".to_string(),
             super::Kind::UpdateDevice | super::Kind::UpdateModule => {
@@ -142,8 +142,8 @@ pub fn report(
             _ => "owned values differ from the manifest".to_string(),
         };
         items.push(Item {
-            device_id: c.device_id.clone(),
-            module_id: c.module_id.clone(),
+            device_id: c.device_id().to_string(),
+            module_id: c.address().module.map(|m| m.to_string()),
             class: Class::ChangedInHub,
             detail,
             keys: c
@@ -156,8 +156,8 @@ pub fn report(
     }
     for k in &plan.conflicts {
         items.push(Item {
-            device_id: k.device_id.clone(),
-            module_id: k.module_id.clone(),
+            device_id: k.device_id.to_string(),
+            module_id: k.module_id.as_ref().map(ToString::to_string),
             class: Class::ChangedInHub,
             detail: format!("conflict: {}", k.reason),
             keys: k.keys.clone(),
@@ -220,7 +220,7 @@ pub fn report(
     Report {
         format_version: super::FORMAT_VERSION,
         hub: plan.hub.clone(),
-        owner: plan.owner.clone(),
+        owner: plan.owner.to_string(),
         in_sync: !items.iter().any(|i| i.class == Class::ChangedInHub),
         counts,
         items,

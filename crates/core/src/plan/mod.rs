@@ -5,10 +5,10 @@
 //! This module sees only [`crate::model`] values: it never imports `iothub`, `hub` or `emulator`, and it
 //! does no I/O.
 
+mod change;
 pub mod drift;
 pub mod ledger;
 pub mod patch;
-pub mod target;
 mod twin;
 
 use std::collections::BTreeMap;
@@ -17,9 +17,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::{
-    AuthSpec, DeviceSpec, Fleet, ModuleSpec, Observed, ObservedAuth, ObservedDevice, ObservedModule,
+    AuthSpec, DeviceId, DeviceSpec, Digest, Fleet, ModuleId, ModuleSpec, Observed, ObservedAuth,
+    ObservedDevice, ObservedModule, ObservedTwin, Owner, Targets, TwinAddress, TwinSpec,
 };
-pub use target::Targets;
+pub use change::{
+    Change, ChangeDoc, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity,
+    IdentityUpdate, OwnedValues, TwinPatch, UpdateDevice, UpdateModule, UpdateTwin,
+};
 pub use twin::{TwinView, is_sensitive_digest, owned_view, sensitive_digest};
 
 /// The version of the JSON plan document.
@@ -90,89 +94,25 @@ pub struct FieldDiff {
     pub after: Option<Value>,
 }
 
-/// One change: an identity or a twin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Change {
-    pub action: Action,
-    pub kind: Kind,
-    pub device_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
-    /// The etag the change was computed against (unquoted); `None` for creates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub if_match: Option<String>,
-    /// Twin changes: the owned values seen, `{"tags": {K: v|null}, "desired": {K: v|null}}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<Value>,
-    /// Twin changes: the owned values wanted, same shape as `base`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<Value>,
-    /// What to send: a twin merge patch (`{"tags": …, "properties": {"desired": …}}`), the identity fields
-    /// to change, or for creates the identity and its twin content.
-    pub patch: Value,
-    pub diff: Vec<FieldDiff>,
-    /// Dotted paths never planned (`ignore`), needed to re-check a twin on 412.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ignore: Vec<String>,
-    /// Dotted paths whose values are digests in `base`, `target` and `diff`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sensitive: Vec<String>,
-}
-
-impl Change {
-    /// The owned values this change wants (`{"tags": …, "desired": …}`, sensitive values as digests):
-    /// `target`, or for creates the view of the content in `patch.twin`.
-    pub fn wanted(&self) -> Option<Value> {
-        if let Some(t) = &self.target {
-            return Some(t.clone());
-        }
-        let twin = self.patch.get("twin")?;
-        Some(twin::content_view(twin, &self.sensitive))
-    }
-
-    /// The field-level diff to show: `diff`, or for creates every owned key of the content.
-    pub fn shown_diff(&self) -> Vec<FieldDiff> {
-        if !self.diff.is_empty() || self.action != Action::Create {
-            return self.diff.clone();
-        }
-        let Some(wanted) = self.wanted() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for section in ["tags", "desired"] {
-            if let Some(m) = wanted.get(section).and_then(Value::as_object) {
-                for (k, v) in m {
-                    out.push(FieldDiff {
-                        path: format!("{section}.{k}"),
-                        before: None,
-                        after: Some(v.clone()),
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    /// `device` or `device/module`.
-    pub fn address(&self) -> String {
-        match &self.module_id {
-            Some(m) => format!("{}/{m}", self.device_id),
-            None => self.device_id.clone(),
-        }
-    }
-}
-
 /// A twin (or identity) the plan will not touch because someone else owns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conflict {
-    pub device_id: String,
+    pub device_id: DeviceId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
+    pub module_id: Option<ModuleId>,
     pub reason: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<String>,
+}
+
+impl Conflict {
+    pub fn address(&self) -> TwinAddress {
+        TwinAddress {
+            device: self.device_id.clone(),
+            module: self.module_id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -193,8 +133,8 @@ pub struct Plan {
     pub format_version: u32,
     /// The hub identity: host name with port, or the embedded hub's ID.
     pub hub: String,
-    pub owner: String,
-    pub manifest_digest: String,
+    pub owner: Owner,
+    pub manifest_digest: Digest,
     pub summary: Summary,
     pub changes: Vec<Change>,
     pub conflicts: Vec<Conflict>,
@@ -218,7 +158,7 @@ impl Plan {
             ..Summary::default()
         };
         for c in &self.changes {
-            match c.action {
+            match c.action() {
                 Action::Create => s.create += 1,
                 Action::Update => s.update += 1,
                 Action::Delete => s.delete += 1,
@@ -239,7 +179,7 @@ pub fn scope_device(scope: &str) -> Option<&str> {
 }
 
 fn auth_differs(want: &AuthSpec, seen: &ObservedAuth) -> bool {
-    if want.wire_type() != seen.kind {
+    if want.kind() != seen.kind {
         return true;
     }
     match want {
@@ -256,45 +196,17 @@ fn auth_differs(want: &AuthSpec, seen: &ObservedAuth) -> bool {
     }
 }
 
-/// The identity wire fields for an [`AuthSpec`] (never keys: the hub generates them).
-pub fn auth_value(auth: &AuthSpec) -> Value {
-    match auth {
-        AuthSpec::X509 { primary, secondary } => json!({
-            "type": "selfSigned",
-            "x509Thumbprint": {"primaryThumbprint": primary, "secondaryThumbprint": secondary},
-        }),
-        other => json!({"type": other.wire_type()}),
-    }
-}
-
-fn device_identity_value(d: &DeviceSpec) -> Value {
-    let mut v = json!({
-        "status": d.status.as_str(),
-        "authentication": auth_value(&d.auth),
-        "capabilities": {"iotEdge": d.edge},
-    });
-    if let Some(r) = &d.status_reason {
-        v["statusReason"] = json!(r);
-    }
-    if let Some(p) = &d.parent {
-        v["parent"] = json!(p);
-    }
-    v
-}
-
-fn module_identity_value(m: &ModuleSpec) -> Value {
-    let mut v = json!({"authentication": auth_value(&m.auth)});
-    if let Some(mb) = &m.managed_by {
-        v["managedBy"] = json!(mb);
-    }
-    v
-}
-
-fn device_identity_diff(d: &DeviceSpec, seen: &ObservedDevice) -> Vec<FieldDiff> {
+/// What a device identity update changes, and the diff that shows it.
+fn device_identity_update(
+    d: &DeviceSpec,
+    seen: &ObservedDevice,
+) -> (IdentityUpdate, Vec<FieldDiff>) {
+    let mut set = IdentityUpdate::default();
     let mut diff = Vec::new();
     if d.status != seen.status {
+        set.status = Some(d.status);
         diff.push(FieldDiff {
-            path: "status".into(),
+            path: change::FIELD_STATUS.into(),
             before: Some(json!(seen.status.as_str())),
             after: Some(json!(d.status.as_str())),
         });
@@ -302,51 +214,39 @@ fn device_identity_diff(d: &DeviceSpec, seen: &ObservedDevice) -> Vec<FieldDiff>
     if let Some(r) = &d.status_reason
         && seen.status_reason.as_deref().unwrap_or("") != r
     {
+        set.status_reason = Some(r.clone());
         diff.push(FieldDiff {
-            path: "statusReason".into(),
+            path: change::FIELD_STATUS_REASON.into(),
             before: seen.status_reason.as_ref().map(|s| json!(s)),
             after: Some(json!(r)),
         });
     }
     if auth_differs(&d.auth, &seen.auth) {
+        set.auth = Some(d.auth.clone());
         diff.push(FieldDiff {
-            path: "authentication".into(),
-            before: Some(observed_auth_value(&seen.auth)),
-            after: Some(auth_value(&d.auth)),
+            path: change::FIELD_AUTH.into(),
+            before: Some(change::observed_auth_doc(&seen.auth)),
+            after: Some(change::auth_doc(&d.auth)),
         });
     }
     if d.edge != seen.edge {
+        set.edge = Some(d.edge);
         diff.push(FieldDiff {
-            path: "capabilities.iotEdge".into(),
+            path: change::FIELD_EDGE.into(),
             before: Some(json!(seen.edge)),
             after: Some(json!(d.edge)),
         });
     }
     let seen_parent = seen.parent_scopes.first().and_then(|s| scope_device(s));
     if d.parent.as_deref() != seen_parent {
+        set.parent = Some(d.parent.clone());
         diff.push(FieldDiff {
-            path: "parent".into(),
+            path: change::FIELD_PARENT.into(),
             before: seen_parent.map(|p| json!(p)),
             after: d.parent.as_ref().map(|p| json!(p)),
         });
     }
-    diff
-}
-
-fn observed_auth_value(a: &ObservedAuth) -> Value {
-    if a.kind == "selfSigned" {
-        json!({"type": a.kind, "x509Thumbprint": {"primaryThumbprint": a.primary_thumbprint, "secondaryThumbprint": a.secondary_thumbprint}})
-    } else {
-        json!({"type": a.kind})
-    }
-}
-
-fn diff_patch(diff: &[FieldDiff]) -> Value {
-    let mut m = serde_json::Map::new();
-    for d in diff {
-        m.insert(d.path.clone(), d.after.clone().unwrap_or(Value::Null));
-    }
-    Value::Object(m)
+    (set, diff)
 }
 
 struct Planner<'a> {
@@ -360,66 +260,44 @@ impl Planner<'_> {
         self.plan.changes.push(c);
     }
 
-    fn conflict(&mut self, device: &str, module: Option<&str>, reason: String, keys: Vec<String>) {
+    fn conflict(&mut self, address: TwinAddress, reason: String, keys: Vec<String>) {
         self.plan.conflicts.push(Conflict {
-            device_id: device.to_string(),
-            module_id: module.map(str::to_string),
+            device_id: address.device,
+            module_id: address.module,
             reason,
             keys,
         });
     }
 
     fn create_device(&mut self, d: &DeviceSpec) {
-        let content = twin::create_content(&self.fleet.owner, &d.twin);
-        let mut patch = device_identity_value(d);
-        patch["twin"] = content;
-        self.push(Change {
-            action: Action::Create,
-            kind: Kind::CreateDevice,
-            device_id: d.id.clone(),
-            module_id: None,
-            if_match: None,
-            base: None,
-            // The content lives once, in `patch.twin`: `target` and `diff` are derived when shown
-            // (see `Change::shown_diff`), which keeps a large new fleet's plan small.
-            target: None,
-            patch,
-            diff: Vec::new(),
-            ignore: Vec::new(),
-            sensitive: twin::path_strings(&d.twin.sensitive),
-        });
+        self.push(Change::CreateDevice(CreateDevice {
+            id: d.id.clone(),
+            identity: DeviceIdentity {
+                status: d.status,
+                status_reason: d.status_reason.clone(),
+                auth: d.auth.clone(),
+                edge: d.edge,
+                parent: d.parent.clone(),
+            },
+            // The content is held once: what a create shows (target, diff) is derived from it.
+            twin: twin::create_content(&self.fleet.owner, &d.twin),
+            sensitive: d.twin.sensitive.clone(),
+        }));
     }
 
     fn create_module(&mut self, d: &DeviceSpec, m: &ModuleSpec) {
-        let content = twin::create_content(&self.fleet.owner, &m.twin);
-        let mut patch = module_identity_value(m);
-        patch["twin"] = content;
-        self.push(Change {
-            action: Action::Create,
-            kind: Kind::CreateModule,
-            device_id: d.id.clone(),
-            module_id: Some(m.id.clone()),
-            if_match: None,
-            base: None,
-            // The content lives once, in `patch.twin`: `target` and `diff` are derived when shown
-            // (see `Change::shown_diff`), which keeps a large new fleet's plan small.
-            target: None,
-            patch,
-            diff: Vec::new(),
-            ignore: Vec::new(),
-            sensitive: twin::path_strings(&m.twin.sensitive),
-        });
+        self.push(Change::CreateModule(CreateModule {
+            device: d.id.clone(),
+            module: m.id.clone(),
+            managed_by: m.managed_by.clone(),
+            auth: m.auth.clone(),
+            twin: twin::create_content(&self.fleet.owner, &m.twin),
+            sensitive: m.twin.sensitive.clone(),
+        }));
     }
 
     /// Plans one twin; returns false when it is a conflict.
-    fn twin(
-        &mut self,
-        kind: Kind,
-        device: &str,
-        module: Option<&str>,
-        spec: &crate::model::TwinSpec,
-        seen: &crate::model::ObservedTwin,
-    ) -> bool {
+    fn twin(&mut self, address: TwinAddress, spec: &TwinSpec, seen: &ObservedTwin) -> bool {
         match twin::diff(&self.fleet.owner, spec, seen, self.options.adopt) {
             twin::Outcome::Unchanged => {
                 self.plan.summary.unchanged += 1;
@@ -427,8 +305,7 @@ impl Planner<'_> {
             }
             twin::Outcome::OtherOwner(owner) => {
                 self.conflict(
-                    device,
-                    module,
+                    address,
                     match owner {
                         Some(o) => format!("owned by `{o}` (use --adopt to take it over)"),
                         None => "the `twinops` tag is not a ledger (use --adopt to take it over)"
@@ -439,19 +316,17 @@ impl Planner<'_> {
                 false
             }
             twin::Outcome::Changed(t) => {
-                self.push(Change {
-                    action: Action::Update,
-                    kind,
-                    device_id: device.to_string(),
-                    module_id: module.map(str::to_string),
-                    if_match: Some(seen.etag.clone()),
-                    base: Some(t.base),
-                    target: Some(t.target),
+                let t = *t;
+                self.push(Change::UpdateTwin(UpdateTwin {
+                    address,
+                    if_match: seen.etag.clone(),
+                    base: t.base,
+                    target: t.target,
                     patch: t.patch,
                     diff: t.diff,
-                    ignore: twin::path_strings(&spec.ignore),
-                    sensitive: twin::path_strings(&spec.sensitive),
-                });
+                    ignore: spec.ignore.clone(),
+                    sensitive: spec.sensitive.clone(),
+                }));
                 true
             }
         }
@@ -471,26 +346,19 @@ impl Planner<'_> {
             return;
         };
         if targets.device(&d.id) {
-            let twin_ok = self.twin(Kind::UpdateDeviceTwin, &d.id, None, &d.twin, &seen.twin);
-            let diff = device_identity_diff(d, seen);
+            let twin_ok = self.twin(TwinAddress::device(d.id.clone()), &d.twin, &seen.twin);
+            let (set, diff) = device_identity_update(d, seen);
             if twin_ok && !diff.is_empty() {
-                self.push(Change {
-                    action: Action::Update,
-                    kind: Kind::UpdateDevice,
-                    device_id: d.id.clone(),
-                    module_id: None,
-                    if_match: Some(seen.identity_etag.clone()),
-                    base: None,
-                    target: None,
-                    patch: diff_patch(&diff),
+                self.push(Change::UpdateDevice(UpdateDevice {
+                    id: d.id.clone(),
+                    if_match: seen.identity_etag.clone(),
+                    set,
                     diff,
-                    ignore: Vec::new(),
-                    sensitive: Vec::new(),
-                });
+                }));
             }
         }
         for m in &d.modules {
-            if !targets.module(&d.id, &m.id) {
+            if !self.options.targets.module(&d.id, &m.id) {
                 continue;
             }
             match seen.modules.get(&m.id) {
@@ -501,37 +369,26 @@ impl Planner<'_> {
     }
 
     fn module(&mut self, d: &DeviceSpec, m: &ModuleSpec, seen: &ObservedModule) {
-        let twin_ok = self.twin(
-            Kind::UpdateModuleTwin,
-            &d.id,
-            Some(&m.id),
-            &m.twin,
-            &seen.twin,
-        );
+        let address = TwinAddress::module(d.id.clone(), m.id.clone());
+        let twin_ok = self.twin(address, &m.twin, &seen.twin);
         if twin_ok && auth_differs(&m.auth, &seen.auth) {
             let diff = vec![FieldDiff {
-                path: "authentication".into(),
-                before: Some(observed_auth_value(&seen.auth)),
-                after: Some(auth_value(&m.auth)),
+                path: change::FIELD_AUTH.into(),
+                before: Some(change::observed_auth_doc(&seen.auth)),
+                after: Some(change::auth_doc(&m.auth)),
             }];
-            self.push(Change {
-                action: Action::Update,
-                kind: Kind::UpdateModule,
-                device_id: d.id.clone(),
-                module_id: Some(m.id.clone()),
+            self.push(Change::UpdateModule(UpdateModule {
+                device: d.id.clone(),
+                module: m.id.clone(),
                 if_match: None,
-                base: None,
-                target: None,
-                patch: diff_patch(&diff),
+                auth: m.auth.clone(),
                 diff,
-                ignore: Vec::new(),
-                sensitive: Vec::new(),
-            });
+            }));
         }
     }
 
-    fn owned_by_us(&self, twin: &crate::model::ObservedTwin) -> bool {
-        matches!(ledger::read(&twin.tags), ledger::Found::Ledger(l) if l.owner == self.fleet.owner)
+    fn owned_by_us(&self, twin: &ObservedTwin) -> bool {
+        matches!(ledger::read(&twin.tags), ledger::Found::Ledger(l) if l.owner == self.fleet.owner.as_str())
     }
 
     fn prune(&mut self, observed: &Observed, declared: &BTreeMap<&str, &DeviceSpec>) {
@@ -542,57 +399,38 @@ impl Planner<'_> {
                 let blockers: Vec<String> = seen
                     .modules
                     .iter()
-                    .filter(|(mid, m)| {
-                        !crate::model::is_system_module(mid) && !self.owned_by_us(&m.twin)
-                    })
-                    .map(|(mid, _)| mid.clone())
+                    .filter(|(mid, m)| !mid.is_system() && !self.owned_by_us(&m.twin))
+                    .map(|(mid, _)| mid.to_string())
                     .collect();
                 if !blockers.is_empty() {
                     self.conflict(
-                        id,
-                        None,
+                        TwinAddress::device(id.clone()),
                         "not declared, but it has modules owned by others; not deleted".into(),
                         blockers,
                     );
                     continue;
                 }
-                self.push(Change {
-                    action: Action::Delete,
-                    kind: Kind::DeleteDevice,
-                    device_id: id.clone(),
-                    module_id: None,
-                    if_match: Some(seen.identity_etag.clone()),
-                    base: None,
-                    target: None,
-                    patch: json!({"modules": seen.modules.keys().collect::<Vec<_>>()}),
-                    diff: Vec::new(),
-                    ignore: Vec::new(),
-                    sensitive: Vec::new(),
-                });
+                self.push(Change::DeleteDevice(DeleteDevice {
+                    id: id.clone(),
+                    if_match: seen.identity_etag.clone(),
+                    modules: seen.modules.keys().cloned().collect(),
+                }));
                 continue;
             }
             let Some(spec) = spec else { continue };
             for (mid, m) in &seen.modules {
-                if crate::model::is_system_module(mid)
+                if mid.is_system()
                     || spec.modules.iter().any(|dm| &dm.id == mid)
                     || !targets.module(id, mid)
                     || !self.owned_by_us(&m.twin)
                 {
                     continue;
                 }
-                self.push(Change {
-                    action: Action::Delete,
-                    kind: Kind::DeleteModule,
-                    device_id: id.clone(),
-                    module_id: Some(mid.clone()),
-                    if_match: Some(m.twin.etag.clone()),
-                    base: None,
-                    target: None,
-                    patch: json!({}),
-                    diff: Vec::new(),
-                    ignore: Vec::new(),
-                    sensitive: Vec::new(),
-                });
+                self.push(Change::DeleteModule(DeleteModule {
+                    device: id.clone(),
+                    module: mid.clone(),
+                    if_match: m.twin.etag.clone(),
+                }));
             }
         }
     }
@@ -603,26 +441,7 @@ impl Plan {
     /// keeps them, since apply needs them.
     pub fn redacted(&self) -> Plan {
         let mut p = self.clone();
-        for c in &mut p.changes {
-            for path in &c.sensitive {
-                let mut parts = path.split('.');
-                let prefix = match parts.next() {
-                    Some("tags") => "/tags",
-                    Some("desired") => "/properties/desired",
-                    _ => continue,
-                };
-                let rest: String = parts
-                    .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
-                    .collect();
-                for root in ["", "/twin"] {
-                    if let Some(v) = c.patch.pointer_mut(&format!("{root}{prefix}{rest}"))
-                        && !v.is_null()
-                    {
-                        *v = Value::String("(sensitive)".into());
-                    }
-                }
-            }
-        }
+        p.changes = self.changes.iter().map(Change::redacted).collect();
         p
     }
 }
@@ -631,19 +450,9 @@ impl Plan {
 pub fn deletion_count(plan: &Plan) -> usize {
     plan.changes
         .iter()
-        .map(|c| match c.kind {
-            Kind::DeleteModule => 1,
-            Kind::DeleteDevice => {
-                1 + c
-                    .patch
-                    .get("modules")
-                    .and_then(Value::as_array)
-                    .map_or(0, |m| {
-                        m.iter()
-                            .filter(|x| !x.as_str().is_some_and(crate::model::is_system_module))
-                            .count()
-                    })
-            }
+        .map(|c| match c {
+            Change::DeleteModule(_) => 1,
+            Change::DeleteDevice(d) => 1 + d.modules.iter().filter(|m| !m.is_system()).count(),
             _ => 0,
         })
         .sum()
@@ -677,17 +486,12 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
     if options.prune && observed.complete {
         p.prune(observed, &declared);
     }
+    let names_parent =
+        |c: &Change| matches!(c, Change::CreateDevice(d) if d.identity.parent.is_some());
     p.plan.changes.sort_by(|a, b| {
-        (
-            a.kind.phase(),
-            a.kind == Kind::CreateDevice && a.patch.get("parent").is_some(),
-        )
-            .cmp(&(
-                b.kind.phase(),
-                b.kind == Kind::CreateDevice && b.patch.get("parent").is_some(),
-            ))
-            .then_with(|| a.device_id.cmp(&b.device_id))
-            .then_with(|| a.module_id.cmp(&b.module_id))
+        (a.kind().phase(), names_parent(a))
+            .cmp(&(b.kind().phase(), names_parent(b)))
+            .then_with(|| a.address().cmp(&b.address()))
     });
     p.plan.count();
     p.plan

@@ -44,7 +44,7 @@ fn fleet(devices: Vec<DeviceSpec>) -> Fleet {
     Fleet {
         owner: "me".into(),
         devices,
-        digest: "d".into(),
+        digest: "0".repeat(64).as_str().into(),
     }
 }
 
@@ -94,13 +94,16 @@ fn missing_device_is_created_with_its_twin_content() {
     });
     let p = plan(&fleet(vec![d]), &observed(vec![]));
     assert_eq!(p.summary.create, 2);
-    assert_eq!(p.changes[0].kind, Kind::CreateDevice);
+    assert_eq!(p.changes[0].kind(), Kind::CreateDevice);
     assert_eq!(
-        p.changes[0].patch["twin"]["tags"]["twinops"],
+        p.changes[0].to_doc().patch["twin"]["tags"]["twinops"],
         ledger(&["site"], &["t"])
     );
-    assert_eq!(p.changes[0].patch["twin"]["properties"]["desired"]["t"], 1);
-    assert_eq!(p.changes[1].kind, Kind::CreateModule);
+    assert_eq!(
+        p.changes[0].to_doc().patch["twin"]["properties"]["desired"]["t"],
+        1
+    );
+    assert_eq!(p.changes[1].kind(), Kind::CreateModule);
 }
 
 #[test]
@@ -131,13 +134,13 @@ fn changed_value_gives_minimal_patch_with_etag_and_base() {
     let p = plan(&f, &o);
     assert_eq!(p.changes.len(), 1);
     let c = &p.changes[0];
-    assert_eq!(c.kind, Kind::UpdateDeviceTwin);
-    assert_eq!(c.if_match.as_deref(), Some("e1"));
+    assert_eq!(c.kind(), Kind::UpdateDeviceTwin);
+    assert_eq!(c.to_doc().if_match.as_deref(), Some("e1"));
     assert_eq!(
-        c.patch,
+        c.to_doc().patch,
         json!({"properties": {"desired": {"t": 2, "n": {"b": null}}}})
     );
-    assert_eq!(c.base.as_ref().unwrap()["desired"]["t"], 1);
+    assert_eq!(c.to_doc().base.unwrap().desired["t"], 1);
 }
 
 #[test]
@@ -150,7 +153,7 @@ fn key_dropped_from_manifest_is_removed_but_unowned_keys_stay() {
     )]);
     let p = plan(&f, &o);
     assert_eq!(
-        p.changes[0].patch,
+        p.changes[0].to_doc().patch,
         json!({"tags": {"twinops": {"desired": {"gone": null}}}, "properties": {"desired": {"gone": null}}})
     );
 }
@@ -161,7 +164,7 @@ fn twin_without_ledger_is_adopted() {
     let o = observed(vec![seen("d1", json!({"x": 1}), json!({"t": 1, "u": 2}))]);
     let p = plan(&f, &o);
     assert_eq!(
-        p.changes[0].patch,
+        p.changes[0].to_doc().patch,
         json!({"tags": {"twinops": ledger(&[], &["t"])}})
     );
 }
@@ -187,7 +190,7 @@ fn twin_owned_by_another_owner_is_a_conflict_unless_adopted() {
             ..Options::default()
         },
     );
-    assert_eq!(p.changes[0].patch["properties"]["desired"]["t"], 1);
+    assert_eq!(p.changes[0].to_doc().patch["properties"]["desired"]["t"], 1);
 }
 
 #[test]
@@ -219,11 +222,10 @@ fn sensitive_values_are_digests_in_base_target_and_diff() {
     )]);
     let p = plan(&fleet(vec![d]), &o);
     let c = &p.changes[0];
-    let shown = serde_json::to_string(&(&c.base, &c.target, &c.diff)).unwrap();
+    let doc = c.to_doc();
+    let shown = serde_json::to_string(&(&doc.base, &doc.target, &doc.diff)).unwrap();
     assert!(!shown.contains("s3cret"), "{shown}");
-    assert!(is_sensitive_digest(
-        &c.target.as_ref().unwrap()["desired"]["token"]
-    ));
+    assert!(is_sensitive_digest(&doc.target.unwrap().desired["token"]));
 }
 
 #[test]
@@ -237,9 +239,9 @@ fn identity_status_change_is_its_own_change() {
     )]);
     let p = plan(&fleet(vec![d]), &o);
     assert_eq!(p.changes.len(), 1);
-    assert_eq!(p.changes[0].kind, Kind::UpdateDevice);
-    assert_eq!(p.changes[0].patch, json!({"status": "disabled"}));
-    assert_eq!(p.changes[0].if_match.as_deref(), Some("ie"));
+    assert_eq!(p.changes[0].kind(), Kind::UpdateDevice);
+    assert_eq!(p.changes[0].to_doc().patch, json!({"status": "disabled"}));
+    assert_eq!(p.changes[0].to_doc().if_match.as_deref(), Some("ie"));
 }
 
 #[test]
@@ -277,7 +279,11 @@ fn prune_deletes_only_owned_undeclared_identities() {
             ..Options::default()
         },
     );
-    let kinds: Vec<_> = p.changes.iter().map(|c| (c.kind, c.address())).collect();
+    let kinds: Vec<_> = p
+        .changes
+        .iter()
+        .map(|c| (c.kind(), c.address().to_string()))
+        .collect();
     assert_eq!(
         kinds,
         vec![
@@ -304,5 +310,5 @@ fn targets_limit_the_plan() {
         },
     );
     assert_eq!(p.changes.len(), 1);
-    assert_eq!(p.changes[0].device_id, "b");
+    assert_eq!(p.changes[0].device_id(), "b");
 }

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::FieldDiff;
+use super::change::{OwnedValues, TwinPatch};
 use super::ledger::{self, Ledger};
 use super::patch::{self, merge_patch};
 use crate::model::{JsonMap, LEDGER_TAG, ObservedTwin, PropertyPath, Section, TwinSpec};
@@ -21,26 +22,10 @@ pub(super) enum Outcome {
 }
 
 pub(super) struct TwinChange {
-    pub base: Value,
-    pub target: Value,
-    pub patch: Value,
+    pub base: OwnedValues,
+    pub target: OwnedValues,
+    pub patch: TwinPatch,
     pub diff: Vec<FieldDiff>,
-}
-
-/// `tags.a.b` strings for a list of paths.
-pub(super) fn path_strings(paths: &[PropertyPath]) -> Vec<String> {
-    paths.iter().map(ToString::to_string).collect()
-}
-
-fn parse_path(s: &str) -> Option<PropertyPath> {
-    let mut parts = s.split('.');
-    let section = match parts.next()? {
-        "tags" => Section::Tags,
-        "desired" => Section::Desired,
-        _ => return None,
-    };
-    let keys: Vec<String> = parts.map(str::to_string).collect();
-    (!keys.is_empty()).then_some(PropertyPath { section, keys })
 }
 
 /// How a sensitive value appears in plans: a digest that still shows whether it changed.
@@ -69,23 +54,21 @@ pub struct TwinView {
 
 impl TwinView {
     /// The view over the keys a plan's `base` names, with the change's `ignore`/`sensitive` paths.
-    pub fn from_plan(base: &Value, ignore: &[String], sensitive: &[String]) -> TwinView {
-        let keys = |s: &str| -> BTreeSet<String> {
-            base.get(s)
-                .and_then(Value::as_object)
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default()
-        };
+    pub fn from_plan(
+        base: &OwnedValues,
+        ignore: &[PropertyPath],
+        sensitive: &[PropertyPath],
+    ) -> TwinView {
         TwinView {
-            tags: keys("tags"),
-            desired: keys("desired"),
-            ignore: ignore.iter().filter_map(|p| parse_path(p)).collect(),
-            sensitive: sensitive.iter().filter_map(|p| parse_path(p)).collect(),
+            tags: base.tags.keys().cloned().collect(),
+            desired: base.desired.keys().cloned().collect(),
+            ignore: ignore.to_vec(),
+            sensitive: sensitive.to_vec(),
         }
     }
 
     /// The view of a twin's tags and desired.
-    pub fn of(&self, tags: &JsonMap, desired: &JsonMap) -> Value {
+    pub fn of(&self, tags: &JsonMap, desired: &JsonMap) -> OwnedValues {
         let section = |keys: &BTreeSet<String>, src: &JsonMap, which: Section| {
             let mut m = JsonMap::new();
             for k in keys {
@@ -106,39 +89,34 @@ impl TwinView {
                     patch::set(&mut m, &p.keys, Some(d));
                 }
             }
-            Value::Object(m)
+            m
         };
-        json!({
-            "tags": section(&self.tags, tags, Section::Tags),
-            "desired": section(&self.desired, desired, Section::Desired),
-        })
+        OwnedValues {
+            tags: section(&self.tags, tags, Section::Tags),
+            desired: section(&self.desired, desired, Section::Desired),
+        }
     }
 }
 
 /// The view of an observed twin over the keys and paths of a plan change.
 pub fn owned_view(
-    base: &Value,
-    ignore: &[String],
-    sensitive: &[String],
+    base: &OwnedValues,
+    ignore: &[PropertyPath],
+    sensitive: &[PropertyPath],
     seen: &ObservedTwin,
-) -> Value {
+) -> OwnedValues {
     TwinView::from_plan(base, ignore, sensitive).of(&seen.tags, &seen.desired)
 }
 
-fn diff_views(base: &Value, target: &Value) -> Vec<FieldDiff> {
+fn diff_views(base: &OwnedValues, target: &OwnedValues) -> Vec<FieldDiff> {
     let mut out = Vec::new();
-    for section in ["tags", "desired"] {
-        let (Some(b), Some(t)) = (
-            base.get(section).and_then(Value::as_object),
-            target.get(section).and_then(Value::as_object),
-        ) else {
-            continue;
-        };
-        for (k, tv) in t {
+    for section in [Section::Tags, Section::Desired] {
+        let b = base.section(section);
+        for (k, tv) in target.section(section) {
             let bv = b.get(k).unwrap_or(&Value::Null);
             if bv != tv {
                 out.push(FieldDiff {
-                    path: format!("{section}.{k}"),
+                    path: format!("{}.{k}", section.as_str()),
                     before: (!bv.is_null()).then(|| bv.clone()),
                     after: (!tv.is_null()).then(|| tv.clone()),
                 });
@@ -148,46 +126,28 @@ fn diff_views(base: &Value, target: &Value) -> Vec<FieldDiff> {
     out
 }
 
-fn twin_patch(tags: JsonMap, desired: JsonMap) -> Value {
-    let mut p = JsonMap::new();
-    if !tags.is_empty() {
-        p.insert("tags".into(), Value::Object(tags));
-    }
-    if !desired.is_empty() {
-        p.insert("properties".into(), json!({"desired": desired}));
-    }
-    Value::Object(p)
-}
-
-/// The view of a create's twin content (`{"tags": …, "properties": {"desired": …}}`), sensitive
-/// values as digests.
-pub(super) fn content_view(content: &Value, sensitive: &[String]) -> Value {
-    let empty = JsonMap::new();
-    let tags = content
-        .get("tags")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let desired = content
-        .pointer("/properties/desired")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+/// The view of a create's twin content, sensitive values as digests.
+pub(super) fn content_view(content: &TwinPatch, sensitive: &[PropertyPath]) -> OwnedValues {
     let view = TwinView {
-        tags: tags.keys().cloned().collect(),
-        desired: desired.keys().cloned().collect(),
+        tags: content.tags.keys().cloned().collect(),
+        desired: content.desired.keys().cloned().collect(),
         ignore: Vec::new(),
-        sensitive: sensitive.iter().filter_map(|p| parse_path(p)).collect(),
+        sensitive: sensitive.to_vec(),
     };
-    view.of(tags, desired)
+    view.of(&content.tags, &content.desired)
 }
 
 /// The twin content written when the identity is created.
-pub(super) fn create_content(owner: &str, spec: &TwinSpec) -> Value {
+pub(super) fn create_content(owner: &str, spec: &TwinSpec) -> TwinPatch {
     let mut tags = spec.tags.clone();
     tags.insert(
         LEDGER_TAG.into(),
         Ledger::new(owner, &spec.tags, &spec.desired).to_value(),
     );
-    twin_patch(tags, spec.desired.clone())
+    TwinPatch {
+        tags,
+        desired: spec.desired.clone(),
+    }
 }
 
 /// Diffs one existing twin against its spec.
@@ -255,6 +215,9 @@ pub(super) fn diff(owner: &str, spec: &TwinSpec, seen: &ObservedTwin, adopt: boo
         diff: diff_views(&base, &target),
         base,
         target,
-        patch: twin_patch(tags_patch, desired_patch),
+        patch: TwinPatch {
+            tags: tags_patch,
+            desired: desired_patch,
+        },
     }))
 }

@@ -40,14 +40,14 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
 
     let mut by_device: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for c in &plan.changes {
-        let sign = match c.action {
+        let sign = match c.action() {
             Action::Create => "+",
             Action::Update => "~",
             Action::Delete => "-",
         };
         let mut block = format!(
             "{sign} {} {}\n",
-            super::text::kind_words(c.kind),
+            super::text::kind_words(c.kind()),
             c.address()
         );
         for d in &c.shown_diff() {
@@ -55,7 +55,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
             let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());
             let _ = writeln!(block, "    {}: {b} -> {a}", d.path);
         }
-        by_device.entry(&c.device_id).or_default().push(block);
+        by_device.entry(c.device_id()).or_default().push(block);
     }
     for k in &plan.conflicts {
         let keys = if k.keys.is_empty() {
@@ -63,14 +63,10 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         } else {
             format!(" [{}]", k.keys.join(", "))
         };
-        let module = k
-            .module_id
-            .as_deref()
-            .map(|m| format!("/{m}"))
-            .unwrap_or_default();
         by_device.entry(&k.device_id).or_default().push(format!(
-            "! conflict {}{module}: {}{keys}\n",
-            k.device_id, k.reason
+            "! conflict {}: {}{keys}\n",
+            k.address(),
+            k.reason
         ));
     }
     let mut body = String::new();

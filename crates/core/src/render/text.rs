@@ -77,11 +77,11 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
     writeln!(
         out,
         "  {} {} {}",
-        sign(c.action),
-        kind_words(c.kind),
+        sign(c.action()),
+        kind_words(c.kind()),
         c.address()
     )?;
-    if c.action == Action::Delete {
+    if c.action() == Action::Delete {
         return Ok(());
     }
     for d in &c.shown_diff() {
@@ -96,7 +96,9 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
         writeln!(out, "      {head} {}", d.path)?;
         value_diff(out, d.before.as_ref(), d.after.as_ref())?;
     }
-    if c.diff.iter().any(|d| d.path == "tags.twinops") && c.action == Action::Update {
+    if let Change::UpdateTwin(t) = c
+        && t.diff.iter().any(|d| d.path == "tags.twinops")
+    {
         writeln!(out, "      ~ ownership ledger (tags.twinops)")?;
     }
     Ok(())
@@ -132,11 +134,7 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         change(out, c)?;
     }
     for k in &plan.conflicts {
-        let addr = match &k.module_id {
-            Some(m) => format!("{}/{m}", k.device_id),
-            None => k.device_id.clone(),
-        };
-        write!(out, "  ! conflict {addr}: {}", k.reason)?;
+        write!(out, "  ! conflict {}: {}", k.address(), k.reason)?;
         if !k.keys.is_empty() {
             write!(out, " [{}]", k.keys.join(", "))?;
         }

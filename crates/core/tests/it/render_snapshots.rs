@@ -3,24 +3,62 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use serde_json::json;
+use twinops_core::model::{AuthSpec, DeviceId, DeviceStatus, Digest, Owner, PropertyPath};
 use twinops_core::plan::drift;
-use twinops_core::plan::{Action, Change, Conflict, FieldDiff, Kind, Plan, Summary};
+use twinops_core::plan::{
+    Action, Change, ChangeDoc, Conflict, CreateDevice, DeviceIdentity, FieldDiff, Kind,
+    OwnedValues, Plan, Summary, TwinPatch, is_sensitive_digest,
+};
 use twinops_core::report::{Outcome, Report, Status};
 
+/// A change of `kind` whose shown diff is `diff` (a create's diff is its content).
 fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) -> Change {
-    Change {
+    if kind == Kind::CreateDevice {
+        let mut twin = TwinPatch::default();
+        let mut sensitive = Vec::new();
+        for d in &diff {
+            let (section, key) = d.path.split_once('.').unwrap();
+            let mut value = d.after.clone().unwrap();
+            if is_sensitive_digest(&value) {
+                sensitive.push(PropertyPath::parse(&d.path).unwrap());
+                value = json!("a secret value");
+            }
+            match section {
+                "tags" => twin.tags.insert(key.into(), value),
+                _ => twin.desired.insert(key.into(), value),
+            };
+        }
+        return Change::CreateDevice(CreateDevice {
+            id: DeviceId::new(device).unwrap(),
+            identity: DeviceIdentity {
+                status: DeviceStatus::Enabled,
+                status_reason: None,
+                auth: AuthSpec::Sas,
+                edge: false,
+                parent: None,
+            },
+            twin,
+            sensitive,
+        });
+    }
+    let twin_update = matches!(kind, Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin);
+    Change::try_from(ChangeDoc {
         action: kind.action(),
         kind,
         device_id: device.into(),
         module_id: module.map(str::to_string),
         if_match: (kind.action() != Action::Create).then(|| "AAAAAAAAAAE=".into()),
-        base: None,
-        target: None,
-        patch: json!({}),
+        base: twin_update.then(OwnedValues::default),
+        target: twin_update.then(OwnedValues::default),
+        patch: match kind {
+            Kind::UpdateModule => json!({"authentication": {"type": "sas"}}),
+            _ => json!({}),
+        },
         diff,
         ignore: vec![],
         sensitive: vec![],
-    }
+    })
+    .unwrap()
 }
 
 fn fd(
@@ -39,8 +77,8 @@ fn sample() -> Plan {
     Plan {
         format_version: 1,
         hub: "contoso.azure-devices.net".into(),
-        owner: "berlin-plant".into(),
-        manifest_digest: "abc".into(),
+        owner: Owner::new("berlin-plant").unwrap(),
+        manifest_digest: Digest::new("ab".repeat(32)).unwrap(),
         summary: Summary {
             create: 1,
             update: 2,
@@ -93,7 +131,7 @@ fn sample() -> Plan {
             change(Kind::DeleteModule, "therm-002", Some("old"), vec![]),
         ],
         conflicts: vec![Conflict {
-            device_id: "therm-003".into(),
+            device_id: DeviceId::new("therm-003").unwrap(),
             module_id: None,
             reason: "owned by `munich-plant` (use --adopt to take it over)".into(),
             keys: vec![],

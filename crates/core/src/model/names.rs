@@ -1,0 +1,255 @@
+//! The names the reconciler passes around, as types that cannot hold an invalid value: device and
+//! module IDs (IoT Hub's ID rules), the twin address `device` / `device/module` (one `Display`), etags
+//! (never empty, so `If-Match: ""` cannot be sent), the owner and the manifest digest.
+//!
+//! Each is built by a checking constructor (`new`) and deserialized through it, so a saved plan
+//! with an empty etag or a bad ID is refused when it is read, not when it is sent.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest owner name.
+pub const MAX_OWNER_CHARS: usize = 64;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a valid {what}: {rule}")]
+pub struct NameError {
+    what: &'static str,
+    text: String,
+    rule: &'static str,
+}
+
+macro_rules! name {
+    ($(#[$doc:meta])* $ty:ident, $what:literal, $rule:literal, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $ty(String);
+
+        impl $ty {
+            /// Checks the text against the rule and wraps it.
+            pub fn new(text: impl Into<String>) -> Result<$ty, NameError> {
+                let text = text.into();
+                let check: fn(&str) -> bool = $check;
+                if check(&text) {
+                    Ok($ty(text))
+                } else {
+                    Err(NameError {
+                        what: $what,
+                        // Names are never secrets, but a long junk value is cut for the message.
+                        text: text.chars().take(80).collect(),
+                        rule: $rule,
+                    })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Deref for $ty {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        /// Test values are written as literals; a bad one fails the test that wrote it.
+        #[cfg(test)]
+        impl From<&str> for $ty {
+            fn from(text: &str) -> $ty {
+                $ty::new(text).expect("a valid test value")
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $ty::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+name!(
+    /// A device ID: 1..=128 of IoT Hub's ID characters.
+    DeviceId,
+    "device ID",
+    "1 to 128 of A-Za-z0-9 and -:.+%_#*?!(),=@;$'",
+    twinops_iothub::ids::is_valid_id
+);
+
+name!(
+    /// A module ID: the same rule as device IDs (`$edgeAgent` included).
+    ModuleId,
+    "module ID",
+    "1 to 128 of A-Za-z0-9 and -:.+%_#*?!(),=@;$'",
+    twinops_iothub::ids::is_valid_id
+);
+
+name!(
+    /// An etag as IoT Hub returns it, unquoted; what `If-Match` carries (quoted on the wire).
+    ETag,
+    "etag",
+    "a non-empty value without `\"`",
+    |t| !t.is_empty() && !t.contains('"')
+);
+
+name!(
+    /// Who owns what a manifest set manages: 1..=64 ASCII letters, digits, `-`, `_` or `.`.
+    Owner,
+    "owner",
+    "1 to 64 ASCII letters, digits, `-`, `_` or `.`",
+    |o| {
+        (1..=MAX_OWNER_CHARS).contains(&o.len())
+            && o.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }
+);
+
+name!(
+    /// The hex SHA-256 of a manifest set (paths and contents).
+    Digest,
+    "manifest digest",
+    "64 lowercase hex digits",
+    |d| d.len() == 64 && d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+);
+
+impl Owner {
+    /// The owner of a manifest set that names none.
+    pub fn default_owner() -> Owner {
+        Owner(super::DEFAULT_OWNER.to_string())
+    }
+}
+
+impl ModuleId {
+    /// `$edgeAgent` and `$edgeHub`, which IoT Hub creates on an edge device.
+    pub fn is_system(&self) -> bool {
+        twinops_iothub::ids::is_system_module(&self.0)
+    }
+}
+
+/// Which twin: a device twin or one of its module twins. Displayed as `device` or `device/module`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TwinAddress {
+    pub device: DeviceId,
+    pub module: Option<ModuleId>,
+}
+
+impl TwinAddress {
+    pub fn device(device: DeviceId) -> TwinAddress {
+        TwinAddress {
+            device,
+            module: None,
+        }
+    }
+
+    pub fn module(device: DeviceId, module: ModuleId) -> TwinAddress {
+        TwinAddress {
+            device,
+            module: Some(module),
+        }
+    }
+
+    pub fn module_id(&self) -> Option<&str> {
+        self.module.as_deref()
+    }
+}
+
+impl fmt::Display for TwinAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.module {
+            Some(m) => write!(f, "{}/{m}", self.device),
+            None => write!(f, "{}", self.device),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_etag_is_refused() {
+        let e = ETag::new("").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`` is not a valid etag: a non-empty value without `\"`"
+        );
+        assert!(ETag::new("\"quoted\"").is_err());
+        assert_eq!(ETag::new("AAAAAAAAAAE=").unwrap().as_str(), "AAAAAAAAAAE=");
+    }
+
+    #[test]
+    fn a_saved_empty_etag_does_not_deserialize() {
+        assert!(serde_json::from_str::<ETag>("\"\"").is_err());
+        assert!(serde_json::from_str::<ETag>("\"e1\"").is_ok());
+    }
+
+    #[test]
+    fn ids_follow_iot_hub_rules() {
+        assert!(DeviceId::new("myFirstDevice").is_ok());
+        assert!(DeviceId::new("has/slash").is_err());
+        assert!(DeviceId::new("").is_err());
+        assert!(ModuleId::new("$edgeAgent").unwrap().is_system());
+        assert!(!ModuleId::new("sensor").unwrap().is_system());
+    }
+
+    #[test]
+    fn owners_and_digests_are_checked() {
+        assert!(Owner::new("berlin-plant").is_ok());
+        assert!(Owner::new("bad owner").is_err());
+        assert!(Owner::new("a".repeat(65)).is_err());
+        assert!(Digest::new("0".repeat(64)).is_ok());
+        assert!(Digest::new("xyz").is_err());
+    }
+
+    #[test]
+    fn a_twin_address_displays_as_device_or_device_slash_module() {
+        let d = DeviceId::new("d1").unwrap();
+        assert_eq!(TwinAddress::device(d.clone()).to_string(), "d1");
+        assert_eq!(
+            TwinAddress::module(d, ModuleId::new("m").unwrap()).to_string(),
+            "d1/m"
+        );
+    }
+}

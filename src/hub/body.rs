@@ -1,0 +1,34 @@
+//! Model values as IoT Hub request bodies: the one place where the model's authentication and identity
+//! fields become wire JSON (the reverse of [`super::observe`]). Never keys: a SAS identity is sent with
+//! an empty `symmetricKey` so that the hub generates its keys, and updates echo what the hub holds.
+
+use twinops_core::model::{AuthKind, AuthSpec, DeviceStatus};
+use twinops_iothub::wire::{Authentication, AuthenticationType, SymmetricKey, X509Thumbprint};
+
+pub fn authentication_type(kind: AuthKind) -> AuthenticationType {
+    match kind {
+        AuthKind::Sas => AuthenticationType::Sas,
+        AuthKind::SelfSigned => AuthenticationType::SelfSigned,
+        AuthKind::CertificateAuthority => AuthenticationType::CertificateAuthority,
+        AuthKind::None => AuthenticationType::None,
+    }
+}
+
+/// The `authentication` block of a create or an auth change.
+pub fn authentication(auth: &AuthSpec) -> Authentication {
+    Authentication {
+        symmetric_key: matches!(auth, AuthSpec::Sas).then(SymmetricKey::default),
+        x509_thumbprint: match auth {
+            AuthSpec::X509 { primary, secondary } => Some(X509Thumbprint {
+                primary_thumbprint: Some(primary.clone()),
+                secondary_thumbprint: secondary.clone(),
+            }),
+            _ => None,
+        },
+        kind: Some(authentication_type(auth.kind()).as_str().to_string()),
+    }
+}
+
+pub fn status(s: DeviceStatus) -> String {
+    s.as_str().to_string()
+}
