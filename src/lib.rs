@@ -19,7 +19,7 @@
 //! - [`apply`] executes a plan: phases, bounded concurrency, the 412 re-read rule, per-item outcomes.
 //! - [`output`] is the only place that prints.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod cli;
 pub mod cmd;
 pub mod hub;

@@ -52,13 +52,6 @@ pub trait Reporter: Send + Sync {
     fn event(&self, e: Event);
 }
 
-/// A reporter that ignores events.
-pub struct Silent;
-
-impl Reporter for Silent {
-    fn event(&self, _e: Event) {}
-}
-
 /// Executor settings.
 #[derive(Clone)]
 pub struct Options {
@@ -321,7 +314,7 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
         .changes
         .iter()
         .filter_map(|c| match c {
-            Change::CreateDevice(d) => Some((c, d)),
+            Change::CreateDevice(d) => Some((c, &**d)),
             _ => None,
         })
         .collect();
@@ -336,7 +329,7 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
         .changes
         .iter()
         .filter_map(|c| match c {
-            Change::CreateModule(m) => Some((c, m)),
+            Change::CreateModule(m) => Some((c, &**m)),
             _ => None,
         })
         .collect();

@@ -91,7 +91,13 @@ impl Reporter for Progress {
                 bar.set_position(0);
                 bar.set_message(name);
             }
-            Event::Done(_) => bar.inc(1),
+            Event::Done(o) => {
+                // Failures scroll above the bar as they happen, not only in the final report.
+                if o.is_error() {
+                    bar.println(format!("{:?} {}: {}", o.status, o.address(), o.detail));
+                }
+                bar.inc(1);
+            }
         }
     }
 }

@@ -1,14 +1,14 @@
 //! One small module per subcommand: turn arguments into a request, call the library, return an
 //! [`ExitStatus`]. Exit codes are chosen here and nowhere else.
 
-pub mod apply;
-pub mod connect;
-pub mod connection_string;
-pub mod drift;
-pub mod emulator;
-pub mod export;
-pub mod plan;
-pub mod validate;
+pub(crate) mod apply;
+pub(crate) mod connect;
+pub(crate) mod connection_string;
+pub(crate) mod drift;
+pub(crate) mod emulator;
+pub(crate) mod export;
+pub(crate) mod plan;
+pub(crate) mod validate;
 
 use crate::cli::{Cli, Command};
 

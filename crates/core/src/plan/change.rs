@@ -220,12 +220,15 @@ pub struct DeleteDevice {
 
 /// One change: an identity or a twin.
 #[derive(Debug, Clone, PartialEq)]
+///
+/// The payloads that carry twin content are boxed: a plan of a large fleet holds many changes, and a
+/// delete should not cost the size of a twin update.
 pub enum Change {
-    CreateDevice(CreateDevice),
-    CreateModule(CreateModule),
+    CreateDevice(Box<CreateDevice>),
+    CreateModule(Box<CreateModule>),
     UpdateDevice(UpdateDevice),
     UpdateModule(UpdateModule),
-    UpdateTwin(UpdateTwin),
+    UpdateTwin(Box<UpdateTwin>),
     DeleteModule(DeleteModule),
     DeleteDevice(DeleteDevice),
 }
@@ -602,7 +605,7 @@ impl TryFrom<ChangeDoc> for Change {
                     Some(Value::Bool(b)) => *b,
                     Some(_) => return Err("`capabilities.iotEdge` must be a boolean".into()),
                 };
-                Change::CreateDevice(CreateDevice {
+                Change::CreateDevice(Box::new(CreateDevice {
                     id: device,
                     identity: DeviceIdentity {
                         status: field(&patch, FIELD_STATUS)
@@ -622,13 +625,13 @@ impl TryFrom<ChangeDoc> for Change {
                     },
                     twin,
                     sensitive,
-                })
+                }))
             }
             Kind::CreateModule => {
                 if doc.if_match.is_some() {
                     return Err("creates carry no if_match".into());
                 }
-                Change::CreateModule(CreateModule {
+                Change::CreateModule(Box::new(CreateModule {
                     device,
                     module: module_of(module)?,
                     managed_by: string_field(&patch, "managedBy")?,
@@ -638,7 +641,7 @@ impl TryFrom<ChangeDoc> for Change {
                         .unwrap_or_default(),
                     twin: TwinPatch::from_value(field(&patch, "twin").unwrap_or(&json!({})))?,
                     sensitive,
-                })
+                }))
             }
             Kind::UpdateDevice => {
                 let Value::Object(m) = &patch else {
@@ -694,16 +697,18 @@ impl TryFrom<ChangeDoc> for Change {
                 )?,
                 diff: doc.diff,
             }),
-            Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => Change::UpdateTwin(UpdateTwin {
-                address: TwinAddress { device, module },
-                if_match: etag(doc.if_match)?,
-                base: doc.base.ok_or("a twin update needs its base")?,
-                target: doc.target.ok_or("a twin update needs its target")?,
-                patch: TwinPatch::from_value(&patch)?,
-                diff: doc.diff,
-                ignore: parse_paths(doc.ignore)?,
-                sensitive,
-            }),
+            Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => {
+                Change::UpdateTwin(Box::new(UpdateTwin {
+                    address: TwinAddress { device, module },
+                    if_match: etag(doc.if_match)?,
+                    base: doc.base.ok_or("a twin update needs its base")?,
+                    target: doc.target.ok_or("a twin update needs its target")?,
+                    patch: TwinPatch::from_value(&patch)?,
+                    diff: doc.diff,
+                    ignore: parse_paths(doc.ignore)?,
+                    sensitive,
+                }))
+            }
             Kind::DeleteModule => Change::DeleteModule(DeleteModule {
                 device,
                 module: module_of(module)?,

@@ -270,7 +270,7 @@ impl Planner<'_> {
     }
 
     fn create_device(&mut self, d: &DeviceSpec) {
-        self.push(Change::CreateDevice(CreateDevice {
+        self.push(Change::CreateDevice(Box::new(CreateDevice {
             id: d.id.clone(),
             identity: DeviceIdentity {
                 status: d.status,
@@ -282,18 +282,18 @@ impl Planner<'_> {
             // The content is held once: what a create shows (target, diff) is derived from it.
             twin: twin::create_content(&self.fleet.owner, &d.twin),
             sensitive: d.twin.sensitive.clone(),
-        }));
+        })));
     }
 
     fn create_module(&mut self, d: &DeviceSpec, m: &ModuleSpec) {
-        self.push(Change::CreateModule(CreateModule {
+        self.push(Change::CreateModule(Box::new(CreateModule {
             device: d.id.clone(),
             module: m.id.clone(),
             managed_by: m.managed_by.clone(),
             auth: m.auth.clone(),
             twin: twin::create_content(&self.fleet.owner, &m.twin),
             sensitive: m.twin.sensitive.clone(),
-        }));
+        })));
     }
 
     /// Plans one twin; returns false when it is a conflict.
@@ -317,7 +317,7 @@ impl Planner<'_> {
             }
             twin::Outcome::Changed(t) => {
                 let t = *t;
-                self.push(Change::UpdateTwin(UpdateTwin {
+                self.push(Change::UpdateTwin(Box::new(UpdateTwin {
                     address,
                     if_match: seen.etag.clone(),
                     base: t.base,
@@ -326,7 +326,7 @@ impl Planner<'_> {
                     diff: t.diff,
                     ignore: spec.ignore.clone(),
                     sensitive: spec.sensitive.clone(),
-                }));
+                })));
                 true
             }
         }

@@ -32,27 +32,6 @@ pub fn merge_patch(from: Option<&Value>, to: Option<&Value>) -> Option<Value> {
     }
 }
 
-/// Applies a merge patch in place (the hub's semantics: `null` removes, objects merge, rest replaces).
-pub fn apply_merge(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(JsonMap::new());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        apply_merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
-}
-
 /// The value at `keys` below `map`.
 pub fn get<'a>(map: &'a JsonMap, keys: &[String]) -> Option<&'a Value> {
     let (first, rest) = keys.split_first()?;
@@ -127,8 +106,9 @@ mod tests {
         let from = json!({"a": {"b": 1, "c": {"x": 1}}, "k": [1]});
         let to = json!({"a": {"c": {"y": 2}}, "k": "s", "n": {"m": 1}});
         let p = merge_patch(Some(&from), Some(&to)).unwrap();
+        // json-patch's RFC 7396 merge is an independent implementation of what the hub does.
         let mut v = from.clone();
-        apply_merge(&mut v, &p);
+        json_patch::merge(&mut v, &p);
         assert_eq!(v, to);
     }
 

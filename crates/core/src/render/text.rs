@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
-use super::{inline, redact};
+use super::redact;
 use crate::plan::{Action, Change, Kind, Plan};
 use crate::report::{Report, Status};
 
@@ -192,11 +192,6 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         r.count(Status::Failed),
         r.count(Status::Skipped),
     )
-}
-
-/// One value, inline, for other renderers.
-pub fn short(v: &Value) -> String {
-    inline(v)
 }
 
 /// Renders a drift report.

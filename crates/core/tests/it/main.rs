@@ -5,4 +5,5 @@
 mod manifest_corpus;
 mod manifest_load;
 mod manifest_rules;
+mod patch_property;
 mod render_snapshots;

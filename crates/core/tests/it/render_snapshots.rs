@@ -28,7 +28,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
                 _ => twin.desired.insert(key.into(), value),
             };
         }
-        return Change::CreateDevice(CreateDevice {
+        return Change::CreateDevice(Box::new(CreateDevice {
             id: DeviceId::new(device).unwrap(),
             identity: DeviceIdentity {
                 status: DeviceStatus::Enabled,
@@ -39,7 +39,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             },
             twin,
             sensitive,
-        });
+        }));
     }
     let twin_update = matches!(kind, Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin);
     Change::try_from(ChangeDoc {
