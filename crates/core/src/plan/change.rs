@@ -750,3 +750,110 @@ impl<'de> Deserialize<'de> for Change {
         Change::try_from(doc).map_err(|e| serde::de::Error::custom(format!("{what}: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(kind: Kind, if_match: Option<&str>) -> Value {
+        let mut d = json!({
+            "action": kind.action(),
+            "kind": kind,
+            "device_id": "d1",
+            "patch": {"properties": {"desired": {"t": 2}}},
+            "diff": [],
+            "base": {"tags": {}, "desired": {"t": 1}},
+            "target": {"tags": {}, "desired": {"t": 2}},
+        });
+        if let Some(e) = if_match {
+            d["if_match"] = json!(e);
+        }
+        d
+    }
+
+    #[test]
+    fn a_saved_update_with_an_empty_or_missing_etag_is_refused() {
+        let empty = serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, Some("")));
+        assert!(empty.unwrap_err().to_string().contains("not a valid etag"));
+        let missing = serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, None));
+        assert!(missing.unwrap_err().to_string().contains("need an if_match"));
+        assert!(serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, Some("e1"))).is_ok());
+    }
+
+    #[test]
+    fn an_action_that_contradicts_the_kind_is_refused() {
+        let mut d = doc(Kind::UpdateDeviceTwin, Some("e1"));
+        d["action"] = json!("delete");
+        let e = serde_json::from_value::<Change>(d).unwrap_err();
+        assert!(e.to_string().contains("does not match kind"), "{e}");
+    }
+
+    #[test]
+    fn every_kind_reads_back_as_it_was_written() {
+        let d = DeviceId::new("d1").unwrap();
+        let m = ModuleId::new("m1").unwrap();
+        let e = ETag::new("e1").unwrap();
+        let changes = vec![
+            Change::CreateDevice(Box::new(CreateDevice {
+                id: d.clone(),
+                identity: DeviceIdentity {
+                    status: DeviceStatus::Disabled,
+                    status_reason: Some("why".into()),
+                    auth: AuthSpec::X509 {
+                        primary: "AB".into(),
+                        secondary: None,
+                    },
+                    edge: true,
+                    parent: Some(DeviceId::new("gw").unwrap()),
+                },
+                twin: TwinPatch {
+                    tags: serde_json::from_value(json!({"a": 1})).unwrap(),
+                    desired: serde_json::from_value(json!({"t": {"x": [1]}})).unwrap(),
+                },
+                sensitive: vec![PropertyPath::parse("desired.t").unwrap()],
+            })),
+            Change::CreateModule(Box::new(CreateModule {
+                device: d.clone(),
+                module: m.clone(),
+                managed_by: Some("me".into()),
+                auth: AuthSpec::Ca,
+                twin: TwinPatch::default(),
+                sensitive: vec![],
+            })),
+            Change::UpdateDevice(UpdateDevice {
+                id: d.clone(),
+                if_match: e.clone(),
+                set: IdentityUpdate {
+                    status: Some(DeviceStatus::Enabled),
+                    status_reason: None,
+                    auth: Some(AuthSpec::Sas),
+                    edge: Some(false),
+                    parent: Some(None),
+                },
+                diff: vec![],
+            }),
+            Change::UpdateModule(UpdateModule {
+                device: d.clone(),
+                module: m.clone(),
+                if_match: None,
+                auth: AuthSpec::Sas,
+                diff: vec![],
+            }),
+            Change::DeleteModule(DeleteModule {
+                device: d.clone(),
+                module: m.clone(),
+                if_match: e.clone(),
+            }),
+            Change::DeleteDevice(DeleteDevice {
+                id: d,
+                if_match: e,
+                modules: vec![m],
+            }),
+        ];
+        for c in changes {
+            let text = serde_json::to_string(&c).unwrap();
+            let back: Change = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, c, "{text}");
+        }
+    }
+}
