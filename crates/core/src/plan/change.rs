@@ -10,114 +10,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::twin;
+pub use super::values::{OwnedValues, TwinPatch};
 use super::{Action, FieldDiff, Kind};
 use crate::model::{
     AuthKind, AuthSpec, DeviceId, DeviceStatus, ETag, JsonMap, ModuleId, ObservedAuth,
     PropertyPath, Section, TwinAddress,
 };
-
-/// Tags and desired properties: a twin's content at creation, or a merge patch of an existing twin.
-/// In plan documents: `{"tags": {…}, "properties": {"desired": {…}}}`, empty sections left out.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TwinPatch {
-    pub tags: JsonMap,
-    pub desired: JsonMap,
-}
-
-impl TwinPatch {
-    pub fn is_empty(&self) -> bool {
-        self.tags.is_empty() && self.desired.is_empty()
-    }
-
-    /// The document form, which is also IoT Hub's twin PATCH body.
-    pub fn to_value(&self) -> Value {
-        let mut p = JsonMap::new();
-        if !self.tags.is_empty() {
-            p.insert("tags".into(), Value::Object(self.tags.clone()));
-        }
-        if !self.desired.is_empty() {
-            p.insert("properties".into(), json!({"desired": self.desired}));
-        }
-        Value::Object(p)
-    }
-
-    fn from_value(v: &Value) -> Result<TwinPatch, String> {
-        let Value::Object(m) = v else {
-            return Err("a twin patch must be an object".into());
-        };
-        let mut out = TwinPatch::default();
-        for (k, v) in m {
-            match (k.as_str(), v) {
-                ("tags", Value::Object(t)) => out.tags = t.clone(),
-                ("properties", Value::Object(p)) => {
-                    for (pk, pv) in p {
-                        match (pk.as_str(), pv) {
-                            ("desired", Value::Object(d)) => out.desired = d.clone(),
-                            _ => return Err(format!("`properties.{pk}` is not a desired patch")),
-                        }
-                    }
-                }
-                _ => return Err(format!("`{k}` is not part of a twin patch")),
-            }
-        }
-        Ok(out)
-    }
-
-    fn section_mut(&mut self, s: Section) -> &mut JsonMap {
-        match s {
-            Section::Tags => &mut self.tags,
-            Section::Desired => &mut self.desired,
-        }
-    }
-
-    /// Replaces the values at these paths with `(sensitive)` (for display).
-    fn redact(&mut self, paths: &[PropertyPath]) {
-        for p in paths {
-            let m = self.section_mut(p.section);
-            if super::patch::get(m, &p.keys).is_some_and(|v| !v.is_null()) {
-                super::patch::set(m, &p.keys, Some(Value::String("(sensitive)".into())));
-            }
-        }
-    }
-}
-
-impl Serialize for TwinPatch {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(s)
-    }
-}
-
-/// The owned values of one twin as the 412 rule compares them: `{"tags": {K: v|null}, "desired":
-/// {K: v|null}}` over fixed keys, ignored paths removed and sensitive values as digests.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OwnedValues {
-    pub tags: JsonMap,
-    pub desired: JsonMap,
-}
-
-impl OwnedValues {
-    pub fn section(&self, s: Section) -> &JsonMap {
-        match s {
-            Section::Tags => &self.tags,
-            Section::Desired => &self.desired,
-        }
-    }
-
-    /// The owned keys whose values differ from `other` (`tags.K`, `desired.K`).
-    pub fn changed_keys(&self, other: &OwnedValues) -> Vec<String> {
-        let mut out = Vec::new();
-        for s in [Section::Tags, Section::Desired] {
-            let theirs = other.section(s);
-            for (k, v) in self.section(s) {
-                if theirs.get(k) != Some(v) {
-                    out.push(format!("{}.{k}", s.as_str()));
-                }
-            }
-        }
-        out
-    }
-}
 
 /// A device identity's declared fields, as a create writes them.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,7 @@ pub mod drift;
 pub mod ledger;
 pub mod patch;
 mod twin;
+mod values;
 
 use std::collections::BTreeMap;
 

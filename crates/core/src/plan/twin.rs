@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::FieldDiff;
-use super::change::{OwnedValues, TwinPatch};
+use super::values::{OwnedValues, TwinPatch};
 use super::ledger::{self, Ledger};
 use super::patch::{self, merge_patch};
 use crate::model::{JsonMap, LEDGER_TAG, ObservedTwin, PropertyPath, Section, TwinSpec};
