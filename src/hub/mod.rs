@@ -2,11 +2,11 @@
 //! retries by policy, request counting per operation class, query paging, and the conversion of wire
 //! twins into [`twinops_core::model`] observations.
 
-pub mod body;
+pub(crate) mod body;
 mod error;
-pub mod observe;
-pub mod read;
-pub mod retry;
+pub(crate) mod observe;
+pub(crate) mod read;
+pub(crate) mod retry;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -127,7 +127,7 @@ pub struct Hub {
     pace: Option<Arc<crate::hub::pace::Pacer>>,
 }
 
-pub mod pace;
+pub(crate) mod pace;
 
 /// Installs the ring crypto provider for rustls once per process.
 pub fn install_crypto() {

@@ -16,7 +16,7 @@ use crate::model::{DeviceId, DeviceSpec, Location, ModuleId, ModuleSpec, TwinSpe
 /// IoT Hub's identities per hub (devices plus modules).
 pub const MAX_IDENTITIES: u64 = 1_000_000;
 /// IoT Hub's modules per device.
-pub const MAX_MODULES: usize = 50;
+pub const MAX_MODULES: usize = twinops_iothub::ids::MAX_MODULES_PER_DEVICE;
 
 /// Expands every declaration, or nothing when the set declares too many identities.
 pub fn expand(

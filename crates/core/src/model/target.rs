@@ -47,7 +47,7 @@ impl Targets {
         }
     }
 
-    pub fn is_all(&self) -> bool {
+    fn is_all(&self) -> bool {
         self.patterns.is_empty()
     }
 
