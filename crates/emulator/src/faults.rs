@@ -15,7 +15,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::duration;
+use twinops_iothub::duration;
 
 /// An injected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,13 +138,15 @@ fn parse_latency(rest: &str, item: &str) -> Result<Latency, String> {
         Some((p, r)) => (parse_probability(p.trim(), item)?, r.trim()),
         None => (1.0, rest),
     };
-    let in_item = |e: String| format!("{e} (in `{item}`)");
+    let in_item = |e: duration::Error| format!("{e} (in `{item}`)");
+    let is_number = |c: char| c.is_ascii_digit() || c == '.';
     let (min, max) = match range.split_once('-') {
         Some((lo, hi)) => {
             let hi_d = duration::parse(hi).map_err(in_item)?;
             let lo = lo.trim();
-            let lo_d = if lo.chars().all(|c| c.is_ascii_digit()) && !lo.is_empty() {
-                let unit = hi.trim().trim_start_matches(|c: char| c.is_ascii_digit());
+            // A bare lower bound takes the upper bound's unit (`5-50ms`), not seconds.
+            let lo_d = if lo.chars().all(is_number) && !lo.is_empty() {
+                let unit = hi.trim().trim_start_matches(is_number);
                 duration::parse(&format!("{lo}{unit}")).map_err(in_item)?
             } else {
                 duration::parse(lo).map_err(in_item)?
@@ -253,6 +255,15 @@ mod tests {
         assert_eq!(
             (l.probability, l.min, l.max),
             (0.5, Duration::from_secs(1), Duration::from_secs(2))
+        );
+        let l = FaultSpec::parse("latency:0.5-1.5ms")
+            .unwrap()
+            .latency
+            .unwrap();
+        assert_eq!(
+            (l.min, l.max),
+            (Duration::from_micros(500), Duration::from_micros(1500)),
+            "a bare lower bound takes the upper bound's unit"
         );
         let s = FaultSpec::parse("429ra:0.1, reset-after:0.1, 500:0").unwrap();
         assert_eq!(s.faults.len(), 3);

@@ -23,6 +23,7 @@ use super::credentials::Who;
 use super::topic;
 use crate::server::Hub;
 use twinops_iothub::connection_string::Secret;
+use twinops_iothub::duration;
 use twinops_iothub::wire::JsonMap;
 
 /// How often the roster is re-read.
@@ -52,25 +53,17 @@ pub struct Fleet {
     pub offline: Option<Offline>,
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        _ => None,
-    }
-}
-
 impl Fleet {
-    /// Parses `PATTERN|all[:DELAY]` (DELAY like `500ms`, `2s`; default 1s) and the optional
-    /// `--simulate-offline` value (`5%` or `d1,d2/m1`).
+    /// Parses `PATTERN|all[:DELAY]` (DELAY in `twinops_iothub::duration`'s grammar: `500ms`,
+    /// `2s`, `1h`, bare seconds; default 1s) and the optional `--simulate-offline` value (`5%` or
+    /// `d1,d2/m1`). A suffix after the last `:` that is no duration belongs to the pattern.
     pub fn parse(devices: &str, offline: Option<&str>) -> Result<Fleet, String> {
-        let (pattern, delay) = match devices.rsplit_once(':') {
-            Some((p, d)) if parse_duration(d).is_some() => (p, parse_duration(d)),
-            _ => (devices, None),
+        let (pattern, delay) = match devices
+            .rsplit_once(':')
+            .and_then(|(p, d)| Some((p, duration::parse(d).ok()?)))
+        {
+            Some((p, d)) => (p, Some(d)),
+            None => (devices, None),
         };
         if pattern.is_empty() {
             return Err("--simulate-devices needs a pattern or `all`".into());
@@ -400,6 +393,15 @@ mod tests {
         );
         assert!(Fleet::parse("", None).is_err());
         assert!(Fleet::parse("all", Some("101%")).is_err());
+    }
+
+    #[test]
+    fn delays_follow_the_shared_duration_grammar() {
+        let delay = |text: &str| Fleet::parse(text, None).unwrap().delay;
+        assert_eq!(delay("all:1h"), Duration::from_secs(3600));
+        assert_eq!(delay("all:1.5s"), Duration::from_millis(1500));
+        assert_eq!(delay("all:2min"), Duration::from_secs(120));
+        assert_eq!(delay("all:3"), Duration::from_secs(3), "bare seconds");
     }
 
     #[test]
