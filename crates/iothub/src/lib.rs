@@ -1,9 +1,11 @@
 //! IoT Hub's protocol, defined once and shared by the client ([`crate::hub`]) and the emulator
 //! ([`crate::emulator`]): wire types, SAS tokens, connection strings and error bodies, ID and twin
-//! rules, operation classes and quotas, and the duration grammar of the flags.
+//! rules, operation classes and quotas with the token bucket that paces and simulates them, and the
+//! duration grammar of the flags.
 //!
 //! Nothing here performs I/O or reads the clock: callers pass the time in.
 
+pub mod bucket;
 pub mod connection_string;
 pub mod duration;
 pub mod error_body;
