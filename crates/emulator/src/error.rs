@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 
+use super::clock;
 use twinops_iothub::{ERROR_CODE_HEADER, error_body};
 
 /// One variant per answer IoT Hub gives.
@@ -155,23 +156,9 @@ pub fn tracking_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Now as `MM/dd/yyyy HH:mm:ss` (the error body's timestamp form).
-fn timestamp() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
-        u8::from(now.month()),
-        now.day(),
-        now.year(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
-}
-
 /// The legacy error response for a code name, status and text.
 pub fn response(status: StatusCode, code: &str, text: &str) -> Response {
-    let body = error_body::legacy(code, text, &tracking_id(), &timestamp());
+    let body = error_body::legacy(code, text, &tracking_id(), &clock::error_timestamp());
     let mut resp = (status, axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(code) {
         resp.headers_mut().insert(ERROR_CODE_HEADER, v);

@@ -8,7 +8,8 @@
 //!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
 //!   `tls` the certificate, `error` IoT Hub's error responses, `configuration` automatic
 //!   configurations (applied by a loop started here), `throttle` quota simulation, `faults` fault
-//!   injection. Durations in flags follow `twinops_iothub::duration`.
+//!   injection, `clock` the one place that reads the wall clock. Durations in flags follow
+//!   `twinops_iothub::duration`.
 //! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
 //!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
 //!   records which identities are connected.
@@ -28,6 +29,7 @@ use twinops_iothub::connection_string::Secret;
 
 pub mod auth;
 pub mod bulk;
+mod clock;
 pub mod configuration;
 pub mod error;
 pub mod faults;

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::auth::{Authority, Need, Permission};
+use super::clock::unix_now;
 use super::error::{self, Error};
 use super::faults::{Fault, Faults};
 use super::stats::{OpClass, Stats};
@@ -203,13 +204,6 @@ fn scope_segments(class: OpClass, segs: &[String]) -> Vec<&str> {
             .collect(),
         _ => segs,
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Every request passes here first.

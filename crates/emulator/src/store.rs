@@ -25,6 +25,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
+use super::clock::{now, now_ticks};
 use super::configuration::{self, Compiled, ConfigurationRecord};
 use super::error::Error;
 use super::identity::{self, Auth, DeviceRecord, ModuleRecord};
@@ -1226,27 +1227,6 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Error> {
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Server(format!("decoding a record: {e}")))
-}
-
-/// Now as IoT Hub writes timestamps: UTC, seven fractional digits.
-pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() / 100
-    )
-}
-
-/// .NET ticks (100 ns since 0001-01-01) of now, the form of IoT Hub's generation IDs.
-fn now_ticks() -> u64 {
-    let unix_100ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 100;
-    u64::try_from(unix_100ns).unwrap_or(0) + 621_355_968_000_000_000
 }
 
 #[cfg(test)]

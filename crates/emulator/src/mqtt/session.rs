@@ -18,6 +18,7 @@ use super::broker::{Broker, Conn, OUTBOUND_QUEUE};
 use super::codec::{self, Connect, Packet, Publish, connack};
 use super::credentials::{self, Refusal, Who};
 use super::topic::{self, Inbound};
+use crate::clock::unix_now;
 use crate::error::Error;
 use crate::server::Hub;
 use crate::store::Target;
@@ -28,13 +29,6 @@ pub const MAX_PACKET_BYTES: usize = 256 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// IoT Hub's largest keep-alive.
 const MAX_KEEP_ALIVE_SECS: u64 = 1767;
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Serves one accepted (TLS) connection until it closes or the hub stops.
 pub async fn run<S>(stream: S, hub: Arc<Hub>, broker: Arc<Broker>, mut stop: watch::Receiver<bool>)

@@ -21,6 +21,7 @@ use super::client::{Client, ConnectError, device_connect};
 use super::codec::Packet;
 use super::credentials::Who;
 use super::topic;
+use crate::clock;
 use crate::server::Hub;
 use twinops_iothub::connection_string::Secret;
 use twinops_iothub::duration;
@@ -253,10 +254,7 @@ impl Device {
             let Some(key) = self.key() else {
                 return;
             };
-            let expiry = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| (d + TOKEN_TTL).as_secs())
-                .unwrap_or(0);
+            let expiry = clock::unix_now() + TOKEN_TTL.as_secs();
             let Ok(connect) = device_connect(&self.target.hostname, &self.who, &key, expiry) else {
                 return;
             };
