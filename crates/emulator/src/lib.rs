@@ -6,10 +6,10 @@
 //! - `server` is the HTTP edge (TLS, routes, the auth/stats gate), `store` the durable state in
 //!   redb, `twin` and `identity` IoT Hub's write rules, `bulk` the bulk registry call, `pager` query
 //!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
-//!   `tls` the certificate, `error` IoT Hub's error responses, `configuration` automatic
-//!   configurations (applied by a loop started here), `throttle` quota simulation, `faults` fault
-//!   injection, `clock` the one place that reads the wall clock. Durations in flags follow
-//!   `twinops_iothub::duration`.
+//!   `tls` the certificate and accepting connections over it (REST and MQTT), `error` IoT Hub's
+//!   error responses, `configuration` automatic configurations (applied by a loop started here),
+//!   `throttle` quota simulation, `faults` fault injection, `clock` the one place that reads the
+//!   wall clock. Durations in flags follow `twinops_iothub::duration`.
 //! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
 //!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
 //!   records which identities are connected.

@@ -31,7 +31,7 @@ use super::stats::{OpClass, Stats};
 use super::store::{IfMatch, Store, Target};
 use super::throttle::{self, Throttle};
 use super::twin::{ServiceWrite, strip_read_only};
-use super::{bulk, pager};
+use super::{bulk, pager, tls};
 use twinops_iothub::wire::{self, JsonMap};
 use twinops_iothub::{
     ACCEPTED_API_VERSIONS, CONTINUATION_HEADER, ITEM_TYPE_HEADER, MAX_ITEM_COUNT_HEADER,
@@ -121,21 +121,11 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let (tcp, _) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
+            tcp = tls::next_connection(&listener, "REST") => {
                 let acceptor = acceptor.clone();
                 let app = app.clone();
                 conns.spawn(async move {
-                    let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+                    let Some(tls) = tls::handshake(&acceptor, tcp).await else {
                         return;
                     };
                     // Fault injection drops a connection by waking this: the connection future
