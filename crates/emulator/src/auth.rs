@@ -32,6 +32,21 @@ pub struct Policy {
     pub secondary: Secret,
 }
 
+impl Policy {
+    /// Whether `token` is signed with either of the policy's keys.
+    pub fn signed(&self, token: &Token) -> bool {
+        token.signed_with(self.primary.expose()) || token.signed_with(self.secondary.expose())
+    }
+}
+
+/// Whether `token`'s resource, on any of the hub's `hosts`, covers `segments`.
+pub fn scope_covers(token: &Token, hosts: &[String], segments: &[&str]) -> bool {
+    let resource = token.resource();
+    hosts
+        .iter()
+        .any(|h| sas::scope_covers(&resource, h, segments))
+}
+
 pub const OWNER: &str = "iothubowner";
 
 /// IoT Hub's default service-side policies (the `device` policy serves only the device side).
@@ -112,20 +127,13 @@ impl Authority {
             .iter()
             .find(|p| p.name == name)
             .ok_or(Refusal::UnknownPolicy)?;
-        if !token.signed_with(policy.primary.expose())
-            && !token.signed_with(policy.secondary.expose())
-        {
+        if !policy.signed(&token) {
             return Err(Refusal::BadSignature);
         }
         if token.expired(now) {
             return Err(Refusal::Expired);
         }
-        let resource = token.resource();
-        if !self
-            .hosts
-            .iter()
-            .any(|h| sas::scope_covers(&resource, h, path_segments))
-        {
+        if !scope_covers(&token, &self.hosts, path_segments) {
             return Err(Refusal::Scope);
         }
         let allowed = match need {

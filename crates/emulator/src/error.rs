@@ -6,7 +6,6 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 
 use super::clock;
 use twinops_iothub::{ERROR_CODE_HEADER, error_body};
@@ -152,8 +151,7 @@ storage_error!(
 
 /// A 32-hex-digit tracking ID, as IoT Hub puts in every error.
 pub fn tracking_id() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::random_hex(16)
 }
 
 /// The legacy error response for a code name, status and text.

@@ -209,7 +209,8 @@ impl Drop for Running {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes as lowercase hex (hub IDs, tracking IDs, scratch directory names).
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
     (0..bytes)
         .map(|_| format!("{:02x}", rng.random::<u8>()))

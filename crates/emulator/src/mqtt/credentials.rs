@@ -5,10 +5,10 @@
 //!
 //! Pure: the caller looks the identity up and passes the keys and the time. Never logs a token.
 
-use crate::auth::{Permission, Policy};
+use crate::auth::{self, Permission, Policy};
 use crate::store::Target;
 use twinops_iothub::ACCEPTED_API_VERSIONS;
-use twinops_iothub::sas::{self, Token};
+use twinops_iothub::sas::Token;
 
 /// The identity a connection acts for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,9 +133,7 @@ pub fn verify(
         Some(name) => policies
             .iter()
             .filter(|p| p.name == name && p.permissions.contains(&Permission::DeviceConnect))
-            .any(|p| {
-                token.signed_with(p.primary.expose()) || token.signed_with(p.secondary.expose())
-            }),
+            .any(|p| p.signed(&token)),
     };
     if !signed {
         return Err(Refusal::BadSignature);
@@ -143,12 +141,7 @@ pub fn verify(
     if token.expired(now) {
         return Err(Refusal::Expired);
     }
-    let resource = token.resource();
-    let segments = who.segments();
-    if !hosts
-        .iter()
-        .any(|h| sas::scope_covers(&resource, h, &segments))
-    {
+    if !auth::scope_covers(&token, hosts, &who.segments()) {
         return Err(Refusal::Scope);
     }
     Ok(())
@@ -158,6 +151,7 @@ pub fn verify(
 mod tests {
     use super::*;
     use twinops_iothub::connection_string::Secret;
+    use twinops_iothub::sas;
 
     const KEY: &str = "+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw=";
     const OTHER: &str = "cGFzc3dvcmRwYXNzd29yZA==";
