@@ -1,5 +1,5 @@
-//! Twin state and IoT Hub's write rules for it: JSON merge patch (nested merge, `null` deletes,
-//! arrays replaced whole), wholesale replace, `$metadata` with `$lastUpdated` at every object node
+//! Twin state and IoT Hub's write rules for it: JSON merge patch (RFC 7396 by `json_patch`:
+//! nested merge, `null` deletes, arrays replaced whole), wholesale replace, `$metadata` with `$lastUpdated` at every object node
 //! (plus `$lastUpdatedVersion` in desired), `$version` per section, the twin `version` and `etag`
 //! that move on every write, and the limits of `iothub::twin_rules`.
 //!
@@ -221,57 +221,56 @@ fn touch(meta: &mut JsonMap, now: &str, version: Option<i64>) {
     }
 }
 
-/// RFC 7396 merge of `patch` into `target`, keeping `meta` (when given) in step: every node the
-/// patch reaches gets a new `$lastUpdated`; removed keys lose their node, and their parent's
-/// stamp shows the removal.
+/// RFC 7396 merge of `patch` into `target` (`json_patch::merge`: nested merge, `null` deletes,
+/// arrays and other values replaced whole), with `meta` (when given) kept in step by
+/// [`stamp_patch`]. What may be patched (`$` keys, limits) is checked before, by the caller.
 fn merge(
     target: &mut JsonMap,
     patch: &JsonMap,
-    mut meta: Option<&mut JsonMap>,
+    meta: Option<&mut JsonMap>,
     now: &str,
     version: Option<i64>,
 ) {
-    if let Some(m) = meta.as_deref_mut() {
-        touch(m, now, version);
+    if let Some(m) = meta {
+        stamp_patch(m, target, patch, now, version);
     }
+    let mut doc = Value::Object(std::mem::take(target));
+    json_patch::merge(&mut doc, &Value::Object(patch.clone()));
+    if let Value::Object(merged) = doc {
+        *target = merged;
+    }
+}
+
+/// IoT Hub's `$metadata` rule for a merge patch, which RFC 7396 has no notion of, so it stays
+/// hand-written: every node the patch reaches gets a new `$lastUpdated` (and
+/// `$lastUpdatedVersion`); removed keys lose their node, and their parent's stamp shows the
+/// removal; a value replaced by an object gets a fresh node. `before` is the section before the
+/// patch, which tells replacing from merging.
+fn stamp_patch(
+    meta: &mut JsonMap,
+    before: &JsonMap,
+    patch: &JsonMap,
+    now: &str,
+    version: Option<i64>,
+) {
+    touch(meta, now, version);
     for (k, pv) in patch {
         match pv {
             Value::Null => {
-                target.remove(k);
-                if let Some(m) = meta.as_deref_mut() {
-                    m.remove(k);
-                }
+                meta.remove(k);
             }
             Value::Object(pm) => {
-                let existing_is_object = matches!(target.get(k), Some(Value::Object(_)));
-                if !existing_is_object {
-                    target.insert(k.clone(), Value::Object(JsonMap::new()));
-                    if let Some(m) = meta.as_deref_mut() {
-                        m.insert(k.clone(), Value::Object(JsonMap::new()));
-                    }
+                let before_child = before.get(k).and_then(Value::as_object);
+                if before_child.is_none() || !matches!(meta.get(k), Some(Value::Object(_))) {
+                    meta.insert(k.clone(), Value::Object(JsonMap::new()));
                 }
-                let Some(Value::Object(child)) = target.get_mut(k) else {
-                    continue;
-                };
-                let child_meta = match meta.as_deref_mut() {
-                    Some(m) => {
-                        if !matches!(m.get(k), Some(Value::Object(_))) {
-                            m.insert(k.clone(), Value::Object(JsonMap::new()));
-                        }
-                        match m.get_mut(k) {
-                            Some(Value::Object(cm)) => Some(cm),
-                            _ => None,
-                        }
-                    }
-                    None => None,
-                };
-                merge(child, pm, child_meta, now, version);
+                if let Some(Value::Object(child_meta)) = meta.get_mut(k) {
+                    let empty = JsonMap::new();
+                    stamp_patch(child_meta, before_child.unwrap_or(&empty), pm, now, version);
+                }
             }
-            other => {
-                target.insert(k.clone(), other.clone());
-                if let Some(m) = meta.as_deref_mut() {
-                    m.insert(k.clone(), Value::Object(stamp(now, version)));
-                }
+            _ => {
+                meta.insert(k.clone(), Value::Object(stamp(now, version)));
             }
         }
     }
@@ -336,6 +335,29 @@ mod tests {
         assert_eq!(meta["a"]["$lastUpdated"], T1);
         assert!(meta["a"].get("c").is_none());
         assert!(meta.get("gone").is_none());
+    }
+
+    #[test]
+    fn values_replaced_by_objects_and_back_get_fresh_metadata_nodes() {
+        let mut t = TwinState::new(T0);
+        t.patch(desired(json!({"a": 1, "o": {"x": 1, "y": 2}})), T0)
+            .unwrap();
+        t.patch(desired(json!({"a": {"b": 2, "gone": null}, "o": 5})), T1)
+            .unwrap();
+        assert_eq!(
+            Value::Object(t.desired.clone()),
+            json!({"a": {"b": 2}, "o": 5})
+        );
+        let meta = Value::Object(t.desired_meta.clone());
+        assert_eq!(
+            meta["a"],
+            json!({"$lastUpdated": T1, "$lastUpdatedVersion": 3,
+                   "b": {"$lastUpdated": T1, "$lastUpdatedVersion": 3}})
+        );
+        assert_eq!(
+            meta["o"],
+            json!({"$lastUpdated": T1, "$lastUpdatedVersion": 3})
+        );
     }
 
     #[test]
