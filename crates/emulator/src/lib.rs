@@ -1,8 +1,10 @@
 //! The local IoT Hub emulator (SPEC §9): IoT Hub's service REST API over HTTPS with durable state.
 //!
 //! - [`start`] runs a hub in this process from a [`Config`] and returns a [`Running`] handle
-//!   (`--hub local:DIR` and tests use it); [`run`] is `twinops emulator`, a thin wrapper that prints
-//!   the three startup lines and waits for SIGINT/SIGTERM.
+//!   (`--hub local:DIR` and tests use it); `twinops emulator` prints its
+//!   [`Running::startup_lines`] and waits for SIGINT/SIGTERM.
+//! - [`spawn`] owns the startup lines' format and runs the real binary as a child process for
+//!   tests and benchmarks, reading those lines back ([`spawn::Spawned`]).
 //! - `server` is the HTTP edge (TLS, routes, the auth/stats gate), `store` the durable state in
 //!   redb, `twin` and `identity` IoT Hub's write rules, `bulk` the bulk registry call, `pager` query
 //!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
@@ -39,6 +41,7 @@ pub mod pager;
 pub mod presence;
 pub mod query;
 pub mod server;
+pub mod spawn;
 pub mod stats;
 pub mod store;
 pub mod throttle;
@@ -129,6 +132,12 @@ impl Running {
             auth::OWNER,
             key.unwrap_or_default()
         ))
+    }
+
+    /// The three startup lines `twinops emulator` prints (format in [`spawn`], which reads them
+    /// back). They contain the owner key: print them only where a local test hub is described.
+    pub fn startup_lines(&self) -> String {
+        spawn::startup_lines(&self.url(), &self.connection_string(), &self.ca_pem_path)
     }
 
     /// The PEM file a client must trust.
