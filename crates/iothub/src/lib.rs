@@ -5,6 +5,9 @@
 //!
 //! Nothing here performs I/O or reads the clock: callers pass the time in.
 
+// What code outside this crate does not use is `pub(crate)`, so rustc reports what is dead.
+#![warn(unreachable_pub)]
+
 pub mod bucket;
 pub mod connection_string;
 pub mod duration;
