@@ -19,7 +19,7 @@ use twinops_iothub::duration;
 
 /// An injected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// 429 `ThrottlingException` without `Retry-After`, as IoT Hub answers.
     Throttle,
     /// The same with `Retry-After: 1`.
@@ -35,7 +35,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub(crate) const ALL: [Fault; 6] = [
         Fault::Throttle,
         Fault::ThrottleRetryAfter,
         Fault::ServerError,
@@ -45,7 +45,7 @@ impl Fault {
     ];
 
     /// The name in the spec and in the stats.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Fault::Throttle => "429",
             Fault::ThrottleRetryAfter => "429ra",
@@ -56,7 +56,7 @@ impl Fault {
         }
     }
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Fault::Throttle => 0,
             Fault::ThrottleRetryAfter => 1,
@@ -70,17 +70,17 @@ impl Fault {
 
 /// A delay added to requests.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Latency {
-    pub probability: f64,
-    pub min: Duration,
-    pub max: Duration,
+pub(crate) struct Latency {
+    pub(crate) probability: f64,
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
 }
 
 /// What `--faults` asks for.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FaultSpec {
-    pub faults: Vec<(Fault, f64)>,
-    pub latency: Option<Latency>,
+    pub(crate) faults: Vec<(Fault, f64)>,
+    pub(crate) latency: Option<Latency>,
 }
 
 impl FaultSpec {
@@ -172,21 +172,21 @@ fn parse_latency(rest: &str, item: &str) -> Result<Latency, String> {
 
 /// What one request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Draw {
-    pub delay: Option<Duration>,
-    pub fault: Option<Fault>,
+pub(crate) struct Draw {
+    pub(crate) delay: Option<Duration>,
+    pub(crate) fault: Option<Fault>,
 }
 
 /// The live injector.
 #[derive(Debug)]
-pub struct Faults {
+pub(crate) struct Faults {
     spec: FaultSpec,
     rng: Mutex<StdRng>,
 }
 
 impl Faults {
     /// With a seed the sequence of draws is reproducible (for requests sent one at a time).
-    pub fn new(spec: FaultSpec, seed: Option<u64>) -> Faults {
+    pub(crate) fn new(spec: FaultSpec, seed: Option<u64>) -> Faults {
         let rng = match seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
@@ -197,7 +197,7 @@ impl Faults {
         }
     }
 
-    pub fn draw(&self) -> Draw {
+    pub(crate) fn draw(&self) -> Draw {
         let mut rng = self
             .rng
             .lock()

@@ -16,6 +16,9 @@
 //!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
 //!   records which identities are connected.
 
+// What code outside this crate does not use is `pub(crate)`, so rustc reports what is dead.
+#![warn(unreachable_pub)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,27 +32,27 @@ use tokio::task::JoinHandle;
 
 use twinops_iothub::connection_string::Secret;
 
-pub mod auth;
-pub mod bulk;
+mod auth;
+mod bulk;
 mod clock;
-pub mod configuration;
-pub mod error;
+mod configuration;
+mod error;
 pub mod faults;
-pub mod identity;
+mod identity;
 pub mod mqtt;
-pub mod pager;
-pub mod presence;
+mod pager;
+mod presence;
 pub mod query;
 pub mod server;
 pub mod spawn;
-pub mod stats;
-pub mod store;
+mod stats;
+mod store;
 pub mod throttle;
-pub mod tls;
-pub mod twin;
+mod tls;
+mod twin;
 
 /// IoT Hub applies configurations every 5 minutes; a local hub does it sooner.
-pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How to run an emulator.
 #[derive(Debug, Clone)]

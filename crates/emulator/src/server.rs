@@ -38,32 +38,32 @@ use twinops_iothub::{
 };
 
 /// Request bodies above this are refused with 413 `MessageTooLarge` (twins are at most ~72 KB).
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Bulk calls carry up to 100 full rows.
-pub const MAX_BULK_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BULK_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Query pages hold this many rows unless the client asks for fewer.
 pub const DEFAULT_PAGE: usize = 100;
 
 /// Everything a request can reach.
-pub struct Hub {
-    pub store: Store,
-    pub authority: Authority,
-    pub stats: Stats,
-    pub query_page_max: usize,
+pub(crate) struct Hub {
+    pub(crate) store: Store,
+    pub(crate) authority: Authority,
+    pub(crate) stats: Stats,
+    pub(crate) query_page_max: usize,
     /// `--throttle`: quota simulation, when asked for.
-    pub throttle: Option<Throttle>,
+    pub(crate) throttle: Option<Throttle>,
     /// `--faults`: fault injection, when asked for.
-    pub faults: Option<Faults>,
+    pub(crate) faults: Option<Faults>,
     /// Wakes the configuration loop after a configuration is created, updated or deleted.
-    pub configurations_changed: Notify,
+    pub(crate) configurations_changed: Notify,
     /// Where the MQTT device side listens, for `/_emulator/info`.
-    pub mqtt_addr: Option<std::net::SocketAddr>,
+    pub(crate) mqtt_addr: Option<std::net::SocketAddr>,
 }
 
 type Shared = Arc<Hub>;
 
 /// The router: IoT Hub's service routes and the emulator's own `/_emulator/` routes.
-pub fn app(hub: Shared) -> Router {
+pub(crate) fn app(hub: Shared) -> Router {
     Router::new()
         .route("/devices", get(list_devices).post(bulk_call))
         .route(
@@ -110,7 +110,7 @@ pub fn app(hub: Shared) -> Router {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` turns true, then drops every connection.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
@@ -275,7 +275,7 @@ async fn bulk_rows(req: Request) -> Result<(Request, u64), Error> {
 
 /// Marks the connection a request came on, so fault injection can drop it.
 #[derive(Clone)]
-pub struct ConnectionKill(Arc<Notify>);
+pub(crate) struct ConnectionKill(Arc<Notify>);
 
 /// Answers (or drops) a request with an injected fault.
 async fn inject(hub: &Shared, fault: Fault, class: OpClass, req: Request, next: Next) -> Response {

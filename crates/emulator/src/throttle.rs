@@ -55,7 +55,7 @@ impl ThrottleSpec {
     }
 
     /// The rate of a class per second, if it is throttled.
-    pub fn rate(&self, class: OpClass) -> Option<f64> {
+    pub(crate) fn rate(&self, class: OpClass) -> Option<f64> {
         self.rates
             .iter()
             .find(|(c, _)| *c == class)
@@ -96,12 +96,12 @@ fn tier_rates(item: &str) -> Result<Vec<(OpClass, f64)>, String> {
 
 /// The live buckets, one per throttled class.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     buckets: [Option<Mutex<Bucket>>; 7],
 }
 
 impl Throttle {
-    pub fn new(spec: &ThrottleSpec) -> Throttle {
+    pub(crate) fn new(spec: &ThrottleSpec) -> Throttle {
         let now = Instant::now();
         let buckets =
             OpClass::ALL.map(|c| spec.rate(c).map(|rate| Mutex::new(Bucket::new(rate, now))));
@@ -109,13 +109,13 @@ impl Throttle {
     }
 
     /// Whether bulk calls need their row count (their rows draw from a throttled `registry_write`).
-    pub fn counts_rows(&self) -> bool {
+    pub(crate) fn counts_rows(&self) -> bool {
         self.buckets[OpClass::RegistryWrite.index()].is_some()
     }
 
     /// Draws one token for a request of `class` and, for a bulk call, `rows` tokens from
     /// `registry_write`; either all draws happen or none.
-    pub fn admit(&self, class: OpClass, rows: u64) -> bool {
+    pub(crate) fn admit(&self, class: OpClass, rows: u64) -> bool {
         let now = Instant::now();
         let own = self.buckets[class.index()].as_ref().map(lock);
         let rows_bucket = match class {
@@ -148,7 +148,7 @@ fn lock(m: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
 }
 
 /// The `Operation type:` IoT Hub names in its throttling message.
-pub fn operation_type(class: OpClass) -> &'static str {
+pub(crate) fn operation_type(class: OpClass) -> &'static str {
     match class {
         OpClass::RegistryRead | OpClass::RegistryWrite | OpClass::Bulk => "CRUD",
         OpClass::TwinRead => "TwinRead",

@@ -24,10 +24,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The certificate files and the server configuration made from them.
-pub struct Identity {
-    pub cert_path: PathBuf,
-    pub cert_pem: String,
-    pub server_config: Arc<ServerConfig>,
+pub(crate) struct Identity {
+    pub(crate) cert_path: PathBuf,
+    pub(crate) cert_pem: String,
+    pub(crate) server_config: Arc<ServerConfig>,
 }
 
 /// The names the certificate must cover, in a stable order.
@@ -42,7 +42,11 @@ fn names(hostname: &str, listen_ip: &str) -> Vec<String> {
 }
 
 /// Loads `dir/cert.pem` and `dir/key.pem`, or makes them when absent or made for other names.
-pub fn load_or_create(dir: &Path, hostname: &str, listen_ip: &str) -> anyhow::Result<Identity> {
+pub(crate) fn load_or_create(
+    dir: &Path,
+    hostname: &str,
+    listen_ip: &str,
+) -> anyhow::Result<Identity> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");

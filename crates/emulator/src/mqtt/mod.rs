@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use super::server::Hub;
 use super::tls;
 
-pub mod broker;
+mod broker;
 pub mod client;
 pub mod codec;
 pub mod credentials;
@@ -53,14 +53,14 @@ impl std::str::FromStr for Listen {
 
 /// The emulator's TLS settings without HTTP's ALPN protocols (MQTT clients offer none, and one
 /// offering an unknown protocol must not be refused over it).
-pub fn tls_config(rest: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+pub(crate) fn tls_config(rest: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
     let mut c = rest.clone();
     c.alpn_protocols.clear();
     Arc::new(c)
 }
 
 /// Serves MQTT over TLS on `listener` until `stop` turns true, then drops every connection.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     hub: Arc<Hub>,

@@ -58,7 +58,7 @@ impl Fleet {
     /// Parses `PATTERN|all[:DELAY]` (DELAY in `twinops_iothub::duration`'s grammar: `500ms`,
     /// `2s`, `1h`, bare seconds; default 1s) and the optional `--simulate-offline` value (`5%` or
     /// `d1,d2/m1`). A suffix after the last `:` that is no duration belongs to the pattern.
-    pub fn parse(devices: &str, offline: Option<&str>) -> Result<Fleet, String> {
+    pub(crate) fn parse(devices: &str, offline: Option<&str>) -> Result<Fleet, String> {
         let (pattern, delay) = match devices
             .rsplit_once(':')
             .and_then(|(p, d)| Some((p, duration::parse(d).ok()?)))
@@ -143,16 +143,21 @@ fn stable_hash(s: &str) -> u64 {
 }
 
 /// Where and how the virtual devices connect.
-pub struct Target {
+pub(crate) struct Target {
     /// The MQTT listener.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The hub's host name (certificate name, username, token resource).
-    pub hostname: String,
-    pub tls: Arc<rustls::ClientConfig>,
+    pub(crate) hostname: String,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
 /// Runs the fleet until `stop` turns true.
-pub async fn run(fleet: Fleet, hub: Arc<Hub>, target: Target, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    fleet: Fleet,
+    hub: Arc<Hub>,
+    target: Target,
+    mut stop: watch::Receiver<bool>,
+) {
     let matcher = if fleet.pattern == "all" {
         None
     } else {
