@@ -253,24 +253,14 @@ impl Store {
         }
         let m = txn.open_table(MODULES)?;
         let (lo, hi) = (format!("{device}\0"), format!("{device}\u{1}"));
-        let mut out = Vec::new();
-        for row in m.range::<&str>(lo.as_str()..hi.as_str())? {
-            let (_, v) = row?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        decode_rows(m.range::<&str>(lo.as_str()..hi.as_str())?)
     }
 
     /// Up to `top` devices in ID order (`GET /devices?top=`).
     pub(crate) fn list_devices(&self, top: usize) -> Result<Vec<DeviceRecord>, Error> {
         let txn = self.db.begin_read()?;
         let d = txn.open_table(DEVICES)?;
-        let mut out = Vec::new();
-        for row in d.iter()?.take(top) {
-            let (_, v) = row?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        decode_rows(d.iter()?.take(top))
     }
 
     /// `PUT /devices/{id}`: create without `If-Match`, else a conditional update.
@@ -486,12 +476,7 @@ impl Store {
     ) -> Result<Vec<ConfigurationRecord>, Error> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(CONFIGURATIONS)?;
-        let mut out = Vec::new();
-        for row in t.iter()?.take(top) {
-            let (_, v) = row?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        decode_rows(t.iter()?.take(top))
     }
 
     /// `PUT /configurations/{id}`: create without `If-Match`, else a conditional update of the
@@ -1240,6 +1225,21 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Error> {
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Server(format!("decoding a record: {e}")))
+}
+
+/// The decoded values of rows read in key order (a range, or the first rows of a table).
+fn decode_rows<'a, T: serde::de::DeserializeOwned>(
+    rows: impl Iterator<
+        Item = Result<
+            (
+                redb::AccessGuard<'a, &'static str>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+) -> Result<Vec<T>, Error> {
+    rows.map(|row| decode(row?.1.value())).collect()
 }
 
 #[cfg(test)]
