@@ -21,15 +21,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
-use twinops_iothub::connection_string::Secret;
+use twinops_emulator::spawn::{self, Spawned};
 use twinops_iothub::sas;
 
 /// Rows of a query page the emulator serves (`--query-page-max`, IoT Hub's default page cap).
@@ -339,12 +339,7 @@ impl Stats {
 
 /// A `twinops emulator` child process.
 struct Emulator {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    host: String,
-    connection_string: String,
-    owner_key: String,
-    ca: PathBuf,
+    process: Spawned,
     client: reqwest::Client,
 }
 
@@ -353,7 +348,8 @@ impl Emulator {
         let state = ctx.tmp.join(name).join("hub");
         std::fs::create_dir_all(&state)?;
         let log = std::fs::File::create(ctx.tmp.join(name).join("emulator.log"))?;
-        let mut child = Command::new(&ctx.bin)
+        let mut command = Command::new(&ctx.bin);
+        command
             .arg("emulator")
             .arg("--state")
             .arg(&state)
@@ -365,62 +361,44 @@ impl Emulator {
             })
             .args(["--query-page-max", &PAGE_SIZE.to_string()])
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("spawning twinops emulator")?;
-        let mut stdout = BufReader::new(child.stdout.take().context("emulator stdout")?);
-        let mut lines = Vec::new();
-        for _ in 0..3 {
-            let mut line = String::new();
-            if stdout.read_line(&mut line)? == 0 {
-                let _ = child.kill();
+            .stderr(log);
+        let process = match Spawned::start(command) {
+            Ok(p) => p,
+            Err(e @ spawn::Error::Exited { .. }) => {
                 let log = std::fs::read_to_string(ctx.tmp.join(name).join("emulator.log"))
                     .unwrap_or_default();
-                bail!("the emulator exited before its startup lines: {lines:?}\n{log}");
+                bail!("{e}\n{log}");
             }
-            lines.push(line.trim_end().to_string());
-        }
-        let field = |i: usize, prefix: &str| -> Result<String> {
-            lines[i]
-                .strip_prefix(prefix)
-                .map(str::to_string)
-                .with_context(|| format!("unexpected emulator line `{}`", lines[i]))
+            Err(e) => return Err(e).context("spawning twinops emulator"),
         };
-        let url = field(0, "twinops emulator listening on ")?;
-        let connection_string = field(1, "connection string: ")?;
-        let ca = PathBuf::from(field(2, "ca certificate: ")?);
-        let host = url.strip_prefix("https://").unwrap_or(&url).to_string();
-        let owner_key = connection_string
-            .split(';')
-            .find_map(|p| p.strip_prefix("SharedAccessKey="))
-            .context("no key in the emulator's connection string")?
-            .to_string();
         let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
-        for cert in reqwest::Certificate::from_pem_bundle(&std::fs::read(&ca)?)? {
+        for cert in reqwest::Certificate::from_pem_bundle(&std::fs::read(process.ca_path())?)? {
             b = b.add_root_certificate(cert);
         }
         Ok(Emulator {
-            child,
-            _stdout: stdout,
-            host,
-            connection_string,
-            owner_key,
-            ca,
+            process,
             client: b.build()?,
         })
+    }
+
+    /// The owner connection string (contains the key).
+    fn connection_string(&self) -> &str {
+        self.process.connection_string().expose()
+    }
+
+    fn ca(&self) -> &Path {
+        self.process.ca_path()
     }
 
     fn stats(&self, ctx: &Ctx) -> Result<Stats> {
         let expiry = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
         let token = sas::sign(
-            &self.host,
-            &Secret::new(self.owner_key.clone()),
+            self.process.host(),
+            self.process.owner_key(),
             Some("iothubowner"),
             expiry,
         )?;
-        let url = format!("https://{}/_emulator/stats", self.host);
+        let url = format!("https://{}/_emulator/stats", self.process.host());
         let body: Value = ctx.rt.block_on(async {
             self.client
                 .get(&url)
@@ -444,7 +422,7 @@ impl Emulator {
 
     /// The emulator's own peak RSS so far (VmHWM), in KiB.
     fn peak_rss_kib(&self) -> Option<u64> {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.process.id())).ok()?;
         s.lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
@@ -452,17 +430,16 @@ impl Emulator {
 
     fn stop(mut self) {
         // SIGTERM lets redb close cleanly; SIGKILL after 10 s.
-        let pid = self.child.id() as libc::pid_t;
+        let pid = self.process.id() as libc::pid_t;
         // SAFETY: signalling our own child process by its id.
         unsafe { libc::kill(pid, libc::SIGTERM) };
         for _ in 0..400 {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = self.process.child().try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 }
 
@@ -557,9 +534,9 @@ fn twinops_cmd(ctx: &Ctx, emu: &Emulator, verb: &str, dir: &Path, extra: &[&str]
     let mut c = Command::new(&ctx.bin);
     c.arg(verb)
         .arg(dir)
-        .args(["--hub", &emu.connection_string])
+        .args(["--hub", emu.connection_string()])
         .arg("--ca-cert")
-        .arg(&emu.ca)
+        .arg(emu.ca())
         .args(["--format", "json", "--no-color"])
         .args(["--concurrency", &ctx.concurrency.to_string()])
         .args(extra)
@@ -836,8 +813,8 @@ fn sdk(ctx: &Ctx, devices: usize, modules: usize) -> Result<Value> {
     let mut cmd = Command::new(&python);
     cmd.arg(repo.join("benches/sdk_loop.py"))
         .args([devices.to_string(), modules.to_string(), "sdk".into()])
-        .env("IOTHUB_CONNECTION_STRING", &emu.connection_string)
-        .env("REQUESTS_CA_BUNDLE", &emu.ca);
+        .env("IOTHUB_CONNECTION_STRING", emu.connection_string())
+        .env("REQUESTS_CA_BUNDLE", emu.ca());
     let mut py = measure(ctx, &emu, "SDK-sample loop (python)", cmd)?;
     let inner: Value = py
         .stdout

@@ -211,8 +211,8 @@ pub struct EmulatorArgs {
     /// (`registry_write=6000/min,twin_write=500/s`).
     #[arg(long, value_parser = twinops_emulator::throttle::ThrottleSpec::parse)]
     pub throttle: Option<twinops_emulator::throttle::ThrottleSpec>,
-    /// How often automatic configurations are applied (`5s`, `500ms`, `1m`).
-    #[arg(long, default_value = "5s", value_parser = twinops_emulator::duration::parse)]
+    /// How often automatic configurations are applied (`5s`, `500ms`, `1m`, bare seconds).
+    #[arg(long, default_value = "5s", value_parser = twinops_iothub::duration::parse)]
     pub config_interval: std::time::Duration,
     /// Device side: MQTT over TLS on ADDR:PORT, or `off`. If the port is busy, the emulator warns
     /// and serves REST alone.
@@ -220,7 +220,7 @@ pub struct EmulatorArgs {
     pub mqtt: twinops_emulator::mqtt::Listen,
     /// Simulates the identities matching PATTERN (`deviceId` or `deviceId/moduleId` globs, `all`
     /// for every one) as devices connected over MQTT that echo desired patches into reported
-    /// properties after DELAY (e.g. `500ms`, `2s`; default 1s).
+    /// properties after DELAY (e.g. `500ms`, `2s`, `1h`; default 1s).
     #[arg(long, value_name = "PATTERN|all[:DELAY]")]
     pub simulate_devices: Option<twinops_emulator::mqtt::simulate::Fleet>,
     /// Simulated identities that stay offline: a percentage (`5%`, chosen by a stable hash of

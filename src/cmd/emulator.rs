@@ -54,12 +54,7 @@ pub async fn run(args: &EmulatorArgs) -> anyhow::Result<ExitStatus> {
     }
     // The emulator's own startup lines are the one place a key is printed: they describe a
     // local test hub, and scripts read the connection string from here.
-    output::data(&format!(
-        "twinops emulator listening on {}\nconnection string: {}\nca certificate: {}\n",
-        running.url(),
-        running.connection_string().expose(),
-        running.ca_pem_path().display()
-    ));
+    output::data(&running.startup_lines());
     if let Some(at) = running.mqtt_addr() {
         output::talk(&format!(
             "twinops emulator: MQTT device side on mqtts://{at} (TLS, same certificate)"

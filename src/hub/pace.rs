@@ -2,10 +2,10 @@
 //! apply runs just under IoT Hub's quotas instead of into 429 storms. A 429 lowers that class's rate.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use twinops_iothub::bucket::Bucket;
 
 use super::OpClass;
 
@@ -44,14 +44,6 @@ pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String
         .collect())
 }
 
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    last: Instant,
-}
-
 /// Token buckets per class. Bulk rows draw from `registry_write`, as IoT Hub counts them.
 #[derive(Debug, Default)]
 pub struct Pacer {
@@ -60,22 +52,10 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(rates: &[(OpClass, Rate)]) -> Pacer {
-        let now = Instant::now();
+        let now = Instant::now().into_std();
         let buckets = rates
             .iter()
-            .map(|(c, r)| {
-                // One second of rate, but at least one token so slow classes can run at all.
-                let capacity = r.0.max(1.0);
-                (
-                    *c,
-                    Mutex::new(Bucket {
-                        rate: r.0,
-                        capacity,
-                        tokens: capacity,
-                        last: now,
-                    }),
-                )
-            })
+            .map(|(c, r)| (*c, Mutex::new(Bucket::new(r.0, now))))
             .collect();
         Pacer { buckets }
     }
@@ -91,7 +71,7 @@ impl Pacer {
     pub fn rate(&self, class: OpClass) -> Option<f64> {
         self.buckets
             .get(&Self::bucket_class(class))
-            .and_then(|b| b.try_lock().ok().map(|b| b.rate))
+            .and_then(|b| b.try_lock().ok().map(|b| b.rate()))
     }
 
     /// Waits until `n` operations of `class` may start.
@@ -102,16 +82,11 @@ impl Pacer {
         // Holding the lock while waiting queues callers in order; a request larger than the bucket
         // (a bulk call of 100 rows on a slow class) runs into debt and waits it off.
         let mut b = bucket.lock().await;
-        let now = Instant::now();
-        let elapsed = now.duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * b.rate).min(b.capacity);
-        b.last = now;
-        b.tokens -= f64::from(n.max(1));
-        if b.tokens < 0.0 {
-            let wait = Duration::from_secs_f64(-b.tokens / b.rate);
+        b.refill(Instant::now().into_std());
+        let wait = b.draw(f64::from(n.max(1)));
+        if !wait.is_zero() {
             tokio::time::sleep(wait).await;
-            b.tokens = 0.0;
-            b.last = Instant::now();
+            b.refill(Instant::now().into_std());
         }
     }
 
@@ -120,7 +95,7 @@ impl Pacer {
         if let Some(b) = self.buckets.get(&Self::bucket_class(class))
             && let Ok(mut b) = b.try_lock()
         {
-            b.rate *= 0.9;
+            b.scale_rate(0.9);
         }
     }
 }

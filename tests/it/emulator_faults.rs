@@ -224,13 +224,26 @@ async fn latency_delays_hub_requests_only() {
     );
 }
 
+#[tokio::test]
+async fn duration_flags_take_bare_seconds_and_hours() {
+    let hub = Emulator::start_with(&[
+        "--config-interval",
+        "90",
+        "--mqtt",
+        "127.0.0.1:0",
+        "--simulate-devices",
+        "all:1h",
+    ]);
+    assert_eq!(hub.get("/devices/x").await.status, 404);
+}
+
 #[test]
 fn bad_specs_are_refused_at_startup_naming_the_bad_part() {
     for (flag, spec, part) in [
         ("--faults", "418:0.1", "418"),
         ("--faults", "latency:5-50xs", "xs"),
         ("--throttle", "twin_writes=5/s", "twin_writes"),
-        ("--config-interval", "5", "no unit"),
+        ("--config-interval", "5sec", "`sec`"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_twinops"))
             .args(["emulator", "--listen", "127.0.0.1:0", flag, spec])

@@ -8,7 +8,7 @@ use twinops_iothub::sas::{self, Token};
 
 /// A permission of a shared access policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
+pub(crate) enum Permission {
     RegistryRead,
     RegistryWrite,
     ServiceConnect,
@@ -17,7 +17,7 @@ pub enum Permission {
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
+pub(crate) enum Need {
     /// Any policy holding this permission.
     Permission(Permission),
     /// The `iothubowner` policy or the bearer token (the `/_emulator/` endpoints).
@@ -25,17 +25,32 @@ pub enum Need {
 }
 
 /// The hub's policies: name, permissions and the keys that sign for it.
-pub struct Policy {
-    pub name: &'static str,
-    pub permissions: &'static [Permission],
-    pub primary: Secret,
-    pub secondary: Secret,
+pub(crate) struct Policy {
+    pub(crate) name: &'static str,
+    pub(crate) permissions: &'static [Permission],
+    pub(crate) primary: Secret,
+    pub(crate) secondary: Secret,
 }
 
-pub const OWNER: &str = "iothubowner";
+impl Policy {
+    /// Whether `token` is signed with either of the policy's keys.
+    pub(crate) fn signed(&self, token: &Token) -> bool {
+        token.signed_with(self.primary.expose()) || token.signed_with(self.secondary.expose())
+    }
+}
+
+/// Whether `token`'s resource, on any of the hub's `hosts`, covers `segments`.
+pub(crate) fn scope_covers(token: &Token, hosts: &[String], segments: &[&str]) -> bool {
+    let resource = token.resource();
+    hosts
+        .iter()
+        .any(|h| sas::scope_covers(&resource, h, segments))
+}
+
+pub(crate) const OWNER: &str = "iothubowner";
 
 /// IoT Hub's default service-side policies (the `device` policy serves only the device side).
-pub const POLICIES: &[(&str, &[Permission])] = &[
+pub(crate) const POLICIES: &[(&str, &[Permission])] = &[
     (
         OWNER,
         &[
@@ -55,7 +70,7 @@ pub const POLICIES: &[(&str, &[Permission])] = &[
 
 /// Why a request was refused (401 `IotHubUnauthorizedAccess`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("no Authorization header")]
     Missing,
     #[error("the Authorization header is not a valid shared access signature")]
@@ -77,18 +92,18 @@ pub enum Refusal {
 }
 
 /// Checks requests against the hub's policies.
-pub struct Authority {
+pub(crate) struct Authority {
     /// Host names the hub answers to (`localhost:8443`, `127.0.0.1:8443`); a token's resource
     /// may name any of them, with or without the port.
-    pub hosts: Vec<String>,
-    pub policies: Vec<Policy>,
-    pub bearer: Option<Secret>,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) policies: Vec<Policy>,
+    pub(crate) bearer: Option<Secret>,
 }
 
 impl Authority {
     /// Checks an `Authorization` header for a request to `path_segments` (decoded, e.g.
     /// `["devices", "d1"]`) needing `need`, at `now` (seconds since the epoch).
-    pub fn check(
+    pub(crate) fn check(
         &self,
         header: Option<&str>,
         path_segments: &[&str],
@@ -112,20 +127,13 @@ impl Authority {
             .iter()
             .find(|p| p.name == name)
             .ok_or(Refusal::UnknownPolicy)?;
-        if !token.signed_with(policy.primary.expose())
-            && !token.signed_with(policy.secondary.expose())
-        {
+        if !policy.signed(&token) {
             return Err(Refusal::BadSignature);
         }
         if token.expired(now) {
             return Err(Refusal::Expired);
         }
-        let resource = token.resource();
-        if !self
-            .hosts
-            .iter()
-            .any(|h| sas::scope_covers(&resource, h, path_segments))
-        {
+        if !scope_covers(&token, &self.hosts, path_segments) {
             return Err(Refusal::Scope);
         }
         let allowed = match need {

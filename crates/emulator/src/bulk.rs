@@ -18,10 +18,10 @@ use twinops_iothub::wire::{
 };
 
 /// At most this many rows per call.
-pub const MAX_ROWS: usize = 100;
+pub(crate) const MAX_ROWS: usize = 100;
 
 /// Runs a bulk call; `Err` only for a call refused as a whole.
-pub fn run(
+pub(crate) fn run(
     store: &Store,
     rows: Vec<ExportImportDevice>,
 ) -> Result<BulkRegistryOperationResult, Error> {

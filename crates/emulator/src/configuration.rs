@@ -31,16 +31,16 @@ use twinops_iothub::twin_rules;
 use twinops_iothub::wire::{self, JsonMap};
 
 /// At most this many configurations per hub (IoT Hub's standard tiers).
-pub const MAX_CONFIGURATIONS: usize = 100;
+pub(crate) const MAX_CONFIGURATIONS: usize = 100;
 /// At most this many custom metrics per configuration.
-pub const MAX_METRICS: usize = 5;
+pub(crate) const MAX_METRICS: usize = 5;
 
-pub const APPLIED: &str = "Applied";
-pub const TARGETED: &str = "Targeted";
+pub(crate) const APPLIED: &str = "Applied";
+pub(crate) const TARGETED: &str = "Targeted";
 
 /// What a configuration writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `deviceContent`: device twins.
     Device,
     /// `moduleContent`: module twins.
@@ -51,37 +51,37 @@ pub enum Kind {
 
 /// A stored configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfigurationRecord {
-    pub id: String,
-    pub schema_version: String,
-    pub labels: JsonMap,
+pub(crate) struct ConfigurationRecord {
+    pub(crate) id: String,
+    pub(crate) schema_version: String,
+    pub(crate) labels: JsonMap,
     /// As given: `{"deviceContent": {...}}`, `{"moduleContent": {...}}` or `{"modulesContent": {...}}`.
-    pub content: JsonMap,
-    pub content_type: Option<String>,
-    pub target_condition: String,
-    pub priority: i64,
-    pub created_time_utc: String,
-    pub last_updated_time_utc: String,
-    pub etag: String,
-    pub metric_queries: JsonMap,
-    pub metric_results: JsonMap,
-    pub targeted_count: i64,
-    pub applied_count: i64,
+    pub(crate) content: JsonMap,
+    pub(crate) content_type: Option<String>,
+    pub(crate) target_condition: String,
+    pub(crate) priority: i64,
+    pub(crate) created_time_utc: String,
+    pub(crate) last_updated_time_utc: String,
+    pub(crate) etag: String,
+    pub(crate) metric_queries: JsonMap,
+    pub(crate) metric_results: JsonMap,
+    pub(crate) targeted_count: i64,
+    pub(crate) applied_count: i64,
     /// Creation order across the hub: breaks priority ties (most recent wins).
-    pub seq: u64,
+    pub(crate) seq: u64,
 }
 
 /// The parts of a PUT body that may change on update.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Mutable {
-    pub labels: JsonMap,
-    pub target_condition: String,
-    pub priority: i64,
-    pub metric_queries: JsonMap,
+pub(crate) struct Mutable {
+    pub(crate) labels: JsonMap,
+    pub(crate) target_condition: String,
+    pub(crate) priority: i64,
+    pub(crate) metric_queries: JsonMap,
 }
 
 /// Checks the parts of a PUT body that may change on update.
-pub fn mutable(body: &wire::Configuration, kind: Kind) -> Result<Mutable, Error> {
+pub(crate) fn mutable(body: &wire::Configuration, kind: Kind) -> Result<Mutable, Error> {
     let labels = body.labels.clone().unwrap_or_default();
     if let Some((k, _)) = labels.iter().find(|(_, v)| !v.is_string()) {
         return Err(Error::ArgumentInvalid(format!(
@@ -121,7 +121,7 @@ pub fn mutable(body: &wire::Configuration, kind: Kind) -> Result<Mutable, Error>
 }
 
 /// Checks a new configuration's content and returns its kind.
-pub fn content_kind(content: &JsonMap) -> Result<Kind, Error> {
+pub(crate) fn content_kind(content: &JsonMap) -> Result<Kind, Error> {
     let non_empty = |key: &str| match content.get(key) {
         Some(Value::Object(m)) => !m.is_empty(),
         None | Some(Value::Null) => false,
@@ -266,16 +266,16 @@ fn exact_patch(current: Option<&Value>, target: &Value) -> Value {
 
 /// Which twins a configuration targets.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub modules: bool,
+pub(crate) struct Target {
+    pub(crate) modules: bool,
     /// `None`: an empty condition targets nothing.
-    pub condition: Option<Condition>,
+    pub(crate) condition: Option<Condition>,
 }
 
 impl Target {
     /// A bare condition (`tags.env='prod'`, `*`) or the query form `FROM devices[.modules] WHERE
     /// ...`; the collection must fit the kind (module configurations target module twins).
-    pub fn parse(text: &str, kind: Kind) -> Result<Target, Error> {
+    pub(crate) fn parse(text: &str, kind: Kind) -> Result<Target, Error> {
         let modules = kind == Kind::Module;
         let t = text.trim();
         if t.is_empty() {
@@ -313,18 +313,18 @@ impl Target {
         })
     }
 
-    pub fn matches(&self, twin: &Value) -> bool {
+    pub(crate) fn matches(&self, twin: &Value) -> bool {
         self.condition.as_ref().is_some_and(|c| c.matches(twin))
     }
 }
 
 impl ConfigurationRecord {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         content_kind(&self.content).unwrap_or(Kind::Edge)
     }
 
     /// The record as `GET /configurations/{id}` answers it.
-    pub fn to_wire(&self) -> wire::Configuration {
+    pub(crate) fn to_wire(&self) -> wire::Configuration {
         let (from, select) = match self.kind() {
             Kind::Module => ("devices.modules", "deviceId, moduleId"),
             _ => ("devices", "deviceId"),
@@ -375,17 +375,17 @@ fn strip_from(target: &str) -> String {
 
 /// A configuration ready to be evaluated against twins.
 #[derive(Debug, Clone)]
-pub struct Compiled {
-    pub id: String,
-    pub kind: Kind,
-    pub target: Target,
+pub(crate) struct Compiled {
+    pub(crate) id: String,
+    pub(crate) kind: Kind,
+    pub(crate) target: Target,
     entries: Vec<(Vec<String>, Value)>,
     priority: i64,
     seq: u64,
 }
 
 impl Compiled {
-    pub fn new(rec: &ConfigurationRecord) -> Result<Compiled, Error> {
+    pub(crate) fn new(rec: &ConfigurationRecord) -> Result<Compiled, Error> {
         let kind = content_kind(&rec.content)?;
         let entries = match kind {
             Kind::Device => entries(&rec.content, "deviceContent")?,
@@ -409,29 +409,29 @@ impl Compiled {
 }
 
 /// Sorts by precedence: highest priority first, then the most recently created.
-pub fn by_precedence(configs: &mut [Compiled]) {
+pub(crate) fn by_precedence(configs: &mut [Compiled]) {
     configs.sort_by(|a, b| b.priority.cmp(&a.priority).then(b.seq.cmp(&a.seq)));
 }
 
 /// What the rule decides for one twin.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The twin's new `configurations` map.
-    pub statuses: JsonMap,
+    pub(crate) statuses: JsonMap,
     /// A merge patch of desired; empty when nothing differs.
-    pub patch: JsonMap,
+    pub(crate) patch: JsonMap,
     /// Configurations (IDs) that target the twin, including edge deployments.
-    pub targeted: Vec<String>,
+    pub(crate) targeted: Vec<String>,
 }
 
 impl Outcome {
     /// Whether applying the outcome changes a twin that has `current` statuses.
-    pub fn changes(&self, current: &JsonMap) -> bool {
+    pub(crate) fn changes(&self, current: &JsonMap) -> bool {
         !self.patch.is_empty() || &self.statuses != current
     }
 
     /// The statuses when the patch could not be written: nothing counts as applied.
-    pub fn unapplied(mut self) -> Outcome {
+    pub(crate) fn unapplied(mut self) -> Outcome {
         for v in self.statuses.values_mut() {
             *v = json!({"status": TARGETED});
         }
@@ -442,7 +442,12 @@ impl Outcome {
 
 /// The rule for one twin: `twin` is its document (for target conditions), `desired` its desired
 /// values, `modules` whether it is a module twin; `configs` sorted by [`by_precedence`].
-pub fn reconcile(twin: &Value, desired: &JsonMap, modules: bool, configs: &[Compiled]) -> Outcome {
+pub(crate) fn reconcile(
+    twin: &Value,
+    desired: &JsonMap,
+    modules: bool,
+    configs: &[Compiled],
+) -> Outcome {
     let mut out = Outcome::default();
     let mut claimed: Vec<&[String]> = Vec::new();
     for c in configs {

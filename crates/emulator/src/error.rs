@@ -6,13 +6,13 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 
+use super::clock;
 use twinops_iothub::{ERROR_CODE_HEADER, error_body};
 
 /// One variant per answer IoT Hub gives.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("api-version is missing or not supported")]
     InvalidProtocolVersion,
     #[error("{0}")]
@@ -62,7 +62,7 @@ pub enum Error {
 
 impl Error {
     /// IoT Hub's error code name (`iothub-errorcode`).
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Error::InvalidProtocolVersion => "InvalidProtocolVersion",
             Error::ArgumentInvalid(_) => "ArgumentInvalid",
@@ -88,7 +88,7 @@ impl Error {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Error::InvalidProtocolVersion
             | Error::ArgumentInvalid(_)
@@ -114,7 +114,7 @@ impl Error {
     }
 
     /// The text after `ErrorCode:<Name>;` in the body.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             Error::InvalidProtocolVersion => "BadRequest".to_string(),
             Error::Unauthorized(_) => "Unauthorized".to_string(),
@@ -150,28 +150,13 @@ storage_error!(
 );
 
 /// A 32-hex-digit tracking ID, as IoT Hub puts in every error.
-pub fn tracking_id() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Now as `MM/dd/yyyy HH:mm:ss` (the error body's timestamp form).
-fn timestamp() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
-        u8::from(now.month()),
-        now.day(),
-        now.year(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
+pub(crate) fn tracking_id() -> String {
+    crate::random_hex(16)
 }
 
 /// The legacy error response for a code name, status and text.
-pub fn response(status: StatusCode, code: &str, text: &str) -> Response {
-    let body = error_body::legacy(code, text, &tracking_id(), &timestamp());
+pub(crate) fn response(status: StatusCode, code: &str, text: &str) -> Response {
+    let body = error_body::legacy(code, text, &tracking_id(), &clock::error_timestamp());
     let mut resp = (status, axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(code) {
         resp.headers_mut().insert(ERROR_CODE_HEADER, v);

@@ -15,11 +15,11 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::duration;
+use twinops_iothub::duration;
 
 /// An injected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// 429 `ThrottlingException` without `Retry-After`, as IoT Hub answers.
     Throttle,
     /// The same with `Retry-After: 1`.
@@ -35,7 +35,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub(crate) const ALL: [Fault; 6] = [
         Fault::Throttle,
         Fault::ThrottleRetryAfter,
         Fault::ServerError,
@@ -45,7 +45,7 @@ impl Fault {
     ];
 
     /// The name in the spec and in the stats.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Fault::Throttle => "429",
             Fault::ThrottleRetryAfter => "429ra",
@@ -56,7 +56,7 @@ impl Fault {
         }
     }
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Fault::Throttle => 0,
             Fault::ThrottleRetryAfter => 1,
@@ -70,17 +70,17 @@ impl Fault {
 
 /// A delay added to requests.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Latency {
-    pub probability: f64,
-    pub min: Duration,
-    pub max: Duration,
+pub(crate) struct Latency {
+    pub(crate) probability: f64,
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
 }
 
 /// What `--faults` asks for.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FaultSpec {
-    pub faults: Vec<(Fault, f64)>,
-    pub latency: Option<Latency>,
+    pub(crate) faults: Vec<(Fault, f64)>,
+    pub(crate) latency: Option<Latency>,
 }
 
 impl FaultSpec {
@@ -138,13 +138,15 @@ fn parse_latency(rest: &str, item: &str) -> Result<Latency, String> {
         Some((p, r)) => (parse_probability(p.trim(), item)?, r.trim()),
         None => (1.0, rest),
     };
-    let in_item = |e: String| format!("{e} (in `{item}`)");
+    let in_item = |e: duration::Error| format!("{e} (in `{item}`)");
+    let is_number = |c: char| c.is_ascii_digit() || c == '.';
     let (min, max) = match range.split_once('-') {
         Some((lo, hi)) => {
             let hi_d = duration::parse(hi).map_err(in_item)?;
             let lo = lo.trim();
-            let lo_d = if lo.chars().all(|c| c.is_ascii_digit()) && !lo.is_empty() {
-                let unit = hi.trim().trim_start_matches(|c: char| c.is_ascii_digit());
+            // A bare lower bound takes the upper bound's unit (`5-50ms`), not seconds.
+            let lo_d = if lo.chars().all(is_number) && !lo.is_empty() {
+                let unit = hi.trim().trim_start_matches(is_number);
                 duration::parse(&format!("{lo}{unit}")).map_err(in_item)?
             } else {
                 duration::parse(lo).map_err(in_item)?
@@ -170,21 +172,21 @@ fn parse_latency(rest: &str, item: &str) -> Result<Latency, String> {
 
 /// What one request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Draw {
-    pub delay: Option<Duration>,
-    pub fault: Option<Fault>,
+pub(crate) struct Draw {
+    pub(crate) delay: Option<Duration>,
+    pub(crate) fault: Option<Fault>,
 }
 
 /// The live injector.
 #[derive(Debug)]
-pub struct Faults {
+pub(crate) struct Faults {
     spec: FaultSpec,
     rng: Mutex<StdRng>,
 }
 
 impl Faults {
     /// With a seed the sequence of draws is reproducible (for requests sent one at a time).
-    pub fn new(spec: FaultSpec, seed: Option<u64>) -> Faults {
+    pub(crate) fn new(spec: FaultSpec, seed: Option<u64>) -> Faults {
         let rng = match seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
@@ -195,7 +197,7 @@ impl Faults {
         }
     }
 
-    pub fn draw(&self) -> Draw {
+    pub(crate) fn draw(&self) -> Draw {
         let mut rng = self
             .rng
             .lock()
@@ -253,6 +255,15 @@ mod tests {
         assert_eq!(
             (l.probability, l.min, l.max),
             (0.5, Duration::from_secs(1), Duration::from_secs(2))
+        );
+        let l = FaultSpec::parse("latency:0.5-1.5ms")
+            .unwrap()
+            .latency
+            .unwrap();
+        assert_eq!(
+            (l.min, l.max),
+            (Duration::from_micros(500), Duration::from_micros(1500)),
+            "a bare lower bound takes the upper bound's unit"
         );
         let s = FaultSpec::parse("429ra:0.1, reset-after:0.1, 500:0").unwrap();
         assert_eq!(s.faults.len(), 3);

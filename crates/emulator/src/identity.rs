@@ -16,23 +16,23 @@ use super::twin::TwinState;
 use twinops_iothub::wire::{self, Authentication, Capabilities, SymmetricKey, X509Thumbprint};
 
 /// IoT Hub's "never" timestamp.
-pub const NEVER: &str = "0001-01-01T00:00:00Z";
+pub(crate) const NEVER: &str = "0001-01-01T00:00:00Z";
 /// Scheme of an edge device's scope.
-pub const EDGE_SCOPE_PREFIX: &str = "ms-azure-iot-edge://";
+pub(crate) const EDGE_SCOPE_PREFIX: &str = "ms-azure-iot-edge://";
 
 /// How an identity authenticates; keys are kept as IoT Hub returns them (base64).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Auth {
+pub(crate) struct Auth {
     /// `sas`, `selfSigned`, `certificateAuthority` or `none`.
-    pub kind: String,
-    pub primary_key: Option<String>,
-    pub secondary_key: Option<String>,
-    pub primary_thumbprint: Option<String>,
-    pub secondary_thumbprint: Option<String>,
+    pub(crate) kind: String,
+    pub(crate) primary_key: Option<String>,
+    pub(crate) secondary_key: Option<String>,
+    pub(crate) primary_thumbprint: Option<String>,
+    pub(crate) secondary_thumbprint: Option<String>,
 }
 
 impl Auth {
-    pub fn generated_sas() -> Auth {
+    pub(crate) fn generated_sas() -> Auth {
         Auth {
             kind: "sas".into(),
             primary_key: Some(generate_key()),
@@ -43,7 +43,7 @@ impl Auth {
     }
 
     /// What the edge runtime's system modules get: they authenticate through their device.
-    pub fn none() -> Auth {
+    pub(crate) fn none() -> Auth {
         Auth {
             kind: "none".into(),
             primary_key: None,
@@ -73,7 +73,7 @@ impl Auth {
 }
 
 /// 32 random bytes, base64: the size of the keys IoT Hub generates.
-pub fn generate_key() -> String {
+pub(crate) fn generate_key() -> String {
     let bytes: [u8; 32] = rand::rng().random();
     B64.encode(bytes)
 }
@@ -98,7 +98,7 @@ fn check_key(key: &str, which: &str) -> Result<String, Error> {
 /// The authentication an identity ends up with. No `authentication` in the body keeps the current
 /// one (or generates SAS keys on create); empty or null keys on a SAS identity keep the current
 /// keys, or are generated when there are none: an update never rotates keys unless asked to.
-pub fn resolve_auth(
+pub(crate) fn resolve_auth(
     requested: Option<&Authentication>,
     current: Option<&Auth>,
 ) -> Result<Auth, Error> {
@@ -175,7 +175,10 @@ pub fn resolve_auth(
 }
 
 /// `enabled` or `disabled`; absent keeps `current` (or `enabled` on create).
-pub fn resolve_status(requested: Option<&str>, current: Option<&str>) -> Result<String, Error> {
+pub(crate) fn resolve_status(
+    requested: Option<&str>,
+    current: Option<&str>,
+) -> Result<String, Error> {
     match requested {
         None => Ok(current.unwrap_or("enabled").to_string()),
         Some(s) if s.eq_ignore_ascii_case("enabled") => Ok("enabled".into()),
@@ -186,7 +189,7 @@ pub fn resolve_status(requested: Option<&str>, current: Option<&str>) -> Result<
     }
 }
 
-pub fn check_status_reason(reason: &Option<String>) -> Result<(), Error> {
+pub(crate) fn check_status_reason(reason: &Option<String>) -> Result<(), Error> {
     match reason {
         Some(r) if r.chars().count() > 128 => Err(Error::ArgumentInvalid(
             "statusReason is longer than 128 characters".into(),
@@ -196,50 +199,50 @@ pub fn check_status_reason(reason: &Option<String>) -> Result<(), Error> {
 }
 
 /// `ms-azure-iot-edge://{deviceId}-{generationId}`.
-pub fn edge_scope(device_id: &str, generation_id: &str) -> String {
+pub(crate) fn edge_scope(device_id: &str, generation_id: &str) -> String {
     format!("{EDGE_SCOPE_PREFIX}{device_id}-{generation_id}")
 }
 
 /// The device ID an edge scope names (its generation ID follows the last `-`).
-pub fn scope_device(scope: &str) -> Option<&str> {
+pub(crate) fn scope_device(scope: &str) -> Option<&str> {
     let rest = scope.strip_prefix(EDGE_SCOPE_PREFIX)?;
     rest.rsplit_once('-').map(|(id, _)| id)
 }
 
 /// A device identity with its twin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeviceRecord {
-    pub device_id: String,
-    pub generation_id: String,
-    pub etag: String,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub status_updated_time: String,
-    pub auth: Auth,
-    pub edge: bool,
-    pub device_scope: Option<String>,
-    pub parent_scopes: Vec<String>,
-    pub twin: TwinState,
+pub(crate) struct DeviceRecord {
+    pub(crate) device_id: String,
+    pub(crate) generation_id: String,
+    pub(crate) etag: String,
+    pub(crate) status: String,
+    pub(crate) status_reason: Option<String>,
+    pub(crate) status_updated_time: String,
+    pub(crate) auth: Auth,
+    pub(crate) edge: bool,
+    pub(crate) device_scope: Option<String>,
+    pub(crate) parent_scopes: Vec<String>,
+    pub(crate) twin: TwinState,
     #[serde(default)]
-    pub presence: Presence,
+    pub(crate) presence: Presence,
 }
 
 /// A module identity with its twin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModuleRecord {
-    pub device_id: String,
-    pub module_id: String,
-    pub managed_by: Option<String>,
-    pub generation_id: String,
-    pub etag: String,
-    pub auth: Auth,
-    pub twin: TwinState,
+pub(crate) struct ModuleRecord {
+    pub(crate) device_id: String,
+    pub(crate) module_id: String,
+    pub(crate) managed_by: Option<String>,
+    pub(crate) generation_id: String,
+    pub(crate) etag: String,
+    pub(crate) auth: Auth,
+    pub(crate) twin: TwinState,
     #[serde(default)]
-    pub presence: Presence,
+    pub(crate) presence: Presence,
 }
 
 impl DeviceRecord {
-    pub fn to_wire(&self) -> wire::Device {
+    pub(crate) fn to_wire(&self) -> wire::Device {
         wire::Device {
             device_id: self.device_id.clone(),
             generation_id: Some(self.generation_id.clone()),
@@ -261,7 +264,7 @@ impl DeviceRecord {
     }
 
     /// The device twin document (reference §5.1).
-    pub fn twin_json(&self) -> Value {
+    pub(crate) fn twin_json(&self) -> Value {
         let mut t = json!({
             "deviceId": self.device_id,
             "etag": self.twin.etag(),
@@ -286,7 +289,7 @@ impl DeviceRecord {
 }
 
 impl ModuleRecord {
-    pub fn to_wire(&self) -> wire::Module {
+    pub(crate) fn to_wire(&self) -> wire::Module {
         wire::Module {
             module_id: self.module_id.clone(),
             managed_by: self.managed_by.clone(),
@@ -302,7 +305,7 @@ impl ModuleRecord {
     }
 
     /// The module twin document. Modules have no status of their own; their twins read `enabled`.
-    pub fn twin_json(&self) -> Value {
+    pub(crate) fn twin_json(&self) -> Value {
         let mut t = json!({
             "deviceId": self.device_id,
             "moduleId": self.module_id,

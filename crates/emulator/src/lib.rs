@@ -1,17 +1,23 @@
 //! The local IoT Hub emulator (SPEC §9): IoT Hub's service REST API over HTTPS with durable state.
 //!
 //! - [`start`] runs a hub in this process from a [`Config`] and returns a [`Running`] handle
-//!   (`--hub local:DIR` and tests use it); [`run`] is `twinops emulator`, a thin wrapper that prints
-//!   the three startup lines and waits for SIGINT/SIGTERM.
+//!   (`--hub local:DIR` and tests use it); `twinops emulator` prints its
+//!   [`Running::startup_lines`] and waits for SIGINT/SIGTERM.
+//! - [`spawn`] owns the startup lines' format and runs the real binary as a child process for
+//!   tests and benchmarks, reading those lines back ([`spawn::Spawned`]).
 //! - `server` is the HTTP edge (TLS, routes, the auth/stats gate), `store` the durable state in
 //!   redb, `twin` and `identity` IoT Hub's write rules, `bulk` the bulk registry call, `pager` query
 //!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
-//!   `tls` the certificate, `error` IoT Hub's error responses, `configuration` automatic
-//!   configurations (applied by a loop started here), `throttle` quota simulation, `faults` fault
-//!   injection, `duration` the `5s`/`500ms` flag syntax.
+//!   `tls` the certificate and accepting connections over it (REST and MQTT), `error` IoT Hub's
+//!   error responses, `configuration` automatic configurations (applied by a loop started here),
+//!   `throttle` quota simulation, `faults` fault injection, `clock` the one place that reads the
+//!   wall clock. Durations in flags follow `twinops_iothub::duration`.
 //! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
 //!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
 //!   records which identities are connected.
+
+// What code outside this crate does not use is `pub(crate)`, so rustc reports what is dead.
+#![warn(unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,26 +32,27 @@ use tokio::task::JoinHandle;
 
 use twinops_iothub::connection_string::Secret;
 
-pub mod auth;
-pub mod bulk;
-pub mod configuration;
-pub mod duration;
-pub mod error;
+mod auth;
+mod bulk;
+mod clock;
+mod configuration;
+mod error;
 pub mod faults;
-pub mod identity;
+mod identity;
 pub mod mqtt;
-pub mod pager;
-pub mod presence;
+mod pager;
+mod presence;
 pub mod query;
 pub mod server;
-pub mod stats;
-pub mod store;
+pub mod spawn;
+mod stats;
+mod store;
 pub mod throttle;
-pub mod tls;
-pub mod twin;
+mod tls;
+mod twin;
 
 /// IoT Hub applies configurations every 5 minutes; a local hub does it sooner.
-pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How to run an emulator.
 #[derive(Debug, Clone)]
@@ -130,6 +137,12 @@ impl Running {
         ))
     }
 
+    /// The three startup lines `twinops emulator` prints (format in [`spawn`], which reads them
+    /// back). They contain the owner key: print them only where a local test hub is described.
+    pub fn startup_lines(&self) -> String {
+        spawn::startup_lines(&self.url(), &self.connection_string(), &self.ca_pem_path)
+    }
+
     /// The PEM file a client must trust.
     pub fn ca_pem_path(&self) -> &Path {
         &self.ca_pem_path
@@ -208,7 +221,8 @@ impl Drop for Running {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes as lowercase hex (hub IDs, tracking IDs, scratch directory names).
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
     (0..bytes)
         .map(|_| format!("{:02x}", rng.random::<u8>()))

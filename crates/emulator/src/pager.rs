@@ -19,11 +19,11 @@ use super::store::Store;
 
 /// One page of results.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub items: Vec<Value>,
+pub(crate) struct Page {
+    pub(crate) items: Vec<Value>,
     /// `Twin` for `SELECT *`, `Raw` for projections and counts.
-    pub item_type: &'static str,
-    pub continuation: Option<String>,
+    pub(crate) item_type: &'static str,
+    pub(crate) continuation: Option<String>,
 }
 
 fn query_hash(sql: &str) -> u64 {
@@ -53,7 +53,7 @@ fn decode_token(token: &str, sql: &str) -> Result<String, Error> {
 
 /// Maps a parse error to IoT Hub's answer: an over-long query fails with `PreconditionFailed`
 /// (as observed on real hubs, Azure/azure-iot-sdk-csharp#1680), anything else with 400.
-pub fn parse_error(e: ParseError) -> Error {
+pub(crate) fn parse_error(e: ParseError) -> Error {
     match e {
         ParseError::TooLong { .. } => Error::PreconditionFailed(format!("query rejected: {e}")),
         other => Error::ArgumentInvalid(format!("query is invalid: {other}")),
@@ -61,7 +61,7 @@ pub fn parse_error(e: ParseError) -> Error {
 }
 
 /// Runs `sql`, returning the page after `continuation` with at most `page_size` rows.
-pub fn run(
+pub(crate) fn run(
     store: &Store,
     sql: &str,
     continuation: Option<&str>,

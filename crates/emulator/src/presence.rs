@@ -12,16 +12,16 @@ use super::store::{Store, Target};
 
 /// An identity's connection, as recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Presence {
-    pub connected: bool,
+pub(crate) struct Presence {
+    pub(crate) connected: bool,
     /// When `connected` last changed; `None` is IoT Hub's "never".
-    pub state_updated: Option<String>,
-    pub last_activity: Option<String>,
+    pub(crate) state_updated: Option<String>,
+    pub(crate) last_activity: Option<String>,
 }
 
 impl Presence {
     /// `Connected` or `Disconnected`.
-    pub fn state(&self) -> &'static str {
+    pub(crate) fn state(&self) -> &'static str {
         if self.connected {
             "Connected"
         } else {
@@ -29,13 +29,13 @@ impl Presence {
         }
     }
 
-    pub fn state_updated_time(&self) -> &str {
+    pub(crate) fn state_updated_time(&self) -> &str {
         self.state_updated
             .as_deref()
             .unwrap_or(super::identity::NEVER)
     }
 
-    pub fn last_activity_time(&self) -> &str {
+    pub(crate) fn last_activity_time(&self) -> &str {
         self.last_activity
             .as_deref()
             .unwrap_or(super::identity::NEVER)
@@ -58,7 +58,7 @@ impl Presence {
 
 /// What happened to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     Connected,
     Disconnected,
     /// The device sent something.
@@ -68,7 +68,7 @@ pub enum Event {
 impl Store {
     /// Applies presence events in order, in one transaction; identities that no longer exist
     /// are skipped.
-    pub fn record_presence(&self, events: &[(Target, Event)]) -> Result<(), Error> {
+    pub(crate) fn record_presence(&self, events: &[(Target, Event)]) -> Result<(), Error> {
         self.write(|tx| {
             let now = tx.now.clone();
             for (target, event) in events {
@@ -93,7 +93,7 @@ impl Store {
 
     /// Marks every identity recorded as connected disconnected (a hub that starts has no
     /// connections). Only rows that say `"connected":true` are decoded.
-    pub fn reset_presence(&self) -> Result<(), Error> {
+    pub(crate) fn reset_presence(&self) -> Result<(), Error> {
         const MARK: &[u8] = b"\"connected\":true";
         let mut targets = Vec::new();
         self.scan_raw(|modules, key, bytes| {

@@ -24,45 +24,46 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::auth::{Authority, Need, Permission};
+use super::clock::unix_now;
 use super::error::{self, Error};
 use super::faults::{Fault, Faults};
 use super::stats::{OpClass, Stats};
 use super::store::{IfMatch, Store, Target};
 use super::throttle::{self, Throttle};
 use super::twin::{ServiceWrite, strip_read_only};
-use super::{bulk, pager};
+use super::{bulk, pager, tls};
 use twinops_iothub::wire::{self, JsonMap};
 use twinops_iothub::{
     ACCEPTED_API_VERSIONS, CONTINUATION_HEADER, ITEM_TYPE_HEADER, MAX_ITEM_COUNT_HEADER,
 };
 
 /// Request bodies above this are refused with 413 `MessageTooLarge` (twins are at most ~72 KB).
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Bulk calls carry up to 100 full rows.
-pub const MAX_BULK_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BULK_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Query pages hold this many rows unless the client asks for fewer.
 pub const DEFAULT_PAGE: usize = 100;
 
 /// Everything a request can reach.
-pub struct Hub {
-    pub store: Store,
-    pub authority: Authority,
-    pub stats: Stats,
-    pub query_page_max: usize,
+pub(crate) struct Hub {
+    pub(crate) store: Store,
+    pub(crate) authority: Authority,
+    pub(crate) stats: Stats,
+    pub(crate) query_page_max: usize,
     /// `--throttle`: quota simulation, when asked for.
-    pub throttle: Option<Throttle>,
+    pub(crate) throttle: Option<Throttle>,
     /// `--faults`: fault injection, when asked for.
-    pub faults: Option<Faults>,
+    pub(crate) faults: Option<Faults>,
     /// Wakes the configuration loop after a configuration is created, updated or deleted.
-    pub configurations_changed: Notify,
+    pub(crate) configurations_changed: Notify,
     /// Where the MQTT device side listens, for `/_emulator/info`.
-    pub mqtt_addr: Option<std::net::SocketAddr>,
+    pub(crate) mqtt_addr: Option<std::net::SocketAddr>,
 }
 
 type Shared = Arc<Hub>;
 
 /// The router: IoT Hub's service routes and the emulator's own `/_emulator/` routes.
-pub fn app(hub: Shared) -> Router {
+pub(crate) fn app(hub: Shared) -> Router {
     Router::new()
         .route("/devices", get(list_devices).post(bulk_call))
         .route(
@@ -109,7 +110,7 @@ pub fn app(hub: Shared) -> Router {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` turns true, then drops every connection.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
@@ -120,21 +121,11 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let (tcp, _) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
+            tcp = tls::next_connection(&listener, "REST") => {
                 let acceptor = acceptor.clone();
                 let app = app.clone();
                 conns.spawn(async move {
-                    let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+                    let Some(tls) = tls::handshake(&acceptor, tcp).await else {
                         return;
                     };
                     // Fault injection drops a connection by waking this: the connection future
@@ -203,13 +194,6 @@ fn scope_segments(class: OpClass, segs: &[String]) -> Vec<&str> {
             .collect(),
         _ => segs,
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Every request passes here first.
@@ -291,7 +275,7 @@ async fn bulk_rows(req: Request) -> Result<(Request, u64), Error> {
 
 /// Marks the connection a request came on, so fault injection can drop it.
 #[derive(Clone)]
-pub struct ConnectionKill(Arc<Notify>);
+pub(crate) struct ConnectionKill(Arc<Notify>);
 
 /// Answers (or drops) a request with an injected fault.
 async fn inject(hub: &Shared, fault: Fault, class: OpClass, req: Request, next: Next) -> Response {

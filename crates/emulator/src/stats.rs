@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use super::faults::Fault;
 
-pub use twinops_iothub::quota::OpClass;
+pub(crate) use twinops_iothub::quota::OpClass;
 
 /// Counters since start.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     total: AtomicU64,
     by_class: [AtomicU64; 7],
     throttled: AtomicU64,
@@ -24,27 +24,27 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn count(&self, class: OpClass) {
+    pub(crate) fn count(&self, class: OpClass) {
         self.total.fetch_add(1, Ordering::Relaxed);
         self.by_class[class.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request answered with 429 by throttling or fault injection (already counted in its class).
-    pub fn count_throttled(&self) {
+    pub(crate) fn count_throttled(&self) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request that fault injection failed or dropped (a 429 is also counted as throttled).
-    pub fn count_fault(&self, fault: Fault) {
+    pub(crate) fn count_fault(&self, fault: Fault) {
         self.faults[fault.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request that fault injection delayed.
-    pub fn count_delayed(&self) {
+    pub(crate) fn count_delayed(&self) {
         self.delayed.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut faults = serde_json::Map::new();
         for f in Fault::ALL {
             faults.insert(

@@ -25,6 +25,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
+use super::clock::{now, now_ticks};
 use super::configuration::{self, Compiled, ConfigurationRecord};
 use super::error::Error;
 use super::identity::{self, Auth, DeviceRecord, ModuleRecord};
@@ -45,13 +46,13 @@ const CONFIGURATION_SEQ: &str = "counter:configuration";
 const SWEEP: &str = "configurations:sweep";
 
 /// The key of a module row.
-pub fn module_key(device: &str, module: &str) -> String {
+pub(crate) fn module_key(device: &str, module: &str) -> String {
     format!("{device}\0{module}")
 }
 
 /// The `If-Match` precondition of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IfMatch {
+pub(crate) enum IfMatch {
     /// No header: create-only on identity PUT, unconditional on twin writes.
     Absent,
     /// `*` or `"*"`.
@@ -63,7 +64,7 @@ pub enum IfMatch {
 }
 
 impl IfMatch {
-    pub fn parse(header: Option<&str>) -> IfMatch {
+    pub(crate) fn parse(header: Option<&str>) -> IfMatch {
         let Some(h) = header.map(str::trim).filter(|h| !h.is_empty()) else {
             return IfMatch::Absent;
         };
@@ -81,7 +82,7 @@ impl IfMatch {
     }
 
     /// Whether an entity with `etag` satisfies the precondition.
-    pub fn allows(&self, etag: &str) -> bool {
+    pub(crate) fn allows(&self, etag: &str) -> bool {
         match self {
             IfMatch::Absent | IfMatch::Any => true,
             IfMatch::Etag(e) => e == etag,
@@ -91,20 +92,20 @@ impl IfMatch {
 
 /// Which twin a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Target {
+pub(crate) enum Target {
     Device(String),
     Module(String, String),
 }
 
 /// Identity fields a device write may carry (from a `Device` body or a bulk row).
 #[derive(Debug, Clone, Default)]
-pub struct DeviceSpec {
-    pub status: Option<String>,
-    pub status_reason: Option<String>,
-    pub authentication: Option<wire::Authentication>,
-    pub edge: Option<bool>,
-    pub device_scope: Option<String>,
-    pub parent_scopes: Option<Vec<String>>,
+pub(crate) struct DeviceSpec {
+    pub(crate) status: Option<String>,
+    pub(crate) status_reason: Option<String>,
+    pub(crate) authentication: Option<wire::Authentication>,
+    pub(crate) edge: Option<bool>,
+    pub(crate) device_scope: Option<String>,
+    pub(crate) parent_scopes: Option<Vec<String>>,
 }
 
 impl From<&wire::Device> for DeviceSpec {
@@ -122,19 +123,19 @@ impl From<&wire::Device> for DeviceSpec {
 
 /// Identity fields a module write may carry.
 #[derive(Debug, Clone, Default)]
-pub struct ModuleSpec {
-    pub managed_by: Option<String>,
-    pub authentication: Option<wire::Authentication>,
+pub(crate) struct ModuleSpec {
+    pub(crate) managed_by: Option<String>,
+    pub(crate) authentication: Option<wire::Authentication>,
 }
 
 /// A committed write of desired properties, for the device side (MQTT desired notifications).
 #[derive(Debug, Clone, PartialEq)]
-pub struct DesiredChange {
-    pub target: Target,
+pub(crate) struct DesiredChange {
+    pub(crate) target: Target,
     /// The patch as written (a replace's full desired), without `$version`.
-    pub patch: wire::JsonMap,
+    pub(crate) patch: wire::JsonMap,
     /// Desired `$version` after the write.
-    pub version: i64,
+    pub(crate) version: i64,
 }
 
 /// Desired changes queued for slow listeners before the oldest are dropped (they then see
@@ -142,14 +143,14 @@ pub struct DesiredChange {
 const DESIRED_CHANGES_BUFFER: usize = 4096;
 
 /// The hub's durable state.
-pub struct Store {
+pub(crate) struct Store {
     db: Database,
     desired_changes: tokio::sync::broadcast::Sender<DesiredChange>,
 }
 
 impl Store {
     /// Opens (or creates) `dir/hub.redb`, or an in-memory database without a directory.
-    pub fn open(dir: Option<&Path>) -> anyhow::Result<Store> {
+    pub(crate) fn open(dir: Option<&Path>) -> anyhow::Result<Store> {
         use anyhow::Context;
         let db = match dir {
             Some(dir) => {
@@ -174,7 +175,9 @@ impl Store {
 
     /// Every desired write committed from now on (service PATCH/PUT, bulk rows, anything through
     /// [`Tx::update_twin`]), announced after its commit.
-    pub fn subscribe_desired_changes(&self) -> tokio::sync::broadcast::Receiver<DesiredChange> {
+    pub(crate) fn subscribe_desired_changes(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<DesiredChange> {
         self.desired_changes.subscribe()
     }
 
@@ -213,7 +216,11 @@ impl Store {
     }
 
     /// A meta value, created by `init` (and committed) when absent.
-    pub fn meta_or_init(&self, key: &str, init: impl FnOnce() -> String) -> Result<String, Error> {
+    pub(crate) fn meta_or_init(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> String,
+    ) -> Result<String, Error> {
         self.write(|tx| {
             if let Some(v) = tx.meta.get(key)? {
                 return Ok(v.value().to_string());
@@ -224,13 +231,13 @@ impl Store {
         })
     }
 
-    pub fn device(&self, id: &str) -> Result<DeviceRecord, Error> {
+    pub(crate) fn device(&self, id: &str) -> Result<DeviceRecord, Error> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(DEVICES)?;
         load_device(&t, id)?.ok_or_else(|| Error::DeviceNotFound(id.to_string()))
     }
 
-    pub fn module(&self, device: &str, module: &str) -> Result<ModuleRecord, Error> {
+    pub(crate) fn module(&self, device: &str, module: &str) -> Result<ModuleRecord, Error> {
         let txn = self.db.begin_read()?;
         let d = txn.open_table(DEVICES)?;
         let m = txn.open_table(MODULES)?;
@@ -238,7 +245,7 @@ impl Store {
     }
 
     /// A device's modules in module ID order; 404 when the device does not exist.
-    pub fn modules(&self, device: &str) -> Result<Vec<ModuleRecord>, Error> {
+    pub(crate) fn modules(&self, device: &str) -> Result<Vec<ModuleRecord>, Error> {
         let txn = self.db.begin_read()?;
         let d = txn.open_table(DEVICES)?;
         if d.get(device)?.is_none() {
@@ -246,28 +253,18 @@ impl Store {
         }
         let m = txn.open_table(MODULES)?;
         let (lo, hi) = (format!("{device}\0"), format!("{device}\u{1}"));
-        let mut out = Vec::new();
-        for row in m.range::<&str>(lo.as_str()..hi.as_str())? {
-            let (_, v) = row?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        decode_rows(m.range::<&str>(lo.as_str()..hi.as_str())?)
     }
 
     /// Up to `top` devices in ID order (`GET /devices?top=`).
-    pub fn list_devices(&self, top: usize) -> Result<Vec<DeviceRecord>, Error> {
+    pub(crate) fn list_devices(&self, top: usize) -> Result<Vec<DeviceRecord>, Error> {
         let txn = self.db.begin_read()?;
         let d = txn.open_table(DEVICES)?;
-        let mut out = Vec::new();
-        for row in d.iter()?.take(top) {
-            let (_, v) = row?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        decode_rows(d.iter()?.take(top))
     }
 
     /// `PUT /devices/{id}`: create without `If-Match`, else a conditional update.
-    pub fn put_device(
+    pub(crate) fn put_device(
         &self,
         id: &str,
         body: &wire::Device,
@@ -299,7 +296,7 @@ impl Store {
     }
 
     /// `DELETE /devices/{id}`: needs `If-Match`; removes the device's modules and twins too.
-    pub fn delete_device(&self, id: &str, if_match: &IfMatch) -> Result<(), Error> {
+    pub(crate) fn delete_device(&self, id: &str, if_match: &IfMatch) -> Result<(), Error> {
         require_if_match(if_match)?;
         self.write(|tx| {
             let cur = tx
@@ -315,7 +312,7 @@ impl Store {
     }
 
     /// `PUT /devices/{id}/modules/{mid}`; the flag says whether it was created.
-    pub fn put_module(
+    pub(crate) fn put_module(
         &self,
         device: &str,
         module: &str,
@@ -358,7 +355,7 @@ impl Store {
         })
     }
 
-    pub fn delete_module(
+    pub(crate) fn delete_module(
         &self,
         device: &str,
         module: &str,
@@ -390,7 +387,7 @@ impl Store {
     }
 
     /// The twin document of a device or module.
-    pub fn twin(&self, target: &Target) -> Result<Value, Error> {
+    pub(crate) fn twin(&self, target: &Target) -> Result<Value, Error> {
         match target {
             Target::Device(d) => Ok(self.device(d)?.twin_json()),
             Target::Module(d, m) => Ok(self.module(d, m)?.twin_json()),
@@ -398,7 +395,7 @@ impl Store {
     }
 
     /// `PATCH` (merge) or `PUT` (replace) of a twin's tags and desired properties.
-    pub fn write_twin(
+    pub(crate) fn write_twin(
         &self,
         target: &Target,
         replace: bool,
@@ -421,7 +418,11 @@ impl Store {
     }
 
     /// A reported-properties merge patch, as if the device had sent it.
-    pub fn patch_reported(&self, target: &Target, patch: &wire::JsonMap) -> Result<Value, Error> {
+    pub(crate) fn patch_reported(
+        &self,
+        target: &Target,
+        patch: &wire::JsonMap,
+    ) -> Result<Value, Error> {
         self.write(|tx| {
             let now = tx.now.clone();
             tx.update_twin(target, |twin| twin.patch_reported(patch, &now))
@@ -430,7 +431,7 @@ impl Store {
 
     /// Visits twins of devices (or modules) in key order, starting after the key `after`.
     /// `visit` gets each row's key and twin document and says whether to go on.
-    pub fn scan(
+    pub(crate) fn scan(
         &self,
         modules: bool,
         after: Option<&str>,
@@ -459,7 +460,7 @@ impl Store {
 
 /// Automatic configurations: CRUD and the loop's reconcile pass (rules in `configuration`).
 impl Store {
-    pub fn configuration(&self, id: &str) -> Result<ConfigurationRecord, Error> {
+    pub(crate) fn configuration(&self, id: &str) -> Result<ConfigurationRecord, Error> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(CONFIGURATIONS)?;
         t.get(id)?
@@ -469,20 +470,18 @@ impl Store {
     }
 
     /// Up to `top` configurations in ID order.
-    pub fn list_configurations(&self, top: usize) -> Result<Vec<ConfigurationRecord>, Error> {
+    pub(crate) fn list_configurations(
+        &self,
+        top: usize,
+    ) -> Result<Vec<ConfigurationRecord>, Error> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(CONFIGURATIONS)?;
-        let mut out = Vec::new();
-        for row in t.iter()?.take(top) {
-            let (_, v) = row?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        decode_rows(t.iter()?.take(top))
     }
 
     /// `PUT /configurations/{id}`: create without `If-Match`, else a conditional update of the
     /// mutable parts (`targetCondition`, `labels`, `priority`, `metrics`); `id` and `content` stay.
-    pub fn put_configuration(
+    pub(crate) fn put_configuration(
         &self,
         id: &str,
         body: &wire::Configuration,
@@ -565,7 +564,7 @@ impl Store {
 
     /// `DELETE /configurations/{id}`: needs `If-Match`. The next reconcile pass removes the
     /// configuration's status from twins (their desired values stay).
-    pub fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), Error> {
+    pub(crate) fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), Error> {
         require_if_match(if_match)?;
         self.write(|tx| {
             let cur: ConfigurationRecord = tx
@@ -590,7 +589,7 @@ impl Store {
     /// One pass of the configuration loop: every configuration's content into the twins it
     /// targets, statuses, and the configurations' metrics. Reads first and writes only the twins
     /// that change (in batches, so requests interleave), so an idle hub only reads.
-    pub fn reconcile_configurations(&self) -> Result<(), Error> {
+    pub(crate) fn reconcile_configurations(&self) -> Result<(), Error> {
         let (records, sweep) = {
             let txn = self.db.begin_read()?;
             let t = txn.open_table(CONFIGURATIONS)?;
@@ -828,7 +827,7 @@ fn apply_outcome(twin: &mut TwinState, out: configuration::Outcome, now: &str) {
 impl Store {
     /// Visits every device row, then every module row, raw: `(is_module, key, record bytes)`.
     /// For whole-hub housekeeping (presence reset, the simulated fleet's roster).
-    pub fn scan_raw(&self, mut visit: impl FnMut(bool, &str, &[u8])) -> Result<(), Error> {
+    pub(crate) fn scan_raw(&self, mut visit: impl FnMut(bool, &str, &[u8])) -> Result<(), Error> {
         let txn = self.db.begin_read()?;
         for (modules, table) in [(false, DEVICES), (true, MODULES)] {
             let t = txn.open_table(table)?;
@@ -1228,25 +1227,19 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Server(format!("decoding a record: {e}")))
 }
 
-/// Now as IoT Hub writes timestamps: UTC, seven fractional digits.
-pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() / 100
-    )
-}
-
-/// .NET ticks (100 ns since 0001-01-01) of now, the form of IoT Hub's generation IDs.
-fn now_ticks() -> u64 {
-    let unix_100ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 100;
-    u64::try_from(unix_100ns).unwrap_or(0) + 621_355_968_000_000_000
+/// The decoded values of rows read in key order (a range, or the first rows of a table).
+fn decode_rows<'a, T: serde::de::DeserializeOwned>(
+    rows: impl Iterator<
+        Item = Result<
+            (
+                redb::AccessGuard<'a, &'static str>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+) -> Result<Vec<T>, Error> {
+    rows.map(|row| decode(row?.1.value())).collect()
 }
 
 #[cfg(test)]

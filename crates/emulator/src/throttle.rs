@@ -1,18 +1,20 @@
 //! Quota simulation (`--throttle`): IoT Hub's per-class throttles (reference §9) as token buckets.
 //!
-//! Each configured class is a bucket that holds **one second** of its rate (at least one token) and
-//! refills continuously. A request draws one token from its class; a bulk call also draws one token
-//! per row from `registry_write`, as IoT Hub counts bulk rows against the registry quota. A draw
+//! Each configured class is a `twinops_iothub::bucket::Bucket` (the one the client paces with): it
+//! holds **one second** of its rate (at least one token) and refills continuously. A request draws
+//! one token from its class; a bulk call also draws one token per row from `registry_write`, as
+//! IoT Hub counts bulk rows against the registry quota. A draw
 //! larger than the bucket (100 rows against 1.67 tokens on S1) is admitted when the bucket is full
 //! and leaves it in debt, so a 100-row call on S1 is followed by about a minute of refusals: the
 //! published rate holds on average. Classes without a rate are never throttled.
 //!
-//! It owns the spec grammar and the buckets; the server decides what a refusal looks like.
+//! It owns the spec grammar and the live buckets; the server decides what a refusal looks like.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
 use super::stats::OpClass;
+use twinops_iothub::bucket::Bucket;
 
 /// Per-class rates, in requests (or rows) per second.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -53,7 +55,7 @@ impl ThrottleSpec {
     }
 
     /// The rate of a class per second, if it is throttled.
-    pub fn rate(&self, class: OpClass) -> Option<f64> {
+    pub(crate) fn rate(&self, class: OpClass) -> Option<f64> {
         self.rates
             .iter()
             .find(|(c, _)| *c == class)
@@ -92,58 +94,28 @@ fn tier_rates(item: &str) -> Result<Vec<(OpClass, f64)>, String> {
     })
 }
 
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        self.last = now;
-    }
-
-    /// Whether `n` tokens may be drawn: all of them, or a full bucket for a draw larger than it.
-    fn can_draw(&self, n: f64) -> bool {
-        self.tokens + 1e-9 >= n.min(self.capacity)
-    }
-}
-
 /// The live buckets, one per throttled class.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     buckets: [Option<Mutex<Bucket>>; 7],
 }
 
 impl Throttle {
-    pub fn new(spec: &ThrottleSpec) -> Throttle {
+    pub(crate) fn new(spec: &ThrottleSpec) -> Throttle {
         let now = Instant::now();
-        let buckets = OpClass::ALL.map(|c| {
-            spec.rate(c).map(|rate| {
-                let capacity = rate.max(1.0);
-                Mutex::new(Bucket {
-                    rate,
-                    capacity,
-                    tokens: capacity,
-                    last: now,
-                })
-            })
-        });
+        let buckets =
+            OpClass::ALL.map(|c| spec.rate(c).map(|rate| Mutex::new(Bucket::new(rate, now))));
         Throttle { buckets }
     }
 
     /// Whether bulk calls need their row count (their rows draw from a throttled `registry_write`).
-    pub fn counts_rows(&self) -> bool {
+    pub(crate) fn counts_rows(&self) -> bool {
         self.buckets[OpClass::RegistryWrite.index()].is_some()
     }
 
     /// Draws one token for a request of `class` and, for a bulk call, `rows` tokens from
     /// `registry_write`; either all draws happen or none.
-    pub fn admit(&self, class: OpClass, rows: u64) -> bool {
+    pub(crate) fn admit(&self, class: OpClass, rows: u64) -> bool {
         let now = Instant::now();
         let own = self.buckets[class.index()].as_ref().map(lock);
         let rows_bucket = match class {
@@ -163,7 +135,8 @@ impl Throttle {
             }
         }
         for (b, n) in draws.iter_mut() {
-            b.tokens -= *n;
+            // Debt is how a big call is paid for: the next requests are refused, not delayed.
+            b.draw(*n);
         }
         true
     }
@@ -175,7 +148,7 @@ fn lock(m: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
 }
 
 /// The `Operation type:` IoT Hub names in its throttling message.
-pub fn operation_type(class: OpClass) -> &'static str {
+pub(crate) fn operation_type(class: OpClass) -> &'static str {
     match class {
         OpClass::RegistryRead | OpClass::RegistryWrite | OpClass::Bulk => "CRUD",
         OpClass::TwinRead => "TwinRead",

@@ -2,20 +2,32 @@
 //! for the host name, `localhost` and the listen IP) made with rcgen and kept as PEM beside the
 //! state, so a client trusts it once (`REQUESTS_CA_BUNDLE`, `--ca-cert`). rustls refuses a CA
 //! certificate used as a server certificate, hence a leaf. The crypto provider is ring, explicitly.
+//!
+//! It also accepts connections for both listeners (REST and MQTT): the accept loop's back-off and
+//! the handshake's time limit are the same on both.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// How long a new connection may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The certificate files and the server configuration made from them.
-pub struct Identity {
-    pub cert_path: PathBuf,
-    pub cert_pem: String,
-    pub server_config: Arc<ServerConfig>,
+pub(crate) struct Identity {
+    pub(crate) cert_path: PathBuf,
+    pub(crate) cert_pem: String,
+    pub(crate) server_config: Arc<ServerConfig>,
 }
 
 /// The names the certificate must cover, in a stable order.
@@ -30,7 +42,11 @@ fn names(hostname: &str, listen_ip: &str) -> Vec<String> {
 }
 
 /// Loads `dir/cert.pem` and `dir/key.pem`, or makes them when absent or made for other names.
-pub fn load_or_create(dir: &Path, hostname: &str, listen_ip: &str) -> anyhow::Result<Identity> {
+pub(crate) fn load_or_create(
+    dir: &Path,
+    hostname: &str,
+    listen_ip: &str,
+) -> anyhow::Result<Identity> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
@@ -75,6 +91,35 @@ pub fn load_or_create(dir: &Path, hostname: &str, listen_ip: &str) -> anyhow::Re
         cert_pem,
         server_config: Arc::new(server_config),
     })
+}
+
+/// The next connection on `listener` (`listener` names it in logs), with Nagle off. A failed
+/// accept (out of file descriptors and the like) is logged and retried after a pause instead of
+/// spinning. Cancel-safe, for `select!` loops.
+pub(crate) async fn next_connection(listener: &TcpListener, name: &str) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                let _ = tcp.set_nodelay(true);
+                return tcp;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, listener = name, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// The TLS handshake of a new connection; `None` when it fails or takes too long.
+pub(crate) async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        _ => None,
+    }
 }
 
 /// Writes a private key readable by the owner only.

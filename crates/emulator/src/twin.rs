@@ -1,5 +1,5 @@
-//! Twin state and IoT Hub's write rules for it: JSON merge patch (nested merge, `null` deletes,
-//! arrays replaced whole), wholesale replace, `$metadata` with `$lastUpdated` at every object node
+//! Twin state and IoT Hub's write rules for it: JSON merge patch (RFC 7396 by `json_patch`:
+//! nested merge, `null` deletes, arrays replaced whole), wholesale replace, `$metadata` with `$lastUpdated` at every object node
 //! (plus `$lastUpdatedVersion` in desired), `$version` per section, the twin `version` and `etag`
 //! that move on every write, and the limits of `iothub::twin_rules`.
 //!
@@ -16,48 +16,39 @@ use twinops_iothub::wire::JsonMap;
 
 /// The tags, desired and reported properties of one twin, with their bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TwinState {
-    pub tags: JsonMap,
-    pub desired: JsonMap,
-    pub desired_meta: JsonMap,
-    pub desired_version: i64,
-    pub reported: JsonMap,
-    pub reported_meta: JsonMap,
-    pub reported_version: i64,
+pub(crate) struct TwinState {
+    pub(crate) tags: JsonMap,
+    pub(crate) desired: JsonMap,
+    pub(crate) desired_meta: JsonMap,
+    pub(crate) desired_version: i64,
+    pub(crate) reported: JsonMap,
+    pub(crate) reported_meta: JsonMap,
+    pub(crate) reported_version: i64,
     /// The twin's root `version`.
-    pub version: i64,
+    pub(crate) version: i64,
     /// The counter behind the twin `etag` (base64 of its 8 big-endian bytes).
-    pub etag_counter: u64,
+    pub(crate) etag_counter: u64,
     /// `configurations`: configuration ID -> `{"status": "Targeted" | "Applied"}`, kept by the
     /// configuration loop. Changing it alone is no twin write (etag and versions stay).
     #[serde(default)]
-    pub configurations: JsonMap,
+    pub(crate) configurations: JsonMap,
     /// The desired patch of the write just made (a replace's full desired), never stored: the
     /// store takes it after the write to notify the connected device (`Store::write`).
     #[serde(skip)]
-    pub desired_written: Option<JsonMap>,
-}
-
-/// Which writer wrote; decides which `$version` moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Writer {
-    /// The service API (tags and desired).
-    Service,
-    /// The device (reported).
-    Device,
+    pub(crate) desired_written: Option<JsonMap>,
 }
 
 /// A service-side twin write, already stripped of read-only parts.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ServiceWrite {
-    pub tags: Option<JsonMap>,
-    pub desired: Option<JsonMap>,
+pub(crate) struct ServiceWrite {
+    pub(crate) tags: Option<JsonMap>,
+    pub(crate) desired: Option<JsonMap>,
 }
 
 impl TwinState {
     /// A fresh twin as IoT Hub creates it with its identity: `version` 2, etag counter 1, both
     /// `$version`s 1, empty sections with `$lastUpdated` only.
-    pub fn new(now: &str) -> TwinState {
+    pub(crate) fn new(now: &str) -> TwinState {
         let mut meta = JsonMap::new();
         meta.insert("$lastUpdated".into(), Value::String(now.to_string()));
         TwinState {
@@ -76,7 +67,7 @@ impl TwinState {
     }
 
     /// The twin `etag`, e.g. `AAAAAAAAAAE=` for 1.
-    pub fn etag(&self) -> String {
+    pub(crate) fn etag(&self) -> String {
         B64.encode(self.etag_counter.to_be_bytes())
     }
 
@@ -89,7 +80,7 @@ impl TwinState {
 
     /// Merge-patches tags and desired. Every service write bumps desired `$version`, tags-only
     /// writes included (IoT Hub is reported to do so and to notify the device).
-    pub fn patch(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
+    pub(crate) fn patch(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
         next.desired_written = write.desired.clone();
@@ -116,7 +107,7 @@ impl TwinState {
     }
 
     /// Replaces tags and desired wholesale; a member absent from the body is left as it is.
-    pub fn replace(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
+    pub(crate) fn replace(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
         next.desired_written = write.desired.clone();
@@ -138,7 +129,7 @@ impl TwinState {
     }
 
     /// Merge-patches reported properties as the device would; moves reported `$version`.
-    pub fn patch_reported(&mut self, patch: &JsonMap, now: &str) -> Result<(), Error> {
+    pub(crate) fn patch_reported(&mut self, patch: &JsonMap, now: &str) -> Result<(), Error> {
         let patch = strip_read_only(patch.clone());
         twin_rules::check(&patch, true).map_err(|e| violation("properties.reported", e))?;
         let mut next = self.clone();
@@ -158,7 +149,7 @@ impl TwinState {
     }
 
     /// `properties` as IoT Hub renders it: values plus `$metadata` and `$version` per section.
-    pub fn properties_json(&self) -> Value {
+    pub(crate) fn properties_json(&self) -> Value {
         json!({
             "desired": section_json(&self.desired, &self.desired_meta, self.desired_version),
             "reported": section_json(&self.reported, &self.reported_meta, self.reported_version),
@@ -183,7 +174,7 @@ fn section_json(values: &JsonMap, meta: &JsonMap, version: i64) -> Value {
 
 /// Drops `$metadata` and `$version` at a section's root: bodies often carry a previously fetched
 /// twin, and IoT Hub ignores those read-only parts. Other `$` keys stay, to be refused as keys.
-pub fn strip_read_only(mut section: JsonMap) -> JsonMap {
+pub(crate) fn strip_read_only(mut section: JsonMap) -> JsonMap {
     section.retain(|k, _| k != "$metadata" && k != "$version");
     section
 }
@@ -221,57 +212,56 @@ fn touch(meta: &mut JsonMap, now: &str, version: Option<i64>) {
     }
 }
 
-/// RFC 7396 merge of `patch` into `target`, keeping `meta` (when given) in step: every node the
-/// patch reaches gets a new `$lastUpdated`; removed keys lose their node, and their parent's
-/// stamp shows the removal.
+/// RFC 7396 merge of `patch` into `target` (`json_patch::merge`: nested merge, `null` deletes,
+/// arrays and other values replaced whole), with `meta` (when given) kept in step by
+/// [`stamp_patch`]. What may be patched (`$` keys, limits) is checked before, by the caller.
 fn merge(
     target: &mut JsonMap,
     patch: &JsonMap,
-    mut meta: Option<&mut JsonMap>,
+    meta: Option<&mut JsonMap>,
     now: &str,
     version: Option<i64>,
 ) {
-    if let Some(m) = meta.as_deref_mut() {
-        touch(m, now, version);
+    if let Some(m) = meta {
+        stamp_patch(m, target, patch, now, version);
     }
+    let mut doc = Value::Object(std::mem::take(target));
+    json_patch::merge(&mut doc, &Value::Object(patch.clone()));
+    if let Value::Object(merged) = doc {
+        *target = merged;
+    }
+}
+
+/// IoT Hub's `$metadata` rule for a merge patch, which RFC 7396 has no notion of, so it stays
+/// hand-written: every node the patch reaches gets a new `$lastUpdated` (and
+/// `$lastUpdatedVersion`); removed keys lose their node, and their parent's stamp shows the
+/// removal; a value replaced by an object gets a fresh node. `before` is the section before the
+/// patch, which tells replacing from merging.
+fn stamp_patch(
+    meta: &mut JsonMap,
+    before: &JsonMap,
+    patch: &JsonMap,
+    now: &str,
+    version: Option<i64>,
+) {
+    touch(meta, now, version);
     for (k, pv) in patch {
         match pv {
             Value::Null => {
-                target.remove(k);
-                if let Some(m) = meta.as_deref_mut() {
-                    m.remove(k);
-                }
+                meta.remove(k);
             }
             Value::Object(pm) => {
-                let existing_is_object = matches!(target.get(k), Some(Value::Object(_)));
-                if !existing_is_object {
-                    target.insert(k.clone(), Value::Object(JsonMap::new()));
-                    if let Some(m) = meta.as_deref_mut() {
-                        m.insert(k.clone(), Value::Object(JsonMap::new()));
-                    }
+                let before_child = before.get(k).and_then(Value::as_object);
+                if before_child.is_none() || !matches!(meta.get(k), Some(Value::Object(_))) {
+                    meta.insert(k.clone(), Value::Object(JsonMap::new()));
                 }
-                let Some(Value::Object(child)) = target.get_mut(k) else {
-                    continue;
-                };
-                let child_meta = match meta.as_deref_mut() {
-                    Some(m) => {
-                        if !matches!(m.get(k), Some(Value::Object(_))) {
-                            m.insert(k.clone(), Value::Object(JsonMap::new()));
-                        }
-                        match m.get_mut(k) {
-                            Some(Value::Object(cm)) => Some(cm),
-                            _ => None,
-                        }
-                    }
-                    None => None,
-                };
-                merge(child, pm, child_meta, now, version);
+                if let Some(Value::Object(child_meta)) = meta.get_mut(k) {
+                    let empty = JsonMap::new();
+                    stamp_patch(child_meta, before_child.unwrap_or(&empty), pm, now, version);
+                }
             }
-            other => {
-                target.insert(k.clone(), other.clone());
-                if let Some(m) = meta.as_deref_mut() {
-                    m.insert(k.clone(), Value::Object(stamp(now, version)));
-                }
+            _ => {
+                meta.insert(k.clone(), Value::Object(stamp(now, version)));
             }
         }
     }
@@ -336,6 +326,29 @@ mod tests {
         assert_eq!(meta["a"]["$lastUpdated"], T1);
         assert!(meta["a"].get("c").is_none());
         assert!(meta.get("gone").is_none());
+    }
+
+    #[test]
+    fn values_replaced_by_objects_and_back_get_fresh_metadata_nodes() {
+        let mut t = TwinState::new(T0);
+        t.patch(desired(json!({"a": 1, "o": {"x": 1, "y": 2}})), T0)
+            .unwrap();
+        t.patch(desired(json!({"a": {"b": 2, "gone": null}, "o": 5})), T1)
+            .unwrap();
+        assert_eq!(
+            Value::Object(t.desired.clone()),
+            json!({"a": {"b": 2}, "o": 5})
+        );
+        let meta = Value::Object(t.desired_meta.clone());
+        assert_eq!(
+            meta["a"],
+            json!({"$lastUpdated": T1, "$lastUpdatedVersion": 3,
+                   "b": {"$lastUpdated": T1, "$lastUpdatedVersion": 3}})
+        );
+        assert_eq!(
+            meta["o"],
+            json!({"$lastUpdated": T1, "$lastUpdatedVersion": 3})
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct ErrorBody {
 }
 
 /// Error code names with their numbers; the hundreds give the HTTP status.
-pub const CODES: &[(&str, u32)] = &[
+pub(crate) const CODES: &[(&str, u32)] = &[
     ("InvalidProtocolVersion", 400001),
     ("InvalidOperation", 400003),
     ("ArgumentInvalid", 400004),
@@ -55,7 +55,7 @@ pub fn code_number(name: &str) -> Option<u32> {
 }
 
 /// The name of a numbered code, if known.
-pub fn code_name(number: u32) -> Option<&'static str> {
+pub(crate) fn code_name(number: u32) -> Option<&'static str> {
     CODES.iter().find(|(_, c)| *c == number).map(|(n, _)| *n)
 }
 

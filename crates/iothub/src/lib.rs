@@ -1,9 +1,16 @@
 //! IoT Hub's protocol, defined once and shared by the client ([`crate::hub`]) and the emulator
-//! ([`crate::emulator`]): wire types, SAS tokens, connection strings and error bodies.
+//! ([`crate::emulator`]): wire types, SAS tokens, connection strings and error bodies, ID and twin
+//! rules, operation classes and quotas with the token bucket that paces and simulates them, and the
+//! duration grammar of the flags.
 //!
 //! Nothing here performs I/O or reads the clock: callers pass the time in.
 
+// What code outside this crate does not use is `pub(crate)`, so rustc reports what is dead.
+#![warn(unreachable_pub)]
+
+pub mod bucket;
 pub mod connection_string;
+pub mod duration;
 pub mod error_body;
 pub mod ids;
 pub mod quota;

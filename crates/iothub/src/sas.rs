@@ -78,10 +78,10 @@ pub fn sign(
 /// A parsed token. `sr_raw` and `se_raw` keep the text as sent, which is what was signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
-    pub sr_raw: String,
-    pub se_raw: String,
+    pub(crate) sr_raw: String,
+    pub(crate) se_raw: String,
     /// The signature, percent-decoded.
-    pub sig: String,
+    pub(crate) sig: String,
     pub expiry: u64,
     /// The policy name, percent-decoded; `None` for device and module keys.
     pub key_name: Option<String>,

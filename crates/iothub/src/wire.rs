@@ -2,6 +2,9 @@
 //!
 //! Request bodies are read leniently (unknown and read-only fields are ignored, as IoT Hub does);
 //! optional fields are omitted when absent.
+//!
+//! Every field is `pub`, used outside this crate or not: these are the protocol's documents, serde
+//! reads every field (so rustc could not report one dead anyway), and either side may need any.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

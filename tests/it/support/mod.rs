@@ -1,18 +1,18 @@
-//! Test support: runs the real `twinops emulator` binary on `127.0.0.1:0`, reads its three startup
-//! lines, and talks to it over HTTPS with a client that trusts its certificate. The child is
-//! killed when the handle drops.
+//! Test support: runs the real `twinops emulator` binary on `127.0.0.1:0` (through
+//! `twinops_emulator::spawn`, which reads its three startup lines), and talks to it over HTTPS with
+//! a client that trusts its certificate. The child is killed when the handle drops.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+use twinops_emulator::spawn::Spawned;
 use twinops_iothub::connection_string::Secret;
 use twinops_iothub::sas;
 
@@ -20,8 +20,7 @@ pub const API: &str = "api-version=2021-04-12";
 
 /// A running emulator process.
 pub struct Emulator {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
+    process: Spawned,
     pub url: String,
     pub host: String,
     pub connection_string: String,
@@ -76,77 +75,41 @@ impl Emulator {
         } else {
             &["--mqtt", "off"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_twinops"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_twinops"));
+        command
             .args(["emulator", "--listen", "127.0.0.1:0"])
             .args(mqtt_off)
             .args(extra)
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawning twinops emulator");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut lines = Vec::new();
-        for _ in 0..3 {
-            let mut line = String::new();
-            let n = stdout
-                .read_line(&mut line)
-                .expect("reading emulator stdout");
-            assert!(
-                n > 0,
-                "emulator exited before printing its startup lines: {lines:?}"
-            );
-            lines.push(line.trim_end().to_string());
-        }
-        let url = lines[0]
-            .strip_prefix("twinops emulator listening on ")
-            .unwrap_or_else(|| panic!("first line: {}", lines[0]))
-            .to_string();
-        let connection_string = lines[1]
-            .strip_prefix("connection string: ")
-            .expect("second line")
-            .to_string();
-        let ca_path = PathBuf::from(
-            lines[2]
-                .strip_prefix("ca certificate: ")
-                .expect("third line"),
-        );
-        let host = url.strip_prefix("https://").expect("https url").to_string();
-        let owner_key = connection_string
-            .split(';')
-            .find_map(|p| p.strip_prefix("SharedAccessKey="))
-            .expect("key in connection string")
-            .to_string();
-        let client = client_trusting(&ca_path);
+            .stderr(stderr);
+        let process = Spawned::start(command)
+            .unwrap_or_else(|e| panic!("spawning twinops emulator: {e} ({e:?})"));
         Emulator {
-            child,
-            _stdout: stdout,
-            url,
-            host,
-            connection_string,
-            owner_key,
-            ca_path,
-            client,
+            url: process.url().to_string(),
+            host: process.host().to_string(),
+            connection_string: process.connection_string().expose().to_string(),
+            owner_key: process.owner_key().expose().to_string(),
+            ca_path: process.ca_path().to_path_buf(),
+            client: client_trusting(process.ca_path()),
+            process,
         }
     }
 
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// SIGTERM, then the exit status once the process has ended.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
+        let pid = self.process.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
         assert!(sent.success());
         for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().expect("waiting") {
+            if let Some(status) = self.process.child().try_wait().expect("waiting") {
                 return status;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -318,12 +281,6 @@ impl Emulator {
             .await;
         assert_eq!(r.status, 200, "{r:?}");
         r.body
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

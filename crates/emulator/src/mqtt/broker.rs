@@ -20,22 +20,22 @@ use crate::server::Hub;
 use crate::store::{DesiredChange, Target};
 
 /// Packets queued for one connection before it counts as too slow and is closed.
-pub const OUTBOUND_QUEUE: usize = 256;
+pub(crate) const OUTBOUND_QUEUE: usize = 256;
 
 /// How long activity-only presence updates are gathered before one write.
 const ACTIVITY_BATCH: Duration = Duration::from_millis(500);
 
 /// One live connection, as the broker sees it.
-pub struct Conn {
-    pub id: u64,
-    pub out: mpsc::Sender<Vec<u8>>,
+pub(crate) struct Conn {
+    pub(crate) id: u64,
+    pub(crate) out: mpsc::Sender<Vec<u8>>,
     /// Closes the connection (superseded or too slow).
-    pub kick: Arc<Notify>,
+    pub(crate) kick: Arc<Notify>,
     /// Subscribed to desired changes.
-    pub desired: Arc<AtomicBool>,
+    pub(crate) desired: Arc<AtomicBool>,
 }
 
-pub struct Broker {
+pub(crate) struct Broker {
     conns: Mutex<HashMap<Target, Conn>>,
     next_id: AtomicU64,
     presence: mpsc::UnboundedSender<(Target, Event)>,
@@ -43,7 +43,7 @@ pub struct Broker {
 
 impl Broker {
     /// A broker and the receiving end of its presence events (for [`write_presence`]).
-    pub fn new() -> (Arc<Broker>, mpsc::UnboundedReceiver<(Target, Event)>) {
+    pub(crate) fn new() -> (Arc<Broker>, mpsc::UnboundedReceiver<(Target, Event)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let broker = Broker {
             conns: Mutex::new(HashMap::new()),
@@ -59,7 +59,7 @@ impl Broker {
     }
 
     /// Registers a connection for `target`, closing the one it replaces. Returns its ID.
-    pub fn register(&self, target: &Target, mut conn: Conn) -> u64 {
+    pub(crate) fn register(&self, target: &Target, mut conn: Conn) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         conn.id = id;
         let mut conns = self.lock();
@@ -72,7 +72,7 @@ impl Broker {
     }
 
     /// Removes connection `id` of `target` unless a newer one has replaced it.
-    pub fn unregister(&self, target: &Target, id: u64) {
+    pub(crate) fn unregister(&self, target: &Target, id: u64) {
         let mut conns = self.lock();
         if conns.get(target).is_some_and(|c| c.id == id) {
             conns.remove(target);
@@ -81,18 +81,13 @@ impl Broker {
     }
 
     /// Notes that the device sent something.
-    pub fn active(&self, target: &Target) {
+    pub(crate) fn active(&self, target: &Target) {
         let _ = self.presence.send((target.clone(), Event::Active));
-    }
-
-    /// Whether `target` has a live connection.
-    pub fn is_connected(&self, target: &Target) -> bool {
-        self.lock().contains_key(target)
     }
 
     /// Sends a desired change to its identity's connection if it subscribed; a connection whose
     /// queue is full is closed.
-    pub fn notify(&self, change: &DesiredChange) {
+    pub(crate) fn notify(&self, change: &DesiredChange) {
         let conns = self.lock();
         let Some(conn) = conns.get(&change.target) else {
             return;
@@ -119,14 +114,14 @@ impl Broker {
 }
 
 /// The patch as written plus `"$version"`.
-pub fn desired_payload(change: &DesiredChange) -> Vec<u8> {
+pub(crate) fn desired_payload(change: &DesiredChange) -> Vec<u8> {
     let mut body = change.patch.clone();
     body.insert("$version".into(), Value::from(change.version));
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
 /// Forwards the store's desired changes to the connections until the store goes away.
-pub async fn fan_out(broker: Arc<Broker>, mut changes: broadcast::Receiver<DesiredChange>) {
+pub(crate) async fn fan_out(broker: Arc<Broker>, mut changes: broadcast::Receiver<DesiredChange>) {
     loop {
         match changes.recv().await {
             Ok(c) => broker.notify(&c),
@@ -144,7 +139,10 @@ pub async fn fan_out(broker: Arc<Broker>, mut changes: broadcast::Receiver<Desir
 
 /// Writes presence events in order, many per transaction; activity alone waits a little to
 /// gather more, connects and disconnects are written at once.
-pub async fn write_presence(hub: Arc<Hub>, mut events: mpsc::UnboundedReceiver<(Target, Event)>) {
+pub(crate) async fn write_presence(
+    hub: Arc<Hub>,
+    mut events: mpsc::UnboundedReceiver<(Target, Event)>,
+) {
     while let Some(first) = events.recv().await {
         let mut batch = vec![first];
         while let Ok(e) = events.try_recv() {

@@ -132,7 +132,7 @@ impl Client {
     }
 
     /// A fresh packet ID (never 0).
-    pub fn next_id(&mut self) -> u16 {
+    pub(crate) fn next_id(&mut self) -> u16 {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.next_id
     }

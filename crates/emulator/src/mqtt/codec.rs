@@ -9,18 +9,18 @@
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The protocol level of MQTT 3.1.1.
-pub const PROTOCOL_LEVEL: u8 = 4;
+pub(crate) const PROTOCOL_LEVEL: u8 = 4;
 
 /// CONNACK return codes (MQTT 3.1.1 §3.2.2.3).
-pub mod connack {
-    pub const ACCEPTED: u8 = 0;
-    pub const UNACCEPTABLE_PROTOCOL: u8 = 1;
-    pub const IDENTIFIER_REJECTED: u8 = 2;
-    pub const NOT_AUTHORIZED: u8 = 5;
+pub(crate) mod connack {
+    pub(crate) const ACCEPTED: u8 = 0;
+    pub(crate) const UNACCEPTABLE_PROTOCOL: u8 = 1;
+    pub(crate) const IDENTIFIER_REJECTED: u8 = 2;
+    pub(crate) const NOT_AUTHORIZED: u8 = 5;
 }
 
 /// The SUBACK code of a refused subscription.
-pub const SUBSCRIPTION_FAILED: u8 = 0x80;
+pub(crate) const SUBSCRIPTION_FAILED: u8 = 0x80;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -35,13 +35,13 @@ pub enum Error {
 /// A CONNECT packet. Its `Debug` leaves out the password (a SAS token).
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Connect {
-    pub protocol_level: u8,
-    pub clean_session: bool,
+    pub(crate) protocol_level: u8,
+    pub(crate) clean_session: bool,
     pub keep_alive: u16,
-    pub client_id: String,
-    pub will: Option<(String, Vec<u8>)>,
-    pub username: Option<String>,
-    pub password: Option<Vec<u8>>,
+    pub(crate) client_id: String,
+    pub(crate) will: Option<(String, Vec<u8>)>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Connect {
@@ -87,7 +87,10 @@ pub enum Packet {
 }
 
 /// Reads one packet. `Ok(None)` is a clean end of stream before a packet started.
-pub async fn read<R: AsyncRead + Unpin>(r: &mut R, limit: usize) -> Result<Option<Packet>, Error> {
+pub(crate) async fn read<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limit: usize,
+) -> Result<Option<Packet>, Error> {
     let io = |e: std::io::Error| Error::Io(e.kind().to_string());
     let mut first = [0u8; 1];
     if r.read(&mut first).await.map_err(io)? == 0 {
@@ -162,7 +165,7 @@ impl<'a> Body<'a> {
 }
 
 /// Parses a packet from its first byte and its body (the bytes after the remaining length).
-pub fn parse(first: u8, body: &[u8]) -> Result<Packet, Error> {
+pub(crate) fn parse(first: u8, body: &[u8]) -> Result<Packet, Error> {
     let kind = first >> 4;
     let flags = first & 0x0f;
     let mut b = Body { bytes: body };
@@ -342,7 +345,7 @@ fn frame(first: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// The bytes of a packet.
-pub fn encode(p: &Packet) -> Vec<u8> {
+pub(crate) fn encode(p: &Packet) -> Vec<u8> {
     let mut body = Vec::new();
     let first = match p {
         Packet::Connect(c) => {

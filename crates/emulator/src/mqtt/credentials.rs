@@ -5,10 +5,10 @@
 //!
 //! Pure: the caller looks the identity up and passes the keys and the time. Never logs a token.
 
-use crate::auth::{Permission, Policy};
+use crate::auth::{self, Permission, Policy};
 use crate::store::Target;
 use twinops_iothub::ACCEPTED_API_VERSIONS;
-use twinops_iothub::sas::{self, Token};
+use twinops_iothub::sas::Token;
 
 /// The identity a connection acts for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,7 +18,7 @@ pub struct Who {
 }
 
 impl Who {
-    pub fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         match &self.module {
             None => Target::Device(self.device.clone()),
             Some(m) => Target::Module(self.device.clone(), m.clone()),
@@ -26,7 +26,7 @@ impl Who {
     }
 
     /// `d` or `d/m`, as in the client ID.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match &self.module {
             None => self.device.clone(),
             Some(m) => format!("{}/{m}", self.device),
@@ -45,7 +45,7 @@ impl Who {
 /// Why a CONNECT is refused. Every refusal but a malformed client ID answers CONNACK 5 (not
 /// authorized), unknown identities included, so a client cannot probe which IDs exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("the client ID is not `deviceId` or `deviceId/moduleId`")]
     ClientId,
     #[error("the username is not `{{host}}/{{clientId}}/?api-version=...`")]
@@ -66,7 +66,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The CONNACK return code.
-    pub fn connack(&self) -> u8 {
+    pub(crate) fn connack(&self) -> u8 {
         match self {
             Refusal::ClientId => super::codec::connack::IDENTIFIER_REJECTED,
             _ => super::codec::connack::NOT_AUTHORIZED,
@@ -82,7 +82,11 @@ fn host_matches(given: &str, hosts: &[String]) -> bool {
 /// Reads the identity from the client ID and checks that the username names the same identity
 /// on this hub. `&DeviceClientType=` and `&model-id=` are ignored; a missing api-version is
 /// tolerated, as IoT Hub long did.
-pub fn identify(client_id: &str, username: Option<&str>, hosts: &[String]) -> Result<Who, Refusal> {
+pub(crate) fn identify(
+    client_id: &str,
+    username: Option<&str>,
+    hosts: &[String],
+) -> Result<Who, Refusal> {
     let mut ids = client_id.split('/');
     let who = match (ids.next(), ids.next(), ids.next()) {
         (Some(d), None, None) if !d.is_empty() => Who {
@@ -116,7 +120,7 @@ pub fn identify(client_id: &str, username: Option<&str>, hosts: &[String]) -> Re
 
 /// Checks the password: a token signed with one of the identity's `keys` (no `skn`), or with a
 /// policy holding DeviceConnect (`skn`), valid at `now`, whose resource covers the identity.
-pub fn verify(
+pub(crate) fn verify(
     password: Option<&[u8]>,
     who: &Who,
     keys: &[&str],
@@ -133,9 +137,7 @@ pub fn verify(
         Some(name) => policies
             .iter()
             .filter(|p| p.name == name && p.permissions.contains(&Permission::DeviceConnect))
-            .any(|p| {
-                token.signed_with(p.primary.expose()) || token.signed_with(p.secondary.expose())
-            }),
+            .any(|p| p.signed(&token)),
     };
     if !signed {
         return Err(Refusal::BadSignature);
@@ -143,12 +145,7 @@ pub fn verify(
     if token.expired(now) {
         return Err(Refusal::Expired);
     }
-    let resource = token.resource();
-    let segments = who.segments();
-    if !hosts
-        .iter()
-        .any(|h| sas::scope_covers(&resource, h, &segments))
-    {
+    if !auth::scope_covers(&token, hosts, &who.segments()) {
         return Err(Refusal::Scope);
     }
     Ok(())
@@ -158,6 +155,7 @@ pub fn verify(
 mod tests {
     use super::*;
     use twinops_iothub::connection_string::Secret;
+    use twinops_iothub::sas;
 
     const KEY: &str = "+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw=";
     const OTHER: &str = "cGFzc3dvcmRwYXNzd29yZA==";

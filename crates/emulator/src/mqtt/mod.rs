@@ -15,15 +15,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::server::Hub;
+use super::tls;
 
-pub mod broker;
+mod broker;
 pub mod client;
 pub mod codec;
 pub mod credentials;
@@ -53,14 +53,14 @@ impl std::str::FromStr for Listen {
 
 /// The emulator's TLS settings without HTTP's ALPN protocols (MQTT clients offer none, and one
 /// offering an unknown protocol must not be refused over it).
-pub fn tls_config(rest: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+pub(crate) fn tls_config(rest: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
     let mut c = rest.clone();
     c.alpn_protocols.clear();
     Arc::new(c)
 }
 
 /// Serves MQTT over TLS on `listener` until `stop` turns true, then drops every connection.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     hub: Arc<Hub>,
@@ -77,21 +77,11 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let (tcp, _) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "MQTT accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
+            tcp = tls::next_connection(&listener, "MQTT") => {
                 let (acceptor, hub, broker, stop) =
                     (acceptor.clone(), hub.clone(), broker.clone(), stop.clone());
                 tasks.spawn(async move {
-                    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
-                    if let Ok(Ok(tls)) = handshake.await {
+                    if let Some(tls) = tls::handshake(&acceptor, tcp).await {
                         session::run(tls, hub, broker, stop).await;
                     }
                 });

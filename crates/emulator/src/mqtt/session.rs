@@ -18,27 +18,25 @@ use super::broker::{Broker, Conn, OUTBOUND_QUEUE};
 use super::codec::{self, Connect, Packet, Publish, connack};
 use super::credentials::{self, Refusal, Who};
 use super::topic::{self, Inbound};
+use crate::clock::unix_now;
 use crate::error::Error;
 use crate::server::Hub;
 use crate::store::Target;
 
 /// Packets above this are refused and the connection closed (IoT Hub's message limit).
-pub const MAX_PACKET_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_PACKET_BYTES: usize = 256 * 1024;
 /// A new connection must send CONNECT within this time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// IoT Hub's largest keep-alive.
 const MAX_KEEP_ALIVE_SECS: u64 = 1767;
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Serves one accepted (TLS) connection until it closes or the hub stops.
-pub async fn run<S>(stream: S, hub: Arc<Hub>, broker: Arc<Broker>, mut stop: watch::Receiver<bool>)
-where
+pub(crate) async fn run<S>(
+    stream: S,
+    hub: Arc<Hub>,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (r, mut w) = tokio::io::split(stream);

@@ -21,8 +21,10 @@ use super::client::{Client, ConnectError, device_connect};
 use super::codec::Packet;
 use super::credentials::Who;
 use super::topic;
+use crate::clock;
 use crate::server::Hub;
 use twinops_iothub::connection_string::Secret;
+use twinops_iothub::duration;
 use twinops_iothub::wire::JsonMap;
 
 /// How often the roster is re-read.
@@ -52,25 +54,17 @@ pub struct Fleet {
     pub offline: Option<Offline>,
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        _ => None,
-    }
-}
-
 impl Fleet {
-    /// Parses `PATTERN|all[:DELAY]` (DELAY like `500ms`, `2s`; default 1s) and the optional
-    /// `--simulate-offline` value (`5%` or `d1,d2/m1`).
-    pub fn parse(devices: &str, offline: Option<&str>) -> Result<Fleet, String> {
-        let (pattern, delay) = match devices.rsplit_once(':') {
-            Some((p, d)) if parse_duration(d).is_some() => (p, parse_duration(d)),
-            _ => (devices, None),
+    /// Parses `PATTERN|all[:DELAY]` (DELAY in `twinops_iothub::duration`'s grammar: `500ms`,
+    /// `2s`, `1h`, bare seconds; default 1s) and the optional `--simulate-offline` value (`5%` or
+    /// `d1,d2/m1`). A suffix after the last `:` that is no duration belongs to the pattern.
+    pub(crate) fn parse(devices: &str, offline: Option<&str>) -> Result<Fleet, String> {
+        let (pattern, delay) = match devices
+            .rsplit_once(':')
+            .and_then(|(p, d)| Some((p, duration::parse(d).ok()?)))
+        {
+            Some((p, d)) => (p, Some(d)),
+            None => (devices, None),
         };
         if pattern.is_empty() {
             return Err("--simulate-devices needs a pattern or `all`".into());
@@ -149,16 +143,21 @@ fn stable_hash(s: &str) -> u64 {
 }
 
 /// Where and how the virtual devices connect.
-pub struct Target {
+pub(crate) struct Target {
     /// The MQTT listener.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The hub's host name (certificate name, username, token resource).
-    pub hostname: String,
-    pub tls: Arc<rustls::ClientConfig>,
+    pub(crate) hostname: String,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
 /// Runs the fleet until `stop` turns true.
-pub async fn run(fleet: Fleet, hub: Arc<Hub>, target: Target, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    fleet: Fleet,
+    hub: Arc<Hub>,
+    target: Target,
+    mut stop: watch::Receiver<bool>,
+) {
     let matcher = if fleet.pattern == "all" {
         None
     } else {
@@ -260,10 +259,7 @@ impl Device {
             let Some(key) = self.key() else {
                 return;
             };
-            let expiry = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| (d + TOKEN_TTL).as_secs())
-                .unwrap_or(0);
+            let expiry = clock::unix_now() + TOKEN_TTL.as_secs();
             let Ok(connect) = device_connect(&self.target.hostname, &self.who, &key, expiry) else {
                 return;
             };
@@ -400,6 +396,15 @@ mod tests {
         );
         assert!(Fleet::parse("", None).is_err());
         assert!(Fleet::parse("all", Some("101%")).is_err());
+    }
+
+    #[test]
+    fn delays_follow_the_shared_duration_grammar() {
+        let delay = |text: &str| Fleet::parse(text, None).unwrap().delay;
+        assert_eq!(delay("all:1h"), Duration::from_secs(3600));
+        assert_eq!(delay("all:1.5s"), Duration::from_millis(1500));
+        assert_eq!(delay("all:2min"), Duration::from_secs(120));
+        assert_eq!(delay("all:3"), Duration::from_secs(3), "bare seconds");
     }
 
     #[test]

@@ -11,7 +11,7 @@ const TWIN_REPORTED: &str = "$iothub/twin/PATCH/properties/reported/";
 
 /// What a device's PUBLISH asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inbound {
+pub(crate) enum Inbound {
     /// `$iothub/twin/GET/?$rid={rid}`.
     TwinGet { rid: String },
     /// `$iothub/twin/PATCH/properties/reported/?$rid={rid}`.
@@ -31,7 +31,7 @@ fn property<'t>(topic: &'t str, name: &str) -> Option<&'t str> {
 
 /// Classifies a device's PUBLISH topic. A twin request without `$rid` gets an empty one: the
 /// hub must always answer, and the SDK waits forever otherwise.
-pub fn classify(topic: &str) -> Inbound {
+pub(crate) fn classify(topic: &str) -> Inbound {
     let rid = || property(topic, "$rid").unwrap_or("").to_string();
     let path = topic.split_once('?').map_or(topic, |(p, _)| p);
     if path == TWIN_GET || path == TWIN_GET.trim_end_matches('/') {
@@ -44,7 +44,7 @@ pub fn classify(topic: &str) -> Inbound {
 }
 
 /// `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]`.
-pub fn response(status: u16, rid: &str, version: Option<i64>) -> String {
+pub(crate) fn response(status: u16, rid: &str, version: Option<i64>) -> String {
     let mut t = format!("$iothub/twin/res/{status}/?$rid={rid}");
     if let Some(v) = version {
         t.push_str(&format!("&$version={v}"));
@@ -53,13 +53,13 @@ pub fn response(status: u16, rid: &str, version: Option<i64>) -> String {
 }
 
 /// `$iothub/twin/PATCH/properties/desired/?$version={v}`.
-pub fn desired_change(version: i64) -> String {
+pub(crate) fn desired_change(version: i64) -> String {
     format!("$iothub/twin/PATCH/properties/desired/?$version={version}")
 }
 
 /// Whether an identity may subscribe to `filter`: the twin filters, direct methods, and its own
 /// cloud-to-device (devices) or input (modules) topics. IoT Hub supports no other filters.
-pub fn may_subscribe(filter: &str, device: &str, module: Option<&str>) -> bool {
+pub(crate) fn may_subscribe(filter: &str, device: &str, module: Option<&str>) -> bool {
     if filter == TWIN_RESPONSES || filter == DESIRED_CHANGES || filter == "$iothub/methods/POST/#" {
         return true;
     }
@@ -75,7 +75,7 @@ pub fn version(topic: &str) -> Option<i64> {
 }
 
 /// The status and `$rid` of a `$iothub/twin/res/{status}/?$rid=...` topic.
-pub fn parse_response(topic: &str) -> Option<(u16, String)> {
+pub(crate) fn parse_response(topic: &str) -> Option<(u16, String)> {
     let rest = topic.strip_prefix("$iothub/twin/res/")?;
     let (status, _) = rest.split_once('/')?;
     Some((status.parse().ok()?, property(topic, "$rid")?.to_string()))

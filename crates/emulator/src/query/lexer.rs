@@ -10,8 +10,8 @@ use super::ParseError;
 /// One token and where it starts in the query text (a byte offset).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Token {
-    pub kind: Kind,
-    pub offset: usize,
+    pub(crate) kind: Kind,
+    pub(crate) offset: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +40,7 @@ pub(super) enum Kind {
 
 impl Kind {
     /// How the token reads in an error message.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Kind::Ident(word) => format!("`{word}`"),
             Kind::Bracketed(key) => format!("`[[{key}]]`"),

@@ -36,28 +36,28 @@ mod tests;
 use serde_json::Value;
 
 /// IoT Hub fails query strings longer than this (about 8 KB; section 6 of the protocol notes).
-pub const MAX_QUERY_BYTES: usize = 8192;
+pub(crate) const MAX_QUERY_BYTES: usize = 8192;
 
 /// How deeply parentheses and `NOT`s may nest, so hostile input cannot exhaust the stack.
-pub const MAX_NESTING: usize = 64;
+pub(crate) const MAX_NESTING: usize = 64;
 
 /// The name a `COUNT()` column gets without `AS`, following DocumentDB's `$1` naming.
-pub const DEFAULT_COUNT_ALIAS: &str = "$1";
+pub(crate) const DEFAULT_COUNT_ALIAS: &str = "$1";
 
 /// A parsed `SELECT ... FROM ... [WHERE ...]` query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
-    pub collection: Collection,
-    pub select: Select,
+    pub(crate) collection: Collection,
+    pub(crate) select: Select,
     /// `None` when there is no `WHERE`: every twin matches.
-    pub filter: Option<Expr>,
+    pub(crate) filter: Option<Expr>,
     /// `SELECT TOP n`: the server returns at most `n` rows in total.
-    pub top: Option<u64>,
+    pub(crate) top: Option<u64>,
 }
 
 /// What `FROM` iterates over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Collection {
+pub(crate) enum Collection {
     /// `FROM devices`: device twins.
     Devices,
     /// `FROM devices.modules`: module twins.
@@ -66,7 +66,7 @@ pub enum Collection {
 
 /// What each row looks like.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Select {
+pub(crate) enum Select {
     /// `SELECT *`: the twin itself.
     All,
     /// `SELECT COUNT() [AS alias]`: one row `{alias: count}` for the whole result.
@@ -77,15 +77,15 @@ pub enum Select {
 
 /// One column of a `SELECT` list.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Projection {
+pub(crate) struct Projection {
     /// Keys from the twin root, with any `devices.`/`devices.modules.` prefix already dropped.
-    pub path: Vec<String>,
-    pub alias: Option<String>,
+    pub(crate) path: Vec<String>,
+    pub(crate) alias: Option<String>,
 }
 
 impl Projection {
     /// The column's key in the row: the alias, else the last path segment as written.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match &self.alias {
             Some(alias) => alias,
             None => self.path.last().map_or("", String::as_str),
@@ -290,12 +290,12 @@ impl Condition {
 
 impl Expr {
     /// Whether the condition is true for `twin` (false and undefined both fail).
-    pub fn matches(&self, twin: &Value) -> bool {
+    pub(crate) fn matches(&self, twin: &Value) -> bool {
         self.evaluate(twin) == Some(true)
     }
 
     /// The three-valued result: `None` is undefined.
-    pub fn evaluate(&self, twin: &Value) -> Option<bool> {
+    pub(crate) fn evaluate(&self, twin: &Value) -> Option<bool> {
         eval::evaluate(self, twin)
     }
 }
