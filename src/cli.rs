@@ -143,8 +143,14 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub adopt: bool,
     /// Wait until devices acknowledge the desired values (`30s`, `5m`, bare seconds; default 5m).
-    #[arg(long, num_args = 0..=1, default_missing_value = "5m", require_equals = true)]
-    pub wait: Option<String>,
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "5m",
+        require_equals = true,
+        value_parser = twinops_iothub::duration::parse
+    )]
+    pub wait: Option<std::time::Duration>,
     #[command(flatten)]
     pub pace: Pace,
     #[command(flatten)]

@@ -4,34 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use serde_json::Value;
 
 use crate::apply::{Report, Status};
 use crate::hub::{Hub, observe, read::QUERY_PAGE_REQUEST};
 use twinops_core::plan::{Kind, Plan, drift::acknowledged, is_sensitive_digest};
-
-/// Parses `30s`, `5m`, `1h`, `500ms` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, ""), |i| s.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration like 30s, 5m or 90"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => bail!("`{s}` is not a duration like 30s, 5m or 90"),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        bail!("`{s}` is not a duration like 30s, 5m or 90");
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
 
 pub use twinops_core::report::Pending;
 
@@ -162,6 +139,8 @@ mod tests {
 
     #[test]
     fn durations_parse_like_the_spec_says() {
+        // `--wait` takes the one grammar of twinops-iothub (its own tests cover every form).
+        let parse_duration = twinops_iothub::duration::parse;
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));

@@ -199,10 +199,9 @@ async fn execute(
     }
     output::data(&String::from_utf8_lossy(&buf));
     let mut wait_failed = false;
-    if let Some(limit) = &args.wait
+    if let Some(limit) = args.wait
         && !report.interrupted
     {
-        let limit = crate::apply::wait::parse_duration(limit)?;
         let items = crate::apply::wait::pending(&p, &report);
         if !quiet {
             output::talk(&format!(

@@ -419,3 +419,15 @@ async fn apply_wait_returns_when_devices_acknowledge_and_times_out_naming_the_re
         r.stdout
     );
 }
+
+#[tokio::test]
+async fn a_bad_wait_duration_is_refused_before_anything_is_sent() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap().to_string();
+    let r = twinops(&em, &["apply", "--yes", "--wait=abc", &p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("`abc`"), "{}", r.stderr);
+    assert_eq!(em.stats().await["total"], 0, "nothing may be sent");
+}

@@ -674,7 +674,12 @@ mod tests {
         let empty = serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, Some("")));
         assert!(empty.unwrap_err().to_string().contains("not a valid etag"));
         let missing = serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, None));
-        assert!(missing.unwrap_err().to_string().contains("need an if_match"));
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("need an if_match")
+        );
         assert!(serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, Some("e1"))).is_ok());
     }
 

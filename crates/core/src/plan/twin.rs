@@ -7,9 +7,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::FieldDiff;
-use super::values::{OwnedValues, TwinPatch};
 use super::ledger::{self, Ledger};
 use super::patch::{self, merge_patch};
+use super::values::{OwnedValues, TwinPatch};
 use crate::model::{JsonMap, LEDGER_TAG, ObservedTwin, PropertyPath, Section, TwinSpec};
 
 // Built once per twin and matched at once: boxing the large variant would buy nothing.
