@@ -3,4 +3,4 @@
 # in a release build. Usage: benches/soak.sh [SCALE]   (default 10: 20,000 twins)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TWINOPS_SOAK_SCALE="${1:-10}" cargo test --release --test soak -- --nocapture
+TWINOPS_SOAK_SCALE="${1:-10}" cargo test --release --test it soak:: -- --nocapture

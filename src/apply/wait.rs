@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::apply::{Report, Status};
-use crate::hub::{Hub, observe, read::QUERY_PAGE_REQUEST};
+use crate::hub::{Hub, observe};
 use twinops_core::plan::{Kind, Plan, drift::acknowledged, is_sensitive_digest};
 
 pub use twinops_core::report::Pending;
@@ -78,29 +78,17 @@ async fn check(hub: &Hub, items: &mut [Pending], started: Instant) -> anyhow::Re
         }
         return Ok(());
     }
-    let mut twins: BTreeMap<(String, Option<String>), twinops_core::model::ObservedTwin> =
-        BTreeMap::new();
-    let wants_modules = items.iter().any(|p| p.module.is_some());
-    let wants_devices = items.iter().any(|p| p.module.is_none());
-    for (sql, on) in [
-        ("SELECT * FROM devices", wants_devices),
-        ("SELECT * FROM devices.modules", wants_modules),
-    ] {
-        if !on {
-            continue;
+    // Many twins: the same paged read as a plan's (every device and module twin of the hub).
+    let observed = crate::hub::read::query_all(hub).await?;
+    let twin_of = |p: &Pending| {
+        let d = observed.devices.get(p.device.as_str())?;
+        match &p.module {
+            None => Some(&d.twin),
+            Some(m) => d.modules.get(m.as_str()).map(|m| &m.twin),
         }
-        hub.query_all(sql, QUERY_PAGE_REQUEST, |rows| {
-            for r in rows {
-                let t = observe::row(r)?;
-                let seen = observe::twin(&t)?;
-                twins.insert((t.device_id, t.module_id), seen);
-            }
-            Ok(())
-        })
-        .await?;
-    }
+    };
     for p in items.iter_mut().filter(|p| p.acknowledged_after.is_none()) {
-        if let Some(t) = twins.get(&(p.device.clone(), p.module.clone()))
+        if let Some(t) = twin_of(p)
             && is_acked(p, t)
         {
             p.acknowledged_after = Some(started.elapsed());

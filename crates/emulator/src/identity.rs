@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use super::error::Error;
 use super::presence::Presence;
 use super::twin::TwinState;
-use twinops_iothub::wire::{self, Authentication, Capabilities, SymmetricKey, X509Thumbprint};
+use twinops_iothub::wire::{
+    self, Authentication, AuthenticationType, Capabilities, SymmetricKey, X509Thumbprint,
+};
 
 /// IoT Hub's "never" timestamp.
 pub(crate) const NEVER: &str = "0001-01-01T00:00:00Z";
@@ -23,8 +25,8 @@ pub(crate) const EDGE_SCOPE_PREFIX: &str = "ms-azure-iot-edge://";
 /// How an identity authenticates; keys are kept as IoT Hub returns them (base64).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Auth {
-    /// `sas`, `selfSigned`, `certificateAuthority` or `none`.
-    pub(crate) kind: String,
+    /// Stored as IoT Hub spells it (`sas`, `selfSigned`, ...), so state files read back as before.
+    pub(crate) kind: AuthenticationType,
     pub(crate) primary_key: Option<String>,
     pub(crate) secondary_key: Option<String>,
     pub(crate) primary_thumbprint: Option<String>,
@@ -34,7 +36,7 @@ pub(crate) struct Auth {
 impl Auth {
     pub(crate) fn generated_sas() -> Auth {
         Auth {
-            kind: "sas".into(),
+            kind: AuthenticationType::Sas,
             primary_key: Some(generate_key()),
             secondary_key: Some(generate_key()),
             primary_thumbprint: None,
@@ -45,7 +47,7 @@ impl Auth {
     /// What the edge runtime's system modules get: they authenticate through their device.
     pub(crate) fn none() -> Auth {
         Auth {
-            kind: "none".into(),
+            kind: AuthenticationType::None,
             primary_key: None,
             secondary_key: None,
             primary_thumbprint: None,
@@ -60,7 +62,7 @@ impl Auth {
                 secondary_key: self.secondary_key.clone(),
             }),
             x509_thumbprint: Some(self.thumbprints()),
-            kind: Some(self.kind.clone()),
+            kind: Some(self.kind.as_str().to_string()),
         }
     }
 
@@ -105,17 +107,29 @@ pub(crate) fn resolve_auth(
     let Some(req) = requested else {
         return Ok(current.cloned().unwrap_or_else(Auth::generated_sas));
     };
-    let kind = req.kind.clone().unwrap_or_else(|| {
-        let thumbs = req
-            .x509_thumbprint
-            .as_ref()
-            .is_some_and(|t| non_empty(&t.primary_thumbprint).is_some());
-        if thumbs { "selfSigned" } else { "sas" }.to_string()
-    });
-    match kind.as_str() {
-        "sas" => {
+    let kind = match req.kind.as_deref() {
+        Some(text) => AuthenticationType::parse(text).ok_or_else(|| {
+            Error::ArgumentInvalid(format!(
+                "authentication type `{}` is not one of sas, selfSigned, certificateAuthority, none",
+                text.chars().take(32).collect::<String>()
+            ))
+        })?,
+        None => {
+            let thumbs = req
+                .x509_thumbprint
+                .as_ref()
+                .is_some_and(|t| non_empty(&t.primary_thumbprint).is_some());
+            if thumbs {
+                AuthenticationType::SelfSigned
+            } else {
+                AuthenticationType::Sas
+            }
+        }
+    };
+    match kind {
+        AuthenticationType::Sas => {
             let keys = req.symmetric_key.clone().unwrap_or_default();
-            let cur = current.filter(|c| c.kind == "sas");
+            let cur = current.filter(|c| c.kind == AuthenticationType::Sas);
             let pick = |given: &Option<String>,
                         kept: Option<&String>,
                         which: &str|
@@ -141,7 +155,7 @@ pub(crate) fn resolve_auth(
                 secondary_thumbprint: None,
             })
         }
-        "selfSigned" => {
+        AuthenticationType::SelfSigned => {
             let t = req.x509_thumbprint.clone().unwrap_or_default();
             let primary = non_empty(&t.primary_thumbprint).ok_or_else(|| {
                 Error::ArgumentInvalid("selfSigned authentication needs a primaryThumbprint".into())
@@ -163,14 +177,10 @@ pub(crate) fn resolve_auth(
                 secondary_thumbprint: secondary.map(str::to_string),
             })
         }
-        "certificateAuthority" | "none" => Ok(Auth {
+        AuthenticationType::CertificateAuthority | AuthenticationType::None => Ok(Auth {
             kind,
             ..Auth::none()
         }),
-        other => Err(Error::ArgumentInvalid(format!(
-            "authentication type `{}` is not one of sas, selfSigned, certificateAuthority, none",
-            other.chars().take(32).collect::<String>()
-        ))),
     }
 }
 
@@ -343,7 +353,7 @@ fn common_twin_fields(m: &mut wire::JsonMap, auth: &Auth, twin: &TwinState, pres
         json!(presence.last_activity_time()),
     );
     m.insert("cloudToDeviceMessageCount".into(), json!(0));
-    m.insert("authenticationType".into(), json!(auth.kind));
+    m.insert("authenticationType".into(), json!(auth.kind.as_str()));
     m.insert(
         "x509Thumbprint".into(),
         json!({"primaryThumbprint": auth.primary_thumbprint, "secondaryThumbprint": auth.secondary_thumbprint}),
@@ -374,7 +384,10 @@ mod tests {
         assert_eq!(B64.decode(&k).unwrap().len(), 32);
         assert_eq!(k.len(), 44);
         assert_ne!(Some(k), a.secondary_key);
-        assert_eq!(resolve_auth(None, None).unwrap().kind, "sas");
+        assert_eq!(
+            resolve_auth(None, None).unwrap().kind,
+            AuthenticationType::Sas
+        );
     }
 
     #[test]

@@ -1434,7 +1434,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["$edgeAgent", "$edgeHub"]
         );
-        assert_eq!(mods[0].auth.kind, "none");
+        assert_eq!(
+            mods[0].auth.kind,
+            twinops_iothub::wire::AuthenticationType::None
+        );
         assert_eq!(mods[0].managed_by, None);
         let twin = s
             .twin(&Target::Module("gw".into(), "$edgeAgent".into()))
