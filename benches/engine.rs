@@ -96,6 +96,7 @@ fn observed(fleet: &Fleet) -> Observed {
                     m.id.clone(),
                     ObservedModule {
                         id: m.id.clone(),
+                        identity_etag: ETag::new("MQ==").expect("an etag"),
                         auth: sas(),
                         twin: twin(&fleet.owner, &m.twin, changed),
                     },

@@ -63,7 +63,11 @@ async fn adopt(ex: &Executor<'_>, c: &Change, content: &TwinPatch) -> Outcome {
         let seen = match seen {
             Ok(s) => s,
             Err(e) => {
-                return outcome(c, Status::Failed, format!("reading the existing twin: {e}"));
+                return outcome(
+                    c,
+                    Status::Failed,
+                    format!("reading the existing twin: {}", e.chain()),
+                );
             }
         };
         if let ledger::Found::Ledger(l) = ledger::read(&seen.tags)
@@ -88,7 +92,7 @@ async fn adopt(ex: &Executor<'_>, c: &Change, content: &TwinPatch) -> Outcome {
                 return outcome(c, Status::Adopted, "already existed; twin content applied");
             }
             Err(Error::PreconditionFailed { .. }) => continue,
-            Err(e) => return outcome(c, Status::Failed, e.to_string()),
+            Err(e) => return outcome(c, Status::Failed, e.chain().to_string()),
         }
     }
     outcome(
@@ -115,7 +119,7 @@ async fn batch(
         Err(e) => {
             return changes
                 .iter()
-                .map(|(c, _)| ex.done(outcome(c, Status::Failed, e.to_string())))
+                .map(|(c, _)| ex.done(outcome(c, Status::Failed, e.chain().to_string())))
                 .collect();
         }
     };
@@ -181,7 +185,11 @@ pub(super) async fn devices(
                 Status::Failed,
                 format!("parent `{parent}` is not an edge device in the hub"),
             ))),
-            Err(e) => out.push(ex.done(outcome(c, Status::Failed, format!("reading parent: {e}")))),
+            Err(e) => out.push(ex.done(outcome(
+                c,
+                Status::Failed,
+                format!("reading parent: {}", e.chain()),
+            ))),
         }
     }
     for (chunk, rows) in ready.chunks(BULK_MAX).zip(chunk_rows(rows)) {

@@ -132,7 +132,13 @@ impl Executor<'_> {
     async fn update_device(&self, c: &Change, u: &UpdateDevice) -> Outcome {
         let mut d = match self.hub.get_device(&u.id).await {
             Ok(d) => d,
-            Err(e) => return outcome(c, Status::Failed, format!("reading the identity: {e}")),
+            Err(e) => {
+                return outcome(
+                    c,
+                    Status::Failed,
+                    format!("reading the identity: {}", e.chain()),
+                );
+            }
         };
         if d.etag.as_deref() != Some(u.if_match.as_str()) {
             return outcome(
@@ -172,7 +178,11 @@ impl Executor<'_> {
                         );
                     }
                     Err(e) => {
-                        return outcome(c, Status::Failed, format!("reading parent: {e}"));
+                        return outcome(
+                            c,
+                            Status::Failed,
+                            format!("reading parent: {}", e.chain()),
+                        );
                     }
                 },
                 None => {
@@ -190,27 +200,39 @@ impl Executor<'_> {
                 Status::Conflict,
                 "the identity changed since the plan was made",
             ),
-            Err(e) => outcome(c, Status::Failed, e.to_string()),
+            Err(e) => outcome(c, Status::Failed, e.chain().to_string()),
         }
     }
 
     async fn update_module(&self, c: &Change, u: &UpdateModule) -> Outcome {
         let mut m = match self.hub.get_module(&u.device, &u.module).await {
             Ok(m) => m,
-            Err(e) => return outcome(c, Status::Failed, format!("reading the identity: {e}")),
+            Err(e) => {
+                return outcome(
+                    c,
+                    Status::Failed,
+                    format!("reading the identity: {}", e.chain()),
+                );
+            }
         };
-        let Some(etag) = m.etag.clone().filter(|e| !e.is_empty()) else {
-            return outcome(c, Status::Failed, "the hub sent the module without an etag");
-        };
+        // The identity must still be the one the plan saw: a concurrent change of its
+        // authentication is a conflict, never overwritten.
+        if m.etag.as_deref() != Some(u.if_match.as_str()) {
+            return outcome(
+                c,
+                Status::Conflict,
+                "the identity changed since the plan was made",
+            );
+        }
         m.authentication = Some(body::authentication(&u.auth));
-        match self.hub.update_module(&m, &etag).await {
+        match self.hub.update_module(&m, u.if_match.as_str()).await {
             Ok(_) => outcome(c, Status::Applied, ""),
             Err(Error::PreconditionFailed { .. }) => outcome(
                 c,
                 Status::Conflict,
-                "the identity changed while it was updated",
+                "the identity changed since the plan was made",
             ),
-            Err(e) => outcome(c, Status::Failed, e.to_string()),
+            Err(e) => outcome(c, Status::Failed, e.chain().to_string()),
         }
     }
 
@@ -257,7 +279,7 @@ impl Executor<'_> {
                 Status::Conflict,
                 "changed since the plan was made; not deleted",
             ),
-            Err(e) => outcome(c, Status::Failed, e.to_string()),
+            Err(e) => outcome(c, Status::Failed, e.chain().to_string()),
         }
     }
 

@@ -33,7 +33,7 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outc
             Err(e) if e.is_not_found() => {
                 return outcome(c, Status::Failed, "the twin no longer exists");
             }
-            Err(e) => return outcome(c, Status::Failed, e.to_string()),
+            Err(e) => return outcome(c, Status::Failed, e.chain().to_string()),
         }
         let seen = match ex.hub.get_twin(device, module).await {
             Ok(t) => observe::twin(&t),
@@ -42,7 +42,11 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outc
         let seen = match seen {
             Ok(s) => s,
             Err(e) => {
-                return outcome(c, Status::Failed, format!("re-reading after 412: {e}"));
+                return outcome(
+                    c,
+                    Status::Failed,
+                    format!("re-reading after 412: {}", e.chain()),
+                );
             }
         };
         let now = owned_view(&u.base, &u.ignore, &u.sensitive, &seen);

@@ -33,17 +33,53 @@ pub enum Error {
         message: String,
         retry_after: Option<Duration>,
     },
-    #[error("transport error: {0}")]
-    Transport(String),
+    /// The request did not get an answer: no connection, a reset, a timeout. Worth retrying.
+    #[error("transport error: {what}")]
+    Transport {
+        /// `timed out`, `could not connect`, `request failed` or `reading the answer failed`.
+        what: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The hub's answer is not the JSON it should be: asking again gives the same answer.
+    #[error("decoding {what}")]
+    Decode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A request body could not be written: a bug or bad input, never worth retrying.
+    #[error("encoding {what}")]
+    Encode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The key could not sign a SAS token (not base64): retrying cannot help.
+    #[error("signing a SAS token")]
+    Sign(#[source] twinops_iothub::sas::Error),
     /// An answer twinops cannot act on safely (a twin without an etag, an undecodable row):
     /// asking again gives the same answer.
     #[error("unusable answer from the hub: {0}")]
     Invalid(String),
     /// The TLS handshake failed (an untrusted or invalid certificate): retrying cannot help.
-    #[error(
-        "TLS error: {0}; for the emulator pass its certificate with --ca-cert (or TWINOPS_CA_CERT)"
-    )]
-    Tls(String),
+    #[error("TLS error; for the emulator pass its certificate with --ca-cert (or TWINOPS_CA_CERT)")]
+    Tls(#[source] reqwest::Error),
+}
+
+/// An error with its causes, `: `-separated, for one-line reports (outcomes, logs).
+pub struct Chain<'a>(&'a Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 impl Error {
@@ -51,8 +87,13 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Throttled { .. } | Error::Unavailable { .. } | Error::Transport(_)
+            Error::Throttled { .. } | Error::Unavailable { .. } | Error::Transport { .. }
         )
+    }
+
+    /// This error and its causes on one line.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
     }
 
     /// The wait the hub asked for, if any.
@@ -139,5 +180,36 @@ mod tests {
             Error::Unauthorized { .. }
         ));
         assert!(Error::from_response(404, None, None, b"").is_not_found());
+    }
+
+    #[test]
+    fn decoding_encoding_and_signing_errors_are_not_retried_and_keep_their_cause() {
+        let json_err = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
+        let e = Error::Decode {
+            what: "a query page".into(),
+            source: json_err,
+        };
+        assert!(!e.is_retryable());
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(
+            e.chain()
+                .to_string()
+                .starts_with("decoding a query page: EOF"),
+            "{}",
+            e.chain()
+        );
+        let sign = twinops_iothub::sas::sign(
+            "h",
+            &twinops_iothub::connection_string::Secret::new("%%%".to_string()),
+            None,
+            1,
+        )
+        .unwrap_err();
+        let e = Error::Sign(sign);
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.chain().to_string(),
+            "signing a SAS token: the key is not valid base64"
+        );
     }
 }

@@ -214,8 +214,7 @@ impl Hub {
                     return Ok(t.expose().to_string());
                 }
                 let exp = now + 3600;
-                let t = sas::sign(&self.host, key, Some(key_name), exp)
-                    .map_err(|e| Error::Transport(format!("signing a SAS token: {e}")))?;
+                let t = sas::sign(&self.host, key, Some(key_name), exp).map_err(Error::Sign)?;
                 let s = t.expose().to_string();
                 *cached = Some((t, exp));
                 Ok(s)
@@ -288,11 +287,17 @@ impl Hub {
                                 .map(Duration::from_secs);
                             Error::from_response(status.as_u16(), code, retry_after, &bytes)
                         }
-                        Err(e) => Error::Transport(e.to_string()),
+                        Err(e) => Error::Transport {
+                            what: "reading the answer failed",
+                            source: e,
+                        },
                     }
                 }
-                Err(e) if is_tls(&e) => return Err(Error::Tls(transport_message(&e))),
-                Err(e) => Error::Transport(transport_message(&e)),
+                Err(e) if is_tls(&e) => return Err(Error::Tls(e)),
+                Err(e) => Error::Transport {
+                    what: transport_kind(&e),
+                    source: e,
+                },
             };
             if matches!(result, Error::Throttled { .. })
                 && let Some(p) = &self.pace
@@ -302,7 +307,7 @@ impl Hub {
             let jitter = rand::random::<f64>();
             match self.backoff.delay(attempt, &result, jitter) {
                 Some(wait) => {
-                    tracing::info!(%method, path, attempt, error = %result, wait_ms = wait.as_millis() as u64, "retrying");
+                    tracing::info!(%method, path, attempt, error = %result.chain(), wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;
                 }
                 None => return Err(result),
@@ -321,10 +326,15 @@ impl Hub {
         let body = body
             .map(serde_json::to_vec)
             .transpose()
-            .map_err(|e| Error::Transport(format!("encoding a request: {e}")))?;
+            .map_err(|source| Error::Encode {
+                what: format!("a request to {path}"),
+                source,
+            })?;
         let (_, _, bytes) = self.call(class, method, path, headers, body, 1).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Transport(format!("decoding the hub's answer to {path}: {e}")))
+        serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+            what: format!("the hub's answer to {path}"),
+            source,
+        })
     }
 
     // ---- device identities
@@ -500,7 +510,10 @@ impl Hub {
         let body = serde_json::to_vec(&QuerySpecification {
             query: sql.to_string(),
         })
-        .map_err(|e| Error::Transport(e.to_string()))?;
+        .map_err(|source| Error::Encode {
+            what: "a query".into(),
+            source,
+        })?;
         let (_, hdrs, bytes) = self
             .call(
                 OpClass::Query,
@@ -511,8 +524,10 @@ impl Hub {
                 1,
             )
             .await?;
-        let items: Vec<Value> = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Transport(format!("decoding a query page: {e}")))?;
+        let items: Vec<Value> = serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+            what: "a query page".into(),
+            source,
+        })?;
         let text = |name: &str| {
             hdrs.get(name)
                 .and_then(|v| v.to_str().ok())
@@ -548,7 +563,10 @@ impl Hub {
         &self,
         rows: &[ExportImportDevice],
     ) -> Result<BulkRegistryOperationResult, Error> {
-        let body = serde_json::to_vec(rows).map_err(|e| Error::Transport(e.to_string()))?;
+        let body = serde_json::to_vec(rows).map_err(|source| Error::Encode {
+            what: "bulk rows".into(),
+            source,
+        })?;
         let weight = u32::try_from(rows.len()).unwrap_or(u32::MAX);
         let (status, hdrs, bytes) = self
             .call_accepting(
@@ -567,7 +585,10 @@ impl Hub {
                 let code = hdrs.get(ERROR_CODE_HEADER).and_then(|v| v.to_str().ok());
                 Err(Error::from_response(400, code, None, &bytes))
             }
-            Err(e) => Err(Error::Transport(format!("decoding a bulk result: {e}"))),
+            Err(source) => Err(Error::Decode {
+                what: "a bulk result".into(),
+                source,
+            }),
         }
     }
 }
@@ -590,19 +611,13 @@ fn is_tls(e: &reqwest::Error) -> bool {
     std::error::Error::source(e).is_some_and(has_rustls)
 }
 
-fn transport_message(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
-        "timed out".to_string()
+/// What kind of transport failure this was, for the message; the cause stays the error's source.
+fn transport_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "could not connect".to_string()
+        "could not connect"
     } else {
-        "request failed".to_string()
-    };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
+        "request failed"
     }
-    s
 }

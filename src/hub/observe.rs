@@ -119,6 +119,7 @@ pub fn module(t: &Twin) -> Result<ObservedModule, Error> {
     })?;
     Ok(ObservedModule {
         id: module_id(id)?,
+        identity_etag: etag(t, t.device_etag.as_ref(), "a deviceEtag")?,
         auth: auth(t)?,
         twin: twin(t)?,
     })
@@ -126,7 +127,10 @@ pub fn module(t: &Twin) -> Result<ObservedModule, Error> {
 
 /// Reads a query row as a twin.
 pub fn row(v: Value) -> Result<Twin, Error> {
-    serde_json::from_value(v).map_err(|e| Error::Invalid(format!("decoding a twin: {e}")))
+    serde_json::from_value(v).map_err(|source| Error::Decode {
+        what: "a twin".into(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -142,6 +146,21 @@ mod tests {
         let t: Twin =
             serde_json::from_value(serde_json::json!({"deviceId": "d1", "etag": ""})).unwrap();
         assert!(matches!(twin(&t), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn thumbprints_are_read_in_both_casings() {
+        for key in ["primaryThumbprint", "PrimaryThumbprint"] {
+            let t: Twin = serde_json::from_value(serde_json::json!({
+                "deviceId": "d1", "etag": "e", "deviceEtag": "i",
+                "authenticationType": "selfSigned",
+                "x509Thumbprint": {key: "AB", "SecondaryThumbprint": "CD"},
+            }))
+            .unwrap();
+            let d = device(&t).unwrap();
+            assert_eq!(d.auth.primary_thumbprint.as_deref(), Some("AB"), "{key}");
+            assert_eq!(d.auth.secondary_thumbprint.as_deref(), Some("CD"), "{key}");
+        }
     }
 
     #[test]

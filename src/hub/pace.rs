@@ -2,8 +2,8 @@
 //! apply runs just under IoT Hub's quotas instead of into 429 storms. A 429 lowers that class's rate.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 use twinops_iothub::bucket::Bucket;
 
@@ -45,6 +45,10 @@ pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String
 }
 
 /// Token buckets per class. Bulk rows draw from `registry_write`, as IoT Hub counts them.
+///
+/// A caller reserves its tokens under a short lock (the bucket goes into debt) and then sleeps off
+/// its share outside it, so the lock is never held across a wait: a 429 lowers the rate at once,
+/// even while many tasks are waiting in [`Pacer::acquire`].
 #[derive(Debug, Default)]
 pub struct Pacer {
     buckets: HashMap<OpClass, Mutex<Bucket>>,
@@ -67,36 +71,43 @@ impl Pacer {
         }
     }
 
-    /// The rate of a class, if paced.
-    pub fn rate(&self, class: OpClass) -> Option<f64> {
-        self.buckets
-            .get(&Self::bucket_class(class))
-            .and_then(|b| b.try_lock().ok().map(|b| b.rate()))
+    fn with_bucket<T>(&self, class: OpClass, f: impl FnOnce(&mut Bucket) -> T) -> Option<T> {
+        let bucket = self.buckets.get(&Self::bucket_class(class))?;
+        // A panic while holding this lock cannot leave a bucket half-updated in a way that
+        // matters more than pacing: keep pacing with what is there.
+        let mut b = bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Some(f(&mut b))
     }
 
-    /// Waits until `n` operations of `class` may start.
+    /// The rate of a class, if paced.
+    pub fn rate(&self, class: OpClass) -> Option<f64> {
+        self.with_bucket(class, |b| b.rate())
+    }
+
+    /// Waits until `n` operations of `class` may start. Reservations are made in call order: each
+    /// caller's draw deepens the debt that the next one waits off, so callers start at the rate,
+    /// and a request larger than the bucket (a bulk call of 100 rows on a slow class) waits its
+    /// own debt off.
     pub async fn acquire(&self, class: OpClass, n: u32) {
-        let Some(bucket) = self.buckets.get(&Self::bucket_class(class)) else {
-            return;
-        };
-        // Holding the lock while waiting queues callers in order; a request larger than the bucket
-        // (a bulk call of 100 rows on a slow class) runs into debt and waits it off.
-        let mut b = bucket.lock().await;
-        b.refill(Instant::now().into_std());
-        let wait = b.draw(f64::from(n.max(1)));
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        let wait = self.with_bucket(class, |b| {
             b.refill(Instant::now().into_std());
+            b.draw(f64::from(n.max(1)))
+        });
+        if let Some(wait) = wait
+            && !wait.is_zero()
+        {
+            tokio::time::sleep(wait).await;
         }
     }
 
     /// Lowers a class's rate by a tenth after the hub throttled it.
     pub fn throttled(&self, class: OpClass) {
-        if let Some(b) = self.buckets.get(&Self::bucket_class(class))
-            && let Ok(mut b) = b.try_lock()
-        {
+        self.with_bucket(class, |b| {
+            b.refill(Instant::now().into_std());
             b.scale_rate(0.9);
-        }
+        });
     }
 }
 
@@ -124,6 +135,37 @@ mod tests {
         // 10 tokens up front, then 20 more at 10/s.
         let took = start.elapsed().as_secs_f64();
         assert!((1.9..2.2).contains(&took), "{took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_lowers_the_rate_while_other_tasks_wait_in_acquire() {
+        let p = std::sync::Arc::new(Pacer::new(&[(OpClass::TwinWrite, Rate(10.0))]));
+        // Empty the bucket, then put ten tasks to wait in `acquire`.
+        for _ in 0..10 {
+            p.acquire(OpClass::TwinWrite, 1).await;
+        }
+        let waiting: Vec<_> = (0..10)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move { p.acquire(OpClass::TwinWrite, 1).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // The hub throttles while they wait: the rate must drop now, not "when the lock is free".
+        p.throttled(OpClass::TwinWrite);
+        assert!((p.rate(OpClass::TwinWrite).unwrap() - 9.0).abs() < 1e-9);
+        p.throttled(OpClass::TwinWrite);
+        assert!((p.rate(OpClass::TwinWrite).unwrap() - 8.1).abs() < 1e-9);
+        for w in waiting {
+            w.await.unwrap();
+        }
+        // Later requests are paced at the lowered rate: 8.1/s, so 81 more take about 10 s.
+        let start = Instant::now();
+        for _ in 0..81 {
+            p.acquire(OpClass::TwinWrite, 1).await;
+        }
+        let took = start.elapsed().as_secs_f64();
+        assert!((9.5..10.5).contains(&took), "{took}");
     }
 
     #[tokio::test(start_paused = true)]

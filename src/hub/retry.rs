@@ -7,6 +7,13 @@ use super::Error;
 /// IoT Hub's throttling errors say "Wait 10 seconds and try again" and carry no `Retry-After`.
 pub const THROTTLE_WAIT: Duration = Duration::from_secs(10);
 
+/// The longest `Retry-After` honoured. IoT Hub sends none on its 429s (it says "Wait 10 seconds");
+/// a larger value comes from something in between (a proxy, a gateway under maintenance), and
+/// honouring `Retry-After: 86400` would stall a CI job for a day per attempt. Sixty seconds is six
+/// times IoT Hub's own advice: with the attempts allowed, a run that keeps being told to wait fails
+/// within minutes and says why.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     /// Attempts in all, the first included.
@@ -15,6 +22,8 @@ pub struct Backoff {
     pub cap: Duration,
     /// Wait after a 429 without `Retry-After`.
     pub throttle_wait: Duration,
+    /// The longest `Retry-After` honoured.
+    pub retry_after_cap: Duration,
 }
 
 impl Default for Backoff {
@@ -24,6 +33,7 @@ impl Default for Backoff {
             base: Duration::from_millis(200),
             cap: Duration::from_secs(30),
             throttle_wait: THROTTLE_WAIT,
+            retry_after_cap: RETRY_AFTER_CAP,
         }
     }
 }
@@ -36,7 +46,7 @@ impl Backoff {
             return None;
         }
         if let Some(ra) = err.retry_after() {
-            return Some(ra);
+            return Some(ra.min(self.retry_after_cap));
         }
         if matches!(err, Error::Throttled { .. }) {
             return Some(self.throttle_wait);
@@ -83,6 +93,17 @@ mod tests {
             Backoff::default().delay(3, &e, 0.0),
             Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_capped() {
+        let e = Error::Throttled {
+            code: "x".into(),
+            message: String::new(),
+            retry_after: Some(Duration::from_secs(86_400)),
+        };
+        assert_eq!(Backoff::default().delay(1, &e, 0.0), Some(RETRY_AFTER_CAP));
+        assert_eq!(RETRY_AFTER_CAP, Duration::from_secs(60));
     }
 
     #[test]

@@ -393,3 +393,86 @@ async fn bearer_token_run_plans_and_applies() {
         r.stderr
     );
 }
+
+const THUMB_A: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const THUMB_B: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+
+#[tokio::test]
+async fn a_module_auth_change_made_after_the_plan_is_a_conflict_not_overwritten() {
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    let fleet = |auth: &str| {
+        format!(
+            "owner: team-a\ndevices:\n  dev-1:\n    modules:\n      sensor:\n        auth: {auth}\n"
+        )
+    };
+    manifests(&m, &[("fleet.yaml", &fleet("sas"))]);
+    assert_eq!(
+        twinops(&em, &["apply", "--yes", m.to_str().unwrap()]).code,
+        0
+    );
+    // The plan changes the module to X.509 thumbprint A ...
+    manifests(
+        &m,
+        &[(
+            "fleet.yaml",
+            &fleet(&format!("{{x509: {{primary: {THUMB_A}}}}}")),
+        )],
+    );
+    let plan = d.path().join("plan.json");
+    let r = twinops(
+        &em,
+        &["plan", "--out", plan.to_str().unwrap(), m.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let change = saved["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "update_module")
+        .expect("a module identity update");
+    assert!(
+        change["if_match"].as_str().is_some_and(|e| !e.is_empty()),
+        "{change}"
+    );
+    // ... and someone else sets thumbprint B before it is applied.
+    let module = em.get("/devices/dev-1/modules/sensor").await;
+    let etag = module.body["etag"].as_str().unwrap().to_string();
+    let r = em
+        .put(
+            "/devices/dev-1/modules/sensor",
+            json!({"deviceId": "dev-1", "moduleId": "sensor", "authentication": {
+                "type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": THUMB_B}}}),
+            Some(&etag),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = twinops(
+        &em,
+        &[
+            "apply",
+            "--yes",
+            "--format",
+            "json",
+            "--plan",
+            plan.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let out = r.json();
+    let o = out["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "update_module")
+        .unwrap();
+    assert_eq!(o["status"], "conflict", "{o}");
+    let now = em.get("/devices/dev-1/modules/sensor").await;
+    assert_eq!(
+        now.body["authentication"]["x509Thumbprint"]["primaryThumbprint"], THUMB_B,
+        "the other writer's change must survive"
+    );
+}

@@ -256,6 +256,8 @@ pub struct ObservedAuth {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedModule {
     pub id: ModuleId,
+    /// The module identity's etag (the module twin's `deviceEtag`), for identity updates.
+    pub identity_etag: ETag,
     pub auth: ObservedAuth,
     pub twin: ObservedTwin,
 }
@@ -297,6 +299,7 @@ impl Default for ObservedModule {
     fn default() -> ObservedModule {
         ObservedModule {
             id: "test-module".into(),
+            identity_etag: "test-module-etag".into(),
             auth: ObservedAuth::default(),
             twin: ObservedTwin::default(),
         }

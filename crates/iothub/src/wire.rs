@@ -20,12 +20,14 @@ pub struct SymmetricKey {
     pub secondary_key: Option<String>,
 }
 
+/// Identity documents spell `primaryThumbprint`; a live hub's twin mirror spells
+/// `PrimaryThumbprint` (live-hub.md), so both are read.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509Thumbprint {
-    #[serde(default)]
+    #[serde(default, alias = "PrimaryThumbprint")]
     pub primary_thumbprint: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "SecondaryThumbprint")]
     pub secondary_thumbprint: Option<String>,
 }
 

@@ -69,14 +69,13 @@ pub struct UpdateDevice {
     pub diff: Vec<FieldDiff>,
 }
 
-/// Update a module identity's authentication.
+/// Update a module identity's authentication under the module identity etag it was planned
+/// against (the module twin's `deviceEtag`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateModule {
     pub device: DeviceId,
     pub module: ModuleId,
-    // TODO(correctness): the planner sees no module identity etag, so the executor writes with the
-    // etag it reads just before; a concurrent auth change in between is overwritten (issue 11).
-    pub if_match: Option<ETag>,
+    pub if_match: ETag,
     pub auth: AuthSpec,
     pub diff: Vec<FieldDiff>,
 }
@@ -305,7 +304,7 @@ impl Change {
                 doc.diff = c.diff.clone();
             }
             Change::UpdateModule(c) => {
-                doc.if_match = c.if_match.as_ref().map(ETag::to_string);
+                doc.if_match = Some(c.if_match.to_string());
                 doc.patch = json!({FIELD_AUTH: auth_doc(&c.auth)});
                 doc.diff = c.diff.clone();
             }
@@ -585,11 +584,7 @@ impl TryFrom<ChangeDoc> for Change {
             Kind::UpdateModule => Change::UpdateModule(UpdateModule {
                 device,
                 module: module_of(module)?,
-                if_match: doc
-                    .if_match
-                    .map(ETag::new)
-                    .transpose()
-                    .map_err(|e| e.to_string())?,
+                if_match: etag(doc.if_match)?,
                 auth: auth_from_doc(
                     field(&patch, FIELD_AUTH).ok_or("a module update needs `authentication`")?,
                 )?,
@@ -738,7 +733,7 @@ mod tests {
             Change::UpdateModule(UpdateModule {
                 device: d.clone(),
                 module: m.clone(),
-                if_match: None,
+                if_match: ETag::new("m-e1").unwrap(),
                 auth: AuthSpec::Sas,
                 diff: vec![],
             }),

@@ -381,7 +381,7 @@ impl Planner<'_> {
             self.push(Change::UpdateModule(UpdateModule {
                 device: d.id.clone(),
                 module: m.id.clone(),
-                if_match: None,
+                if_match: seen.identity_etag.clone(),
                 auth: m.auth.clone(),
                 diff,
             }));
