@@ -148,6 +148,8 @@ impl Executor<'_> {
             );
         }
         let set = &u.set;
+        let was_edge = d.capabilities.as_ref().is_some_and(|c| c.iot_edge);
+        let edge = set.edge.unwrap_or(was_edge);
         if let Some(s) = set.status {
             d.status = Some(body::status(s));
         }
@@ -157,50 +159,78 @@ impl Executor<'_> {
         if let Some(a) = &set.auth {
             d.authentication = Some(body::authentication(a));
         }
-        if let Some(e) = set.edge {
-            d.capabilities = Some(Capabilities { iot_edge: e });
-        }
-        if let Some(parent) = &set.parent {
-            let edge = d.capabilities.as_ref().is_some_and(|c| c.iot_edge);
-            match parent {
-                Some(pid) => match self.parent_scope(pid).await {
-                    Ok(Some(scope)) => {
-                        d.parent_scopes = Some(vec![scope.clone()]);
-                        if !edge {
-                            d.device_scope = Some(scope);
-                        }
-                    }
-                    Ok(None) => {
-                        return outcome(
-                            c,
-                            Status::Failed,
-                            format!("parent `{pid}` is not an edge device in the hub"),
-                        );
-                    }
-                    Err(e) => {
-                        return outcome(
-                            c,
-                            Status::Failed,
-                            format!("reading parent: {}", e.chain()),
-                        );
-                    }
-                },
-                None => {
-                    d.parent_scopes = Some(Vec::new());
-                    if !edge {
-                        d.device_scope = None;
-                    }
+        d.capabilities = Some(Capabilities { iot_edge: edge });
+        // The parent scope the device must end with: the planned one, or the one it has.
+        let parent_scope = match &set.parent {
+            None => d.parent_scopes.as_ref().and_then(|p| p.first().cloned()),
+            Some(None) => None,
+            Some(Some(pid)) => match self.parent_scope(pid).await {
+                Ok(Some(scope)) => Some(scope),
+                Ok(None) => {
+                    return outcome(
+                        c,
+                        Status::Failed,
+                        format!("parent `{pid}` is not an edge device in the hub"),
+                    );
                 }
-            }
+                Err(e) => {
+                    return outcome(c, Status::Failed, format!("reading parent: {}", e.chain()));
+                }
+            },
+        };
+        // IoT Hub's scope rules (live-hub.md): an edge device keeps its own `deviceScope` (it is
+        // immutable) and names its parent in `parentScopes`; a leaf takes its parent's scope as
+        // `deviceScope`. Becoming an edge device needs `deviceScope: ""` (the hub mints the edge
+        // scope; the parent's scope there is answered with 503). Ceasing to be one detaches the
+        // parent in that write, so the parent is attached again in a second write.
+        let reattach = was_edge && !edge && parent_scope.is_some();
+        match (was_edge, edge) {
+            (false, true) => d.device_scope = Some(String::new()),
+            (true, false) => d.device_scope = None,
+            (true, true) => {}
+            (false, false) => d.device_scope = parent_scope.clone(),
         }
-        match self.hub.update_device(&d, u.if_match.as_str()).await {
-            Ok(_) => outcome(c, Status::Applied, ""),
+        d.parent_scopes = Some(parent_scope.iter().filter(|_| !reattach).cloned().collect());
+        let written = match self.hub.update_device(&d, u.if_match.as_str()).await {
+            Ok(written) => written,
+            Err(Error::PreconditionFailed { .. }) => {
+                return outcome(
+                    c,
+                    Status::Conflict,
+                    "the identity changed since the plan was made",
+                );
+            }
+            Err(e) => return outcome(c, Status::Failed, e.chain().to_string()),
+        };
+        let Some(scope) = parent_scope.filter(|_| reattach) else {
+            return outcome(c, Status::Applied, "");
+        };
+        let Some(etag) = written.etag.clone().filter(|e| !e.is_empty()) else {
+            return outcome(
+                c,
+                Status::Failed,
+                "the hub answered the update without an etag",
+            );
+        };
+        let mut d = written;
+        d.device_scope = Some(scope.clone());
+        d.parent_scopes = Some(vec![scope]);
+        match self.hub.update_device(&d, &etag).await {
+            Ok(_) => outcome(
+                c,
+                Status::Applied,
+                "in two writes: IoT Hub detaches the parent of a device that stops being an edge device",
+            ),
             Err(Error::PreconditionFailed { .. }) => outcome(
                 c,
                 Status::Conflict,
-                "the identity changed since the plan was made",
+                "the identity changed between the two writes; its parent is not attached again",
             ),
-            Err(e) => outcome(c, Status::Failed, e.chain().to_string()),
+            Err(e) => outcome(
+                c,
+                Status::Failed,
+                format!("attaching the parent again: {}", e.chain()),
+            ),
         }
     }
 

@@ -431,3 +431,43 @@ async fn a_bad_wait_duration_is_refused_before_anything_is_sent() {
     assert!(r.stderr.contains("`abc`"), "{}", r.stderr);
     assert_eq!(em.stats().await["total"], 0, "nothing may be sent");
 }
+
+#[tokio::test]
+async fn a_child_becomes_an_edge_device_and_back_keeping_its_parent() {
+    let em = Emulator::start();
+    let d = dir();
+    let p = d.path().to_str().unwrap().to_string();
+    let fleet = |child_edge: bool| {
+        format!(
+            "devices:\n  gw:\n    edge: true\n  child:\n    edge: {child_edge}\n    parent: gw\n"
+        )
+    };
+    manifests(d.path(), &[("fleet.yaml", &fleet(false))]);
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    let gw_scope = em.get("/devices/gw").await.body["deviceScope"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Leaf -> edge: the hub refuses the parent's scope as the new edge's own scope (503 on a live
+    // hub), so twinops sends an empty one and keeps the parent in parentScopes.
+    manifests(d.path(), &[("fleet.yaml", &fleet(true))]);
+    let r = twinops(&em, &["apply", "--yes", &p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let child = em.get("/devices/child").await.body;
+    assert_eq!(child["capabilities"]["iotEdge"], true, "{child}");
+    assert_eq!(child["parentScopes"], json!([gw_scope]), "{child}");
+    let own = child["deviceScope"].as_str().unwrap();
+    assert!(own.starts_with("ms-azure-iot-edge://child-"), "{child}");
+    let r = twinops(&em, &["plan", "--detailed-exitcode", &p]);
+    assert_eq!(r.code, 0, "no change left after leaf -> edge: {r:?}");
+    // Edge -> leaf: the toggling write detaches the parent; twinops attaches it again.
+    manifests(d.path(), &[("fleet.yaml", &fleet(false))]);
+    let r = twinops(&em, &["apply", "--yes", &p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let child = em.get("/devices/child").await.body;
+    assert_eq!(child["capabilities"]["iotEdge"], false, "{child}");
+    assert_eq!(child["parentScopes"], json!([gw_scope]), "{child}");
+    assert_eq!(child["deviceScope"], json!(gw_scope), "{child}");
+    let r = twinops(&em, &["plan", "--detailed-exitcode", &p]);
+    assert_eq!(r.code, 0, "no change left after edge -> leaf: {r:?}");
+}
