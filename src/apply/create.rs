@@ -2,8 +2,11 @@
 //! creates identities and their twin content. A row that already exists (409) is adopted: its twin is
 //! read and brought to the content with an etag-conditional patch.
 
+use std::collections::HashSet;
+
 use super::{Event, Executor, Outcome, Status, content_patch, outcome};
 use crate::hub::{Error, body, observe};
+use twinops_core::model::{DeviceId, DeviceStatus};
 use twinops_core::plan::{Change, CreateDevice, CreateModule, TwinPatch, ledger};
 use twinops_iothub::wire::{Capabilities, ExportImportDevice, TwinProperties};
 
@@ -18,12 +21,17 @@ fn twin_fields(row: &mut ExportImportDevice, twin: &TwinPatch) {
     });
 }
 
-fn device_row(scope: Option<&str>, d: &CreateDevice) -> ExportImportDevice {
+fn device_row(scope: Option<&str>, d: &CreateDevice, enabled_first: bool) -> ExportImportDevice {
     let edge = d.identity.edge;
+    let status = if enabled_first {
+        DeviceStatus::Enabled
+    } else {
+        d.identity.status
+    };
     let mut row = ExportImportDevice {
         id: d.id.to_string(),
         import_mode: "create".into(),
-        status: Some(body::status(d.identity.status)),
+        status: Some(body::status(status)),
         status_reason: d.identity.status_reason.clone(),
         authentication: Some(body::authentication(&d.identity.auth)),
         capabilities: Some(Capabilities { iot_edge: edge }),
@@ -117,10 +125,17 @@ async fn batch(
     let result = match ex.hub.bulk(&rows).await {
         Ok(r) => r,
         Err(e) => {
-            return changes
-                .iter()
-                .map(|(c, _)| ex.done(outcome(c, Status::Failed, e.chain().to_string())))
-                .collect();
+            let mut out = Vec::with_capacity(changes.len());
+            for (c, _) in changes {
+                let o = match (&e, c) {
+                    (Error::Unauthorized { .. }, Change::CreateModule(m)) => {
+                        ex.module_failed(c, &m.device, "", &e).await
+                    }
+                    _ => outcome(c, Status::Failed, e.chain().to_string()),
+                };
+                out.push(ex.done(o));
+            }
+            return out;
         }
     };
     let mut out = Vec::with_capacity(changes.len());
@@ -149,9 +164,12 @@ async fn batch(
 }
 
 /// Creates devices: edge parents and parentless devices first, then devices that name a parent.
+/// Devices in `enabled_first` are created enabled whatever they declare (their modules are created
+/// next, which IoT Hub refuses on a disabled device under SAS); [`disable`] disables them after.
 pub(super) async fn devices(
     ex: &Executor<'_>,
     changes: &[(&Change, &CreateDevice)],
+    enabled_first: &HashSet<DeviceId>,
 ) -> Vec<Outcome> {
     if changes.is_empty() {
         return Vec::new();
@@ -165,7 +183,10 @@ pub(super) async fn devices(
         .partition(|(_, d)| d.identity.parent.is_some());
     let mut out = Vec::new();
     for chunk in plain.chunks(BULK_MAX) {
-        let rows = chunk.iter().map(|(_, d)| device_row(None, d)).collect();
+        let rows = chunk
+            .iter()
+            .map(|(_, d)| device_row(None, d, enabled_first.contains(&d.id)))
+            .collect();
         let items: Vec<_> = chunk.iter().map(|(c, d)| (*c, &d.twin)).collect();
         out.extend(batch(ex, &items, rows).await);
     }
@@ -177,7 +198,7 @@ pub(super) async fn devices(
         };
         match ex.parent_scope(parent).await {
             Ok(Some(scope)) => {
-                rows.push(device_row(Some(&scope), d));
+                rows.push(device_row(Some(&scope), d, enabled_first.contains(&d.id)));
                 ready.push((c, &d.twin));
             }
             Ok(None) => out.push(ex.done(outcome(
@@ -196,6 +217,28 @@ pub(super) async fn devices(
         out.extend(batch(ex, chunk, rows).await);
     }
     out
+}
+
+/// Disables a device that was created enabled so that its modules could be created; an error says
+/// what failed, for the device create's outcome.
+pub(super) async fn disable(ex: &Executor<'_>, d: &CreateDevice) -> Result<(), String> {
+    let mut dev = ex
+        .hub
+        .get_device(&d.id)
+        .await
+        .map_err(|e| format!("reading it to disable it: {}", e.chain()))?;
+    let etag = dev
+        .etag
+        .clone()
+        .filter(|e| !e.is_empty())
+        .ok_or("the hub sent the device without an etag")?;
+    dev.status = Some(body::status(DeviceStatus::Disabled));
+    dev.status_reason = d.identity.status_reason.clone();
+    ex.hub
+        .update_device(&dev, &etag)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("disabling it after its modules: {}", e.chain()))
 }
 
 fn chunk_rows(rows: Vec<ExportImportDevice>) -> Vec<Vec<ExportImportDevice>> {

@@ -129,6 +129,44 @@ impl Executor<'_> {
         Ok(scope)
     }
 
+    /// Words a 401 on a module identity operation. Under SAS a live hub answers 401, not 404, when
+    /// the device is missing, and 401 when it is disabled (live-hub.md); a bare "unauthorized"
+    /// would read like a bad key, so the device is looked at first.
+    async fn unauthorized(&self, device: &DeviceId, e: &Error) -> String {
+        match self.hub.get_device(device).await {
+            Err(probe) if probe.is_not_found() => format!(
+                "device `{device}` does not exist (IoT Hub answers module identity operations on a missing device with 401 under SAS)"
+            ),
+            Ok(d) if d.status.as_deref() == Some("disabled") => format!(
+                "device `{device}` is disabled: under SAS IoT Hub refuses module identity operations on a disabled device (401); apply with --auth token, or enable the device first"
+            ),
+            _ => format!(
+                "{}; the policy may lack the permission this needs (RegistryWrite for identities, ServiceConnect for twins)",
+                e.chain()
+            ),
+        }
+    }
+
+    /// An outcome for a failed module identity operation, 401s explained.
+    async fn module_failed(
+        &self,
+        c: &Change,
+        device: &DeviceId,
+        doing: &str,
+        e: &Error,
+    ) -> Outcome {
+        let detail = match e {
+            Error::Unauthorized { .. } => self.unauthorized(device, e).await,
+            _ => e.chain().to_string(),
+        };
+        let detail = if doing.is_empty() {
+            detail
+        } else {
+            format!("{doing}: {detail}")
+        };
+        outcome(c, Status::Failed, detail)
+    }
+
     async fn update_device(&self, c: &Change, u: &UpdateDevice) -> Outcome {
         let mut d = match self.hub.get_device(&u.id).await {
             Ok(d) => d,
@@ -238,11 +276,9 @@ impl Executor<'_> {
         let mut m = match self.hub.get_module(&u.device, &u.module).await {
             Ok(m) => m,
             Err(e) => {
-                return outcome(
-                    c,
-                    Status::Failed,
-                    format!("reading the identity: {}", e.chain()),
-                );
+                return self
+                    .module_failed(c, &u.device, "reading the identity", &e)
+                    .await;
             }
         };
         // The identity must still be the one the plan saw: a concurrent change of its
@@ -262,7 +298,7 @@ impl Executor<'_> {
                 Status::Conflict,
                 "the identity changed since the plan was made",
             ),
-            Err(e) => outcome(c, Status::Failed, e.chain().to_string()),
+            Err(e) => self.module_failed(c, &u.device, "", &e).await,
         }
     }
 
@@ -272,32 +308,35 @@ impl Executor<'_> {
     }
 
     async fn delete_module(&self, c: &Change, d: &DeleteModule) -> Outcome {
+        match self.try_delete_module(c, d).await {
+            Err(e @ Error::Unauthorized { .. }) => self.module_failed(c, &d.device, "", &e).await,
+            Err(e) => self.deleted(c, Err(e)),
+            Ok(o) => o,
+        }
+    }
+
+    /// Deletes a module; `Err` for a failure of the delete or the reads before it.
+    async fn try_delete_module(&self, c: &Change, d: &DeleteModule) -> Result<Outcome, Error> {
         // The plan holds the module twin's etag; the ledger is re-checked against it before the
         // identity is deleted under its own etag.
-        let result = match self.hub.get_twin(&d.device, Some(&d.module)).await {
-            Ok(t) if t.etag.as_deref() != Some(d.if_match.as_str()) => {
-                return outcome(
-                    c,
-                    Status::Conflict,
-                    "the module twin changed since the plan was made",
-                );
-            }
-            Ok(_) => match self.hub.get_module(&d.device, &d.module).await {
-                Ok(m) => match m.etag.filter(|e| !e.is_empty()) {
-                    Some(etag) => self.hub.delete_module(&d.device, &d.module, &etag).await,
-                    None => {
-                        return outcome(
-                            c,
-                            Status::Failed,
-                            "the hub sent the module without an etag",
-                        );
-                    }
-                },
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+        let t = self.hub.get_twin(&d.device, Some(&d.module)).await?;
+        if t.etag.as_deref() != Some(d.if_match.as_str()) {
+            return Ok(outcome(
+                c,
+                Status::Conflict,
+                "the module twin changed since the plan was made",
+            ));
+        }
+        let m = self.hub.get_module(&d.device, &d.module).await?;
+        let Some(etag) = m.etag.filter(|e| !e.is_empty()) else {
+            return Ok(outcome(
+                c,
+                Status::Failed,
+                "the hub sent the module without an etag",
+            ));
         };
-        self.deleted(c, result)
+        self.hub.delete_module(&d.device, &d.module, &etag).await?;
+        Ok(outcome(c, Status::Applied, ""))
     }
 
     fn deleted(&self, c: &Change, result: Result<(), Error>) -> Outcome {
@@ -370,7 +409,26 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
             _ => None,
         })
         .collect();
-    let devices = create::devices(&ex, &device_creates).await;
+    // A new device declared disabled is created enabled when the plan also creates modules on it,
+    // and disabled once they exist: a live hub refuses module identity operations on a disabled
+    // device under SAS (live-hub.md).
+    let with_new_modules: std::collections::HashSet<&DeviceId> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateModule(m) => Some(&m.device),
+            _ => None,
+        })
+        .collect();
+    let enabled_first: std::collections::HashSet<DeviceId> = device_creates
+        .iter()
+        .filter(|(_, d)| {
+            d.identity.status == twinops_core::model::DeviceStatus::Disabled
+                && with_new_modules.contains(&d.id)
+        })
+        .map(|(_, d)| d.id.clone())
+        .collect();
+    let devices = create::devices(&ex, &device_creates, &enabled_first).await;
     let failed_devices: std::collections::HashSet<String> = devices
         .iter()
         .filter(|o| o.is_error())
@@ -386,6 +444,26 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
         })
         .collect();
     outcomes.extend(create::modules(&ex, &module_creates, &failed_devices).await);
+    for (_, d) in device_creates
+        .iter()
+        .filter(|(_, d)| enabled_first.contains(&d.id) && !failed_devices.contains(d.id.as_str()))
+    {
+        let result = create::disable(&ex, d).await;
+        if let Some(o) = outcomes
+            .iter_mut()
+            .find(|o| o.kind == Kind::CreateDevice && o.device_id == d.id.as_str())
+        {
+            match result {
+                Ok(()) => {
+                    o.detail = "created enabled, disabled once its modules existed".into();
+                }
+                Err(why) => {
+                    o.status = Status::Failed;
+                    o.detail = why;
+                }
+            }
+        }
+    }
     for (name, kinds) in [
         (
             "identity updates",

@@ -20,6 +20,9 @@ pub struct Connection {
     pub hub: Hub,
     /// What a saved plan is bound to: HostName with port, or the embedded hub's ID.
     pub identity: String,
+    /// Whether requests carry SAS tokens (not an Entra ID bearer token): IoT Hub refuses some
+    /// operations under SAS that it allows under Entra ID.
+    pub sas: bool,
     embedded: Option<twinops_emulator::Running>,
 }
 
@@ -107,6 +110,7 @@ pub async fn connect(common: &Common, pace: Option<&Pace>) -> anyhow::Result<Con
         }
         return Ok(Connection {
             identity: format!("local:{}", running.hub_id()),
+            sas: true,
             hub: client,
             embedded: Some(running),
         });
@@ -136,6 +140,7 @@ pub async fn connect(common: &Common, pace: Option<&Pace>) -> anyhow::Result<Con
     }
     Ok(Connection {
         identity: cs.host.clone(),
+        sas: matches!(common.auth, AuthMode::Sas),
         hub: client,
         embedded: None,
     })

@@ -27,6 +27,13 @@ pub async fn make(
     .await
     .context("reading the hub")?;
     let mut p = plan::diff(fleet, &observed, &conn.identity, options);
+    if conn.sas {
+        for device in plan::disabled_with_module_changes(&p, &observed) {
+            output::talk(&format!(
+                "warning: device `{device}` is disabled: under SAS, IoT Hub refuses module identity operations on a disabled device (401); use --auth token (Entra ID), or enable the device first"
+            ));
+        }
+    }
     p.requests = conn.hub.counts().snapshot();
     p.estimated_apply_seconds = estimate(&p, conn);
     Ok(p)

@@ -447,6 +447,31 @@ impl Plan {
     }
 }
 
+/// Devices that are disabled in the hub while the plan creates, updates or deletes module
+/// identities on them: IoT Hub refuses those under SAS (it allows them under Entra ID). Module
+/// creates run before identity updates, so a device the plan enables is listed too.
+pub fn disabled_with_module_changes(plan: &Plan, observed: &Observed) -> Vec<DeviceId> {
+    let mut out: Vec<DeviceId> = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Change::CreateModule(_) | Change::UpdateModule(_) | Change::DeleteModule(_)
+            )
+        })
+        .map(|c| c.device_id().clone())
+        .filter(|d| {
+            observed
+                .devices
+                .get(d)
+                .is_some_and(|o| o.status == crate::model::DeviceStatus::Disabled)
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
 /// How many identities the plan deletes (a deleted device's modules count one each).
 pub fn deletion_count(plan: &Plan) -> usize {
     plan.changes
