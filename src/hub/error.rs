@@ -18,8 +18,14 @@ pub enum Error {
         message: String,
         retry_after: Option<Duration>,
     },
-    #[error("unauthorized ({code}): {message}")]
-    Unauthorized { code: String, message: String },
+    #[error("unauthorized ({code}): {message}{}", permission_hint(.needs))]
+    Unauthorized {
+        code: String,
+        message: String,
+        /// What the refused request needs: the IoT Hub permission (`ServiceConnect`,
+        /// `RegistryRead`, `RegistryWrite`) and the SAS policy that was used, when known.
+        needs: Option<Permission>,
+    },
     #[error("rejected with HTTP {status} ({code}): {message}")]
     Rejected {
         status: u16,
@@ -65,6 +71,29 @@ pub enum Error {
     /// The TLS handshake failed (an untrusted or invalid certificate): retrying cannot help.
     #[error("TLS error; for the emulator pass its certificate with --ca-cert (or TWINOPS_CA_CERT)")]
     Tls(#[source] reqwest::Error),
+}
+
+/// The permission a request needed and the SAS policy that lacked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub permission: &'static str,
+    pub policy: Option<String>,
+}
+
+fn permission_hint(needs: &Option<Permission>) -> String {
+    match needs {
+        Some(Permission {
+            permission,
+            policy: Some(policy),
+        }) => format!(
+            "; this request needs the {permission} permission, which the policy `{policy}` may lack"
+        ),
+        Some(Permission {
+            permission,
+            policy: None,
+        }) => format!("; this request needs the {permission} permission"),
+        None => String::new(),
+    }
 }
 
 /// An error with its causes, `: `-separated, for one-line reports (outcomes, logs).
@@ -134,7 +163,11 @@ impl Error {
                 message,
                 retry_after,
             },
-            401 | 403 => Error::Unauthorized { code, message },
+            401 | 403 => Error::Unauthorized {
+                code,
+                message,
+                needs: None,
+            },
             408 | 500 | 502 | 503 | 504 => Error::Unavailable {
                 status,
                 code,

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use error::Error;
+pub use error::{Error, Permission};
 pub use retry::Backoff;
 
 use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
@@ -298,6 +298,20 @@ impl Hub {
                     what: transport_kind(&e),
                     source: e,
                 },
+            };
+            let result = match result {
+                Error::Unauthorized { code, message, .. } => Error::Unauthorized {
+                    code,
+                    message,
+                    needs: Some(Permission {
+                        permission: needed_permission(class, &method),
+                        policy: match &self.credentials {
+                            Credentials::Sas { key_name, .. } => Some(key_name.clone()),
+                            Credentials::Bearer(_) => None,
+                        },
+                    }),
+                },
+                other => other,
             };
             if matches!(result, Error::Throttled { .. })
                 && let Some(p) = &self.pace
@@ -590,6 +604,16 @@ impl Hub {
                 source,
             }),
         }
+    }
+}
+
+/// The IoT Hub permission a request of this class needs (twins and queries need ServiceConnect).
+fn needed_permission(class: OpClass, method: &Method) -> &'static str {
+    match class {
+        OpClass::TwinRead | OpClass::TwinWrite | OpClass::Query => "ServiceConnect",
+        OpClass::RegistryRead => "RegistryRead",
+        OpClass::Configuration if method == Method::GET => "RegistryRead",
+        OpClass::RegistryWrite | OpClass::Bulk | OpClass::Configuration => "RegistryWrite",
     }
 }
 

@@ -471,3 +471,39 @@ async fn a_child_becomes_an_edge_device_and_back_keeping_its_parent() {
     let r = twinops(&em, &["plan", "--detailed-exitcode", &p]);
     assert_eq!(r.code, 0, "no change left after edge -> leaf: {r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_without_service_connect_is_named_with_the_permission_it_lacks() {
+    let hub = twinops_emulator::start(twinops_emulator::Config::default())
+        .await
+        .unwrap();
+    let key = hub
+        .policy_key("registryReadWrite")
+        .unwrap()
+        .expose()
+        .to_string();
+    let cs = format!(
+        "HostName={};SharedAccessKeyName=registryReadWrite;SharedAccessKey={key}",
+        hub.host()
+    );
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_twinops"));
+    cmd.args(["plan", d.path().to_str().unwrap()])
+        .env("TWINOPS_HUB", &cs)
+        .env("TWINOPS_CA_CERT", hub.ca_pem_path())
+        .env_remove("IOTHUB_CONNECTION_STRING")
+        .env("NO_COLOR", "1");
+    let r = tokio::task::spawn_blocking(move || crate::cli::run(cmd))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("needs the ServiceConnect permission")
+            && r.stderr.contains("`registryReadWrite`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(&key), "the key must never be printed");
+    hub.shutdown().await;
+}
