@@ -31,7 +31,11 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outc
             }
             Err(Error::PreconditionFailed { .. }) => {}
             Err(e) if e.is_not_found() => {
-                return outcome(c, Status::Failed, "the twin no longer exists");
+                return outcome(
+                    c,
+                    Status::Missing,
+                    "the twin no longer exists; the next run creates it",
+                );
             }
             Err(e) => return outcome(c, Status::Failed, e.chain().to_string()),
         }

@@ -27,6 +27,9 @@ pub async fn make(
     .await
     .context("reading the hub")?;
     let mut p = plan::diff(fleet, &observed, &conn.identity, options);
+    confirm_deletions(&conn.hub, &mut p)
+        .await
+        .context("confirming planned deletions")?;
     if conn.sas {
         for device in plan::disabled_with_module_changes(&p, &observed) {
             output::talk(&format!(
@@ -37,6 +40,34 @@ pub async fn make(
     p.requests = conn.hub.counts().snapshot();
     p.estimated_apply_seconds = estimate(&p, conn);
     Ok(p)
+}
+
+/// Query rows lag behind the registry (live-hub.md: a device deleted 25 minutes earlier was still
+/// listed), so a deletion planned from them is confirmed with a targeted GET of its twin: a 404
+/// means it is gone already, and it is not planned (SPEC §12).
+async fn confirm_deletions(hub: &crate::hub::Hub, p: &mut Plan) -> Result<(), crate::hub::Error> {
+    let mut gone = Vec::new();
+    for (i, c) in p.changes.iter().enumerate() {
+        let address = match c {
+            plan::Change::DeleteDevice(_) | plan::Change::DeleteModule(_) => c.address(),
+            _ => continue,
+        };
+        match hub.get_twin(&address.device, address.module_id()).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => gone.push(i),
+            Err(e) => return Err(e),
+        }
+    }
+    if !gone.is_empty() {
+        let mut i = 0;
+        p.changes.retain(|_| {
+            let keep = !gone.contains(&i);
+            i += 1;
+            keep
+        });
+        p.recount();
+    }
+    Ok(())
 }
 
 /// Apply time at the chosen pace: per class, requests / rate.

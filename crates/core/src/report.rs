@@ -25,6 +25,10 @@ pub enum Status {
     Failed,
     /// Not started because the run was interrupted or a prerequisite failed.
     Skipped,
+    /// The twin was gone when it was written (404), though the query the plan read still listed
+    /// it: IoT Hub's query index lags behind (a deleted device can stay in it for minutes). Not an
+    /// error: the next run plans its creation.
+    Missing,
 }
 
 /// One item's outcome.

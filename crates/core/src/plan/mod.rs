@@ -152,6 +152,11 @@ impl Plan {
         !self.changes.is_empty() || !self.conflicts.is_empty()
     }
 
+    /// Recounts the summary after changes were dropped (e.g. deletions found already done).
+    pub fn recount(&mut self) {
+        self.count();
+    }
+
     fn count(&mut self) {
         let mut s = Summary {
             unchanged: self.summary.unchanged,

@@ -154,6 +154,7 @@ fn status_word(s: Status) -> &'static str {
         Status::Conflict => "CONFLICT",
         Status::Failed => "FAILED",
         Status::Skipped => "skipped",
+        Status::Missing => "missing",
     }
 }
 
@@ -191,7 +192,15 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         r.count(Status::Conflict),
         r.count(Status::Failed),
         r.count(Status::Skipped),
-    )
+    )?;
+    let missing = r.count(Status::Missing);
+    if missing > 0 {
+        writeln!(
+            out,
+            "{missing} twin(s) were gone from the hub although a query still listed them (query rows lag behind); the next run creates them."
+        )?;
+    }
+    Ok(())
 }
 
 /// Renders a drift report.
