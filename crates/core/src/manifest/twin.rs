@@ -5,6 +5,7 @@
 //! Nothing here knows about devices, templates or files.
 
 use serde_json::Value;
+use twinops_iothub::twin_rules::{self, KeyProblem};
 
 use super::Sink;
 use super::yaml::{Kind, Node};
@@ -17,7 +18,6 @@ use crate::model::{JsonMap, LEDGER_TAG, Section};
 // object below it adds one, arrays add nothing, and objects may sit at depth `MAX_DEPTH` at most.
 /// Size limit of a twin's desired properties (IoT Hub's limit for each property section).
 pub use twinops_iothub::twin_rules::MAX_PROPERTIES_BYTES as MAX_DESIRED_BYTES;
-use twinops_iothub::twin_rules::{self, KeyProblem};
 pub use twinops_iothub::twin_rules::{MAX_DEPTH, MAX_KEY_BYTES, MAX_STRING_BYTES, MAX_TAGS_BYTES};
 /// Twin integers must lie within ±(2^52 − 1), IoT Hub's bounds.
 pub const MIN_INT: i128 = twin_rules::MIN_SAFE_INTEGER as i128;
@@ -154,7 +154,7 @@ fn null_in_array_message() -> String {
 /// Counted in UTF-8 bytes, as the hub counts them, so a manifest that validates is never refused.
 pub fn check_string_length(s: &str, node: &Node, sink: &mut Sink) {
     let bytes = s.len();
-    if bytes > MAX_STRING_BYTES {
+    if !twin_rules::string_is_allowed(s) {
         sink.once(
             &node.loc,
             "string-length",
