@@ -1,8 +1,9 @@
 //! Device and module twins over HTTPS: merge patch and replace, etags and versions on every write
-//! (reported writes included), metadata, read-only fields in bodies, and IoT Hub's twin limits.
+//! (reported writes included), metadata, read-only fields in bodies, and IoT Hub's twin limits as a
+//! live hub applies them (`iothub::twin_rules`), on every path that writes a twin.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use crate::support::Emulator;
+use crate::support::{Emulator, Resp};
 use serde_json::{Value, json};
 
 fn quoted(v: &Value) -> String {
@@ -180,8 +181,9 @@ async fn reported_writes_move_the_etag_and_reported_version() {
 async fn twin_limits_answer_argument_invalid() {
     let hub = Emulator::start();
     hub.create_device("d").await;
+    // `deep` is the section itself: eleven objects inside it, one more than the hub allows.
     let mut deep = json!(1);
-    for _ in 0..11 {
+    for _ in 0..12 {
         deep = json!({"k": deep});
     }
     let big_tags: serde_json::Map<String, Value> = (0..3)
@@ -223,4 +225,180 @@ async fn twins_of_missing_identities_are_404() {
         .patch("/twins/d/modules/m", json!({"tags": {}}), None)
         .await;
     assert_eq!((r.status, r.code()), (404, Some("ModuleNotFound")));
+}
+
+/// `{"l1": {"l2": … {"l<levels>": 1}}}`: `levels` key levels, `levels - 1` objects inside the section.
+fn nested(levels: usize) -> Value {
+    let mut v = json!(1);
+    for i in (1..=levels).rev() {
+        v = json!({ format!("l{i}"): v });
+    }
+    v
+}
+
+/// A 400 in IoT Hub's legacy error format: code header, `ErrorCode:<code>;` message, tracking ID.
+#[track_caller]
+fn assert_refused(r: &Resp, what: &str) {
+    assert_eq!(
+        (r.status, r.code()),
+        (400, Some("ArgumentInvalid")),
+        "{what}: {r:?}"
+    );
+    let message = r.body["Message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("ErrorCode:ArgumentInvalid;"),
+        "{what}: {r:?}"
+    );
+    let exception = r.body["ExceptionMessage"].as_str().unwrap_or_default();
+    assert!(exception.starts_with("Tracking ID:"), "{what}: {r:?}");
+}
+
+/// What the live hub refuses in a section, one rule per body.
+fn refused_sections() -> Vec<(&'static str, Value)> {
+    vec![
+        ("`#` in a key", json!({"a#b": 1})),
+        ("`.` in a key", json!({"a.b": 1})),
+        ("`$` in a key", json!({"$x": 1})),
+        ("a space in a key", json!({"a b": 1})),
+        ("a control character in a key", json!({"a\u{1}b": 1})),
+        ("a key over 1024 bytes", json!({"k".repeat(1025): 1})),
+        ("a string over 4096 bytes", json!({"s": "x".repeat(4097)})),
+        ("eleven objects deep", nested(12)),
+        ("null inside an array", json!({"a": [1, null]})),
+        (
+            "null inside an object inside an array",
+            json!({"a": [{"b": null}]}),
+        ),
+        ("-2^52", json!({"n": -4_503_599_627_370_496_i64})),
+        ("2^52", json!({"n": 4_503_599_627_370_496_i64})),
+    ]
+}
+
+/// What the live hub accepts in a section, all in one body.
+fn accepted_section() -> Value {
+    let mut v = nested(11);
+    let m = v.as_object_mut().unwrap();
+    m.insert("".into(), json!({"": "empty keys"}));
+    m.insert("température".into(), json!("non-ASCII"));
+    m.insert("温度".into(), json!(21));
+    m.insert("max".into(), json!(4_503_599_627_370_495_i64));
+    m.insert("min".into(), json!(-4_503_599_627_370_495_i64));
+    m.insert("one".into(), json!(1));
+    m.insert("oneFloat".into(), json!(1.0));
+    m.insert("k".repeat(1024), json!("x".repeat(4096)));
+    v
+}
+
+/// The values of a section without `$metadata` and `$version`.
+fn values(section: &Value) -> Value {
+    let m: serde_json::Map<String, Value> = section
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "$metadata" && *k != "$version")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Value::Object(m)
+}
+
+#[track_caller]
+fn assert_accepted_verbatim(section: &Value) {
+    assert_eq!(values(section), accepted_section());
+    // `1` stays an integer and `1.0` a float, as the live hub round-trips them.
+    assert_eq!(section["one"].to_string(), "1");
+    assert_eq!(section["oneFloat"].to_string(), "1.0");
+}
+
+#[tokio::test]
+async fn patch_and_put_refuse_what_the_live_hub_refuses() {
+    let hub = Emulator::start();
+    hub.create_device("d").await;
+    for (what, section) in refused_sections() {
+        for body in [
+            json!({"tags": section.clone()}),
+            json!({"properties": {"desired": section.clone()}}),
+        ] {
+            assert_refused(&hub.patch("/twins/d", body.clone(), None).await, what);
+            assert_refused(&hub.put("/twins/d", body, None).await, what);
+        }
+    }
+    let t = hub.get("/twins/d").await.body;
+    assert_eq!(t["etag"], "AAAAAAAAAAE=", "refused writes change nothing");
+}
+
+#[tokio::test]
+async fn patch_and_put_accept_what_the_live_hub_accepts_verbatim() {
+    let hub = Emulator::start();
+    hub.create_device("d").await;
+    let body = json!({"tags": accepted_section(), "properties": {"desired": accepted_section()}});
+    let r = hub.patch("/twins/d", body.clone(), None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_accepted_verbatim(&r.body["tags"]);
+    assert_accepted_verbatim(&r.body["properties"]["desired"]);
+    let r = hub.put("/twins/d", body, None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let t = hub.get("/twins/d").await.body;
+    assert_accepted_verbatim(&t["tags"]);
+    assert_accepted_verbatim(&t["properties"]["desired"]);
+}
+
+#[tokio::test]
+async fn reported_writes_follow_the_same_rules() {
+    let hub = Emulator::start();
+    hub.create_device("d").await;
+    for (what, section) in refused_sections() {
+        assert_refused(&report(&hub, section).await, what);
+    }
+    let r = report(&hub, accepted_section()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_accepted_verbatim(&r.body["properties"]["reported"]);
+}
+
+/// A reported-property patch of device `d`, as the device would send it.
+async fn report(hub: &Emulator, body: Value) -> Resp {
+    hub.raw(
+        reqwest::Method::PATCH,
+        "/_emulator/twins/d/reported",
+        Some(body.to_string().into_bytes()),
+        &[("authorization", hub.owner_token())],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn bulk_create_rows_follow_the_same_rules() {
+    let hub = Emulator::start();
+    let rows: Vec<Value> = refused_sections()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, section))| json!({"id": format!("bad{i}"), "importMode": "create", "tags": section}))
+        .collect();
+    let count = rows.len();
+    let r = hub
+        .call(
+            reqwest::Method::POST,
+            "/devices",
+            Some(Value::Array(rows)),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let errors = r.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), count, "{r:?}");
+    assert!(
+        errors.iter().all(|e| e["errorCode"] == "ArgumentInvalid"),
+        "{r:?}"
+    );
+    for i in 0..count {
+        assert_eq!(hub.get(&format!("/devices/bad{i}")).await.status, 404);
+    }
+    let good = json!([{"id": "good", "importMode": "create",
+        "tags": accepted_section(), "properties": {"desired": accepted_section()}}]);
+    let r = hub
+        .call(reqwest::Method::POST, "/devices", Some(good), &[])
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let t = hub.get("/twins/good").await.body;
+    assert_accepted_verbatim(&t["tags"]);
+    assert_accepted_verbatim(&t["properties"]["desired"]);
 }

@@ -9,6 +9,7 @@ mod cli_apply;
 mod cli_corpus;
 mod cli_gitops;
 mod cli_output;
+mod cli_twin_rules;
 mod crash;
 mod emulator_auth;
 mod emulator_configurations;

@@ -131,7 +131,7 @@ pub struct PropertyPath {
 pub struct PathError(String);
 
 impl PropertyPath {
-    /// Parses `tags.K[.K...]` or `desired.K[.K...]`; every key must be a valid twin key.
+    /// Parses `tags.K[.K...]` or `desired.K[.K...]`; every key must be a valid, non-empty twin key.
     pub fn parse(text: &str) -> Result<PropertyPath, PathError> {
         let bad = || PathError(text.chars().take(80).collect());
         let mut parts = text.split('.');
@@ -141,10 +141,11 @@ impl PropertyPath {
             _ => return Err(bad()),
         };
         let keys: Vec<String> = parts.map(str::to_string).collect();
+        // An empty key is a valid twin key, but the dotted grammar cannot spell it: `a..b` is malformed.
         if keys.is_empty()
             || !keys
                 .iter()
-                .all(|k| twinops_iothub::twin_rules::key_is_valid(k))
+                .all(|k| !k.is_empty() && twinops_iothub::twin_rules::key_is_valid(k))
         {
             return Err(bad());
         }

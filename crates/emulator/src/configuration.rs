@@ -189,7 +189,13 @@ fn entries(content: &JsonMap, key: &str) -> Result<Vec<(Vec<String>, Value)>, Er
             .strip_prefix('.')
             .map(|r| r.split('.').map(str::to_string).collect())
             .unwrap_or_default();
-        if segments.is_empty() || segments.iter().any(|s| !twin_rules::key_is_valid(s)) {
+        // An empty segment is a malformed path (`a..b`), not an empty key: the dotted grammar
+        // cannot spell one.
+        if segments.is_empty()
+            || segments
+                .iter()
+                .any(|s| s.is_empty() || !twin_rules::key_is_valid(s))
+        {
             return Err(Error::ArgumentInvalid(format!(
                 "{key} key `{path}` is not a path of valid twin keys"
             )));

@@ -5,46 +5,38 @@
 //! Nothing here knows about devices, templates or files.
 
 use serde_json::Value;
+use twinops_iothub::twin_rules::{self, KeyProblem};
 
 use super::Sink;
 use super::yaml::{Kind, Node};
 use crate::model::{JsonMap, LEDGER_TAG, Section};
 
-// IoT Hub's twin limits are defined once, in `iothub::twin_rules`, which the emulator enforces too: a
-// manifest that validates is one the hub accepts. Depth here is counted on the safe side: the top-level
-// key of `tags` or `desired` is level 1 and each object *or array* below it adds a level (`{a: [{b: 1}]}`
-// is 3 deep); a value nested `MAX_DEPTH` deep is accepted, one more is not.
+// IoT Hub's twin rules are defined once, in `iothub::twin_rules`, which the emulator enforces too: a
+// manifest that validates is one the hub accepts, and one the hub refuses does not validate. This module
+// only walks the written YAML (so that errors carry a location) and words each refusal for a manifest
+// author; every decision is a `twin_rules` function. Depth is the hub's: the section is depth 0, each
+// object below it adds one, arrays add nothing, and objects may sit at depth `MAX_DEPTH` at most.
 /// Size limit of a twin's desired properties (IoT Hub's limit for each property section).
 pub use twinops_iothub::twin_rules::MAX_PROPERTIES_BYTES as MAX_DESIRED_BYTES;
 pub use twinops_iothub::twin_rules::{MAX_DEPTH, MAX_KEY_BYTES, MAX_STRING_BYTES, MAX_TAGS_BYTES};
-/// Twin integers must stay exact in a JavaScript number: -2^52 ..= 2^52 - 1 (the hub's own bounds).
-pub const MIN_INT: i128 = twinops_iothub::twin_rules::MIN_SAFE_INTEGER as i128;
-pub const MAX_INT: i128 = twinops_iothub::twin_rules::MAX_SAFE_INTEGER as i128;
+/// Twin integers must lie within ±(2^52 − 1), IoT Hub's bounds.
+pub const MIN_INT: i128 = twin_rules::MIN_SAFE_INTEGER as i128;
+pub const MAX_INT: i128 = twin_rules::MAX_SAFE_INTEGER as i128;
 
-/// What is wrong with a twin key, if anything.
+/// What is wrong with a twin key, if anything. Empty and non-ASCII keys are fine: the hub takes them.
 pub fn key_problem(key: &str) -> Option<String> {
-    // The decision is IoT Hub's rule, defined once; this only words it for a manifest author.
-    if twinops_iothub::twin_rules::key_is_valid(key) {
-        return None;
-    }
-    if key.is_empty() {
-        return Some("twin keys must not be empty".to_string());
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Some(format!(
+    match twin_rules::key_problem(key)? {
+        KeyProblem::TooLong => Some(format!(
             "twin key `{}` is {} bytes long; IoT Hub allows at most {MAX_KEY_BYTES}",
             shorten(key),
             key.len()
-        ));
+        )),
+        KeyProblem::Character(bad) => Some(format!(
+            "twin key `{}` contains `{}`; twin keys may not contain `.`, `$`, `#`, spaces or control characters",
+            shorten(key),
+            bad.escape_debug()
+        )),
     }
-    let bad = key
-        .chars()
-        .find(|c| matches!(c, '.' | '$' | ' ') || c.is_control())?;
-    Some(format!(
-        "twin key `{}` contains `{}`; twin keys may not contain `.`, `$`, spaces or control characters",
-        shorten(key),
-        bad.escape_debug()
-    ))
 }
 
 /// A long text cut for a message.
@@ -63,7 +55,7 @@ pub enum Scope {
     Module,
 }
 
-/// Checks a `tags` or `desired` mapping as written: keys, depth, scalars and substitutions.
+/// Checks a `tags` or `desired` mapping as written: keys, depth, scalars, nulls and substitutions.
 pub fn check_section(section: Section, node: &Node, scope: Scope, sink: &mut Sink) {
     let Kind::Map(entries) = &node.kind else {
         return;
@@ -76,61 +68,93 @@ pub fn check_section(section: Section, node: &Node, scope: Scope, sink: &mut Sin
             );
         }
     }
-    check_value(node, 1, scope, sink);
+    let walk = Walk {
+        scope,
+        in_array: false,
+    };
+    walk.members(entries, 0, sink);
 }
 
-fn check_value(node: &Node, level: usize, scope: Scope, sink: &mut Sink) {
-    match &node.kind {
-        Kind::Map(entries) => {
-            for e in entries {
-                if level > MAX_DEPTH {
-                    sink.once(&e.key_loc, "depth", depth_message());
+/// How a written value is reached: in which scope, and whether through an array (whose values are
+/// sent whole, so a `null` there is a value the hub refuses, not a removal).
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    scope: Scope,
+    in_array: bool,
+}
+
+impl Walk {
+    /// The members of an object at `depth` (the section is depth 0).
+    fn members(self, entries: &[super::yaml::Entry], depth: usize, sink: &mut Sink) {
+        for e in entries {
+            if let Some(problem) = key_problem(&e.key) {
+                sink.error(&e.key_loc, problem);
+            }
+            if matches!(e.value.kind, Kind::Null) && self.in_array {
+                sink.error(&e.value.loc, null_in_array_message());
+            }
+            self.value(&e.value, depth, sink);
+        }
+    }
+
+    /// A value held by an object at `depth` (directly or through arrays).
+    fn value(self, node: &Node, depth: usize, sink: &mut Sink) {
+        match &node.kind {
+            Kind::Map(entries) => {
+                if !twin_rules::depth_is_allowed(depth + 1) {
+                    let at = entries.first().map_or(&node.loc, |e| &e.key_loc);
+                    sink.once(at, "depth", depth_message());
                     return;
                 }
-                if let Some(problem) = key_problem(&e.key) {
-                    sink.error(&e.key_loc, problem);
+                self.members(entries, depth + 1, sink);
+            }
+            Kind::Seq(items) => {
+                let inside = Walk {
+                    in_array: true,
+                    ..self
+                };
+                for item in items {
+                    if matches!(item.kind, Kind::Null) {
+                        sink.error(&item.loc, null_in_array_message());
+                    }
+                    inside.value(item, depth, sink);
                 }
-                check_value(&e.value, level + 1, scope, sink);
             }
+            Kind::Int(i) if !twin_rules::integer_is_allowed(*i) => sink.error(
+                &node.loc,
+                format!("integer is outside the range IoT Hub accepts ({MIN_INT}..={MAX_INT})"),
+            ),
+            Kind::Float(f) if !f.is_finite() => sink.error(
+                &node.loc,
+                "number is not finite; twin values may not be infinite or NaN".to_string(),
+            ),
+            Kind::Str(s) => {
+                check_string_length(s, node, sink);
+                if let Err(problem) = pieces(s, self.scope) {
+                    sink.error(&node.loc, problem);
+                }
+            }
+            _ => {}
         }
-        Kind::Seq(items) => {
-            if level > MAX_DEPTH {
-                sink.once(&node.loc, "depth", depth_message());
-                return;
-            }
-            for item in items {
-                check_value(item, level + 1, scope, sink);
-            }
-        }
-        Kind::Int(i) if !(MIN_INT..=MAX_INT).contains(i) => sink.error(
-            &node.loc,
-            format!("integer is outside the range IoT Hub stores exactly ({MIN_INT}..={MAX_INT})"),
-        ),
-        Kind::Float(f) if !f.is_finite() => sink.error(
-            &node.loc,
-            "number is not finite; twin values may not be infinite or NaN".to_string(),
-        ),
-        Kind::Str(s) => {
-            check_string_length(s, node, sink);
-            if let Err(problem) = pieces(s, scope) {
-                sink.error(&node.loc, problem);
-            }
-        }
-        _ => {}
     }
 }
 
 fn depth_message() -> String {
     format!(
-        "twin properties nest deeper than {MAX_DEPTH} levels; IoT Hub allows at most {MAX_DEPTH}"
+        "twin objects nest deeper than {MAX_DEPTH} levels; IoT Hub allows at most {MAX_DEPTH} nested objects inside `tags` or `desired` (values may sit in the last one)"
     )
+}
+
+fn null_in_array_message() -> String {
+    "`null` inside an array is refused by IoT Hub; arrays are sent whole, so a `null` there removes nothing"
+        .to_string()
 }
 
 /// Reports a string value over the limit, once per written node (before or after substitution).
 /// Counted in UTF-8 bytes, as the hub counts them, so a manifest that validates is never refused.
 pub fn check_string_length(s: &str, node: &Node, sink: &mut Sink) {
     let bytes = s.len();
-    if bytes > MAX_STRING_BYTES {
+    if !twin_rules::string_is_allowed(s) {
         sink.once(
             &node.loc,
             "string-length",
@@ -313,11 +337,13 @@ mod tests {
     }
 
     #[test]
-    fn key_rules_reject_dots_dollars_spaces_and_control_characters() {
-        for key in ["a.b", "$a", "a b", "a\u{1}", ""] {
+    fn key_rules_reject_dots_dollars_hashes_spaces_and_control_characters() {
+        for key in ["a.b", "$a", "a#b", "a b", "a\u{1}"] {
             assert!(key_problem(key).is_some(), "{key:?}");
         }
         assert!(key_problem(&"k".repeat(1025)).is_some());
-        assert!(key_problem("ok-key_1").is_none());
+        for key in ["ok-key_1", "", "温度"] {
+            assert!(key_problem(key).is_none(), "{key:?}");
+        }
     }
 }

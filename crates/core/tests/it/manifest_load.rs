@@ -296,24 +296,56 @@ fn several_documents_in_one_file_form_one_set() {
 }
 
 #[test]
-fn depth_of_ten_is_accepted() {
-    let value = "{k: ".repeat(9) + "1" + &"}".repeat(9);
-    load(&[(
+fn ten_nested_objects_with_a_value_in_the_tenth_are_accepted() {
+    // `top` and ten `k`: eleven key levels, ten objects inside `desired` (IoT Hub's limit).
+    let value = "{k: ".repeat(10) + "1" + &"}".repeat(10);
+    let fleet = load(&[(
         "a.yaml",
         &format!("devices:\n  d:\n    desired: {{top: {value}}}\n"),
     )]);
+    let mut at = &device(&fleet, "d").twin.desired["top"];
+    for _ in 0..10 {
+        at = &at["k"];
+    }
+    assert_eq!(at, &json!(1));
+}
+
+#[test]
+fn arrays_add_no_depth_to_twin_objects() {
+    // Ten objects, each inside an array, and arrays nested twelve deep: both within IoT Hub's rule.
+    let objects = "[{k: ".repeat(10) + "1" + &"}]".repeat(10);
+    let arrays = "[".repeat(12) + "1" + &"]".repeat(12);
+    load(&[(
+        "a.yaml",
+        &format!("devices:\n  d:\n    desired: {{a: {objects}, b: {arrays}}}\n"),
+    )]);
+}
+
+#[test]
+fn empty_and_non_ascii_twin_keys_are_accepted() {
+    let fleet = load(&[(
+        "a.yaml",
+        "devices:\n  d:\n    tags: {\"\": 1, größe: {\"\": x}}\n    desired: {温度: 21, \"\": {\"\": true}}\n",
+    )]);
+    let d = device(&fleet, "d");
+    assert_eq!(d.twin.tags[""], json!(1));
+    assert_eq!(d.twin.tags["größe"], json!({"": "x"}));
+    assert_eq!(d.twin.desired["温度"], json!(21));
+    assert_eq!(d.twin.desired[""], json!({"": true}));
 }
 
 #[test]
 fn integers_at_the_limits_are_accepted() {
     let fleet = load(&[(
         "a.yaml",
-        "devices:\n  d: {desired: {min: -4503599627370496, max: 4503599627370495, f: 1.5e3}}\n",
+        "devices:\n  d: {desired: {min: -4503599627370495, max: 4503599627370495, f: 1.5e3, one: 1, oneFloat: 1.0}}\n",
     )]);
-    assert_eq!(
-        device(&fleet, "d").twin.desired["max"],
-        json!(4503599627370495_i64)
-    );
+    let desired = &device(&fleet, "d").twin.desired;
+    assert_eq!(desired["max"], json!(4503599627370495_i64));
+    assert_eq!(desired["min"], json!(-4503599627370495_i64));
+    // `1` and `1.0` stay what they are written as, as IoT Hub keeps them.
+    assert_eq!(serde_json::to_string(&desired["one"]).unwrap(), "1");
+    assert_eq!(serde_json::to_string(&desired["oneFloat"]).unwrap(), "1.0");
 }
 
 #[test]

@@ -55,10 +55,17 @@ rule!(range_of_non_digits_is_rejected, "a.yaml" => "devices:\n  \"t-{a..z}\": {}
 rule!(range_with_mixed_widths_is_rejected, "a.yaml" => "devices:\n  \"t-{001..20}\": {}\n");
 rule!(twin_keys_with_dot_dollar_space_or_control_characters_are_rejected,
     "a.yaml" => "devices:\n  d1:\n    tags: {a.b: 1, $x: 2, \"c d\": 3}\n    desired: {nested: {\"e\\tf\": 4}}\n");
+rule!(twin_keys_with_a_hash_are_rejected,
+    "a.yaml" => "devices:\n  d1:\n    tags: {\"a#b\": 1}\n    desired: {nested: {\"#\": 2}}\n");
 // YAML limits implicit keys to 1024 characters, so the long key is written as an explicit `? key`.
 rule!(twin_key_over_1_kb_is_rejected, "a.yaml" => format!("devices:\n  d1:\n    desired:\n      ? {}\n      : 1\n", "k".repeat(1025)));
+// `top` and eleven `k`: eleven objects inside `desired`, one more than IoT Hub allows.
 rule!(twin_depth_over_ten_is_rejected,
-    "a.yaml" => format!("devices:\n  d1:\n    desired: {{top: {}1{}}}\n", "{k: ".repeat(10), "}".repeat(10)));
+    "a.yaml" => format!("devices:\n  d1:\n    desired: {{top: {}1{}}}\n", "{k: ".repeat(11), "}".repeat(11)));
+rule!(twin_depth_over_ten_through_arrays_is_rejected,
+    "a.yaml" => format!("devices:\n  d1:\n    desired: {{top: {}1{}}}\n", "[{k: ".repeat(11), "}]".repeat(11)));
+rule!(null_inside_an_array_is_rejected,
+    "a.yaml" => "devices:\n  d1:\n    tags: {a: [1, null, ~]}\n    desired: {b: [{c: null}], d: {e: null}}\n");
 rule!(tags_over_8_kb_are_rejected,
     "a.yaml" => format!("devices:\n  d1:\n    tags: {{a: {}, b: {}, c: {}}}\n", "x".repeat(4000), "y".repeat(4000), "z".repeat(4000)));
 rule!(desired_over_32_kb_is_rejected,
@@ -67,7 +74,7 @@ rule!(string_value_over_4_kb_is_rejected, "a.yaml" => format!("devices:\n  d1:\n
 rule!(string_value_over_4_kb_after_substitution_is_rejected,
     "a.yaml" => format!("devices:\n  long-device-id:\n    desired: {{s: \"{}${{device}}\"}}\n", "v".repeat(4085)));
 rule!(integers_outside_2_pow_52_are_rejected,
-    "a.yaml" => "devices:\n  d1:\n    desired: {big: 4503599627370496, small: -4503599627370497, huge: 99999999999999999999999999999999999999999}\n");
+    "a.yaml" => "devices:\n  d1:\n    desired: {big: 4503599627370496, small: -4503599627370496, huge: 99999999999999999999999999999999999999999}\n");
 rule!(non_finite_numbers_are_rejected, "a.yaml" => "devices:\n  d1:\n    desired: {a: .inf, b: -.inf, c: .nan, d: 1e400}\n");
 rule!(unknown_template_is_rejected,
     "a.yaml" => "templates:\n  t: {extends: [nothing]}\ndevices:\n  d1: {templates: [t, missing]}\n");
@@ -78,7 +85,7 @@ rule!(template_defined_twice_names_both_places,
 rule!(more_than_50_modules_are_rejected,
     "a.yaml" => format!("devices:\n  d1:\n    modules:\n{}", (0..51).map(|i| format!("      m{i}: {{}}\n")).collect::<String>()));
 rule!(malformed_ignore_and_sensitive_paths_are_rejected,
-    "a.yaml" => "devices:\n  d1:\n    ignore: [reported.x, tags, desired..x, \"desired.a b\"]\n    sensitive: [desired.$x, 7]\n");
+    "a.yaml" => "devices:\n  d1:\n    ignore: [reported.x, tags, desired..x, \"desired.a b\", \"desired.x#y\", desired.]\n    sensitive: [desired.$x, 7]\n");
 rule!(reserved_twinops_tag_is_rejected, "a.yaml" => "devices:\n  d1:\n    tags: {twinops: {owner: me}}\n");
 rule!(tags_over_8_kb_with_the_ledger_are_rejected,
     "a.yaml" => format!("owner: o\ndevices:\n  d1:\n    tags: {{t: {}, u: {}}}\n", "x".repeat(4078), "y".repeat(4079)));

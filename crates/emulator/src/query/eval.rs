@@ -132,7 +132,7 @@ fn order(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
-/// Exact for two integers, through `f64` otherwise (twin integers are within ±2^52, so this is exact too).
+/// Exact for two integers, through `f64` otherwise (twin integers are within ±(2^52 − 1), so this is exact too).
 fn compare_numbers(x: &Number, y: &Number) -> Option<Ordering> {
     if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
         return Some(x.cmp(&y));
