@@ -288,10 +288,13 @@ impl DeviceRecord {
         m.insert("statusUpdateTime".into(), json!(self.status_updated_time));
         common_twin_fields(m, &self.auth, &self.twin, &self.presence);
         m.insert("capabilities".into(), json!({"iotEdge": self.edge}));
-        if let Some(s) = &self.device_scope {
+        // Live hubs omit both when null or empty.
+        if let Some(s) = self.device_scope.as_deref().filter(|s| !s.is_empty()) {
             m.insert("deviceScope".into(), json!(s));
         }
-        m.insert("parentScopes".into(), json!(self.parent_scopes));
+        if !self.parent_scopes.is_empty() {
+            m.insert("parentScopes".into(), json!(self.parent_scopes));
+        }
         m.insert("tags".into(), Value::Object(self.twin.tags.clone()));
         m.insert("properties".into(), self.twin.properties_json());
         t
@@ -356,7 +359,8 @@ fn common_twin_fields(m: &mut wire::JsonMap, auth: &Auth, twin: &TwinState, pres
     m.insert("authenticationType".into(), json!(auth.kind.as_str()));
     m.insert(
         "x509Thumbprint".into(),
-        json!({"primaryThumbprint": auth.primary_thumbprint, "secondaryThumbprint": auth.secondary_thumbprint}),
+        // Twins spell these keys capitalised (identity documents use camelCase), as live hubs do.
+        json!({"PrimaryThumbprint": auth.primary_thumbprint, "SecondaryThumbprint": auth.secondary_thumbprint}),
     );
     m.insert("modelId".into(), json!(""));
     m.insert("version".into(), json!(twin.version));
