@@ -18,8 +18,6 @@ pub(crate) enum Error {
     #[error("{0}")]
     ArgumentInvalid(String),
     #[error("{0}")]
-    ArgumentNull(String),
-    #[error("{0}")]
     Deserialization(String),
     #[error("{0}")]
     Unauthorized(String),
@@ -66,7 +64,6 @@ impl Error {
         match self {
             Error::InvalidProtocolVersion => "InvalidProtocolVersion",
             Error::ArgumentInvalid(_) => "ArgumentInvalid",
-            Error::ArgumentNull(_) => "ArgumentNull",
             Error::Deserialization(_) => "DeserializationError",
             Error::Unauthorized(_) => "IotHubUnauthorizedAccess",
             Error::SystemModule(_) => "SystemModuleModifyUnauthorizedAccess",
@@ -92,7 +89,6 @@ impl Error {
         match self {
             Error::InvalidProtocolVersion
             | Error::ArgumentInvalid(_)
-            | Error::ArgumentNull(_)
             | Error::Deserialization(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) | Error::SystemModule(_) => StatusCode::UNAUTHORIZED,
             Error::DeviceNotFound(_)

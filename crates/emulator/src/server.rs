@@ -196,8 +196,27 @@ fn scope_segments(class: OpClass, segs: &[String]) -> Vec<&str> {
     }
 }
 
+/// How an authorized request proved itself: live hubs answer some module identity operations
+/// differently under SAS and under Entra ID (`--bearer-token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Sas,
+    Bearer,
+}
+
+impl Caller {
+    fn of(auth_header: Option<&str>) -> Caller {
+        let bearer = auth_header.is_some_and(|h| {
+            h.trim()
+                .get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+        });
+        if bearer { Caller::Bearer } else { Caller::Sas }
+    }
+}
+
 /// Every request passes here first.
-async fn gate(State(hub): State<Shared>, req: Request, next: Next) -> Response {
+async fn gate(State(hub): State<Shared>, mut req: Request, next: Next) -> Response {
     let segs = segments(req.uri().path());
     let auth_header = req
         .headers()
@@ -230,6 +249,8 @@ async fn gate(State(hub): State<Shared>, req: Request, next: Next) -> Response {
         tracing::debug!(refusal = %r, "request refused");
         return Error::Unauthorized(r.to_string()).into_response();
     }
+    let caller = Caller::of(auth_header);
+    req.extensions_mut().insert(caller);
     if let Some(faults) = &hub.faults {
         let draw = faults.draw();
         if let Some(delay) = draw.delay {
@@ -504,46 +525,70 @@ async fn delete_device_named_query(
 
 async fn list_modules(
     State(hub): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let mods = blocking(&hub, move |h| h.store.modules(&id)).await?;
+    let caller = caller_of(caller);
+    let mods = blocking(&hub, move |h| {
+        h.store.module_device_access(&id, caller)?;
+        h.store.modules(&id)
+    })
+    .await?;
     let wire: Vec<wire::Module> = mods.iter().map(|m| m.to_wire()).collect();
     Ok(json(StatusCode::OK, &wire))
 }
 
+/// The caller the gate recorded (SAS when none was: in-process calls without the gate).
+fn caller_of(ext: Option<axum::Extension<Caller>>) -> Caller {
+    ext.map(|axum::Extension(c)| c).unwrap_or(Caller::Sas)
+}
+
 async fn get_module(
     State(hub): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     Path((id, mid)): Path<(String, String)>,
 ) -> Result<Response, Error> {
-    let m = blocking(&hub, move |h| h.store.module(&id, &mid)).await?;
+    let caller = caller_of(caller);
+    let m = blocking(&hub, move |h| {
+        h.store.module_device_access(&id, caller)?;
+        h.store.module(&id, &mid)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &m.to_wire()))
 }
 
-/// Module create answers 201, update 200 (the SDKs accept both).
+/// Module create and update both answer 200, as live hubs do.
 async fn put_module(
     State(hub): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     Path((id, mid)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
+    let caller = caller_of(caller);
     let body: wire::Module = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
-    let (rec, created) = blocking(&hub, move |h| h.store.put_module(&id, &mid, &body, &m)).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(json(status, &rec.to_wire()))
+    let (rec, _created) = blocking(&hub, move |h| {
+        h.store.module_device_access(&id, caller)?;
+        h.store.put_module(&id, &mid, &body, &m)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &rec.to_wire()))
 }
 
 async fn delete_module(
     State(hub): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     Path((id, mid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
+    let caller = caller_of(caller);
     let m = if_match(&headers);
-    blocking(&hub, move |h| h.store.delete_module(&id, &mid, &m)).await?;
+    blocking(&hub, move |h| {
+        h.store.module_device_access(&id, caller)?;
+        h.store.delete_module(&id, &mid, &m)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
