@@ -316,3 +316,46 @@ async fn parent_and_child_scopes_follow_live_hubs() {
     assert!(r.body["deviceScope"].is_null(), "{r:?}");
     assert_eq!(r.body["parentScopes"], json!([]));
 }
+
+async fn query_rows(hub: &Emulator, sql: &str) -> Vec<Value> {
+    let r = hub
+        .call(
+            Method::POST,
+            "/devices/query",
+            Some(json!({"query": sql})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn index_lag_delays_new_rows_and_keeps_ghosts() {
+    let hub = Emulator::start_with(&["--index-lag", "1500ms"]);
+    hub.create_device("d").await;
+    assert_eq!(hub.get("/devices/d").await.status, 200);
+    assert!(query_rows(&hub, "SELECT * FROM devices").await.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    let rows = query_rows(&hub, "SELECT * FROM devices").await;
+    assert_eq!(rows.len(), 1, "the write shows after the lag");
+    assert_eq!(hub.delete("/devices/d", Some("*")).await.status, 204);
+    assert_eq!(hub.get("/devices/d").await.status, 404);
+    let ghosts = query_rows(&hub, "SELECT * FROM devices").await;
+    assert_eq!(
+        ghosts.len(),
+        1,
+        "a deleted device stays in query results for the lag"
+    );
+    let count = query_rows(&hub, "SELECT COUNT() AS n FROM devices").await;
+    assert_eq!(count[0]["n"], 1, "COUNT() counts ghosts");
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    assert!(query_rows(&hub, "SELECT * FROM devices").await.is_empty());
+}
+
+#[tokio::test]
+async fn without_index_lag_queries_see_every_write() {
+    let hub = Emulator::start();
+    hub.create_device("d").await;
+    assert_eq!(query_rows(&hub, "SELECT * FROM devices").await.len(), 1);
+}

@@ -165,7 +165,16 @@ impl IntoResponse for Error {
         if let Error::Server(msg) = &self {
             tracing::error!(error = %msg, "request failed in the store");
         }
-        response(self.status(), self.code(), &self.text())
+        let mut resp = response(self.status(), self.code(), &self.text());
+        if let Error::Throttled(_) = self {
+            // Live hubs close the connection after a 429 (and send no Retry-After), so a client
+            // must reconnect cleanly. HTTP/2 has no such header: hyper leaves it out there.
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }
 

@@ -74,6 +74,8 @@ pub struct Config {
     pub mqtt: Option<SocketAddr>,
     /// A simulated fleet on the MQTT side.
     pub simulate: Option<mqtt::simulate::Fleet>,
+    /// How long the query index trails the store (`--index-lag`; zero: not at all).
+    pub index_lag: Duration,
 }
 
 impl Default for Config {
@@ -91,6 +93,7 @@ impl Default for Config {
             config_interval: DEFAULT_CONFIG_INTERVAL,
             mqtt: None,
             simulate: None,
+            index_lag: Duration::ZERO,
         }
     }
 }
@@ -254,10 +257,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         !config.config_interval.is_zero(),
         "--config-interval must be longer than 0"
     );
-    let store = match &config.state {
+    let mut store = match &config.state {
         Some(dir) => store::Store::open(Some(dir))?,
         None => store::Store::open(None)?,
     };
+    store.set_index_lag(config.index_lag);
     let meta = |key: &str, init: fn() -> String| {
         store
             .meta_or_init(key, init)
@@ -371,6 +375,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         app,
         stopped.clone(),
     );
+    if let Some(step) = hub.store.index_step() {
+        device_tasks.push(tokio::spawn(lag_index(hub.clone(), step, stopped.clone())));
+    }
     let applying = apply_configurations(hub.clone(), config.config_interval, stopped);
     let task = tokio::spawn(async move {
         tokio::join!(serving, applying);
@@ -409,6 +416,19 @@ async fn apply_configurations(
             _ = stop.changed() => break,
             _ = tokio::time::sleep(interval) => {}
             _ = hub.configurations_changed.notified() => {}
+        }
+    }
+}
+
+/// `--index-lag`: snapshots the store for queries every `step`, until `stop`.
+async fn lag_index(hub: Arc<server::Hub>, step: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = hub.store.snapshot_index() {
+            tracing::warn!(error = %e, "snapshotting the query index failed");
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(step) => {}
         }
     }
 }

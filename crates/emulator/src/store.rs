@@ -144,8 +144,23 @@ const DESIRED_CHANGES_BUFFER: usize = 4096;
 
 /// The hub's durable state.
 pub(crate) struct Store {
+    /// `--index-lag`: the query index trails the store. Declared first so that its snapshots
+    /// are dropped before the database.
+    index: Option<IndexLag>,
     db: Database,
     desired_changes: tokio::sync::broadcast::Sender<DesiredChange>,
+}
+
+/// A lagging query index, as IoT Hub's is eventually consistent (live-hub.md): queries read a
+/// snapshot of the store (a redb read transaction, which keeps its view) taken at least `lag`
+/// ago, so new writes appear only after `lag` and deleted identities stay in results ("ghosts")
+/// for as long. Snapshots are taken every `lag / 10` (10 ms to 1 s); only the newest one old
+/// enough and the younger ones are kept.
+struct IndexLag {
+    lag: std::time::Duration,
+    snapshots: std::sync::Mutex<
+        std::collections::VecDeque<(std::time::Instant, std::sync::Arc<redb::ReadTransaction>)>,
+    >,
 }
 
 impl Store {
@@ -166,11 +181,71 @@ impl Store {
         let store = Store {
             db,
             desired_changes: tokio::sync::broadcast::channel(DESIRED_CHANGES_BUFFER).0,
+            index: None,
         };
         store
             .write(|_| Ok(()))
             .map_err(|e| anyhow::anyhow!("initialising the state: {e}"))?;
         Ok(store)
+    }
+
+    /// Makes queries trail the store by `lag` (zero: queries see every committed write).
+    pub(crate) fn set_index_lag(&mut self, lag: std::time::Duration) {
+        self.index = (!lag.is_zero()).then(|| IndexLag {
+            lag,
+            snapshots: Default::default(),
+        });
+    }
+
+    /// How often the lagging index takes a snapshot (`None` without a lag).
+    pub(crate) fn index_step(&self) -> Option<std::time::Duration> {
+        let lag = self.index.as_ref()?.lag;
+        Some((lag / 10).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(1),
+        ))
+    }
+
+    /// Takes a snapshot for the lagging index and forgets the ones no query will read again.
+    pub(crate) fn snapshot_index(&self) -> Result<(), Error> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let txn = std::sync::Arc::new(self.db.begin_read()?);
+        let now = std::time::Instant::now();
+        let mut snaps = index
+            .snapshots
+            .lock()
+            .map_err(|_| Error::Server("the query index lock is poisoned".into()))?;
+        snaps.push_back((now, txn));
+        while snaps
+            .get(1)
+            .is_some_and(|(t, _)| now.duration_since(*t) >= index.lag)
+        {
+            snaps.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The view queries read: the store now, or with `--index-lag` the newest snapshot at least
+    /// that old (the oldest one while the hub is younger than the lag).
+    fn index_view(&self) -> Result<std::sync::Arc<redb::ReadTransaction>, Error> {
+        if let Some(index) = &self.index {
+            let snaps = index
+                .snapshots
+                .lock()
+                .map_err(|_| Error::Server("the query index lock is poisoned".into()))?;
+            let now = std::time::Instant::now();
+            let old_enough = snaps
+                .iter()
+                .rev()
+                .find(|(t, _)| now.duration_since(*t) >= index.lag)
+                .or(snaps.front());
+            if let Some((_, txn)) = old_enough {
+                return Ok(txn.clone());
+            }
+        }
+        Ok(std::sync::Arc::new(self.db.begin_read()?))
     }
 
     /// Every desired write committed from now on (service PATCH/PUT, bulk rows, anything through
@@ -469,7 +544,7 @@ impl Store {
         after: Option<&str>,
         mut visit: impl FnMut(&str, Value) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let txn = self.db.begin_read()?;
+        let txn = self.index_view()?;
         let t = txn.open_table(if modules { MODULES } else { DEVICES })?;
         let range = match after {
             Some(k) => t.range::<&str>((Bound::Excluded(k), Bound::Unbounded))?,
