@@ -47,6 +47,13 @@ pub(crate) enum Error {
     ConfigurationNotFound(String),
     #[error("{0}")]
     ConfigurationAlreadyExists(String),
+    /// Configuration content that is not `properties.desired...`, or an edge deployment without
+    /// `$edgeAgent`.
+    #[error("{0}")]
+    InvalidConfigurationContent(String),
+    /// An unquoted `If-Match` on a configuration: live hubs answer 409.
+    #[error("{0}")]
+    UnquotedEtag(String),
     /// Over quota (throttling) or an injected 429; holds the operation type.
     #[error("The request has been throttled. Wait 10 seconds and try again. Operation type: {0}")]
     Throttled(String),
@@ -79,6 +86,8 @@ impl Error {
             Error::MethodNotAllowed(_) => "InvalidOperation",
             Error::ConfigurationNotFound(_) => "ConfigurationNotFound",
             Error::ConfigurationAlreadyExists(_) => "ConfigurationAlreadyExists",
+            Error::InvalidConfigurationContent(_) => "InvalidConfigurationContent",
+            Error::UnquotedEtag(_) => "PreconditionFailed",
             Error::Throttled(_) => "ThrottlingException",
             Error::Unavailable(_) => "ServiceUnavailable",
             Error::Server(_) => "ServerError",
@@ -89,7 +98,8 @@ impl Error {
         match self {
             Error::InvalidProtocolVersion
             | Error::ArgumentInvalid(_)
-            | Error::Deserialization(_) => StatusCode::BAD_REQUEST,
+            | Error::Deserialization(_)
+            | Error::InvalidConfigurationContent(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) | Error::SystemModule(_) => StatusCode::UNAUTHORIZED,
             Error::DeviceNotFound(_)
             | Error::ModuleNotFound { .. }
@@ -98,7 +108,8 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::DeviceAlreadyExists(_)
             | Error::ModuleAlreadyExists { .. }
-            | Error::ConfigurationAlreadyExists(_) => StatusCode::CONFLICT,
+            | Error::ConfigurationAlreadyExists(_)
+            | Error::UnquotedEtag(_) => StatusCode::CONFLICT,
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::MessageTooLarge(_) | Error::TooManyDevices(_) | Error::TooManyModules(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE

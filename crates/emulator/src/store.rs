@@ -594,7 +594,13 @@ impl Store {
         body: &wire::Configuration,
         if_match: &IfMatch,
     ) -> Result<ConfigurationRecord, Error> {
-        check_id(id, "configuration")?;
+        configuration::check_id(id)?;
+        // Live hubs need `content` in every body, updates included (where it is then ignored).
+        if body.content.is_none() {
+            return Err(Error::ArgumentInvalid(
+                "a configuration body needs content".into(),
+            ));
+        }
         if !body.id.is_empty() && body.id != id {
             return Err(Error::ArgumentInvalid(
                 "id in the body differs from the one in the path".into(),
@@ -625,7 +631,7 @@ impl Store {
                         .insert(CONFIGURATION_SEQ, seq.to_string().as_str())?;
                     ConfigurationRecord {
                         id: id.to_string(),
-                        schema_version: body.schema_version.clone().unwrap_or_else(|| "1.0".into()),
+                        schema_version: body.schema_version.clone(),
                         labels: m.labels,
                         content,
                         content_type: body.content_type.clone(),
@@ -1566,7 +1572,7 @@ mod tests {
             mods[0].auth.kind,
             twinops_iothub::wire::AuthenticationType::None
         );
-        assert_eq!(mods[0].managed_by, None);
+        assert_eq!(mods[0].managed_by.as_deref(), Some("iotEdge"));
         let twin = s
             .twin(&Target::Module("gw".into(), "$edgeAgent".into()))
             .unwrap();
