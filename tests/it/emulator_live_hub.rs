@@ -359,3 +359,62 @@ async fn without_index_lag_queries_see_every_write() {
     hub.create_device("d").await;
     assert_eq!(query_rows(&hub, "SELECT * FROM devices").await.len(), 1);
 }
+
+#[tokio::test]
+async fn twin_reads_need_service_connect_and_the_policies_are_written_for_people() {
+    let state = tempfile::tempdir().unwrap();
+    let hub = Emulator::start_on(state.path());
+    hub.create_device("d").await;
+    let path = state.path().join(twinops_emulator::CONNECTION_STRINGS_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the file holds keys");
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            l.split(';')
+                .find_map(|p| p.strip_prefix("SharedAccessKeyName="))
+                .unwrap()
+        })
+        .collect();
+    for want in [
+        "iothubowner",
+        "service",
+        "registryRead",
+        "registryReadWrite",
+    ] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    let rw = text
+        .lines()
+        .find(|l| l.contains("SharedAccessKeyName=registryReadWrite;"))
+        .unwrap();
+    let cs = twinops_iothub::connection_string::ServiceConnectionString::parse(rw).unwrap();
+    assert_eq!(cs.host, hub.host);
+    let key = cs.key.unwrap().expose().to_string();
+    let token = hub.token(Some("registryReadWrite"), &key, None, 3600);
+    let get = |path: &'static str| {
+        let token = token.clone();
+        let hub = &hub;
+        async move {
+            hub.raw(
+                Method::GET,
+                &format!("{path}?{API}"),
+                None,
+                &[("authorization", token)],
+            )
+            .await
+        }
+    };
+    let twin = get("/twins/d").await;
+    assert_eq!(
+        (twin.status, twin.code()),
+        (401, Some("IotHubUnauthorizedAccess")),
+        "twin reads need ServiceConnect"
+    );
+    assert_eq!(get("/devices/d").await.status, 200, "identity reads work");
+}

@@ -297,6 +297,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .local_addr()
         .context("reading the listen address")?;
     let host = format!("{}:{}", config.hostname, addr.port());
+    if let Some(dir) = &config.state {
+        write_connection_strings(dir, &host, &keys)?;
+    }
 
     let (tls_dir, scratch) = match &config.state {
         Some(dir) => (dir.join("tls"), None),
@@ -418,6 +421,48 @@ async fn apply_configurations(
             _ = hub.configurations_changed.notified() => {}
         }
     }
+}
+
+/// The file under `--state` that holds every policy's connection string, one a line, so a person
+/// can try a client with less than `iothubowner` (a policy lacking ServiceConnect, say).
+pub const CONNECTION_STRINGS_FILE: &str = "connection-strings.txt";
+
+/// Writes [`CONNECTION_STRINGS_FILE`] (mode 0600: it holds keys), rewritten on every start since
+/// the host's port may change.
+fn write_connection_strings(
+    dir: &Path,
+    host: &str,
+    keys: &[(String, Secret)],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = dir.join(CONNECTION_STRINGS_FILE);
+    let mut text = String::new();
+    for (name, key) in keys {
+        text.push_str(&format!(
+            "HostName={host};SharedAccessKeyName={name};SharedAccessKey={}\n",
+            key.expose()
+        ));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// `--index-lag`: snapshots the store for queries every `step`, until `stop`.
