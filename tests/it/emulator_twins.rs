@@ -133,6 +133,19 @@ async fn put_replaces_tags_and_desired_and_ignores_read_only_parts() {
         .put("/twins/d", json!({"tags": {"a": null}}), None)
         .await;
     assert_eq!((nulls.status, nulls.code()), (400, Some("ArgumentInvalid")));
+    // A PUT replaces both parts: one the body lacks is emptied.
+    let r = hub
+        .put(
+            "/twins/d",
+            json!({"properties": {"desired": {"k": 1}}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["tags"], json!({}), "a PUT without tags clears them");
+    let r = hub.put("/twins/d", json!({"tags": {"t": 1}}), None).await;
+    assert_eq!(r.body["tags"], json!({"t": 1}));
+    assert!(r.body["properties"]["desired"].get("k").is_none(), "{r:?}");
 }
 
 #[tokio::test]
