@@ -220,6 +220,10 @@ pub struct EmulatorArgs {
     /// How often automatic configurations are applied (`5s`, `500ms`, `1m`, bare seconds).
     #[arg(long, default_value = "5s", value_parser = twinops_iothub::duration::parse)]
     pub config_interval: std::time::Duration,
+    /// How long the query index trails writes, as IoT Hub's is eventually consistent: queries
+    /// show a write only after DURATION, and deleted identities stay in them as long (`0`: none).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = twinops_iothub::duration::parse)]
+    pub index_lag: std::time::Duration,
     /// Device side: MQTT over TLS on ADDR:PORT, or `off`. If the port is busy, the emulator warns
     /// and serves REST alone.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = twinops_emulator::mqtt::DEFAULT_ADDR)]

@@ -19,6 +19,7 @@ fn config(a: &EmulatorArgs) -> Config {
         faults_seed: a.faults_seed,
         throttle: a.throttle.clone(),
         config_interval: a.config_interval,
+        index_lag: a.index_lag,
         mqtt: a.mqtt.0,
         simulate: a
             .simulate_devices

@@ -53,7 +53,10 @@ async fn configuration_crud_answers_with_iot_hubs_codes() {
     assert_eq!(c["id"], "c1");
     assert_eq!(c["priority"], 1);
     assert_eq!(c["labels"], json!({"team": "ops"}));
-    assert_eq!(c["schemaVersion"], "1.0");
+    assert!(
+        c["schemaVersion"].is_null(),
+        "null unless set, as on live hubs"
+    );
     assert!(c["etag"].is_string());
     assert!(c["createdTimeUtc"].is_string());
     assert!(c["systemMetrics"]["results"]["targetedCount"].is_number());
@@ -116,7 +119,7 @@ async fn configuration_crud_answers_with_iot_hubs_codes() {
         )
         .await;
     assert_eq!(bad_content.status, 400);
-    assert_eq!(bad_content.code(), Some("ArgumentInvalid"));
+    assert_eq!(bad_content.code(), Some("InvalidConfigurationContent"));
     let bad_condition = hub
         .put(
             "/configurations/bad",
@@ -127,7 +130,6 @@ async fn configuration_crud_answers_with_iot_hubs_codes() {
     assert_eq!(bad_condition.status, 400);
 
     let etag = quoted(&u["etag"]);
-    assert_eq!(hub.delete("/configurations/c1", None).await.status, 400);
     assert_eq!(
         hub.delete("/configurations/c1", Some("\"nope\""))
             .await
@@ -145,7 +147,7 @@ async fn configuration_crud_answers_with_iot_hubs_codes() {
     );
 
     let stats = hub.stats().await;
-    assert_eq!(stats["by_class"]["configuration"], 15);
+    assert_eq!(stats["by_class"]["configuration"], 14);
 }
 
 #[tokio::test]
@@ -288,4 +290,118 @@ async fn module_configurations_target_module_twins() {
     })
     .await;
     assert_eq!(after["properties"]["desired"]["x"], 1);
+}
+
+#[tokio::test]
+async fn configurations_follow_live_hubs() {
+    let hub = Emulator::start();
+    let body = json!({"content": {"deviceContent": {"properties.desired.x": 1}},
+                      "targetCondition": "tags.env = 'prod'"});
+    let upper = hub.put("/configurations/Upper", body.clone(), None).await;
+    assert_eq!((upper.status, upper.code()), (400, Some("ArgumentInvalid")));
+    let odd = hub
+        .put("/configurations/a-b+c%25_*!'", body.clone(), None)
+        .await;
+    assert_eq!(odd.status, 200, "{odd:?}");
+
+    let c = hub.put("/configurations/c", body.clone(), None).await;
+    assert_eq!(c.status, 200, "{c:?}");
+    let etag = c.body["etag"].as_str().unwrap().to_string();
+    assert!(!etag.starts_with('"'), "the body etag is unquoted");
+    assert_eq!(c.header("etag"), Some(format!("\"{etag}\"").as_str()));
+    assert!(c.body["schemaVersion"].is_null(), "{c:?}");
+    assert!(c.body["labels"].is_null(), "{c:?}");
+    assert_eq!(c.body["priority"], 0);
+    let results = &c.body["systemMetrics"]["results"];
+    for m in [
+        "targetedCount",
+        "appliedCount",
+        "reportedSuccessfulCount",
+        "reportedFailedCount",
+    ] {
+        assert!(results[m].is_number(), "{m}: {results}");
+    }
+    let got = hub.get("/configurations/c").await;
+    assert_eq!(got.header("etag"), Some(format!("\"{etag}\"").as_str()));
+
+    let dup = hub.put("/configurations/c", body.clone(), None).await;
+    assert_eq!(
+        (dup.status, dup.code()),
+        (409, Some("ConfigurationAlreadyExists"))
+    );
+    let unquoted = hub
+        .put("/configurations/c", body.clone(), Some(&etag))
+        .await;
+    assert_eq!(
+        unquoted.status, 409,
+        "only a quoted If-Match works: {unquoted:?}"
+    );
+    let no_content = hub
+        .put(
+            "/configurations/c",
+            json!({"targetCondition": "tags.env = 'dev'"}),
+            Some(&format!("\"{etag}\"")),
+        )
+        .await;
+    assert_eq!(no_content.status, 400, "content is required on update too");
+    let changed = hub
+        .put(
+            "/configurations/c",
+            json!({"content": {"deviceContent": {"properties.desired.x": 2}},
+                   "targetCondition": "tags.env = 'dev'", "labels": {"a": "b"}}),
+            Some(&format!("\"{etag}\"")),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{changed:?}");
+    assert_eq!(
+        changed.body["content"]["deviceContent"]["properties.desired.x"], 1,
+        "a content change is silently ignored"
+    );
+    assert_eq!(changed.body["targetCondition"], "tags.env = 'dev'");
+    assert_eq!(changed.body["labels"], json!({"a": "b"}));
+    let listed = hub.get("/configurations?top=1").await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 2, "?top is ignored");
+
+    for (cond, ok) in [
+        ("deviceId = 'd'", true),
+        ("properties.reported.x = 1", true),
+        ("properties.desired.x = 1", false),
+        ("status = 'enabled'", false),
+    ] {
+        let r = hub
+            .put(
+                "/configurations/t",
+                json!({"content": {"deviceContent": {"properties.desired.x": 1}},
+                       "targetCondition": cond}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status == 200, ok, "{cond}: {r:?}");
+        if ok {
+            assert_eq!(hub.delete("/configurations/t", None).await.status, 204);
+        }
+    }
+    for content in [
+        json!({"deviceContent": {"tags.x": 1}}),
+        json!({"deviceContent": {"properties.desiredx": 1}}),
+        json!({"modulesContent": {"$edgeHub": {"properties.desired": {}}}}),
+    ] {
+        let r = hub
+            .put(
+                "/configurations/bad",
+                json!({"content": content, "targetCondition": "*"}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, Some("InvalidConfigurationContent")),
+            "{content}"
+        );
+    }
+    assert_eq!(
+        hub.delete("/configurations/c", None).await.status,
+        204,
+        "no If-Match needed"
+    );
 }

@@ -47,6 +47,11 @@ fn assert_throttling_shape(r: &Resp, operation: &str) {
             .expect("an ExceptionMessage string")
             .starts_with("Tracking ID:")
     );
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "live hubs close the connection after a 429"
+    );
 }
 
 #[tokio::test]

@@ -97,9 +97,9 @@ async fn device_update_checks_the_etag() {
     assert_eq!(ok.body["status"], "disabled");
     assert_eq!(ok.body["statusReason"], "maintenance");
     assert_ne!(ok.body["etag"], d["etag"]);
-    assert_eq!(
+    assert_ne!(
         ok.body["authentication"], d["authentication"],
-        "an update without keys keeps the keys"
+        "an update without authentication mints new keys, as live hubs do"
     );
     for star in ["\"*\"", "*"] {
         let r = hub
@@ -122,7 +122,7 @@ async fn device_delete_answers_204_and_removes_modules() {
     let stale = hub.delete("/devices/d1", Some("\"c3RhbGU=\"")).await;
     assert_eq!(stale.status, 412);
     let no_header = hub.delete("/devices/d1", None).await;
-    assert_eq!(no_header.status, 400);
+    assert_eq!(no_header.status, 412, "live hubs answer `Etag missing`");
     let r = hub
         .delete(
             "/devices/d1",
@@ -134,6 +134,11 @@ async fn device_delete_answers_204_and_removes_modules() {
     assert_eq!(hub.get("/devices/d1").await.status, 404);
     assert_eq!(
         hub.get("/devices/d1/modules/m1").await.code(),
+        Some("IotHubUnauthorizedAccess"),
+        "under SAS, module identities of a missing device are 401"
+    );
+    assert_eq!(
+        hub.get("/twins/d1/modules/m1").await.code(),
         Some("DeviceNotFound")
     );
     assert_eq!(hub.get("/twins/d1").await.status, 404);
@@ -168,6 +173,14 @@ async fn invalid_ids_and_keys_are_argument_invalid() {
         .put(
             "/devices/d2",
             json!({"authentication": {"type": "sas", "symmetricKey": {"primaryKey": given, "secondaryKey": null}}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400, "symmetric keys are both or neither");
+    let r = hub
+        .put(
+            "/devices/d2",
+            json!({"authentication": {"type": "sas", "symmetricKey": {"primaryKey": given, "secondaryKey": given}}}),
             None,
         )
         .await;
@@ -208,8 +221,12 @@ async fn malformed_and_oversized_bodies_are_refused_cleanly() {
 #[tokio::test]
 async fn module_lifecycle_follows_iot_hub() {
     let hub = Emulator::start();
+    // Under SAS a module under a missing device is 401, as on live hubs.
     let r = hub.put("/devices/nod/modules/m", json!({}), None).await;
-    assert_eq!((r.status, r.code()), (404, Some("DeviceNotFound")));
+    assert_eq!(
+        (r.status, r.code()),
+        (401, Some("IotHubUnauthorizedAccess"))
+    );
     hub.create_device("d").await;
     let created = hub
         .put(
@@ -219,7 +236,7 @@ async fn module_lifecycle_follows_iot_hub() {
             None,
         )
         .await;
-    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.status, 200, "{created:?}");
     assert_eq!(created.body["managedBy"], "mgr");
     assert!(
         created.body.get("status").is_none(),
@@ -239,7 +256,13 @@ async fn module_lifecycle_follows_iot_hub() {
         )
         .await;
     assert_eq!(upd.status, 200);
-    assert_eq!(upd.body["authentication"], created.body["authentication"]);
+    // A module PUT is a full replace: omitted authentication mints keys, omitted managedBy clears.
+    assert_ne!(upd.body["authentication"], created.body["authentication"]);
+    assert!(
+        upd.body
+            .get("managedBy")
+            .is_none_or(serde_json::Value::is_null)
+    );
     let stale = hub
         .put(
             "/devices/d/modules/m",
@@ -300,7 +323,7 @@ async fn edge_devices_get_system_modules_and_scopes() {
         .map(|m| m["moduleId"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["$edgeAgent", "$edgeHub"]);
-    assert!(list.body[0].get("managedBy").is_none());
+    assert_eq!(list.body[0]["managedBy"], "iotEdge", "as live hubs set it");
     let agent = hub.get("/twins/gw/modules/%24edgeAgent").await;
     assert_eq!(agent.status, 200);
     assert_eq!(agent.body["moduleId"], "$edgeAgent");

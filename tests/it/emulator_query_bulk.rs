@@ -130,8 +130,22 @@ async fn module_twins_page_in_device_then_module_order() {
 #[tokio::test]
 async fn bad_queries_are_refused() {
     let hub = Emulator::start();
-    let r = query(&hub, "SELECT * FROM nowhere", None, None).await;
-    assert_eq!((r.status, r.code()), (400, Some("ArgumentInvalid")));
+    for bad in [
+        "SELECT * FROM nowhere",
+        "SELECT * FROM devices WHERE",
+        "SELEKT 1",
+    ] {
+        let r = query(&hub, bad, None, None).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, Some("ArgumentInvalid")),
+            "{bad}"
+        );
+        assert_eq!(
+            r.body["Message"], "ErrorCode:ArgumentInvalid;BadRequest",
+            "live hubs answer a bare BadRequest: {bad}"
+        );
+    }
     let long = format!(
         "SELECT * FROM devices WHERE deviceId = '{}'",
         "x".repeat(8200)
@@ -231,5 +245,7 @@ async fn bulk_applies_rows_and_reports_failures_with_400() {
     )
     .await;
     assert_eq!(del.status, 200);
-    assert_eq!(hub.get("/devices/b1/modules/m1").await.status, 404);
+    // Under SAS a module identity under a missing device answers 401.
+    assert_eq!(hub.get("/devices/b1/modules/m1").await.status, 401);
+    assert_eq!(hub.get("/twins/b1/modules/m1").await.status, 404);
 }

@@ -288,7 +288,7 @@ async fn policies_are_refused_outside_their_permissions_on_every_route_class() {
         Some(json!({})),
     )
     .await;
-    assert_eq!(ok.0, 201);
+    assert_eq!(ok.0, 200);
     let query = json!({"query": "SELECT * FROM devices"});
     let rows = json!([{"id": "b1", "importMode": "create"}]);
     let refused = [

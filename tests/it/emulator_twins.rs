@@ -27,8 +27,16 @@ async fn fresh_twin_has_the_documented_shape() {
     assert_eq!(b["authenticationType"], "sas");
     assert_eq!(
         b["x509Thumbprint"],
-        json!({"primaryThumbprint": null, "secondaryThumbprint": null})
+        json!({"PrimaryThumbprint": null, "SecondaryThumbprint": null})
     );
+    for absent in [
+        "connectionStateUpdatedTime",
+        "generationId",
+        "deviceScope",
+        "parentScopes",
+    ] {
+        assert!(b.get(absent).is_none(), "{absent} in {b}");
+    }
     assert_eq!(b["modelId"], "");
     assert_eq!(b["capabilities"], json!({"iotEdge": false}));
     assert_eq!(b["tags"], json!({}));
@@ -126,6 +134,19 @@ async fn put_replaces_tags_and_desired_and_ignores_read_only_parts() {
         .put("/twins/d", json!({"tags": {"a": null}}), None)
         .await;
     assert_eq!((nulls.status, nulls.code()), (400, Some("ArgumentInvalid")));
+    // A PUT replaces both parts: one the body lacks is emptied.
+    let r = hub
+        .put(
+            "/twins/d",
+            json!({"properties": {"desired": {"k": 1}}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["tags"], json!({}), "a PUT without tags clears them");
+    let r = hub.put("/twins/d", json!({"tags": {"t": 1}}), None).await;
+    assert_eq!(r.body["tags"], json!({"t": 1}));
+    assert!(r.body["properties"]["desired"].get("k").is_none(), "{r:?}");
 }
 
 #[tokio::test]
@@ -224,7 +245,53 @@ async fn twins_of_missing_identities_are_404() {
     let r = hub
         .patch("/twins/d/modules/m", json!({"tags": {}}), None)
         .await;
-    assert_eq!((r.status, r.code()), (404, Some("ModuleNotFound")));
+    // Live hubs answer `DeviceNotFound` for a missing module twin.
+    assert_eq!((r.status, r.code()), (404, Some("DeviceNotFound")));
+}
+
+#[tokio::test]
+async fn twins_mirror_the_identity_as_live_hubs_do() {
+    let hub = Emulator::start();
+    let thumb = "ABCDEF0123456789abcdef0123456789ABCDEF01";
+    let d = hub
+        .put(
+            "/devices/x",
+            json!({"deviceId": "x", "authentication": {"type": "selfSigned",
+                   "x509Thumbprint": {"primaryThumbprint": thumb}}}),
+            None,
+        )
+        .await;
+    assert_eq!(d.status, 200, "{d:?}");
+    // The identity keeps camelCase keys; the twin capitalises them.
+    assert_eq!(
+        d.body["authentication"]["x509Thumbprint"]["primaryThumbprint"],
+        thumb
+    );
+    let t = hub.get("/twins/x").await.body;
+    assert_eq!(
+        t["x509Thumbprint"],
+        json!({"PrimaryThumbprint": thumb, "SecondaryThumbprint": null})
+    );
+    let m = hub.create_module("x", "m").await;
+    let mt = hub.get("/twins/x/modules/m").await.body;
+    assert_eq!(
+        mt["deviceEtag"], m["etag"],
+        "a module twin mirrors the module etag"
+    );
+    assert!(mt.get("connectionStateUpdatedTime").is_none(), "{mt}");
+    assert!(mt.get("generationId").is_none(), "{mt}");
+    let q = hub
+        .call(
+            reqwest::Method::POST,
+            "/devices/query",
+            Some(json!({"query": "SELECT * FROM devices"})),
+            &[],
+        )
+        .await;
+    assert_eq!(q.status, 200, "{q:?}");
+    let row = &q.body[0];
+    assert_eq!(row["x509Thumbprint"]["PrimaryThumbprint"], thumb);
+    assert!(row.get("parentScopes").is_none(), "{row}");
 }
 
 /// `{"l1": {"l2": … {"l<levels>": 1}}}`: `levels` key levels, `levels - 1` objects inside the section.

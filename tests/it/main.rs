@@ -17,6 +17,7 @@ mod emulator_faults;
 mod emulator_hostile;
 mod emulator_identity;
 mod emulator_kill;
+mod emulator_live_hub;
 mod emulator_mqtt;
 mod emulator_query_bulk;
 mod emulator_sas;

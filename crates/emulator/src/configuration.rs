@@ -53,8 +53,10 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ConfigurationRecord {
     pub(crate) id: String,
-    pub(crate) schema_version: String,
-    pub(crate) labels: JsonMap,
+    /// Null unless set, as on live hubs.
+    pub(crate) schema_version: Option<String>,
+    /// Null unless set, as on live hubs.
+    pub(crate) labels: Option<JsonMap>,
     /// As given: `{"deviceContent": {...}}`, `{"moduleContent": {...}}` or `{"modulesContent": {...}}`.
     pub(crate) content: JsonMap,
     pub(crate) content_type: Option<String>,
@@ -74,16 +76,31 @@ pub(crate) struct ConfigurationRecord {
 /// The parts of a PUT body that may change on update.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Mutable {
-    pub(crate) labels: JsonMap,
+    pub(crate) labels: Option<JsonMap>,
     pub(crate) target_condition: String,
     pub(crate) priority: i64,
     pub(crate) metric_queries: JsonMap,
 }
 
+/// Live hubs' configuration IDs: `[a-z0-9-+%_*!']{1,128}` (uppercase is refused).
+pub(crate) fn check_id(id: &str) -> Result<(), Error> {
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-+%_*!'".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::ArgumentInvalid(
+            "configuration ID must be 1-128 characters of a-z 0-9 - + % _ * ! '".into(),
+        ))
+    }
+}
+
 /// Checks the parts of a PUT body that may change on update.
 pub(crate) fn mutable(body: &wire::Configuration, kind: Kind) -> Result<Mutable, Error> {
-    let labels = body.labels.clone().unwrap_or_default();
-    if let Some((k, _)) = labels.iter().find(|(_, v)| !v.is_string()) {
+    let labels = body.labels.clone();
+    if let Some((k, _)) = labels.iter().flatten().find(|(_, v)| !v.is_string()) {
         return Err(Error::ArgumentInvalid(format!(
             "label `{k}` must have a string value"
         )));
@@ -154,8 +171,11 @@ pub(crate) fn content_kind(content: &JsonMap) -> Result<Kind, Error> {
         Kind::Device => entries(content, "deviceContent").map(|_| kind),
         Kind::Module => entries(content, "moduleContent").map(|_| kind),
         Kind::Edge => match content.get("modulesContent") {
-            Some(Value::Object(_)) => Ok(kind),
-            _ => Err(Error::ArgumentInvalid(
+            Some(Value::Object(m)) if m.contains_key("$edgeAgent") => Ok(kind),
+            Some(Value::Object(_)) => Err(Error::InvalidConfigurationContent(
+                "modulesContent must contain $edgeAgent".into(),
+            )),
+            _ => Err(Error::InvalidConfigurationContent(
                 "modulesContent must be an object".into(),
             )),
         },
@@ -171,11 +191,17 @@ fn entries(content: &JsonMap, key: &str) -> Result<Vec<(Vec<String>, Value)>, Er
     };
     let mut out: Vec<(Vec<String>, Value)> = Vec::new();
     for (path, value) in section {
-        let rest = path.strip_prefix("properties.desired").ok_or_else(|| {
-            Error::ArgumentInvalid(format!(
-                "{key} key `{path}` must start with properties.desired"
+        let not_desired = || {
+            Error::InvalidConfigurationContent(format!(
+                "{key} key `{path}` must be properties.desired or start with properties.desired."
             ))
-        })?;
+        };
+        let rest = path
+            .strip_prefix("properties.desired")
+            .ok_or_else(not_desired)?;
+        if !(rest.is_empty() || rest.starts_with('.')) {
+            return Err(not_desired());
+        }
         if rest.is_empty() {
             let Value::Object(members) = value else {
                 return Err(Error::ArgumentInvalid(format!(
@@ -295,12 +321,18 @@ impl Target {
         let starts_with_from = t.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("from "));
         if !starts_with_from {
             let condition = query::parse_condition(t).map_err(invalid)?;
+            if let Condition::Expr(e) = &condition {
+                check_target_fields(e, modules)?;
+            }
             return Ok(Target {
                 modules,
                 condition: Some(condition),
             });
         }
         let q = query::parse(&format!("SELECT * {t}")).map_err(invalid)?;
+        if let Some(f) = &q.filter {
+            check_target_fields(f, modules)?;
+        }
         let from_modules = q.collection == Collection::Modules;
         if from_modules != modules {
             return Err(Error::ArgumentInvalid(format!(
@@ -324,6 +356,45 @@ impl Target {
     }
 }
 
+/// Live hubs let target conditions use only `deviceId`, `tags` and `properties.reported`
+/// (live-hub.md); module configurations may also use `moduleId` (an emulator allowance: the
+/// documented module targets name their module).
+fn check_target_fields(e: &query::Expr, modules: bool) -> Result<(), Error> {
+    use query::{Expr, Operand};
+    let operand = |o: &Operand| -> Result<(), Error> {
+        let Operand::Path(p) = o else {
+            return Ok(());
+        };
+        let ok = match p.first().map(String::as_str) {
+            Some("deviceId" | "tags") => true,
+            Some("moduleId") => modules,
+            Some("properties") => p.get(1).is_some_and(|s| s == "reported"),
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::ArgumentInvalid(format!(
+                "targetCondition may use only deviceId, tags and properties.reported, not `{}`",
+                p.join(".")
+            )))
+        }
+    };
+    match e {
+        Expr::Compare { left, right, .. } => operand(left).and(operand(right)),
+        Expr::In { operand: o, .. } | Expr::Check { operand: o, .. } => operand(o),
+        Expr::Text {
+            operand: o,
+            pattern,
+            ..
+        } => operand(o).and(operand(pattern)),
+        Expr::Not(inner) => check_target_fields(inner, modules),
+        Expr::And(all) | Expr::Or(all) => {
+            all.iter().try_for_each(|x| check_target_fields(x, modules))
+        }
+    }
+}
+
 impl ConfigurationRecord {
     pub(crate) fn kind(&self) -> Kind {
         content_kind(&self.content).unwrap_or(Kind::Edge)
@@ -342,8 +413,8 @@ impl ConfigurationRecord {
         };
         wire::Configuration {
             id: self.id.clone(),
-            schema_version: Some(self.schema_version.clone()),
-            labels: Some(self.labels.clone()),
+            schema_version: self.schema_version.clone(),
+            labels: self.labels.clone(),
             content: Some(self.content.clone()),
             content_type: self.content_type.clone(),
             target_condition: Some(self.target_condition.clone()),
@@ -354,10 +425,15 @@ impl ConfigurationRecord {
                 "queries": {
                     "targetedCount": format!("select {select} from {from} where {condition}"),
                     "appliedCount": format!("select {select} from {from} where configurations.[[{}]].status = 'Applied'", self.id),
+                    "reportedSuccessfulCount": format!("select {select} from {from} where configurations.[[{}]].status = 'Applied' and properties.reported.lastDesiredStatus.code = 200", self.id),
+                    "reportedFailedCount": format!("select {select} from {from} where configurations.[[{}]].status = 'Applied' and properties.reported.lastDesiredStatus.code != 200", self.id),
                 },
                 "results": {
                     "targetedCount": self.targeted_count,
                     "appliedCount": self.applied_count,
+                    // Edge deployments are not applied to module twins, so nothing reports back.
+                    "reportedSuccessfulCount": 0,
+                    "reportedFailedCount": 0,
                 },
             })),
             metrics: Some(json!({
@@ -506,8 +582,8 @@ mod tests {
     ) -> ConfigurationRecord {
         ConfigurationRecord {
             id: id.into(),
-            schema_version: "1.0".into(),
-            labels: JsonMap::new(),
+            schema_version: Some("1.0".into()),
+            labels: None,
             content: map(content),
             content_type: None,
             target_condition: cond.into(),

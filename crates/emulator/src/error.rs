@@ -18,8 +18,6 @@ pub(crate) enum Error {
     #[error("{0}")]
     ArgumentInvalid(String),
     #[error("{0}")]
-    ArgumentNull(String),
-    #[error("{0}")]
     Deserialization(String),
     #[error("{0}")]
     Unauthorized(String),
@@ -49,6 +47,13 @@ pub(crate) enum Error {
     ConfigurationNotFound(String),
     #[error("{0}")]
     ConfigurationAlreadyExists(String),
+    /// Configuration content that is not `properties.desired...`, or an edge deployment without
+    /// `$edgeAgent`.
+    #[error("{0}")]
+    InvalidConfigurationContent(String),
+    /// An unquoted `If-Match` on a configuration: live hubs answer 409.
+    #[error("{0}")]
+    UnquotedEtag(String),
     /// Over quota (throttling) or an injected 429; holds the operation type.
     #[error("The request has been throttled. Wait 10 seconds and try again. Operation type: {0}")]
     Throttled(String),
@@ -66,7 +71,6 @@ impl Error {
         match self {
             Error::InvalidProtocolVersion => "InvalidProtocolVersion",
             Error::ArgumentInvalid(_) => "ArgumentInvalid",
-            Error::ArgumentNull(_) => "ArgumentNull",
             Error::Deserialization(_) => "DeserializationError",
             Error::Unauthorized(_) => "IotHubUnauthorizedAccess",
             Error::SystemModule(_) => "SystemModuleModifyUnauthorizedAccess",
@@ -82,6 +86,8 @@ impl Error {
             Error::MethodNotAllowed(_) => "InvalidOperation",
             Error::ConfigurationNotFound(_) => "ConfigurationNotFound",
             Error::ConfigurationAlreadyExists(_) => "ConfigurationAlreadyExists",
+            Error::InvalidConfigurationContent(_) => "InvalidConfigurationContent",
+            Error::UnquotedEtag(_) => "PreconditionFailed",
             Error::Throttled(_) => "ThrottlingException",
             Error::Unavailable(_) => "ServiceUnavailable",
             Error::Server(_) => "ServerError",
@@ -92,8 +98,8 @@ impl Error {
         match self {
             Error::InvalidProtocolVersion
             | Error::ArgumentInvalid(_)
-            | Error::ArgumentNull(_)
-            | Error::Deserialization(_) => StatusCode::BAD_REQUEST,
+            | Error::Deserialization(_)
+            | Error::InvalidConfigurationContent(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) | Error::SystemModule(_) => StatusCode::UNAUTHORIZED,
             Error::DeviceNotFound(_)
             | Error::ModuleNotFound { .. }
@@ -102,7 +108,8 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::DeviceAlreadyExists(_)
             | Error::ModuleAlreadyExists { .. }
-            | Error::ConfigurationAlreadyExists(_) => StatusCode::CONFLICT,
+            | Error::ConfigurationAlreadyExists(_)
+            | Error::UnquotedEtag(_) => StatusCode::CONFLICT,
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::MessageTooLarge(_) | Error::TooManyDevices(_) | Error::TooManyModules(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -169,7 +176,16 @@ impl IntoResponse for Error {
         if let Error::Server(msg) = &self {
             tracing::error!(error = %msg, "request failed in the store");
         }
-        response(self.status(), self.code(), &self.text())
+        let mut resp = response(self.status(), self.code(), &self.text());
+        if let Error::Throttled(_) = self {
+            // Live hubs close the connection after a 429 (and send no Retry-After), so a client
+            // must reconnect cleanly. HTTP/2 has no such header: hyper leaves it out there.
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }
 

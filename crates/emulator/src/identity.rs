@@ -97,15 +97,24 @@ fn check_key(key: &str, which: &str) -> Result<String, Error> {
     Ok(key.to_string())
 }
 
-/// The authentication an identity ends up with. No `authentication` in the body keeps the current
-/// one (or generates SAS keys on create); empty or null keys on a SAS identity keep the current
-/// keys, or are generated when there are none: an update never rotates keys unless asked to.
+/// Which identity an `authentication` block is for: IoT Hub refuses `none` for a device and
+/// coerces it to `sas` for a module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    Device,
+    Module,
+}
+
+/// The authentication an identity ends up with, as live hubs decide it (live-hub.md): a write is
+/// a full replace, so no `authentication` in the body **mints new SAS keys** (on update too), and
+/// so does a SAS block with neither key; symmetric keys are both or neither. `selfSigned` without
+/// a thumbprint is accepted; thumbprints keep their case and may not carry `:` separators.
 pub(crate) fn resolve_auth(
     requested: Option<&Authentication>,
-    current: Option<&Auth>,
+    holder: Holder,
 ) -> Result<Auth, Error> {
     let Some(req) = requested else {
-        return Ok(current.cloned().unwrap_or_else(Auth::generated_sas));
+        return Ok(Auth::generated_sas());
     };
     let kind = match req.kind.as_deref() {
         Some(text) => AuthenticationType::parse(text).ok_or_else(|| {
@@ -126,46 +135,41 @@ pub(crate) fn resolve_auth(
             }
         }
     };
+    let kind = match (kind, holder) {
+        (AuthenticationType::None, Holder::Device) => {
+            return Err(Error::ArgumentInvalid(
+                "authentication type none is not allowed for a device".into(),
+            ));
+        }
+        (AuthenticationType::None, Holder::Module) => AuthenticationType::Sas,
+        (k, _) => k,
+    };
     match kind {
         AuthenticationType::Sas => {
             let keys = req.symmetric_key.clone().unwrap_or_default();
-            let cur = current.filter(|c| c.kind == AuthenticationType::Sas);
-            let pick = |given: &Option<String>,
-                        kept: Option<&String>,
-                        which: &str|
-             -> Result<String, Error> {
-                match non_empty(given) {
-                    Some(k) => check_key(k, which),
-                    None => Ok(kept.cloned().unwrap_or_else(generate_key)),
-                }
-            };
-            Ok(Auth {
-                kind,
-                primary_key: Some(pick(
-                    &keys.primary_key,
-                    cur.and_then(|c| c.primary_key.as_ref()),
-                    "primaryKey",
-                )?),
-                secondary_key: Some(pick(
-                    &keys.secondary_key,
-                    cur.and_then(|c| c.secondary_key.as_ref()),
-                    "secondaryKey",
-                )?),
-                primary_thumbprint: None,
-                secondary_thumbprint: None,
-            })
+            match (non_empty(&keys.primary_key), non_empty(&keys.secondary_key)) {
+                (None, None) => Ok(Auth::generated_sas()),
+                (Some(p), Some(s)) => Ok(Auth {
+                    kind,
+                    primary_key: Some(check_key(p, "primaryKey")?),
+                    secondary_key: Some(check_key(s, "secondaryKey")?),
+                    primary_thumbprint: None,
+                    secondary_thumbprint: None,
+                }),
+                _ => Err(Error::ArgumentInvalid(
+                    "give both symmetric keys or neither".into(),
+                )),
+            }
         }
         AuthenticationType::SelfSigned => {
             let t = req.x509_thumbprint.clone().unwrap_or_default();
-            let primary = non_empty(&t.primary_thumbprint).ok_or_else(|| {
-                Error::ArgumentInvalid("selfSigned authentication needs a primaryThumbprint".into())
-            })?;
+            let primary = non_empty(&t.primary_thumbprint);
             let secondary = non_empty(&t.secondary_thumbprint);
-            for th in std::iter::once(primary).chain(secondary) {
+            for th in primary.into_iter().chain(secondary) {
                 if !(th.len() == 40 || th.len() == 64) || !th.chars().all(|c| c.is_ascii_hexdigit())
                 {
                     return Err(Error::ArgumentInvalid(
-                        "a thumbprint is 40 or 64 hexadecimal digits".into(),
+                        "a thumbprint is 40 or 64 hexadecimal digits without separators".into(),
                     ));
                 }
             }
@@ -173,7 +177,7 @@ pub(crate) fn resolve_auth(
                 kind,
                 primary_key: None,
                 secondary_key: None,
-                primary_thumbprint: Some(primary.to_string()),
+                primary_thumbprint: primary.map(str::to_string),
                 secondary_thumbprint: secondary.map(str::to_string),
             })
         }
@@ -288,10 +292,13 @@ impl DeviceRecord {
         m.insert("statusUpdateTime".into(), json!(self.status_updated_time));
         common_twin_fields(m, &self.auth, &self.twin, &self.presence);
         m.insert("capabilities".into(), json!({"iotEdge": self.edge}));
-        if let Some(s) = &self.device_scope {
+        // Live hubs omit both when null or empty.
+        if let Some(s) = self.device_scope.as_deref().filter(|s| !s.is_empty()) {
             m.insert("deviceScope".into(), json!(s));
         }
-        m.insert("parentScopes".into(), json!(self.parent_scopes));
+        if !self.parent_scopes.is_empty() {
+            m.insert("parentScopes".into(), json!(self.parent_scopes));
+        }
         m.insert("tags".into(), Value::Object(self.twin.tags.clone()));
         m.insert("properties".into(), self.twin.properties_json());
         t
@@ -356,7 +363,8 @@ fn common_twin_fields(m: &mut wire::JsonMap, auth: &Auth, twin: &TwinState, pres
     m.insert("authenticationType".into(), json!(auth.kind.as_str()));
     m.insert(
         "x509Thumbprint".into(),
-        json!({"primaryThumbprint": auth.primary_thumbprint, "secondaryThumbprint": auth.secondary_thumbprint}),
+        // Twins spell these keys capitalised (identity documents use camelCase), as live hubs do.
+        json!({"PrimaryThumbprint": auth.primary_thumbprint, "SecondaryThumbprint": auth.secondary_thumbprint}),
     );
     m.insert("modelId".into(), json!(""));
     m.insert("version".into(), json!(twin.version));
@@ -379,62 +387,82 @@ mod tests {
 
     #[test]
     fn empty_keys_are_generated_with_32_bytes() {
-        let a = resolve_auth(Some(&sas(Some(""), None)), None).unwrap();
+        let a = resolve_auth(Some(&sas(Some(""), None)), Holder::Device).unwrap();
         let k = a.primary_key.unwrap();
         assert_eq!(B64.decode(&k).unwrap().len(), 32);
         assert_eq!(k.len(), 44);
         assert_ne!(Some(k), a.secondary_key);
         assert_eq!(
-            resolve_auth(None, None).unwrap().kind,
+            resolve_auth(None, Holder::Device).unwrap().kind,
             AuthenticationType::Sas
         );
     }
 
     #[test]
-    fn given_keys_must_be_16_to_64_bytes() {
+    fn given_keys_must_be_16_to_64_bytes_and_come_in_pairs() {
         let k16 = B64.encode([1u8; 16]);
         let k64 = B64.encode([1u8; 64]);
-        assert!(resolve_auth(Some(&sas(Some(&k16), Some(&k64))), None).is_ok());
+        assert!(resolve_auth(Some(&sas(Some(&k16), Some(&k64))), Holder::Device).is_ok());
         let k15 = B64.encode([1u8; 15]);
         let k65 = B64.encode([1u8; 65]);
         for bad in [k15.as_str(), k65.as_str(), "not base64!"] {
             assert!(matches!(
-                resolve_auth(Some(&sas(Some(bad), None)), None),
+                resolve_auth(Some(&sas(Some(bad), Some(&k16))), Holder::Device),
                 Err(Error::ArgumentInvalid(_))
             ));
         }
+        assert!(resolve_auth(Some(&sas(Some(&k16), None)), Holder::Device).is_err());
+        assert!(resolve_auth(Some(&sas(None, Some(&k16))), Holder::Module).is_err());
     }
 
     #[test]
-    fn updates_keep_keys_unless_given() {
-        let cur = Auth::generated_sas();
-        assert_eq!(resolve_auth(None, Some(&cur)).unwrap(), cur);
-        assert_eq!(
-            resolve_auth(Some(&sas(Some(""), Some(""))), Some(&cur)).unwrap(),
-            cur
-        );
-        let k = B64.encode([7u8; 32]);
-        let changed = resolve_auth(Some(&sas(Some(&k), None)), Some(&cur)).unwrap();
-        assert_eq!(changed.primary_key.as_deref(), Some(k.as_str()));
-        assert_eq!(changed.secondary_key, cur.secondary_key);
+    fn omitted_authentication_mints_new_keys() {
+        let a = resolve_auth(None, Holder::Device).unwrap();
+        let b = resolve_auth(None, Holder::Device).unwrap();
+        assert_ne!(a.primary_key, b.primary_key);
     }
 
     #[test]
-    fn x509_needs_hex_thumbprints() {
+    fn none_is_refused_for_devices_and_coerced_for_modules() {
+        let none = Authentication {
+            kind: Some("none".into()),
+            ..Default::default()
+        };
+        assert!(resolve_auth(Some(&none), Holder::Device).is_err());
+        let m = resolve_auth(Some(&none), Holder::Module).unwrap();
+        assert_eq!(m.kind, AuthenticationType::Sas);
+        assert!(m.primary_key.is_some());
+    }
+
+    #[test]
+    fn x509_thumbprints_are_hex_without_separators_and_keep_their_case() {
         let mut a = Authentication {
             kind: Some("selfSigned".into()),
             x509_thumbprint: Some(X509Thumbprint {
-                primary_thumbprint: Some("AB".repeat(20)),
+                primary_thumbprint: Some("aB".repeat(20)),
                 secondary_thumbprint: None,
             }),
             symmetric_key: None,
         };
-        let r = resolve_auth(Some(&a), None).unwrap();
+        let r = resolve_auth(Some(&a), Holder::Device).unwrap();
         assert_eq!(r.primary_key, None);
+        assert_eq!(
+            r.primary_thumbprint.as_deref(),
+            Some("aB".repeat(20).as_str())
+        );
+        a.x509_thumbprint = Some(X509Thumbprint {
+            primary_thumbprint: Some(["AB"; 20].join(":")),
+            secondary_thumbprint: None,
+        });
+        assert!(resolve_auth(Some(&a), Holder::Device).is_err());
         a.x509_thumbprint = None;
-        assert!(resolve_auth(Some(&a), None).is_err());
+        let r = resolve_auth(Some(&a), Holder::Device).unwrap();
+        assert_eq!(
+            r.primary_thumbprint, None,
+            "selfSigned without a thumbprint is accepted"
+        );
         a.kind = Some("weird".into());
-        assert!(resolve_auth(Some(&a), None).is_err());
+        assert!(resolve_auth(Some(&a), Holder::Device).is_err());
     }
 
     #[test]

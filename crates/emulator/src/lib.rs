@@ -74,6 +74,8 @@ pub struct Config {
     pub mqtt: Option<SocketAddr>,
     /// A simulated fleet on the MQTT side.
     pub simulate: Option<mqtt::simulate::Fleet>,
+    /// How long the query index trails the store (`--index-lag`; zero: not at all).
+    pub index_lag: Duration,
 }
 
 impl Default for Config {
@@ -91,6 +93,7 @@ impl Default for Config {
             config_interval: DEFAULT_CONFIG_INTERVAL,
             mqtt: None,
             simulate: None,
+            index_lag: Duration::ZERO,
         }
     }
 }
@@ -254,10 +257,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         !config.config_interval.is_zero(),
         "--config-interval must be longer than 0"
     );
-    let store = match &config.state {
+    let mut store = match &config.state {
         Some(dir) => store::Store::open(Some(dir))?,
         None => store::Store::open(None)?,
     };
+    store.set_index_lag(config.index_lag);
     let meta = |key: &str, init: fn() -> String| {
         store
             .meta_or_init(key, init)
@@ -293,6 +297,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .local_addr()
         .context("reading the listen address")?;
     let host = format!("{}:{}", config.hostname, addr.port());
+    if let Some(dir) = &config.state {
+        write_connection_strings(dir, &host, &keys)?;
+    }
 
     let (tls_dir, scratch) = match &config.state {
         Some(dir) => (dir.join("tls"), None),
@@ -371,6 +378,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         app,
         stopped.clone(),
     );
+    if let Some(step) = hub.store.index_step() {
+        device_tasks.push(tokio::spawn(lag_index(hub.clone(), step, stopped.clone())));
+    }
     let applying = apply_configurations(hub.clone(), config.config_interval, stopped);
     let task = tokio::spawn(async move {
         tokio::join!(serving, applying);
@@ -409,6 +419,61 @@ async fn apply_configurations(
             _ = stop.changed() => break,
             _ = tokio::time::sleep(interval) => {}
             _ = hub.configurations_changed.notified() => {}
+        }
+    }
+}
+
+/// The file under `--state` that holds every policy's connection string, one a line, so a person
+/// can try a client with less than `iothubowner` (a policy lacking ServiceConnect, say).
+pub const CONNECTION_STRINGS_FILE: &str = "connection-strings.txt";
+
+/// Writes [`CONNECTION_STRINGS_FILE`] (mode 0600: it holds keys), rewritten on every start since
+/// the host's port may change.
+fn write_connection_strings(
+    dir: &Path,
+    host: &str,
+    keys: &[(String, Secret)],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = dir.join(CONNECTION_STRINGS_FILE);
+    let mut text = String::new();
+    for (name, key) in keys {
+        text.push_str(&format!(
+            "HostName={host};SharedAccessKeyName={name};SharedAccessKey={}\n",
+            key.expose()
+        ));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `--index-lag`: snapshots the store for queries every `step`, until `stop`.
+async fn lag_index(hub: Arc<server::Hub>, step: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = hub.store.snapshot_index() {
+            tracing::warn!(error = %e, "snapshotting the query index failed");
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(step) => {}
         }
     }
 }

@@ -52,11 +52,16 @@ fn decode_token(token: &str, sql: &str) -> Result<String, Error> {
 }
 
 /// Maps a parse error to IoT Hub's answer: an over-long query fails with `PreconditionFailed`
-/// (as observed on real hubs, Azure/azure-iot-sdk-csharp#1680), anything else with 400.
+/// (as observed on real hubs, Azure/azure-iot-sdk-csharp#1680), anything else with a bare 400
+/// `ArgumentInvalid;BadRequest`, as live hubs answer syntax errors (live-hub.md): the message
+/// names no position, so a client cannot rely on one.
 pub(crate) fn parse_error(e: ParseError) -> Error {
     match e {
         ParseError::TooLong { .. } => Error::PreconditionFailed(format!("query rejected: {e}")),
-        other => Error::ArgumentInvalid(format!("query is invalid: {other}")),
+        other => {
+            tracing::debug!(error = %other, "query refused");
+            Error::ArgumentInvalid("BadRequest".into())
+        }
     }
 }
 

@@ -196,8 +196,27 @@ fn scope_segments(class: OpClass, segs: &[String]) -> Vec<&str> {
     }
 }
 
+/// How an authorized request proved itself: live hubs answer some module identity operations
+/// differently under SAS and under Entra ID (`--bearer-token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Sas,
+    Bearer,
+}
+
+impl Caller {
+    fn of(auth_header: Option<&str>) -> Caller {
+        let bearer = auth_header.is_some_and(|h| {
+            h.trim()
+                .get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+        });
+        if bearer { Caller::Bearer } else { Caller::Sas }
+    }
+}
+
 /// Every request passes here first.
-async fn gate(State(hub): State<Shared>, req: Request, next: Next) -> Response {
+async fn gate(State(hub): State<Shared>, mut req: Request, next: Next) -> Response {
     let segs = segments(req.uri().path());
     let auth_header = req
         .headers()
@@ -230,6 +249,8 @@ async fn gate(State(hub): State<Shared>, req: Request, next: Next) -> Response {
         tracing::debug!(refusal = %r, "request refused");
         return Error::Unauthorized(r.to_string()).into_response();
     }
+    let caller = Caller::of(auth_header);
+    req.extensions_mut().insert(caller);
     if let Some(faults) = &hub.faults {
         let draw = faults.draw();
         if let Some(delay) = draw.delay {
@@ -504,46 +525,70 @@ async fn delete_device_named_query(
 
 async fn list_modules(
     State(hub): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let mods = blocking(&hub, move |h| h.store.modules(&id)).await?;
+    let caller = caller_of(caller);
+    let mods = blocking(&hub, move |h| {
+        h.store.module_device_access(&id, caller)?;
+        h.store.modules(&id)
+    })
+    .await?;
     let wire: Vec<wire::Module> = mods.iter().map(|m| m.to_wire()).collect();
     Ok(json(StatusCode::OK, &wire))
 }
 
+/// The caller the gate recorded (SAS when none was: in-process calls without the gate).
+fn caller_of(ext: Option<axum::Extension<Caller>>) -> Caller {
+    ext.map(|axum::Extension(c)| c).unwrap_or(Caller::Sas)
+}
+
 async fn get_module(
     State(hub): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     Path((id, mid)): Path<(String, String)>,
 ) -> Result<Response, Error> {
-    let m = blocking(&hub, move |h| h.store.module(&id, &mid)).await?;
+    let caller = caller_of(caller);
+    let m = blocking(&hub, move |h| {
+        h.store.module_device_access(&id, caller)?;
+        h.store.module(&id, &mid)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &m.to_wire()))
 }
 
-/// Module create answers 201, update 200 (the SDKs accept both).
+/// Module create and update both answer 200, as live hubs do.
 async fn put_module(
     State(hub): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     Path((id, mid)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
+    let caller = caller_of(caller);
     let body: wire::Module = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
-    let (rec, created) = blocking(&hub, move |h| h.store.put_module(&id, &mid, &body, &m)).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(json(status, &rec.to_wire()))
+    let (rec, _created) = blocking(&hub, move |h| {
+        h.store.module_device_access(&id, caller)?;
+        h.store.put_module(&id, &mid, &body, &m)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &rec.to_wire()))
 }
 
 async fn delete_module(
     State(hub): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     Path((id, mid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
+    let caller = caller_of(caller);
     let m = if_match(&headers);
-    blocking(&hub, move |h| h.store.delete_module(&id, &mid, &m)).await?;
+    blocking(&hub, move |h| {
+        h.store.module_device_access(&id, caller)?;
+        h.store.delete_module(&id, &mid, &m)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -707,13 +752,49 @@ async fn bulk_call(State(hub): State<Shared>, body: Body) -> Result<Response, Er
 
 // ---- automatic configurations ----
 
-async fn list_configurations(
-    State(hub): State<Shared>,
-    q: axum::extract::Query<Top>,
-) -> Result<Response, Error> {
-    let top = q.top.filter(|t| (1..=1000).contains(t)).unwrap_or(1000) as usize;
-    let list = blocking(&hub, move |h| h.store.list_configurations(top)).await?;
-    let wire: Vec<wire::Configuration> = list.iter().map(|c| c.to_wire()).collect();
+/// A configuration as live hubs render it: `schemaVersion` and `labels` are null unless set.
+fn configuration_json(c: &super::configuration::ConfigurationRecord) -> Value {
+    let mut v = serde_json::to_value(c.to_wire()).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        for key in ["schemaVersion", "labels"] {
+            m.entry(key).or_insert(Value::Null);
+        }
+    }
+    v
+}
+
+/// A configuration answer: the body's etag is unquoted, the `ETag` header quoted.
+fn configuration_response(c: &super::configuration::ConfigurationRecord) -> Response {
+    let mut resp = json(StatusCode::OK, &configuration_json(c));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", c.etag)) {
+        resp.headers_mut().insert(axum::http::header::ETAG, v);
+    }
+    resp
+}
+
+/// Live hubs honour only a quoted `If-Match` on configurations: an unquoted etag answers 409.
+/// `*` (bare or quoted) stays the wildcard.
+fn configuration_if_match(headers: &HeaderMap) -> Result<IfMatch, Error> {
+    let m = if_match(headers);
+    if let IfMatch::Etag(_) = &m {
+        let raw = headers
+            .get("if-match")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+            .unwrap_or_default();
+        let raw = raw.strip_prefix("W/").unwrap_or(&raw);
+        if !(raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"')) {
+            return Err(Error::UnquotedEtag(
+                "the If-Match etag of a configuration must be quoted".into(),
+            ));
+        }
+    }
+    Ok(m)
+}
+
+/// `?top` is ignored, as on live hubs: every configuration is listed (at most 100 exist).
+async fn list_configurations(State(hub): State<Shared>) -> Result<Response, Error> {
+    let list = blocking(&hub, move |h| h.store.list_configurations(usize::MAX)).await?;
+    let wire: Vec<Value> = list.iter().map(configuration_json).collect();
     Ok(json(StatusCode::OK, &wire))
 }
 
@@ -722,7 +803,7 @@ async fn get_configuration(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let c = blocking(&hub, move |h| h.store.configuration(&id)).await?;
-    Ok(json(StatusCode::OK, &c.to_wire()))
+    Ok(configuration_response(&c))
 }
 
 /// Create and update both answer 200 (the SWAGGER allows 200 or 201; devices answer 200 too).
@@ -733,10 +814,10 @@ async fn put_configuration(
     body: Body,
 ) -> Result<Response, Error> {
     let body: wire::Configuration = parse_json(&read_body(body, MAX_BODY_BYTES).await?)?;
-    let m = if_match(&headers);
+    let m = configuration_if_match(&headers)?;
     let c = blocking(&hub, move |h| h.store.put_configuration(&id, &body, &m)).await?;
     hub.configurations_changed.notify_one();
-    Ok(json(StatusCode::OK, &c.to_wire()))
+    Ok(configuration_response(&c))
 }
 
 async fn delete_configuration(
@@ -744,7 +825,7 @@ async fn delete_configuration(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let m = if_match(&headers);
+    let m = configuration_if_match(&headers)?;
     blocking(&hub, move |h| h.store.delete_configuration(&id, &m)).await?;
     hub.configurations_changed.notify_one();
     Ok(StatusCode::NO_CONTENT.into_response())

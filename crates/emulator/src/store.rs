@@ -28,7 +28,7 @@ use serde_json::Value;
 use super::clock::{now, now_ticks};
 use super::configuration::{self, Compiled, ConfigurationRecord};
 use super::error::Error;
-use super::identity::{self, Auth, DeviceRecord, ModuleRecord};
+use super::identity::{self, Auth, DeviceRecord, Holder, ModuleRecord};
 use super::query::Collection;
 use super::twin::{ServiceWrite, TwinState};
 use twinops_iothub::ids::{self, MAX_MODULES_PER_DEVICE};
@@ -144,8 +144,23 @@ const DESIRED_CHANGES_BUFFER: usize = 4096;
 
 /// The hub's durable state.
 pub(crate) struct Store {
+    /// `--index-lag`: the query index trails the store. Declared first so that its snapshots
+    /// are dropped before the database.
+    index: Option<IndexLag>,
     db: Database,
     desired_changes: tokio::sync::broadcast::Sender<DesiredChange>,
+}
+
+/// A lagging query index, as IoT Hub's is eventually consistent (live-hub.md): queries read a
+/// snapshot of the store (a redb read transaction, which keeps its view) taken at least `lag`
+/// ago, so new writes appear only after `lag` and deleted identities stay in results ("ghosts")
+/// for as long. Snapshots are taken every `lag / 10` (10 ms to 1 s); only the newest one old
+/// enough and the younger ones are kept.
+struct IndexLag {
+    lag: std::time::Duration,
+    snapshots: std::sync::Mutex<
+        std::collections::VecDeque<(std::time::Instant, std::sync::Arc<redb::ReadTransaction>)>,
+    >,
 }
 
 impl Store {
@@ -166,11 +181,71 @@ impl Store {
         let store = Store {
             db,
             desired_changes: tokio::sync::broadcast::channel(DESIRED_CHANGES_BUFFER).0,
+            index: None,
         };
         store
             .write(|_| Ok(()))
             .map_err(|e| anyhow::anyhow!("initialising the state: {e}"))?;
         Ok(store)
+    }
+
+    /// Makes queries trail the store by `lag` (zero: queries see every committed write).
+    pub(crate) fn set_index_lag(&mut self, lag: std::time::Duration) {
+        self.index = (!lag.is_zero()).then(|| IndexLag {
+            lag,
+            snapshots: Default::default(),
+        });
+    }
+
+    /// How often the lagging index takes a snapshot (`None` without a lag).
+    pub(crate) fn index_step(&self) -> Option<std::time::Duration> {
+        let lag = self.index.as_ref()?.lag;
+        Some((lag / 10).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(1),
+        ))
+    }
+
+    /// Takes a snapshot for the lagging index and forgets the ones no query will read again.
+    pub(crate) fn snapshot_index(&self) -> Result<(), Error> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let txn = std::sync::Arc::new(self.db.begin_read()?);
+        let now = std::time::Instant::now();
+        let mut snaps = index
+            .snapshots
+            .lock()
+            .map_err(|_| Error::Server("the query index lock is poisoned".into()))?;
+        snaps.push_back((now, txn));
+        while snaps
+            .get(1)
+            .is_some_and(|(t, _)| now.duration_since(*t) >= index.lag)
+        {
+            snaps.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The view queries read: the store now, or with `--index-lag` the newest snapshot at least
+    /// that old (the oldest one while the hub is younger than the lag).
+    fn index_view(&self) -> Result<std::sync::Arc<redb::ReadTransaction>, Error> {
+        if let Some(index) = &self.index {
+            let snaps = index
+                .snapshots
+                .lock()
+                .map_err(|_| Error::Server("the query index lock is poisoned".into()))?;
+            let now = std::time::Instant::now();
+            let old_enough = snaps
+                .iter()
+                .rev()
+                .find(|(t, _)| now.duration_since(*t) >= index.lag)
+                .or(snaps.front());
+            if let Some((_, txn)) = old_enough {
+                return Ok(txn.clone());
+            }
+        }
+        Ok(std::sync::Arc::new(self.db.begin_read()?))
     }
 
     /// Every desired write committed from now on (service PATCH/PUT, bulk rows, anything through
@@ -311,6 +386,25 @@ impl Store {
         })
     }
 
+    /// What live hubs answer before any module identity operation (live-hub.md): under SAS,
+    /// even `iothubowner`, a device that is missing or disabled answers 401
+    /// `IotHubUnauthorizedAccess`; under Entra ID (the bearer token) a missing device is 404 and
+    /// a disabled one works. Module twins do not pass here.
+    pub(crate) fn module_device_access(
+        &self,
+        device: &str,
+        caller: crate::server::Caller,
+    ) -> Result<(), Error> {
+        use crate::server::Caller;
+        let refused = || Error::Unauthorized(format!("device {device} is not accessible"));
+        match (self.device(device), caller) {
+            (Ok(d), Caller::Sas) if d.status == "disabled" => Err(refused()),
+            (Err(Error::DeviceNotFound(_)), Caller::Sas) => Err(refused()),
+            (Err(e), _) => Err(e),
+            (Ok(_), _) => Ok(()),
+        }
+    }
+
     /// `PUT /devices/{id}/modules/{mid}`; the flag says whether it was created.
     pub(crate) fn put_module(
         &self,
@@ -320,7 +414,16 @@ impl Store {
         if_match: &IfMatch,
     ) -> Result<(ModuleRecord, bool), Error> {
         check_id(device, "device")?;
-        check_module_id_writable(module)?;
+        check_id(module, "module")?;
+        if module.starts_with('$') {
+            // Creating any `$` ID is refused as invalid; changing a system module is not allowed.
+            if *if_match != IfMatch::Absent && ids::is_system_module(module) {
+                return Err(system_module(module));
+            }
+            return Err(Error::ArgumentInvalid(
+                "module IDs starting with `$` are reserved for system modules".into(),
+            ));
+        }
         if (!body.module_id.is_empty() && body.module_id != module)
             || (!body.device_id.is_empty() && body.device_id != device)
         {
@@ -390,7 +493,11 @@ impl Store {
     pub(crate) fn twin(&self, target: &Target) -> Result<Value, Error> {
         match target {
             Target::Device(d) => Ok(self.device(d)?.twin_json()),
-            Target::Module(d, m) => Ok(self.module(d, m)?.twin_json()),
+            // A missing module twin is `DeviceNotFound` on live hubs, not `ModuleNotFound`.
+            Target::Module(d, m) => match self.module(d, m) {
+                Err(Error::ModuleNotFound { device, .. }) => Err(Error::DeviceNotFound(device)),
+                other => Ok(other?.twin_json()),
+            },
         }
     }
 
@@ -437,7 +544,7 @@ impl Store {
         after: Option<&str>,
         mut visit: impl FnMut(&str, Value) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let txn = self.db.begin_read()?;
+        let txn = self.index_view()?;
         let t = txn.open_table(if modules { MODULES } else { DEVICES })?;
         let range = match after {
             Some(k) => t.range::<&str>((Bound::Excluded(k), Bound::Unbounded))?,
@@ -487,7 +594,13 @@ impl Store {
         body: &wire::Configuration,
         if_match: &IfMatch,
     ) -> Result<ConfigurationRecord, Error> {
-        check_id(id, "configuration")?;
+        configuration::check_id(id)?;
+        // Live hubs need `content` in every body, updates included (where it is then ignored).
+        if body.content.is_none() {
+            return Err(Error::ArgumentInvalid(
+                "a configuration body needs content".into(),
+            ));
+        }
         if !body.id.is_empty() && body.id != id {
             return Err(Error::ArgumentInvalid(
                 "id in the body differs from the one in the path".into(),
@@ -518,7 +631,7 @@ impl Store {
                         .insert(CONFIGURATION_SEQ, seq.to_string().as_str())?;
                     ConfigurationRecord {
                         id: id.to_string(),
-                        schema_version: body.schema_version.clone().unwrap_or_else(|| "1.0".into()),
+                        schema_version: body.schema_version.clone(),
                         labels: m.labels,
                         content,
                         content_type: body.content_type.clone(),
@@ -562,10 +675,10 @@ impl Store {
         })
     }
 
-    /// `DELETE /configurations/{id}`: needs `If-Match`. The next reconcile pass removes the
+    /// `DELETE /configurations/{id}`: works without `If-Match` (live-hub.md); one that is given
+    /// must match. The next reconcile pass removes the
     /// configuration's status from twins (their desired values stay).
     pub(crate) fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), Error> {
-        require_if_match(if_match)?;
         self.write(|tx| {
             let cur: ConfigurationRecord = tx
                 .configurations
@@ -906,8 +1019,14 @@ impl Tx<'_> {
         Ok(n.to_string())
     }
 
-    /// The scopes a device ends up with. An edge device's scope is its own; a leaf device's scope
-    /// may name an edge parent's scope, which must exist, and its `parentScopes` is that scope.
+    /// The scopes a device ends up with, by live hubs' rules (live-hub.md):
+    /// - a leaf takes `deviceScope` = its parent edge device's scope, and `parentScopes` follows;
+    ///   `parentScopes` alone attaches nothing; an update without `deviceScope` keeps the parent;
+    /// - an edge device's scope is its own, `ms-azure-iot-edge://{id}-{generationId}`, and an
+    ///   update must send it back unchanged (omitted, blank or another → 400 "Device scope is
+    ///   immutable"); its parent is the one `parentScopes` names, so omitting it detaches;
+    /// - leaf → edge: `deviceScope` must be blank (or omitted); the parent's scope → 503;
+    /// - edge → leaf: the toggling write loses the parent.
     fn resolve_scopes(
         &self,
         id: &str,
@@ -916,33 +1035,47 @@ impl Tx<'_> {
         spec: &DeviceSpec,
         current: Option<&DeviceRecord>,
     ) -> Result<(Option<String>, Vec<String>), Error> {
-        let requested_parents: Option<Vec<String>> = spec
+        let requested_parents: Vec<String> = spec
             .parent_scopes
-            .as_ref()
-            .map(|p| p.iter().filter(|s| !s.trim().is_empty()).cloned().collect());
+            .iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .cloned()
+            .collect();
+        let given_scope = spec.device_scope.as_deref().map(str::trim);
+        let was_edge = current.is_some_and(|c| c.edge);
         if edge {
             let own = identity::edge_scope(id, generation);
-            let parents = match requested_parents {
-                Some(p) => p,
-                None => current.map(|c| c.parent_scopes.clone()).unwrap_or_default(),
-            };
-            if parents.len() > 1 {
+            if current.is_some() {
+                if was_edge {
+                    if given_scope != Some(own.as_str()) {
+                        return Err(Error::ArgumentInvalid("Device scope is immutable".into()));
+                    }
+                } else if given_scope.is_some_and(|s| !s.is_empty()) {
+                    return Err(Error::Unavailable(
+                        "a device turning into an edge device cannot keep a parent's scope as \
+                         deviceScope: send an empty deviceScope and the parent in parentScopes"
+                            .into(),
+                    ));
+                }
+            }
+            if requested_parents.len() > 1 {
                 return Err(Error::ArgumentInvalid(
                     "an edge device has at most one parent".into(),
                 ));
             }
-            for p in &parents {
+            for p in &requested_parents {
                 self.check_parent_scope(id, p)?;
             }
-            return Ok((Some(own), parents));
+            return Ok((Some(own), requested_parents));
         }
-        let scope = match (&spec.device_scope, requested_parents) {
-            (Some(s), _) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-            (None, Some(p)) => p.into_iter().next(),
-            (None, None) => current.and_then(|c| c.device_scope.clone()),
+        if was_edge {
+            return Ok((None, Vec::new()));
+        }
+        let scope = match given_scope {
+            Some(s) => Some(s.to_string()).filter(|s| !s.is_empty()),
+            None => current.and_then(|c| c.device_scope.clone()),
         };
-        // A leaf that was an edge device keeps no scope of its own.
-        let scope = scope.filter(|s| identity::scope_device(s) != Some(id));
         if let Some(s) = &scope {
             self.check_parent_scope(id, s)?;
         }
@@ -972,7 +1105,7 @@ impl Tx<'_> {
         check_id(id, "device")?;
         identity::check_status_reason(&spec.status_reason)?;
         let status = identity::resolve_status(spec.status.as_deref(), None)?;
-        let auth = identity::resolve_auth(spec.authentication.as_ref(), None)?;
+        let auth = identity::resolve_auth(spec.authentication.as_ref(), Holder::Device)?;
         let edge = spec.edge.unwrap_or(false);
         let generation_id = self.next_generation()?;
         let (device_scope, parent_scopes) =
@@ -1006,7 +1139,7 @@ impl Tx<'_> {
     ) -> Result<DeviceRecord, Error> {
         identity::check_status_reason(&spec.status_reason)?;
         let status = identity::resolve_status(spec.status.as_deref(), Some(&cur.status))?;
-        let auth = identity::resolve_auth(spec.authentication.as_ref(), Some(&cur.auth))?;
+        let auth = identity::resolve_auth(spec.authentication.as_ref(), Holder::Device)?;
         let edge = spec.edge.unwrap_or(cur.edge);
         let (device_scope, parent_scopes) =
             self.resolve_scopes(&cur.device_id, edge, &cur.generation_id, spec, Some(&cur))?;
@@ -1033,7 +1166,7 @@ impl Tx<'_> {
         Ok(rec)
     }
 
-    /// An edge device gets `$edgeAgent` and `$edgeHub` (no `managedBy`, authentication `none`:
+    /// An edge device gets `$edgeAgent` and `$edgeHub` (`managedBy: iotEdge`, authentication `none`:
     /// the edge runtime authenticates them through the device).
     fn ensure_system_modules(&mut self, device: &str) -> Result<(), Error> {
         for m in ids::EDGE_SYSTEM_MODULES {
@@ -1041,7 +1174,7 @@ impl Tx<'_> {
                 let rec = ModuleRecord {
                     device_id: device.to_string(),
                     module_id: (*m).to_string(),
-                    managed_by: None,
+                    managed_by: Some("iotEdge".into()),
                     generation_id: self.next_generation()?,
                     etag: self.next_etag()?,
                     auth: Auth::none(),
@@ -1078,7 +1211,7 @@ impl Tx<'_> {
             managed_by: spec.managed_by.clone(),
             generation_id: self.next_generation()?,
             etag: self.next_etag()?,
-            auth: identity::resolve_auth(spec.authentication.as_ref(), None)?,
+            auth: identity::resolve_auth(spec.authentication.as_ref(), Holder::Module)?,
             twin: TwinState::new(&self.now),
             presence: Default::default(),
         };
@@ -1092,8 +1225,10 @@ impl Tx<'_> {
         spec: &ModuleSpec,
     ) -> Result<ModuleRecord, Error> {
         let rec = ModuleRecord {
-            auth: identity::resolve_auth(spec.authentication.as_ref(), Some(&cur.auth))?,
-            managed_by: spec.managed_by.clone().or(cur.managed_by.clone()),
+            // A module PUT is a full replace (live-hub.md): an omitted `managedBy` is cleared and
+            // an omitted `authentication` mints new keys.
+            auth: identity::resolve_auth(spec.authentication.as_ref(), Holder::Module)?,
+            managed_by: spec.managed_by.clone(),
             etag: self.next_etag()?,
             ..cur
         };
@@ -1120,7 +1255,7 @@ impl Tx<'_> {
             }
             Target::Module(d, m) => {
                 let Some(mut rec) = self.module(d, m)? else {
-                    return Err(not_found_module(&self.devices, d, m));
+                    return Err(Error::DeviceNotFound(d.clone()));
                 };
                 f(&mut rec.twin)?;
                 let written = rec.twin.desired_written.take();
@@ -1210,11 +1345,10 @@ pub(super) fn check_module_id_writable(module: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Identity deletes need `If-Match`: live hubs answer 412 `Etag missing` without one.
 fn require_if_match(if_match: &IfMatch) -> Result<(), Error> {
     if *if_match == IfMatch::Absent {
-        return Err(Error::ArgumentNull(
-            "If-Match is required on delete: send \"*\" to delete unconditionally".into(),
-        ));
+        return Err(Error::PreconditionFailed("Etag missing".into()));
     }
     Ok(())
 }
@@ -1303,9 +1437,9 @@ mod tests {
         let u = s.put_device("d1", &body, &etag(&d.etag)).unwrap();
         assert_ne!(u.etag, d.etag);
         assert_eq!(u.status, "disabled");
-        assert_eq!(
-            u.auth, d.auth,
-            "an update without authentication keeps the keys"
+        assert_ne!(
+            u.auth.primary_key, d.auth.primary_key,
+            "an update without authentication mints new keys, as live hubs do"
         );
         assert_eq!(u.generation_id, d.generation_id);
         assert_ne!(u.status_updated_time, identity::NEVER);
@@ -1336,7 +1470,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             s.delete_device("d1", &IfMatch::Absent),
-            Err(Error::ArgumentNull(_))
+            Err(Error::PreconditionFailed(_))
         ));
         assert!(matches!(
             s.delete_device("d1", &etag("nope")),
@@ -1379,7 +1513,7 @@ mod tests {
             .put_module("d", "m", &module("d", "m"), &etag(&m.etag))
             .unwrap();
         assert!(!created);
-        assert_eq!(u.auth, m.auth);
+        assert_ne!(u.auth, m.auth, "a module PUT is a full replace: new keys");
         assert!(matches!(
             s.put_module("d", "x", &module("d", "x"), &IfMatch::Any),
             Err(Error::ModuleNotFound { .. })
@@ -1391,7 +1525,7 @@ mod tests {
                 &module("d", "$edgeAgent"),
                 &IfMatch::Absent
             ),
-            Err(Error::SystemModule(_))
+            Err(Error::ArgumentInvalid(_))
         ));
         assert!(matches!(
             s.put_module("d", "$mine", &module("d", "$mine"), &IfMatch::Absent),
@@ -1438,7 +1572,7 @@ mod tests {
             mods[0].auth.kind,
             twinops_iothub::wire::AuthenticationType::None
         );
-        assert_eq!(mods[0].managed_by, None);
+        assert_eq!(mods[0].managed_by.as_deref(), Some("iotEdge"));
         let twin = s
             .twin(&Target::Module("gw".into(), "$edgeAgent".into()))
             .unwrap();
@@ -1512,7 +1646,7 @@ mod tests {
         }
         assert!(matches!(
             s.twin(&Target::Module("d".into(), "m".into())),
-            Err(Error::ModuleNotFound { .. })
+            Err(Error::DeviceNotFound(_))
         ));
     }
 

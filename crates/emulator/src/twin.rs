@@ -107,22 +107,22 @@ impl TwinState {
     }
 
     /// Replaces tags and desired wholesale; a member absent from the body is left as it is.
+    /// A twin `PUT` replaces tags and desired both: a part the body lacks is emptied (live-hub.md's
+    /// reading of what a live hub does with a body without `tags`).
     pub(crate) fn replace(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
-        next.desired_written = write.desired.clone();
+        let tags = write.tags.unwrap_or_default();
+        let desired = write.desired.unwrap_or_default();
+        next.desired_written = Some(desired.clone());
         let v = next.desired_version;
-        if let Some(tags) = write.tags {
-            twin_rules::check(&tags, false).map_err(|e| violation("tags", e))?;
-            twin_rules::check_size(&tags, MAX_TAGS_BYTES).map_err(|e| violation("tags", e))?;
-            next.tags = tags;
-        }
-        if let Some(desired) = write.desired {
-            twin_rules::check(&desired, false).map_err(|e| violation("properties.desired", e))?;
-            check_section(&desired, "properties.desired")?;
-            next.desired_meta = fresh_meta(&desired, now, Some(v));
-            next.desired = desired;
-        }
+        twin_rules::check(&tags, false).map_err(|e| violation("tags", e))?;
+        twin_rules::check_size(&tags, MAX_TAGS_BYTES).map_err(|e| violation("tags", e))?;
+        next.tags = tags;
+        twin_rules::check(&desired, false).map_err(|e| violation("properties.desired", e))?;
+        check_section(&desired, "properties.desired")?;
+        next.desired_meta = fresh_meta(&desired, now, Some(v));
+        next.desired = desired;
         next.bump();
         *self = next;
         Ok(())

@@ -240,7 +240,7 @@ impl Emulator {
                 None,
             )
             .await;
-        assert_eq!(r.status, 201, "{r:?}");
+        assert_eq!(r.status, 200, "{r:?}");
         r.body
     }
 
