@@ -8,6 +8,7 @@ mod cli;
 mod cli_apply;
 mod cli_corpus;
 mod cli_gitops;
+mod cli_live_hub;
 mod cli_output;
 mod cli_twin_rules;
 mod crash;
