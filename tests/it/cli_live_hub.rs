@@ -177,3 +177,66 @@ async fn a_device_deleted_behind_the_query_index_is_neither_deleted_again_nor_a_
         2
     );
 }
+
+#[tokio::test]
+async fn a_401_for_a_module_of_a_deleted_device_is_reported_as_a_missing_device() {
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    let fleet =
+        |auth: &str| format!("devices:\n  gone-1:\n    modules:\n      m:\n        auth: {auth}\n");
+    manifests(&m, &[("fleet.yaml", &fleet("sas"))]);
+    assert_eq!(
+        twinops(&em, &["apply", "--yes", m.to_str().unwrap()]).code,
+        0
+    );
+    manifests(
+        &m,
+        &[(
+            "fleet.yaml",
+            &fleet(&format!("{{x509: {{primary: {THUMB}}}}}")),
+        )],
+    );
+    let plan = d.path().join("plan.json");
+    let r = twinops(
+        &em,
+        &["plan", "--out", plan.to_str().unwrap(), m.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // The device goes away before the reviewed plan is applied; under SAS the hub then answers the
+    // module identity read with 401, not 404.
+    let etag = em.get("/devices/gone-1").await.body["etag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(em.delete("/devices/gone-1", Some(&etag)).await.status, 204);
+    assert_eq!(em.get("/devices/gone-1/modules/m").await.status, 401);
+    let r = twinops(
+        &em,
+        &[
+            "apply",
+            "--yes",
+            "--format",
+            "json",
+            "--plan",
+            plan.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let out = r.json();
+    let o = out["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "update_module")
+        .unwrap()
+        .clone();
+    assert_eq!(o["status"], "failed", "{o}");
+    assert!(
+        o["detail"]
+            .as_str()
+            .unwrap()
+            .contains("device `gone-1` does not exist"),
+        "{o}"
+    );
+}
