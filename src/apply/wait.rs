@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::apply::{Report, Status};
 use crate::hub::{Hub, observe};
-use twinops_core::plan::{Kind, Plan, drift::acknowledged, is_sensitive_digest};
+use twinops_core::plan::drift::{Ack, classify};
+use twinops_core::plan::{Kind, Plan, is_sensitive_digest};
 
 pub use twinops_core::report::Pending;
 
@@ -51,30 +52,59 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
                 module: address.module.map(|m| m.to_string()),
                 desired,
                 acknowledged_after: None,
+                rejected: None,
             });
         }
     }
     out
 }
 
-fn is_acked(p: &Pending, twin: &twinops_core::model::ObservedTwin) -> bool {
-    p.desired.iter().all(|(k, v)| {
-        twin.desired.get(k) != Some(v) // someone else changed it since: not ours to wait for
-            || acknowledged(v, twin.reported.get(k), twin.desired_version)
-    })
+/// Classifies one waited-for twin: acknowledged (every key), rejected (any key, with the
+/// device's `ad` texts), or still pending.
+fn answer(p: &Pending, twin: &twinops_core::model::ObservedTwin) -> Ack {
+    let mut pending = false;
+    let mut rejected = Vec::new();
+    for (k, v) in &p.desired {
+        if twin.desired.get(k) != Some(v) {
+            continue; // someone else changed it since: not ours to wait for
+        }
+        match classify(v, twin.reported.get(k), twin.desired_version) {
+            Ack::Acknowledged => {}
+            Ack::Pending => pending = true,
+            Ack::Rejected { ad } => rejected.push(match ad {
+                Some(ad) => format!("desired.{k}: {ad}"),
+                None => format!("desired.{k}"),
+            }),
+        }
+    }
+    if !rejected.is_empty() {
+        Ack::Rejected {
+            ad: Some(rejected.join("; ")),
+        }
+    } else if pending {
+        Ack::Pending
+    } else {
+        Ack::Acknowledged
+    }
+}
+
+/// Records a twin's answer on its item.
+fn record(p: &mut Pending, twin: &twinops_core::model::ObservedTwin, started: Instant) {
+    match answer(p, twin) {
+        Ack::Acknowledged => p.acknowledged_after = Some(started.elapsed()),
+        Ack::Rejected { ad } => p.rejected = ad.or_else(|| Some("rejected".into())),
+        Ack::Pending => {}
+    }
 }
 
 async fn check(hub: &Hub, items: &mut [Pending], started: Instant) -> anyhow::Result<()> {
-    let open: Vec<usize> = (0..items.len())
-        .filter(|i| items[*i].acknowledged_after.is_none())
-        .collect();
+    let open: Vec<usize> = (0..items.len()).filter(|i| items[*i].is_open()).collect();
     if open.len() <= crate::hub::read::TARGETED_MAX_TWINS {
         for i in open {
             let p = &items[i];
             let t = hub.get_twin(&p.device, p.module.as_deref()).await?;
-            if is_acked(p, &observe::twin(&t)?) {
-                items[i].acknowledged_after = Some(started.elapsed());
-            }
+            let seen = observe::twin(&t)?;
+            record(&mut items[i], &seen, started);
         }
         return Ok(());
     }
@@ -87,11 +117,9 @@ async fn check(hub: &Hub, items: &mut [Pending], started: Instant) -> anyhow::Re
             Some(m) => d.modules.get(m.as_str()).map(|m| &m.twin),
         }
     };
-    for p in items.iter_mut().filter(|p| p.acknowledged_after.is_none()) {
-        if let Some(t) = twin_of(p)
-            && is_acked(p, t)
-        {
-            p.acknowledged_after = Some(started.elapsed());
+    for p in items.iter_mut().filter(|p| p.is_open()) {
+        if let Some(t) = twin_of(p) {
+            record(p, t, started);
         }
     }
     Ok(())
@@ -108,11 +136,13 @@ pub async fn wait(
     let mut interval = Duration::from_millis(250);
     loop {
         check(hub, &mut items, started).await?;
-        let left = items
-            .iter()
-            .filter(|p| p.acknowledged_after.is_none())
-            .count();
-        if left == 0 || started.elapsed() >= limit || stop.load(std::sync::atomic::Ordering::SeqCst)
+        let left = items.iter().filter(|p| p.is_open()).count();
+        // A rejection ends the wait at once: waiting longer cannot turn it into an ack.
+        let rejected = items.iter().any(|p| p.rejected.is_some());
+        if left == 0
+            || rejected
+            || started.elapsed() >= limit
+            || stop.load(std::sync::atomic::Ordering::SeqCst)
         {
             return Ok(items);
         }

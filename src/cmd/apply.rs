@@ -214,12 +214,22 @@ async fn execute(
         let mut buf = Vec::new();
         twinops_core::render::text::acknowledgements(&mut buf, &items)?;
         output::data(&String::from_utf8_lossy(&buf));
+        let rejected: Vec<String> = items
+            .iter()
+            .filter_map(|i| Some(format!("{} ({})", i.address(), i.rejected.as_ref()?)))
+            .collect();
         let missing: Vec<String> = items
             .iter()
-            .filter(|i| i.acknowledged_after.is_none())
+            .filter(|i| i.is_open())
             .map(crate::apply::wait::Pending::address)
             .collect();
-        if !missing.is_empty() {
+        if !rejected.is_empty() {
+            output::talk(&format!(
+                "error: rejected by the device: {}",
+                rejected.join(", ")
+            ));
+            wait_failed = true;
+        } else if !missing.is_empty() {
             output::talk(&format!(
                 "error: timed out after {limit:?}; not acknowledged: {}",
                 missing.join(", ")

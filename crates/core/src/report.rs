@@ -88,9 +88,16 @@ pub struct Pending {
     pub module: Option<String>,
     pub desired: BTreeMap<String, Value>,
     pub acknowledged_after: Option<Duration>,
+    /// The device rejected a value: the keys and the device's `ad` texts.
+    pub rejected: Option<String>,
 }
 
 impl Pending {
+    /// Neither acknowledged nor rejected yet.
+    pub fn is_open(&self) -> bool {
+        self.acknowledged_after.is_none() && self.rejected.is_none()
+    }
+
     pub fn address(&self) -> String {
         match &self.module {
             Some(m) => format!("{}/{m}", self.device),

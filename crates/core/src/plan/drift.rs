@@ -30,6 +30,8 @@ pub struct Item {
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     ChangedInHub,
+    /// The device answered an owned desired value with a Plug and Play rejection (`ac` >= 400).
+    RejectedByDevice,
     NotAcknowledged,
     Configuration,
 }
@@ -38,6 +40,7 @@ impl Class {
     pub fn words(self) -> &'static str {
         match self {
             Class::ChangedInHub => "changed in hub",
+            Class::RejectedByDevice => "rejected by the device",
             Class::NotAcknowledged => "not yet acknowledged by the device",
             Class::Configuration => "also written by a configuration",
         }
@@ -56,32 +59,68 @@ pub struct Report {
     pub items: Vec<Item>,
 }
 
-/// Whether `reported` acknowledges `desired` at desired `$version` `version`: equal, or the Plug and Play
-/// form `{"value": v, "ac": 2xx, "av": n}` with `n >= version`.
-pub fn acknowledged(desired: &Value, reported: Option<&Value>, version: i64) -> bool {
-    let Some(r) = reported else { return false };
+/// What a device answered about one desired value (SPEC §11): the one classifier that `drift`,
+/// `apply --wait` and rollout gates share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// Reported equal to desired, or the Plug and Play form `{"value": v, "ac": 2xx, "av": n}`
+    /// with `n >=` the desired `$version`.
+    Acknowledged,
+    /// The Plug and Play form with `ac >= 400` and `av >=` the desired `$version`; `ad` is the
+    /// device's description, kept for the report.
+    Rejected { ad: Option<String> },
+    /// Nothing that answers this desired version yet.
+    Pending,
+}
+
+/// Classifies `reported` against `desired` at desired `$version` `version`.
+pub fn classify(desired: &Value, reported: Option<&Value>, version: i64) -> Ack {
+    let Some(r) = reported else {
+        return Ack::Pending;
+    };
     if r == desired {
-        return true;
+        return Ack::Acknowledged;
     }
-    let (Some(v), Some(ac), Some(av)) = (
-        r.get("value"),
+    let (Some(ac), Some(av)) = (
         r.get("ac").and_then(Value::as_i64),
         r.get("av").and_then(Value::as_i64),
     ) else {
-        return false;
+        return Ack::Pending;
     };
-    v == desired && (200..300).contains(&ac) && av >= version
+    if av < version {
+        return Ack::Pending;
+    }
+    if ac >= 400 {
+        return Ack::Rejected {
+            ad: r.get("ad").and_then(Value::as_str).map(str::to_string),
+        };
+    }
+    if (200..300).contains(&ac) && r.get("value") == Some(desired) {
+        return Ack::Acknowledged;
+    }
+    Ack::Pending
 }
 
-fn unacknowledged(spec: &TwinSpec, seen: &ObservedTwin) -> Vec<String> {
-    spec.desired
-        .iter()
-        .filter(|(k, v)| {
-            seen.desired.get(*k) == Some(*v)
-                && !acknowledged(v, seen.reported.get(*k), seen.desired_version)
-        })
-        .map(|(k, _)| format!("desired.{k}"))
-        .collect()
+/// Whether `reported` acknowledges `desired` at desired `$version` `version` ([`classify`]).
+pub fn acknowledged(desired: &Value, reported: Option<&Value>, version: i64) -> bool {
+    classify(desired, reported, version) == Ack::Acknowledged
+}
+
+/// Owned desired keys the device has not acknowledged, and those it rejected (with `ad`).
+fn answers(spec: &TwinSpec, seen: &ObservedTwin) -> (Vec<String>, Vec<(String, Option<String>)>) {
+    let mut pending = Vec::new();
+    let mut rejected = Vec::new();
+    for (k, v) in &spec.desired {
+        if seen.desired.get(k) != Some(v) {
+            continue; // someone else's value now: not ours to judge
+        }
+        match classify(v, seen.reported.get(k), seen.desired_version) {
+            Ack::Acknowledged => {}
+            Ack::Pending => pending.push(format!("desired.{k}")),
+            Ack::Rejected { ad } => rejected.push((format!("desired.{k}"), ad)),
+        }
+    }
+    (pending, rejected)
 }
 
 fn configured(
@@ -164,7 +203,27 @@ pub fn report(
         });
     }
     let mut twin = |device: &str, module: Option<&str>, spec: &TwinSpec, seen: &ObservedTwin| {
-        let unack = unacknowledged(spec, seen);
+        let (unack, rejected) = answers(spec, seen);
+        if !rejected.is_empty() {
+            let ads: Vec<String> = rejected
+                .iter()
+                .map(|(k, ad)| match ad {
+                    Some(ad) => format!("{k}: {ad}"),
+                    None => k.clone(),
+                })
+                .collect();
+            items.push(Item {
+                device_id: device.to_string(),
+                module_id: module.map(str::to_string),
+                class: Class::RejectedByDevice,
+                detail: format!(
+                    "desired $version {} rejected ({})",
+                    seen.desired_version,
+                    ads.join("; ")
+                ),
+                keys: rejected.into_iter().map(|(k, _)| k).collect(),
+            });
+        }
         if !unack.is_empty() {
             items.push(Item {
                 device_id: device.to_string(),
@@ -208,6 +267,7 @@ pub fn report(
     let mut counts = BTreeMap::new();
     for c in [
         Class::ChangedInHub,
+        Class::RejectedByDevice,
         Class::NotAcknowledged,
         Class::Configuration,
     ] {
@@ -221,7 +281,9 @@ pub fn report(
         format_version: super::FORMAT_VERSION,
         hub: plan.hub.clone(),
         owner: plan.owner.to_string(),
-        in_sync: !items.iter().any(|i| i.class == Class::ChangedInHub),
+        in_sync: !items
+            .iter()
+            .any(|i| matches!(i.class, Class::ChangedInHub | Class::RejectedByDevice)),
         counts,
         items,
     }
@@ -298,6 +360,29 @@ mod tests {
             3
         ));
         assert!(!acknowledged(&json!(5), None, 3));
+    }
+
+    #[test]
+    fn a_plug_and_play_rejection_of_this_version_is_rejected_with_its_text() {
+        let r = json!({"value": 4, "ac": 400, "ad": "out of range", "av": 3});
+        assert_eq!(
+            classify(&json!(5), Some(&r), 3),
+            Ack::Rejected {
+                ad: Some("out of range".into())
+            }
+        );
+        // A rejection of an older version says nothing about this one.
+        assert_eq!(classify(&json!(5), Some(&r), 4), Ack::Pending);
+        let no_text = json!({"value": 4, "ac": 500, "av": 9});
+        assert_eq!(
+            classify(&json!(5), Some(&no_text), 3),
+            Ack::Rejected { ad: None }
+        );
+        assert_eq!(classify(&json!(5), None, 3), Ack::Pending);
+        assert_eq!(classify(&json!(5), Some(&json!(5)), 3), Ack::Acknowledged);
+        // 2xx with another value is no acknowledgement of this one.
+        let other = json!({"value": 4, "ac": 200, "av": 3});
+        assert_eq!(classify(&json!(5), Some(&other), 3), Ack::Pending);
     }
 
     #[test]

@@ -237,15 +237,21 @@ pub fn acknowledgements(out: &mut impl Write, items: &[crate::report::Pending]) 
         .max(8);
     writeln!(out, "{:<width$}  {:<14}  after", "twin", "acknowledged")?;
     for i in items {
-        match i.acknowledged_after {
-            Some(d) => writeln!(
+        match (&i.rejected, i.acknowledged_after) {
+            (Some(why), _) => writeln!(
+                out,
+                "{:<width$}  {:<14}  {why}",
+                i.address(),
+                "NO (rejected)"
+            )?,
+            (None, Some(d)) => writeln!(
                 out,
                 "{:<width$}  {:<14}  {:.1}s",
                 i.address(),
                 "yes",
                 d.as_secs_f64()
             )?,
-            None => writeln!(out, "{:<width$}  {:<14}  -", i.address(), "NO (timed out)")?,
+            (None, None) => writeln!(out, "{:<width$}  {:<14}  -", i.address(), "NO (timed out)")?,
         }
     }
     let acked = items
