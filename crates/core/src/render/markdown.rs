@@ -99,11 +99,12 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
 pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result<()> {
     let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
     let mut s = format!(
-        "### twinops drift for `{}` (owner `{}`): {}\n\n| changed in hub | not yet acknowledged | also written by a configuration |\n|---:|---:|---:|\n| {} | {} | {} |\n\n",
+        "### twinops drift for `{}` (owner `{}`): {}\n\n| changed in hub | rejected by the device | not yet acknowledged | also written by a configuration |\n|---:|---:|---:|---:|\n| {} | {} | {} | {} |\n\n",
         escape(&r.hub),
         escape(&r.owner),
         if r.in_sync { "in sync" } else { "**drift**" },
         n("changed_in_hub"),
+        n("rejected_by_device"),
         n("not_acknowledged"),
         n("configuration")
     );

@@ -217,11 +217,17 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
         writeln!(out)?;
     }
     let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+    let rejected = n("rejected_by_device");
     writeln!(
         out,
-        "Drift: {}; {} changed in hub, {} not yet acknowledged, {} also written by a configuration.",
+        "Drift: {}; {} changed in hub, {}{} not yet acknowledged, {} also written by a configuration.",
         if r.in_sync { "in sync" } else { "DRIFT" },
         n("changed_in_hub"),
+        if rejected > 0 {
+            format!("{rejected} rejected by the device, ")
+        } else {
+            String::new()
+        },
         n("not_acknowledged"),
         n("configuration")
     )
