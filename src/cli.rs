@@ -40,36 +40,68 @@ pub enum Format {
     Markdown,
 }
 
-/// Flags every hub-facing command takes.
+/// How to reach the hub: every command that talks to one takes these.
 #[derive(Debug, Clone, Args)]
-pub struct Common {
+pub struct HubArgs {
     /// The hub: a service connection string, `local`, or `local:DIR` (the embedded emulator).
-    #[arg(long, env = "TWINOPS_HUB", hide_env_values = true, global = true)]
+    #[arg(long, env = "TWINOPS_HUB", hide_env_values = true)]
     pub hub: Option<String>,
     /// A PEM CA certificate to trust in addition to the system roots (e.g. the emulator's).
-    #[arg(long, env = "TWINOPS_CA_CERT", global = true)]
+    #[arg(long, env = "TWINOPS_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     /// How to authenticate: `sas` (the connection string's key) or `token` (TWINOPS_ACCESS_TOKEN).
-    #[arg(long, value_enum, default_value_t = AuthMode::Sas, global = true)]
+    #[arg(long, value_enum, default_value_t = AuthMode::Sas)]
     pub auth: AuthMode,
+}
+
+/// How results and talk are printed: every command that prints a result takes these.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
     /// Output format of the data printed to stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Only these identities: `device`, `device/module`, `*` globs (repeatable).
-    #[arg(long = "target", global = true)]
-    pub targets: Vec<String>,
-    /// At most this many requests in flight.
-    #[arg(long, default_value_t = 16, global = true)]
-    pub concurrency: usize,
     /// Print only data and errors.
-    #[arg(long, short, global = true)]
+    #[arg(long, short)]
     pub quiet: bool,
     /// More logging on stderr (-v, -vv).
-    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
+    #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// No colours (also NO_COLOR).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_color: bool,
+}
+
+/// Flags of the commands that read and write twins (`plan`, `apply`, `drift`). Commands take only
+/// the groups they use, so a flag a command would ignore is a usage error naming it.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Only these identities: `device`, `device/module`, `*` and `?` globs (repeatable).
+    #[arg(long = "target", value_parser = parse_target)]
+    pub targets: Vec<String>,
+    /// At most this many requests in flight.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(usize))]
+    pub concurrency: usize,
+}
+
+/// Checks a `--target` pattern's syntax: `device` or `device/module`, neither part empty.
+pub fn parse_target(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.split('/').collect();
+    let id_char = |c: char| twinops_iothub::ids::is_id_char(c) || c == '*' || c == '?';
+    let ok = matches!(parts.len(), 1 | 2)
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(id_char));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a target: write `DEVICE` or `DEVICE/MODULE`, with `*` and `?` as wildcards"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -84,7 +116,7 @@ pub struct ValidateArgs {
     /// Manifest files or directories (default `manifests/`).
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
-    pub common: Common,
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -127,8 +159,9 @@ pub struct Pace {
 pub struct ApplyArgs {
     /// Manifest files or directories (default `manifests/`).
     pub paths: Vec<PathBuf>,
-    /// Execute this saved plan exactly.
-    #[arg(long)]
+    /// Execute this saved plan exactly, as it was reviewed (so `--prune`, `--adopt` and
+    /// `--target`, which shape a plan, are refused with it).
+    #[arg(long, conflicts_with_all = ["prune", "adopt", "targets"])]
     pub plan: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long, short)]
@@ -143,6 +176,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub adopt: bool,
     /// Wait until devices acknowledge the desired values (`30s`, `5m`, bare seconds; default 5m).
+    /// `--wait 2m` works like `--wait=2m` (see [`normalize`]).
     #[arg(
         long,
         num_args = 0..=1,
@@ -173,8 +207,13 @@ pub struct ExportArgs {
     /// Only twins this query selects (`SELECT * FROM devices WHERE ...`).
     #[arg(long)]
     pub query: Option<String>,
+    /// Only these identities: `device`, `device/module`, `*` and `?` globs (repeatable).
+    #[arg(long = "target", value_parser = parse_target)]
+    pub targets: Vec<String>,
     #[command(flatten)]
-    pub common: Common,
+    pub hub: HubArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -182,7 +221,9 @@ pub struct ConnectionStringArgs {
     /// `DEVICE` or `DEVICE/MODULE`.
     pub identity: String,
     #[command(flatten)]
-    pub common: Common,
+    pub hub: HubArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `twinops emulator` flags.
@@ -237,4 +278,57 @@ pub struct EmulatorArgs {
     /// the ID) or a list of IDs (`d1,d2/m1`).
     #[arg(long, value_name = "PERCENT%|ID,...", requires = "simulate_devices")]
     pub simulate_offline: Option<twinops_emulator::mqtt::simulate::Offline>,
+}
+
+/// Rewrites `--wait DURATION` into `--wait=DURATION` when the next argument is a duration, so the
+/// flag takes its value with a space as well as with `=`, while `--wait manifests/` still means
+/// "wait 5m" on the path `manifests/`. clap cannot decide an optional value by its content.
+pub fn normalize(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter().peekable();
+    while let Some(a) = it.next() {
+        if a == "--wait"
+            && let Some(next) = it.peek().and_then(|n| n.to_str())
+            && twinops_iothub::duration::parse(next).is_ok()
+        {
+            let mut joined = std::ffi::OsString::from("--wait=");
+            joined.push(next);
+            it.next();
+            out.push(joined);
+            continue;
+        }
+        out.push(a);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<std::ffi::OsString> {
+        v.iter().map(std::ffi::OsString::from).collect()
+    }
+
+    #[test]
+    fn wait_takes_its_value_with_a_space_when_it_is_a_duration() {
+        assert_eq!(
+            normalize(os(&["twinops", "apply", "--wait", "2m", "m/"])),
+            os(&["twinops", "apply", "--wait=2m", "m/"])
+        );
+        assert_eq!(
+            normalize(os(&["twinops", "apply", "--wait", "m/"])),
+            os(&["twinops", "apply", "--wait", "m/"])
+        );
+    }
+
+    #[test]
+    fn targets_are_checked_up_front() {
+        assert!(parse_target("dev-*").is_ok());
+        assert!(parse_target("dev/sensor").is_ok());
+        assert!(parse_target("a/b/c").is_err());
+        assert!(parse_target("").is_err());
+        assert!(parse_target("dev/").is_err());
+        assert!(parse_target("has space").is_err());
+    }
 }

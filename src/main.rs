@@ -3,7 +3,8 @@
 use clap::Parser;
 
 fn main() {
-    let cli = match twinops::cli::Cli::try_parse() {
+    let args = twinops::cli::normalize(std::env::args_os().collect());
+    let cli = match twinops::cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             // Usage errors exit 1: 2 means "changes present" to scripts.

@@ -111,7 +111,7 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
     } else {
         None
     };
-    let conn = connect::connect(&args.common, Some(&args.pace)).await?;
+    let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
     let result = execute(args, &conn, fleet).await;
     conn.close().await;
     result
@@ -122,7 +122,7 @@ async fn execute(
     conn: &connect::Connection,
     fleet: Option<twinops_core::model::Fleet>,
 ) -> anyhow::Result<ExitStatus> {
-    let quiet = args.common.quiet;
+    let quiet = args.common.output.quiet;
     let p = match &args.plan {
         Some(path) => saved_plan(path, &conn.identity, fleet.as_ref())?,
         None => {
@@ -148,11 +148,11 @@ async fn execute(
             args.max_deletes
         );
     }
-    if args.common.format == Format::Text {
+    if args.common.output.format == Format::Text {
         super::plan::print(&p, Format::Text)?;
     }
     if p.changes.is_empty() {
-        if args.common.format == Format::Json {
+        if args.common.output.format == Format::Json {
             twinops_core::render::json(
                 &mut std::io::stdout(),
                 &Report {
@@ -193,7 +193,7 @@ async fn execute(
         b.finish_and_clear();
     }
     let mut buf = Vec::new();
-    match args.common.format {
+    match args.common.output.format {
         Format::Json => twinops_core::render::json(&mut buf, &report)?,
         _ => twinops_core::render::text::report(&mut buf, &report)?,
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::cli::{AuthMode, Common, Pace};
+use crate::cli::{AuthMode, HubArgs, Pace};
 use crate::hub::pace::{Pacer, parse_rate_flag, tier_rates};
 use crate::hub::{ClientOptions, Hub, OpClass};
 use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
@@ -35,7 +35,7 @@ impl Connection {
     }
 }
 
-fn hub_string(common: &Common) -> anyhow::Result<String> {
+fn hub_string(common: &HubArgs) -> anyhow::Result<String> {
     if let Some(h) = &common.hub {
         return Ok(h.clone());
     }
@@ -80,7 +80,7 @@ pub fn pacer(pace: Option<&Pace>, local: bool) -> anyhow::Result<Option<Arc<Pace
 }
 
 /// Connects to the selected hub.
-pub async fn connect(common: &Common, pace: Option<&Pace>) -> anyhow::Result<Connection> {
+pub async fn connect(common: &HubArgs, pace: Option<&Pace>) -> anyhow::Result<Connection> {
     let hub = hub_string(common)?;
     let ca_pem = common.ca_cert.as_deref().map(Hub::read_ca).transpose()?;
     if hub == "local" || hub.starts_with("local:") {

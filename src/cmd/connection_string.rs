@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 
 use super::{ExitStatus, connect};
-use crate::cli::ConnectionStringArgs;
+use crate::cli::{ConnectionStringArgs, Format};
 use crate::output;
 use twinops_iothub::connection_string::{DeviceConnectionString, Secret};
 use twinops_iothub::wire::Authentication;
@@ -32,7 +32,7 @@ pub async fn run(args: &ConnectionStringArgs) -> anyhow::Result<ExitStatus> {
         Some((d, m)) => (d.to_string(), Some(m.to_string())),
         None => (args.identity.clone(), None),
     };
-    let conn = connect::connect(&args.common, None).await?;
+    let conn = connect::connect(&args.hub, None).await?;
     let key = match &module {
         Some(m) => conn
             .hub
@@ -60,6 +60,19 @@ pub async fn run(args: &ConnectionStringArgs) -> anyhow::Result<ExitStatus> {
         module_id: module,
         key,
     };
-    output::data(&format!("{}\n", cs.to_secret_string().expose()));
+    match args.output.format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "identity": args.identity,
+                "connection_string": cs.to_secret_string().expose(),
+            });
+            let mut buf = Vec::new();
+            twinops_core::render::json(&mut buf, &doc)?;
+            output::data(&String::from_utf8_lossy(&buf));
+        }
+        Format::Text | Format::Markdown => {
+            output::data(&format!("{}\n", cs.to_secret_string().expose()));
+        }
+    }
     Ok(ExitStatus::Success)
 }

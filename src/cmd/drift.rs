@@ -13,12 +13,12 @@ pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = super::validate::load(&args.paths)? else {
         return Ok(ExitStatus::Failure);
     };
-    let conn = connect::connect(&args.common, None).await?;
+    let conn = connect::connect(&args.common.hub, None).await?;
     let result = report(&conn, &fleet, args).await;
     conn.close().await;
     let r = result?;
     let mut buf = Vec::new();
-    match args.common.format {
+    match args.common.output.format {
         Format::Text => twinops_core::render::text::drift(&mut buf, &r)?,
         Format::Json => twinops_core::render::json(&mut buf, &r)?,
         Format::Markdown => twinops_core::render::markdown::drift(&mut buf, &r)?,
@@ -40,6 +40,7 @@ async fn report(
     let observed = read::observe(&conn.hub, fleet, &targets, false, args.common.concurrency)
         .await
         .context("reading the hub")?;
+    super::plan::check_targets(&targets, fleet, &observed)?;
     let options = Options {
         targets: targets.clone(),
         ..Options::default()

@@ -8,10 +8,10 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use super::{ExitStatus, connect};
-use crate::cli::ExportArgs;
+use crate::cli::{ExportArgs, Format};
 use crate::hub::read;
 use crate::output;
-use twinops_core::model::{AuthKind, DEFAULT_OWNER, LEDGER_TAG, ObservedAuth};
+use twinops_core::model::{AuthKind, DEFAULT_OWNER, LEDGER_TAG, ObservedAuth, Targets};
 use twinops_core::plan::{ledger, scope_device};
 
 fn auth(a: &ObservedAuth) -> Option<Value> {
@@ -44,7 +44,7 @@ fn twin_fields(out: &mut serde_json::Map<String, Value>, t: &twinops_core::model
 }
 
 pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
-    let conn = connect::connect(&args.common, None).await?;
+    let conn = connect::connect(&args.hub, None).await?;
     let result = collect(&conn, args).await;
     conn.close().await;
     let groups = result?;
@@ -58,7 +58,14 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
                 );
             }
             for doc in groups.values() {
-                output::data(&to_yaml(doc)?);
+                match args.output.format {
+                    Format::Json => {
+                        let mut buf = Vec::new();
+                        twinops_core::render::json(&mut buf, doc)?;
+                        output::data(&String::from_utf8_lossy(&buf));
+                    }
+                    Format::Text | Format::Markdown => output::data(&to_yaml(doc)?),
+                }
             }
         }
         Some(dir) => {
@@ -101,10 +108,26 @@ async fn collect(
     {
         bail!("--query must select device twins (`SELECT * FROM devices [WHERE ...]`)");
     }
-    let devices = read::query(&conn.hub, &sql, false)
+    let mut devices = read::query(&conn.hub, &sql, false)
         .await
         .context("querying device and module twins")?
         .devices;
+    let targets = Targets::new(&args.targets);
+    devices.retain(|id, _| targets.touches(id));
+    for (id, d) in devices.iter_mut() {
+        if !targets.device(id) {
+            d.modules.retain(|mid, _| targets.module(id, mid));
+        }
+    }
+    if let Some(pattern) = targets.unmatched(devices.iter().flat_map(|(id, d)| {
+        std::iter::once((id.as_str(), None)).chain(
+            d.modules
+                .keys()
+                .map(move |m| (id.as_str(), Some(m.as_str()))),
+        )
+    })) {
+        bail!("--target `{pattern}` matches no identity in the hub");
+    }
     let owners: std::collections::BTreeSet<String> = devices
         .values()
         .filter_map(|d| owner_of(&d.twin.tags))

@@ -39,12 +39,12 @@ impl ExitStatus {
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let common = match &cli.command {
-        Command::Validate(a) => Some(&a.common),
-        Command::Plan(a) => Some(&a.common),
-        Command::Apply(a) => Some(&a.common),
-        Command::Drift(a) => Some(&a.common),
-        Command::Export(a) => Some(&a.common),
-        Command::ConnectionString(a) => Some(&a.common),
+        Command::Validate(a) => Some(&a.output),
+        Command::Plan(a) => Some(&a.common.output),
+        Command::Apply(a) => Some(&a.common.output),
+        Command::Drift(a) => Some(&a.common.output),
+        Command::Export(a) => Some(&a.output),
+        Command::ConnectionString(a) => Some(&a.output),
         Command::Emulator(_) => None,
     };
     if let Some(c) = common {

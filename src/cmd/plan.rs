@@ -26,6 +26,7 @@ pub async fn make(
     )
     .await
     .context("reading the hub")?;
+    check_targets(&options.targets, fleet, &observed)?;
     let mut p = plan::diff(fleet, &observed, &conn.identity, options);
     confirm_deletions(&conn.hub, &mut p)
         .await
@@ -40,6 +41,33 @@ pub async fn make(
     p.requests = conn.hub.counts().snapshot();
     p.estimated_apply_seconds = estimate(&p, conn);
     Ok(p)
+}
+
+/// A `--target` that selects no declared and no observed identity is an error naming it: a typo
+/// must not pass CI as "No changes".
+pub fn check_targets(
+    targets: &Targets,
+    fleet: &Fleet,
+    observed: &twinops_core::model::Observed,
+) -> anyhow::Result<()> {
+    let declared = fleet.devices.iter().flat_map(|d| {
+        std::iter::once((d.id.as_str(), None)).chain(
+            d.modules
+                .iter()
+                .map(move |m| (d.id.as_str(), Some(m.id.as_str()))),
+        )
+    });
+    let seen = observed.devices.iter().flat_map(|(id, d)| {
+        std::iter::once((id.as_str(), None)).chain(
+            d.modules
+                .keys()
+                .map(move |m| (id.as_str(), Some(m.as_str()))),
+        )
+    });
+    if let Some(pattern) = targets.unmatched(declared.chain(seen)) {
+        anyhow::bail!("--target `{pattern}` matches no declared or observed identity");
+    }
+    Ok(())
 }
 
 /// Query rows lag behind the registry (live-hub.md: a device deleted 25 minutes earlier was still
@@ -124,7 +152,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = super::validate::load(&args.paths)? else {
         return Ok(ExitStatus::Failure);
     };
-    let conn = connect::connect(&args.common, Some(&args.pace)).await?;
+    let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
     let options = Options {
         adopt: args.adopt,
         prune: args.prune,
@@ -133,7 +161,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     let result = make(&conn, &fleet, &options, args.common.concurrency).await;
     conn.close().await;
     let p = result?;
-    if !args.common.quiet {
+    if !args.common.output.quiet {
         output::talk(&requests_line(&p));
     }
     if let Some(out) = &args.out {
@@ -142,7 +170,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         std::fs::write(out, buf)
             .with_context(|| format!("writing the plan to `{}`", out.display()))?;
     }
-    print(&p, args.common.format)?;
+    print(&p, args.common.output.format)?;
     Ok(if args.detailed_exitcode && p.has_differences() {
         ExitStatus::Changes
     } else {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::ExitStatus;
-use crate::cli::ValidateArgs;
+use serde_json::json;
+
+use crate::cli::{Format, ValidateArgs};
 use crate::output;
 use twinops_core::model::Fleet;
 
@@ -20,25 +22,67 @@ pub fn paths(given: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Reads and validates manifests; every problem is printed with `file:line:column`.
 pub fn load(given: &[PathBuf]) -> anyhow::Result<Option<Fleet>> {
-    let sources = twinops_core::manifest::read(&paths(given)).context("reading manifests")?;
-    match twinops_core::manifest::load(&sources) {
+    match read(given)? {
         Ok(f) => Ok(Some(f)),
         Err(errors) => {
-            for d in &errors.0 {
-                output::talk(&format!("error: {d}"));
-            }
-            output::talk(&format!(
-                "{} problem(s) found; nothing was sent to the hub",
-                errors.0.len()
-            ));
+            talk_errors(&errors);
             Ok(None)
         }
     }
 }
 
+fn read(given: &[PathBuf]) -> anyhow::Result<Result<Fleet, twinops_core::manifest::Errors>> {
+    let sources = twinops_core::manifest::read(&paths(given)).context("reading manifests")?;
+    Ok(twinops_core::manifest::load(&sources))
+}
+
+fn talk_errors(errors: &twinops_core::manifest::Errors) {
+    for d in &errors.0 {
+        output::talk(&format!("error: {d}"));
+    }
+    output::talk(&format!(
+        "{} problem(s) found; nothing was sent to the hub",
+        errors.0.len()
+    ));
+}
+
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
-    let Some(fleet) = load(&args.paths)? else {
-        return Ok(ExitStatus::Failure);
+    let result = read(&args.paths)?;
+    if args.output.format == Format::Json {
+        // The result as data: `{"valid": true, "owner", "devices", "modules", "identities"}` or
+        // `{"valid": false, "errors": [{"file", "line", "column", "message"}]}`.
+        let doc = match &result {
+            Ok(f) => json!({
+                "valid": true,
+                "owner": f.owner,
+                "devices": f.devices.len(),
+                "modules": f.devices.iter().map(|d| d.modules.len()).sum::<usize>(),
+                "identities": f.identity_count(),
+            }),
+            Err(errors) => json!({
+                "valid": false,
+                "errors": errors.0.iter().map(|d| json!({
+                    "file": &*d.location.file,
+                    "line": d.location.line,
+                    "column": d.location.column,
+                    "message": d.message,
+                })).collect::<Vec<_>>(),
+            }),
+        };
+        let mut buf = Vec::new();
+        twinops_core::render::json(&mut buf, &doc)?;
+        output::data(&String::from_utf8_lossy(&buf));
+        return Ok(match result {
+            Ok(_) => ExitStatus::Success,
+            Err(_) => ExitStatus::Failure,
+        });
+    }
+    let fleet = match result {
+        Ok(f) => f,
+        Err(errors) => {
+            talk_errors(&errors);
+            return Ok(ExitStatus::Failure);
+        }
     };
     let modules: usize = fleet.devices.iter().map(|d| d.modules.len()).sum();
     output::data(&format!(

@@ -73,6 +73,29 @@ impl Targets {
     pub fn touches(&self, device: &str) -> bool {
         self.is_all() || self.patterns.iter().any(|(d, _)| glob(d, device))
     }
+
+    /// The first pattern that selects none of these identities (`(device, None)` for a device,
+    /// `(device, Some(module))` for a module), if any: a `--target` typo is an error, not an
+    /// empty plan.
+    pub fn unmatched<'a>(
+        &self,
+        identities: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Option<String> {
+        let ids: Vec<(&str, Option<&str>)> = identities.into_iter().collect();
+        self.patterns
+            .iter()
+            .find(|(d, m)| {
+                !ids.iter().any(|(id, mid)| match (m, mid) {
+                    (None, _) => glob(d, id),
+                    (Some(mp), Some(mid)) => glob(d, id) && glob(mp, mid),
+                    (Some(_), None) => false,
+                })
+            })
+            .map(|(d, m)| match m {
+                Some(m) => format!("{d}/{m}"),
+                None => d.clone(),
+            })
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,161 @@
+//! The command line as people meet it: every argument checked before anything is sent, flags a
+//! command would ignore refused by name, `--format json` wherever a result is printed, and a
+//! `--target` that selects nothing an error. The real binary against a real emulator.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use crate::cli::{manifests, twinops, writes};
+use crate::support::Emulator;
+
+const FLEET: &str = r#"
+owner: team-a
+devices:
+  "gateway-{1..2}":
+    edge: true
+  "dev-{1..3}":
+    desired: {telemetryInterval: 30}
+    modules:
+      sensor:
+        desired: {unit: celsius}
+"#;
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+#[tokio::test]
+async fn wait_takes_its_duration_with_a_space_too() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap().to_string();
+    // Nobody acknowledges in the emulator without simulated devices: the wait times out after
+    // the given second, which shows `1s` was read as the duration and the path as the path.
+    let r = twinops(&em, &["apply", "--yes", "--wait", "1s", &p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("timed out after 1s"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn flags_a_command_does_not_use_are_refused_by_name_before_anything_is_sent() {
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    manifests(&m, &[("fleet.yaml", FLEET)]);
+    let plan = d.path().join("plan.json");
+    let r = twinops(
+        &em,
+        &["plan", "--out", plan.to_str().unwrap(), m.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let before = writes(&em.stats().await);
+    for extra in [&["--target", "dev-1"][..], &["--prune"], &["--adopt"]] {
+        let mut args = vec!["apply", "--yes", "--plan", plan.to_str().unwrap()];
+        args.extend(extra);
+        let r = twinops(&em, &args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("cannot be used with"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(extra[0]),
+            "{args:?} names the flag: {}",
+            r.stderr
+        );
+    }
+    let r = twinops(&em, &["validate", "--hub", "local", m.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--hub"), "{}", r.stderr);
+    let r = twinops(&em, &["connection-string", "--target", "x", "dev-1"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--target"), "{}", r.stderr);
+    let r = twinops(&em, &["plan", "--target", "a/b/c", m.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("`a/b/c` is not a target"), "{}", r.stderr);
+    assert_eq!(writes(&em.stats().await), before, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_target_that_matches_nothing_is_an_error_naming_it() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap().to_string();
+    let r = twinops(
+        &em,
+        &["plan", "--target", "nomatch*", "--detailed-exitcode", &p],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("--target `nomatch*` matches no"),
+        "{}",
+        r.stderr
+    );
+    let r = twinops(&em, &["drift", "--target", "dev-1/nomodule", &p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let r = twinops(&em, &["plan", "--target", "dev-1/sensor", &p]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn export_honours_target_and_format_json() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap().to_string();
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    let r = twinops(
+        &em,
+        &["export", "--format", "json", "--target", "gateway-*"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = r.json();
+    let devices: Vec<&String> = doc["devices"].as_object().unwrap().keys().collect();
+    assert_eq!(devices, ["gateway-1", "gateway-2"], "{doc}");
+    let r = twinops(&em, &["export", "--target", "dev-2/sensor"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("dev-2") && !r.stdout.contains("dev-1"),
+        "{}",
+        r.stdout
+    );
+    let r = twinops(&em, &["export", "--target", "nomatch"]);
+    assert_eq!(r.code, 1, "{r:?}");
+}
+
+#[tokio::test]
+async fn validate_and_connection_string_print_json_when_asked() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap().to_string();
+    let r = twinops(&em, &["validate", "--format", "json", &p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = r.json();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["devices"], 5);
+    assert_eq!(v["modules"], 3);
+    manifests(d.path(), &[("bad.yaml", "devices:\n  \"bad id\": {}\n")]);
+    let r = twinops(&em, &["validate", "--format", "json", &p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let v = r.json();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"][0]["line"], 2, "{v}");
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    let r = twinops(
+        &em,
+        &["connection-string", "--format", "json", "dev-1/sensor"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = r.json();
+    assert_eq!(v["identity"], "dev-1/sensor");
+    assert!(
+        v["connection_string"]
+            .as_str()
+            .unwrap()
+            .contains("DeviceId=dev-1;ModuleId=sensor"),
+        "{v}"
+    );
+}
