@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use crate::cli::{AuthMode, HubArgs, Pace};
 use crate::hub::pace::{Pacer, parse_rate_flag, tier_rates};
 use crate::hub::{ClientOptions, Hub, OpClass};
+use crate::output;
 use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
 
 /// The default state directory of `--hub local`.
@@ -108,6 +109,7 @@ pub async fn connect(common: &HubArgs, pace: Option<&Pace>) -> anyhow::Result<Co
         if let Some(p) = pacer(pace, true)? {
             client.set_pace(p);
         }
+        client.set_notify(Arc::new(|line| output::progress(&line)));
         return Ok(Connection {
             identity: format!("local:{}", running.hub_id()),
             sas: true,
@@ -138,6 +140,7 @@ pub async fn connect(common: &HubArgs, pace: Option<&Pace>) -> anyhow::Result<Co
     if let Some(p) = pacer(pace, is_loopback(&cs.host))? {
         client.set_pace(p);
     }
+    client.set_notify(Arc::new(|line| output::progress(&line)));
     Ok(Connection {
         identity: cs.host.clone(),
         sas: matches!(common.auth, AuthMode::Sas),

@@ -49,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     };
     if let Some(c) = common {
         crate::output::init_logging(c.verbose, c.no_color);
+        crate::output::set_quiet(c.quiet);
     } else {
         crate::output::init_logging(0, false);
     }

@@ -69,7 +69,9 @@ pub enum Error {
     #[error("unusable answer from the hub: {0}")]
     Invalid(String),
     /// The TLS handshake failed (an untrusted or invalid certificate): retrying cannot help.
-    #[error("TLS error; for the emulator pass its certificate with --ca-cert (or TWINOPS_CA_CERT)")]
+    #[error(
+        "pass the CA certificate the hub's certificate is signed with as --ca-cert FILE (or TWINOPS_CA_CERT; the emulator prints it as `ca certificate:`): the TLS handshake failed"
+    )]
     Tls(#[source] reqwest::Error),
 }
 
@@ -93,6 +95,60 @@ fn permission_hint(needs: &Option<Permission>) -> String {
             policy: None,
         }) => format!("; this request needs the {permission} permission"),
         None => String::new(),
+    }
+}
+
+impl Error {
+    /// Why a TLS handshake failed, in words (the rustls error found in the chain), else the
+    /// innermost cause.
+    pub fn tls_reason(&self) -> String {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = next {
+            if let Some(r) = e.downcast_ref::<rustls::Error>() {
+                return describe_tls(r);
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && let Some(inner) = io.get_ref()
+                && let Some(r) = inner.downcast_ref::<rustls::Error>()
+            {
+                return describe_tls(r);
+            }
+            next = e.source();
+        }
+        self.root_cause()
+    }
+
+    /// The innermost cause's text, e.g. `invalid peer certificate: UnknownIssuer` under a TLS
+    /// error: what a one-line report ends with.
+    pub fn root_cause(&self) -> String {
+        let mut last: &dyn std::error::Error = self;
+        while let Some(next) = last.source() {
+            last = next;
+        }
+        last.to_string()
+    }
+}
+
+fn describe_tls(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer
+            | C::UnsupportedSignatureAlgorithmContext { .. }
+            | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+            | C::BadSignature => {
+                "the hub's certificate is not signed by a CA this machine trusts".into()
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "the hub's certificate is for another host name".into()
+            }
+            C::Expired | C::ExpiredContext { .. } => "the hub's certificate has expired".into(),
+            other => format!("the hub's certificate is invalid ({other:?})")
+                .chars()
+                .take(120)
+                .collect(),
+        },
+        other => other.to_string(),
     }
 }
 

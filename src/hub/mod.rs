@@ -125,6 +125,7 @@ pub struct Hub {
     backoff: Backoff,
     counts: Arc<RequestCounts>,
     pace: Option<Arc<crate::hub::pace::Pacer>>,
+    notify: Option<Arc<dyn Fn(String) + Send + Sync>>,
 }
 
 pub(crate) mod pace;
@@ -175,13 +176,32 @@ impl Hub {
             backoff: options.backoff,
             counts: Arc::new(RequestCounts::default()),
             pace: None,
+            notify: None,
         })
     }
 
     /// Reads a PEM file for [`ClientOptions::ca_pem`].
     pub fn read_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
-        std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("reading CA certificate `{}`: {e}", path.display()))
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("reading CA certificate `{}`: {e}", path.display()))?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .filter(Result::is_ok)
+            .count();
+        if certificates == 0 {
+            anyhow::bail!(
+                "--ca-cert `{}` holds no PEM certificate (a `-----BEGIN CERTIFICATE-----` block); pass the CA certificate the hub's TLS certificate is signed with (the emulator prints its path as `ca certificate:`)",
+                path.display()
+            );
+        }
+        Ok(pem)
+    }
+
+    /// Where retry progress goes (a line of talk each), so that a hub that does not answer is
+    /// said within seconds instead of silence.
+    pub fn set_notify(&mut self, notify: Arc<dyn Fn(String) + Send + Sync>) {
+        self.notify = Some(notify);
     }
 
     /// Paces requests per class from now on.
@@ -322,6 +342,15 @@ impl Hub {
             match self.backoff.delay(attempt, &result, jitter) {
                 Some(wait) => {
                     tracing::info!(%method, path, attempt, error = %result.chain(), wait_ms = wait.as_millis() as u64, "retrying");
+                    if let Some(notify) = &self.notify {
+                        notify(format!(
+                            "{}: retrying in {:.1}s (attempt {} of {})",
+                            result,
+                            wait.as_secs_f64(),
+                            attempt + 1,
+                            self.backoff.max_attempts
+                        ));
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 None => return Err(result),

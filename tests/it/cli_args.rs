@@ -159,3 +159,53 @@ async fn validate_and_connection_string_print_json_when_asked() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn errors_lead_with_the_fix() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap().to_string();
+    // An untrusted certificate: one line that names --ca-cert first.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_twinops"));
+    cmd.args(["plan", &p])
+        .env("TWINOPS_HUB", &em.connection_string)
+        .env_remove("TWINOPS_CA_CERT")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    let r = crate::cli::run(cmd);
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", r.stderr);
+    assert!(
+        lines[0].starts_with("error: pass the CA certificate"),
+        "{}",
+        r.stderr
+    );
+    assert!(lines[0].contains("--ca-cert"), "{}", r.stderr);
+    // A --ca-cert that holds no certificate is refused before any request.
+    let r = crate::cli::twinops_env(&em, &["plan", &p], &[("TWINOPS_CA_CERT", "/etc/hostname")]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("holds no PEM certificate"),
+        "{}",
+        r.stderr
+    );
+    // A hub that does not answer: retry progress on stderr, attempt by attempt.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let hub = em
+        .connection_string
+        .replace(&em.host, &format!("localhost:{port}"));
+    let started = std::time::Instant::now();
+    let r = crate::cli::twinops_env(&em, &["plan", &p], &[("TWINOPS_HUB", hub.as_str())]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("retrying in") && r.stderr.contains("(attempt 2 of"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("SharedAccessKey"), "{}", r.stderr);
+    let _ = started;
+}
