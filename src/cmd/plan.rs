@@ -130,6 +130,26 @@ pub fn print(plan: &Plan, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a file readable by its owner only (0600): a saved plan holds the patches apply sends.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut f = options.open(path)?;
+        // An existing file keeps its mode on open: tighten it as well.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)?.write_all(bytes)
+    }
+}
+
 /// One stderr line on what reading cost.
 pub fn requests_line(plan: &Plan) -> String {
     let total: u64 = plan.requests.values().sum();
@@ -167,7 +187,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     if let Some(out) = &args.out {
         let mut buf = Vec::new();
         twinops_core::render::json(&mut buf, &p)?;
-        std::fs::write(out, buf)
+        write_private(out, &buf)
             .with_context(|| format!("writing the plan to `{}`", out.display()))?;
     }
     print(&p, args.common.output.format)?;

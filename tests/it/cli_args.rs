@@ -209,3 +209,23 @@ async fn errors_lead_with_the_fix() {
     assert!(!r.stderr.contains("SharedAccessKey"), "{}", r.stderr);
     let _ = started;
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_saved_plan_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    manifests(&m, &[("fleet.yaml", FLEET)]);
+    let plan = d.path().join("plan.json");
+    std::fs::write(&plan, "old").unwrap();
+    std::fs::set_permissions(&plan, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = twinops(
+        &em,
+        &["plan", "--out", plan.to_str().unwrap(), m.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let mode = std::fs::metadata(&plan).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+}
