@@ -29,6 +29,17 @@ pub enum Command {
     ConnectionString(ConnectionStringArgs),
     /// Run the local IoT Hub emulator.
     Emulator(Box<EmulatorArgs>),
+    /// Print a shell completion script (`twinops completions bash > /etc/bash_completion.d/twinops`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `twinops man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Output format of data written to stdout.

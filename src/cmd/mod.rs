@@ -8,6 +8,7 @@ pub(crate) mod drift;
 pub(crate) mod emulator;
 pub(crate) mod export;
 pub(crate) mod plan;
+pub(crate) mod shell;
 pub(crate) mod validate;
 
 use crate::cli::{Cli, Command};
@@ -45,7 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Drift(a) => Some(&a.common.output),
         Command::Export(a) => Some(&a.output),
         Command::ConnectionString(a) => Some(&a.output),
-        Command::Emulator(_) => None,
+        Command::Emulator(_) | Command::Completions(_) | Command::Man => None,
     };
     if let Some(c) = common {
         crate::output::init_logging(c.verbose, c.no_color);
@@ -61,5 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Drift(a) => drift::run(&a).await,
         Command::Export(a) => export::run(&a).await,
         Command::ConnectionString(a) => connection_string::run(&a).await,
+        Command::Completions(a) => shell::completions(&a),
+        Command::Man => shell::man(),
     }
 }

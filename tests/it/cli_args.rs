@@ -229,3 +229,43 @@ async fn a_saved_plan_is_readable_by_its_owner_only() {
     let mode = std::fs::metadata(&plan).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_parser() {
+    let bin = env!("CARGO_BIN_EXE_twinops");
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = std::process::Command::new(bin)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("twinops") && text.contains("detailed-exitcode"),
+            "{shell}"
+        );
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let script = dir.path().join("twinops.bash");
+            std::fs::write(&script, &text).unwrap();
+            let check = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(check.status.success(), "bash -n: {check:?}");
+        }
+    }
+    let out = std::process::Command::new(bin).arg("man").output().unwrap();
+    assert!(out.status.success());
+    let man = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        man.contains(".TH twinops 1"),
+        "{}",
+        &man[..man.len().min(200)]
+    );
+    assert!(
+        man.contains("completions"),
+        "the man page lists the subcommands"
+    );
+}
