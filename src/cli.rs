@@ -281,14 +281,36 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "ADDR:PORT|off", default_value = twinops_emulator::mqtt::DEFAULT_ADDR)]
     pub mqtt: twinops_emulator::mqtt::Listen,
     /// Simulates the identities matching PATTERN (`deviceId` or `deviceId/moduleId` globs, `all`
-    /// for every one) as devices connected over MQTT that echo desired patches into reported
-    /// properties after DELAY (e.g. `500ms`, `2s`, `1h`; default 1s).
+    /// for every one) as devices connected over MQTT that answer desired values in reported
+    /// properties after DELAY (e.g. `500ms`, `2s`, `1h`; default 1s): the current ones when they
+    /// connect, then every patch (see `--simulate-ack` and `--simulate-reject`).
     #[arg(long, value_name = "PATTERN|all[:DELAY]")]
     pub simulate_devices: Option<twinops_emulator::mqtt::simulate::Fleet>,
     /// Simulated identities that stay offline: a percentage (`5%`, chosen by a stable hash of
     /// the ID) or a list of IDs (`d1,d2/m1`).
     #[arg(long, value_name = "PERCENT%|ID,...", requires = "simulate_devices")]
     pub simulate_offline: Option<twinops_emulator::mqtt::simulate::Offline>,
+    /// Simulated identities that reject every desired change: patterns of `--simulate-devices`'
+    /// syntax (`d1,sim-*,dev/mod`, `all`) or a percentage (`10%`, chosen by the same stable hash as
+    /// `--simulate-offline`, from the other end, so the two shares do not overlap). They report
+    /// each changed key as `{"value": <old value>, "ac": 400, "ad": "rejected by simulated
+    /// device", "av": <desired $version>}`.
+    #[arg(
+        long,
+        value_name = "PATTERN,...|PERCENT%",
+        requires = "simulate_devices"
+    )]
+    pub simulate_reject: Option<twinops_emulator::mqtt::simulate::Reject>,
+    /// How the other simulated identities acknowledge a desired change: `echo` reports the desired
+    /// value itself; `pnp` reports the Plug and Play form `{"value": <value>, "ac": 200, "ad":
+    /// "accepted by simulated device", "av": <desired $version>}`.
+    #[arg(
+        long,
+        value_name = "echo|pnp",
+        default_value = "echo",
+        requires = "simulate_devices"
+    )]
+    pub simulate_ack: twinops_emulator::mqtt::simulate::Ack,
 }
 
 /// Rewrites `--wait DURATION` into `--wait=DURATION` when the next argument is a duration, so the

@@ -26,6 +26,8 @@ fn config(a: &EmulatorArgs) -> Config {
             .clone()
             .map(|f| twinops_emulator::mqtt::simulate::Fleet {
                 offline: a.simulate_offline.clone(),
+                reject: a.simulate_reject.clone(),
+                ack: a.simulate_ack,
                 ..f
             }),
     }

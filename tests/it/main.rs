@@ -31,6 +31,7 @@ mod reliability;
 mod sdk_node;
 mod sdk_python;
 mod sdk_python_device;
+mod simulated_answers;
 mod simulated_fleet;
 mod soak;
 mod support;

@@ -100,3 +100,33 @@ async fn apply_wait_times_out_naming_exactly_the_offline_devices() {
         offline.len()
     );
 }
+
+#[tokio::test]
+async fn apply_wait_and_drift_accept_plug_and_play_acknowledgements() {
+    let em = Emulator::start_with(&[
+        "--mqtt",
+        "127.0.0.1:0",
+        "--simulate-devices",
+        "sim-*:200ms",
+        "--simulate-ack",
+        "pnp",
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_str().unwrap();
+    manifests(d.path(), &[("fleet.yaml", &fleet(20, 10))]);
+    let r = twinops(&em, &["apply", "--yes", "--wait=60s", p]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("Acknowledged: 20 of 20 twins."),
+        "{}",
+        r.stdout
+    );
+    let t = em.get("/twins/sim-0001").await.body;
+    assert_eq!(
+        t["properties"]["reported"]["telemetryInterval"]["ac"], 200,
+        "{t}"
+    );
+    let r = twinops(&em, &["drift", "--format", "json", p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["counts"]["not_acknowledged"], 0);
+}

@@ -1,8 +1,16 @@
-//! A simulated fleet (`--simulate-devices`, `--simulate-offline`): virtual devices and modules that
-//! connect to the emulator's own MQTT port over real TLS, as separate clients would, and echo every
-//! desired patch into their reported properties after a delay (equal values, the simplest
-//! acknowledgement `drift` recognises). On connect each one reads its twin and echoes desired
-//! values its reported properties do not match yet.
+//! A simulated fleet (`--simulate-devices`, `--simulate-offline`, `--simulate-reject`,
+//! `--simulate-ack`): virtual devices and modules that connect to the emulator's own MQTT port over
+//! real TLS, as separate clients would, and answer every desired patch in their reported properties
+//! after a delay: by echoing it (equal values, the simplest acknowledgement `drift` recognises), with
+//! the Plug and Play acknowledgement `{"value", "ac": 200, "ad", "av"}`, or, for the identities chosen
+//! to reject, with the Plug and Play rejection `{"value": <old value>, "ac": 400, "ad", "av"}`. On
+//! connect each one reads its twin and answers the desired values it has not answered in its form yet,
+//! as a device app does after `get_twin`; so a device that rejected acknowledges once the emulator
+//! restarts without `--simulate-reject` for it.
+//!
+//! Each device keeps its own copy of its twin (from the GET, then every patch), so that an answer
+//! carries a key's whole desired value and its reported patch turns the old entry into exactly the
+//! new one (nested keys it no longer has are sent as `null`).
 //!
 //! The roster is re-read every two seconds, so identities created later (`twinops apply`) join;
 //! identities chosen to stay offline never connect. Edge system modules (no keys) are skipped.
@@ -43,21 +51,82 @@ pub enum Offline {
     Named(HashSet<String>),
 }
 
+/// Which identities reject every desired change (`--simulate-reject`).
+#[derive(Debug, Clone)]
+pub enum Reject {
+    /// This percentage of identities, by the stable hash `--simulate-offline N%` uses but from the
+    /// other end of its range, so the two sets do not overlap while their shares add up to 100% or
+    /// less.
+    Percent(u8),
+    /// The identities matching any of these `--simulate-devices` patterns (`all` included).
+    Matching(Patterns),
+}
+
+/// Globs in `--simulate-devices`' syntax, kept with their text (for equality and messages).
+#[derive(Debug, Clone)]
+pub struct Patterns {
+    texts: Vec<String>,
+    all: bool,
+    set: globset::GlobSet,
+}
+
+impl PartialEq for Patterns {
+    fn eq(&self, other: &Patterns) -> bool {
+        self.texts == other.texts
+    }
+}
+
+impl PartialEq for Reject {
+    fn eq(&self, other: &Reject) -> bool {
+        match (self, other) {
+            (Reject::Percent(a), Reject::Percent(b)) => a == b,
+            (Reject::Matching(a), Reject::Matching(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// How the identities that do not reject acknowledge (`--simulate-ack`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ack {
+    /// The reported value equals the desired one.
+    #[default]
+    Echo,
+    /// The Plug and Play form `{"value", "ac": 200, "ad", "av"}`.
+    Pnp,
+}
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     /// A glob over `deviceId` (devices) and `deviceId/moduleId` (modules); `*` does not cross
     /// `/`. `all` selects every identity.
     pub pattern: String,
-    /// Between a desired patch and its echo.
+    /// Between a desired patch and its answer.
     pub delay: Duration,
     pub offline: Option<Offline>,
+    pub reject: Option<Reject>,
+    pub ack: Ack,
+}
+
+/// The `ad` of a simulated rejection.
+pub const REJECTED: &str = "rejected by simulated device";
+/// The `ad` of a simulated Plug and Play acknowledgement.
+pub const ACCEPTED: &str = "accepted by simulated device";
+
+/// How one identity answers desired values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Echo,
+    Accept,
+    Reject,
 }
 
 impl Fleet {
     /// Parses `PATTERN|all[:DELAY]` (DELAY in `twinops_iothub::duration`'s grammar: `500ms`,
     /// `2s`, `1h`, bare seconds; default 1s) and the optional `--simulate-offline` value (`5%` or
     /// `d1,d2/m1`). A suffix after the last `:` that is no duration belongs to the pattern.
+    /// Nobody rejects and acknowledgements echo; set `reject` and `ack` for more.
     pub(crate) fn parse(devices: &str, offline: Option<&str>) -> Result<Fleet, String> {
         let (pattern, delay) = match devices
             .rsplit_once(':')
@@ -70,13 +139,15 @@ impl Fleet {
             return Err("--simulate-devices needs a pattern or `all`".into());
         }
         if pattern != "all" {
-            matcher(pattern)?;
+            matcher("--simulate-devices", pattern)?;
         }
         let offline = offline.map(parse_offline).transpose()?;
         Ok(Fleet {
             pattern: pattern.to_string(),
             delay: delay.unwrap_or(Duration::from_secs(1)),
             offline,
+            reject: None,
+            ack: Ack::Echo,
         })
     }
 
@@ -88,6 +159,20 @@ impl Fleet {
             Some(Offline::Percent(p)) => stable_hash(name) % 100 < u64::from(*p),
         };
         wanted && !offline
+    }
+
+    /// How the identity `name` (`d` or `d/m`) answers.
+    fn answer(&self, name: &str) -> Answer {
+        let rejects = match &self.reject {
+            None => false,
+            Some(Reject::Percent(p)) => stable_hash(name) % 100 >= 100 - u64::from(*p),
+            Some(Reject::Matching(p)) => p.all || p.set.is_match(name),
+        };
+        match (rejects, self.ack) {
+            (true, _) => Answer::Reject,
+            (false, Ack::Echo) => Answer::Echo,
+            (false, Ack::Pnp) => Answer::Accept,
+        }
     }
 }
 
@@ -109,15 +194,54 @@ impl std::str::FromStr for Offline {
     }
 }
 
+/// `--simulate-reject PATTERN,...|N%`: `5%`, or comma-separated patterns of `--simulate-devices`'
+/// syntax (a comma inside `{a,b}` belongs to the glob).
+impl std::str::FromStr for Reject {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Reject, String> {
+        if let Some(p) = s.trim().strip_suffix('%') {
+            return percent("--simulate-reject", s, p).map(Reject::Percent);
+        }
+        let texts: Vec<String> = split_patterns(s)
+            .into_iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if texts.is_empty() {
+            return Err("--simulate-reject needs patterns or a percentage".into());
+        }
+        let mut set = globset::GlobSetBuilder::new();
+        for t in texts.iter().filter(|t| *t != "all") {
+            set.add(glob("--simulate-reject", t)?);
+        }
+        let set = set
+            .build()
+            .map_err(|e| format!("--simulate-reject `{s}`: {e}"))?;
+        Ok(Reject::Matching(Patterns {
+            all: texts.iter().any(|t| t == "all"),
+            texts,
+            set,
+        }))
+    }
+}
+
+/// `--simulate-ack echo|pnp`.
+impl std::str::FromStr for Ack {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Ack, String> {
+        match s.trim() {
+            "echo" => Ok(Ack::Echo),
+            "pnp" => Ok(Ack::Pnp),
+            _ => Err(format!("--simulate-ack `{s}`: `echo` or `pnp`")),
+        }
+    }
+}
+
 fn parse_offline(s: &str) -> Result<Offline, String> {
     if let Some(p) = s.trim().strip_suffix('%') {
-        let p: u8 = p
-            .trim()
-            .parse()
-            .ok()
-            .filter(|p| *p <= 100)
-            .ok_or_else(|| format!("--simulate-offline `{s}`: a percentage is 0% to 100%"))?;
-        return Ok(Offline::Percent(p));
+        return percent("--simulate-offline", s, p).map(Offline::Percent);
     }
     Ok(Offline::Named(
         s.split(',')
@@ -127,15 +251,46 @@ fn parse_offline(s: &str) -> Result<Offline, String> {
     ))
 }
 
-fn matcher(pattern: &str) -> Result<globset::GlobMatcher, String> {
+fn percent(flag: &str, whole: &str, number: &str) -> Result<u8, String> {
+    number
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| format!("{flag} `{whole}`: a percentage is 0% to 100%"))
+}
+
+/// Splits at the commas outside `{...}` alternations.
+fn split_patterns(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+fn glob(flag: &str, pattern: &str) -> Result<globset::Glob, String> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| format!("--simulate-devices pattern `{pattern}`: {e}"))
+        .map_err(|e| format!("{flag} pattern `{pattern}`: {e}"))
 }
 
-/// FNV-1a: the same identities stay offline from one run to the next.
+fn matcher(flag: &str, pattern: &str) -> Result<globset::GlobMatcher, String> {
+    glob(flag, pattern).map(|g| g.compile_matcher())
+}
+
+/// FNV-1a: the same identities stay offline (or reject) from one run to the next.
 fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -161,7 +316,7 @@ pub(crate) async fn run(
     let matcher = if fleet.pattern == "all" {
         None
     } else {
-        matcher(&fleet.pattern).ok()
+        matcher("--simulate-devices", &fleet.pattern).ok()
     };
     let target = Arc::new(target);
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
@@ -199,6 +354,7 @@ pub(crate) async fn run(
                 hub: hub.clone(),
                 target: target.clone(),
                 delay: fleet.delay,
+                answer: fleet.answer(&name),
             };
             running.insert(name, tokio::spawn(device.run(stop.clone())));
         }
@@ -234,6 +390,7 @@ struct Device {
     hub: Arc<Hub>,
     target: Arc<Target>,
     delay: Duration,
+    answer: Answer,
 }
 
 /// Why a session ended.
@@ -296,12 +453,15 @@ impl Device {
         if subscribed.is_err() || asked.is_err() {
             return End::Reconnect;
         }
-        let mut echoes: VecDeque<(Instant, JsonMap)> = VecDeque::new();
+        // Known once the GET is answered; patches that come before it wait in `early`.
+        let mut twin: Option<Twin> = None;
+        let mut early: Vec<JsonMap> = Vec::new();
+        let mut answers: VecDeque<(Instant, JsonMap)> = VecDeque::new();
         let mut ping = tokio::time::interval(Duration::from_secs(30));
         ping.tick().await;
         let mut rid = 0u64;
         loop {
-            let next_echo = echoes.front().map(|(at, _)| *at);
+            let next_answer = answers.front().map(|(at, _)| *at);
             tokio::select! {
                 p = c.recv() => {
                     let Some(Packet::Publish(p)) = p else {
@@ -311,25 +471,43 @@ impl Device {
                     let body: Option<JsonMap> = serde_json::from_slice::<Value>(&p.payload)
                         .ok()
                         .and_then(|v| v.as_object().cloned());
+                    let at = Instant::now() + self.delay;
                     if topic::parse_response(&p.topic).is_some_and(|(s, r)| s == 200 && r == GET_RID) {
-                        if let Some(patch) = body.and_then(|b| unacknowledged(&b)) {
-                            echoes.push_back((Instant::now() + self.delay, patch));
+                        let Some(mut t) = body.as_ref().and_then(Twin::from_get) else {
+                            continue;
+                        };
+                        let mut targets = t.unanswered(self.answer);
+                        for patch in early.drain(..) {
+                            if version(&patch) > t.version() {
+                                targets.extend(t.receive(self.answer, &patch));
+                            }
                         }
+                        if !targets.is_empty() {
+                            answers.push_back((at, targets));
+                        }
+                        twin = Some(t);
                     } else if p.topic.starts_with("$iothub/twin/PATCH/properties/desired/")
-                        && let Some(mut patch) = body
+                        && let Some(patch) = body
                     {
-                        patch.remove("$version");
-                        echoes.push_back((Instant::now() + self.delay, patch));
+                        match twin.as_mut() {
+                            Some(t) => answers.push_back((at, t.receive(self.answer, &patch))),
+                            None => early.push(patch),
+                        }
                     }
                 }
-                _ = sleep_until(next_echo) => {
-                    if let Some((_, patch)) = echoes.pop_front() {
-                        rid += 1;
-                        let topic = format!("$iothub/twin/PATCH/properties/reported/?$rid=sim-{rid}");
-                        let body = Value::Object(patch).to_string();
-                        if c.publish(&topic, body.as_bytes()).await.is_err() {
-                            return End::Reconnect;
-                        }
+                _ = sleep_until(next_answer) => {
+                    let (Some((_, targets)), Some(t)) = (answers.pop_front(), twin.as_mut()) else {
+                        continue;
+                    };
+                    let patch = t.report(&targets);
+                    if patch.is_empty() {
+                        continue;
+                    }
+                    rid += 1;
+                    let topic = format!("$iothub/twin/PATCH/properties/reported/?$rid=sim-{rid}");
+                    let body = Value::Object(patch).to_string();
+                    if c.publish(&topic, body.as_bytes()).await.is_err() {
+                        return End::Reconnect;
                     }
                 }
                 _ = ping.tick() => {
@@ -354,17 +532,166 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// From a twin GET answer: the desired values the reported ones do not equal yet, if any.
-fn unacknowledged(twin: &JsonMap) -> Option<JsonMap> {
-    let desired = twin.get("desired")?.as_object()?;
-    let reported = twin.get("reported").and_then(Value::as_object);
-    let patch: JsonMap = desired
-        .iter()
-        .filter(|(k, _)| !k.starts_with('$'))
-        .filter(|(k, v)| reported.and_then(|r| r.get(*k)) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    (!patch.is_empty()).then_some(patch)
+/// A desired section's or patch's `$version` (0 when it has none).
+fn version(section: &JsonMap) -> i64 {
+    section.get("$version").and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// A simulated device's own copy of its twin: the desired section with its `$version`, and the
+/// reported properties without `$` keys.
+#[derive(Debug, Clone, PartialEq)]
+struct Twin {
+    desired: JsonMap,
+    reported: JsonMap,
+}
+
+impl Twin {
+    /// From a twin GET answer `{"desired": {...}, "reported": {...}}`.
+    fn from_get(body: &JsonMap) -> Option<Twin> {
+        let desired = body.get("desired")?.as_object()?.clone();
+        let mut reported = body
+            .get("reported")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        reported.retain(|k, _| !k.starts_with('$'));
+        Some(Twin { desired, reported })
+    }
+
+    fn version(&self) -> i64 {
+        version(&self.desired)
+    }
+
+    /// The answers (key → reported entry) to the desired values not answered in `how`'s form yet.
+    fn unanswered(&self, how: Answer) -> JsonMap {
+        let v = self.version();
+        self.desired
+            .iter()
+            .filter(|(k, _)| !k.starts_with('$'))
+            .filter(|(k, d)| !answered(how, d, self.reported.get(*k), v))
+            .map(|(k, d)| (k.clone(), answer(how, Some(d), self.reported.get(k), v)))
+            .collect()
+    }
+
+    /// Takes in a desired patch; returns the answers to its top-level keys, each carrying the key's
+    /// whole desired value after the patch (`null` for a removed one).
+    fn receive(&mut self, how: Answer, patch: &JsonMap) -> JsonMap {
+        let v = version(patch);
+        let mut doc = Value::Object(std::mem::take(&mut self.desired));
+        json_patch::merge(&mut doc, &Value::Object(patch.clone()));
+        if let Value::Object(merged) = doc {
+            self.desired = merged;
+        }
+        self.desired.insert("$version".into(), v.into());
+        patch
+            .keys()
+            .filter(|k| !k.starts_with('$'))
+            .map(|k| {
+                let a = answer(how, self.desired.get(k), self.reported.get(k), v);
+                (k.clone(), a)
+            })
+            .collect()
+    }
+
+    /// The reported patch that turns the current entries of `targets`' keys into the targets,
+    /// applied to the copy; empty when they already are.
+    fn report(&mut self, targets: &JsonMap) -> JsonMap {
+        let patch: JsonMap = targets
+            .iter()
+            .filter_map(|(k, t)| Some((k.clone(), entry_patch(self.reported.get(k), t)?)))
+            .collect();
+        let mut doc = Value::Object(std::mem::take(&mut self.reported));
+        json_patch::merge(&mut doc, &Value::Object(patch.clone()));
+        if let Value::Object(merged) = doc {
+            self.reported = merged;
+        }
+        patch
+    }
+}
+
+/// The reported entry with which `how` answers a desired key whose whole value is now `desired`
+/// (`None`: removed) at desired `$version` `version`, `last` being the key's reported entry:
+/// the value itself (echo), `{"value", "ac": 200, "ad", "av"}` (accept; a removal is answered by
+/// removing the entry), or `{"value": <old value>, "ac": 400, "ad", "av"}` (reject).
+fn answer(how: Answer, desired: Option<&Value>, last: Option<&Value>, version: i64) -> Value {
+    match (how, desired) {
+        (Answer::Echo, d) | (Answer::Accept, d @ None) => d.cloned().unwrap_or(Value::Null),
+        (Answer::Accept, Some(d)) => {
+            serde_json::json!({"value": d, "ac": 200, "ad": ACCEPTED, "av": version})
+        }
+        (Answer::Reject, _) => {
+            serde_json::json!({"value": running(last), "ac": 400, "ad": REJECTED, "av": version})
+        }
+    }
+}
+
+/// Whether `last` already answers `desired` at `version` as `how` would: equal (echo); the
+/// acknowledgement of this value at this version or later (accept); a rejection at this version or
+/// later, or no change at all, the device already running that value (reject).
+fn answered(how: Answer, desired: &Value, last: Option<&Value>, version: i64) -> bool {
+    let pnp = last.and_then(plug_and_play);
+    match how {
+        Answer::Echo => last == Some(desired),
+        Answer::Accept => pnp.is_some_and(|(v, ac, av)| {
+            v == Some(desired) && (200..300).contains(&ac) && av >= version
+        }),
+        Answer::Reject => {
+            running(last) == *desired || pnp.is_some_and(|(_, ac, av)| ac >= 400 && av >= version)
+        }
+    }
+}
+
+/// `(value, ac, av)` of a Plug and Play entry.
+fn plug_and_play(entry: &Value) -> Option<(Option<&Value>, i64, i64)> {
+    let ac = entry.get("ac")?.as_i64()?;
+    let av = entry.get("av")?.as_i64()?;
+    Some((entry.get("value"), ac, av))
+}
+
+/// The value a device runs for a key, from the key's reported entry: a Plug and Play entry's
+/// `value`, or the entry itself; `null` for none.
+fn running(last: Option<&Value>) -> Value {
+    match last {
+        None => Value::Null,
+        Some(e) => match plug_and_play(e) {
+            Some((v, _, _)) => v.cloned().unwrap_or(Value::Null),
+            None => e.clone(),
+        },
+    }
+}
+
+/// The merge-patch entry that turns `current` into `target`, or `None` when it already is. A
+/// `null` inside an object cannot be written (merge patches read it as a removal), so such keys are
+/// left out: a rejection with no old value reports no `value`.
+fn entry_patch(current: Option<&Value>, target: &Value) -> Option<Value> {
+    match (current, target) {
+        (c, t) if c == Some(t) => None,
+        (None, Value::Null) => None,
+        (Some(Value::Object(c)), Value::Object(t)) => {
+            let mut out: JsonMap = t
+                .iter()
+                .filter_map(|(k, tv)| Some((k.clone(), entry_patch(c.get(k), tv)?)))
+                .collect();
+            for k in c.keys().filter(|k| !t.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        (_, Value::Object(t)) => Some(without_nulls(t)),
+        (_, t) => Some(t.clone()),
+    }
+}
+
+fn without_nulls(m: &JsonMap) -> Value {
+    Value::Object(
+        m.iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                Value::Object(o) => (k.clone(), without_nulls(o)),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -410,7 +737,7 @@ mod tests {
     #[test]
     fn patterns_do_not_cross_the_module_separator() {
         let f = Fleet::parse("sim-*", Some("sim-2")).unwrap();
-        let m = matcher(&f.pattern).unwrap();
+        let m = matcher("--simulate-devices", &f.pattern).unwrap();
         assert!(f.selects("sim-1", Some(&m)));
         assert!(!f.selects("sim-1/m", Some(&m)));
         assert!(!f.selects("sim-2", Some(&m)), "named offline");
@@ -421,14 +748,184 @@ mod tests {
         assert!((400..600).contains(&online), "{online}");
     }
 
+    fn map(v: Value) -> JsonMap {
+        v.as_object().unwrap().clone()
+    }
+
+    fn twin(v: Value) -> Twin {
+        Twin::from_get(&map(v)).unwrap()
+    }
+
     #[test]
-    fn only_unacknowledged_desired_values_are_echoed() {
-        let twin = json!({"desired": {"a": 1, "b": 2, "$version": 3}, "reported": {"a": 1, "$version": 2}});
+    fn reject_parses_patterns_with_alternations_and_percentages() {
+        let r: Reject = "d1, sim-{a,b}*,dev/mod".parse().unwrap();
+        let Reject::Matching(p) = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(p.texts, ["d1", "sim-{a,b}*", "dev/mod"]);
+        let f = Fleet {
+            reject: Some(r),
+            ..Fleet::parse("all", None).unwrap()
+        };
+        assert_eq!(f.answer("d1"), Answer::Reject);
+        assert_eq!(f.answer("sim-b2"), Answer::Reject);
+        assert_eq!(f.answer("sim-c2"), Answer::Echo);
+        assert_eq!(f.answer("sim-a1/m"), Answer::Echo, "`*` does not cross `/`");
+        assert_eq!(f.answer("dev/mod"), Answer::Reject);
         assert_eq!(
-            unacknowledged(twin.as_object().unwrap()),
-            Some(json!({"b": 2}).as_object().unwrap().clone())
+            f.answer("dev"),
+            Answer::Echo,
+            "a module pattern spares its device"
         );
-        let done = json!({"desired": {"a": 1, "$version": 3}, "reported": {"a": 1}});
-        assert_eq!(unacknowledged(done.as_object().unwrap()), None);
+        assert_eq!("7%".parse::<Reject>(), Ok(Reject::Percent(7)));
+        assert_eq!(" 100% ".parse::<Reject>(), Ok(Reject::Percent(100)));
+        let all: Reject = "all".parse().unwrap();
+        let f = Fleet {
+            reject: Some(all),
+            ack: Ack::Pnp,
+            ..Fleet::parse("all", None).unwrap()
+        };
+        assert_eq!(f.answer("x/y"), Answer::Reject);
+    }
+
+    #[test]
+    fn bad_reject_and_ack_values_are_named() {
+        let e = "101%".parse::<Reject>().unwrap_err();
+        assert!(e.contains("--simulate-reject `101%`"), "{e}");
+        let e = "x%".parse::<Reject>().unwrap_err();
+        assert!(e.contains("a percentage is 0% to 100%"), "{e}");
+        let e = "ok,sim-[".parse::<Reject>().unwrap_err();
+        assert!(e.contains("--simulate-reject pattern `sim-[`"), "{e}");
+        assert!(" , ".parse::<Reject>().is_err());
+        assert_eq!("echo".parse::<Ack>(), Ok(Ack::Echo));
+        assert_eq!("pnp".parse::<Ack>(), Ok(Ack::Pnp));
+        let e = "ack".parse::<Ack>().unwrap_err();
+        assert!(e.contains("--simulate-ack `ack`"), "{e}");
+    }
+
+    #[test]
+    fn reject_percent_is_stable_and_apart_from_the_offline_share() {
+        let f = Fleet {
+            reject: Some(Reject::Percent(30)),
+            ..Fleet::parse("all", Some("30%")).unwrap()
+        };
+        let names: Vec<String> = (0..1000).map(|i| format!("d{i}")).collect();
+        let rejecting: Vec<&String> = names
+            .iter()
+            .filter(|n| f.answer(n) == Answer::Reject)
+            .collect();
+        assert!((220..380).contains(&rejecting.len()), "{}", rejecting.len());
+        assert!(
+            rejecting.iter().all(|n| f.selects(n, None)),
+            "none is offline"
+        );
+        let again: Vec<&String> = names
+            .iter()
+            .filter(|n| f.clone().answer(n) == Answer::Reject)
+            .collect();
+        assert_eq!(rejecting, again);
+        let none = Fleet {
+            reject: Some(Reject::Percent(0)),
+            ..f.clone()
+        };
+        assert!(names.iter().all(|n| none.answer(n) == Answer::Echo));
+    }
+
+    #[test]
+    fn answers_are_the_value_the_plug_and_play_acknowledgement_or_the_rejection() {
+        let last = json!({"value": 5, "ac": 200, "ad": "x", "av": 2});
+        assert_eq!(
+            answer(Answer::Echo, Some(&json!(7)), Some(&last), 3),
+            json!(7)
+        );
+        assert_eq!(
+            answer(Answer::Accept, Some(&json!({"eco": true})), None, 3),
+            json!({"value": {"eco": true}, "ac": 200, "ad": "accepted by simulated device", "av": 3})
+        );
+        assert_eq!(
+            answer(Answer::Reject, Some(&json!(7)), Some(&last), 3),
+            json!({"value": 5, "ac": 400, "ad": "rejected by simulated device", "av": 3})
+        );
+        assert_eq!(
+            answer(Answer::Reject, Some(&json!(7)), Some(&json!(4)), 9),
+            json!({"value": 4, "ac": 400, "ad": "rejected by simulated device", "av": 9}),
+            "an echoed value is the old value"
+        );
+        assert_eq!(
+            answer(Answer::Reject, Some(&json!(7)), None, 3)["value"],
+            Value::Null
+        );
+        assert_eq!(answer(Answer::Accept, None, Some(&last), 3), Value::Null);
+        assert_eq!(answer(Answer::Echo, None, Some(&json!(1)), 3), Value::Null);
+    }
+
+    #[test]
+    fn on_connect_only_values_not_answered_in_the_devices_form_are_answered() {
+        let t = twin(json!({
+            "desired": {"a": 1, "b": 2, "c": 3, "d": 4, "$version": 4},
+            "reported": {"a": 1, "b": {"value": 2, "ac": 200, "av": 4},
+                         "c": {"value": 0, "ac": 400, "av": 4}, "d": 0, "$version": 2}
+        }));
+        let keys = |m: JsonMap| m.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(t.unanswered(Answer::Echo)), ["b", "c", "d"]);
+        assert_eq!(keys(t.unanswered(Answer::Accept)), ["a", "c", "d"]);
+        assert_eq!(
+            keys(t.unanswered(Answer::Reject)),
+            ["d"],
+            "it rejects no value it already runs (a, b); c was rejected at this version"
+        );
+        let later = twin(json!({
+            "desired": {"b": 2, "c": 3, "$version": 5},
+            "reported": {"b": {"value": 2, "ac": 200, "av": 4}, "c": {"value": 0, "ac": 400, "av": 4}}
+        }));
+        assert_eq!(keys(later.unanswered(Answer::Accept)), ["b", "c"]);
+        assert_eq!(keys(later.unanswered(Answer::Reject)), ["c"]);
+        let done = twin(json!({"desired": {"a": 1, "$version": 3}, "reported": {"a": 1}}));
+        assert!(done.unanswered(Answer::Echo).is_empty());
+    }
+
+    #[test]
+    fn a_patch_is_answered_with_whole_values_and_reported_as_the_difference() {
+        let mut t = twin(json!({
+            "desired": {"mode": {"eco": true, "fan": 1}, "$version": 2},
+            "reported": {"mode": {"eco": true, "fan": 1}, "$version": 2}
+        }));
+        let targets = t.receive(
+            Answer::Accept,
+            &map(json!({"mode": {"fan": 2}, "$version": 3})),
+        );
+        assert_eq!(
+            targets,
+            map(json!({"mode": {"value": {"eco": true, "fan": 2}, "ac": 200,
+                                "ad": ACCEPTED, "av": 3}}))
+        );
+        assert_eq!(
+            t.report(&targets),
+            map(
+                json!({"mode": {"eco": null, "fan": null, "value": {"eco": true, "fan": 2},
+                                "ac": 200, "ad": ACCEPTED, "av": 3}})
+            )
+        );
+        assert_eq!(t.reported, targets, "the copy follows");
+        assert!(t.report(&targets).is_empty(), "nothing left to report");
+        let targets = t.receive(Answer::Reject, &map(json!({"mode": null, "$version": 4})));
+        assert_eq!(
+            targets,
+            map(json!({"mode": {"value": {"eco": true, "fan": 2}, "ac": 400,
+                                "ad": REJECTED, "av": 4}}))
+        );
+        assert_eq!(
+            t.report(&targets),
+            map(json!({"mode": {"ac": 400, "ad": REJECTED, "av": 4}}))
+        );
+        let mut fresh = twin(json!({"desired": {"$version": 1}, "reported": {}}));
+        let targets = fresh.receive(Answer::Reject, &map(json!({"x": 1, "$version": 2})));
+        assert_eq!(
+            fresh.report(&targets),
+            map(json!({"x": {"ac": 400, "ad": REJECTED, "av": 2}})),
+            "no old value: a merge patch cannot write `\"value\": null`"
+        );
+        let targets = fresh.receive(Answer::Echo, &map(json!({"x": 2, "$version": 3})));
+        assert_eq!(fresh.report(&targets), map(json!({"x": 2})));
     }
 }
