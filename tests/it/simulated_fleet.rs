@@ -130,3 +130,53 @@ async fn apply_wait_and_drift_accept_plug_and_play_acknowledgements() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json()["counts"]["not_acknowledged"], 0);
 }
+
+#[tokio::test]
+async fn a_rejecting_device_fails_apply_wait_at_once_and_drift_names_it_with_its_text() {
+    let em = Emulator::start_with(&[
+        "--mqtt",
+        "127.0.0.1:0",
+        "--simulate-devices",
+        "sim-*:100ms",
+        "--simulate-reject",
+        "sim-0003",
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_str().unwrap();
+    manifests(d.path(), &[("fleet.yaml", &fleet(5, 10))]);
+    let t = Instant::now();
+    let r = twinops(&em, &["apply", "--yes", "--wait=120s", p]);
+    let took = t.elapsed();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("rejected by the device: sim-0003")
+            && r.stderr.contains("rejected by simulated device"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("NO (rejected)"), "{}", r.stdout);
+    // "At once": long before the 120 s limit (reported, not asserted as a wall-clock bound).
+    eprintln!(
+        "apply --wait stopped on the rejection after {:.1}s",
+        took.as_secs_f64()
+    );
+    let r = twinops(&em, &["drift", "--format", "json", p]);
+    assert_eq!(r.code, 2, "a rejection is drift: {r:?}");
+    let j = r.json();
+    assert_eq!(j["counts"]["rejected_by_device"], 1, "{j}");
+    let item = j["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["class"] == "rejected_by_device")
+        .unwrap()
+        .clone();
+    assert_eq!(item["device_id"], "sim-0003");
+    assert!(
+        item["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rejected by simulated device"),
+        "{item}"
+    );
+}
