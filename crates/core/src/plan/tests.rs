@@ -45,6 +45,7 @@ fn fleet(devices: Vec<DeviceSpec>) -> Fleet {
         owner: "me".into(),
         devices,
         digest: "0".repeat(64).as_str().into(),
+        rollout: None,
     }
 }
 
