@@ -24,6 +24,37 @@ struct PlanDoc {
     requests: BTreeMap<String, u64>,
     #[serde(default)]
     estimated_apply_seconds: Option<f64>,
+    #[serde(default)]
+    rollout: Option<RolloutDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RolloutDoc {
+    id: String,
+    waves: Vec<WaveDoc>,
+    bake_seconds: f64,
+    timeout_seconds: f64,
+    halt: HaltDoc,
+    on_halt: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct WaveDoc {
+    index: usize,
+    step: String,
+    twins: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct HaltDoc {
+    rejected: String,
+    pending: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +171,73 @@ async fn json_plan_and_outcomes_parse_into_strict_structs() {
         report.outcomes.iter().all(|o| o.status == "applied"),
         "{report:?}"
     );
+}
+
+#[tokio::test]
+async fn a_rollout_block_puts_the_desired_changes_in_waves_in_every_plan_format() {
+    let em = Emulator::start();
+    let m = example_manifests();
+    let r = twinops(&em, &["apply", "--yes", m.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // The thermostat template's interval changes for the twenty thermostat twins; wave 0 is one canary.
+    let d = tempfile::tempdir().unwrap();
+    let fleet = std::fs::read_to_string(m.join("fleet.yaml")).unwrap();
+    let changed = fleet.replace("telemetryInterval: 60", "telemetryInterval: 90");
+    assert_ne!(changed, fleet);
+    std::fs::write(d.path().join("fleet.yaml"), changed).unwrap();
+    std::fs::copy(
+        m.join("thermostats.yaml"),
+        d.path().join("thermostats.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("rollout.yaml"),
+        "rollout:\n  waves: [10%, 100%]\n  first: {tags: {name: therm-007}}\n  bake: 2m\n",
+    )
+    .unwrap();
+    let dir = d.path().to_str().unwrap();
+
+    let r = twinops(&em, &["plan", "--format", "json", dir]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let plan: PlanDoc = serde_json::from_str(&r.stdout).expect("plan JSON with a rollout");
+    let rollout = plan.rollout.expect("a rollout");
+    assert_eq!(rollout.id.len(), 64);
+    let sizes: Vec<(usize, &str, usize)> = rollout
+        .waves
+        .iter()
+        .map(|w| (w.index, w.step.as_str(), w.twins.len()))
+        .collect();
+    assert_eq!(sizes, [(0, "first", 1), (1, "10%", 1), (2, "100%", 18)]);
+    assert_eq!(rollout.waves[0].twins, ["therm-007"]);
+    assert_eq!(rollout.bake_seconds, 120.0);
+    assert_eq!(rollout.timeout_seconds, 600.0);
+    assert_eq!(rollout.on_halt, "stop");
+
+    let again = twinops(&em, &["plan", "--format", "json", dir]);
+    let again: PlanDoc = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again.rollout.unwrap().id, rollout.id);
+
+    let text = twinops(&em, &["plan", dir]);
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(
+        text.stdout
+            .contains("  wave 0 (first): 1 twin(s): therm-007\n"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("  wave 2 (up to 100%): 18 twin(s): "));
+    let md = twinops(&em, &["plan", "--format", "markdown", dir]);
+    assert!(
+        md.stdout.contains("| 0 | first | 1 | `therm-007` |"),
+        "{}",
+        md.stdout
+    );
+
+    // Without the block the plan document has no rollout field at all.
+    std::fs::remove_file(d.path().join("rollout.yaml")).unwrap();
+    let r = twinops(&em, &["plan", "--format", "json", dir]);
+    let plain: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(plain.get("rollout").is_none());
 }
 
 #[tokio::test]

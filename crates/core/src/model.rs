@@ -5,6 +5,7 @@
 //! alone. This module knows no wire type: `twinops::hub` converts between IoT Hub's JSON and these.
 
 mod names;
+mod rollout;
 mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use names::{DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner, TwinAddress};
+pub use rollout::{DEFAULT_BAKE, DEFAULT_TIMEOUT, Halt, OnHalt, RolloutSpec, Share, Step};
 pub use target::Targets;
 /// A JSON object, in insertion order (IoT Hub's definition, shared).
 pub use twinops_iothub::wire::JsonMap;
@@ -212,6 +214,8 @@ pub struct Fleet {
     pub devices: Vec<DeviceSpec>,
     /// Hex SHA-256 over the manifest files read (paths and contents, in sorted order).
     pub digest: Digest,
+    /// The set's `rollout` block, if any: desired changes are then delivered in waves.
+    pub rollout: Option<RolloutSpec>,
 }
 
 impl Fleet {

@@ -10,6 +10,7 @@ mod expand;
 mod range;
 mod raw;
 mod resolve;
+mod rollout;
 mod twin;
 mod yaml;
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Fleet, Location, Owner};
+use crate::model::{Fleet, Location, Owner, RolloutSpec};
 
 /// Largest manifest file accepted.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -162,6 +163,7 @@ pub fn load(sources: &[Source]) -> Result<Fleet, Errors> {
     }
 
     let owner = owner(&documents, &mut sink);
+    let rollout = rollout(&documents, &mut sink);
     let templates = resolve::Templates::new(&documents, &mut sink);
     let declarations: Vec<_> = documents
         .iter()
@@ -176,6 +178,7 @@ pub fn load(sources: &[Source]) -> Result<Fleet, Errors> {
         owner,
         devices,
         digest,
+        rollout,
     })
 }
 
@@ -253,6 +256,22 @@ fn owner(documents: &[raw::Document], sink: &mut Sink) -> Owner {
             Owner::default_owner()
         }),
     }
+}
+
+/// The set's one `rollout` block, if any; a second one is reported naming the first.
+fn rollout(documents: &[raw::Document], sink: &mut Sink) -> Option<RolloutSpec> {
+    let mut blocks = documents.iter().filter_map(|d| d.rollout.as_ref());
+    let first = blocks.next()?;
+    for again in blocks {
+        sink.error(
+            &again.loc,
+            format!(
+                "rollout is already set at {}; a manifest set has at most one `rollout` block",
+                first.loc
+            ),
+        );
+    }
+    first.value.clone()
 }
 
 /// Collects diagnostics; `once` keeps one report per location and kind (ranges and templates repeat).

@@ -8,13 +8,13 @@ use super::Sink;
 use super::range::{self, Pattern};
 use super::twin::{self, Scope};
 use super::yaml::{Entry, Kind, Node};
-use crate::model::{AuthSpec, DeviceStatus, Location, PropertyPath, Section};
+use crate::model::{AuthSpec, DeviceStatus, Location, PropertyPath, RolloutSpec, Section};
 
 /// Longest `statusReason`.
 pub const MAX_STATUS_REASON_CHARS: usize = 128;
 use crate::model::MAX_OWNER_CHARS;
 
-const DOCUMENT_KEYS: &[&str] = &["owner", "templates", "devices"];
+const DOCUMENT_KEYS: &[&str] = &["owner", "rollout", "templates", "devices"];
 const TEMPLATE_KEYS: &[&str] = &[
     "extends",
     "status",
@@ -117,6 +117,8 @@ pub struct Device {
 #[derive(Debug, Clone, Default)]
 pub struct Document {
     pub owner: Option<Located<String>>,
+    /// Where `rollout` was written, and the block when it is valid.
+    pub rollout: Option<Located<Option<RolloutSpec>>>,
     pub templates: Vec<Template>,
     pub devices: Vec<Device>,
 }
@@ -133,6 +135,12 @@ pub fn document(root: &Node, sink: &mut Sink) -> Document {
     for e in entries {
         match e.key.as_str() {
             "owner" => doc.owner = owner(&e.value, sink),
+            "rollout" => {
+                doc.rollout = Some(Located {
+                    value: super::rollout::rollout(e, sink),
+                    loc: e.key_loc.clone(),
+                });
+            }
             "templates" => {
                 for t in mapping_entries(&e.value, "`templates`", sink) {
                     doc.templates.push(template(t, sink));
@@ -515,7 +523,7 @@ pub fn path(text: &str) -> Result<PropertyPath, String> {
 }
 
 /// A mapping's entries, reporting unknown keys; `None` (reported) when the node is no mapping.
-fn mapping<'a>(
+pub(super) fn mapping<'a>(
     node: &'a Node,
     what: &str,
     allowed: &[&str],
@@ -552,14 +560,14 @@ fn mapping_entries<'a>(node: &'a Node, what: &str, sink: &mut Sink) -> std::slic
     }
 }
 
-fn string<'a>(node: &'a Node, what: &str, sink: &mut Sink) -> Option<&'a str> {
+pub(super) fn string<'a>(node: &'a Node, what: &str, sink: &mut Sink) -> Option<&'a str> {
     match &node.kind {
         Kind::Str(s) => Some(s),
         _ => type_error(node, what, "a string", sink),
     }
 }
 
-fn type_error<T>(node: &Node, what: &str, expected: &str, sink: &mut Sink) -> Option<T> {
+pub(super) fn type_error<T>(node: &Node, what: &str, expected: &str, sink: &mut Sink) -> Option<T> {
     sink.error(
         &node.loc,
         format!("{what} must be {expected}, found {}", node.kind.describe()),

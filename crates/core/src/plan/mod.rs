@@ -9,6 +9,7 @@ mod change;
 pub mod drift;
 pub mod ledger;
 pub mod patch;
+pub mod rollout;
 mod twin;
 mod values;
 
@@ -25,6 +26,7 @@ pub use change::{
     Change, ChangeDoc, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity,
     IdentityUpdate, OwnedValues, TwinPatch, UpdateDevice, UpdateModule, UpdateTwin,
 };
+pub use rollout::{Rollout, Wave, WaveStep};
 pub use twin::{TwinView, is_sensitive_digest, owned_view, sensitive_digest};
 
 /// The version of the JSON plan document.
@@ -145,6 +147,11 @@ pub struct Plan {
     /// Estimated apply time at the chosen pace, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_apply_seconds: Option<f64>,
+    /// The waves the twin updates of desired values are delivered in, when the manifests have a
+    /// `rollout` block and the plan rolls out at least one twin; absent otherwise (and in plans saved
+    /// before rollouts existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 impl Plan {
@@ -500,6 +507,7 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
             conflicts: Vec::new(),
             requests: BTreeMap::new(),
             estimated_apply_seconds: None,
+            rollout: None,
         },
     };
     let declared: BTreeMap<&str, &DeviceSpec> =
@@ -521,7 +529,46 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
             .then_with(|| a.address().cmp(&b.address()))
     });
     p.plan.count();
+    if let Some(spec) = &fleet.rollout {
+        p.plan.rollout = plan_rollout(&p.plan, spec, fleet, observed, &declared);
+    }
     p.plan
+}
+
+/// The waves of a plan's rolled-out twin updates. `first.tags` is matched against each device's tags
+/// as they will be after apply: the declared tags over the observed ones.
+fn plan_rollout(
+    plan: &Plan,
+    spec: &crate::model::RolloutSpec,
+    fleet: &Fleet,
+    observed: &Observed,
+    declared: &BTreeMap<&str, &DeviceSpec>,
+) -> Option<Rollout> {
+    let is_first = |device: &DeviceId| {
+        let Some(first) = &spec.first else {
+            return false;
+        };
+        let mut tags = observed
+            .devices
+            .get(device)
+            .map(|o| o.twin.tags.clone())
+            .unwrap_or_default();
+        if let Some(d) = declared.get(device.as_str()) {
+            tags.extend(d.twin.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        rollout::matches_first(first, &tags)
+    };
+    let candidates: Vec<rollout::Candidate<'_>> = plan
+        .changes
+        .iter()
+        .filter_map(rollout::rolled_out)
+        .map(|t| rollout::Candidate {
+            address: &t.address,
+            desired: &t.target.desired,
+            first: is_first(&t.address.device),
+        })
+        .collect();
+    rollout::plan(spec, &fleet.owner, &candidates)
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ fn fleet(devices: Vec<DeviceSpec>) -> Fleet {
         owner: "me".into(),
         devices,
         digest: "0".repeat(64).as_str().into(),
+        rollout: None,
     }
 }
 
@@ -311,4 +312,181 @@ fn targets_limit_the_plan() {
     );
     assert_eq!(p.changes.len(), 1);
     assert_eq!(p.changes[0].device_id(), "b");
+}
+
+fn rollout_spec(first: Option<Value>) -> crate::model::RolloutSpec {
+    crate::model::RolloutSpec {
+        waves: vec![crate::model::Step::All],
+        first: first.map(map),
+        bake: std::time::Duration::ZERO,
+        timeout: std::time::Duration::from_secs(600),
+        halt: crate::model::Halt::default(),
+        on_halt: crate::model::OnHalt::Stop,
+        location: loc(),
+    }
+}
+
+fn wave_names(p: &Plan) -> Vec<Vec<String>> {
+    p.rollout
+        .as_ref()
+        .map(|r| {
+            r.waves
+                .iter()
+                .map(|w| w.twins.iter().map(ToString::to_string).collect())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn only_desired_updates_of_existing_twins_are_rolled_out() {
+    let owned = ledger(&["site"], &["t"]);
+    let mut with_module = device("mod-host", json!({"site": "b"}), json!({"t": 1}));
+    with_module.modules.push(ModuleSpec {
+        id: "m1".into(),
+        managed_by: None,
+        auth: AuthSpec::Sas,
+        twin: TwinSpec {
+            desired: map(json!({"t": 2})),
+            ..TwinSpec::default()
+        },
+        location: loc(),
+    });
+    let mut f = fleet(vec![
+        device("desired", json!({"site": "b"}), json!({"t": 2})),
+        device("tags-only", json!({"site": "c"}), json!({"t": 1})),
+        device("new", json!({"site": "b"}), json!({"t": 2})),
+        with_module,
+    ]);
+    f.rollout = Some(rollout_spec(None));
+    let mut host = seen(
+        "mod-host",
+        json!({"site": "b", "twinops": owned}),
+        json!({"t": 1}),
+    );
+    host.modules.insert(
+        "m1".into(),
+        ObservedModule {
+            id: "m1".into(),
+            twin: ObservedTwin {
+                tags: map(json!({"twinops": ledger(&[], &["t"])})),
+                desired: map(json!({"t": 1})),
+                ..ObservedTwin::default()
+            },
+            ..ObservedModule::default()
+        },
+    );
+    let o = observed(vec![
+        seen(
+            "desired",
+            json!({"site": "b", "twinops": owned}),
+            json!({"t": 1}),
+        ),
+        seen(
+            "tags-only",
+            json!({"site": "b", "twinops": owned}),
+            json!({"t": 1}),
+        ),
+        host,
+    ]);
+    let p = plan(&f, &o);
+    let mut rolled: Vec<String> = wave_names(&p).concat();
+    rolled.sort();
+    assert_eq!(rolled, ["desired", "mod-host/m1"]);
+    assert_eq!(p.summary.create, 1);
+    assert_eq!(p.summary.update, 3);
+}
+
+#[test]
+fn first_matches_declared_tags_over_observed_ones() {
+    let owned = ledger(&["ring"], &["t"]);
+    let mut f = fleet(vec![
+        // Declared canary.
+        device("a-declared", json!({"ring": "canary"}), json!({"t": 2})),
+        // Canary in the hub, by a tag twinops does not own.
+        device("b-observed", json!({}), json!({"t": 2})),
+        // Canary in the hub, but the manifests move it out of the ring.
+        device("c-moved", json!({"ring": "main"}), json!({"t": 2})),
+        device("d-plain", json!({}), json!({"t": 2})),
+    ]);
+    f.rollout = Some(rollout_spec(Some(json!({"ring": "canary"}))));
+    let o = observed(vec![
+        seen(
+            "a-declared",
+            json!({"ring": "canary", "twinops": owned}),
+            json!({"t": 1}),
+        ),
+        seen(
+            "b-observed",
+            json!({"ring": "canary", "twinops": ledger(&[], &["t"])}),
+            json!({"t": 1}),
+        ),
+        seen(
+            "c-moved",
+            json!({"ring": "canary", "twinops": owned}),
+            json!({"t": 1}),
+        ),
+        seen(
+            "d-plain",
+            json!({"twinops": ledger(&[], &["t"])}),
+            json!({"t": 1}),
+        ),
+    ]);
+    let p = plan(&f, &o);
+    let waves = wave_names(&p);
+    assert_eq!(waves[0], ["a-declared", "b-observed"]);
+    let mut rest = waves[1].clone();
+    rest.sort();
+    assert_eq!(rest, ["c-moved", "d-plain"]);
+}
+
+#[test]
+fn a_plan_without_a_rollout_block_or_without_desired_changes_has_no_rollout() {
+    let owned = ledger(&["site"], &["t"]);
+    let f = fleet(vec![device("d1", json!({"site": "b"}), json!({"t": 2}))]);
+    let o = observed(vec![seen(
+        "d1",
+        json!({"site": "b", "twinops": owned}),
+        json!({"t": 1}),
+    )]);
+    assert_eq!(plan(&f, &o).rollout, None);
+    let mut with_block = f.clone();
+    with_block.rollout = Some(rollout_spec(None));
+    assert!(plan(&with_block, &o).rollout.is_some());
+    let tags_only = fleet(vec![device("d1", json!({"site": "c"}), json!({"t": 1}))]);
+    let mut tags_only = tags_only;
+    tags_only.rollout = Some(rollout_spec(None));
+    assert_eq!(plan(&tags_only, &o).rollout, None);
+}
+
+#[test]
+fn the_rollout_id_is_the_same_on_a_re_plan_and_changes_with_a_target_value() {
+    let owned = ledger(&[], &["t"]);
+    let make = |t: i64| {
+        let mut f = fleet(
+            (0..20)
+                .map(|i| device(&format!("d{i:02}"), json!({}), json!({"t": t})))
+                .collect(),
+        );
+        f.rollout = Some(rollout_spec(None));
+        f
+    };
+    let o = observed(
+        (0..20)
+            .map(|i| {
+                seen(
+                    &format!("d{i:02}"),
+                    json!({"twinops": owned}),
+                    json!({"t": 1}),
+                )
+            })
+            .collect(),
+    );
+    let a = plan(&make(2), &o).rollout.unwrap();
+    let again = plan(&make(2), &o).rollout.unwrap();
+    assert_eq!(a, again);
+    let other = plan(&make(3), &o).rollout.unwrap();
+    assert_ne!(a.id, other.id);
+    // The order is by owner/address, so the same twins keep their waves.
+    assert_eq!(a.waves, other.waves);
 }

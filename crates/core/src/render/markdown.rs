@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::inline;
-use crate::plan::{Action, Plan};
+use crate::plan::rollout::SHOWN_PER_WAVE;
+use crate::plan::{Action, Plan, Wave};
 
 /// GitHub's limit for one comment.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -17,6 +18,20 @@ fn escape(s: &str) -> String {
     s.replace('|', "\\|")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// The first addresses of a wave as code, `… and N more` for the rest.
+fn first_addresses(w: &Wave) -> String {
+    let mut cells: Vec<String> = w
+        .twins
+        .iter()
+        .take(SHOWN_PER_WAVE)
+        .map(|a| format!("`{}`", escape(&a.to_string())))
+        .collect();
+    if w.twins.len() > SHOWN_PER_WAVE {
+        cells.push(format!("… and {} more", w.twins.len() - SHOWN_PER_WAVE));
+    }
+    cells.join(", ")
 }
 
 /// Renders a plan as markdown no longer than [`COMMENT_LIMIT`] characters.
@@ -37,6 +52,29 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         s.create, s.update, s.delete, s.unchanged, s.conflicts
     );
     let _ = writeln!(head, "{}\n", super::text::summary_line(plan));
+    if let Some(r) = &plan.rollout {
+        let _ = writeln!(
+            head,
+            "**Rollout** `{}` in {} wave(s) of {} twin(s): {}.\n",
+            super::text::short_id(r),
+            r.waves.len(),
+            r.twin_count(),
+            escape(&super::text::settings(r))
+        );
+        let _ = writeln!(head, "| wave | up to | twins | first twins |");
+        let _ = writeln!(head, "|---:|---|---:|---|");
+        for w in &r.waves {
+            let _ = writeln!(
+                head,
+                "| {} | {} | {} | {} |",
+                w.index,
+                w.step,
+                w.twins.len(),
+                first_addresses(w)
+            );
+        }
+        head.push('\n');
+    }
 
     let mut by_device: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for c in &plan.changes {

@@ -7,7 +7,8 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use super::redact;
-use crate::plan::{Action, Change, Kind, Plan};
+use crate::plan::rollout::SHOWN_PER_WAVE;
+use crate::plan::{Action, Change, Kind, Plan, Rollout, Wave};
 use crate::report::{Report, Status};
 
 pub fn kind_words(k: Kind) -> &'static str {
@@ -140,10 +141,90 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         }
         writeln!(out)?;
     }
+    if let Some(r) = &plan.rollout {
+        writeln!(out)?;
+        rollout(out, r)?;
+    }
     if plan.has_differences() {
         writeln!(out)?;
     }
     writeln!(out, "{}", summary_line(plan))
+}
+
+/// The rollout of a plan: a heading with its settings, then one line per wave.
+fn rollout(out: &mut impl Write, r: &Rollout) -> io::Result<()> {
+    writeln!(
+        out,
+        "Rollout {} in {} wave(s) of {} twin(s): {}.",
+        short_id(r),
+        r.waves.len(),
+        r.twin_count(),
+        settings(r)
+    )?;
+    for w in &r.waves {
+        writeln!(out, "  {}", wave_line(w))?;
+    }
+    Ok(())
+}
+
+/// The first 12 hex digits of a rollout ID, as people quote it.
+pub fn short_id(r: &Rollout) -> &str {
+    r.id.get(..12).unwrap_or(&r.id)
+}
+
+/// `bake 2m, timeout 10m, halt on more than 0% rejected or 0% pending at timeout, on halt stop`.
+pub fn settings(r: &Rollout) -> String {
+    format!(
+        "bake {}, timeout {}, halt on more than {} rejected or {} pending at timeout, on halt {}",
+        duration(r.bake),
+        duration(r.timeout),
+        r.halt.rejected,
+        r.halt.pending,
+        r.on_halt.as_str()
+    )
+}
+
+/// `wave 1 (up to 5%): 3 twins: a, b, c` with at most [`SHOWN_PER_WAVE`] addresses.
+fn wave_line(w: &Wave) -> String {
+    let what = match w.step {
+        crate::plan::WaveStep::First => "first".to_string(),
+        step => format!("up to {step}"),
+    };
+    format!(
+        "wave {} ({what}): {} twin(s): {}",
+        w.index,
+        w.twins.len(),
+        first_addresses(w)
+    )
+}
+
+/// The first addresses of a wave, `… and N more` for the rest.
+pub fn first_addresses(w: &Wave) -> String {
+    let shown: Vec<String> = w
+        .twins
+        .iter()
+        .take(SHOWN_PER_WAVE)
+        .map(ToString::to_string)
+        .collect();
+    let mut text = shown.join(", ");
+    if w.twins.len() > SHOWN_PER_WAVE {
+        text.push_str(&format!(", … and {} more", w.twins.len() - SHOWN_PER_WAVE));
+    }
+    text
+}
+
+/// A duration in the manifests' grammar: `0s`, `90s`, `2m`, `1h`, `1.5s`.
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 {
+        return format!("{}s", d.as_secs_f64());
+    }
+    match secs {
+        0 => "0s".to_string(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 fn status_word(s: Status) -> &'static str {

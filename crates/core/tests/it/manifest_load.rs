@@ -487,3 +487,61 @@ fn string_limit_counts_utf8_bytes_as_the_hub_does() {
     let d = &ok.devices[0].twin.desired;
     assert_eq!(twinops_iothub::twin_rules::size(d), 1 + 3 + 1 + 8 + 1 + 4);
 }
+
+#[test]
+fn rollout_block_loads_with_its_settings() {
+    use std::time::Duration;
+    use twinops_core::model::{OnHalt, Share, Step};
+    let fleet = load(&[
+        (
+            "a.yaml",
+            "owner: o\nrollout:\n  waves: [5%, 12.5%, 100%]\n  first: {tags: {ring: canary, tier: 1}}\n  bake: 2m\n  timeout: 90\n  halt: {rejected: 2.5%, pending: 10%}\n  on_halt: revert\n",
+        ),
+        ("b.yaml", "devices:\n  d1: {tags: {ring: canary}}\n"),
+    ]);
+    let r = fleet.rollout.expect("a rollout block");
+    let share = |t| Share::parse(t).unwrap();
+    assert_eq!(
+        r.waves,
+        [
+            Step::Share(share("5%")),
+            Step::Share(share("12.5%")),
+            Step::Share(share("100%"))
+        ]
+    );
+    assert_eq!(r.first, Some(obj(json!({"ring": "canary", "tier": 1}))));
+    assert_eq!(r.bake, Duration::from_secs(120));
+    assert_eq!(r.timeout, Duration::from_secs(90));
+    assert_eq!(r.halt.rejected, share("2.5%"));
+    assert_eq!(r.halt.pending, share("10%"));
+    assert_eq!(r.on_halt, OnHalt::Revert);
+    assert_eq!(r.location.to_string(), "a.yaml:2:1");
+}
+
+#[test]
+fn rollout_settings_default_as_the_spec_says() {
+    use std::time::Duration;
+    use twinops_core::model::{OnHalt, Share, Step};
+    let fleet = load(&[("a.yaml", "rollout:\n  waves: [10, 100, all]\n")]);
+    let r = fleet.rollout.expect("a rollout block");
+    assert_eq!(r.waves, [Step::Count(10), Step::Count(100), Step::All]);
+    assert_eq!(r.first, None);
+    assert_eq!(r.bake, Duration::ZERO);
+    assert_eq!(r.timeout, Duration::from_secs(600));
+    assert_eq!(
+        (r.halt.rejected, r.halt.pending),
+        (Share::ZERO, Share::ZERO)
+    );
+    assert_eq!(r.on_halt, OnHalt::Stop);
+    assert_eq!(load(&[("a.yaml", "devices: {d1: {}}\n")]).rollout, None);
+}
+
+#[test]
+fn all_may_end_a_list_of_shares() {
+    use twinops_core::model::{Share, Step};
+    let fleet = load(&[("a.yaml", "rollout: {waves: [1%, all]}\n")]);
+    assert_eq!(
+        fleet.rollout.unwrap().waves,
+        [Step::Share(Share::parse("1%").unwrap()), Step::All]
+    );
+}

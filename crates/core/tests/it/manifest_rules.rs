@@ -119,3 +119,38 @@ rule!(invalid_utf8_is_rejected_with_its_position, "a.yaml" => b"devices:\n  d\xf
 rule!(file_over_16_mib_is_rejected, "a.yaml" => vec![b'#'; manifest::MAX_FILE_BYTES + 1]);
 rule!(yaml_merge_keys_are_rejected, "a.yaml" => "templates:\n  t: &base {tags: {a: 1}}\ndevices:\n  d1:\n    <<: *base\n");
 rule!(custom_yaml_tags_are_rejected, "a.yaml" => "devices:\n  d1: {tags: {a: !secret x, b: !!int nope}}\n");
+rule!(rollout_set_twice_names_both_places,
+    "a.yaml" => "rollout: {waves: [100%]}\n",
+    "b.yaml" => "rollout:\n  waves: [all]\n");
+rule!(unknown_rollout_keys_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [100%]\n  wave: [5%]\n  halt: {rejected: 1%, failed: 2%}\n  first: {tags: {ring: canary}, labels: {}}\n");
+rule!(rollout_fields_of_the_wrong_type_are_rejected,
+    "a.yaml" => "rollout:\n  waves: 5%\n  first: [canary]\n  bake: true\n  timeout: [10m]\n  halt: 5%\n  on_halt: {stop: true}\n");
+rule!(rollout_that_is_not_a_mapping_is_rejected, "a.yaml" => "rollout: [5%, 100%]\n");
+rule!(rollout_without_waves_is_rejected, "a.yaml" => "rollout: {bake: 2m}\n");
+rule!(empty_waves_are_rejected, "a.yaml" => "rollout: {waves: []}\n");
+rule!(wave_shares_outside_0_to_100_percent_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [0%, 0.125%, 150%, -5%, 100.5%, 100%]\n");
+rule!(waves_that_are_not_shares_counts_or_all_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [half, 0.5, 0, -3, true, null, all]\n");
+rule!(wave_shares_that_do_not_increase_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [5%, 25%, 25%, 10%, 100%]\n");
+rule!(wave_counts_that_do_not_increase_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [10, 5, all, all]\n");
+rule!(waves_mixing_shares_and_counts_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [10, 50%, all]\n");
+rule!(last_share_below_100_percent_is_rejected, "a.yaml" => "rollout:\n  waves: [5%, 25%]\n");
+rule!(last_count_other_than_all_is_rejected, "a.yaml" => "rollout:\n  waves: [10, 100]\n");
+rule!(bad_rollout_durations_are_rejected_by_the_duration_grammar,
+    "a.yaml" => "rollout:\n  waves: [100%]\n  bake: 2 minutes\n  timeout: 5sec\n");
+rule!(negative_bake_and_zero_timeout_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [100%]\n  bake: -1\n  timeout: 0s\n");
+rule!(halt_shares_outside_0_to_100_percent_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [100%]\n  halt: {rejected: 101%, pending: 5}\n");
+rule!(on_halt_other_than_stop_or_revert_is_rejected,
+    "a.yaml" => "rollout:\n  waves: [100%]\n  on_halt: rollback\n");
+rule!(first_without_tags_is_rejected, "a.yaml" => "rollout:\n  waves: [100%]\n  first: {}\n");
+rule!(first_with_empty_tags_is_rejected, "a.yaml" => "rollout:\n  waves: [100%]\n  first: {tags: {}}\n");
+rule!(first_tags_that_are_not_a_mapping_are_rejected, "a.yaml" => "rollout:\n  waves: [100%]\n  first: {tags: [ring]}\n");
+rule!(first_tags_follow_the_twin_rules,
+    "a.yaml" => "rollout:\n  waves: [100%]\n  first: {tags: {ring.name: canary, twinops: x}}\n");

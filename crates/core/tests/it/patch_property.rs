@@ -107,6 +107,7 @@ fn applying_each_planned_patch_to_the_observed_twin_yields_the_target() {
                 },
             }],
             digest: Digest::new("0".repeat(64)).unwrap(),
+            rollout: None,
         };
         let observed = Observed {
             devices: [(

@@ -138,6 +138,7 @@ fn sample() -> Plan {
         }],
         requests: Default::default(),
         estimated_apply_seconds: None,
+        rollout: None,
     }
 }
 
@@ -213,6 +214,78 @@ fn markdown_plan_of_a_thousand_changes_fits_one_comment() {
         md.contains("plan.json"),
         "the note points to the JSON artifact"
     );
+}
+
+/// The sample plan with a rollout of three waves over a device twin and twelve more.
+fn with_rollout() -> Plan {
+    let mut p = sample();
+    let rest: Vec<String> = (4..16).map(|i| format!("therm-{i:03}")).collect();
+    p.rollout = Some(
+        serde_json::from_value(json!({
+            "id": "3f".repeat(32),
+            "waves": [
+                {"index": 0, "step": "first", "twins": ["canary-1", "canary-1/sensor"]},
+                {"index": 1, "step": "25%", "twins": ["myFirstDevice/myFirstModule", "therm-003"]},
+                {"index": 2, "step": "100%", "twins": rest},
+            ],
+            "bake_seconds": 120,
+            "timeout_seconds": 600,
+            "halt": {"rejected": "0%", "pending": "5%"},
+            "on_halt": "revert",
+        }))
+        .unwrap(),
+    );
+    p
+}
+
+#[test]
+fn text_plan_shows_one_line_per_wave() {
+    insta::assert_snapshot!(text(&with_rollout()));
+}
+
+#[test]
+fn markdown_plan_shows_a_wave_table() {
+    insta::assert_snapshot!(markdown(&with_rollout()));
+}
+
+#[test]
+fn json_plan_has_a_rollout_only_when_the_manifests_have_one() {
+    let plain = serde_json::to_value(sample()).unwrap();
+    assert!(plain.get("rollout").is_none(), "{plain}");
+    // A plan saved before rollouts existed reads back as a plan without one.
+    let old: Plan = serde_json::from_value(plain).unwrap();
+    assert_eq!(old, sample());
+
+    let rolled = serde_json::to_value(with_rollout()).unwrap();
+    assert_eq!(
+        rolled["rollout"]["waves"][1],
+        json!({"index": 1, "step": "25%", "twins": ["myFirstDevice/myFirstModule", "therm-003"]})
+    );
+    let keys: Vec<&str> = rolled["rollout"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "waves",
+            "bake_seconds",
+            "timeout_seconds",
+            "halt",
+            "on_halt"
+        ]
+    );
+    assert_eq!(rolled["rollout"]["bake_seconds"], json!(120.0));
+    assert_eq!(
+        rolled["rollout"]["halt"],
+        json!({"rejected": "0%", "pending": "5%"})
+    );
+    assert_eq!(rolled["rollout"]["on_halt"], json!("revert"));
+    let back: Plan = serde_json::from_value(rolled).unwrap();
+    assert_eq!(back, with_rollout());
 }
 
 #[test]

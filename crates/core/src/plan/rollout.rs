@@ -1,0 +1,387 @@
+//! Rollout waves (SPEC §11), pure: which changes of a plan are rolled out, which wave each twin is in,
+//! the rollout's ID, and the gate arithmetic that decides whether a written wave passed.
+//!
+//! Everything here is a function of its inputs, so a saved plan, a re-run and a resumed run agree on
+//! the waves. It does no I/O and keeps no clock: the executor polls the hub, classifies each twin and
+//! asks [`gate`]; whether the timeout has passed is its argument.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use super::change::{Change, UpdateTwin};
+use crate::model::{
+    DeviceId, Digest, Halt, JsonMap, ModuleId, OnHalt, Owner, RolloutSpec, Step, TwinAddress,
+};
+
+/// How many addresses the text and markdown renderings show per wave.
+pub const SHOWN_PER_WAVE: usize = 5;
+
+/// The rollout of a plan: its waves, in the order they are written, and the settings that gate them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// Hex SHA-256 over the rolled-out twins and their target desired values ([`id`]).
+    pub id: Digest,
+    /// Non-empty waves only, numbered from 0 in the order they are written.
+    pub waves: Vec<Wave>,
+    /// Wait after a wave passes, before the next one is written.
+    #[serde(rename = "bake_seconds", with = "seconds")]
+    pub bake: Duration,
+    /// How long a wave may take to pass its gate.
+    #[serde(rename = "timeout_seconds", with = "seconds")]
+    pub timeout: Duration,
+    pub halt: Halt,
+    pub on_halt: OnHalt,
+}
+
+impl Rollout {
+    /// How many twins the rollout delivers.
+    pub fn twin_count(&self) -> usize {
+        self.waves.iter().map(|w| w.twins.len()).sum()
+    }
+}
+
+/// One wave: the twins written together, then gated together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wave {
+    /// Position among the written waves, from 0 (empty waves are skipped and not numbered).
+    pub index: usize,
+    /// What made this wave: the `first` twins, or the step of `waves` it fills up to.
+    pub step: WaveStep,
+    /// `device` or `device/module`: the `first` twins sorted by address, the others in rollout order.
+    #[serde(with = "addresses")]
+    pub twins: Vec<TwinAddress>,
+}
+
+/// The origin of a wave, written `first`, `5%`, `10` or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaveStep {
+    /// The twins of devices that `first.tags` selects.
+    First,
+    /// A step of `waves`: the wave holds the twins up to this cumulative size.
+    Upto(Step),
+}
+
+impl fmt::Display for WaveStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaveStep::First => f.write_str("first"),
+            WaveStep::Upto(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl Serialize for WaveStep {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WaveStep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<WaveStep, D::Error> {
+        let text = String::deserialize(d)?;
+        let step = match text.as_str() {
+            "first" => Some(WaveStep::First),
+            "all" => Some(WaveStep::Upto(Step::All)),
+            t if t.ends_with('%') => {
+                crate::model::Share::parse(t).map(|s| WaveStep::Upto(Step::Share(s)))
+            }
+            t => t
+                .parse()
+                .ok()
+                .filter(|c| *c >= 1)
+                .map(|c| WaveStep::Upto(Step::Count(c))),
+        };
+        step.ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a wave step; expected first, a share such as 5%, a count such as 10, or all"
+            ))
+        })
+    }
+}
+
+/// Durations in plan documents: seconds, as a number (like `estimated_apply_seconds`).
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            serde::de::Error::custom(format!("{secs} is not a number of seconds a wait can last"))
+        })
+    }
+}
+
+/// Twin addresses in plan documents: `device` or `device/module` (IDs never hold `/`).
+mod addresses {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::model::TwinAddress;
+
+    pub fn serialize<S: Serializer>(twins: &[TwinAddress], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(twins.iter().map(ToString::to_string))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TwinAddress>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| super::parse_address(text).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+fn parse_address(text: &str) -> Result<TwinAddress, String> {
+    let (device, module) = match text.split_once('/') {
+        Some((d, m)) => (d, Some(m)),
+        None => (text, None),
+    };
+    Ok(TwinAddress {
+        device: DeviceId::new(device).map_err(|e| e.to_string())?,
+        module: module
+            .map(ModuleId::new)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+    })
+}
+
+/// The twin update a rollout delivers, if this change is one: a twin update whose patch changes
+/// owned desired values (with whatever tags it carries). Creates, identity updates, tag-only patches
+/// and deletes are not gated.
+pub fn rolled_out(change: &Change) -> Option<&UpdateTwin> {
+    match change {
+        Change::UpdateTwin(t) if !t.patch.desired.is_empty() => Some(t),
+        _ => None,
+    }
+}
+
+/// Whether a device's tags hold every tag of `first.tags` with an equal value.
+pub fn matches_first(first: &JsonMap, device_tags: &JsonMap) -> bool {
+    first.iter().all(|(k, v)| device_tags.get(k) == Some(v))
+}
+
+/// One twin a rollout delivers.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub address: &'a TwinAddress,
+    /// The owned desired values it targets (a plan `target.desired`: sensitive values as digests).
+    pub desired: &'a JsonMap,
+    /// Whether its device matches `first.tags`.
+    pub first: bool,
+}
+
+/// The rollout of these twins under `spec`, or `None` when there is no twin to roll out.
+///
+/// Wave 0 is the `first` twins sorted by address; the others follow in the order of SHA-256 of
+/// `owner/address`. The wave of step k holds the twins up to `step_k.upto(N)` cumulatively, N being
+/// every candidate and the `first` twins counting towards the first step; empty waves are skipped.
+/// The input order does not matter.
+pub fn plan(spec: &RolloutSpec, owner: &Owner, candidates: &[Candidate<'_>]) -> Option<Rollout> {
+    if candidates.is_empty() {
+        return None;
+    }
+    let n = candidates.len();
+    let (mut first, rest): (Vec<&Candidate<'_>>, Vec<&Candidate<'_>>) =
+        candidates.iter().partition(|c| c.first);
+    first.sort_by(|a, b| a.address.cmp(b.address));
+    let mut rest: Vec<([u8; 32], &TwinAddress)> = rest
+        .into_iter()
+        .map(|c| (order_key(owner, c.address), c.address))
+        .collect();
+    rest.sort();
+
+    let mut waves = Vec::new();
+    if !first.is_empty() {
+        waves.push(Wave {
+            index: 0,
+            step: WaveStep::First,
+            twins: first.iter().map(|c| c.address.clone()).collect(),
+        });
+    }
+    let mut placed = first.len();
+    let mut rest = rest.into_iter().map(|(_, a)| a.clone());
+    for &step in &spec.waves {
+        let take = step.upto(n).saturating_sub(placed);
+        let twins: Vec<TwinAddress> = rest.by_ref().take(take).collect();
+        placed += twins.len();
+        if !twins.is_empty() {
+            waves.push(Wave {
+                index: waves.len(),
+                step: WaveStep::Upto(step),
+                twins,
+            });
+        }
+    }
+    // The manifest loader makes the last step cover every twin; a spec built by hand may not.
+    let left: Vec<TwinAddress> = rest.collect();
+    if !left.is_empty() {
+        waves.push(Wave {
+            index: waves.len(),
+            step: WaveStep::Upto(Step::All),
+            twins: left,
+        });
+    }
+    Some(Rollout {
+        id: id(candidates),
+        waves,
+        bake: spec.bake,
+        timeout: spec.timeout,
+        halt: spec.halt,
+        on_halt: spec.on_halt,
+    })
+}
+
+/// SHA-256 of `owner/address`, the order of the twins outside `first`.
+fn order_key(owner: &Owner, address: &TwinAddress) -> [u8; 32] {
+    Sha256::digest(format!("{owner}/{address}").as_bytes()).into()
+}
+
+/// The rollout ID: hex SHA-256 over the twins sorted by address, each as `address`, 0, its target
+/// desired values as canonical JSON (object keys sorted), 0. The same twins with the same targets give
+/// the same ID on every run, in any order; a changed target value gives another.
+pub fn id(candidates: &[Candidate<'_>]) -> Digest {
+    let mut sorted: Vec<&Candidate<'_>> = candidates.iter().collect();
+    sorted.sort_by(|a, b| a.address.cmp(b.address));
+    let mut hasher = Sha256::new();
+    for c in sorted {
+        hasher.update(c.address.to_string().as_bytes());
+        hasher.update([0u8]);
+        let mut text = String::new();
+        canonical(&Value::Object(c.desired.clone()), &mut text);
+        hasher.update(text.as_bytes());
+        hasher.update([0u8]);
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Digest::new(hex).unwrap_or_else(|_| unreachable!("a SHA-256 is 64 hex digits"))
+}
+
+/// JSON with object keys sorted at every level, so that key order never changes the ID.
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// What a twin of a written wave has answered to its changed desired keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ack {
+    /// Every changed key is acknowledged.
+    Acknowledged,
+    /// A changed key was rejected by the device.
+    Rejected,
+    /// Neither yet.
+    Pending,
+}
+
+/// How many twins of a wave are in each class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tally {
+    pub acknowledged: usize,
+    pub rejected: usize,
+    pub pending: usize,
+}
+
+impl Tally {
+    pub fn of(classes: &[Ack]) -> Tally {
+        let mut t = Tally::default();
+        for c in classes {
+            match c {
+                Ack::Acknowledged => t.acknowledged += 1,
+                Ack::Rejected => t.rejected += 1,
+                Ack::Pending => t.pending += 1,
+            }
+        }
+        t
+    }
+
+    pub fn total(&self) -> usize {
+        self.acknowledged + self.rejected + self.pending
+    }
+}
+
+/// Where a written wave stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Twins are still pending and the timeout has not passed: poll again.
+    Waiting,
+    /// Write the next wave (after `bake`).
+    Passed,
+    /// Halt the rollout.
+    Failed(Halted),
+}
+
+/// Why a wave failed its gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halted {
+    /// More than `halt.rejected` of its twins rejected the change.
+    Rejected,
+    /// At timeout, more than `halt.pending` of its twins had not acknowledged.
+    Pending,
+}
+
+/// The gate of one written wave, from its twins' classes (SPEC §11). Shares compare strictly: a wave
+/// fails when *more than* the threshold share of its twins is rejected (at once, whether or not the
+/// timeout has passed) or, once `timed_out`, pending. Before the timeout it passes only when no twin
+/// is pending any more; at the timeout it passes when the pending share is within `halt.pending`. An
+/// empty wave passes.
+pub fn gate(classes: &[Ack], halt: &Halt, timed_out: bool) -> Gate {
+    let t = Tally::of(classes);
+    let total = t.total();
+    if halt.rejected.is_exceeded_by(t.rejected, total) {
+        return Gate::Failed(Halted::Rejected);
+    }
+    if t.pending == 0 {
+        return Gate::Passed;
+    }
+    if !timed_out {
+        return Gate::Waiting;
+    }
+    if halt.pending.is_exceeded_by(t.pending, total) {
+        Gate::Failed(Halted::Pending)
+    } else {
+        Gate::Passed
+    }
+}
+
+#[cfg(test)]
+mod tests;
