@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::apply::{Report, Status};
 use crate::hub::{Hub, observe};
-use twinops_core::plan::drift::{Ack, classify};
+use twinops_core::plan::drift::{Ack, classify, twin_answer};
 use twinops_core::plan::{Kind, Plan, is_sensitive_digest};
 
 pub use twinops_core::report::Pending;
@@ -62,30 +62,18 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
 /// Classifies one waited-for twin: acknowledged (every key), rejected (any key, with the
 /// device's `ad` texts), or still pending.
 fn answer(p: &Pending, twin: &twinops_core::model::ObservedTwin) -> Ack {
-    let mut pending = false;
-    let mut rejected = Vec::new();
-    for (k, v) in &p.desired {
-        if twin.desired.get(k) != Some(v) {
-            continue; // someone else changed it since: not ours to wait for
-        }
-        match classify(v, twin.reported.get(k), twin.desired_version) {
-            Ack::Acknowledged => {}
-            Ack::Pending => pending = true,
-            Ack::Rejected { ad } => rejected.push(match ad {
-                Some(ad) => format!("desired.{k}: {ad}"),
-                None => format!("desired.{k}"),
+    twin_answer(
+        p.desired
+            .iter()
+            // A key someone else changed since is not ours to wait for.
+            .filter(|(k, v)| twin.desired.get(*k) == Some(*v))
+            .map(|(k, v)| {
+                (
+                    format!("desired.{k}"),
+                    classify(v, twin.reported.get(k), twin.desired_version),
+                )
             }),
-        }
-    }
-    if !rejected.is_empty() {
-        Ack::Rejected {
-            ad: Some(rejected.join("; ")),
-        }
-    } else if pending {
-        Ack::Pending
-    } else {
-        Ack::Acknowledged
-    }
+    )
 }
 
 /// Records a twin's answer on its item.

@@ -101,6 +101,32 @@ pub fn classify(desired: &Value, reported: Option<&Value>, version: i64) -> Ack 
     Ack::Pending
 }
 
+/// One twin's answer from its keys' answers: rejected when any key is (the devices' texts joined),
+/// else pending when any key is, else acknowledged.
+pub fn twin_answer(keys: impl IntoIterator<Item = (String, Ack)>) -> Ack {
+    let mut pending = false;
+    let mut rejected = Vec::new();
+    for (key, answer) in keys {
+        match answer {
+            Ack::Acknowledged => {}
+            Ack::Pending => pending = true,
+            Ack::Rejected { ad } => rejected.push(match ad {
+                Some(ad) => format!("{key}: {ad}"),
+                None => key,
+            }),
+        }
+    }
+    if !rejected.is_empty() {
+        Ack::Rejected {
+            ad: Some(rejected.join("; ")),
+        }
+    } else if pending {
+        Ack::Pending
+    } else {
+        Ack::Acknowledged
+    }
+}
+
 /// Whether `reported` acknowledges `desired` at desired `$version` `version` ([`classify`]).
 pub fn acknowledged(desired: &Value, reported: Option<&Value>, version: i64) -> bool {
     classify(desired, reported, version) == Ack::Acknowledged

@@ -300,17 +300,9 @@ fn canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// What a twin of a written wave has answered to its changed desired keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ack {
-    /// Every changed key is acknowledged.
-    Acknowledged,
-    /// A changed key was rejected by the device.
-    Rejected,
-    /// Neither yet.
-    Pending,
-}
+/// A twin's answer is [`super::drift::Ack`] (the one classifier `drift`, `apply --wait` and the gate
+/// share), made per twin by [`super::drift::twin_answer`].
+pub use super::drift::Ack;
 
 /// How many twins of a wave are in each class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -327,7 +319,7 @@ impl Tally {
         for c in classes {
             match c {
                 Ack::Acknowledged => t.acknowledged += 1,
-                Ack::Rejected => t.rejected += 1,
+                Ack::Rejected { .. } => t.rejected += 1,
                 Ack::Pending => t.pending += 1,
             }
         }

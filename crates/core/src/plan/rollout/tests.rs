@@ -368,7 +368,7 @@ fn first_matches_when_every_tag_is_equal() {
 
 fn acks(acknowledged: usize, rejected: usize, pending: usize) -> Vec<Ack> {
     let mut v = vec![Ack::Acknowledged; acknowledged];
-    v.extend(vec![Ack::Rejected; rejected]);
+    v.extend(vec![Ack::Rejected { ad: None }; rejected]);
     v.extend(vec![Ack::Pending; pending]);
     v
 }
