@@ -32,7 +32,7 @@ fn commands(script: &str, hub: Option<&str>) -> Vec<Vec<String>> {
         let Some(start) = line.find("twinops ") else {
             continue;
         };
-        if line[..start].contains("cargo install") || line[..start].contains('#') {
+        if line[..start].contains('#') {
             continue;
         }
         let words: Vec<String> = line[start..]
@@ -147,9 +147,26 @@ fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedd
         }
     }
     assert_eq!(shards, 2);
-    // The connection string comes from a secret and is never echoed by a workflow.
+    // The connection string comes from a secret and is never echoed by a workflow; twinops is
+    // installed by this repository's action, not by a `cargo install` a user cannot run.
     for name in ["plan.yml", "apply.yml", "drift.yml", "matrix.yml"] {
         let text = std::fs::read_to_string(examples().join(name)).unwrap();
+        assert!(
+            !text.contains("cargo install"),
+            "{name} installs with cargo"
+        );
+        let w = workflow(name);
+        let uses_action = w["jobs"].as_object().unwrap().values().all(|job| {
+            job["steps"].as_array().unwrap().iter().any(|s| {
+                s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with("/twinops@v1"))
+            })
+        });
+        assert!(
+            uses_action,
+            "{name}: every job installs twinops with the action"
+        );
         assert!(
             text.contains("${{ secrets"),
             "{name} reads the hub from a secret"
@@ -159,4 +176,112 @@ fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedd
             "{name} echoes the secret"
         );
     }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A release directory as the release workflow lays it out, holding this build of twinops.
+fn release_of_this_build(dir: &Path, version: &str, corrupt: bool) {
+    let target = match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "x86_64-unknown-linux-gnu",
+        ("linux", "aarch64") => "aarch64-unknown-linux-gnu",
+        ("macos", "x86_64") => "x86_64-apple-darwin",
+        ("macos", "aarch64") => "aarch64-apple-darwin",
+        other => panic!("no release target for {other:?}"),
+    };
+    let stage = dir.join("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_twinops"), stage.join("twinops")).unwrap();
+    let out = dir.join(version);
+    std::fs::create_dir_all(&out).unwrap();
+    let asset = format!("twinops-{version}-{target}.tar.gz");
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(out.join(&asset))
+        .arg("-C")
+        .arg(&stage)
+        .arg("twinops")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sum = Command::new("sha256sum")
+        .arg(&asset)
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8(sum.stdout).unwrap();
+    if corrupt {
+        text = format!("{}{}", "0".repeat(64), &text[64..]);
+    }
+    std::fs::write(out.join(format!("{asset}.sha256")), text).unwrap();
+}
+
+fn install(
+    root: &Path,
+    releases: &Path,
+    version: &str,
+    github_path: &Path,
+) -> std::process::Output {
+    Command::new("bash")
+        .arg(repo().join("scripts/install-twinops.sh"))
+        .env("TWINOPS_VERSION", version)
+        .env("TWINOPS_REPO", "example/twinops")
+        .env("TWINOPS_ROOT", root)
+        .env("TWINOPS_RELEASES", format!("file://{}", releases.display()))
+        .env("GITHUB_PATH", github_path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_action_installs_a_release_binary_checked_against_its_checksum() {
+    let work = tempfile::tempdir().unwrap();
+    let releases = work.path().join("releases");
+    release_of_this_build(&releases, "v9.9.9", false);
+    let root = work.path().join("root");
+    let path_file = work.path().join("github_path");
+    let out = install(&root, &releases, "v9.9.9", &path_file);
+    assert!(out.status.success(), "{out:?}");
+    let installed = root.join("bin/twinops");
+    let v = Command::new(&installed).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("twinops "),
+        "{v:?}"
+    );
+    let path = std::fs::read_to_string(&path_file).unwrap();
+    assert_eq!(path.trim(), root.join("bin").to_str().unwrap());
+    // Cached: a second run keeps the installed binary.
+    let out = install(&root, &releases, "v9.9.9", &path_file);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already installed"),
+        "{out:?}"
+    );
+    // A download whose checksum does not match is refused.
+    let bad = work.path().join("bad");
+    release_of_this_build(&bad, "v9.9.8", true);
+    let out = install(&work.path().join("root2"), &bad, "v9.9.8", &path_file);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"),
+        "{out:?}"
+    );
+    assert!(!work.path().join("root2/bin/twinops").exists());
+    // The action runs this script and passes the hub through the environment only.
+    let action: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(repo().join("action.yml")).unwrap())
+            .unwrap();
+    let steps = action["runs"]["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|s| {
+        s["run"]
+            .as_str()
+            .is_some_and(|r| r.contains("install-twinops.sh"))
+    }));
+    let text = std::fs::read_to_string(repo().join("action.yml")).unwrap();
+    assert!(
+        !text.contains("TWINOPS_HUB:"),
+        "the action takes no hub input"
+    );
 }
