@@ -269,3 +269,58 @@ fn completions_and_the_man_page_come_from_the_parser() {
         "the man page lists the subcommands"
     );
 }
+
+#[tokio::test]
+async fn plans_say_what_a_create_sets_and_what_a_delete_takes_with_it() {
+    let em = Emulator::start();
+    let d = dir();
+    let p = d.path().to_str().unwrap().to_string();
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            "owner: team-a\ndevices:\n  gw-1:\n    edge: true\n  leaf-1:\n    parent: gw-1\n    status: disabled\n    modules:\n      sensor:\n        managedBy: ops\n        desired: {unit: celsius}\n",
+        )],
+    );
+    let r = twinops(&em, &["plan", &p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for line in [
+        "+ create device gw-1",
+        "+ capabilities.iotEdge = true",
+        "+ status = \"disabled\"",
+        "+ parent = \"gw-1\"",
+        "+ authentication = {\"type\":\"sas\"}",
+        "+ managedBy = \"ops\"",
+        "+ desired.unit = \"celsius\"",
+    ] {
+        assert!(r.stdout.contains(line), "{line} in:\n{}", r.stdout);
+    }
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    // leaf-1 leaves the manifests: its module goes with it, and the count says so.
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            "owner: team-a\ndevices:\n  gw-1:\n    edge: true\n",
+        )],
+    );
+    let r = twinops(&em, &["plan", "--prune", &p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("- delete device leaf-1"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("with its 1 module(s): sensor"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("2 to delete"), "{}", r.stdout);
+    let r = twinops(
+        &em,
+        &["apply", "--yes", "--prune", "--max-deletes", "1", &p],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains('2'),
+        "the refusal counts as the plan does: {}",
+        r.stderr
+    );
+}

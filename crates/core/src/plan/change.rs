@@ -214,7 +214,35 @@ impl Change {
                 let Some(wanted) = self.wanted() else {
                     return Vec::new();
                 };
+                // The identity fields first (what a reviewer must see of a new identity), then
+                // every owned key of its twin content.
+                let field = |path: &str, v: Value| FieldDiff {
+                    path: path.into(),
+                    before: None,
+                    after: Some(v),
+                };
                 let mut out = Vec::new();
+                match self {
+                    Change::CreateDevice(c) => {
+                        let id = &c.identity;
+                        out.push(field(FIELD_STATUS, json!(id.status.as_str())));
+                        if let Some(r) = &id.status_reason {
+                            out.push(field(FIELD_STATUS_REASON, json!(r)));
+                        }
+                        out.push(field(FIELD_AUTH, auth_doc(&id.auth)));
+                        out.push(field(FIELD_EDGE, json!(id.edge)));
+                        if let Some(p) = &id.parent {
+                            out.push(field(FIELD_PARENT, json!(p)));
+                        }
+                    }
+                    Change::CreateModule(c) => {
+                        out.push(field(FIELD_AUTH, auth_doc(&c.auth)));
+                        if let Some(m) = &c.managed_by {
+                            out.push(field("managedBy", json!(m)));
+                        }
+                    }
+                    _ => {}
+                }
                 for s in [Section::Tags, Section::Desired] {
                     for (k, v) in wanted.section(s) {
                         out.push(FieldDiff {

@@ -174,7 +174,8 @@ impl Plan {
             match c.action() {
                 Action::Create => s.create += 1,
                 Action::Update => s.update += 1,
-                Action::Delete => s.delete += 1,
+                // Identities, as `--max-deletes` counts them: a device's modules go with it.
+                Action::Delete => s.delete += deletions(c),
             }
         }
         self.summary = s;
@@ -480,16 +481,19 @@ pub fn disabled_with_module_changes(plan: &Plan, observed: &Observed) -> Vec<Dev
     out
 }
 
+/// How many identities a change deletes (a deleted device's modules count one each; the edge
+/// runtime's system modules do not, as nobody declared them).
+fn deletions(c: &Change) -> usize {
+    match c {
+        Change::DeleteModule(_) => 1,
+        Change::DeleteDevice(d) => 1 + d.modules.iter().filter(|m| !m.is_system()).count(),
+        _ => 0,
+    }
+}
+
 /// How many identities the plan deletes (a deleted device's modules count one each).
 pub fn deletion_count(plan: &Plan) -> usize {
-    plan.changes
-        .iter()
-        .map(|c| match c {
-            Change::DeleteModule(_) => 1,
-            Change::DeleteDevice(d) => 1 + d.modules.iter().filter(|m| !m.is_system()).count(),
-            _ => 0,
-        })
-        .sum()
+    plan.changes.iter().map(deletions).sum()
 }
 
 /// Diffs what the manifests want against what the hub holds.

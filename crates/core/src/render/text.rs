@@ -32,12 +32,20 @@ fn sign(a: Action) -> char {
     }
 }
 
+/// Values that fit on one line of this width are printed compactly; longer ones are spread over
+/// lines so that their line diff shows what changed.
+const INLINE_WIDTH: usize = 80;
+
 fn pretty(v: &Value) -> String {
     let v = redact(v);
     if let Value::String(s) = &v
         && s == "(sensitive)"
     {
         return s.clone();
+    }
+    let compact = serde_json::to_string(&v).unwrap_or_default();
+    if compact.len() <= INLINE_WIDTH {
+        return compact;
     }
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
@@ -82,12 +90,40 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
         kind_words(c.kind()),
         c.address()
     )?;
+    if let Change::DeleteDevice(d) = c {
+        let modules: Vec<&str> = d.modules.iter().map(|m| m.as_str()).collect();
+        if !modules.is_empty() {
+            writeln!(
+                out,
+                "      - with its {} module(s): {}",
+                modules.len(),
+                modules.join(", ")
+            )?;
+        }
+    }
     if c.action() == Action::Delete {
         return Ok(());
     }
     for d in &c.shown_diff() {
         if d.path == "tags.twinops" {
             continue;
+        }
+        // A value set or removed whole fits on its path's line when it is short; a changed value
+        // gets its own lines, diffed when it spans several.
+        match (&d.before, &d.after) {
+            (None, Some(a)) if !pretty(a).contains('\n') => {
+                writeln!(out, "      + {} = {}", d.path, pretty(a))?;
+                continue;
+            }
+            (Some(b), None) if !pretty(b).contains('\n') => {
+                writeln!(out, "      - {} (was {})", d.path, pretty(b))?;
+                continue;
+            }
+            (Some(b), Some(a)) if !pretty(b).contains('\n') && !pretty(a).contains('\n') => {
+                writeln!(out, "      ~ {}: {} -> {}", d.path, pretty(b), pretty(a))?;
+                continue;
+            }
+            _ => {}
         }
         let head = match (&d.before, &d.after) {
             (None, Some(_)) => '+',
