@@ -45,7 +45,10 @@ async fn report(
         targets: targets.clone(),
         ..Options::default()
     };
-    let p = plan::diff(fleet, &observed, &conn.identity, &options);
+    let mut p = plan::diff(fleet, &observed, &conn.identity, &options);
+    p.no_longer_declared = super::plan::no_longer_declared(&conn.hub, fleet, &observed, &targets)
+        .await
+        .context("looking for owned identities no manifest declares")?;
     let any_configured = observed.devices.values().any(|d| {
         !d.twin.configurations.is_empty()
             || d.modules

@@ -28,6 +28,11 @@ pub async fn make(
     .context("reading the hub")?;
     check_targets(&options.targets, fleet, &observed)?;
     let mut p = plan::diff(fleet, &observed, &conn.identity, options);
+    if !options.prune {
+        p.no_longer_declared = no_longer_declared(&conn.hub, fleet, &observed, &options.targets)
+            .await
+            .context("looking for owned identities no manifest declares")?;
+    }
     confirm_deletions(&conn.hub, &mut p)
         .await
         .context("confirming planned deletions")?;
@@ -41,6 +46,70 @@ pub async fn make(
     p.requests = conn.hub.counts().snapshot();
     p.estimated_apply_seconds = estimate(&p, conn);
     Ok(p)
+}
+
+/// Owned identities that no manifest declares, for the plan's hint and drift: from a complete read
+/// when the plan made one, else from two projection queries of this owner's ledgers (a page per
+/// 100 rows, whatever the fleet's size).
+pub async fn no_longer_declared(
+    hub: &crate::hub::Hub,
+    fleet: &Fleet,
+    observed: &twinops_core::model::Observed,
+    targets: &Targets,
+) -> Result<Vec<String>, crate::hub::Error> {
+    if observed.complete {
+        return Ok(plan::undeclared(fleet, observed, targets));
+    }
+    // The owner is 1..64 of `A-Za-z0-9._-` (checked by `Owner`), so it can stand in quotes.
+    let owner = fleet.owner.as_str();
+    let text = |row: &serde_json::Value, key: &str| {
+        row.get(key).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let mut devices = Vec::new();
+    hub.query_all(
+        &format!("SELECT deviceId FROM devices WHERE tags.twinops.owner = '{owner}'"),
+        crate::hub::read::QUERY_PAGE_REQUEST,
+        |rows| {
+            devices.extend(rows.iter().filter_map(|r| text(r, "deviceId")));
+            Ok(())
+        },
+    )
+    .await?;
+    let mut modules = Vec::new();
+    hub.query_all(
+        &format!(
+            "SELECT deviceId, moduleId FROM devices.modules WHERE tags.twinops.owner = '{owner}'"
+        ),
+        crate::hub::read::QUERY_PAGE_REQUEST,
+        |rows| {
+            modules.extend(
+                rows.iter()
+                    .filter_map(|r| Some((text(r, "deviceId")?, text(r, "moduleId")?))),
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    let declared: std::collections::BTreeMap<&str, &twinops_core::model::DeviceSpec> =
+        fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut out: Vec<String> = devices
+        .into_iter()
+        .filter(|d| !declared.contains_key(d.as_str()) && targets.device(d))
+        .collect();
+    for (d, m) in modules {
+        let Some(spec) = declared.get(d.as_str()) else {
+            continue; // goes with its device
+        };
+        if !twinops_iothub::ids::is_system_module(&m)
+            && !spec.modules.iter().any(|dm| dm.id == m.as_str())
+            && targets.module(&d, &m)
+        {
+            out.push(format!("{d}/{m}"));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// A `--target` that selects no declared and no observed identity is an error naming it: a typo

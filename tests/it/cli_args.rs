@@ -324,3 +324,42 @@ async fn plans_say_what_a_create_sets_and_what_a_delete_takes_with_it() {
         r.stderr
     );
 }
+
+#[tokio::test]
+async fn identities_no_longer_declared_are_hinted_by_plan_and_reported_by_drift() {
+    let em = Emulator::start();
+    let d = dir();
+    let p = d.path().to_str().unwrap().to_string();
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            "owner: team-a\ndevices:\n  keep:\n    modules:\n      old: {}\n  gone: {}\n",
+        )],
+    );
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    manifests(
+        d.path(),
+        &[("fleet.yaml", "owner: team-a\ndevices:\n  keep: {}\n")],
+    );
+    let r = twinops(&em, &["plan", "--detailed-exitcode", &p]);
+    assert_eq!(r.code, 0, "no change is planned without --prune: {r:?}");
+    assert!(
+        r.stdout.contains(
+            "2 owned identities are no longer declared (gone, keep/old); --prune deletes them"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = twinops(&em, &["plan", "--format", "json", &p]);
+    assert_eq!(
+        r.json()["no_longer_declared"],
+        serde_json::json!(["gone", "keep/old"])
+    );
+    let r = twinops(&em, &["drift", "--format", "json", &p]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.json()["counts"]["no_longer_declared"], 2, "{}", r.stdout);
+    let r = twinops(&em, &["plan", "--prune", &p]);
+    assert!(!r.stdout.contains("no longer declared"), "{}", r.stdout);
+    assert!(r.stdout.contains("- delete device gone"), "{}", r.stdout);
+}

@@ -30,6 +30,9 @@ pub struct Item {
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     ChangedInHub,
+    /// Owned by this manifest set's ledger, but no manifest declares it any more (`--prune`
+    /// deletes it).
+    NoLongerDeclared,
     /// The device answered an owned desired value with a Plug and Play rejection (`ac` >= 400).
     RejectedByDevice,
     NotAcknowledged,
@@ -40,6 +43,7 @@ impl Class {
     pub fn words(self) -> &'static str {
         match self {
             Class::ChangedInHub => "changed in hub",
+            Class::NoLongerDeclared => "no longer declared",
             Class::RejectedByDevice => "rejected by the device",
             Class::NotAcknowledged => "not yet acknowledged by the device",
             Class::Configuration => "also written by a configuration",
@@ -219,6 +223,19 @@ pub fn report(
                 .collect(),
         });
     }
+    for address in &plan.no_longer_declared {
+        let (device, module) = match address.split_once('/') {
+            Some((d, m)) => (d.to_string(), Some(m.to_string())),
+            None => (address.clone(), None),
+        };
+        items.push(Item {
+            device_id: device,
+            module_id: module,
+            class: Class::NoLongerDeclared,
+            detail: "owned, but no manifest declares it any more; apply --prune deletes it".into(),
+            keys: Vec::new(),
+        });
+    }
     for k in &plan.conflicts {
         items.push(Item {
             device_id: k.device_id.to_string(),
@@ -293,6 +310,7 @@ pub fn report(
     let mut counts = BTreeMap::new();
     for c in [
         Class::ChangedInHub,
+        Class::NoLongerDeclared,
         Class::RejectedByDevice,
         Class::NotAcknowledged,
         Class::Configuration,
@@ -307,9 +325,12 @@ pub fn report(
         format_version: super::FORMAT_VERSION,
         hub: plan.hub.clone(),
         owner: plan.owner.to_string(),
-        in_sync: !items
-            .iter()
-            .any(|i| matches!(i.class, Class::ChangedInHub | Class::RejectedByDevice)),
+        in_sync: !items.iter().any(|i| {
+            matches!(
+                i.class,
+                Class::ChangedInHub | Class::NoLongerDeclared | Class::RejectedByDevice
+            )
+        }),
         counts,
         items,
     }

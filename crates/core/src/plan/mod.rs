@@ -147,6 +147,10 @@ pub struct Plan {
     /// Estimated apply time at the chosen pace, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_apply_seconds: Option<f64>,
+    /// Identities whose ledger names this owner but that no manifest declares any more (`device`
+    /// or `device/module`), listed when the plan does not prune them: `--prune` deletes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_longer_declared: Vec<String>,
     /// The waves the twin updates of desired values are delivered in, when the manifests have a
     /// `rollout` block and the plan rolls out at least one twin; absent otherwise (and in plans saved
     /// before rollouts existed).
@@ -481,6 +485,36 @@ pub fn disabled_with_module_changes(plan: &Plan, observed: &Observed) -> Vec<Dev
     out
 }
 
+/// Owned identities that no manifest declares, from what the hub holds: devices (with their
+/// modules) and modules of declared devices, system modules left out, `targets` applied.
+pub fn undeclared(fleet: &Fleet, observed: &Observed, targets: &Targets) -> Vec<String> {
+    let owned = |twin: &ObservedTwin| matches!(ledger::read(&twin.tags), ledger::Found::Ledger(l) if l.owner == fleet.owner.as_str());
+    let declared: BTreeMap<&str, &DeviceSpec> =
+        fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut out = Vec::new();
+    for (id, seen) in &observed.devices {
+        match declared.get(id.as_str()) {
+            None => {
+                if targets.device(id) && owned(&seen.twin) {
+                    out.push(id.to_string());
+                }
+            }
+            Some(spec) => {
+                for (mid, m) in &seen.modules {
+                    if !mid.is_system()
+                        && !spec.modules.iter().any(|dm| &dm.id == mid)
+                        && targets.module(id, mid)
+                        && owned(&m.twin)
+                    {
+                        out.push(format!("{id}/{mid}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// How many identities a change deletes (a deleted device's modules count one each; the edge
 /// runtime's system modules do not, as nobody declared them).
 fn deletions(c: &Change) -> usize {
@@ -511,6 +545,7 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
             conflicts: Vec::new(),
             requests: BTreeMap::new(),
             estimated_apply_seconds: None,
+            no_longer_declared: Vec::new(),
             rollout: None,
         },
     };

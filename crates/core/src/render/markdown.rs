@@ -52,6 +52,9 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         s.create, s.update, s.delete, s.unchanged, s.conflicts
     );
     let _ = writeln!(head, "{}\n", super::text::summary_line(plan));
+    if let Some(hint) = super::text::no_longer_declared_hint(plan) {
+        let _ = writeln!(head, "{}\n", escape(&hint));
+    }
     if let Some(r) = &plan.rollout {
         let _ = writeln!(
             head,

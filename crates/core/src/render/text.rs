@@ -141,6 +141,26 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
     Ok(())
 }
 
+/// `N owned identities are no longer declared (a, b, ...); --prune deletes them`, when there are.
+pub fn no_longer_declared_hint(plan: &Plan) -> Option<String> {
+    let gone = &plan.no_longer_declared;
+    if gone.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = gone.iter().take(5).map(String::as_str).collect();
+    let more = if gone.len() > shown.len() {
+        format!(", and {} more", gone.len() - shown.len())
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{} owned identit{} no longer declared ({}{more}); --prune deletes them",
+        gone.len(),
+        if gone.len() == 1 { "y is" } else { "ies are" },
+        shown.join(", ")
+    ))
+}
+
 /// The summary line.
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
@@ -183,6 +203,9 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
     }
     if plan.has_differences() {
         writeln!(out)?;
+    }
+    if let Some(hint) = no_longer_declared_hint(plan) {
+        writeln!(out, "{hint}")?;
     }
     writeln!(out, "{}", summary_line(plan))
 }
@@ -335,11 +358,17 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
     }
     let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
     let rejected = n("rejected_by_device");
+    let gone = n("no_longer_declared");
     writeln!(
         out,
-        "Drift: {}; {} changed in hub, {}{} not yet acknowledged, {} also written by a configuration.",
+        "Drift: {}; {} changed in hub, {}{}{} not yet acknowledged, {} also written by a configuration.",
         if r.in_sync { "in sync" } else { "DRIFT" },
         n("changed_in_hub"),
+        if gone > 0 {
+            format!("{gone} no longer declared, ")
+        } else {
+            String::new()
+        },
         if rejected > 0 {
             format!("{rejected} rejected by the device, ")
         } else {

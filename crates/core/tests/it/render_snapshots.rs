@@ -138,6 +138,7 @@ fn sample() -> Plan {
         }],
         requests: Default::default(),
         estimated_apply_seconds: None,
+        no_longer_declared: vec![],
         rollout: None,
     }
 }
