@@ -140,6 +140,9 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes or conflicts.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Show every change on its own (text and markdown group identical ones by default).
+    #[arg(long)]
+    pub expand: bool,
     /// Plan to take over twins whose ledger names another owner.
     #[arg(long)]
     pub adopt: bool,
@@ -177,6 +180,9 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long, short)]
     pub yes: bool,
+    /// Show every change of the plan on its own (identical ones are grouped by default).
+    #[arg(long)]
+    pub expand: bool,
     /// Delete owned identities that no manifest declares.
     #[arg(long)]
     pub prune: bool,

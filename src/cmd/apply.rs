@@ -149,7 +149,7 @@ async fn execute(
         );
     }
     if args.common.output.format == Format::Text {
-        super::plan::print(&p, Format::Text)?;
+        super::plan::print(&p, Format::Text, args.expand)?;
     }
     if p.changes.is_empty() {
         if args.common.output.format == Format::Json {

@@ -188,12 +188,14 @@ fn estimate(p: &Plan, conn: &connect::Connection) -> Option<f64> {
     Some((secs * 10.0).round() / 10.0)
 }
 
-pub fn print(plan: &Plan, format: Format) -> anyhow::Result<()> {
+/// Prints a plan; text and markdown group identical changes unless `expand` (JSON always lists
+/// every change).
+pub fn print(plan: &Plan, format: Format, expand: bool) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     match format {
-        Format::Text => twinops_core::render::text::plan(&mut buf, plan)?,
+        Format::Text => twinops_core::render::text::plan_with(&mut buf, plan, expand)?,
         Format::Json => twinops_core::render::json(&mut buf, &plan.redacted())?,
-        Format::Markdown => twinops_core::render::markdown::plan(&mut buf, plan)?,
+        Format::Markdown => twinops_core::render::markdown::plan_with(&mut buf, plan, expand)?,
     }
     output::data(&String::from_utf8_lossy(&buf));
     Ok(())
@@ -259,7 +261,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         write_private(out, &buf)
             .with_context(|| format!("writing the plan to `{}`", out.display()))?;
     }
-    print(&p, args.common.output.format)?;
+    print(&p, args.common.output.format, args.expand)?;
     Ok(if args.detailed_exitcode && p.has_differences() {
         ExitStatus::Changes
     } else {

@@ -363,3 +363,50 @@ async fn identities_no_longer_declared_are_hinted_by_plan_and_reported_by_drift(
     assert!(!r.stdout.contains("no longer declared"), "{}", r.stdout);
     assert!(r.stdout.contains("- delete device gone"), "{}", r.stdout);
 }
+
+#[tokio::test]
+async fn identical_changes_are_one_block_unless_expanded() {
+    let em = Emulator::start();
+    let d = dir();
+    let p = d.path().to_str().unwrap().to_string();
+    let fleet = |v: u32| {
+        format!(
+            "owner: team-a\ndevices:\n  \"t-{{01..12}}\":\n    modules:\n      sensor:\n        desired: {{interval: {v}}}\n"
+        )
+    };
+    manifests(d.path(), &[("fleet.yaml", &fleet(1))]);
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    manifests(d.path(), &[("fleet.yaml", &fleet(2))]);
+    let r = twinops(&em, &["plan", &p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("~ update 12 module twins */sensor"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("(t-01/sensor, t-02/sensor, t-03/sensor, … and 9 more)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches("desired.interval: 1 -> 2").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    let r = twinops(&em, &["plan", "--expand", &p]);
+    assert_eq!(
+        r.stdout.matches("desired.interval: 1 -> 2").count(),
+        12,
+        "{}",
+        r.stdout
+    );
+    let r = twinops(&em, &["plan", "--format", "json", &p]);
+    assert_eq!(
+        r.json()["changes"].as_array().unwrap().len(),
+        12,
+        "JSON lists every change"
+    );
+}

@@ -34,8 +34,14 @@ fn first_addresses(w: &Wave) -> String {
     cells.join(", ")
 }
 
-/// Renders a plan as markdown no longer than [`COMMENT_LIMIT`] characters.
+/// Renders a plan as markdown no longer than [`COMMENT_LIMIT`] characters, identical changes
+/// grouped.
 pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
+    plan_with(out, plan, false)
+}
+
+/// Renders a plan as markdown; `expand` shows every change on its own.
+pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<()> {
     let s = &plan.summary;
     let mut head = String::new();
     let _ = writeln!(
@@ -79,24 +85,43 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         head.push('\n');
     }
 
-    let mut by_device: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for c in &plan.changes {
+    let mut by_device: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let groups: Vec<Vec<&crate::plan::Change>> = if expand {
+        plan.changes.iter().map(|c| vec![c]).collect()
+    } else {
+        super::text::groups(&plan.changes)
+    };
+    for g in groups {
+        let c = g[0];
         let sign = match c.action() {
             Action::Create => "+",
             Action::Update => "~",
             Action::Delete => "-",
         };
-        let mut block = format!(
-            "{sign} {} {}\n",
-            super::text::kind_words(c.kind()),
-            c.address()
-        );
+        let (key, mut block) = if g.len() == 1 {
+            (
+                c.device_id().to_string(),
+                format!(
+                    "{sign} {} {}\n",
+                    super::text::kind_words(c.kind()),
+                    c.address()
+                ),
+            )
+        } else {
+            // Identical changes of many twins: one block, its count and first addresses.
+            let words = super::text::group_words(&g);
+            let block = format!(
+                "{sign} {words}\n    ({})\n",
+                super::text::group_addresses(&g)
+            );
+            (words, block)
+        };
         for d in &c.shown_diff() {
             let b = d.before.as_ref().map(inline).unwrap_or_else(|| "∅".into());
             let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());
             let _ = writeln!(block, "    {}: {b} -> {a}", d.path);
         }
-        by_device.entry(c.device_id()).or_default().push(block);
+        by_device.entry(key).or_default().push(block);
     }
     for k in &plan.conflicts {
         let keys = if k.keys.is_empty() {
@@ -104,11 +129,10 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         } else {
             format!(" [{}]", k.keys.join(", "))
         };
-        by_device.entry(&k.device_id).or_default().push(format!(
-            "! conflict {}: {}{keys}\n",
-            k.address(),
-            k.reason
-        ));
+        by_device
+            .entry(k.device_id.to_string())
+            .or_default()
+            .push(format!("! conflict {}: {}{keys}\n", k.address(), k.reason));
     }
     let mut body = String::new();
     let total = by_device.len();

@@ -161,6 +161,82 @@ pub fn no_longer_declared_hint(plan: &Plan) -> Option<String> {
     ))
 }
 
+/// Changes in plan order, identical ones together (in the order their first member appears).
+pub fn groups(changes: &[Change]) -> Vec<Vec<&Change>> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut out: Vec<Vec<&Change>> = Vec::new();
+    for c in changes {
+        let address = c.address();
+        let key = format!(
+            "{:?}|{}|{}",
+            c.kind(),
+            address.module_id().unwrap_or(""),
+            serde_json::to_string(&c.shown_diff()).unwrap_or_default()
+        );
+        match keys.iter().position(|k| *k == key) {
+            Some(i) => out[i].push(c),
+            None => {
+                keys.push(key);
+                out.push(vec![c]);
+            }
+        }
+    }
+    out
+}
+
+/// `4980` as `4,980`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The first addresses of a group, `a, b, c, … and N more`.
+pub fn group_addresses(g: &[&Change]) -> String {
+    let shown: Vec<String> = g.iter().take(3).map(|c| c.address().to_string()).collect();
+    if g.len() > shown.len() {
+        format!(
+            "{}, … and {} more",
+            shown.join(", "),
+            thousands(g.len() - shown.len())
+        )
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// What a group of identical changes is: `update 4,980 module twins */sensor`.
+pub fn group_words(g: &[&Change]) -> String {
+    let first = g[0];
+    let kind = kind_words(first.kind());
+    let (verb, noun) = kind.split_once(' ').unwrap_or((kind, ""));
+    let module = first
+        .address()
+        .module
+        .map(|m| format!(" */{m}"))
+        .unwrap_or_default();
+    format!("{verb} {} {noun}s{module}", thousands(g.len()))
+}
+
+fn group(out: &mut impl Write, g: &[&Change]) -> io::Result<()> {
+    writeln!(out, "  {} {}", sign(g[0].action()), group_words(g))?;
+    writeln!(out, "      ({})", group_addresses(g))?;
+    // The members differ only in their address: the first one's lines stand for all.
+    let mut one = Vec::new();
+    change(&mut one, g[0])?;
+    let text = String::from_utf8_lossy(&one);
+    for line in text.lines().skip(1) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
 /// The summary line.
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
@@ -179,6 +255,12 @@ pub fn summary_line(plan: &Plan) -> String {
 
 /// Renders a plan.
 pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
+    plan_with(out, plan, false)
+}
+
+/// Renders a plan; unless `expand`, changes that are identical but for their twin (same kind,
+/// same module ID, same diff) are shown once, with their count and first addresses.
+pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<()> {
     if plan.has_differences() {
         writeln!(
             out,
@@ -187,8 +269,18 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
         )?;
         writeln!(out)?;
     }
-    for c in &plan.changes {
-        change(out, c)?;
+    if expand {
+        for c in &plan.changes {
+            change(out, c)?;
+        }
+    } else {
+        for g in groups(&plan.changes) {
+            if g.len() == 1 {
+                change(out, g[0])?;
+            } else {
+                group(out, &g)?;
+            }
+        }
     }
     for k in &plan.conflicts {
         write!(out, "  ! conflict {}: {}", k.address(), k.reason)?;

@@ -201,7 +201,15 @@ fn markdown_plan_of_a_thousand_changes_fits_one_comment() {
             )
         })
         .collect();
-    let md = markdown(&p);
+    // Identical changes are one block unless expanded ...
+    let grouped = markdown(&p);
+    assert!(grouped.contains("update 1,000 device twins"), "{grouped}");
+    assert!(grouped.contains("therm-0000, therm-0001, therm-0002, … and 997 more"));
+    assert!(!grouped.contains("**Truncated:**"));
+    // ... and expanded, the plan is truncated to fit one comment.
+    let mut b = Vec::new();
+    twinops_core::render::markdown::plan_with(&mut b, &p, true).unwrap();
+    let md = String::from_utf8(b).unwrap();
     assert!(
         md.chars().count() < 65_536,
         "{} characters",
