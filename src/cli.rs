@@ -183,6 +183,9 @@ pub struct ApplyArgs {
     /// Show every change of the plan on its own (identical ones are grouped by default).
     #[arg(long)]
     pub expand: bool,
+    /// Write every twin at once, ignoring the manifests' `rollout` block.
+    #[arg(long)]
+    pub no_rollout: bool,
     /// Delete owned identities that no manifest declares.
     #[arg(long)]
     pub prune: bool,

@@ -141,6 +141,18 @@ async fn execute(
     };
     // The plan holds all that apply needs: the manifests' memory goes back before the writes start.
     drop(fleet);
+    // TODO(correctness): the executor does not deliver waves yet (issue 12: gate polling, the
+    // ledger's rollout memory, resume, revert). Until it does, a plan with waves is refused rather
+    // than written all at once, which is what the operator wrote the rollout block to prevent.
+    if let Some(r) = &p.rollout
+        && !args.no_rollout
+    {
+        bail!(
+            "this plan rolls out {} twin(s) in {} wave(s), and this version of twinops cannot deliver waves yet; nothing was written. Apply with --no-rollout to write every twin at once, or wait for a version that gates waves",
+            r.twin_count(),
+            r.waves.len()
+        );
+    }
     let deletions = plan::deletion_count(&p);
     if deletions > args.max_deletes {
         bail!(

@@ -233,6 +233,24 @@ async fn a_rollout_block_puts_the_desired_changes_in_waves_in_every_plan_format(
         md.stdout
     );
 
+    // This version cannot gate waves: apply refuses rather than writing everything at once, and
+    // --no-rollout writes every twin.
+    let before = em.stats().await;
+    let r = twinops(&em, &["apply", "--yes", dir]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("cannot deliver waves yet"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        before["by_class"]["twin_write"],
+        em.stats().await["by_class"]["twin_write"],
+        "nothing written"
+    );
+    let r = twinops(&em, &["apply", "--yes", "--no-rollout", dir]);
+    assert_eq!(r.code, 0, "{r:?}");
+
     // Without the block the plan document has no rollout field at all.
     std::fs::remove_file(d.path().join("rollout.yaml")).unwrap();
     let r = twinops(&em, &["plan", "--format", "json", dir]);
