@@ -95,6 +95,49 @@ fn write(dir: &Path, doc: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `ignore` and `sensitive` paths the manifests already in `dir` declare, by `device` and
+/// `device/module`: an export into a directory that has them keeps them, so re-exporting does not
+/// drop what the operator marked. Manifests that do not load are left alone (with a warning).
+fn existing_markers(dir: Option<&Path>) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+    let mut out = BTreeMap::new();
+    let Some(dir) = dir.filter(|d| d.is_dir()) else {
+        return out;
+    };
+    let Ok(sources) = twinops_core::manifest::read(&[dir.to_path_buf()]) else {
+        return out;
+    };
+    if sources.is_empty() {
+        return out;
+    }
+    let fleet = match twinops_core::manifest::load(&sources) {
+        Ok(f) => f,
+        Err(e) => {
+            output::talk(&format!(
+                "warning: the manifests in `{}` do not load ({} problem(s)); their ignore/sensitive markers are not kept",
+                dir.display(),
+                e.0.len()
+            ));
+            return out;
+        }
+    };
+    let strings = |p: &[twinops_core::model::PropertyPath]| -> Vec<String> {
+        p.iter().map(ToString::to_string).collect()
+    };
+    for d in &fleet.devices {
+        out.insert(
+            d.id.to_string(),
+            (strings(&d.twin.ignore), strings(&d.twin.sensitive)),
+        );
+        for m in &d.modules {
+            out.insert(
+                format!("{}/{}", d.id, m.id),
+                (strings(&m.twin.ignore), strings(&m.twin.sensitive)),
+            );
+        }
+    }
+    out
+}
+
 async fn collect(
     conn: &connect::Connection,
     args: &ExportArgs,
@@ -137,6 +180,17 @@ async fn collect(
     } else {
         DEFAULT_OWNER.to_string()
     };
+    let markers = existing_markers(args.out.as_deref());
+    let mark = |out: &mut serde_json::Map<String, Value>, key: &str| {
+        if let Some((ignore, sensitive)) = markers.get(key) {
+            if !ignore.is_empty() {
+                out.insert("ignore".into(), json!(ignore));
+            }
+            if !sensitive.is_empty() {
+                out.insert("sensitive".into(), json!(sensitive));
+            }
+        }
+    };
     let mut groups: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     for (id, d) in &devices {
         let owner = owner_of(&d.twin.tags).unwrap_or_else(|| fallback.clone());
@@ -157,6 +211,7 @@ async fn collect(
             dev.insert("parent".into(), json!(p));
         }
         twin_fields(&mut dev, &d.twin);
+        mark(&mut dev, id.as_str());
         let mut modules = serde_json::Map::new();
         for (mid, m) in &d.modules {
             if mid.is_system() {
@@ -167,6 +222,7 @@ async fn collect(
                 mm.insert("auth".into(), a);
             }
             twin_fields(&mut mm, &m.twin);
+            mark(&mut mm, &format!("{id}/{mid}"));
             modules.insert(mid.to_string(), Value::Object(mm));
         }
         if !modules.is_empty() {

@@ -410,3 +410,29 @@ async fn identical_changes_are_one_block_unless_expanded() {
         "JSON lists every change"
     );
 }
+
+#[tokio::test]
+async fn export_into_a_directory_keeps_its_ignore_and_sensitive_markers() {
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    manifests(
+        &m,
+        &[(
+            "fleet.yaml",
+            "owner: team-a\ndevices:\n  d1:\n    desired: {token: abc, cal: {gain: 1}}\n    sensitive: [desired.token]\n    ignore: [desired.cal.gain]\n    modules:\n      s:\n        desired: {k: 1}\n        ignore: [desired.k]\n",
+        )],
+    );
+    assert_eq!(
+        twinops(&em, &["apply", "--yes", m.to_str().unwrap()]).code,
+        0
+    );
+    let r = twinops(&em, &["export", "--out", m.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let text = std::fs::read_to_string(m.join("fleet.yaml")).unwrap();
+    assert!(text.contains("desired.token"), "sensitive kept:\n{text}");
+    assert!(text.contains("desired.cal.gain"), "ignore kept:\n{text}");
+    assert!(text.contains("desired.k"), "module markers kept:\n{text}");
+    let r = twinops(&em, &["plan", "--detailed-exitcode", m.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "the export round-trips: {r:?}");
+}
