@@ -33,6 +33,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `twinops man | man -l -`.
     Man,
+    /// Print the JSON Schema of the manifest format, for editors (`# yaml-language-server: $schema=...`).
+    Schema,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -46,7 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Drift(a) => Some(&a.common.output),
         Command::Export(a) => Some(&a.output),
         Command::ConnectionString(a) => Some(&a.output),
-        Command::Emulator(_) | Command::Completions(_) | Command::Man => None,
+        Command::Emulator(_) | Command::Completions(_) | Command::Man | Command::Schema => None,
     };
     if let Some(c) = common {
         crate::output::init_logging(c.verbose, c.no_color);
@@ -64,5 +64,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::ConnectionString(a) => connection_string::run(&a).await,
         Command::Completions(a) => shell::completions(&a),
         Command::Man => shell::man(),
+        Command::Schema => shell::schema(),
     }
 }

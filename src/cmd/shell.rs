@@ -1,5 +1,6 @@
-//! `twinops completions SHELL` and `twinops man`: the shell completion script and the manual page,
-//! both generated from the same clap definitions the parser uses, so they cannot drift from it.
+//! `twinops completions SHELL`, `twinops man` and `twinops schema`: the shell completion script and the
+//! manual page, generated from the same clap definitions the parser uses, and the manifest JSON Schema,
+//! generated from the loader's own key lists; none of them can drift from what it describes.
 
 use clap::CommandFactory;
 
@@ -18,5 +19,12 @@ pub fn man() -> anyhow::Result<ExitStatus> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
     output::data(&String::from_utf8_lossy(&buf));
+    Ok(ExitStatus::Success)
+}
+
+/// Pretty-printed with a final newline: the form committed as `schema/manifest.schema.json`.
+pub fn schema() -> anyhow::Result<ExitStatus> {
+    let schema = twinops_core::manifest::schema::manifest();
+    output::data(&format!("{}\n", serde_json::to_string_pretty(&schema)?));
     Ok(ExitStatus::Success)
 }

@@ -436,3 +436,25 @@ async fn export_into_a_directory_keeps_its_ignore_and_sensitive_markers() {
     let r = twinops(&em, &["plan", "--detailed-exitcode", m.to_str().unwrap()]);
     assert_eq!(r.code, 0, "the export round-trips: {r:?}");
 }
+
+#[test]
+fn the_committed_manifest_schema_is_what_twinops_schema_prints() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twinops"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/manifest.schema.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == printed,
+        "schema/manifest.schema.json is not what `twinops schema` prints; regenerate it with \
+         `cargo run -- schema > schema/manifest.schema.json`"
+    );
+}

@@ -5,7 +5,8 @@
 //!
 //! - [`manifest`] reads YAML manifests into a validated [`model::Fleet`]: templates, ranges,
 //!   `${device}` substitution, every validation rule with `file:line:column`, the ID and twin rules
-//!   taken from `twinops-iothub` so that the loader and the emulator enforce one definition.
+//!   taken from `twinops-iothub` so that the loader and the emulator enforce one definition;
+//!   `manifest::schema` is the format's JSON Schema for editors, built from the loader's own key lists.
 //! - [`model`] holds the values the planner works on: what the manifests want and what the hub holds.
 //! - [`plan`] diffs the fleet against the observed state through the ownership ledger into a
 //!   [`plan::Plan`] of typed changes with minimal merge patches and the etags they were computed

@@ -11,6 +11,7 @@ mod range;
 mod raw;
 mod resolve;
 mod rollout;
+pub mod schema;
 mod twin;
 mod yaml;
 
@@ -180,6 +181,18 @@ pub fn load(sources: &[Source]) -> Result<Fleet, Errors> {
         digest,
         rollout,
     })
+}
+
+/// The documents of one file as JSON, read as [`load`] reads them (for checking a file against
+/// [`schema::manifest`]); a file that does not parse gives its diagnostics.
+pub fn documents(source: &Source) -> Result<Vec<serde_json::Value>, Errors> {
+    let file: Arc<str> = Arc::from(source.path.as_str());
+    let text = text(&file, &source.bytes).map_err(|d| Errors(vec![d]))?;
+    let parsed = yaml::parse(&file, text, &mut yaml::Budget::default());
+    if parsed.stopped {
+        return Err(Errors(parsed.diagnostics));
+    }
+    Ok(parsed.documents.iter().map(yaml::Node::to_json).collect())
 }
 
 /// Hex SHA-256 over each source in path order: path, 0, content, 0.

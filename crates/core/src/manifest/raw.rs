@@ -14,8 +14,8 @@ use crate::model::{AuthSpec, DeviceStatus, Location, PropertyPath, RolloutSpec, 
 pub const MAX_STATUS_REASON_CHARS: usize = 128;
 use crate::model::MAX_OWNER_CHARS;
 
-const DOCUMENT_KEYS: &[&str] = &["owner", "rollout", "templates", "devices"];
-const TEMPLATE_KEYS: &[&str] = &[
+pub(super) const DOCUMENT_KEYS: &[&str] = &["owner", "rollout", "templates", "devices"];
+pub(super) const TEMPLATE_KEYS: &[&str] = &[
     "extends",
     "status",
     "statusReason",
@@ -28,7 +28,7 @@ const TEMPLATE_KEYS: &[&str] = &[
     "sensitive",
     "modules",
 ];
-const DEVICE_KEYS: &[&str] = &[
+pub(super) const DEVICE_KEYS: &[&str] = &[
     "templates",
     "status",
     "statusReason",
@@ -41,7 +41,7 @@ const DEVICE_KEYS: &[&str] = &[
     "sensitive",
     "modules",
 ];
-const MODULE_KEYS: &[&str] = &[
+pub(super) const MODULE_KEYS: &[&str] = &[
     "managedBy",
     "auth",
     "tags",
@@ -349,15 +349,16 @@ fn nullable<T>(v: &Node, parse: impl FnOnce(&Node) -> Option<T>) -> Field<T> {
 }
 
 fn status(v: &Node, sink: &mut Sink) -> Option<DeviceStatus> {
-    match string(v, "`status`", sink)? {
-        "enabled" => Some(DeviceStatus::Enabled),
-        "disabled" => Some(DeviceStatus::Disabled),
-        other => {
+    let text = string(v, "`status`", sink)?;
+    match STATUSES.iter().find(|s| s.as_str() == text) {
+        Some(s) => Some(*s),
+        None => {
             sink.error(
                 &v.loc,
                 format!(
-                    "status `{}` is invalid; allowed: enabled, disabled",
-                    twin::shorten(other)
+                    "status `{}` is invalid; allowed: {}",
+                    twin::shorten(text),
+                    STATUSES.map(DeviceStatus::as_str).join(", ")
                 ),
             );
             None
@@ -378,12 +379,20 @@ fn status_reason(v: &Node, sink: &mut Sink) -> Option<String> {
     Some(reason.to_string())
 }
 
-const AUTH_FORMS: &str = "`sas`, `ca` or `{x509: {primary: THUMBPRINT, secondary: THUMBPRINT}}`";
+/// The values `status` takes.
+pub(super) const STATUSES: [DeviceStatus; 2] = [DeviceStatus::Enabled, DeviceStatus::Disabled];
+/// The one-word forms of `auth`.
+pub(super) const AUTH_WORDS: &[&str] = &["sas", "ca"];
+/// The keys of `auth` written as a mapping, and of `auth.x509`.
+pub(super) const AUTH_KEYS: &[&str] = &["x509"];
+pub(super) const X509_KEYS: &[&str] = &["primary", "secondary"];
+pub(super) const AUTH_FORMS: &str =
+    "`sas`, `ca` or `{x509: {primary: THUMBPRINT, secondary: THUMBPRINT}}`";
 
 fn auth(v: &Node, sink: &mut Sink) -> Option<AuthSpec> {
     match &v.kind {
-        Kind::Str(s) if s == "sas" => Some(AuthSpec::Sas),
-        Kind::Str(s) if s == "ca" => Some(AuthSpec::Ca),
+        Kind::Str(s) if s == AUTH_WORDS[0] => Some(AuthSpec::Sas),
+        Kind::Str(s) if s == AUTH_WORDS[1] => Some(AuthSpec::Ca),
         Kind::Str(s) => {
             sink.error(
                 &v.loc,
@@ -397,7 +406,7 @@ fn auth(v: &Node, sink: &mut Sink) -> Option<AuthSpec> {
         Kind::Map(entries) => {
             let mut x509 = None;
             for e in entries {
-                if e.key == "x509" {
+                if AUTH_KEYS.contains(&e.key.as_str()) {
                     x509 = Some(&e.value);
                 } else {
                     sink.error(
@@ -418,7 +427,7 @@ fn auth(v: &Node, sink: &mut Sink) -> Option<AuthSpec> {
                 }
                 return None;
             };
-            let fields = mapping(x509, "`auth.x509`", &["primary", "secondary"], sink)?;
+            let fields = mapping(x509, "`auth.x509`", X509_KEYS, sink)?;
             let mut primary = None;
             let mut secondary = None;
             for f in fields {

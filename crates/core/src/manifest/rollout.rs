@@ -16,7 +16,11 @@ use crate::model::{
     Step,
 };
 
-const ROLLOUT_KEYS: &[&str] = &["waves", "first", "bake", "timeout", "halt", "on_halt"];
+pub(super) const ROLLOUT_KEYS: &[&str] = &["waves", "first", "bake", "timeout", "halt", "on_halt"];
+pub(super) const FIRST_KEYS: &[&str] = &["tags"];
+pub(super) const HALT_KEYS: &[&str] = &["rejected", "pending"];
+/// The values `on_halt` takes.
+pub(super) const ON_HALTS: [OnHalt; 2] = [OnHalt::Stop, OnHalt::Revert];
 const WAVE_FORMS: &str = "a share such as `5%`, a count such as `10`, or `all`";
 const WAVES_EXAMPLE: &str = "e.g. [5%, 25%, 100%] or [10, 100, all]";
 
@@ -194,7 +198,7 @@ fn step(n: &Node, sink: &mut Sink) -> Option<Written> {
 }
 
 fn first(v: &Node, sink: &mut Sink) -> Option<JsonMap> {
-    let fields = mapping(v, "`rollout.first`", &["tags"], sink)?;
+    let fields = mapping(v, "`rollout.first`", FIRST_KEYS, sink)?;
     let Some(tags) = fields.iter().find(|f| f.key == "tags") else {
         sink.error(
             &v.loc,
@@ -247,7 +251,7 @@ fn duration(v: &Node, what: &str, sink: &mut Sink) -> Option<Duration> {
 
 fn halt(v: &Node, sink: &mut Sink) -> Halt {
     let mut halt = Halt::default();
-    let Some(fields) = mapping(v, "`rollout.halt`", &["rejected", "pending"], sink) else {
+    let Some(fields) = mapping(v, "`rollout.halt`", HALT_KEYS, sink) else {
         return halt;
     };
     for f in fields {
@@ -275,15 +279,16 @@ fn halt(v: &Node, sink: &mut Sink) -> Halt {
 }
 
 fn on_halt(v: &Node, sink: &mut Sink) -> Option<OnHalt> {
-    match string(v, "`rollout.on_halt`", sink)? {
-        "stop" => Some(OnHalt::Stop),
-        "revert" => Some(OnHalt::Revert),
-        other => {
+    let text = string(v, "`rollout.on_halt`", sink)?;
+    match ON_HALTS.iter().find(|o| o.as_str() == text) {
+        Some(o) => Some(*o),
+        None => {
             sink.error(
                 &v.loc,
                 format!(
-                    "on_halt `{}` is invalid; allowed: stop, revert",
-                    twin::shorten(other)
+                    "on_halt `{}` is invalid; allowed: {}",
+                    twin::shorten(text),
+                    ON_HALTS.map(OnHalt::as_str).join(", ")
                 ),
             );
             None

@@ -1,0 +1,351 @@
+//! The JSON Schema (draft 2020-12) of the manifest format, for editors (`twinops schema`).
+//!
+//! Built from the loader's own key lists, value lists and limits (`raw`, `rollout`, `twinops_iothub::ids`,
+//! `twin_rules`), so a key the loader learns without the schema fails a test. The schema states the shape
+//! (keys, types, enums, ID and key syntax) and never more than the loader: every manifest the loader
+//! accepts validates. Rules that need more than one node or more than one file (templates that exist,
+//! cycles, duplicates, sizes, counts, depth, wave order) stay the loader's alone.
+
+use serde_json::{Map, Value, json};
+use twinops_iothub::ids::{ID_SYMBOLS, MAX_ID_LEN};
+use twinops_iothub::twin_rules::MAX_KEY_BYTES;
+
+use super::raw::{
+    AUTH_FORMS, AUTH_KEYS, AUTH_WORDS, DEVICE_KEYS, DOCUMENT_KEYS, MAX_STATUS_REASON_CHARS,
+    MODULE_KEYS, STATUSES, TEMPLATE_KEYS, X509_KEYS,
+};
+use super::rollout::{FIRST_KEYS, HALT_KEYS, ON_HALTS, ROLLOUT_KEYS};
+use crate::model::{DeviceStatus, LEDGER_TAG, MAX_OWNER_CHARS, OnHalt};
+
+/// The draft the schema is written in.
+pub const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The schema of one manifest document.
+pub fn manifest() -> Value {
+    json!({
+        "$schema": DRAFT,
+        "title": "twinops manifest",
+        "description": "One YAML document of a twinops manifest set. The schema checks keys, types and syntax; \
+            `twinops validate` also checks the rules that span documents and files.",
+        "type": ["object", "null"],
+        "properties": object(DOCUMENT_KEYS, document_field),
+        "additionalProperties": false,
+        "$defs": {
+            "template": block(TEMPLATE_KEYS, "A reusable layer; every device field except `templates`, plus `extends`."),
+            "device": block(DEVICE_KEYS, "A device: its templates in order, then its own fields."),
+            "module": {
+                "description": "A module identity and its twin; `null` removes a module an earlier layer added.",
+                "type": ["object", "null"],
+                "properties": object(MODULE_KEYS, module_field),
+                "additionalProperties": false,
+            },
+            "deviceId": {
+                "description": format!("A device ID (1..{MAX_ID_LEN} of A-Za-z0-9 and `{ID_SYMBOLS}`), or one with one range such as `therm-{{001..250}}`."),
+                "anyOf": [
+                    {"pattern": format!("^{}{{1,{MAX_ID_LEN}}}$", id_class())},
+                    {"pattern": format!("^{c}*\\{{[0-9]{{1,18}}\\.\\.[0-9]{{1,18}}\\}}{c}*$", c = id_class())},
+                ],
+            },
+            "id": {
+                "description": format!("A device or module ID: 1..{MAX_ID_LEN} of A-Za-z0-9 and `{ID_SYMBOLS}`."),
+                "type": "string",
+                "pattern": format!("^{}{{1,{MAX_ID_LEN}}}$", id_class()),
+            },
+            "templateNames": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+            },
+            "auth": {
+                "description": format!("{AUTH_FORMS}; `null` goes back to the default (sas)."),
+                "anyOf": [
+                    {"type": "null"},
+                    {"enum": AUTH_WORDS},
+                    {
+                        "type": "object",
+                        "properties": object(AUTH_KEYS, |_| Some(json!({
+                            "type": "object",
+                            "properties": object(X509_KEYS, |k| Some(if k == "primary" {
+                                json!({"$ref": "#/$defs/thumbprint"})
+                            } else {
+                                json!({"anyOf": [{"type": "null"}, {"$ref": "#/$defs/thumbprint"}]})
+                            })),
+                            "required": ["primary"],
+                            "additionalProperties": false,
+                        }))),
+                        "required": AUTH_KEYS,
+                        "additionalProperties": false,
+                    },
+                ],
+            },
+            "thumbprint": {
+                "description": "An X.509 thumbprint: 40 hex digits (SHA-1) or 64 (SHA-256).",
+                "type": "string",
+                "pattern": "^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$",
+            },
+            "tags": section(true),
+            "desired": section(false),
+            "twinKey": {
+                "description": format!("A twin key: no `.`, `$`, `#`, space or control character; at most {MAX_KEY_BYTES} bytes."),
+                "type": "string",
+                "pattern": format!("^{TWIN_KEY_CHAR}*$"),
+                "maxLength": MAX_KEY_BYTES,
+            },
+            "twinValue": {
+                "description": "A twin value; objects nest with valid keys, and `null` (removal) is not allowed inside arrays.",
+                "propertyNames": {"$ref": "#/$defs/twinKey"},
+                "additionalProperties": {"$ref": "#/$defs/twinValue"},
+                "items": {"$ref": "#/$defs/twinItem"},
+            },
+            "twinItem": {
+                "description": "A value inside an array: sent whole, so `null` is not allowed anywhere in it.",
+                "not": {"type": "null"},
+                "propertyNames": {"$ref": "#/$defs/twinKey"},
+                "additionalProperties": {"$ref": "#/$defs/twinItem"},
+                "items": {"$ref": "#/$defs/twinItem"},
+            },
+            "paths": {
+                "description": "Dotted paths `tags.KEY[.KEY...]` or `desired.KEY[.KEY...]`.",
+                "type": ["array", "null"],
+                "items": {
+                    "type": "string",
+                    "pattern": format!("^(tags|desired)(\\.{TWIN_KEY_CHAR}+)+$"),
+                },
+            },
+            "rollout": {
+                "description": "Delivers desired changes in waves; at most one block per manifest set.",
+                "type": "object",
+                "properties": object(ROLLOUT_KEYS, rollout_field),
+                "required": ["waves"],
+                "additionalProperties": false,
+            },
+            "share": {
+                "type": "string",
+                "pattern": SHARE_PATTERN,
+            },
+            "duration": {
+                "description": "A duration such as 500ms, 30s, 5m or 1h, or a number of seconds.",
+                "type": ["string", "number"],
+            },
+        },
+    })
+}
+
+/// One character of a twin key: anything but `.`, `$`, `#`, space and control characters.
+const TWIN_KEY_CHAR: &str = "[^.$# \\p{Cc}]";
+/// A share as `Share::parse` reads it: up to three whole digits and up to two decimals.
+const SHARE_PATTERN: &str = "^[0-9]{1,3}(\\.[0-9]{1,2})?%$";
+
+/// The `properties` of an object: one entry per key the loader allows, in the loader's order; a key
+/// without a schema is left out, which the tests catch.
+fn object(keys: &[&str], field: impl Fn(&str) -> Option<Value>) -> Map<String, Value> {
+    keys.iter()
+        .filter_map(|k| field(k).map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+fn block(keys: &[&str], description: &str) -> Value {
+    json!({
+        "description": description,
+        "type": ["object", "null"],
+        "properties": object(keys, layer_field),
+        "additionalProperties": false,
+    })
+}
+
+fn document_field(key: &str) -> Option<Value> {
+    Some(match key {
+        "owner" => json!({
+            "description": "Who owns what this manifest set manages; at most once per set (default `default`).",
+            "type": "string",
+            "pattern": format!("^[A-Za-z0-9._-]{{1,{MAX_OWNER_CHARS}}}$"),
+        }),
+        "rollout" => json!({"$ref": "#/$defs/rollout"}),
+        "templates" => json!({
+            "description": "Reusable layers, by name.",
+            "type": ["object", "null"],
+            "propertyNames": {"minLength": 1},
+            "additionalProperties": {"$ref": "#/$defs/template"},
+        }),
+        "devices" => json!({
+            "description": "Devices by ID or range pattern.",
+            "type": ["object", "null"],
+            "propertyNames": {"$ref": "#/$defs/deviceId"},
+            "additionalProperties": {"$ref": "#/$defs/device"},
+        }),
+        _ => return None,
+    })
+}
+
+/// A field of a template or a device; every one may be `null` (back to the default).
+fn layer_field(key: &str) -> Option<Value> {
+    Some(match key {
+        "extends" => json!({
+            "description": "Templates this template builds on, applied first (no cycles).",
+            "$ref": "#/$defs/templateNames",
+        }),
+        "templates" => json!({
+            "description": "Templates applied in order, then the device's own fields.",
+            "$ref": "#/$defs/templateNames",
+        }),
+        "status" => json!({
+            "description": "Default enabled.",
+            "enum": STATUSES.map(DeviceStatus::as_str).into_iter().map(Value::from).chain([Value::Null]).collect::<Vec<_>>(),
+        }),
+        "statusReason" => json!({
+            "type": ["string", "null"],
+            "maxLength": MAX_STATUS_REASON_CHARS,
+        }),
+        "auth" => json!({"$ref": "#/$defs/auth"}),
+        "edge" => json!({
+            "description": "capabilities.iotEdge",
+            "type": ["boolean", "null"],
+        }),
+        "parent" => json!({
+            "description": "An edge device as parent (deviceScope / parentScopes).",
+            "anyOf": [{"type": "null"}, {"$ref": "#/$defs/id"}],
+        }),
+        "modules" => json!({
+            "type": ["object", "null"],
+            "propertyNames": {"$ref": "#/$defs/id"},
+            "additionalProperties": {"$ref": "#/$defs/module"},
+        }),
+        other => return twin_field(other),
+    })
+}
+
+fn module_field(key: &str) -> Option<Value> {
+    match key {
+        "managedBy" => Some(json!({
+            "description": "Module identity field, set when the module is created.",
+            "type": ["string", "null"],
+        })),
+        "auth" => Some(json!({"$ref": "#/$defs/auth"})),
+        other => twin_field(other),
+    }
+}
+
+fn twin_field(key: &str) -> Option<Value> {
+    Some(match key {
+        "tags" => json!({"$ref": "#/$defs/tags"}),
+        "desired" => json!({"$ref": "#/$defs/desired"}),
+        "ignore" => json!({
+            "description": "Paths twinops never plans, even inside owned keys.",
+            "$ref": "#/$defs/paths",
+        }),
+        "sensitive" => json!({
+            "description": "Values shown as (sensitive) in every output; still applied.",
+            "$ref": "#/$defs/paths",
+        }),
+        _ => return None,
+    })
+}
+
+/// `tags` or `desired`: a free object whose keys follow the twin rules; `${device}` and `${module}`
+/// expand in string values.
+fn section(tags: bool) -> Value {
+    let keys = if tags {
+        json!({"allOf": [{"$ref": "#/$defs/twinKey"}, {"not": {"const": LEDGER_TAG}}]})
+    } else {
+        json!({"$ref": "#/$defs/twinKey"})
+    };
+    json!({
+        "type": ["object", "null"],
+        "propertyNames": keys,
+        "additionalProperties": {"$ref": "#/$defs/twinValue"},
+    })
+}
+
+fn rollout_field(key: &str) -> Option<Value> {
+    Some(match key {
+        "waves" => json!({
+            "description": "Cumulative waves: shares (5%, 25%, 100%) or counts (10, 100, all); the last covers every twin.",
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "anyOf": [
+                    {"const": "all"},
+                    {"$ref": "#/$defs/share"},
+                    {"type": "integer", "minimum": 1},
+                ],
+            },
+        }),
+        "first" => json!({
+            "description": "Twins of devices whose tags equal all of these form wave 0.",
+            "type": "object",
+            "properties": object(FIRST_KEYS, |_| Some(json!({
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"$ref": "#/$defs/twinKey"},
+                "additionalProperties": {"$ref": "#/$defs/twinValue"},
+            }))),
+            "required": FIRST_KEYS,
+            "additionalProperties": false,
+        }),
+        "bake" => json!({
+            "description": "Wait after a wave passes (default 0s).",
+            "$ref": "#/$defs/duration",
+        }),
+        "timeout" => json!({
+            "description": "How long a wave may take to pass its gate (default 10m; not 0s).",
+            "$ref": "#/$defs/duration",
+        }),
+        "halt" => json!({
+            "description": "Halt when more than this share rejected / is pending at timeout (defaults 0%).",
+            "type": "object",
+            "properties": object(HALT_KEYS, |_| Some(json!({"$ref": "#/$defs/share"}))),
+            "additionalProperties": false,
+        }),
+        "on_halt" => json!({
+            "description": "What a halted rollout does before it stops (default stop).",
+            "enum": ON_HALTS.map(OnHalt::as_str),
+        }),
+        _ => return None,
+    })
+}
+
+/// The ID characters as a regex class, from IoT Hub's rule.
+fn id_class() -> String {
+    let mut class = String::from("[A-Za-z0-9");
+    for c in ID_SYMBOLS.chars() {
+        if matches!(c, '\\' | ']' | '[' | '^' | '-') {
+            class.push('\\');
+        }
+        class.push(c);
+    }
+    class.push(']');
+    class
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &Value) -> Vec<&str> {
+        v["properties"]
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_key_the_loader_allows_has_a_schema() {
+        let s = manifest();
+        let defs = &s["$defs"];
+        assert_eq!(keys(&s), DOCUMENT_KEYS);
+        assert_eq!(keys(&defs["template"]), TEMPLATE_KEYS);
+        assert_eq!(keys(&defs["device"]), DEVICE_KEYS);
+        assert_eq!(keys(&defs["module"]), MODULE_KEYS);
+        assert_eq!(keys(&defs["rollout"]), ROLLOUT_KEYS);
+        let rollout = &defs["rollout"]["properties"];
+        assert_eq!(keys(&rollout["first"]), FIRST_KEYS);
+        assert_eq!(keys(&rollout["halt"]), HALT_KEYS);
+        let auth = &defs["auth"]["anyOf"][2];
+        assert_eq!(keys(auth), AUTH_KEYS);
+        assert_eq!(keys(&auth["properties"]["x509"]), X509_KEYS);
+    }
+
+    #[test]
+    fn id_class_escapes_what_a_character_class_needs() {
+        assert_eq!(id_class(), "[A-Za-z0-9\\-:.+%_#*?!(),=@;$']");
+    }
+}
