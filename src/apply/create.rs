@@ -64,10 +64,11 @@ async fn adopt(ex: &Executor<'_>, c: &Change, content: &TwinPatch) -> Outcome {
         _ => None,
     };
     for _ in 0..=ex.options.max_resends {
-        let seen = match ex.hub.get_twin(device, module).await {
-            Ok(t) => observe::twin(&t),
-            Err(e) => Err(e),
-        };
+        let seen = ex
+            .hub
+            .get_twin(device, module)
+            .await
+            .and_then(|t| observe::twin(&t));
         let seen = match seen {
             Ok(s) => s,
             Err(e) => {

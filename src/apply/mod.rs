@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, stream};
 
-use crate::hub::{Error, Hub, body};
-use twinops_core::model::{DeviceId, ObservedTwin};
+use crate::hub::{Error, Hub, body, observe};
+use twinops_core::model::{DeviceId, DeviceStatus, ObservedTwin};
 use twinops_core::plan::{
     Change, DeleteDevice, DeleteModule, Kind, Plan, TwinPatch, UpdateDevice, UpdateModule,
     UpdateTwin, patch::merge_patch,
@@ -137,7 +137,7 @@ impl Executor<'_> {
             Err(probe) if probe.is_not_found() => format!(
                 "device `{device}` does not exist (IoT Hub answers module identity operations on a missing device with 401 under SAS)"
             ),
-            Ok(d) if d.status.as_deref() == Some("disabled") => format!(
+            Ok(d) if observe::status(d.status.as_deref()) == DeviceStatus::Disabled => format!(
                 "device `{device}` is disabled: under SAS IoT Hub refuses module identity operations on a disabled device (401); apply with --auth token, or enable the device first"
             ),
             _ => format!(
@@ -423,8 +423,7 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
     let enabled_first: std::collections::HashSet<DeviceId> = device_creates
         .iter()
         .filter(|(_, d)| {
-            d.identity.status == twinops_core::model::DeviceStatus::Disabled
-                && with_new_modules.contains(&d.id)
+            d.identity.status == DeviceStatus::Disabled && with_new_modules.contains(&d.id)
         })
         .map(|(_, d)| d.id.clone())
         .collect();

@@ -39,10 +39,11 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outc
             }
             Err(e) => return outcome(c, Status::Failed, e.chain().to_string()),
         }
-        let seen = match ex.hub.get_twin(device, module).await {
-            Ok(t) => observe::twin(&t),
-            Err(e) => Err(e),
-        };
+        let seen = ex
+            .hub
+            .get_twin(device, module)
+            .await
+            .and_then(|t| observe::twin(&t));
         let seen = match seen {
             Ok(s) => s,
             Err(e) => {

@@ -130,7 +130,7 @@ fn existing_markers(dir: Option<&Path>) -> BTreeMap<String, (Vec<String>, Vec<St
         );
         for m in &d.modules {
             out.insert(
-                format!("{}/{}", d.id, m.id),
+                twinops_core::model::address(&d.id, Some(&m.id)),
                 (strings(&m.twin.ignore), strings(&m.twin.sensitive)),
             );
         }
@@ -151,26 +151,20 @@ async fn collect(
     {
         bail!("--query must select device twins (`SELECT * FROM devices [WHERE ...]`)");
     }
-    let mut devices = read::query(&conn.hub, &sql, false)
+    let mut read = read::query(&conn.hub, &sql, false)
         .await
-        .context("querying device and module twins")?
-        .devices;
+        .context("querying device and module twins")?;
     let targets = Targets::new(&args.targets);
-    devices.retain(|id, _| targets.touches(id));
-    for (id, d) in devices.iter_mut() {
+    read.devices.retain(|id, _| targets.touches(id));
+    for (id, d) in read.devices.iter_mut() {
         if !targets.device(id) {
             d.modules.retain(|mid, _| targets.module(id, mid));
         }
     }
-    if let Some(pattern) = targets.unmatched(devices.iter().flat_map(|(id, d)| {
-        std::iter::once((id.as_str(), None)).chain(
-            d.modules
-                .keys()
-                .map(move |m| (id.as_str(), Some(m.as_str()))),
-        )
-    })) {
+    if let Some(pattern) = targets.unmatched(read.identities()) {
         bail!("--target `{pattern}` matches no identity in the hub");
     }
+    let devices = read.devices;
     let owners: std::collections::BTreeSet<String> = devices
         .values()
         .filter_map(|d| owner_of(&d.twin.tags))
@@ -222,7 +216,7 @@ async fn collect(
                 mm.insert("auth".into(), a);
             }
             twin_fields(&mut mm, &m.twin);
-            mark(&mut mm, &format!("{id}/{mid}"));
+            mark(&mut mm, &twinops_core::model::address(id, Some(mid)));
             modules.insert(mid.to_string(), Value::Object(mm));
         }
         if !modules.is_empty() {

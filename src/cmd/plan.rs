@@ -57,56 +57,38 @@ pub async fn no_longer_declared(
     observed: &twinops_core::model::Observed,
     targets: &Targets,
 ) -> Result<Vec<String>, crate::hub::Error> {
+    let owner = fleet.owner.as_str();
+    let text = |(d, m): (&str, Option<&str>)| twinops_core::model::address(d, m);
     if observed.complete {
-        return Ok(plan::undeclared(fleet, observed, targets));
+        let owned = plan::owned_identities(observed, owner);
+        return Ok(plan::undeclared(fleet, owned, targets)
+            .into_iter()
+            .map(text)
+            .collect());
     }
     // The owner is 1..64 of `A-Za-z0-9._-` (checked by `Owner`), so it can stand in quotes.
-    let owner = fleet.owner.as_str();
-    let text = |row: &serde_json::Value, key: &str| {
-        row.get(key).and_then(|v| v.as_str()).map(str::to_string)
-    };
-    let mut devices = Vec::new();
-    hub.query_all(
-        &format!("SELECT deviceId FROM devices WHERE tags.twinops.owner = '{owner}'"),
-        crate::hub::read::QUERY_PAGE_REQUEST,
-        |rows| {
-            devices.extend(rows.iter().filter_map(|r| text(r, "deviceId")));
-            Ok(())
-        },
-    )
-    .await?;
-    let mut modules = Vec::new();
-    hub.query_all(
-        &format!(
+    let mut rows: Vec<(String, Option<String>)> = Vec::new();
+    for sql in [
+        format!("SELECT deviceId FROM devices WHERE tags.twinops.owner = '{owner}'"),
+        format!(
             "SELECT deviceId, moduleId FROM devices.modules WHERE tags.twinops.owner = '{owner}'"
         ),
-        crate::hub::read::QUERY_PAGE_REQUEST,
-        |rows| {
-            modules.extend(
-                rows.iter()
-                    .filter_map(|r| Some((text(r, "deviceId")?, text(r, "moduleId")?))),
-            );
+    ] {
+        hub.query_all(&sql, crate::hub::read::QUERY_PAGE_REQUEST, |page| {
+            rows.extend(page.iter().filter_map(|r| {
+                let field = |k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                Some((field("deviceId")?, field("moduleId")))
+            }));
             Ok(())
-        },
-    )
-    .await?;
-    let declared: std::collections::BTreeMap<&str, &twinops_core::model::DeviceSpec> =
-        fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
-    let mut out: Vec<String> = devices
-        .into_iter()
-        .filter(|d| !declared.contains_key(d.as_str()) && targets.device(d))
-        .collect();
-    for (d, m) in modules {
-        let Some(spec) = declared.get(d.as_str()) else {
-            continue; // goes with its device
-        };
-        if !twinops_iothub::ids::is_system_module(&m)
-            && !spec.modules.iter().any(|dm| dm.id == m.as_str())
-            && targets.module(&d, &m)
-        {
-            out.push(format!("{d}/{m}"));
-        }
+        })
+        .await?;
     }
+    let owned = rows.iter().map(|(d, m)| (d.as_str(), m.as_deref()));
+    let mut out: Vec<String> = plan::undeclared(fleet, owned, targets)
+        .into_iter()
+        .map(text)
+        .collect();
+    // Query rows can repeat while the index catches up.
     out.sort();
     out.dedup();
     Ok(out)
@@ -119,21 +101,7 @@ pub fn check_targets(
     fleet: &Fleet,
     observed: &twinops_core::model::Observed,
 ) -> anyhow::Result<()> {
-    let declared = fleet.devices.iter().flat_map(|d| {
-        std::iter::once((d.id.as_str(), None)).chain(
-            d.modules
-                .iter()
-                .map(move |m| (d.id.as_str(), Some(m.id.as_str()))),
-        )
-    });
-    let seen = observed.devices.iter().flat_map(|(id, d)| {
-        std::iter::once((id.as_str(), None)).chain(
-            d.modules
-                .keys()
-                .map(move |m| (id.as_str(), Some(m.as_str()))),
-        )
-    });
-    if let Some(pattern) = targets.unmatched(declared.chain(seen)) {
+    if let Some(pattern) = targets.unmatched(fleet.identities().chain(observed.identities())) {
         anyhow::bail!("--target `{pattern}` matches no declared or observed identity");
     }
     Ok(())
@@ -143,25 +111,30 @@ pub fn check_targets(
 /// listed), so a deletion planned from them is confirmed with a targeted GET of its twin: a 404
 /// means it is gone already, and it is not planned (SPEC §12).
 async fn confirm_deletions(hub: &crate::hub::Hub, p: &mut Plan) -> Result<(), crate::hub::Error> {
-    let mut gone = Vec::new();
-    for (i, c) in p.changes.iter().enumerate() {
-        let address = match c {
-            plan::Change::DeleteDevice(_) | plan::Change::DeleteModule(_) => c.address(),
-            _ => continue,
-        };
+    let is_delete = |c: &plan::Change| {
+        matches!(
+            c,
+            plan::Change::DeleteDevice(_) | plan::Change::DeleteModule(_)
+        )
+    };
+    let mut gone = std::collections::BTreeSet::new();
+    for address in p
+        .changes
+        .iter()
+        .filter(|c| is_delete(c))
+        .map(plan::Change::address)
+    {
         match hub.get_twin(&address.device, address.module_id()).await {
             Ok(_) => {}
-            Err(e) if e.is_not_found() => gone.push(i),
+            Err(e) if e.is_not_found() => {
+                gone.insert(address);
+            }
             Err(e) => return Err(e),
         }
     }
     if !gone.is_empty() {
-        let mut i = 0;
-        p.changes.retain(|_| {
-            let keep = !gone.contains(&i);
-            i += 1;
-            keep
-        });
+        p.changes
+            .retain(|c| !(is_delete(c) && gone.contains(&c.address())));
         p.recount();
     }
     Ok(())

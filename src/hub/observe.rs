@@ -31,10 +31,7 @@ fn strip(section: Option<&JsonMap>) -> (JsonMap, i64) {
 }
 
 fn address(t: &Twin) -> String {
-    match &t.module_id {
-        Some(m) => format!("{}/{m}", t.device_id),
-        None => t.device_id.clone(),
-    }
+    twinops_core::model::address(&t.device_id, t.module_id.as_deref())
 }
 
 fn etag(t: &Twin, value: Option<&String>, what: &str) -> Result<ETag, Error> {
@@ -87,6 +84,14 @@ fn auth(t: &Twin) -> Result<ObservedAuth, Error> {
     })
 }
 
+/// A device's `status` on the wire (absent or unknown reads as enabled, IoT Hub's default).
+pub fn status(wire: Option<&str>) -> DeviceStatus {
+    match wire {
+        Some("disabled") => DeviceStatus::Disabled,
+        _ => DeviceStatus::Enabled,
+    }
+}
+
 pub fn device_id(text: &str) -> Result<DeviceId, Error> {
     DeviceId::new(text).map_err(|e| Error::Invalid(e.to_string()))
 }
@@ -99,10 +104,7 @@ pub fn device(t: &Twin) -> Result<ObservedDevice, Error> {
     Ok(ObservedDevice {
         id: device_id(&t.device_id)?,
         identity_etag: etag(t, t.device_etag.as_ref(), "a deviceEtag")?,
-        status: match t.status.as_deref() {
-            Some("disabled") => DeviceStatus::Disabled,
-            _ => DeviceStatus::Enabled,
-        },
+        status: status(t.status.as_deref()),
         status_reason: t.status_reason.clone().filter(|s| !s.is_empty()),
         auth: auth(t)?,
         edge: t.capabilities.as_ref().is_some_and(|c| c.iot_edge),

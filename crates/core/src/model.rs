@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use names::{DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner, TwinAddress};
+pub use names::{
+    DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner, TwinAddress, address,
+};
 pub use rollout::{DEFAULT_BAKE, DEFAULT_TIMEOUT, Halt, OnHalt, RolloutSpec, Share, Step};
 pub use target::Targets;
 /// A JSON object, in insertion order (IoT Hub's definition, shared).
@@ -219,6 +221,17 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// Every declared identity: `(device, None)` for a device, `(device, Some(module))` for a module.
+    pub fn identities(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.devices.iter().flat_map(|d| {
+            std::iter::once((d.id.as_str(), None)).chain(
+                d.modules
+                    .iter()
+                    .map(move |m| (d.id.as_str(), Some(m.id.as_str()))),
+            )
+        })
+    }
+
     /// Device identities plus module identities.
     pub fn identity_count(&self) -> usize {
         self.devices.iter().map(|d| 1 + d.modules.len()).sum()
@@ -326,6 +339,19 @@ impl Default for ObservedDevice {
             twin: ObservedTwin::default(),
             modules: BTreeMap::new(),
         }
+    }
+}
+
+impl Observed {
+    /// Every identity read: `(device, None)` for a device, `(device, Some(module))` for a module.
+    pub fn identities(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.devices.iter().flat_map(|(id, d)| {
+            std::iter::once((id.as_str(), None)).chain(
+                d.modules
+                    .keys()
+                    .map(move |m| (id.as_str(), Some(m.as_str()))),
+            )
+        })
     }
 }
 

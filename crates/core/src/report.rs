@@ -49,10 +49,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn address(&self) -> String {
-        match &self.module_id {
-            Some(m) => format!("{}/{m}", self.device_id),
-            None => self.device_id.clone(),
-        }
+        crate::model::address(&self.device_id, self.module_id.as_deref())
     }
 
     pub fn is_error(&self) -> bool {
@@ -99,9 +96,6 @@ impl Pending {
     }
 
     pub fn address(&self) -> String {
-        match &self.module {
-            Some(m) => format!("{}/{m}", self.device),
-            None => self.device.clone(),
-        }
+        crate::model::address(&self.device, self.module.as_deref())
     }
 }

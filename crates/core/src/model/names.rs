@@ -168,6 +168,15 @@ impl ModuleId {
     }
 }
 
+/// `device` or `device/module`: the one way addresses are written, for [`TwinAddress`] and for the
+/// plain-text IDs of reports and wire documents.
+pub fn address(device: &str, module: Option<&str>) -> String {
+    match module {
+        Some(m) => format!("{device}/{m}"),
+        None => device.to_string(),
+    }
+}
+
 /// Which twin: a device twin or one of its module twins. Displayed as `device` or `device/module`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TwinAddress {
@@ -197,10 +206,7 @@ impl TwinAddress {
 
 impl fmt::Display for TwinAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.module {
-            Some(m) => write!(f, "{}/{m}", self.device),
-            None => write!(f, "{}", self.device),
-        }
+        f.write_str(&address(&self.device, self.module_id()))
     }
 }
 

@@ -91,10 +91,7 @@ impl Targets {
                     (Some(_), None) => false,
                 })
             })
-            .map(|(d, m)| match m {
-                Some(m) => format!("{d}/{m}"),
-                None => d.clone(),
-            })
+            .map(|(d, m)| super::address(d, m.as_deref()))
     }
 }
 

@@ -26,6 +26,13 @@ pub struct Item {
     pub keys: Vec<String>,
 }
 
+impl Item {
+    /// `device` or `device/module`.
+    pub fn address(&self) -> String {
+        crate::model::address(&self.device_id, self.module_id.as_deref())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {

@@ -163,12 +163,9 @@ impl Plan {
         !self.changes.is_empty() || !self.conflicts.is_empty()
     }
 
-    /// Recounts the summary after changes were dropped (e.g. deletions found already done).
+    /// Counts the summary from the changes (again after changes were dropped, e.g. deletions
+    /// found already done).
     pub fn recount(&mut self) {
-        self.count();
-    }
-
-    fn count(&mut self) {
         let mut s = Summary {
             unchanged: self.summary.unchanged,
             conflicts: self.conflicts.len(),
@@ -405,53 +402,95 @@ impl Planner<'_> {
         }
     }
 
-    fn owned_by_us(&self, twin: &ObservedTwin) -> bool {
-        matches!(ledger::read(&twin.tags), ledger::Found::Ledger(l) if l.owner == self.fleet.owner.as_str())
-    }
-
-    fn prune(&mut self, observed: &Observed, declared: &BTreeMap<&str, &DeviceSpec>) {
-        let targets = self.options.targets.clone();
-        for (id, seen) in &observed.devices {
-            let spec = declared.get(id.as_str());
-            if spec.is_none() && targets.device(id) && self.owned_by_us(&seen.twin) {
-                let blockers: Vec<String> = seen
-                    .modules
-                    .iter()
-                    .filter(|(mid, m)| !mid.is_system() && !self.owned_by_us(&m.twin))
-                    .map(|(mid, _)| mid.to_string())
-                    .collect();
-                if !blockers.is_empty() {
-                    self.conflict(
-                        TwinAddress::device(id.clone()),
-                        "not declared, but it has modules owned by others; not deleted".into(),
-                        blockers,
-                    );
-                    continue;
-                }
-                self.push(Change::DeleteDevice(DeleteDevice {
-                    id: id.clone(),
-                    if_match: seen.identity_etag.clone(),
-                    modules: seen.modules.keys().cloned().collect(),
-                }));
+    fn prune(&mut self, observed: &Observed) {
+        let owner = self.fleet.owner.as_str();
+        let gone = undeclared(
+            self.fleet,
+            owned_identities(observed, owner),
+            &self.options.targets,
+        );
+        for (id, module) in gone {
+            let Some(seen) = observed.devices.get(id) else {
                 continue;
-            }
-            let Some(spec) = spec else { continue };
-            for (mid, m) in &seen.modules {
-                if mid.is_system()
-                    || spec.modules.iter().any(|dm| &dm.id == mid)
-                    || !targets.module(id, mid)
-                    || !self.owned_by_us(&m.twin)
-                {
-                    continue;
-                }
-                self.push(Change::DeleteModule(DeleteModule {
-                    device: id.clone(),
+            };
+            match module.and_then(|m| seen.modules.get_key_value(m)) {
+                Some((mid, m)) => self.push(Change::DeleteModule(DeleteModule {
+                    device: seen.id.clone(),
                     module: mid.clone(),
                     if_match: m.twin.etag.clone(),
-                }));
+                })),
+                None if module.is_some() => {}
+                None => {
+                    let blockers: Vec<String> = seen
+                        .modules
+                        .iter()
+                        .filter(|(mid, m)| !mid.is_system() && !owned_by(&m.twin, owner))
+                        .map(|(mid, _)| mid.to_string())
+                        .collect();
+                    if !blockers.is_empty() {
+                        self.conflict(
+                            TwinAddress::device(seen.id.clone()),
+                            "not declared, but it has modules owned by others; not deleted".into(),
+                            blockers,
+                        );
+                        continue;
+                    }
+                    self.push(Change::DeleteDevice(DeleteDevice {
+                        id: seen.id.clone(),
+                        if_match: seen.identity_etag.clone(),
+                        modules: seen.modules.keys().cloned().collect(),
+                    }));
+                }
             }
         }
     }
+}
+
+/// Whether a twin's ledger names `owner`.
+fn owned_by(twin: &ObservedTwin, owner: &str) -> bool {
+    matches!(ledger::read(&twin.tags), ledger::Found::Ledger(l) if l.owner == owner)
+}
+
+/// The identities in `observed` whose ledger names `owner`: `(device, None)` for a device,
+/// `(device, Some(module))` for a module.
+pub fn owned_identities<'a>(
+    observed: &'a Observed,
+    owner: &'a str,
+) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
+    observed.devices.iter().flat_map(move |(id, d)| {
+        let device = owned_by(&d.twin, owner).then_some((id.as_str(), None));
+        device.into_iter().chain(
+            d.modules
+                .iter()
+                .filter(move |(_, m)| owned_by(&m.twin, owner))
+                .map(move |(mid, _)| (id.as_str(), Some(mid.as_str()))),
+        )
+    })
+}
+
+/// Of these owned identities, the ones no manifest declares and `targets` selects: devices (their
+/// modules go with them) and modules of declared devices, system modules left out. What
+/// `--prune` deletes, and what a plan without it names as no longer declared.
+pub fn undeclared<'a>(
+    fleet: &Fleet,
+    owned: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    targets: &Targets,
+) -> Vec<(&'a str, Option<&'a str>)> {
+    let declared: BTreeMap<&str, &DeviceSpec> =
+        fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
+    owned
+        .into_iter()
+        .filter(|(id, module)| match (declared.get(id), module) {
+            (None, None) => targets.device(id),
+            (Some(spec), Some(mid)) => {
+                !twinops_iothub::ids::is_system_module(mid)
+                    && !spec.modules.iter().any(|dm| dm.id == *mid)
+                    && targets.module(id, mid)
+            }
+            // A declared device is not gone; a module of an undeclared one goes with it.
+            (Some(_), None) | (None, Some(_)) => false,
+        })
+        .collect()
 }
 
 impl Plan {
@@ -469,7 +508,8 @@ impl Plan {
 /// them under Entra ID). Module creates go through bulk rows, which the emulator accepts for a
 /// disabled device (docs/emulator.md; a live hub was not observed doing either).
 pub fn disabled_with_module_changes(plan: &Plan, observed: &Observed) -> Vec<DeviceId> {
-    let mut out: Vec<DeviceId> = plan
+    // A set: a device's module updates and deletes run in different phases, so they are apart.
+    let out: std::collections::BTreeSet<DeviceId> = plan
         .changes
         .iter()
         .filter(|c| matches!(c, Change::UpdateModule(_) | Change::DeleteModule(_)))
@@ -481,38 +521,7 @@ pub fn disabled_with_module_changes(plan: &Plan, observed: &Observed) -> Vec<Dev
                 .is_some_and(|o| o.status == crate::model::DeviceStatus::Disabled)
         })
         .collect();
-    out.dedup();
-    out
-}
-
-/// Owned identities that no manifest declares, from what the hub holds: devices (with their
-/// modules) and modules of declared devices, system modules left out, `targets` applied.
-pub fn undeclared(fleet: &Fleet, observed: &Observed, targets: &Targets) -> Vec<String> {
-    let owned = |twin: &ObservedTwin| matches!(ledger::read(&twin.tags), ledger::Found::Ledger(l) if l.owner == fleet.owner.as_str());
-    let declared: BTreeMap<&str, &DeviceSpec> =
-        fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
-    let mut out = Vec::new();
-    for (id, seen) in &observed.devices {
-        match declared.get(id.as_str()) {
-            None => {
-                if targets.device(id) && owned(&seen.twin) {
-                    out.push(id.to_string());
-                }
-            }
-            Some(spec) => {
-                for (mid, m) in &seen.modules {
-                    if !mid.is_system()
-                        && !spec.modules.iter().any(|dm| &dm.id == mid)
-                        && targets.module(id, mid)
-                        && owned(&m.twin)
-                    {
-                        out.push(format!("{id}/{mid}"));
-                    }
-                }
-            }
-        }
-    }
-    out
+    out.into_iter().collect()
 }
 
 /// How many identities a change deletes (a deleted device's modules count one each; the edge
@@ -558,7 +567,7 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
         p.device(d, observed.devices.get(&d.id));
     }
     if options.prune && observed.complete {
-        p.prune(observed, &declared);
+        p.prune(observed);
     }
     let names_parent =
         |c: &Change| matches!(c, Change::CreateDevice(d) if d.identity.parent.is_some());
@@ -567,7 +576,7 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
             .cmp(&(b.kind().phase(), names_parent(b)))
             .then_with(|| a.address().cmp(&b.address()))
     });
-    p.plan.count();
+    p.plan.recount();
     if let Some(spec) = &fleet.rollout {
         p.plan.rollout = plan_rollout(&p.plan, spec, fleet, observed, &declared);
     }

@@ -176,10 +176,7 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
     if !r.items.is_empty() {
         s.push_str("<details><summary>Items</summary>\n\n| class | identity | detail | keys |\n|---|---|---|---|\n");
         for (shown, i) in r.items.iter().enumerate() {
-            let addr = match &i.module_id {
-                Some(m) => format!("{}/{m}", i.device_id),
-                None => i.device_id.clone(),
-            };
+            let addr = i.address();
             let row = format!(
                 "| {} | `{}` | {} | {} |\n",
                 i.class.words(),
