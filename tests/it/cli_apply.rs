@@ -1,7 +1,7 @@
 //! plan/apply end to end: the real binary against a real emulator (issue: manifests, plan and apply).
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use crate::cli::{class, manifests, other_writer, report, twin, twinops, writes};
+use crate::cli::{class, dir, manifests, other_writer, report, twin, twinops, writes};
 use crate::support::Emulator;
 use serde_json::json;
 
@@ -27,10 +27,6 @@ devices:
     templates: [thermostat]
     tags: {name: "${device}"}
 "#;
-
-fn dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
 
 #[tokio::test]
 async fn fleet_is_created_from_empty_and_second_apply_is_a_no_op() {

@@ -3,7 +3,7 @@
 //! `--target` that selects nothing an error. The real binary against a real emulator.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use crate::cli::{manifests, twinops, writes};
+use crate::cli::{dir, manifests, twinops, writes};
 use crate::support::Emulator;
 
 const FLEET: &str = r#"
@@ -17,10 +17,6 @@ devices:
       sensor:
         desired: {unit: celsius}
 "#;
-
-fn dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
 
 #[tokio::test]
 async fn wait_takes_its_duration_with_a_space_too() {

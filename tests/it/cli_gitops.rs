@@ -2,7 +2,9 @@
 //! bearer tokens, with the real binary against real emulators.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use crate::cli::{manifests, other_writer, report, twin, twinops, twinops_env, writes};
+use crate::cli::{
+    dir, manifests, other_writer, outcome, report, twin, twinops, twinops_env, writes,
+};
 use crate::support::Emulator;
 use serde_json::json;
 
@@ -16,10 +18,6 @@ devices:
       sensor:
         desired: {unit: celsius}
 "#;
-
-fn dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
 
 #[tokio::test]
 async fn plan_made_for_one_hub_is_refused_on_another_with_no_write() {
@@ -463,12 +461,7 @@ async fn a_module_auth_change_made_after_the_plan_is_a_conflict_not_overwritten(
     );
     assert_eq!(r.code, 1, "{r:?}");
     let out = r.json();
-    let o = out["outcomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["kind"] == "update_module")
-        .unwrap();
+    let o = outcome(&out, "kind", "update_module");
     assert_eq!(o["status"], "conflict", "{o}");
     let now = em.get("/devices/dev-1/modules/sensor").await;
     assert_eq!(

@@ -3,13 +3,9 @@
 //! query rows that lag behind deletions. The real binary against a real emulator.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use crate::cli::{manifests, twinops, twinops_env};
+use crate::cli::{dir, manifests, outcome, twinops, twinops_env};
 use crate::support::Emulator;
 use serde_json::json;
-
-fn dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
 
 const THUMB: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
 
@@ -160,13 +156,7 @@ async fn a_device_deleted_behind_the_query_index_is_neither_deleted_again_nor_a_
     let r = twinops(&em, &["apply", "--yes", "--format", "json", &p]);
     assert_eq!(r.code, 0, "{r:?}");
     let out = r.json();
-    let o = out["outcomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["device_id"] == "d-44")
-        .unwrap()
-        .clone();
+    let o = outcome(&out, "device_id", "d-44");
     assert_eq!(o["status"], "missing", "{o}");
     // Once the index has caught up, the next run creates it.
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
@@ -224,13 +214,7 @@ async fn a_401_for_a_module_of_a_deleted_device_is_reported_as_a_missing_device(
     );
     assert_eq!(r.code, 1, "{r:?}");
     let out = r.json();
-    let o = out["outcomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["kind"] == "update_module")
-        .unwrap()
-        .clone();
+    let o = outcome(&out, "kind", "update_module");
     assert_eq!(o["status"], "failed", "{o}");
     assert!(
         o["detail"]

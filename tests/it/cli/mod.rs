@@ -164,3 +164,19 @@ pub async fn twin_retrying(em: &Emulator, address: &str) -> Value {
     }
     panic!("could not read {address}");
 }
+
+/// A temporary directory for manifests and plans, removed when dropped.
+pub fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// The first outcome of an `apply --format json` report whose `field` equals `value`.
+pub fn outcome(report: &Value, field: &str, value: &str) -> Value {
+    report["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .find(|o| o[field] == value)
+        .unwrap_or_else(|| panic!("no outcome with {field} = {value} in {report}"))
+        .clone()
+}
