@@ -188,6 +188,10 @@ pub struct ApplyArgs {
     /// Write every twin at once, ignoring the manifests' `rollout` block.
     #[arg(long)]
     pub no_rollout: bool,
+    /// Continue a halted rollout: accept its last written wave as it stands (rejections and
+    /// pending twins included) and write the next one.
+    #[arg(long, conflicts_with = "no_rollout")]
+    pub resume: bool,
     /// Delete owned identities that no manifest declares.
     #[arg(long)]
     pub prune: bool,

@@ -176,7 +176,7 @@ pub(super) async fn devices(
         return Vec::new();
     }
     ex.reporter.event(Event::Phase {
-        name: "device creates",
+        name: "device creates".into(),
         items: changes.len(),
     });
     let (with_parent, plain): (Vec<_>, Vec<_>) = changes
@@ -261,7 +261,7 @@ pub(super) async fn modules(
         return Vec::new();
     }
     ex.reporter.event(Event::Phase {
-        name: "module creates",
+        name: "module creates".into(),
         items: changes.len(),
     });
     let mut out = Vec::new();

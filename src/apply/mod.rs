@@ -5,6 +5,7 @@
 //! 412 leads to a re-read and the owned-keys rule, never a blind retry with `*`.
 
 mod create;
+mod rollout;
 mod twin;
 pub mod wait;
 
@@ -41,10 +42,12 @@ pub(crate) fn outcome(c: &Change, status: Status, detail: impl Into<String>) -> 
 pub enum Event {
     /// A phase starts with this many items.
     Phase {
-        name: &'static str,
+        name: String,
         items: usize,
     },
     Done(Outcome),
+    /// A line on what the run is doing that takes time (a rollout's waves, gates and bake).
+    Note(String),
 }
 
 /// Receives progress events.
@@ -60,6 +63,10 @@ pub struct Options {
     pub stop: Arc<AtomicBool>,
     /// Resends of a patch whose twin moved only outside the owned keys.
     pub max_resends: u32,
+    /// Write a plan's rolled-out twins at once, as if it had no rollout (`--no-rollout`).
+    pub no_rollout: bool,
+    /// Accept the last written wave as it stands and go on with the next (`--resume`).
+    pub resume: bool,
 }
 
 impl Default for Options {
@@ -68,6 +75,8 @@ impl Default for Options {
             concurrency: 16,
             stop: Arc::new(AtomicBool::new(false)),
             max_resends: 5,
+            no_rollout: false,
+            resume: false,
         }
     }
 }
@@ -110,6 +119,10 @@ impl Executor<'_> {
     fn done(&self, o: Outcome) -> Outcome {
         self.reporter.event(Event::Done(o.clone()));
         o
+    }
+
+    fn note(&self, line: String) {
+        self.reporter.event(Event::Note(line));
     }
 
     /// The deviceScope of an edge parent, read once per parent.
@@ -375,7 +388,7 @@ impl Executor<'_> {
             return Vec::new();
         }
         self.reporter.event(Event::Phase {
-            name,
+            name: name.to_string(),
             items: items.len(),
         });
         stream::iter(items.into_iter().map(|(c, step)| self.one(c, step)))
@@ -463,24 +476,56 @@ pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Rep
             }
         }
     }
-    for (name, kinds) in [
-        (
+    outcomes.extend(
+        ex.phase(
             "identity updates",
-            &[Kind::UpdateDevice, Kind::UpdateModule][..],
-        ),
-        (
-            "twin patches",
-            &[Kind::UpdateDeviceTwin, Kind::UpdateModuleTwin][..],
-        ),
+            of(&[Kind::UpdateDevice, Kind::UpdateModule]),
+        )
+        .await,
+    );
+    // With a rollout, the twin updates it delivers go in waves after the other twin patches, and
+    // the deletes only once every wave has passed (SPEC §11).
+    let delivering = plan.rollout.as_ref().filter(|_| !options.no_rollout);
+    let in_waves = |c: &Change| delivering.is_some() && rollout_of(c).is_some();
+    let patches: Vec<_> = of(&[Kind::UpdateDeviceTwin, Kind::UpdateModuleTwin])
+        .into_iter()
+        .filter(|(c, _)| !in_waves(c))
+        .collect();
+    outcomes.extend(ex.phase("twin patches", patches).await);
+    let mut rollout_report = None;
+    let mut waves_passed = true;
+    if let Some(r) = delivering {
+        let d = rollout::deliver(&ex, plan, r, options.resume).await;
+        outcomes.extend(d.outcomes);
+        waves_passed = d.passed;
+        rollout_report = Some(d.report);
+    }
+    for (name, kinds) in [
         ("module deletes", &[Kind::DeleteModule][..]),
         ("device deletes", &[Kind::DeleteDevice][..]),
     ] {
-        outcomes.extend(ex.phase(name, of(kinds)).await);
+        if waves_passed {
+            outcomes.extend(ex.phase(name, of(kinds)).await);
+        } else if !ex.stopped() {
+            outcomes.extend(of(kinds).into_iter().map(|(c, _)| {
+                ex.done(outcome(
+                    c,
+                    Status::Skipped,
+                    "not run: deletes run once every rollout wave has passed",
+                ))
+            }));
+        }
     }
     Report {
         interrupted: ex.stopped(),
         outcomes,
+        rollout: rollout_report,
     }
+}
+
+/// The twin update a plan's rollout delivers, if this change is one.
+fn rollout_of(c: &Change) -> Option<&UpdateTwin> {
+    twinops_core::plan::rollout::rolled_out(c)
 }
 
 /// The merge patch that brings an existing twin's owned keys to a create's content (an adopted create).

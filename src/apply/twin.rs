@@ -4,9 +4,26 @@
 
 use super::{Executor, Outcome, Status, outcome};
 use crate::hub::{Error, observe};
+use twinops_core::model::ETag;
 use twinops_core::plan::{Change, UpdateTwin, owned_view};
 
 pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outcome {
+    patch_etag(ex, c, u).await.0
+}
+
+/// The twin as a write left it.
+pub(super) struct After {
+    pub etag: ETag,
+    /// Desired `$version` after the write.
+    pub desired_version: i64,
+}
+
+/// [`patch`], with the twin's etag and desired `$version` after the write when the hub answered them.
+pub(super) async fn patch_etag(
+    ex: &Executor<'_>,
+    c: &Change,
+    u: &UpdateTwin,
+) -> (Outcome, Option<After>) {
     let device = &u.address.device;
     let module = u.address.module_id();
     let body = u.patch.to_value();
@@ -18,8 +35,12 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outc
             .patch_twin(device, module, &body, etag.as_str())
             .await
         {
-            Ok(_) => {
-                return outcome(
+            Ok(t) => {
+                let after = observe::twin(&t).ok().map(|t| After {
+                    etag: t.etag,
+                    desired_version: t.desired_version,
+                });
+                let o = outcome(
                     c,
                     Status::Applied,
                     if resends > 0 {
@@ -28,16 +49,20 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outc
                         String::new()
                     },
                 );
+                return (o, after);
             }
             Err(Error::PreconditionFailed { .. }) => {}
             Err(e) if e.is_not_found() => {
-                return outcome(
-                    c,
-                    Status::Missing,
-                    "the twin no longer exists; the next run creates it",
+                return (
+                    outcome(
+                        c,
+                        Status::Missing,
+                        "the twin no longer exists; the next run creates it",
+                    ),
+                    None,
                 );
             }
-            Err(e) => return outcome(c, Status::Failed, e.chain().to_string()),
+            Err(e) => return (outcome(c, Status::Failed, e.chain().to_string()), None),
         }
         let seen = ex
             .hub
@@ -47,16 +72,25 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outc
         let seen = match seen {
             Ok(s) => s,
             Err(e) => {
-                return outcome(
-                    c,
-                    Status::Failed,
-                    format!("re-reading after 412: {}", e.chain()),
+                return (
+                    outcome(
+                        c,
+                        Status::Failed,
+                        format!("re-reading after 412: {}", e.chain()),
+                    ),
+                    None,
                 );
             }
         };
         let now = owned_view(&u.base, &u.ignore, &u.sensitive, &seen);
         if now == u.target {
-            return outcome(c, Status::Unchanged, "already at the target");
+            return (
+                outcome(c, Status::Unchanged, "already at the target"),
+                Some(After {
+                    etag: seen.etag,
+                    desired_version: seen.desired_version,
+                }),
+            );
         }
         if now != u.base {
             let mut o = outcome(
@@ -65,13 +99,16 @@ pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outc
                 "owned keys were changed by someone else since the plan; not overwritten",
             );
             o.keys = u.base.changed_keys(&now);
-            return o;
+            return (o, None);
         }
         if resends >= ex.options.max_resends {
-            return outcome(
-                c,
-                Status::Conflict,
-                "changing too fast: the etag moved on every resend",
+            return (
+                outcome(
+                    c,
+                    Status::Conflict,
+                    "changing too fast: the etag moved on every resend",
+                ),
+                None,
             );
         }
         resends += 1;

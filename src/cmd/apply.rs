@@ -77,15 +77,26 @@ fn confirm(hub: &str) -> anyhow::Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-/// Draws progress on stderr when it is a terminal.
+/// Draws progress on stderr when it is a terminal, and a rollout's notes (waves, gates, bake) on
+/// stderr unless `--quiet`, terminal or not (CI logs need them most).
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
 }
 
 impl Reporter for Progress {
     fn event(&self, e: Event) {
+        if let Event::Note(line) = &e {
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None if !self.quiet => output::talk(line),
+                None => {}
+            }
+            return;
+        }
         let Some(bar) = &self.bar else { return };
         match e {
+            Event::Note(_) => {}
             Event::Phase { name, items } => {
                 bar.set_length(items as u64);
                 bar.set_position(0);
@@ -141,18 +152,6 @@ async fn execute(
     };
     // The plan holds all that apply needs: the manifests' memory goes back before the writes start.
     drop(fleet);
-    // TODO(correctness): the executor does not deliver waves yet (issue 12: gate polling, the
-    // ledger's rollout memory, resume, revert). Until it does, a plan with waves is refused rather
-    // than written all at once, which is what the operator wrote the rollout block to prevent.
-    if let Some(r) = &p.rollout
-        && !args.no_rollout
-    {
-        bail!(
-            "this plan rolls out {} twin(s) in {} wave(s), and this version of twinops cannot deliver waves yet; nothing was written. Apply with --no-rollout to write every twin at once, or wait for a version that gates waves",
-            r.twin_count(),
-            r.waves.len()
-        );
-    }
     let deletions = plan::deletion_count(&p);
     if deletions > args.max_deletes {
         bail!(
@@ -170,6 +169,7 @@ async fn execute(
                 &Report {
                     outcomes: Vec::new(),
                     interrupted: false,
+                    rollout: None,
                 },
             )?;
         }
@@ -185,6 +185,8 @@ async fn execute(
     }
     let options = apply::Options {
         concurrency: args.common.concurrency,
+        no_rollout: args.no_rollout,
+        resume: args.resume,
         ..apply::Options::default()
     };
     let stop = Arc::clone(&options.stop);
@@ -198,6 +200,7 @@ async fn execute(
     });
     let progress = Progress {
         bar: (!quiet && std::io::stderr().is_terminal()).then(output::progress_bar),
+        quiet,
     };
     let report = apply::apply(&conn.hub, &p, &options, &progress).await;
     ctrl_c.abort();
@@ -210,9 +213,14 @@ async fn execute(
         _ => twinops_core::render::text::report(&mut buf, &report)?,
     }
     output::data(&String::from_utf8_lossy(&buf));
+    let halted = report.rollout.as_ref().and_then(|r| r.halted.as_ref());
+    if let Some(h) = halted {
+        output::talk(&format!("error: {}", h.message));
+    }
     let mut wait_failed = false;
     if let Some(limit) = args.wait
         && !report.interrupted
+        && halted.is_none()
     {
         let items = crate::apply::wait::pending(&p, &report);
         if !quiet {

@@ -29,6 +29,9 @@ pub enum Status {
     /// it: IoT Hub's query index lags behind (a deleted device can stay in it for minutes). Not an
     /// error: the next run plans its creation.
     Missing,
+    /// Written by a rollout wave, then written back to its plan `base` values when the rollout
+    /// halted with `on_halt: revert`.
+    Reverted,
 }
 
 /// One item's outcome.
@@ -66,11 +69,17 @@ impl Outcome {
 pub struct Report {
     pub outcomes: Vec<Outcome>,
     pub interrupted: bool,
+    /// How the plan's rollout went, wave by wave, when the apply delivered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutReport>,
 }
 
 impl Report {
+    /// Whether every item ended well, and a rollout (if any) did not halt.
     pub fn ok(&self) -> bool {
-        !self.interrupted && !self.outcomes.iter().any(Outcome::is_error)
+        !self.interrupted
+            && !self.outcomes.iter().any(Outcome::is_error)
+            && self.rollout.as_ref().is_none_or(|r| r.halted.is_none())
     }
 
     pub fn count(&self, s: Status) -> usize {
@@ -98,4 +107,78 @@ impl Pending {
     pub fn address(&self) -> String {
         crate::model::address(&self.device, self.module.as_deref())
     }
+}
+
+/// Where a rollout's wave stands at the end of an apply (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveState {
+    /// Its gate passed.
+    Passed,
+    /// Its gate failed: the rollout halted here.
+    Failed,
+    /// Written, but its gate was not decided (the run was interrupted).
+    Written,
+    /// Not written by this run (nor, as far as its ledgers tell, by an earlier one).
+    NotStarted,
+}
+
+/// One wave of a delivered rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveReport {
+    pub index: usize,
+    /// Twins in the wave.
+    pub twins: usize,
+    /// The gate's count of its twins, when it was checked.
+    pub acknowledged: usize,
+    pub rejected: usize,
+    pub pending: usize,
+    pub state: WaveState,
+}
+
+/// A twin of a failed wave that rejected the change or never acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateTwin {
+    pub device_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// The device's `ad` texts, `desired.KEY: text` joined by `; ` (rejected twins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad: Option<String>,
+}
+
+impl GateTwin {
+    pub fn address(&self) -> String {
+        crate::model::address(&self.device_id, self.module_id.as_deref())
+    }
+}
+
+/// Why a rollout stopped before its last wave passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaltReport {
+    /// The wave whose gate failed.
+    pub wave: usize,
+    /// `rejected` or `pending`.
+    pub reason: String,
+    /// The one-line message, `rollout halted at wave K of W: …`.
+    pub message: String,
+}
+
+/// How a rollout went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutReport {
+    pub id: String,
+    pub waves: Vec<WaveReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<HaltReport>,
+    /// The twins of the failed wave that rejected the change, with the device's `ad`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<GateTwin>,
+    /// The twins of the failed wave that had not acknowledged at its timeout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<GateTwin>,
 }

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::{
-    AuthSpec, DeviceId, DeviceSpec, Digest, Fleet, ModuleId, ModuleSpec, Observed, ObservedAuth,
-    ObservedDevice, ObservedModule, ObservedTwin, Owner, Targets, TwinAddress, TwinSpec,
+    AuthSpec, DeviceId, DeviceSpec, Digest, Fleet, JsonMap, LEDGER_TAG, ModuleId, ModuleSpec,
+    Observed, ObservedAuth, ObservedDevice, ObservedModule, ObservedTwin, Owner, Targets,
+    TwinAddress, TwinSpec,
 };
 pub use change::{
     Change, ChangeDoc, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity,
@@ -558,8 +559,6 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
             rollout: None,
         },
     };
-    let declared: BTreeMap<&str, &DeviceSpec> =
-        fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
     // Edge parents are created before their children so the children can name the parent's scope.
     let mut order: Vec<&DeviceSpec> = fleet.devices.iter().collect();
     order.sort_by_key(|d| (!d.edge, d.id.as_str()));
@@ -578,20 +577,30 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
     });
     p.plan.recount();
     if let Some(spec) = &fleet.rollout {
-        p.plan.rollout = plan_rollout(&p.plan, spec, fleet, observed, &declared);
+        plan_rollout(&mut p.plan, spec, fleet, observed, options);
     }
     p.plan
 }
 
-/// The waves of a plan's rolled-out twin updates. `first.tags` is matched against each device's tags
-/// as they will be after apply: the declared tags over the observed ones.
+/// The waves of a plan's rolled-out twin updates, and each one's mark in its ledger. `first.tags` is
+/// matched against each device's tags as they will be after apply: the declared tags over the
+/// observed ones.
+///
+/// The hub remembers a rollout, not a local file: a twin written in a wave carries the rollout's ID
+/// and wave in its ledger. A re-run of the same manifests no longer sees the written twins as
+/// changes, so the rollout is recognised by its ID: the twins marked with it together with the twins
+/// still to write must give that ID again (the same twins with the same target values). Then the
+/// plan continues it, with the same waves and `written` set to the last wave a run wrote; otherwise
+/// (a target value changed in git, or other twins) the changes start a new rollout of their own.
 fn plan_rollout(
-    plan: &Plan,
+    plan: &mut Plan,
     spec: &crate::model::RolloutSpec,
     fleet: &Fleet,
     observed: &Observed,
-    declared: &BTreeMap<&str, &DeviceSpec>,
-) -> Option<Rollout> {
+    options: &Options,
+) {
+    let declared: BTreeMap<&str, &DeviceSpec> =
+        fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
     let is_first = |device: &DeviceId| {
         let Some(first) = &spec.first else {
             return false;
@@ -606,17 +615,134 @@ fn plan_rollout(
         }
         rollout::matches_first(first, &tags)
     };
-    let candidates: Vec<rollout::Candidate<'_>> = plan
+    let changed: Vec<(TwinAddress, JsonMap)> = plan
         .changes
         .iter()
         .filter_map(rollout::rolled_out)
-        .map(|t| rollout::Candidate {
-            address: &t.address,
-            desired: &t.target.desired,
-            first: is_first(&t.address.device),
-        })
+        .map(|t| (t.address.clone(), t.target.desired.clone()))
         .collect();
-    rollout::plan(spec, &fleet.owner, &candidates)
+    if changed.is_empty() {
+        return;
+    }
+    let marked = marked_twins(fleet, observed, options, &fleet.owner);
+    let candidates = |twins: &[(TwinAddress, JsonMap)]| -> Vec<(TwinAddress, JsonMap, bool)> {
+        twins
+            .iter()
+            .map(|(a, d)| (a.clone(), d.clone(), is_first(&a.device)))
+            .collect()
+    };
+    let mut chosen = None;
+    for (id, twins) in &marked {
+        let mut union: BTreeMap<TwinAddress, JsonMap> = twins
+            .iter()
+            .map(|(a, d, _)| (a.clone(), d.clone()))
+            .collect();
+        union.extend(changed.iter().cloned());
+        let union: Vec<(TwinAddress, JsonMap)> = union.into_iter().collect();
+        let all = candidates(&union);
+        if rollout::id(&as_candidates(&all)) == *id {
+            let last = twins.iter().map(|(_, _, wave)| *wave).max();
+            chosen = rollout::plan(spec, &fleet.owner, &as_candidates(&all)).map(|mut r| {
+                r.written = last;
+                r
+            });
+            break;
+        }
+    }
+    let rollout =
+        chosen.or_else(|| rollout::plan(spec, &fleet.owner, &as_candidates(&candidates(&changed))));
+    if let Some(r) = &rollout {
+        stamp(plan, r);
+    }
+    plan.rollout = rollout;
+}
+
+fn as_candidates(c: &[(TwinAddress, JsonMap, bool)]) -> Vec<rollout::Candidate<'_>> {
+    c.iter()
+        .map(|(address, desired, first)| rollout::Candidate {
+            address,
+            desired,
+            first: *first,
+        })
+        .collect()
+}
+
+/// Declared twins in scope whose ledger (ours) carries a rollout mark, by rollout ID: each with the
+/// owned desired values it holds now (the targets it was written with) and its marked wave.
+fn marked_twins(
+    fleet: &Fleet,
+    observed: &Observed,
+    options: &Options,
+    owner: &str,
+) -> BTreeMap<Digest, Vec<(TwinAddress, JsonMap, usize)>> {
+    let mut out: BTreeMap<Digest, Vec<(TwinAddress, JsonMap, usize)>> = BTreeMap::new();
+    let mut note = |address: TwinAddress, spec: &crate::model::TwinSpec, seen: &ObservedTwin| {
+        let ledger::Found::Ledger(l) = ledger::read(&seen.tags) else {
+            return;
+        };
+        if l.owner != owner {
+            return;
+        }
+        if let Some(mark) = l.rollout {
+            let desired = twin::declared_desired(spec, seen);
+            out.entry(mark.id)
+                .or_default()
+                .push((address, desired, mark.wave));
+        }
+    };
+    for d in &fleet.devices {
+        let Some(seen) = observed.devices.get(&d.id) else {
+            continue;
+        };
+        if options.targets.device(&d.id) {
+            note(TwinAddress::device(d.id.clone()), &d.twin, &seen.twin);
+        }
+        for m in &d.modules {
+            if let Some(sm) = seen.modules.get(&m.id)
+                && options.targets.module(&d.id, &m.id)
+            {
+                note(
+                    TwinAddress::module(d.id.clone(), m.id.clone()),
+                    &m.twin,
+                    &sm.twin,
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Writes each rolled-out update's mark into the ledger it writes (`patch` and `target`), so the
+/// hub remembers the rollout and the wave. The field diff shown stays the planned values'.
+fn stamp(plan: &mut Plan, r: &Rollout) {
+    for c in &mut plan.changes {
+        let Change::UpdateTwin(t) = c else { continue };
+        if t.patch.desired.is_empty() {
+            continue;
+        }
+        let Some(wave) = r.wave_of(&t.address) else {
+            continue;
+        };
+        let mark = ledger::Mark {
+            id: r.id.clone(),
+            wave,
+            desired: rollout::gated_keys(t),
+        };
+        let base = t.base.tags.get(LEDGER_TAG).cloned();
+        let Some(Value::Object(target)) = t.target.tags.get_mut(LEDGER_TAG) else {
+            continue;
+        };
+        target.insert("rollout".into(), mark.to_value());
+        let target = Value::Object(target.clone());
+        match patch::merge_patch(base.as_ref(), Some(&target)) {
+            Some(p) => {
+                t.patch.tags.insert(LEDGER_TAG.into(), p);
+            }
+            None => {
+                t.patch.tags.remove(LEDGER_TAG);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! the waves. It does no I/O and keeps no clock: the executor polls the hub, classifies each twin and
 //! asks [`gate`]; whether the timeout has passed is its argument.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -36,12 +37,25 @@ pub struct Rollout {
     pub timeout: Duration,
     pub halt: Halt,
     pub on_halt: OnHalt,
+    /// The last wave an earlier run wrote, as the twins' ledgers remember it, when this plan
+    /// continues that rollout: apply re-checks this wave's gate before it writes the next one.
+    /// Absent for a rollout no run has written yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<usize>,
 }
 
 impl Rollout {
     /// How many twins the rollout delivers.
     pub fn twin_count(&self) -> usize {
         self.waves.iter().map(|w| w.twins.len()).sum()
+    }
+
+    /// The wave a twin is in.
+    pub fn wave_of(&self, address: &TwinAddress) -> Option<usize> {
+        self.waves
+            .iter()
+            .find(|w| w.twins.contains(address))
+            .map(|w| w.index)
     }
 }
 
@@ -238,6 +252,7 @@ pub fn plan(spec: &RolloutSpec, owner: &Owner, candidates: &[Candidate<'_>]) -> 
         timeout: spec.timeout,
         halt: spec.halt,
         on_halt: spec.on_halt,
+        written: None,
     })
 }
 
@@ -247,8 +262,10 @@ fn order_key(owner: &Owner, address: &TwinAddress) -> [u8; 32] {
 }
 
 /// The rollout ID: hex SHA-256 over the twins sorted by address, each as `address`, 0, its target
-/// desired values as canonical JSON (object keys sorted), 0. The same twins with the same targets give
-/// the same ID on every run, in any order; a changed target value gives another.
+/// desired values as canonical JSON (object keys sorted, top-level keys being removed left out), 0.
+/// The same twins with the same targets give the same ID on every run, in any order, before and
+/// after they are written (a written twin's removed keys are gone, not `null`); a changed target
+/// value gives another.
 pub fn id(candidates: &[Candidate<'_>]) -> Digest {
     let mut sorted: Vec<&Candidate<'_>> = candidates.iter().collect();
     sorted.sort_by(|a, b| a.address.cmp(b.address));
@@ -257,7 +274,13 @@ pub fn id(candidates: &[Candidate<'_>]) -> Digest {
         hasher.update(c.address.to_string().as_bytes());
         hasher.update([0u8]);
         let mut text = String::new();
-        canonical(&Value::Object(c.desired.clone()), &mut text);
+        let ends_with: JsonMap = c
+            .desired
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        canonical(&Value::Object(ends_with), &mut text);
         hasher.update(text.as_bytes());
         hasher.update([0u8]);
     }
@@ -303,6 +326,86 @@ fn canonical(v: &Value, out: &mut String) {
 /// A twin's answer is [`super::drift::Ack`] (the one classifier `drift`, `apply --wait` and the gate
 /// share), made per twin by [`super::drift::twin_answer`].
 pub use super::drift::Ack;
+
+/// One twin's answer to a wave: each of `keys` (its changed desired keys) classified against what
+/// the twin reports now ([`super::drift::classify`] at the twin's desired `$version`). A key whose
+/// desired value is gone, or differs from `expect` (someone else's value now), is not the wave's
+/// to wait for; sensitive targets (digests) cannot be compared and are classified as they stand.
+pub fn answer(keys: &BTreeSet<String>, expect: &JsonMap, seen: &crate::model::ObservedTwin) -> Ack {
+    super::drift::twin_answer(keys.iter().filter_map(|k| {
+        let now = seen.desired.get(k)?;
+        if let Some(e) = expect.get(k)
+            && !super::is_sensitive_digest(e)
+            && e != now
+        {
+            return None;
+        }
+        Some((
+            format!("desired.{k}"),
+            super::drift::classify(now, seen.reported.get(k), seen.desired_version),
+        ))
+    }))
+}
+
+/// The desired keys a rolled-out update changes and waits for: those its patch sets to a value
+/// (a key being removed has nothing to acknowledge).
+pub fn gated_keys(u: &UpdateTwin) -> BTreeSet<String> {
+    u.patch
+        .desired
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The update that writes a rolled-out twin back to its plan `base` values (`on_halt: revert`): `base`
+/// and `target` swapped, so the 412 rule guards it the same way (a twin someone else changed since
+/// the wave wrote it is a conflict, never overwritten), and the ledger goes back to what it was
+/// (without this rollout's mark). `Err` names a sensitive value, whose old value a plan holds only
+/// as a digest and so cannot write back.
+pub fn revert(u: &UpdateTwin, if_match: crate::model::ETag) -> Result<UpdateTwin, String> {
+    let section = |from: &JsonMap, to: &JsonMap, name: &str| -> Result<JsonMap, String> {
+        let mut out = JsonMap::new();
+        for (k, old) in to {
+            let now = from.get(k).unwrap_or(&Value::Null);
+            if now == old {
+                continue;
+            }
+            if super::is_sensitive_digest(old) || contains_digest(old) {
+                return Err(format!(
+                    "{name}.{k} is sensitive: the plan holds only a digest of its old value"
+                ));
+            }
+            let p = super::patch::merge_patch((!now.is_null()).then_some(now), Some(old))
+                .unwrap_or(Value::Null);
+            out.insert(k.clone(), p);
+        }
+        Ok(out)
+    };
+    Ok(UpdateTwin {
+        address: u.address.clone(),
+        if_match,
+        patch: super::TwinPatch {
+            tags: section(&u.target.tags, &u.base.tags, "tags")?,
+            desired: section(&u.target.desired, &u.base.desired, "desired")?,
+        },
+        base: u.target.clone(),
+        target: u.base.clone(),
+        diff: Vec::new(),
+        ignore: u.ignore.clone(),
+        sensitive: u.sensitive.clone(),
+    })
+}
+
+fn contains_digest(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m
+            .values()
+            .any(|v| super::is_sensitive_digest(v) || contains_digest(v)),
+        Value::Array(a) => a.iter().any(contains_digest),
+        _ => false,
+    }
+}
 
 /// How many twins of a wave are in each class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

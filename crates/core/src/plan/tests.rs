@@ -490,3 +490,112 @@ fn the_rollout_id_is_the_same_on_a_re_plan_and_changes_with_a_target_value() {
     // The order is by owner/address, so the same twins keep their waves.
     assert_eq!(a.waves, other.waves);
 }
+
+/// Twenty devices `d00`..`d19` wanting `t`, with waves 10% / all.
+fn twenty(t: i64) -> Fleet {
+    let mut f = fleet(
+        (0..20)
+            .map(|i| device(&format!("d{i:02}"), json!({}), json!({"t": t})))
+            .collect(),
+    );
+    let mut spec = rollout_spec(None);
+    spec.waves = vec![
+        crate::model::Step::Share(crate::model::Share::parse("10%").unwrap()),
+        crate::model::Step::All,
+    ];
+    f.rollout = Some(spec);
+    f
+}
+
+/// The hub after `written` twins took the patch of `p` (desired and ledger as planned).
+fn after_writes(o: &Observed, p: &Plan, written: &[TwinAddress]) -> Observed {
+    let mut o = o.clone();
+    for c in &p.changes {
+        let Change::UpdateTwin(t) = c else { continue };
+        if !written.contains(&t.address) {
+            continue;
+        }
+        let twin = &mut o.devices.get_mut(&t.address.device).unwrap().twin;
+        let mut tags = Value::Object(twin.tags.clone());
+        json_patch::merge(&mut tags, &Value::Object(t.patch.tags.clone()));
+        twin.tags = tags.as_object().unwrap().clone();
+        let mut desired = Value::Object(twin.desired.clone());
+        json_patch::merge(&mut desired, &Value::Object(t.patch.desired.clone()));
+        twin.desired = desired.as_object().unwrap().clone();
+    }
+    o
+}
+
+fn twenty_seen() -> Observed {
+    observed(
+        (0..20)
+            .map(|i| {
+                seen(
+                    &format!("d{i:02}"),
+                    json!({"twinops": ledger(&[], &["t"])}),
+                    json!({"t": 1}),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn each_rolled_out_update_writes_the_rollout_id_and_its_wave_in_the_ledger() {
+    let p = plan(&twenty(2), &twenty_seen());
+    let r = p.rollout.clone().unwrap();
+    assert_eq!(r.written, None);
+    for c in &p.changes {
+        let Change::UpdateTwin(t) = c else { continue };
+        let wave = r.wave_of(&t.address).unwrap();
+        assert_eq!(
+            t.patch.tags["twinops"],
+            json!({"rollout": {"id": r.id, "wave": wave, "desired": {"t": true}}}),
+            "{}",
+            t.address
+        );
+        assert_eq!(t.target.tags["twinops"]["rollout"]["wave"], json!(wave));
+        // The diff people read shows the values, not the ledger's bookkeeping.
+        assert!(t.diff.iter().all(|d| d.path != "tags.twinops"));
+    }
+}
+
+#[test]
+fn a_re_plan_after_a_wave_continues_the_rollout_with_the_same_waves() {
+    let o = twenty_seen();
+    let first = plan(&twenty(2), &o);
+    let r = first.rollout.clone().unwrap();
+    let wave0 = r.waves[0].twins.clone();
+    assert_eq!(wave0.len(), 2);
+    let o1 = after_writes(&o, &first, &wave0);
+    let again = plan(&twenty(2), &o1);
+    let r1 = again.rollout.clone().unwrap();
+    assert_eq!(r1.id, r.id, "the same rollout");
+    assert_eq!(r1.waves, r.waves, "the same waves");
+    assert_eq!(r1.written, Some(0));
+    // Only the twins still to write are changes.
+    assert_eq!(again.changes.len(), 18);
+    // A plan after every wave was written has nothing to roll out.
+    let all: Vec<TwinAddress> = r.waves.iter().flat_map(|w| w.twins.clone()).collect();
+    let done = after_writes(&o, &first, &all);
+    let last = plan(&twenty(2), &done);
+    assert!(last.changes.is_empty());
+    assert_eq!(last.rollout, None);
+}
+
+#[test]
+fn a_changed_target_value_after_a_wave_starts_a_new_rollout() {
+    let o = twenty_seen();
+    let first = plan(&twenty(2), &o);
+    let r = first.rollout.clone().unwrap();
+    let o1 = after_writes(&o, &first, &r.waves[0].twins);
+    let fixed = plan(&twenty(3), &o1);
+    let r2 = fixed.rollout.unwrap();
+    assert_ne!(r2.id, r.id);
+    assert_eq!(r2.written, None);
+    assert_eq!(
+        r2.twin_count(),
+        20,
+        "the fix goes to every twin, wave 0 included"
+    );
+}

@@ -137,6 +137,19 @@ pub(super) fn content_view(content: &TwinPatch, sensitive: &[PropertyPath]) -> O
     view.of(&content.tags, &content.desired)
 }
 
+/// The owned desired values of a twin as the declaration sees them (the keys it declares, its
+/// `ignore` and `sensitive` paths): for a twin at its target, what a plan's `target.desired` was
+/// when it was written, without the keys that write removed.
+pub(super) fn declared_desired(spec: &TwinSpec, seen: &ObservedTwin) -> JsonMap {
+    let view = TwinView {
+        tags: BTreeSet::new(),
+        desired: spec.desired.keys().cloned().collect(),
+        ignore: spec.ignore.clone(),
+        sensitive: spec.sensitive.clone(),
+    };
+    view.of(&seen.tags, &seen.desired).desired
+}
+
 /// The twin content written when the identity is created.
 pub(super) fn create_content(owner: &str, spec: &TwinSpec) -> TwinPatch {
     let mut tags = spec.tags.clone();
@@ -168,7 +181,10 @@ pub(super) fn diff(owner: &str, spec: &TwinSpec, seen: &ObservedTwin, adopt: boo
             Ledger::default()
         }
     };
-    let wanted_ledger = Ledger::new(owner, &spec.tags, &spec.desired);
+    let mut wanted_ledger = Ledger::new(owner, &spec.tags, &spec.desired);
+    // The mark of the rollout that last wrote the twin stays until another rollout writes it: it is
+    // the hub's memory of where that rollout is (SPEC §11), not something to tidy away.
+    wanted_ledger.rollout = prev.rollout.clone();
     let mut tag_keys: BTreeSet<String> = spec.tags.keys().cloned().collect();
     tag_keys.extend(prev.tags.iter().cloned());
     tag_keys.insert(LEDGER_TAG.to_string());

@@ -70,6 +70,9 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
             r.twin_count(),
             escape(&super::text::settings(r))
         );
+        if let Some(line) = super::text::continuation(r) {
+            let _ = writeln!(head, "{}\n", escape(&line));
+        }
         let _ = writeln!(head, "| wave | up to | twins | first twins |");
         let _ = writeln!(head, "|---:|---|---:|---|");
         for w in &r.waves {

@@ -314,10 +314,32 @@ fn rollout(out: &mut impl Write, r: &Rollout) -> io::Result<()> {
         r.twin_count(),
         settings(r)
     )?;
+    if let Some(line) = continuation(r) {
+        writeln!(out, "  {line}")?;
+    }
     for w in &r.waves {
         writeln!(out, "  {}", wave_line(w))?;
     }
     Ok(())
+}
+
+/// What a plan that continues a rollout does first, from the twins' ledgers.
+pub fn continuation(r: &Rollout) -> Option<String> {
+    let last = r.written?;
+    let through = if last == 0 {
+        "wave 0 was".to_string()
+    } else {
+        format!("waves 0-{last} were")
+    };
+    Some(match r.waves.iter().find(|w| w.index > last) {
+        Some(next) => format!(
+            "continues: {through} written by an earlier run (the twins' ledgers say so); apply checks wave {last} again before it writes wave {}",
+            next.index
+        ),
+        None => format!(
+            "continues: {through} written by an earlier run (the twins' ledgers say so); apply writes what is left of them and checks wave {last} again"
+        ),
+    })
 }
 
 /// The first 12 hex digits of a rollout ID, as people quote it.
@@ -389,6 +411,7 @@ fn status_word(s: Status) -> &'static str {
         Status::Failed => "FAILED",
         Status::Skipped => "skipped",
         Status::Missing => "missing",
+        Status::Reverted => "reverted",
     }
 }
 
@@ -427,12 +450,57 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         r.count(Status::Failed),
         r.count(Status::Skipped),
     )?;
+    let reverted = r.count(Status::Reverted);
+    if reverted > 0 {
+        writeln!(
+            out,
+            "{reverted} twin(s) were written back to the values they had before this run (on_halt: revert)."
+        )?;
+    }
+    if let Some(rollout) = &r.rollout {
+        rollout_report(out, rollout)?;
+    }
     let missing = r.count(Status::Missing);
     if missing > 0 {
         writeln!(
             out,
             "{missing} twin(s) were gone from the hub although a query still listed them (query rows lag behind); the next run creates them."
         )?;
+    }
+    Ok(())
+}
+
+/// The per-wave table of a delivered rollout, then the twins that stopped it.
+pub fn rollout_report(out: &mut impl Write, r: &crate::report::RolloutReport) -> io::Result<()> {
+    writeln!(out, "Rollout {}:", r.id.get(..12).unwrap_or(&r.id))?;
+    writeln!(
+        out,
+        "  {:>4}  {:>6}  {:>12}  {:>8}  {:>7}  state",
+        "wave", "twins", "acknowledged", "rejected", "pending"
+    )?;
+    for w in &r.waves {
+        let state = match w.state {
+            crate::report::WaveState::Passed => "passed",
+            crate::report::WaveState::Failed => "FAILED",
+            crate::report::WaveState::Written => "written",
+            crate::report::WaveState::NotStarted => "not started",
+        };
+        writeln!(
+            out,
+            "  {:>4}  {:>6}  {:>12}  {:>8}  {:>7}  {state}",
+            w.index, w.twins, w.acknowledged, w.rejected, w.pending
+        )?;
+    }
+    for t in &r.rejected {
+        writeln!(
+            out,
+            "  rejected by the device: {}: {}",
+            t.address(),
+            t.ad.as_deref().unwrap_or("(no description)")
+        )?;
+    }
+    for t in &r.pending {
+        writeln!(out, "  not acknowledged at timeout: {}", t.address())?;
     }
     Ok(())
 }

@@ -333,6 +333,7 @@ fn text_apply_report_lists_every_outcome() {
             ),
         ],
         interrupted: false,
+        rollout: None,
     };
     let mut b = Vec::new();
     twinops_core::render::text::report(&mut b, &r).unwrap();

@@ -1,0 +1,623 @@
+//! Delivering a plan's rollout (SPEC §11): the waves written in order under the 412 rule and the
+//! pace, each gated on what its devices report (the one classifier `drift` and `--wait` use), `bake`
+//! between waves, and a halt that stops by itself, with `on_halt: revert` written back under the
+//! 412 rule as well.
+//!
+//! Which twin is in which wave, the rollout's ID and the gate arithmetic are pure
+//! (`twinops_core::plan::rollout`); this module does the reads, the writes and the waiting. The hub
+//! remembers the rollout (each written twin's ledger holds its ID and wave), so a plan made after a
+//! kill or a halt continues it: the first step then writes what is left of the waves up to the last
+//! one written and checks that wave's gate again before anything later is written.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt, stream};
+
+use super::{Event, Executor, Outcome, Status, Step, outcome, twin};
+use crate::hub::{Error, Hub, observe};
+use twinops_core::model::{Digest, ETag, JsonMap, ObservedTwin, OnHalt, TwinAddress};
+use twinops_core::plan::rollout::{self, Ack, Gate, Halted, Tally};
+use twinops_core::plan::{Change, Plan, Rollout, UpdateTwin, ledger};
+use twinops_core::report::{GateTwin, HaltReport, RolloutReport, WaveReport, WaveState};
+
+/// Above this many open twins a poll reads them with paged `IN` queries instead of one GET each.
+const GATE_TARGETED_MAX: usize = crate::hub::read::TARGETED_MAX_TWINS;
+
+/// The longest query string sent (IoT Hub refuses queries over about 8 KB).
+const MAX_QUERY_CHARS: usize = 7_000;
+
+/// What delivering the waves did.
+pub(super) struct Delivery {
+    pub outcomes: Vec<Outcome>,
+    pub report: RolloutReport,
+    /// Every wave passed: what runs after the waves (deletes) may run.
+    pub passed: bool,
+}
+
+/// One twin the gate of a wave waits for.
+struct Item {
+    address: TwinAddress,
+    /// The changed desired keys; for a twin an earlier run wrote, read from its mark when polled.
+    keys: Option<BTreeSet<String>>,
+    /// The values written (a plan's `target.desired`), to tell someone else's later value apart.
+    expect: JsonMap,
+    /// The desired `$version` the write produced: a query row older than that is stale.
+    version: Option<i64>,
+    answer: Ack,
+}
+
+/// A twin this run wrote, for `on_halt: revert`.
+struct Written<'a> {
+    change: &'a Change,
+    update: &'a UpdateTwin,
+    etag: Option<ETag>,
+    /// Index of its outcome.
+    at: usize,
+}
+
+pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume: bool) -> Delivery {
+    let changes: HashMap<&TwinAddress, (&Change, &UpdateTwin)> = plan
+        .changes
+        .iter()
+        .filter_map(|c| rollout::rolled_out(c).map(|u| (&u.address, (c, u))))
+        .collect();
+    let waves = r.waves.len();
+    let start = r.written.unwrap_or(0);
+    let mut report = RolloutReport {
+        id: r.id.to_string(),
+        waves: r
+            .waves
+            .iter()
+            .map(|w| WaveReport {
+                index: w.index,
+                twins: w.twins.len(),
+                acknowledged: 0,
+                rejected: 0,
+                pending: 0,
+                state: if r.written.is_some_and(|last| w.index < last) {
+                    WaveState::Passed
+                } else {
+                    WaveState::NotStarted
+                },
+            })
+            .collect(),
+        halted: None,
+        rejected: Vec::new(),
+        pending: Vec::new(),
+    };
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut written: Vec<Written<'_>> = Vec::new();
+    let mut passed = true;
+    if let Some(last) = r.written {
+        ex.note(format!(
+            "Rollout {} continues: the twins' ledgers say wave {last} of {waves} was the last one written.",
+            short(&r.id)
+        ));
+    }
+    for w in r.waves.iter().filter(|w| w.index >= start) {
+        if ex.stopped() {
+            passed = false;
+            break;
+        }
+        let continuing = r.written == Some(w.index);
+        // Continuing: what is left of every wave up to the last one written goes out first.
+        let twins: Vec<&TwinAddress> = if continuing {
+            r.waves
+                .iter()
+                .filter(|v| v.index <= w.index)
+                .flat_map(|v| &v.twins)
+                .collect()
+        } else {
+            w.twins.iter().collect()
+        };
+        let items: Vec<(&Change, Step<'_>)> = twins
+            .iter()
+            .filter_map(|a| changes.get(a))
+            .map(|(c, u)| (*c, Step::UpdateTwin(u)))
+            .collect();
+        let mut gate_items: Vec<Item> = Vec::new();
+        if !items.is_empty() {
+            ex.note(format!(
+                "Rollout wave {} of {waves}: writing {} twin(s)...",
+                w.index,
+                items.len()
+            ));
+            ex.reporter.event(Event::Phase {
+                name: format!("rollout wave {}", w.index),
+                items: items.len(),
+            });
+        }
+        for (c, step) in items {
+            let Step::UpdateTwin(u) = step else { continue };
+            let (o, after) = if ex.stopped() {
+                (outcome(c, Status::Skipped, "interrupted"), None)
+            } else {
+                twin::patch_etag(ex, c, u).await
+            };
+            let o = ex.done(o);
+            if matches!(o.status, Status::Applied | Status::Unchanged) {
+                gate_items.push(Item {
+                    address: u.address.clone(),
+                    keys: Some(rollout::gated_keys(u)),
+                    expect: u.target.desired.clone(),
+                    version: after.as_ref().map(|a| a.desired_version),
+                    answer: Ack::Pending,
+                });
+            }
+            if o.status == Status::Applied {
+                written.push(Written {
+                    change: c,
+                    update: u,
+                    etag: after.map(|a| a.etag),
+                    at: outcomes.len(),
+                });
+            }
+            outcomes.push(o);
+        }
+        if continuing && !resume {
+            // The twins an earlier run wrote in this wave: their gate is checked again.
+            gate_items.extend(
+                w.twins
+                    .iter()
+                    .filter(|a| !changes.contains_key(a))
+                    .map(|a| Item {
+                        address: a.clone(),
+                        keys: None,
+                        expect: JsonMap::new(),
+                        version: None,
+                        answer: Ack::Pending,
+                    }),
+            );
+        }
+        let state = &mut report.waves[w.index];
+        state.state = WaveState::Written;
+        if ex.stopped() {
+            passed = false;
+            break;
+        }
+        ex.note(format!(
+            "Rollout wave {} of {waves}: waiting up to {} for {} twin(s) to acknowledge...",
+            w.index,
+            twinops_core::render::text::duration(r.timeout),
+            gate_items.len()
+        ));
+        let (gate, tally) = match wait_gate(ex, &mut gate_items, &r.id, r).await {
+            Ok(g) => g,
+            Err(e) => {
+                report.halted = Some(HaltReport {
+                    wave: w.index,
+                    reason: "unreadable".into(),
+                    message: format!(
+                        "rollout halted at wave {} of {waves}: its gate could not be read: {}",
+                        w.index,
+                        e.chain()
+                    ),
+                });
+                passed = false;
+                break;
+            }
+        };
+        let state = &mut report.waves[w.index];
+        state.acknowledged = tally.acknowledged;
+        state.rejected = tally.rejected;
+        state.pending = tally.pending;
+        match gate {
+            Gate::Passed => {
+                state.state = WaveState::Passed;
+                ex.note(format!(
+                    "Rollout wave {} of {waves} passed: {} acknowledged, {} rejected, {} pending.",
+                    w.index, tally.acknowledged, tally.rejected, tally.pending
+                ));
+                let last = w.index + 1 == waves;
+                // `--resume` accepted the wave: the operator decided, there is nothing to bake.
+                let accepted = continuing && resume;
+                if !last && !accepted && !r.bake.is_zero() {
+                    ex.note(format!(
+                        "Baking {} before wave {}...",
+                        twinops_core::render::text::duration(r.bake),
+                        w.index + 1
+                    ));
+                    bake(ex, r.bake).await;
+                }
+            }
+            Gate::Waiting => {
+                // Interrupted while waiting: the wave stays written, undecided.
+                passed = false;
+                break;
+            }
+            Gate::Failed(why) => {
+                state.state = WaveState::Failed;
+                report.rejected = gate_items
+                    .iter()
+                    .filter_map(|i| match &i.answer {
+                        Ack::Rejected { ad } => Some(gate_twin(&i.address, ad.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                report.pending = gate_items
+                    .iter()
+                    .filter(|i| i.answer == Ack::Pending)
+                    .map(|i| gate_twin(&i.address, None))
+                    .collect();
+                report.halted = Some(halt_report(r, w.index, why, &tally));
+                passed = false;
+                break;
+            }
+        }
+    }
+    if report.halted.is_some() && r.on_halt == OnHalt::Revert {
+        revert(ex, &written, &mut outcomes).await;
+    }
+    Delivery {
+        outcomes,
+        report,
+        passed,
+    }
+}
+
+fn short(id: &Digest) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn gate_twin(a: &TwinAddress, ad: Option<String>) -> GateTwin {
+    GateTwin {
+        device_id: a.device.to_string(),
+        module_id: a.module_id().map(str::to_string),
+        ad,
+    }
+}
+
+/// `rollout halted at wave K of W: …`, with what to do next.
+fn halt_report(r: &Rollout, wave: usize, why: Halted, t: &Tally) -> HaltReport {
+    let waves = r.waves.len();
+    let (reason, what) = match why {
+        Halted::Rejected => (
+            "rejected",
+            format!(
+                "{} of {} twin(s) rejected the change (more than halt.rejected {})",
+                t.rejected,
+                t.total(),
+                r.halt.rejected
+            ),
+        ),
+        Halted::Pending => (
+            "pending",
+            format!(
+                "{} of {} twin(s) had not acknowledged after {} (more than halt.pending {})",
+                t.pending,
+                t.total(),
+                twinops_core::render::text::duration(r.timeout),
+                r.halt.pending
+            ),
+        ),
+    };
+    let next = match r.on_halt {
+        OnHalt::Stop => {
+            "no later wave was written; fix the value in the manifests, or run apply again once the devices acknowledge (apply --resume accepts the wave as it stands)"
+        }
+        OnHalt::Revert => {
+            "no later wave was written, and the twins this run wrote were written back to their old values"
+        }
+    };
+    HaltReport {
+        wave,
+        reason: reason.into(),
+        message: format!("rollout halted at wave {wave} of {waves}: {what}; {next}"),
+    }
+}
+
+/// Polls a written wave until its gate decides, the timeout passes or the run is interrupted
+/// ([`Gate::Waiting`]). Only twins still pending are read again.
+async fn wait_gate(
+    ex: &Executor<'_>,
+    items: &mut [Item],
+    id: &Digest,
+    r: &Rollout,
+) -> Result<(Gate, Tally), Error> {
+    let started = Instant::now();
+    let mut interval = Duration::from_millis(250);
+    // Decided per wave: a large wave is polled by query to its end, as the twins still pending
+    // fit in about one page per hundred.
+    let by_query = items.len() > GATE_TARGETED_MAX;
+    loop {
+        poll(ex.hub, items, id, by_query, ex.options.concurrency).await?;
+        let answers: Vec<Ack> = items.iter().map(|i| i.answer.clone()).collect();
+        let timed_out = started.elapsed() >= r.timeout;
+        let tally = Tally::of(&answers);
+        match rollout::gate(&answers, &r.halt, timed_out) {
+            Gate::Waiting => {}
+            decided => return Ok((decided, tally)),
+        }
+        if ex.stopped() {
+            return Ok((Gate::Waiting, tally));
+        }
+        let left = r.timeout.saturating_sub(started.elapsed());
+        sleep_unless_stopped(ex, interval.min(left)).await;
+        interval = (interval * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn bake(ex: &Executor<'_>, bake: Duration) {
+    sleep_unless_stopped(ex, bake).await;
+}
+
+/// Sleeps for `d`, waking early when the run is interrupted.
+async fn sleep_unless_stopped(ex: &Executor<'_>, d: Duration) {
+    let until = Instant::now() + d;
+    while !ex.stopped() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+    }
+}
+
+/// Classifies one polled twin.
+fn classify(item: &Item, id: &Digest, seen: &ObservedTwin) -> Ack {
+    // A query row from before the write (the query index lags) says nothing about it yet.
+    if item.version.is_some_and(|v| seen.desired_version < v) {
+        return Ack::Pending;
+    }
+    let keys = match &item.keys {
+        Some(k) => k.clone(),
+        None => match ledger::read(&seen.tags) {
+            ledger::Found::Ledger(ledger::Ledger {
+                rollout: Some(mark),
+                ..
+            }) if mark.id == *id => mark.desired,
+            // Rewritten since by someone else: not this rollout's to wait for.
+            _ => BTreeSet::new(),
+        },
+    };
+    rollout::answer(&keys, &item.expect, seen)
+}
+
+/// Reads the open (pending) items once: one GET each for a small wave, else paged queries over `IN`
+/// lists of their IDs (about one request per 100 twins).
+async fn poll(
+    hub: &Hub,
+    items: &mut [Item],
+    id: &Digest,
+    by_query: bool,
+    concurrency: usize,
+) -> Result<(), Error> {
+    let open: Vec<usize> = (0..items.len())
+        .filter(|i| items[*i].answer == Ack::Pending)
+        .collect();
+    // IDs with a quote cannot go into a query string literal as written: those are read by GET.
+    let quotable = |a: &TwinAddress| !a.to_string().contains('\'');
+    let (queried, targeted): (Vec<usize>, Vec<usize>) = if by_query {
+        open.into_iter().partition(|i| quotable(&items[*i].address))
+    } else {
+        (Vec::new(), open)
+    };
+    let seen: Vec<(usize, Option<ObservedTwin>)> = stream::iter(targeted.into_iter().map(|i| {
+        let a = items[i].address.clone();
+        async move {
+            match hub.get_twin(a.device.as_str(), a.module_id()).await {
+                Ok(t) => Ok((i, Some(observe::twin(&t)?))),
+                Err(e) if e.is_not_found() => Ok((i, None)),
+                Err(e) => Err(e),
+            }
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect()
+    .await?;
+    for (i, t) in seen {
+        if let Some(t) = t {
+            items[i].answer = classify(&items[i], id, &t);
+        }
+    }
+    if queried.is_empty() {
+        return Ok(());
+    }
+    let by_address: HashMap<TwinAddress, usize> = queried
+        .iter()
+        .map(|i| (items[*i].address.clone(), *i))
+        .collect();
+    let mut rows: Vec<(TwinAddress, ObservedTwin)> = Vec::new();
+    for sql in queries(queried.iter().map(|i| &items[*i].address)) {
+        hub.query_all(&sql, crate::hub::read::QUERY_PAGE_REQUEST, |page| {
+            for v in page {
+                let t = observe::row(v)?;
+                let device = observe::device_id(&t.device_id)?;
+                let address = match t.module_id.as_deref().filter(|m| !m.is_empty()) {
+                    Some(m) => TwinAddress::module(device, observe::module_id(m)?),
+                    None => TwinAddress::device(device),
+                };
+                rows.push((address, observe::twin(&t)?));
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    for (address, t) in rows {
+        if let Some(&i) = by_address.get(&address) {
+            items[i].answer = classify(&items[i], id, &t);
+        }
+    }
+    Ok(())
+}
+
+fn quoted(id: &str) -> String {
+    format!("'{id}'")
+}
+
+/// The queries that read these twins: device twins by `deviceId IN [...]`, module twins by
+/// `deviceId IN [...] AND moduleId IN [...]` per group of devices, each query string short enough
+/// for IoT Hub. A module query may return modules of those devices that are not asked for; the
+/// caller keeps only the asked ones.
+fn queries<'a>(twins: impl Iterator<Item = &'a TwinAddress>) -> Vec<String> {
+    let mut devices: Vec<&str> = Vec::new();
+    let mut modules: std::collections::BTreeMap<&str, BTreeSet<&str>> = Default::default();
+    for a in twins {
+        match a.module_id() {
+            None => devices.push(a.device.as_str()),
+            Some(m) => {
+                modules.entry(a.device.as_str()).or_default().insert(m);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let head = "SELECT * FROM devices WHERE deviceId IN [";
+    let mut list: Vec<String> = Vec::new();
+    let mut len = head.len();
+    for d in devices {
+        let q = quoted(d);
+        if !list.is_empty() && len + q.len() + 1 > MAX_QUERY_CHARS {
+            out.push(format!("{head}{}]", list.join(",")));
+            list.clear();
+            len = head.len();
+        }
+        len += q.len() + 1;
+        list.push(q);
+    }
+    if !list.is_empty() {
+        out.push(format!("{head}{}]", list.join(",")));
+    }
+    let head = "SELECT * FROM devices.modules WHERE deviceId IN [";
+    let mut ds: Vec<String> = Vec::new();
+    let mut ms: BTreeSet<String> = BTreeSet::new();
+    let size = |ds: &Vec<String>, ms: &BTreeSet<String>| {
+        head.len()
+            + "] AND moduleId IN []".len()
+            + ds.iter().map(|d| d.len() + 1).sum::<usize>()
+            + ms.iter().map(|m| m.len() + 1).sum::<usize>()
+    };
+    let flush = |ds: &mut Vec<String>, ms: &mut BTreeSet<String>, out: &mut Vec<String>| {
+        if !ds.is_empty() {
+            let ml: Vec<&str> = ms.iter().map(String::as_str).collect();
+            out.push(format!(
+                "{head}{}] AND moduleId IN [{}]",
+                ds.join(","),
+                ml.join(",")
+            ));
+        }
+        ds.clear();
+        ms.clear();
+    };
+    for (d, mods) in modules {
+        let dq = quoted(d);
+        let new: Vec<String> = mods
+            .iter()
+            .map(|m| quoted(m))
+            .filter(|m| !ms.contains(m))
+            .collect();
+        let grown = size(&ds, &ms) + dq.len() + 1 + new.iter().map(|m| m.len() + 1).sum::<usize>();
+        if !ds.is_empty() && grown > MAX_QUERY_CHARS {
+            flush(&mut ds, &mut ms, &mut out);
+        }
+        ds.push(dq);
+        ms.extend(mods.iter().map(|m| quoted(m)));
+    }
+    flush(&mut ds, &mut ms, &mut out);
+    out
+}
+
+/// Writes every twin this run wrote back to its plan `base` values under the 412 rule.
+async fn revert(ex: &Executor<'_>, written: &[Written<'_>], outcomes: &mut [Outcome]) {
+    if written.is_empty() {
+        return;
+    }
+    ex.note(format!(
+        "on_halt: revert: writing {} twin(s) back to the values they had before this run...",
+        written.len()
+    ));
+    ex.reporter.event(Event::Phase {
+        name: "rollout revert".into(),
+        items: written.len(),
+    });
+    for w in written {
+        // The etag of our write; a stale one (the device reported since) costs one re-read.
+        let etag = w.etag.clone().unwrap_or_else(|| w.update.if_match.clone());
+        let o = match rollout::revert(w.update, etag) {
+            Err(why) => outcome(
+                w.change,
+                Status::Failed,
+                format!("written by the rollout; not reverted: {why}"),
+            ),
+            Ok(back) => {
+                let (o, _) = twin::patch_etag(ex, w.change, &back).await;
+                match o.status {
+                    Status::Applied | Status::Unchanged => {
+                        outcome(w.change, Status::Reverted, "written back to its old values")
+                    }
+                    Status::Conflict => {
+                        let mut c = outcome(
+                            w.change,
+                            Status::Conflict,
+                            "written by the rollout, then changed by someone else; not reverted",
+                        );
+                        c.keys = o.keys;
+                        c
+                    }
+                    _ => outcome(
+                        w.change,
+                        Status::Failed,
+                        format!("written by the rollout; reverting failed: {}", o.detail),
+                    ),
+                }
+            }
+        };
+        outcomes[w.at] = ex.done(o);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+    use twinops_core::model::{DeviceId, ModuleId};
+
+    fn a(text: &str) -> TwinAddress {
+        match text.split_once('/') {
+            Some((d, m)) => {
+                TwinAddress::module(DeviceId::new(d).unwrap(), ModuleId::new(m).unwrap())
+            }
+            None => TwinAddress::device(DeviceId::new(text).unwrap()),
+        }
+    }
+
+    #[test]
+    fn gate_queries_select_the_asked_twins_by_id_lists() {
+        let twins = [a("d1"), a("d2"), a("d1/m1"), a("d2/m1"), a("d2/m2")];
+        assert_eq!(
+            queries(twins.iter()),
+            [
+                "SELECT * FROM devices WHERE deviceId IN ['d1','d2']",
+                "SELECT * FROM devices.modules WHERE deviceId IN ['d1','d2'] AND moduleId IN ['m1','m2']",
+            ]
+        );
+    }
+
+    #[test]
+    fn long_id_lists_are_split_below_the_query_limit() {
+        let twins: Vec<TwinAddress> = (0..2_000)
+            .flat_map(|i| {
+                [
+                    a(&format!("device-{i:05}")),
+                    a(&format!("device-{i:05}/sensor")),
+                ]
+            })
+            .collect();
+        let qs = queries(twins.iter());
+        assert!(qs.len() > 2, "{}", qs.len());
+        assert!(qs.iter().all(|q| q.len() <= MAX_QUERY_CHARS));
+        let named: usize = qs
+            .iter()
+            .filter(|q| q.contains("FROM devices WHERE"))
+            .map(|q| q.matches("'device-").count())
+            .sum();
+        assert_eq!(named, 2_000);
+        let module_devices: usize = qs
+            .iter()
+            .filter(|q| q.contains("devices.modules"))
+            .map(|q| q.matches("'device-").count())
+            .sum();
+        assert_eq!(module_devices, 2_000);
+    }
+}
