@@ -438,6 +438,8 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         "Apply {}: {} applied, {} adopted, {} unchanged, {} conflicts, {} failed, {} skipped.",
         if r.interrupted {
             "interrupted"
+        } else if r.rollout.as_ref().is_some_and(|x| x.halted.is_some()) {
+            "halted by the rollout"
         } else if r.ok() {
             "complete"
         } else {

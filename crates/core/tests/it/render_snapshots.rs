@@ -341,6 +341,55 @@ fn text_apply_report_lists_every_outcome() {
 }
 
 #[test]
+fn text_apply_report_of_a_halted_rollout_shows_the_waves_and_the_rejecting_twins() {
+    use twinops_core::report::{GateTwin, HaltReport, RolloutReport, WaveReport, WaveState};
+    let o = |dev: &str, status| Outcome {
+        kind: Kind::UpdateDeviceTwin,
+        device_id: dev.into(),
+        module_id: None,
+        status,
+        detail: String::new(),
+        keys: Vec::new(),
+    };
+    let wave = |index, twins, acknowledged, rejected, pending, state| WaveReport {
+        index,
+        twins,
+        acknowledged,
+        rejected,
+        pending,
+        state,
+    };
+    let r = Report {
+        outcomes: vec![
+            o("therm-001", Status::Reverted),
+            o("therm-002", Status::Reverted),
+        ],
+        interrupted: false,
+        rollout: Some(RolloutReport {
+            id: "0123456789abcdef".repeat(4),
+            waves: vec![
+                wave(0, 2, 1, 1, 0, WaveState::Failed),
+                wave(1, 18, 0, 0, 0, WaveState::NotStarted),
+            ],
+            halted: Some(HaltReport {
+                wave: 0,
+                reason: "rejected".into(),
+                message: "rollout halted at wave 0 of 2: 1 of 2 twin(s) rejected the change".into(),
+            }),
+            rejected: vec![GateTwin {
+                device_id: "therm-002".into(),
+                module_id: None,
+                ad: Some("desired.telemetryInterval: out of range".into()),
+            }],
+            pending: Vec::new(),
+        }),
+    };
+    let mut b = Vec::new();
+    twinops_core::render::text::report(&mut b, &r).unwrap();
+    insta::assert_snapshot!(String::from_utf8(b).unwrap());
+}
+
+#[test]
 fn drift_renders_in_text_and_markdown() {
     let r = drift::Report {
         format_version: 1,

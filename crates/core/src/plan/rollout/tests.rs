@@ -466,3 +466,128 @@ fn a_tally_counts_each_class() {
     );
     assert_eq!(t.total(), 6);
 }
+
+fn owned(tags: Value, desired: Value) -> crate::plan::OwnedValues {
+    crate::plan::OwnedValues {
+        tags: tags.as_object().unwrap().clone(),
+        desired: desired.as_object().unwrap().clone(),
+    }
+}
+
+fn written_update(base: crate::plan::OwnedValues, target: crate::plan::OwnedValues) -> UpdateTwin {
+    UpdateTwin {
+        address: addr("d1"),
+        if_match: "e1".into(),
+        base,
+        target,
+        patch: crate::plan::TwinPatch::default(),
+        diff: Vec::new(),
+        ignore: Vec::new(),
+        sensitive: Vec::new(),
+    }
+}
+
+#[test]
+fn a_revert_swaps_base_and_target_and_writes_the_old_values_and_ledger_back() {
+    let old_ledger = json!({"owner": "me", "tags": {}, "desired": {"t": true, "gone": true}});
+    let mut new_ledger = json!({"owner": "me", "tags": {}, "desired": {"t": true, "new": true}});
+    new_ledger["rollout"] = json!({"id": "a".repeat(64), "wave": 0, "desired": {"t": true}});
+    let u = written_update(
+        owned(
+            json!({"twinops": old_ledger}),
+            json!({"t": 1, "gone": {"a": 1}, "new": null, "same": 5}),
+        ),
+        owned(
+            json!({"twinops": new_ledger}),
+            json!({"t": 2, "gone": null, "new": {"b": 2}, "same": 5}),
+        ),
+    );
+    let back = revert(&u, "e7".into()).unwrap();
+    assert_eq!(back.if_match.as_str(), "e7");
+    assert_eq!(back.base, u.target);
+    assert_eq!(back.target, u.base);
+    assert_eq!(
+        back.patch.desired,
+        *json!({"t": 1, "gone": {"a": 1}, "new": null})
+            .as_object()
+            .unwrap()
+    );
+    assert_eq!(
+        back.patch.tags["twinops"],
+        json!({"desired": {"gone": true, "new": null}, "rollout": null})
+    );
+}
+
+#[test]
+fn a_sensitive_old_value_cannot_be_reverted() {
+    let u = written_update(
+        owned(json!({}), json!({"token": "(sensitive) sha256:00"})),
+        owned(json!({}), json!({"token": "(sensitive) sha256:11"})),
+    );
+    let why = revert(&u, "e7".into()).unwrap_err();
+    assert!(why.contains("desired.token is sensitive"), "{why}");
+    let nested = written_update(
+        owned(json!({}), json!({"cfg": {"k": "(sensitive) sha256:00"}})),
+        owned(json!({}), json!({"cfg": {"k": "(sensitive) sha256:11"}})),
+    );
+    assert!(revert(&nested, "e7".into()).is_err());
+}
+
+#[test]
+fn the_id_leaves_out_keys_being_removed_so_a_written_twin_keeps_it() {
+    let planned = Twins::new(3);
+    let a = id(&planned.candidates());
+    let mut removing = Twins::new(3);
+    for d in &mut removing.desired {
+        d.insert("old".into(), Value::Null);
+    }
+    assert_eq!(id(&removing.candidates()), a);
+}
+
+#[test]
+fn a_twin_answers_for_its_gated_keys_only_and_someone_elses_value_is_not_waited_for() {
+    use crate::model::ObservedTwin;
+    let keys: BTreeSet<String> = ["t".to_string(), "u".to_string()].into();
+    let expect = json!({"t": 2, "u": 3}).as_object().unwrap().clone();
+    let seen = |desired: Value, reported: Value| ObservedTwin {
+        desired: desired.as_object().unwrap().clone(),
+        reported: reported.as_object().unwrap().clone(),
+        desired_version: 7,
+        ..ObservedTwin::default()
+    };
+    assert_eq!(
+        answer(&keys, &expect, &seen(json!({"t": 2, "u": 3}), json!({"t": 2, "u": 3}))),
+        Ack::Acknowledged
+    );
+    assert_eq!(
+        answer(&keys, &expect, &seen(json!({"t": 2, "u": 3}), json!({"t": 2}))),
+        Ack::Pending
+    );
+    assert_eq!(
+        answer(
+            &keys,
+            &expect,
+            &seen(
+                json!({"t": 2, "u": 3}),
+                json!({"t": 2, "u": {"value": 1, "ac": 400, "ad": "no", "av": 7}})
+            )
+        ),
+        Ack::Rejected {
+            ad: Some("desired.u: no".into())
+        }
+    );
+    // u was set to 9 by someone else: only t is the wave's to wait for.
+    assert_eq!(
+        answer(&keys, &expect, &seen(json!({"t": 2, "u": 9}), json!({"t": 2}))),
+        Ack::Acknowledged
+    );
+    // Keys outside the gated ones are not looked at.
+    assert_eq!(
+        answer(
+            &["t".to_string()].into(),
+            &expect,
+            &seen(json!({"t": 2, "u": 3}), json!({"t": 2}))
+        ),
+        Ack::Acknowledged
+    );
+}
