@@ -80,6 +80,9 @@ pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume:
                 } else {
                     WaveState::NotStarted
                 },
+                polls: 0,
+                gets: 0,
+                query_pages: 0,
             })
             .collect(),
         halted: None,
@@ -182,7 +185,13 @@ pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume:
             twinops_core::render::text::duration(r.timeout),
             gate_items.len()
         ));
-        let (gate, tally) = match wait_gate(ex, &mut gate_items, &r.id, r).await {
+        let mut cost = Cost::default();
+        let gated = wait_gate(ex, &mut gate_items, &r.id, r, &mut cost).await;
+        let state = &mut report.waves[w.index];
+        state.polls = cost.polls;
+        state.gets = cost.gets;
+        state.query_pages = cost.query_pages;
+        let (gate, tally) = match gated {
             Ok(g) => g,
             Err(e) => {
                 report.halted = Some(HaltReport {
@@ -307,6 +316,14 @@ fn halt_report(r: &Rollout, wave: usize, why: Halted, t: &Tally) -> HaltReport {
     }
 }
 
+/// What a gate's reads cost.
+#[derive(Debug, Default)]
+struct Cost {
+    polls: usize,
+    gets: usize,
+    query_pages: usize,
+}
+
 /// Polls a written wave until its gate decides, the timeout passes or the run is interrupted
 /// ([`Gate::Waiting`]). Only twins still pending are read again.
 async fn wait_gate(
@@ -314,6 +331,7 @@ async fn wait_gate(
     items: &mut [Item],
     id: &Digest,
     r: &Rollout,
+    cost: &mut Cost,
 ) -> Result<(Gate, Tally), Error> {
     let started = Instant::now();
     let mut interval = Duration::from_millis(250);
@@ -321,7 +339,7 @@ async fn wait_gate(
     // fit in about one page per hundred.
     let by_query = items.len() > GATE_TARGETED_MAX;
     loop {
-        poll(ex.hub, items, id, by_query, ex.options.concurrency).await?;
+        poll(ex.hub, items, id, by_query, ex.options.concurrency, cost).await?;
         let answers: Vec<Ack> = items.iter().map(|i| i.answer.clone()).collect();
         let timed_out = started.elapsed() >= r.timeout;
         let tally = Tally::of(&answers);
@@ -382,10 +400,15 @@ async fn poll(
     id: &Digest,
     by_query: bool,
     concurrency: usize,
+    cost: &mut Cost,
 ) -> Result<(), Error> {
     let open: Vec<usize> = (0..items.len())
         .filter(|i| items[*i].answer == Ack::Pending)
         .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    cost.polls += 1;
     // IDs with a quote cannot go into a query string literal as written: those are read by GET.
     let quotable = |a: &TwinAddress| !a.to_string().contains('\'');
     let (queried, targeted): (Vec<usize>, Vec<usize>) = if by_query {
@@ -406,6 +429,7 @@ async fn poll(
     .buffer_unordered(concurrency.max(1))
     .try_collect()
     .await?;
+    cost.gets += seen.len();
     for (i, t) in seen {
         if let Some(t) = t {
             items[i].answer = classify(&items[i], id, &t);
@@ -421,6 +445,7 @@ async fn poll(
     let mut rows: Vec<(TwinAddress, ObservedTwin)> = Vec::new();
     for sql in queries(queried.iter().map(|i| &items[*i].address)) {
         hub.query_all(&sql, crate::hub::read::QUERY_PAGE_REQUEST, |page| {
+            cost.query_pages += 1;
             for v in page {
                 let t = observe::row(v)?;
                 let device = observe::device_id(&t.device_id)?;

@@ -135,6 +135,14 @@ pub struct WaveReport {
     pub rejected: usize,
     pub pending: usize,
     pub state: WaveState,
+    /// How often the gate read the wave's twins, and what that cost: targeted twin GETs and query
+    /// pages.
+    #[serde(default)]
+    pub polls: usize,
+    #[serde(default)]
+    pub gets: usize,
+    #[serde(default)]
+    pub query_pages: usize,
 }
 
 /// A twin of a failed wave that rejected the change or never acknowledged it.

@@ -358,6 +358,9 @@ fn text_apply_report_of_a_halted_rollout_shows_the_waves_and_the_rejecting_twins
         rejected,
         pending,
         state,
+        polls: 1,
+        gets: twins,
+        query_pages: 0,
     };
     let r = Report {
         outcomes: vec![

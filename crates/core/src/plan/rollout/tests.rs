@@ -556,11 +556,19 @@ fn a_twin_answers_for_its_gated_keys_only_and_someone_elses_value_is_not_waited_
         ..ObservedTwin::default()
     };
     assert_eq!(
-        answer(&keys, &expect, &seen(json!({"t": 2, "u": 3}), json!({"t": 2, "u": 3}))),
+        answer(
+            &keys,
+            &expect,
+            &seen(json!({"t": 2, "u": 3}), json!({"t": 2, "u": 3}))
+        ),
         Ack::Acknowledged
     );
     assert_eq!(
-        answer(&keys, &expect, &seen(json!({"t": 2, "u": 3}), json!({"t": 2}))),
+        answer(
+            &keys,
+            &expect,
+            &seen(json!({"t": 2, "u": 3}), json!({"t": 2}))
+        ),
         Ack::Pending
     );
     assert_eq!(
@@ -578,7 +586,11 @@ fn a_twin_answers_for_its_gated_keys_only_and_someone_elses_value_is_not_waited_
     );
     // u was set to 9 by someone else: only t is the wave's to wait for.
     assert_eq!(
-        answer(&keys, &expect, &seen(json!({"t": 2, "u": 9}), json!({"t": 2}))),
+        answer(
+            &keys,
+            &expect,
+            &seen(json!({"t": 2, "u": 9}), json!({"t": 2}))
+        ),
         Ack::Acknowledged
     );
     // Keys outside the gated ones are not looked at.
