@@ -377,6 +377,32 @@ fn tags_one_byte_over_with_the_ledger_are_rejected() {
 }
 
 #[test]
+fn with_a_rollout_block_the_tags_leave_room_for_the_rollouts_mark() {
+    // Fits with the ledger alone (8,192 bytes, as above), not with the mark a wave writes.
+    let (t, u) = ("x".repeat(4078), "y".repeat(4078));
+    let text = format!(
+        "owner: o\nrollout: {{waves: [100%]}}\ndevices:\n  d: {{tags: {{t: {t}, u: {u}}}}}\n"
+    );
+    let errors = manifest::load(&sources(&[("a.yaml", &text)])).expect_err("no room for the mark");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    let e = &errors.0[0];
+    assert_eq!((e.location.line, e.location.column), (4, 3), "{errors}");
+    assert!(
+        e.message
+            .contains("with the twinops ledger and the rollout's mark"),
+        "{errors}"
+    );
+    // Room for the mark: ~100 bytes less.
+    let (t, u) = ("x".repeat(4000), "y".repeat(4000));
+    load(&[(
+        "a.yaml",
+        &format!(
+            "owner: o\nrollout: {{waves: [100%]}}\ndevices:\n  d: {{tags: {{t: {t}, u: {u}}}, desired: {{k: 1}}}}\n"
+        ),
+    )]);
+}
+
+#[test]
 fn digest_ignores_source_order_and_follows_content() {
     let a = load(&[
         ("a.yaml", "devices: {a: {}}\n"),
