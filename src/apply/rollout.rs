@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
 
-use super::{Event, Executor, Outcome, Status, Step, outcome, twin};
+use super::{Event, Executor, Outcome, Status, outcome, twin};
 use crate::hub::{Error, Hub, observe};
 use twinops_core::model::{Digest, ETag, JsonMap, ObservedTwin, OnHalt, TwinAddress};
 use twinops_core::plan::rollout::{self, Ack, Gate, Halted, Tally};
@@ -114,10 +114,10 @@ pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume:
         } else {
             w.twins.iter().collect()
         };
-        let items: Vec<(&Change, Step<'_>)> = twins
+        let items: Vec<(&Change, &UpdateTwin)> = twins
             .iter()
             .filter_map(|a| changes.get(a))
-            .map(|(c, u)| (*c, Step::UpdateTwin(u)))
+            .map(|(c, u)| (*c, *u))
             .collect();
         let mut gate_items: Vec<Item> = Vec::new();
         if !items.is_empty() {
@@ -131,14 +131,19 @@ pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume:
                 items: items.len(),
             });
         }
-        for (c, step) in items {
-            let Step::UpdateTwin(u) = step else { continue };
+        // Written with the executor's concurrency, in wave order, under the 412 rule.
+        let results: Vec<_> = stream::iter(items.into_iter().map(|(c, u)| async move {
             let (o, after) = if ex.stopped() {
                 (outcome(c, Status::Skipped, "interrupted"), None)
             } else {
                 twin::patch_etag(ex, c, u).await
             };
-            let o = ex.done(o);
+            (c, u, ex.done(o), after)
+        }))
+        .buffered(ex.options.concurrency.max(1))
+        .collect()
+        .await;
+        for (c, u, o, after) in results {
             if matches!(o.status, Status::Applied | Status::Unchanged) {
                 gate_items.push(Item {
                     address: u.address.clone(),
@@ -555,7 +560,7 @@ async fn revert(ex: &Executor<'_>, written: &[Written<'_>], outcomes: &mut [Outc
         name: "rollout revert".into(),
         items: written.len(),
     });
-    for w in written {
+    let reverted: Vec<(usize, Outcome)> = stream::iter(written.iter().map(|w| async move {
         // The etag of our write; a stale one (the device reported since) costs one re-read.
         let etag = w.etag.clone().unwrap_or_else(|| w.update.if_match.clone());
         let o = match rollout::revert(w.update, etag) {
@@ -587,7 +592,13 @@ async fn revert(ex: &Executor<'_>, written: &[Written<'_>], outcomes: &mut [Outc
                 }
             }
         };
-        outcomes[w.at] = ex.done(o);
+        (w.at, ex.done(o))
+    }))
+    .buffered(ex.options.concurrency.max(1))
+    .collect()
+    .await;
+    for (at, o) in reverted {
+        outcomes[at] = o;
     }
 }
 
