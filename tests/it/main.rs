@@ -11,6 +11,7 @@ mod cli_corpus;
 mod cli_gitops;
 mod cli_live_hub;
 mod cli_output;
+mod cli_secrets;
 mod cli_twin_rules;
 mod crash;
 mod emulator_auth;
