@@ -130,11 +130,12 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("manifest");
     g.sample_size(10);
     g.bench_function("load 10,000-device templated range (100,000 twins)", |b| {
-        b.iter(|| manifest::load(black_box(&sources)).map(|f| f.devices.len()))
+        b.iter(|| manifest::load(black_box(&sources), &manifest::NoEnv).map(|f| f.devices.len()))
     });
     g.finish();
 
-    let fleet = manifest::load(&sources).unwrap_or_else(|e| panic!("manifests: {e}"));
+    let fleet =
+        manifest::load(&sources, &manifest::NoEnv).unwrap_or_else(|e| panic!("manifests: {e}"));
     assert_eq!(fleet.devices.len() * (1 + MODULES), 100_000);
     let seen = observed(&fleet);
     let options = Options {

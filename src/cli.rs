@@ -173,7 +173,9 @@ pub struct Pace {
 
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
-    /// Manifest files or directories (default `manifests/`).
+    /// Manifest files or directories (default `manifests/`). With `--plan`: the manifests the plan
+    /// was made from, checked against it, and where its inline sensitive values come from (none by
+    /// default).
     pub paths: Vec<PathBuf>,
     /// Execute this saved plan exactly, as it was reviewed (so `--prune`, `--adopt` and
     /// `--target`, which shape a plan, are refused with it).

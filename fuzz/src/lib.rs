@@ -18,7 +18,7 @@ pub fn manifest_load(data: &[u8]) {
         path: "f.yaml".to_string(),
         bytes: data.to_vec(),
     }];
-    match manifest::load(&sources) {
+    match manifest::load(&sources, &manifest::NoEnv) {
         Ok(fleet) => {
             let _ = fleet.identity_count();
         }

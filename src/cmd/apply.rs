@@ -11,9 +11,11 @@ use crate::apply::{self, Event, Report, Reporter};
 use crate::cli::{ApplyArgs, Format};
 use crate::output;
 use twinops_core::model::Targets;
-use twinops_core::plan::{self, FORMAT_VERSION, Options, Plan};
+use twinops_core::plan::{self, FORMAT_VERSION, Options, Plan, SavedPlan};
 
-/// Reads a saved plan and checks it is for this hub, owner and format.
+/// Reads a saved plan, checks it is for this hub, owner and format, and gets its concealed sensitive
+/// values back (references from the environment, inline values from the manifests), refusing any
+/// whose digest differs from the plan's. Nothing here talks to the hub.
 fn saved_plan(
     path: &std::path::Path,
     identity: &str,
@@ -30,7 +32,7 @@ fn saved_plan(
             version.map_or("(none)".to_string(), |v| v.to_string())
         );
     }
-    let p: Plan = serde_json::from_slice(&text)
+    let p: SavedPlan = serde_json::from_slice(&text)
         .with_context(|| format!("`{}` is not a twinops plan", path.display()))?;
     if p.hub != identity {
         bail!(
@@ -57,7 +59,8 @@ fn saved_plan(
             );
         }
     }
-    Ok(p)
+    p.resolve(&super::validate::env, fleet)
+        .map_err(|e| anyhow::anyhow!("refusing `{}`, nothing was written: {e}", path.display()))
 }
 
 fn confirm(hub: &str) -> anyhow::Result<bool> {

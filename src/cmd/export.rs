@@ -109,7 +109,10 @@ fn existing_markers(dir: Option<&Path>) -> BTreeMap<String, (Vec<String>, Vec<St
     if sources.is_empty() {
         return out;
     }
-    let fleet = match twinops_core::manifest::load(&sources) {
+    // Only the markers are read, so `${env:NAME}` values need not be set: each stands in as a
+    // placeholder (its path is sensitive either way), and the values are dropped with the fleet.
+    let stand_in = |_: &str| Some("(not read)".to_string());
+    let fleet = match twinops_core::manifest::load(&sources, &stand_in) {
         Ok(f) => f,
         Err(e) => {
             output::talk(&format!(

@@ -167,14 +167,15 @@ pub fn print(plan: &Plan, format: Format, expand: bool) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     match format {
         Format::Text => twinops_core::render::text::plan_with(&mut buf, plan, expand)?,
-        Format::Json => twinops_core::render::json(&mut buf, &plan.redacted())?,
+        Format::Json => twinops_core::render::json(&mut buf, plan)?,
         Format::Markdown => twinops_core::render::markdown::plan_with(&mut buf, plan, expand)?,
     }
     output::data(&String::from_utf8_lossy(&buf));
     Ok(())
 }
 
-/// Writes a file readable by its owner only (0600): a saved plan holds the patches apply sends.
+/// Writes a file readable by its owner only (0600): a saved plan holds no sensitive value, but it
+/// names the twins, their etags and their values, and digests of the sensitive ones.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -229,6 +230,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         output::talk(&requests_line(&p));
     }
     if let Some(out) = &args.out {
+        // The same document as `--format json`: sensitive values concealed (plan::secret).
         let mut buf = Vec::new();
         twinops_core::render::json(&mut buf, &p)?;
         write_private(out, &buf)

@@ -33,7 +33,13 @@ pub fn load(given: &[PathBuf]) -> anyhow::Result<Option<Fleet>> {
 
 fn read(given: &[PathBuf]) -> anyhow::Result<Result<Fleet, twinops_core::manifest::Errors>> {
     let sources = twinops_core::manifest::read(&paths(given)).context("reading manifests")?;
-    Ok(twinops_core::manifest::load(&sources))
+    Ok(twinops_core::manifest::load(&sources, &env))
+}
+
+/// The process environment, where `${env:NAME}` values come from (a value that is not UTF-8 counts
+/// as not set: a twin value is JSON text).
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 fn talk_errors(errors: &twinops_core::manifest::Errors) {

@@ -4,14 +4,17 @@
 //! manifest loader reads the files it is given, and nothing else):
 //!
 //! - [`manifest`] reads YAML manifests into a validated [`model::Fleet`]: templates, ranges,
-//!   `${device}` substitution, every validation rule with `file:line:column`, the ID and twin rules
+//!   `${device}` substitution, `${env:NAME}` secret references (the environment passed in, never
+//!   read here), every validation rule with `file:line:column`, the ID and twin rules
 //!   taken from `twinops-iothub` so that the loader and the emulator enforce one definition;
 //!   `manifest::schema` is the format's JSON Schema for editors, built from the loader's own key lists.
 //! - [`model`] holds the values the planner works on: what the manifests want and what the hub holds.
 //! - [`plan`] diffs the fleet against the observed state through the ownership ledger into a
 //!   [`plan::Plan`] of typed changes with minimal merge patches and the etags they were computed
-//!   against; `plan::drift` classifies drift and device acknowledgements; `plan::rollout` puts the
-//!   rolled-out twin updates into deterministic waves (SPEC §11) and holds the gate arithmetic.
+//!   against; `plan::secret` conceals sensitive values in plan documents and gets them back (with
+//!   digest checks) when a saved plan is read; `plan::drift` classifies drift and device
+//!   acknowledgements; `plan::rollout` puts the rolled-out twin updates into deterministic waves
+//!   (SPEC §11) and holds the gate arithmetic.
 //! - [`report`] is what an apply did, item by item (the executor fills it in).
 //! - [`render`] turns plans, reports and drift into text, JSON and markdown, generic over the writer.
 

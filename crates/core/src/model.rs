@@ -176,8 +176,26 @@ pub struct TwinSpec {
     pub desired: JsonMap,
     /// Paths twinops never plans.
     pub ignore: Vec<PropertyPath>,
-    /// Paths whose values are never shown.
+    /// Paths whose values are never shown (the paths of [`TwinSpec::refs`] included).
     pub sensitive: Vec<PropertyPath>,
+    /// The values written as `${env:NAME}`: where they sit and which variable they came from.
+    pub refs: Vec<EnvRef>,
+}
+
+/// A value written as `${env:NAME}` in a manifest: its path in the twin and the variable's name
+/// (never the value, which the spec holds where the path points).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvRef {
+    pub path: PropertyPath,
+    /// The variable: `[A-Za-z_][A-Za-z0-9_]*`.
+    pub name: String,
+}
+
+impl EnvRef {
+    /// The reference as a manifest writes it: `${env:NAME}`.
+    pub fn written(&self) -> String {
+        format!("${{env:{}}}", self.name)
+    }
 }
 
 /// One module identity and its twin, as declared.

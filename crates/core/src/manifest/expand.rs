@@ -1,5 +1,5 @@
 //! Expansion: resolved device declarations -> [`DeviceSpec`]s, one per ID of each range, with
-//! `${device}`/`${module}` substituted.
+//! `${device}`/`${module}` substituted and `${env:NAME}` values looked up (their paths made sensitive).
 //!
 //! Owns the rules that need the whole set or the final values: the identity count (checked before
 //! anything is expanded), modules per device, IDs defined twice, twin sizes with the ledger, and parents.
@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use super::Sink;
 use super::raw::Device;
 use super::resolve::{Resolved, ResolvedModule, ResolvedTwin};
+use super::secret::Lookup;
 use super::twin::{self, Names};
-use crate::model::{DeviceId, DeviceSpec, Location, ModuleId, ModuleSpec, TwinSpec};
+use crate::model::{DeviceId, DeviceSpec, Location, ModuleId, ModuleSpec, Section, TwinSpec};
 
 /// IoT Hub's identities per hub (devices plus modules).
 pub const MAX_IDENTITIES: u64 = 1_000_000;
@@ -22,6 +23,7 @@ pub const MAX_MODULES: usize = twinops_iothub::ids::MAX_MODULES_PER_DEVICE;
 pub fn expand(
     owner: &str,
     declarations: &[(&Device, Resolved)],
+    lookup: &mut Lookup<'_>,
     sink: &mut Sink,
 ) -> Vec<DeviceSpec> {
     if !identities_fit(declarations, sink) {
@@ -61,7 +63,7 @@ pub fn expand(
             if let Some(parent) = &resolved.parent {
                 parents.push((devices.len(), parent.clone()));
             }
-            if let Some(spec) = device_spec(owner, id, device, resolved, sink) {
+            if let Some(spec) = device_spec(owner, id, device, resolved, lookup, sink) {
                 devices.push(spec);
             }
         }
@@ -102,6 +104,7 @@ fn device_spec(
     id: String,
     device: &Device,
     resolved: &Resolved,
+    lookup: &mut Lookup<'_>,
     sink: &mut Sink,
 ) -> Option<DeviceSpec> {
     // IDs and parents are checked, and reported with their place, where they are written (`raw`,
@@ -121,12 +124,13 @@ fn device_spec(
         names,
         &format!("device `{id}`"),
         &device.loc,
+        lookup,
         sink,
     );
     let modules = resolved
         .modules
         .iter()
-        .filter_map(|(mid, m)| module_spec(owner, &id, mid, m, sink))
+        .filter_map(|(mid, m)| module_spec(owner, &id, mid, m, lookup, sink))
         .collect();
     Some(DeviceSpec {
         status: resolved.status,
@@ -146,6 +150,7 @@ fn module_spec(
     device: &str,
     id: &str,
     m: &ResolvedModule,
+    lookup: &mut Lookup<'_>,
     sink: &mut Sink,
 ) -> Option<ModuleSpec> {
     let names = Names {
@@ -154,7 +159,7 @@ fn module_spec(
     };
     let what = format!("module `{device}/{id}`");
     let checked = ModuleId::new(id);
-    let twin = twin_spec(owner, &m.twin, names, &what, &m.loc, sink);
+    let twin = twin_spec(owner, &m.twin, names, &what, &m.loc, lookup, sink);
     Some(ModuleSpec {
         id: checked.ok()?,
         managed_by: m.managed_by.clone(),
@@ -170,10 +175,13 @@ fn twin_spec(
     names: Names<'_>,
     what: &str,
     loc: &Location,
+    lookup: &mut Lookup<'_>,
     sink: &mut Sink,
 ) -> TwinSpec {
-    let tags = twin::to_json(&resolved.tags, names, sink);
-    let desired = twin::to_json(&resolved.desired, names, sink);
+    let (tags, mut refs) = twin::twin_json(Section::Tags, &resolved.tags, names, lookup, sink);
+    let (desired, desired_refs) =
+        twin::twin_json(Section::Desired, &resolved.desired, names, lookup, sink);
+    refs.extend(desired_refs);
     let tags_size = twin::size(&tags);
     let ledger = twin::ledger_size(owner, &tags, &desired);
     let limit = twin::MAX_TAGS_BYTES;
@@ -204,11 +212,19 @@ fn twin_spec(
             ),
         );
     }
+    // A referenced value is sensitive without being listed.
+    let mut sensitive = resolved.sensitive.clone();
+    for r in &refs {
+        if !sensitive.contains(&r.path) {
+            sensitive.push(r.path.clone());
+        }
+    }
     TwinSpec {
         tags,
         desired,
         ignore: resolved.ignore.clone(),
-        sensitive: resolved.sensitive.clone(),
+        sensitive,
+        refs,
     }
 }
 

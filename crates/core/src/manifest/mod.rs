@@ -1,7 +1,8 @@
 //! Manifest loading (PURE apart from [`read`]): YAML documents -> validated, expanded [`crate::model::Fleet`].
 //!
-//! Owns every validation rule of SPEC §2 and reports each problem with `file:line:column`. It must not
-//! touch the network or the clock; [`read`] is the only function that touches the filesystem.
+//! Owns every validation rule of SPEC §2 and the secret references of SPEC §13, and reports each problem
+//! with `file:line:column`. It must not touch the network or the clock; [`read`] is the only function
+//! that touches the filesystem, and the environment comes in as an argument of [`load`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ mod raw;
 mod resolve;
 mod rollout;
 pub mod schema;
+pub mod secret;
 mod twin;
 mod yaml;
 
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::model::{Fleet, Location, Owner, RolloutSpec};
+pub use secret::{Env, NoEnv};
 
 /// Largest manifest file accepted.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -130,7 +133,9 @@ fn context(e: std::io::Error, doing: &str, path: &Path) -> std::io::Error {
 
 /// Parses and validates a manifest set: every problem is reported (sorted by file, line, column), except
 /// that a file stops at its first syntax error and set-wide rules wait until every file parses.
-pub fn load(sources: &[Source]) -> Result<Fleet, Errors> {
+/// `${env:NAME}` values are looked up in `env` (the CLI passes the process environment; a variable
+/// that is not set is a problem at the value). The digest covers the files, not what `env` holds.
+pub fn load(sources: &[Source], env: &dyn Env) -> Result<Fleet, Errors> {
     let mut sorted: Vec<&Source> = sources.iter().collect();
     sorted.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     let digest = digest(&sorted);
@@ -171,7 +176,8 @@ pub fn load(sources: &[Source]) -> Result<Fleet, Errors> {
         .flat_map(|d| &d.devices)
         .map(|d| (d, templates.resolve(d, &mut sink)))
         .collect();
-    let devices = expand::expand(&owner, &declarations, &mut sink);
+    let mut lookup = secret::Lookup::new(env);
+    let devices = expand::expand(&owner, &declarations, &mut lookup, &mut sink);
     if rollout.is_some() {
         rollout_marks_fit(&owner, &devices, &mut sink);
     }

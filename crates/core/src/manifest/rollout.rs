@@ -217,7 +217,7 @@ fn first(v: &Node, sink: &mut Sink) -> Option<JsonMap> {
         );
         return None;
     }
-    twin::check_section(Section::Tags, &tags.value, Scope::Device, sink);
+    twin::check_section(Section::Tags, &tags.value, Scope::Rollout, sink);
     let names = Names {
         device: "",
         module: None,

@@ -91,7 +91,7 @@ pub fn manifest() -> Value {
                 "maxLength": MAX_KEY_BYTES,
             },
             "twinValue": {
-                "description": "A twin value; objects nest with valid keys, and `null` (removal) is not allowed inside arrays.",
+                "description": "A twin value; objects nest with valid keys, and `null` (removal) is not allowed inside arrays. A string that is exactly `${env:NAME}` takes the environment variable's value when the manifests are loaded (`$${` writes a literal `${`).",
                 "propertyNames": {"$ref": "#/$defs/twinKey"},
                 "additionalProperties": {"$ref": "#/$defs/twinValue"},
                 "items": {"$ref": "#/$defs/twinItem"},
@@ -233,7 +233,7 @@ fn twin_field(key: &str) -> Option<Value> {
             "$ref": "#/$defs/paths",
         }),
         "sensitive" => json!({
-            "description": "Values shown as (sensitive) in every output; still applied.",
+            "description": "Values shown as (sensitive) in every output and kept out of plan files (digests only); still applied. A `${env:NAME}` value is sensitive without being listed.",
             "$ref": "#/$defs/paths",
         }),
         _ => return None,
@@ -241,7 +241,7 @@ fn twin_field(key: &str) -> Option<Value> {
 }
 
 /// `tags` or `desired`: a free object whose keys follow the twin rules; `${device}` and `${module}`
-/// expand in string values.
+/// expand in string values, and a string that is exactly `${env:NAME}` takes the variable's value.
 fn section(tags: bool) -> Value {
     let keys = if tags {
         json!({"allOf": [{"$ref": "#/$defs/twinKey"}, {"not": {"const": LEDGER_TAG}}]})

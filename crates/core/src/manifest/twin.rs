@@ -1,5 +1,6 @@
 //! IoT Hub's twin rules: key syntax, nesting depth, value limits, the size of tags and desired
-//! properties (ledger included), and `${device}`/`${module}` substitution in string values.
+//! properties (ledger included), `${device}`/`${module}` substitution in string values, and the
+//! replacement of `${env:NAME}` values ([`super::secret`] owns that grammar).
 //!
 //! Checks on written values report at the node that breaks them; size rules work on expanded JSON.
 //! Nothing here knows about devices, templates or files.
@@ -8,8 +9,9 @@ use serde_json::Value;
 use twinops_iothub::twin_rules::{self, KeyProblem};
 
 use super::Sink;
-use super::yaml::{Kind, Node};
-use crate::model::{JsonMap, LEDGER_TAG, Section};
+use super::secret::{self, Lookup};
+use super::yaml::{Entry, Kind, Node};
+use crate::model::{EnvRef, JsonMap, LEDGER_TAG, PropertyPath, Section};
 
 // IoT Hub's twin rules are defined once, in `iothub::twin_rules`, which the emulator enforces too: a
 // manifest that validates is one the hub accepts, and one the hub refuses does not validate. This module
@@ -53,6 +55,8 @@ pub fn shorten(text: &str) -> String {
 pub enum Scope {
     Device,
     Module,
+    /// `rollout.first.tags`: values matched against twins, never written, so never a secret.
+    Rollout,
 }
 
 /// Checks a `tags` or `desired` mapping as written: keys, depth, scalars, nulls and substitutions.
@@ -85,7 +89,7 @@ struct Walk {
 
 impl Walk {
     /// The members of an object at `depth` (the section is depth 0).
-    fn members(self, entries: &[super::yaml::Entry], depth: usize, sink: &mut Sink) {
+    fn members(self, entries: &[Entry], depth: usize, sink: &mut Sink) {
         for e in entries {
             if let Some(problem) = key_problem(&e.key) {
                 sink.error(&e.key_loc, problem);
@@ -130,8 +134,22 @@ impl Walk {
             ),
             Kind::Str(s) => {
                 check_string_length(s, node, sink);
-                if let Err(problem) = pieces(s, self.scope) {
-                    sink.error(&node.loc, problem);
+                match secret::reference(s) {
+                    Ok(None) => {
+                        if let Err(problem) = pieces(s, self.scope) {
+                            sink.error(&node.loc, problem);
+                        }
+                    }
+                    Ok(Some(_)) if self.scope == Scope::Rollout => sink.error(
+                        &node.loc,
+                        "a secret reference cannot sit in `rollout.first`; its tags are matched against twins, not written".to_string(),
+                    ),
+                    Ok(Some(_)) if self.in_array => sink.error(
+                        &node.loc,
+                        "a secret reference cannot sit inside an array: a sensitive path names object keys only; put the value under a key of its own".to_string(),
+                    ),
+                    Ok(Some(_)) => {}
+                    Err(problem) => sink.error(&node.loc, problem.to_string()),
                 }
             }
             _ => {}
@@ -203,7 +221,7 @@ pub fn pieces(s: &str, scope: Scope) -> Result<Vec<Piece<'_>>, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown substitution `${{{}}}`; allowed are `${{device}}` and, inside modules, `${{module}}`",
+                    "unknown substitution `${{{}}}`; allowed are `${{device}}`, inside modules `${{module}}`, and `${{env:NAME}}` as a whole value",
                     shorten(other)
                 ));
             }
@@ -246,34 +264,134 @@ pub fn substitute(s: &str, names: Names<'_>) -> String {
     out
 }
 
-/// Converts a merged mapping into twin JSON with substitutions, checking expanded string lengths.
-pub fn to_json(entries: &[super::yaml::Entry], names: Names<'_>, sink: &mut Sink) -> JsonMap {
-    entries
-        .iter()
-        .map(|e| (e.key.clone(), value_to_json(&e.value, names, sink)))
-        .collect()
+/// Converts a merged mapping into JSON with `${device}`/`${module}` substituted, for values that are
+/// never written to a twin (`rollout.first.tags`, where `check_section` refused references).
+pub fn to_json(entries: &[Entry], names: Names<'_>, sink: &mut Sink) -> JsonMap {
+    let mut c = Convert {
+        section: Section::Tags,
+        names,
+        lookup: None,
+        refs: Vec::new(),
+        path: Vec::new(),
+        in_array: false,
+    };
+    c.map(entries, sink)
 }
 
-fn value_to_json(node: &Node, names: Names<'_>, sink: &mut Sink) -> Value {
-    match &node.kind {
-        Kind::Null => Value::Null,
-        Kind::Bool(b) => Value::Bool(*b),
-        Kind::Int(i) => i64::try_from(*i).map_or(Value::Null, Value::from),
-        Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        Kind::Str(s) => {
-            let expanded = substitute(s, names);
-            if expanded.len() != s.len() {
-                check_string_length(&expanded, node, sink);
+/// Converts a twin section's merged mapping into twin JSON: substitutions expanded, `${env:NAME}`
+/// values replaced through `lookup` (their paths returned, a missing variable reported at the value),
+/// expanded string lengths checked.
+pub fn twin_json(
+    section: Section,
+    entries: &[Entry],
+    names: Names<'_>,
+    lookup: &mut Lookup<'_>,
+    sink: &mut Sink,
+) -> (JsonMap, Vec<EnvRef>) {
+    let mut c = Convert {
+        section,
+        names,
+        lookup: Some(lookup),
+        refs: Vec::new(),
+        path: Vec::new(),
+        in_array: false,
+    };
+    let json = c.map(entries, sink);
+    (json, c.refs)
+}
+
+/// One section's conversion: where it is (`path`, for the references it finds) and what it expands.
+struct Convert<'a, 'e> {
+    section: Section,
+    names: Names<'a>,
+    lookup: Option<&'a mut Lookup<'e>>,
+    refs: Vec<EnvRef>,
+    /// The object keys from the section to the value being converted.
+    path: Vec<String>,
+    /// Whether the value sits inside an array, where no path can name it.
+    in_array: bool,
+}
+
+impl Convert<'_, '_> {
+    fn map(&mut self, entries: &[Entry], sink: &mut Sink) -> JsonMap {
+        entries
+            .iter()
+            .map(|e| {
+                self.path.push(e.key.clone());
+                let v = self.value(&e.value, sink);
+                self.path.pop();
+                (e.key.clone(), v)
+            })
+            .collect()
+    }
+
+    fn value(&mut self, node: &Node, sink: &mut Sink) -> Value {
+        match &node.kind {
+            Kind::Null => Value::Null,
+            Kind::Bool(b) => Value::Bool(*b),
+            Kind::Int(i) => i64::try_from(*i).map_or(Value::Null, Value::from),
+            Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Kind::Str(s) => match secret::reference(s) {
+                Ok(Some(name)) if !self.in_array => self.secret(name, node, sink),
+                // Refused where it was written (`check_section`); the load fails.
+                Ok(Some(_)) | Err(_) => Value::Null,
+                Ok(None) => {
+                    let expanded = substitute(s, self.names);
+                    if expanded.len() != s.len() {
+                        check_string_length(&expanded, node, sink);
+                    }
+                    Value::String(expanded)
+                }
+            },
+            Kind::Seq(items) => {
+                let outer = std::mem::replace(&mut self.in_array, true);
+                let items = items.iter().map(|n| self.value(n, sink)).collect();
+                self.in_array = outer;
+                Value::Array(items)
             }
-            Value::String(expanded)
+            Kind::Map(entries) => Value::Object(self.map(entries, sink)),
         }
-        Kind::Seq(items) => Value::Array(
-            items
-                .iter()
-                .map(|n| value_to_json(n, names, sink))
-                .collect(),
-        ),
-        Kind::Map(entries) => Value::Object(to_json(entries, names, sink)),
+    }
+
+    /// The value of `${env:NAME}` at the current path, which becomes a sensitive path. Messages name
+    /// the variable and sizes, never the value.
+    fn secret(&mut self, name: &str, node: &Node, sink: &mut Sink) -> Value {
+        let Some(lookup) = self.lookup.as_deref_mut() else {
+            return Value::Null;
+        };
+        if self.path.iter().any(String::is_empty) {
+            sink.once(
+                &node.loc,
+                "secret-path",
+                "a secret reference cannot sit under an empty key: no sensitive path (`tags.KEY...`, `desired.KEY...`) can name it".to_string(),
+            );
+            return Value::Null;
+        }
+        let value = match lookup.get(name) {
+            Ok(v) => v,
+            Err(missing) => {
+                sink.once(&node.loc, "secret-missing", missing.message(name));
+                return Value::Null;
+            }
+        };
+        if !twin_rules::string_is_allowed(&value) {
+            sink.once(
+                &node.loc,
+                "string-length",
+                format!(
+                    "environment variable `{name}` holds {} bytes; IoT Hub allows string values of at most {MAX_STRING_BYTES}",
+                    value.len()
+                ),
+            );
+        }
+        self.refs.push(EnvRef {
+            path: PropertyPath {
+                section: self.section,
+                keys: self.path.clone(),
+            },
+            name: name.to_string(),
+        });
+        Value::String(value)
     }
 }
 

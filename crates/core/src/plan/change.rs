@@ -1,19 +1,22 @@
 //! The typed changes of a plan: one variant per kind, each carrying exactly what its write needs, so
 //! the executor matches on variants and never digs fields out of JSON.
 //!
-//! The JSON plan document (`format_version` 1) keeps its documented shape: [`Change`] is written and
-//! read through [`ChangeDoc`], and reading checks what the types promise (an `action` that matches
-//! the `kind`, an `if_match` on every update and delete, valid IDs and paths), so a hand-edited or
-//! inconsistent saved plan is refused before anything is sent.
+//! The JSON plan document (`format_version` 1) keeps its documented shape: [`Change`] is written
+//! through [`ChangeDoc`] and read back by [`ChangeDoc::into_change`], which checks what the types
+//! promise (an `action` that matches the `kind`, an `if_match` on every update and delete, valid IDs
+//! and paths), so a hand-edited or inconsistent saved plan is refused before anything is sent. The
+//! document never holds a sensitive value ([`super::secret`]): a change read from it gets them back
+//! while it is read, so a [`Change`] always holds what is sent.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
+use super::secret::{self, SecretDoc};
 use super::twin;
 pub use super::values::{OwnedValues, TwinPatch};
 use super::{Action, FieldDiff, Kind};
 use crate::model::{
-    AuthKind, AuthSpec, DeviceId, DeviceStatus, ETag, JsonMap, ModuleId, ObservedAuth,
+    AuthKind, AuthSpec, DeviceId, DeviceStatus, ETag, EnvRef, JsonMap, ModuleId, ObservedAuth,
     PropertyPath, Section, TwinAddress,
 };
 
@@ -35,6 +38,8 @@ pub struct CreateDevice {
     pub identity: DeviceIdentity,
     pub twin: TwinPatch,
     pub sensitive: Vec<PropertyPath>,
+    /// The content's values that the manifests take from `${env:NAME}`.
+    pub refs: Vec<EnvRef>,
 }
 
 /// Create a module identity with its twin content.
@@ -47,6 +52,8 @@ pub struct CreateModule {
     pub auth: AuthSpec,
     pub twin: TwinPatch,
     pub sensitive: Vec<PropertyPath>,
+    /// The content's values that the manifests take from `${env:NAME}`.
+    pub refs: Vec<EnvRef>,
 }
 
 /// The identity fields a device update changes; `None` leaves a field as it is.
@@ -94,8 +101,10 @@ pub struct UpdateTwin {
     pub diff: Vec<FieldDiff>,
     /// Paths never planned, needed to re-check the twin on 412.
     pub ignore: Vec<PropertyPath>,
-    /// Paths whose values are digests in `base`, `target` and `diff`.
+    /// Paths whose values are digests in `base`, `target` and `diff`, and concealed in documents.
     pub sensitive: Vec<PropertyPath>,
+    /// The patch's values that the manifests take from `${env:NAME}`.
+    pub refs: Vec<EnvRef>,
 }
 
 /// Delete a module identity; `if_match` is its twin's etag, re-checked before the delete.
@@ -257,19 +266,8 @@ impl Change {
         }
     }
 
-    /// This change with patch values at sensitive paths replaced by `(sensitive)`, for display.
-    pub fn redacted(&self) -> Change {
-        let mut c = self.clone();
-        match &mut c {
-            Change::CreateDevice(x) => x.twin.redact(&x.sensitive),
-            Change::CreateModule(x) => x.twin.redact(&x.sensitive),
-            Change::UpdateTwin(x) => x.patch.redact(&x.sensitive),
-            _ => {}
-        }
-        c
-    }
-
-    /// The plan document's form of this change.
+    /// The plan document's form of this change: sensitive values concealed (`(sensitive)` in the
+    /// patch, their digests and references in `secrets`).
     pub fn to_doc(&self) -> ChangeDoc {
         let address = self.address();
         let mut doc = ChangeDoc {
@@ -284,6 +282,7 @@ impl Change {
             diff: Vec::new(),
             ignore: Vec::new(),
             sensitive: paths(self.sensitive()),
+            secrets: Vec::new(),
         };
         match self {
             Change::CreateDevice(c) => {
@@ -298,16 +297,20 @@ impl Change {
                 if let Some(parent) = &c.identity.parent {
                     p["parent"] = json!(parent);
                 }
-                p["twin"] = c.twin.to_value();
+                let (twin, secrets) = secret::conceal(&c.twin, &c.sensitive, &c.refs);
+                p["twin"] = twin.to_value();
                 doc.patch = p;
+                doc.secrets = secrets;
             }
             Change::CreateModule(c) => {
                 let mut p = json!({"authentication": auth_doc(&c.auth)});
                 if let Some(mb) = &c.managed_by {
                     p["managedBy"] = json!(mb);
                 }
-                p["twin"] = c.twin.to_value();
+                let (twin, secrets) = secret::conceal(&c.twin, &c.sensitive, &c.refs);
+                p["twin"] = twin.to_value();
                 doc.patch = p;
+                doc.secrets = secrets;
             }
             Change::UpdateDevice(c) => {
                 doc.if_match = Some(c.if_match.to_string());
@@ -340,7 +343,9 @@ impl Change {
                 doc.if_match = Some(c.if_match.to_string());
                 doc.base = Some(c.base.clone());
                 doc.target = Some(c.target.clone());
-                doc.patch = c.patch.to_value();
+                let (patch, secrets) = secret::conceal(&c.patch, &c.sensitive, &c.refs);
+                doc.patch = patch.to_value();
+                doc.secrets = secrets;
                 doc.diff = c.diff.clone();
                 doc.ignore = paths(&c.ignore);
             }
@@ -463,6 +468,9 @@ pub struct ChangeDoc {
     pub ignore: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sensitive: Vec<String>,
+    /// The values concealed in `patch` (each is `(sensitive)` there): path, digest and reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretDoc>,
 }
 
 fn field<'a>(patch: &'a Value, key: &str) -> Option<&'a Value> {
@@ -481,10 +489,31 @@ fn status(v: &Value) -> Result<DeviceStatus, String> {
     serde_json::from_value(v.clone()).map_err(|_| "`status` must be enabled or disabled".into())
 }
 
+/// How [`ChangeDoc::into_change`] gets a change's concealed values back: given the twin, its patch or
+/// content (placeholders in it) and its `secrets` entries, fills the patch and returns the references
+/// it carries, or says why the document is malformed.
+pub(super) type Reveal<'a> =
+    dyn FnMut(&TwinAddress, &mut TwinPatch, secret::Concealed) -> Vec<EnvRef> + 'a;
+
+/// A change document without concealed values converts on its own; one with them is read with its
+/// plan ([`super::SavedPlan::resolve`]), which knows where the values come from.
 impl TryFrom<ChangeDoc> for Change {
     type Error = String;
 
     fn try_from(doc: ChangeDoc) -> Result<Change, String> {
+        if !doc.secrets.is_empty() {
+            return Err(
+                "the change holds concealed sensitive values; read it with its plan".into(),
+            );
+        }
+        doc.into_change(&mut |_, _, _| Vec::new())
+    }
+}
+
+impl ChangeDoc {
+    /// The typed change, its concealed values got back through `reveal`.
+    pub(super) fn into_change(self, reveal: &mut Reveal<'_>) -> Result<Change, String> {
+        let doc = self;
         if doc.action != doc.kind.action() {
             return Err(format!(
                 "action `{:?}` does not match kind `{:?}`",
@@ -517,6 +546,27 @@ impl TryFrom<ChangeDoc> for Change {
                 .collect()
         };
         let sensitive = parse_paths(doc.sensitive)?;
+        let carries_twin = matches!(
+            doc.kind,
+            Kind::CreateDevice
+                | Kind::CreateModule
+                | Kind::UpdateDeviceTwin
+                | Kind::UpdateModuleTwin
+        );
+        if !carries_twin && !doc.secrets.is_empty() {
+            return Err("only changes with twin content hold `secrets`".into());
+        }
+        let address = TwinAddress {
+            device: device.clone(),
+            module: module.clone(),
+        };
+        let secrets = doc.secrets;
+        // The twin content or patch with its concealed values put back.
+        let mut revealed = |mut twin: TwinPatch| -> Result<(TwinPatch, Vec<EnvRef>), String> {
+            let concealed = secret::Concealed::read(secrets.clone(), &twin)?;
+            let refs = reveal(&address, &mut twin, concealed);
+            Ok((twin, refs))
+        };
         let module_of = |m: Option<ModuleId>| m.ok_or_else(|| "module_id".to_string());
         let patch = doc.patch;
         Ok(match doc.kind {
@@ -524,7 +574,9 @@ impl TryFrom<ChangeDoc> for Change {
                 if doc.if_match.is_some() {
                     return Err("creates carry no if_match".into());
                 }
-                let twin = TwinPatch::from_value(field(&patch, "twin").unwrap_or(&json!({})))?;
+                let (twin, refs) = revealed(TwinPatch::from_value(
+                    field(&patch, "twin").unwrap_or(&json!({})),
+                )?)?;
                 let edge = match patch.pointer("/capabilities/iotEdge") {
                     None => false,
                     Some(Value::Bool(b)) => *b,
@@ -550,12 +602,16 @@ impl TryFrom<ChangeDoc> for Change {
                     },
                     twin,
                     sensitive,
+                    refs,
                 }))
             }
             Kind::CreateModule => {
                 if doc.if_match.is_some() {
                     return Err("creates carry no if_match".into());
                 }
+                let (twin, refs) = revealed(TwinPatch::from_value(
+                    field(&patch, "twin").unwrap_or(&json!({})),
+                )?)?;
                 Change::CreateModule(Box::new(CreateModule {
                     device,
                     module: module_of(module)?,
@@ -564,8 +620,9 @@ impl TryFrom<ChangeDoc> for Change {
                         .map(auth_from_doc)
                         .transpose()?
                         .unwrap_or_default(),
-                    twin: TwinPatch::from_value(field(&patch, "twin").unwrap_or(&json!({})))?,
+                    twin,
                     sensitive,
+                    refs,
                 }))
             }
             Kind::UpdateDevice => {
@@ -619,15 +676,17 @@ impl TryFrom<ChangeDoc> for Change {
                 diff: doc.diff,
             }),
             Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => {
+                let (patch, refs) = revealed(TwinPatch::from_value(&patch)?)?;
                 Change::UpdateTwin(Box::new(UpdateTwin {
                     address: TwinAddress { device, module },
                     if_match: etag(doc.if_match)?,
                     base: doc.base.ok_or("a twin update needs its base")?,
                     target: doc.target.ok_or("a twin update needs its target")?,
-                    patch: TwinPatch::from_value(&patch)?,
+                    patch,
                     diff: doc.diff,
                     ignore: parse_paths(doc.ignore)?,
                     sensitive,
+                    refs,
                 }))
             }
             Kind::DeleteModule => Change::DeleteModule(DeleteModule {
@@ -664,17 +723,13 @@ impl Serialize for Change {
     }
 }
 
-impl<'de> Deserialize<'de> for Change {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let doc = ChangeDoc::deserialize(d)?;
-        let what = format!("{:?} of `{}`", doc.kind, doc.device_id);
-        Change::try_from(doc).map_err(|e| serde::de::Error::custom(format!("{what}: {e}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(v: Value) -> Result<Change, String> {
+        Change::try_from(serde_json::from_value::<ChangeDoc>(v).map_err(|e| e.to_string())?)
+    }
 
     fn doc(kind: Kind, if_match: Option<&str>) -> Value {
         let mut d = json!({
@@ -694,23 +749,23 @@ mod tests {
 
     #[test]
     fn a_saved_update_with_an_empty_or_missing_etag_is_refused() {
-        let empty = serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, Some("")));
+        let empty = read(doc(Kind::UpdateDeviceTwin, Some("")));
         assert!(empty.unwrap_err().to_string().contains("not a valid etag"));
-        let missing = serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, None));
+        let missing = read(doc(Kind::UpdateDeviceTwin, None));
         assert!(
             missing
                 .unwrap_err()
                 .to_string()
                 .contains("need an if_match")
         );
-        assert!(serde_json::from_value::<Change>(doc(Kind::UpdateDeviceTwin, Some("e1"))).is_ok());
+        assert!(read(doc(Kind::UpdateDeviceTwin, Some("e1"))).is_ok());
     }
 
     #[test]
     fn an_action_that_contradicts_the_kind_is_refused() {
         let mut d = doc(Kind::UpdateDeviceTwin, Some("e1"));
         d["action"] = json!("delete");
-        let e = serde_json::from_value::<Change>(d).unwrap_err();
+        let e = read(d).unwrap_err();
         assert!(e.to_string().contains("does not match kind"), "{e}");
     }
 
@@ -734,9 +789,16 @@ mod tests {
                 },
                 twin: TwinPatch {
                     tags: serde_json::from_value(json!({"a": 1})).unwrap(),
-                    desired: serde_json::from_value(json!({"t": {"x": [1]}})).unwrap(),
+                    desired: serde_json::from_value(json!({"t": {"x": "s3cret"}})).unwrap(),
                 },
-                sensitive: vec![PropertyPath::parse("desired.t").unwrap()],
+                sensitive: vec![
+                    PropertyPath::parse("desired.t").unwrap(),
+                    PropertyPath::parse("desired.t.x").unwrap(),
+                ],
+                refs: vec![EnvRef {
+                    path: PropertyPath::parse("desired.t.x").unwrap(),
+                    name: "T".into(),
+                }],
             })),
             Change::CreateModule(Box::new(CreateModule {
                 device: d.clone(),
@@ -745,6 +807,7 @@ mod tests {
                 auth: AuthSpec::Ca,
                 twin: TwinPatch::default(),
                 sensitive: vec![],
+                refs: vec![],
             })),
             Change::UpdateDevice(UpdateDevice {
                 id: d.clone(),
@@ -776,10 +839,27 @@ mod tests {
                 modules: vec![m],
             }),
         ];
-        for c in changes {
-            let text = serde_json::to_string(&c).unwrap();
-            let back: Change = serde_json::from_str(&text).unwrap();
-            assert_eq!(back, c, "{text}");
+        let plan = super::super::Plan {
+            format_version: super::super::FORMAT_VERSION,
+            hub: "h".into(),
+            owner: "o".into(),
+            manifest_digest: "0".repeat(64).as_str().into(),
+            summary: Default::default(),
+            changes,
+            conflicts: vec![],
+            requests: Default::default(),
+            estimated_apply_seconds: None,
+            no_longer_declared: vec![],
+            rollout: None,
+        };
+        let text = serde_json::to_string(&plan).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        let saved: super::super::SavedPlan = serde_json::from_str(&text).unwrap();
+        let env = |n: &str| (n == "T").then(|| "s3cret".to_string());
+        let back = saved.resolve(&env, None).unwrap();
+        for (b, c) in back.changes.iter().zip(&plan.changes) {
+            assert_eq!(b, c, "{text}");
         }
+        assert_eq!(back, plan);
     }
 }

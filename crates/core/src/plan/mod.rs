@@ -10,6 +10,7 @@ pub mod drift;
 pub mod ledger;
 pub mod patch;
 pub mod rollout;
+pub mod secret;
 mod twin;
 mod values;
 
@@ -28,6 +29,7 @@ pub use change::{
     IdentityUpdate, OwnedValues, TwinPatch, UpdateDevice, UpdateModule, UpdateTwin,
 };
 pub use rollout::{Rollout, Wave, WaveStep};
+pub use secret::{ReadError, SecretDoc, SecretProblem};
 pub use twin::{TwinView, is_sensitive_digest, owned_view, sensitive_digest};
 
 /// The version of the JSON plan document.
@@ -131,16 +133,21 @@ pub struct Summary {
 }
 
 /// The plan: what apply will do, and against which etags.
+///
+/// `C` is how changes are held: typed [`Change`]s, with every value they send, or the documents of
+/// a saved plan ([`SavedPlan`]), whose sensitive values are concealed. Only the documents can be
+/// read from JSON, and [`SavedPlan::resolve`] is the one way from them to changes, so a plan read
+/// from a file cannot reach the executor with a value still concealed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Plan {
+pub struct Plan<C = Change> {
     pub format_version: u32,
     /// The hub identity: host name with port, or the embedded hub's ID.
     pub hub: String,
     pub owner: Owner,
     pub manifest_digest: Digest,
     pub summary: Summary,
-    pub changes: Vec<Change>,
+    pub changes: Vec<C>,
     pub conflicts: Vec<Conflict>,
     /// HTTP requests made while planning, by operation class.
     #[serde(default)]
@@ -298,6 +305,7 @@ impl Planner<'_> {
             // The content is held once: what a create shows (target, diff) is derived from it.
             twin: twin::create_content(&self.fleet.owner, &d.twin),
             sensitive: d.twin.sensitive.clone(),
+            refs: d.twin.refs.clone(),
         })));
     }
 
@@ -309,6 +317,7 @@ impl Planner<'_> {
             auth: m.auth.clone(),
             twin: twin::create_content(&self.fleet.owner, &m.twin),
             sensitive: m.twin.sensitive.clone(),
+            refs: m.twin.refs.clone(),
         })));
     }
 
@@ -333,6 +342,7 @@ impl Planner<'_> {
             }
             twin::Outcome::Changed(t) => {
                 let t = *t;
+                let refs = secret::carried(&t.patch, &spec.refs);
                 self.push(Change::UpdateTwin(Box::new(UpdateTwin {
                     address,
                     if_match: seen.etag.clone(),
@@ -342,6 +352,7 @@ impl Planner<'_> {
                     diff: t.diff,
                     ignore: spec.ignore.clone(),
                     sensitive: spec.sensitive.clone(),
+                    refs,
                 })));
                 true
             }
@@ -494,13 +505,89 @@ pub fn undeclared<'a>(
         .collect()
 }
 
+/// A plan as a file holds it: change documents, sensitive values concealed.
+pub type SavedPlan = Plan<ChangeDoc>;
+
+impl SavedPlan {
+    /// The plan to execute: every change checked, every concealed value got back (a reference from
+    /// `env`, an inline value from `fleet`, the manifests the plan was made from) and compared with
+    /// the digest the plan recorded. Refused as a whole on any problem, so nothing is sent.
+    pub fn resolve(
+        self,
+        env: &dyn crate::manifest::Env,
+        fleet: Option<&Fleet>,
+    ) -> Result<Plan, ReadError> {
+        let mut sources = secret::Sources::new(env, fleet);
+        let mut problems = Vec::new();
+        let mut inline: Option<(usize, String, String)> = None;
+        // Without manifests, nothing is looked up: the run is refused for the inline values alone.
+        let changes: Vec<Change> = {
+            let mut reveal =
+                |address: &TwinAddress, patch: &mut TwinPatch, concealed: secret::Concealed| {
+                    if fleet.is_none() {
+                        for path in concealed.inline() {
+                            let (count, _, _) = inline
+                                .get_or_insert_with(|| (0, address.to_string(), path.to_string()));
+                            *count += 1;
+                        }
+                    }
+                    if fleet.is_none() && inline.is_some() {
+                        return Vec::new();
+                    }
+                    concealed.reveal(address, patch, &mut sources, &mut problems)
+                };
+            let mut out = Vec::with_capacity(self.changes.len());
+            for doc in self.changes {
+                let what = format!("{:?} of `{}`", doc.kind, doc.device_id);
+                out.push(
+                    doc.into_change(&mut reveal)
+                        .map_err(|e| ReadError::Malformed(format!("{what}: {e}")))?,
+                );
+            }
+            out
+        };
+        if let Some((count, address, path)) = inline {
+            return Err(ReadError::NeedsManifests {
+                count,
+                address,
+                path,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(ReadError::Secrets(problems));
+        }
+        Ok(Plan {
+            format_version: self.format_version,
+            hub: self.hub,
+            owner: self.owner,
+            manifest_digest: self.manifest_digest,
+            summary: self.summary,
+            changes,
+            conflicts: self.conflicts,
+            requests: self.requests,
+            estimated_apply_seconds: self.estimated_apply_seconds,
+            no_longer_declared: self.no_longer_declared,
+            rollout: self.rollout,
+        })
+    }
+}
+
 impl Plan {
-    /// A copy for display: patch values at sensitive paths become `(sensitive)`. Only a saved plan file
-    /// keeps them, since apply needs them.
-    pub fn redacted(&self) -> Plan {
-        let mut p = self.clone();
-        p.changes = self.changes.iter().map(Change::redacted).collect();
-        p
+    /// The plan as a file holds it.
+    pub fn to_saved(&self) -> SavedPlan {
+        SavedPlan {
+            format_version: self.format_version,
+            hub: self.hub.clone(),
+            owner: self.owner.clone(),
+            manifest_digest: self.manifest_digest.clone(),
+            summary: self.summary,
+            changes: self.changes.iter().map(Change::to_doc).collect(),
+            conflicts: self.conflicts.clone(),
+            requests: self.requests.clone(),
+            estimated_apply_seconds: self.estimated_apply_seconds,
+            no_longer_declared: self.no_longer_declared.clone(),
+            rollout: self.rollout.clone(),
+        }
     }
 }
 

@@ -394,6 +394,8 @@ pub fn revert(u: &UpdateTwin, if_match: crate::model::ETag) -> Result<UpdateTwin
         diff: Vec::new(),
         ignore: u.ignore.clone(),
         sensitive: u.sensitive.clone(),
+        // A sensitive old value is refused above, so the way back holds no secret.
+        refs: Vec::new(),
     })
 }
 

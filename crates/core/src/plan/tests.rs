@@ -229,6 +229,165 @@ fn sensitive_values_are_digests_in_base_target_and_diff() {
     assert!(is_sensitive_digest(&doc.target.unwrap().desired["token"]));
 }
 
+/// A fleet of one device whose `desired.token` is `${env:TOKEN}` (value `token`) and whose
+/// `desired.creds` is written inline under `sensitive`.
+fn secret_fleet(token: &str, creds: Value) -> Fleet {
+    let mut d = device("d1", json!({}), json!({"token": token, "creds": creds}));
+    let token_path = PropertyPath::parse("desired.token").unwrap();
+    d.twin.sensitive = vec![
+        PropertyPath::parse("desired.creds").unwrap(),
+        token_path.clone(),
+    ];
+    d.twin.refs = vec![crate::model::EnvRef {
+        path: token_path,
+        name: "TOKEN".into(),
+    }];
+    fleet(vec![d])
+}
+
+/// The plan as a file holds it, read back.
+fn saved(p: &Plan) -> SavedPlan {
+    serde_json::from_value(serde_json::to_value(p).unwrap()).unwrap()
+}
+
+fn env(token: &'static str) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| (name == "TOKEN").then(|| token.to_string())
+}
+
+#[test]
+fn a_saved_plan_conceals_sensitive_values_and_resolving_gets_the_same_patch_back() {
+    let f = secret_fleet("new-token", json!({"user": "svc", "pass": "new-pass"}));
+    // The hub holds other values: the patch of `creds` is a partial merge patch.
+    let o = observed(vec![seen(
+        "d1",
+        json!({"twinops": ledger(&[], &["token", "creds"])}),
+        json!({"token": "old-token", "creds": {"user": "svc", "pass": "old-pass", "extra": 1}}),
+    )]);
+    let p = plan(&f, &o);
+    let Change::UpdateTwin(u) = &p.changes[0] else {
+        panic!("{:?}", p.changes)
+    };
+    assert_eq!(
+        u.patch.desired,
+        map(json!({"token": "new-token", "creds": {"pass": "new-pass", "extra": null}}))
+    );
+    let doc = serde_json::to_value(&p).unwrap();
+    let text = doc.to_string();
+    assert!(!text.contains("new-") && !text.contains("old-"), "{text}");
+    let c = &doc["changes"][0];
+    assert_eq!(
+        c["patch"]["properties"]["desired"],
+        json!({"token": "(sensitive)", "creds": {"pass": "(sensitive)", "extra": null}})
+    );
+    assert_eq!(
+        c["secrets"],
+        json!([
+            {"path": "desired.creds.pass", "digest": secret::digest(&json!("new-pass"))},
+            {"path": "desired.token", "digest": secret::digest(&json!("new-token")), "ref": "${env:TOKEN}"},
+        ])
+    );
+    let back = saved(&p).resolve(&env("new-token"), Some(&f)).unwrap();
+    assert_eq!(back, p);
+}
+
+#[test]
+fn resolving_refuses_a_changed_missing_or_empty_variable_and_names_the_path() {
+    let f = secret_fleet("new-token", json!({"pass": "p"}));
+    let p = plan(&f, &observed(vec![]));
+    let problems = |env: &dyn crate::manifest::Env| match saved(&p).resolve(env, Some(&f)) {
+        Err(ReadError::Secrets(problems)) => problems,
+        other => panic!("{other:?}"),
+    };
+    let at = |name: &str| {
+        (
+            String::from("d1"),
+            String::from("desired.token"),
+            name.to_string(),
+        )
+    };
+    let (address, path, name) = at("TOKEN");
+    assert_eq!(
+        problems(&env("other-token")),
+        [SecretProblem::EnvDiffers {
+            address,
+            path,
+            name
+        }]
+    );
+    let (address, path, name) = at("TOKEN");
+    assert_eq!(
+        problems(&crate::manifest::NoEnv),
+        [SecretProblem::Unset {
+            address,
+            path,
+            name
+        }]
+    );
+    let (address, path, name) = at("TOKEN");
+    assert_eq!(
+        problems(&env("")),
+        [SecretProblem::Empty {
+            address,
+            path,
+            name
+        }]
+    );
+    let shown = problems(&env("other-token"))[0].to_string();
+    assert!(shown.contains("`d1` desired.token"), "{shown}");
+    assert!(
+        !shown.contains("other-token") && !shown.contains("new-token"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn inline_values_need_the_manifests_and_must_match_them() {
+    let f = secret_fleet("t", json!({"pass": "p"}));
+    let p = plan(&f, &observed(vec![]));
+    assert_eq!(
+        saved(&p).resolve(&env("t"), None),
+        Err(ReadError::NeedsManifests {
+            count: 1,
+            address: "d1".into(),
+            path: "desired.creds.pass".into(),
+        })
+    );
+    let changed = secret_fleet("t", json!({"pass": "other"}));
+    let gone = fleet(vec![device("d2", json!({}), json!({}))]);
+    for (f, problem) in [
+        (
+            &changed,
+            SecretProblem::InlineDiffers {
+                address: "d1".into(),
+                path: "desired.creds.pass".into(),
+            },
+        ),
+        (
+            &gone,
+            SecretProblem::NotDeclared {
+                address: "d1".into(),
+                path: "desired.creds.pass".into(),
+            },
+        ),
+    ] {
+        assert_eq!(
+            saved(&p).resolve(&env("t"), Some(f)),
+            Err(ReadError::Secrets(vec![problem]))
+        );
+    }
+    // A plan without concealed values resolves without manifests or variables.
+    let plain = plan(
+        &fleet(vec![device("d1", json!({"a": 1}), json!({}))]),
+        &observed(vec![]),
+    );
+    assert_eq!(
+        saved(&plain)
+            .resolve(&crate::manifest::NoEnv, None)
+            .unwrap(),
+        plain
+    );
+}
+
 #[test]
 fn identity_status_change_is_its_own_change() {
     let mut d = device("d1", json!({}), json!({}));

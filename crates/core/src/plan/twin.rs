@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::FieldDiff;
 use super::ledger::{self, Ledger};
@@ -30,11 +29,10 @@ pub(super) struct TwinChange {
 
 /// How a sensitive value appears in plans: a digest that still shows whether it changed.
 pub fn sensitive_digest(v: &Value) -> Value {
-    let hex: String = Sha256::digest(v.to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Value::String(format!("(sensitive) sha256:{hex}"))
+    Value::String(format!(
+        "(sensitive) sha256:{}",
+        super::secret::sha256_hex(v)
+    ))
 }
 
 /// Whether a plan value is a sensitive digest.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
-use crate::model::{JsonMap, PropertyPath, Section};
+use crate::model::{JsonMap, Section};
 
 /// Tags and desired properties: a twin's content at creation, or a merge patch of an existing twin.
 /// In plan documents: `{"tags": {…}, "properties": {"desired": {…}}}`, empty sections left out.
@@ -51,23 +51,6 @@ impl TwinPatch {
             }
         }
         Ok(out)
-    }
-
-    fn section_mut(&mut self, s: Section) -> &mut JsonMap {
-        match s {
-            Section::Tags => &mut self.tags,
-            Section::Desired => &mut self.desired,
-        }
-    }
-
-    /// Replaces the values at these paths with `(sensitive)` (for display).
-    pub(super) fn redact(&mut self, paths: &[PropertyPath]) {
-        for p in paths {
-            let m = self.section_mut(p.section);
-            if super::patch::get(m, &p.keys).is_some_and(|v| !v.is_null()) {
-                super::patch::set(m, &p.keys, Some(Value::String("(sensitive)".into())));
-            }
-        }
     }
 }
 

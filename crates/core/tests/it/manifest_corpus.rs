@@ -41,7 +41,7 @@ fn expected() -> Vec<Case> {
 fn must_fail(path: &Path) -> (Errors, Duration) {
     let started = Instant::now();
     let sources = manifest::read(&[path.to_path_buf()]).expect("case is readable");
-    let result = manifest::load(&sources);
+    let result = manifest::load(&sources, &manifest::NoEnv);
     let took = started.elapsed();
     eprintln!("{}: {took:?}", path.display());
     match result {

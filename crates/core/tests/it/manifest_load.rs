@@ -18,7 +18,7 @@ fn sources(files: &[(&str, &str)]) -> Vec<Source> {
 }
 
 fn load(files: &[(&str, &str)]) -> Fleet {
-    match manifest::load(&sources(files)) {
+    match manifest::load(&sources(files), &manifest::NoEnv) {
         Ok(fleet) => fleet,
         Err(errors) => panic!("expected a valid set, got:\n{errors}"),
     }
@@ -50,7 +50,7 @@ fn path(section: Section, keys: &[&str]) -> PropertyPath {
 fn example_fleet_loads() {
     let read = manifest::read(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests")])
         .expect("manifests/ is readable");
-    let fleet = manifest::load(&read).unwrap_or_else(|e| panic!("{e}"));
+    let fleet = manifest::load(&read, &manifest::NoEnv).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(fleet.owner, "berlin-plant");
     let first = device(&fleet, "myFirstDevice");
     let module = &first.modules[0];
@@ -362,10 +362,13 @@ fn tags_that_fit_with_the_ledger_are_accepted() {
 #[test]
 fn tags_one_byte_over_with_the_ledger_are_rejected() {
     let (t, u) = ("x".repeat(4078), "y".repeat(4079));
-    let errors = manifest::load(&sources(&[(
-        "a.yaml",
-        &format!("owner: o\ndevices:\n  d: {{tags: {{t: {t}, u: {u}}}}}\n"),
-    )]))
+    let errors = manifest::load(
+        &sources(&[(
+            "a.yaml",
+            &format!("owner: o\ndevices:\n  d: {{tags: {{t: {t}, u: {u}}}}}\n"),
+        )]),
+        &manifest::NoEnv,
+    )
     .expect_err("over by one byte");
     assert_eq!(errors.0.len(), 1);
     assert!(
@@ -383,7 +386,8 @@ fn with_a_rollout_block_the_tags_leave_room_for_the_rollouts_mark() {
     let text = format!(
         "owner: o\nrollout: {{waves: [100%]}}\ndevices:\n  d: {{tags: {{t: {t}, u: {u}}}}}\n"
     );
-    let errors = manifest::load(&sources(&[("a.yaml", &text)])).expect_err("no room for the mark");
+    let errors = manifest::load(&sources(&[("a.yaml", &text)]), &manifest::NoEnv)
+        .expect_err("no room for the mark");
     assert_eq!(errors.0.len(), 1, "{errors}");
     let e = &errors.0[0];
     assert_eq!((e.location.line, e.location.column), (4, 3), "{errors}");
@@ -423,10 +427,13 @@ fn digest_ignores_source_order_and_follows_content() {
 
 #[test]
 fn errors_are_complete_and_sorted_by_place() {
-    let errors = manifest::load(&sources(&[
-        ("b.yaml", "devices:\n  d2: {status: off}\n  d3: {edge: 1}\n"),
-        ("a.yaml", "devices:\n  d1: {bogus: 1}\n"),
-    ]))
+    let errors = manifest::load(
+        &sources(&[
+            ("b.yaml", "devices:\n  d2: {status: off}\n  d3: {edge: 1}\n"),
+            ("a.yaml", "devices:\n  d1: {bogus: 1}\n"),
+        ]),
+        &manifest::NoEnv,
+    )
     .expect_err("three problems");
     let places: Vec<String> = errors.0.iter().map(|d| d.location.to_string()).collect();
     assert_eq!(places, ["a.yaml:2:8", "b.yaml:2:16", "b.yaml:3:14"]);
@@ -461,7 +468,10 @@ fn read_walks_directories_in_sorted_order_and_takes_named_files_as_they_are() {
         names,
         ["/a.yml", "/b.yaml", "/sub/deeper/c.yaml", "/extra.conf"]
     );
-    assert_eq!(manifest::load(&sources).map(|f| f.devices.len()), Ok(4));
+    assert_eq!(
+        manifest::load(&sources, &manifest::NoEnv).map(|f| f.devices.len()),
+        Ok(4)
+    );
 }
 
 #[test]
@@ -482,7 +492,7 @@ fn read_stops_an_oversized_file_early_and_load_reports_it() {
     std::fs::write(&file, &text).expect("write");
     let sources = manifest::read(&[file]).expect("read");
     assert_eq!(sources[0].bytes.len(), manifest::MAX_FILE_BYTES + 1);
-    let errors = manifest::load(&sources).expect_err("too large");
+    let errors = manifest::load(&sources, &manifest::NoEnv).expect_err("too large");
     assert!(errors.0[0].location.to_string().ends_with("huge.yaml:1:1"));
     assert!(
         errors.0[0].message.contains("larger than 16 MiB"),
@@ -494,10 +504,13 @@ fn read_stops_an_oversized_file_early_and_load_reports_it() {
 fn string_limit_counts_utf8_bytes_as_the_hub_does() {
     // 3,000 characters but 6,000 bytes: the hub refuses it, so validation must too.
     let long = "ü".repeat(3000);
-    let errors = manifest::load(&sources(&[(
-        "a.yaml",
-        &format!("devices:\n  d1:\n    desired: {{note: \"{long}\"}}\n"),
-    )]))
+    let errors = manifest::load(
+        &sources(&[(
+            "a.yaml",
+            &format!("devices:\n  d1:\n    desired: {{note: \"{long}\"}}\n"),
+        )]),
+        &manifest::NoEnv,
+    )
     .unwrap_err();
     assert!(
         errors
@@ -570,4 +583,102 @@ fn all_may_end_a_list_of_shares() {
         fleet.rollout.unwrap().waves,
         [Step::Share(Share::parse("1%").unwrap()), Step::All]
     );
+}
+
+fn load_with(files: &[(&str, &str)], env: &[(&str, &str)]) -> Result<Fleet, manifest::Errors> {
+    let vars: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let env = move |name: &str| vars.get(name).cloned();
+    manifest::load(&sources(files), &env)
+}
+
+#[test]
+fn a_secret_reference_takes_the_variable_and_its_path_becomes_sensitive() {
+    let fleet = load_with(
+        &[(
+            "a.yaml",
+            concat!(
+                "templates:\n",
+                "  t: {desired: {auth: {token: \"${env:API_TOKEN}\"}}, sensitive: [desired.pin]}\n",
+                "devices:\n",
+                "  \"d-{1..3}\":\n",
+                "    templates: [t]\n",
+                "    tags: {name: \"${device}\", key: \"${env:SITE_KEY}\"}\n",
+                "    desired: {pin: 1234}\n",
+                "    modules:\n",
+                "      m: {desired: {secret: \"${env:API_TOKEN}\", plain: \"${module}\"}}\n",
+            ),
+        )],
+        &[("API_TOKEN", "t0k3n-${device}"), ("SITE_KEY", "k3y")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d = device(&fleet, "d-2");
+    // The value as the variable holds it: no substitution inside it.
+    assert_eq!(d.twin.desired["auth"], json!({"token": "t0k3n-${device}"}));
+    assert_eq!(d.twin.tags, obj(json!({"name": "d-2", "key": "k3y"})));
+    let sensitive: Vec<String> = d.twin.sensitive.iter().map(ToString::to_string).collect();
+    assert_eq!(sensitive, ["desired.pin", "tags.key", "desired.auth.token"]);
+    let refs: Vec<(String, &str)> = d
+        .twin
+        .refs
+        .iter()
+        .map(|r| (r.path.to_string(), r.name.as_str()))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            ("tags.key".to_string(), "SITE_KEY"),
+            ("desired.auth.token".to_string(), "API_TOKEN")
+        ]
+    );
+    let m = &d.modules[0].twin;
+    assert_eq!(
+        m.desired,
+        obj(json!({"secret": "t0k3n-${device}", "plain": "m"}))
+    );
+    assert_eq!(m.sensitive, [path(Section::Desired, &["secret"])]);
+}
+
+#[test]
+fn an_escaped_reference_is_the_literal_text_and_not_sensitive() {
+    let fleet = load_with(
+        &[(
+            "a.yaml",
+            "devices:\n  d:\n    desired: {a: \"$${env:X}\", b: \"x $${env:X} $${device}\", c: \"$$${env:X}\"}\n",
+        )],
+        &[("X", "never-used")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d = device(&fleet, "d");
+    assert_eq!(
+        d.twin.desired,
+        obj(json!({"a": "${env:X}", "b": "x ${env:X} ${device}", "c": "$${env:X}"}))
+    );
+    assert!(d.twin.sensitive.is_empty() && d.twin.refs.is_empty());
+}
+
+#[test]
+fn the_manifest_digest_does_not_depend_on_the_variables() {
+    let files = [("a.yaml", "devices:\n  d: {desired: {t: \"${env:T}\"}}\n")];
+    let a = load_with(&files, &[("T", "one")]).unwrap();
+    let b = load_with(&files, &[("T", "two")]).unwrap();
+    assert_eq!(a.digest, b.digest);
+    assert_ne!(a.devices[0].twin.desired, b.devices[0].twin.desired);
+}
+
+#[test]
+fn a_missing_or_empty_variable_is_an_error_at_the_value_that_names_no_value() {
+    let files = [(
+        "a.yaml",
+        "devices:\n  d:\n    tags: {site: b}\n    desired:\n      t: \"${env:T}\"\n",
+    )];
+    for env in [&[][..], &[("T", "")][..]] {
+        let errors = load_with(&files, env).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let d = &errors.0[0];
+        assert_eq!((d.location.line, d.location.column), (5, 10), "{errors}");
+        assert!(d.message.contains("environment variable `T`"), "{errors}");
+    }
 }

@@ -11,7 +11,7 @@ fn errors_of(files: &[(&str, &[u8])]) -> String {
             bytes: bytes.to_vec(),
         })
         .collect();
-    match manifest::load(&sources) {
+    match manifest::load(&sources, &manifest::NoEnv) {
         Ok(_) => panic!("expected the manifest set to be rejected"),
         Err(errors) => {
             assert!(!errors.0.is_empty(), "errors are never empty");
@@ -154,3 +154,26 @@ rule!(first_with_empty_tags_is_rejected, "a.yaml" => "rollout:\n  waves: [100%]\
 rule!(first_tags_that_are_not_a_mapping_are_rejected, "a.yaml" => "rollout:\n  waves: [100%]\n  first: {tags: [ring]}\n");
 rule!(first_tags_follow_the_twin_rules,
     "a.yaml" => "rollout:\n  waves: [100%]\n  first: {tags: {ring.name: canary, twinops: x}}\n");
+rule!(malformed_secret_references_are_rejected_where_they_are_written,
+"a.yaml" => concat!(
+    "devices:\n",
+    "  d1:\n",
+    "    tags: {a: \"${env:}\", b: \"${env:1ST}\", c: \"${env:MY-TOKEN}\", d: \"${env:TOKEN\"}\n",
+    "    desired:\n",
+    "      bearer: \"Bearer ${env:TOKEN}\"\n",
+    "      list: [\"${env:TOKEN}\"]\n",
+    "      deep: {items: [{k: \"${env:TOKEN}\"}]}\n",
+    "rollout:\n  waves: [100%]\n  first: {tags: {ring: \"${env:RING}\"}}\n",
+));
+rule!(a_missing_variable_is_reported_once_at_the_value_naming_it,
+"a.yaml" => concat!(
+    "templates:\n",
+    "  t: {desired: {token: \"${env:API_TOKEN}\"}}\n",
+    "devices:\n",
+    "  \"d-{1..50}\":\n",
+    "    templates: [t]\n",
+    "    modules:\n",
+    "      m: {tags: {key: \"${env:MODULE_KEY}\"}}\n",
+    "  other:\n",
+    "    tags: {\"\": {k: \"${env:SET_BUT_UNDER_AN_EMPTY_KEY}\"}}\n",
+));

@@ -52,7 +52,7 @@ fn every_manifest_the_loader_accepts_validates() {
     let mut checked = Vec::new();
     for dir in ["manifests", "tests/manifests"] {
         for source in files(&root().join(dir)) {
-            if manifest::load(std::slice::from_ref(&source)).is_err() {
+            if manifest::load(std::slice::from_ref(&source), &manifest::NoEnv).is_err() {
                 continue;
             }
             let found = complaints(&v, &source).unwrap();
@@ -119,7 +119,7 @@ fn a_manifest_with_every_key_in_every_form_validates() {
         path: "every-key.yaml".into(),
         bytes: EVERY_KEY.as_bytes().to_vec(),
     };
-    if let Err(e) = manifest::load(std::slice::from_ref(&source)) {
+    if let Err(e) = manifest::load(std::slice::from_ref(&source), &manifest::NoEnv) {
         panic!("the loader refuses it:\n{e}");
     }
     let found = complaints(&validator(), &source).unwrap();
@@ -249,7 +249,7 @@ fn the_schema_rejects_a_rollout_block_of_the_wrong_shape() {
             bytes: bad.as_bytes().to_vec(),
         };
         assert!(
-            manifest::load(std::slice::from_ref(&source)).is_err(),
+            manifest::load(std::slice::from_ref(&source), &manifest::NoEnv).is_err(),
             "the loader takes {bad}"
         );
         let found = complaints(&v, &source).unwrap();

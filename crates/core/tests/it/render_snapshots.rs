@@ -7,7 +7,7 @@ use twinops_core::model::{AuthSpec, DeviceId, DeviceStatus, Digest, Owner, Prope
 use twinops_core::plan::drift;
 use twinops_core::plan::{
     Action, Change, ChangeDoc, Conflict, CreateDevice, DeviceIdentity, FieldDiff, Kind,
-    OwnedValues, Plan, Summary, TwinPatch, is_sensitive_digest,
+    OwnedValues, Plan, SavedPlan, Summary, TwinPatch, is_sensitive_digest,
 };
 use twinops_core::report::{Outcome, Report, Status};
 
@@ -39,6 +39,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             },
             twin,
             sensitive,
+            refs: vec![],
         }));
     }
     let twin_update = matches!(kind, Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin);
@@ -57,6 +58,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
         diff,
         ignore: vec![],
         sensitive: vec![],
+        secrets: vec![],
     })
     .unwrap()
 }
@@ -262,8 +264,8 @@ fn json_plan_has_a_rollout_only_when_the_manifests_have_one() {
     let plain = serde_json::to_value(sample()).unwrap();
     assert!(plain.get("rollout").is_none(), "{plain}");
     // A plan saved before rollouts existed reads back as a plan without one.
-    let old: Plan = serde_json::from_value(plain).unwrap();
-    assert_eq!(old, sample());
+    let old: SavedPlan = serde_json::from_value(plain).unwrap();
+    assert_eq!(old, sample().to_saved());
 
     let rolled = serde_json::to_value(with_rollout()).unwrap();
     assert_eq!(
@@ -293,8 +295,8 @@ fn json_plan_has_a_rollout_only_when_the_manifests_have_one() {
         json!({"rejected": "0%", "pending": "5%"})
     );
     assert_eq!(rolled["rollout"]["on_halt"], json!("revert"));
-    let back: Plan = serde_json::from_value(rolled).unwrap();
-    assert_eq!(back, with_rollout());
+    let back: SavedPlan = serde_json::from_value(rolled).unwrap();
+    assert_eq!(back, with_rollout().to_saved());
 }
 
 #[test]

@@ -337,6 +337,7 @@ fn only_twin_updates_of_desired_values_are_rolled_out() {
             diff: Vec::new(),
             ignore: Vec::new(),
             sensitive: Vec::new(),
+            refs: Vec::new(),
         }))
     };
     assert!(rolled_out(&update(json!({"t": 1}), json!({}))).is_some());
@@ -484,6 +485,7 @@ fn written_update(base: crate::plan::OwnedValues, target: crate::plan::OwnedValu
         diff: Vec::new(),
         ignore: Vec::new(),
         sensitive: Vec::new(),
+        refs: Vec::new(),
     }
 }
 

@@ -1,0 +1,460 @@
+//! Sensitive values in plan documents (SPEC §13): a plan document never holds one in clear.
+//!
+//! Writing a change, each value under a sensitive path in its patch (or create content) becomes
+//! `"(sensitive)"` in the patch plus an entry of the change's `secrets`: the value's path, a digest of
+//! it, and for a value written as `${env:NAME}` its reference. Reading a saved plan gets every value
+//! back (a reference from the environment, an inline value from the manifests) and refuses one whose
+//! digest differs from the plan's, before anything is sent. Messages name the twin, the path and the
+//! variable, never a value.
+//!
+//! Values are concealed leaf by leaf (a scalar or an array below object keys), not as the whole value
+//! under a sensitive path: the patch of an object may be a partial merge patch computed against what the
+//! hub held, which apply could not compute again, while each leaf of a merge patch is the manifests'
+//! value at its path. Object keys and `null` removals inside a sensitive value stay in the patch.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::patch;
+use super::values::TwinPatch;
+use crate::manifest::secret::{self, Env, Lookup, Missing};
+use crate::model::{
+    EnvRef, Fleet, JsonMap, LEDGER_TAG, PropertyPath, Section, TwinAddress, TwinSpec,
+};
+
+/// What a concealed value's place in a patch holds.
+pub const PLACEHOLDER: &str = "(sensitive)";
+
+/// One concealed value, as a change's `secrets` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDoc {
+    /// Where the value sits: `tags.K[.K...]` or `desired.K[.K...]`.
+    pub path: String,
+    /// `sha256:<hex>` of the value's JSON text.
+    pub digest: String,
+    /// `${env:NAME}` for a value the manifests take from the environment; absent for a value written
+    /// inline (under `sensitive`), which apply takes from the manifests.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// Hex SHA-256 of a value's JSON text (the digest behind `(sensitive) sha256:…` views, too).
+pub fn sha256_hex(v: &Value) -> String {
+    Sha256::digest(v.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The digest a plan records for a concealed value: `sha256:<hex>`.
+pub fn digest(v: &Value) -> String {
+    format!("sha256:{}", sha256_hex(v))
+}
+
+fn section(patch: &TwinPatch, s: Section) -> &JsonMap {
+    match s {
+        Section::Tags => &patch.tags,
+        Section::Desired => &patch.desired,
+    }
+}
+
+fn section_mut(patch: &mut TwinPatch, s: Section) -> &mut JsonMap {
+    match s {
+        Section::Tags => &mut patch.tags,
+        Section::Desired => &mut patch.desired,
+    }
+}
+
+/// The values a patch holds under sensitive paths, by path, leaf by leaf (see the module comment).
+/// The ledger tag is computed, never a secret, and `null` removes rather than holds a value.
+pub fn leaves(patch: &TwinPatch, sensitive: &[PropertyPath]) -> BTreeMap<PropertyPath, Value> {
+    let mut out = BTreeMap::new();
+    for p in sensitive {
+        if p.section == Section::Tags && p.keys[0] == LEDGER_TAG {
+            continue;
+        }
+        if let Some(v) = patch::get(section(patch, p.section), &p.keys) {
+            collect(p.clone(), v, &mut out);
+        }
+    }
+    out
+}
+
+fn collect(path: PropertyPath, v: &Value, out: &mut BTreeMap<PropertyPath, Value>) {
+    match v {
+        Value::Null => {}
+        // A key the dotted grammar cannot spell (the empty key) keeps its object whole.
+        Value::Object(m) if !m.keys().any(String::is_empty) => {
+            for (k, child) in m {
+                let mut keys = path.keys.clone();
+                keys.push(k.clone());
+                collect(
+                    PropertyPath {
+                        section: path.section,
+                        keys,
+                    },
+                    child,
+                    out,
+                );
+            }
+        }
+        _ => {
+            out.insert(path, v.clone());
+        }
+    }
+}
+
+/// The references among `refs` whose values this patch carries.
+pub fn carried(patch: &TwinPatch, refs: &[EnvRef]) -> Vec<EnvRef> {
+    refs.iter()
+        .filter(|r| {
+            patch::get(section(patch, r.path.section), &r.path.keys).is_some_and(|v| !v.is_null())
+        })
+        .cloned()
+        .collect()
+}
+
+/// The patch as a plan document holds it, and its `secrets`.
+pub fn conceal(
+    patch: &TwinPatch,
+    sensitive: &[PropertyPath],
+    refs: &[EnvRef],
+) -> (TwinPatch, Vec<SecretDoc>) {
+    let mut out = patch.clone();
+    let mut docs = Vec::new();
+    for (path, v) in leaves(patch, sensitive) {
+        patch::set(
+            section_mut(&mut out, path.section),
+            &path.keys,
+            Some(Value::String(PLACEHOLDER.into())),
+        );
+        docs.push(SecretDoc {
+            digest: digest(&v),
+            reference: refs.iter().find(|r| r.path == path).map(EnvRef::written),
+            path: path.to_string(),
+        });
+    }
+    (out, docs)
+}
+
+/// Where `apply --plan` gets concealed values back from.
+pub struct Sources<'a> {
+    lookup: Lookup<'a>,
+    /// The manifests the plan was made from, when given: inline values come from them.
+    fleet: Option<&'a Fleet>,
+}
+
+impl<'a> Sources<'a> {
+    pub fn new(env: &'a dyn Env, fleet: Option<&'a Fleet>) -> Sources<'a> {
+        Sources {
+            lookup: Lookup::new(env),
+            fleet,
+        }
+    }
+
+    fn spec(&self, address: &TwinAddress) -> Option<&'a TwinSpec> {
+        let fleet = self.fleet?;
+        let i = fleet
+            .devices
+            .binary_search_by(|d| d.id.cmp(&address.device))
+            .ok()?;
+        let d = &fleet.devices[i];
+        match &address.module {
+            None => Some(&d.twin),
+            Some(m) => d.modules.iter().find(|x| &x.id == m).map(|x| &x.twin),
+        }
+    }
+}
+
+/// Why a concealed value cannot be got back as the plan recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretProblem {
+    #[error(
+        "`{address}` {path}: environment variable `{name}` is not set (the plan takes the value from `${{env:{name}}}`)"
+    )]
+    Unset {
+        address: String,
+        path: String,
+        name: String,
+    },
+    #[error(
+        "`{address}` {path}: environment variable `{name}` is empty (the plan takes the value from `${{env:{name}}}`)"
+    )]
+    Empty {
+        address: String,
+        path: String,
+        name: String,
+    },
+    #[error(
+        "`{address}` {path}: the value of environment variable `{name}` differs from the one planned (its digest differs from the plan's); plan again with the value to apply"
+    )]
+    EnvDiffers {
+        address: String,
+        path: String,
+        name: String,
+    },
+    #[error(
+        "`{address}` {path}: the manifests hold no value there, but the plan holds an inline sensitive value; give the manifests the plan was made from"
+    )]
+    NotDeclared { address: String, path: String },
+    #[error(
+        "`{address}` {path}: the manifests' value differs from the one planned (its digest differs from the plan's); plan again"
+    )]
+    InlineDiffers { address: String, path: String },
+}
+
+/// Why a saved plan is not executed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The document is not a consistent plan.
+    #[error("{0}")]
+    Malformed(String),
+    /// Inline sensitive values, and no manifests to take them from.
+    #[error(
+        "the plan holds {count} sensitive value(s) written inline in the manifests (the first: `{address}` {path}), and a plan file keeps only their digests; give the manifests the plan was made from: `twinops apply --plan FILE PATHS...`"
+    )]
+    NeedsManifests {
+        count: usize,
+        address: String,
+        path: String,
+    },
+    /// Values that cannot be got back as planned.
+    #[error("{}", list(.0))]
+    Secrets(Vec<SecretProblem>),
+}
+
+/// At most this many problems are listed; the rest are counted.
+const LISTED: usize = 10;
+
+fn list(problems: &[SecretProblem]) -> String {
+    let mut out = format!(
+        "{} sensitive value(s) cannot be applied as planned:",
+        problems.len()
+    );
+    for p in problems.iter().take(LISTED) {
+        out.push_str(&format!("\n  {p}"));
+    }
+    if problems.len() > LISTED {
+        out.push_str(&format!("\n  … and {} more", problems.len() - LISTED));
+    }
+    out
+}
+
+/// A change's `secrets` read and checked against its patch, before anything is looked up.
+pub(super) struct Concealed {
+    entries: Vec<(PropertyPath, String, Option<String>)>,
+}
+
+impl Concealed {
+    /// Checks each entry: a valid path that the patch holds as the placeholder, a digest, and a
+    /// reference that is exactly `${env:NAME}`.
+    pub(super) fn read(docs: Vec<SecretDoc>, patch: &TwinPatch) -> Result<Concealed, String> {
+        let mut entries = Vec::new();
+        for d in docs {
+            let path = PropertyPath::parse(&d.path).map_err(|e| format!("secrets: {e}"))?;
+            let hex = d.digest.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(format!(
+                    "secrets: the digest of `{path}` is not `sha256:` and 64 hex digits"
+                ));
+            }
+            let name = match &d.reference {
+                None => None,
+                Some(r) => match secret::reference(r) {
+                    Ok(Some(name)) => Some(name.to_string()),
+                    _ => {
+                        return Err(format!(
+                            "secrets: the ref of `{path}` is not `${{env:NAME}}`"
+                        ));
+                    }
+                },
+            };
+            let held = patch::get(section(patch, path.section), &path.keys);
+            if held.and_then(Value::as_str) != Some(PLACEHOLDER) {
+                return Err(format!(
+                    "secrets: the patch does not hold `{path}` as {PLACEHOLDER}"
+                ));
+            }
+            entries.push((path, d.digest, name));
+        }
+        Ok(Concealed { entries })
+    }
+
+    /// How many values come from the manifests.
+    pub(super) fn inline(&self) -> impl Iterator<Item = &PropertyPath> {
+        self.entries
+            .iter()
+            .filter(|(_, _, name)| name.is_none())
+            .map(|(p, _, _)| p)
+    }
+
+    /// Puts each value back into `patch`, reporting what cannot be got back as planned; returns the
+    /// references the patch carries.
+    pub(super) fn reveal(
+        self,
+        address: &TwinAddress,
+        patch: &mut TwinPatch,
+        sources: &mut Sources<'_>,
+        problems: &mut Vec<SecretProblem>,
+    ) -> Vec<EnvRef> {
+        let mut refs = Vec::new();
+        for (path, planned, name) in self.entries {
+            let at = || (address.to_string(), path.to_string());
+            let value = match &name {
+                Some(name) => match sources.lookup.get(name) {
+                    Ok(v) => Value::String(v),
+                    Err(missing) => {
+                        let (address, path) = at();
+                        let name = name.clone();
+                        problems.push(match missing {
+                            Missing::Unset => SecretProblem::Unset {
+                                address,
+                                path,
+                                name,
+                            },
+                            Missing::Empty => SecretProblem::Empty {
+                                address,
+                                path,
+                                name,
+                            },
+                        });
+                        continue;
+                    }
+                },
+                None => {
+                    let held = sources
+                        .spec(address)
+                        .and_then(|s| patch::get(spec_section(s, path.section), &path.keys))
+                        .filter(|v| !v.is_null());
+                    match held {
+                        Some(v) => v.clone(),
+                        None => {
+                            let (address, path) = at();
+                            problems.push(SecretProblem::NotDeclared { address, path });
+                            continue;
+                        }
+                    }
+                }
+            };
+            if digest(&value) != planned {
+                let (address, path) = at();
+                problems.push(match name {
+                    Some(name) => SecretProblem::EnvDiffers {
+                        address,
+                        path,
+                        name,
+                    },
+                    None => SecretProblem::InlineDiffers { address, path },
+                });
+                continue;
+            }
+            patch::set(section_mut(patch, path.section), &path.keys, Some(value));
+            if let Some(name) = name {
+                refs.push(EnvRef { path, name });
+            }
+        }
+        refs
+    }
+}
+
+fn spec_section(spec: &TwinSpec, s: Section) -> &JsonMap {
+    match s {
+        Section::Tags => &spec.tags,
+        Section::Desired => &spec.desired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn path(p: &str) -> PropertyPath {
+        PropertyPath::parse(p).unwrap()
+    }
+
+    fn twin_patch(tags: Value, desired: Value) -> TwinPatch {
+        TwinPatch {
+            tags: tags.as_object().cloned().unwrap_or_default(),
+            desired: desired.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn leaves_of_a_sensitive_object_are_concealed_one_by_one_and_removals_kept() {
+        let p = twin_patch(
+            json!({"twinops": {"owner": "o"}, "site": "b"}),
+            json!({"creds": {"user": "u", "pass": "p", "old": null, "list": [1, 2]}, "t": 1}),
+        );
+        let sensitive = [
+            path("desired.creds"),
+            path("desired.creds.pass"),
+            path("tags.twinops"),
+        ];
+        let (shown, docs) = conceal(&p, &sensitive, &[]);
+        assert_eq!(
+            shown.desired["creds"],
+            json!({"user": "(sensitive)", "pass": "(sensitive)", "old": null, "list": "(sensitive)"})
+        );
+        assert_eq!(shown.desired["t"], json!(1));
+        assert_eq!(shown.tags, p.tags);
+        let paths: Vec<&str> = docs.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "desired.creds.list",
+                "desired.creds.pass",
+                "desired.creds.user"
+            ]
+        );
+        assert_eq!(docs[1].digest, digest(&json!("p")));
+        assert!(docs.iter().all(|d| d.reference.is_none()));
+    }
+
+    #[test]
+    fn a_referenced_value_is_concealed_with_its_reference() {
+        let p = twin_patch(json!({}), json!({"token": "s3cret"}));
+        let refs = [EnvRef {
+            path: path("desired.token"),
+            name: "TOKEN".into(),
+        }];
+        let (shown, docs) = conceal(&p, &[path("desired.token")], &refs);
+        assert_eq!(shown.desired["token"], json!(PLACEHOLDER));
+        assert_eq!(
+            docs,
+            [SecretDoc {
+                path: "desired.token".into(),
+                digest: digest(&json!("s3cret")),
+                reference: Some("${env:TOKEN}".into()),
+            }]
+        );
+        assert!(
+            !serde_json::to_string(&(shown.to_value(), &docs))
+                .unwrap()
+                .contains("s3cret")
+        );
+    }
+
+    #[test]
+    fn reading_refuses_entries_that_do_not_match_the_patch() {
+        let (shown, docs) = conceal(
+            &twin_patch(json!({}), json!({"token": "s3cret"})),
+            &[path("desired.token")],
+            &[],
+        );
+        assert!(Concealed::read(docs.clone(), &shown).is_ok());
+        let bad = |f: &dyn Fn(&mut SecretDoc)| {
+            let mut d = docs.clone();
+            f(&mut d[0]);
+            Concealed::read(d, &shown).err().unwrap()
+        };
+        assert!(bad(&|d| d.path = "desired.other".into()).contains("does not hold"));
+        assert!(bad(&|d| d.path = "nope".into()).contains("secrets"));
+        assert!(bad(&|d| d.digest = "md5:00".into()).contains("64 hex"));
+        assert!(bad(&|d| d.reference = Some("x${env:A}".into())).contains("ref"));
+    }
+}
