@@ -214,6 +214,12 @@ pub fn pieces(s: &str, scope: Scope) -> Result<Vec<Piece<'_>>, String> {
             );
         };
         match &after[2..end] {
+            "device" | "module" if scope == Scope::Rollout => {
+                return Err(format!(
+                    "`{}` has no value in `rollout.first`: its tags are matched against every device's tags; write the value itself",
+                    &after[..=end]
+                ));
+            }
             "device" => out.push(Piece::Device),
             "module" if scope == Scope::Module => out.push(Piece::Module),
             "module" => {

@@ -127,6 +127,8 @@ rule!(unknown_rollout_keys_are_rejected,
 rule!(rollout_fields_of_the_wrong_type_are_rejected,
     "a.yaml" => "rollout:\n  waves: 5%\n  first: [canary]\n  bake: true\n  timeout: [10m]\n  halt: 5%\n  on_halt: {stop: true}\n");
 rule!(rollout_that_is_not_a_mapping_is_rejected, "a.yaml" => "rollout: [5%, 100%]\n");
+rule!(substitutions_in_rollout_first_are_rejected,
+    "a.yaml" => "rollout:\n  waves: [100%]\n  first: {tags: {name: \"${device}\", mod: \"${module}\", ok: \"$${device}\"}}\n");
 rule!(rollout_without_waves_is_rejected, "a.yaml" => "rollout: {bake: 2m}\n");
 rule!(empty_waves_are_rejected, "a.yaml" => "rollout: {waves: []}\n");
 rule!(wave_shares_outside_0_to_100_percent_are_rejected,
