@@ -36,10 +36,21 @@ fn twin_fields(out: &mut serde_json::Map<String, Value>, t: &twinops_core::model
     let mut tags = t.tags.clone();
     tags.remove(LEDGER_TAG);
     if !tags.is_empty() {
-        out.insert("tags".into(), Value::Object(tags));
+        out.insert("tags".into(), escaped(Value::Object(tags)));
     }
     if !t.desired.is_empty() {
-        out.insert("desired".into(), Value::Object(t.desired.clone()));
+        out.insert("desired".into(), escaped(Value::Object(t.desired.clone())));
+    }
+}
+
+/// A hub value as manifests write it: `${` in a string becomes `$${`, so that a value which only
+/// looks like `${device}` or `${env:NAME}` loads back as the same text, not as a substitution.
+fn escaped(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.contains("${") => Value::String(s.replace("${", "$${")),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, escaped(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(escaped).collect()),
+        other => other,
     }
 }
 
@@ -95,10 +106,22 @@ fn write(dir: &Path, doc: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `ignore` and `sensitive` paths the manifests already in `dir` declare, by `device` and
-/// `device/module`: an export into a directory that has them keeps them, so re-exporting does not
-/// drop what the operator marked. Manifests that do not load are left alone (with a warning).
-fn existing_markers(dir: Option<&Path>) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+/// What the manifests already in a directory declare for one twin beyond its values.
+#[derive(Default)]
+struct Markers {
+    ignore: Vec<String>,
+    /// Without the paths of `refs`, which a reference makes sensitive by itself.
+    sensitive: Vec<String>,
+    /// `${env:NAME}` references: exported as the reference, never as the hub's clear value.
+    refs: Vec<twinops_core::model::EnvRef>,
+}
+
+/// The `ignore` and `sensitive` paths and `${env:NAME}` references the manifests already in `dir`
+/// declare, by `device` and `device/module`: an export into a directory that has them keeps them,
+/// so re-exporting does not drop what the operator marked, nor write a secret that the manifests
+/// take from the environment into a file. Manifests that do not load are left alone (with a
+/// warning).
+fn existing_markers(dir: Option<&Path>) -> BTreeMap<String, Markers> {
     let mut out = BTreeMap::new();
     let Some(dir) = dir.filter(|d| d.is_dir()) else {
         return out;
@@ -123,18 +146,22 @@ fn existing_markers(dir: Option<&Path>) -> BTreeMap<String, (Vec<String>, Vec<St
             return out;
         }
     };
-    let strings = |p: &[twinops_core::model::PropertyPath]| -> Vec<String> {
-        p.iter().map(ToString::to_string).collect()
+    let markers = |t: &twinops_core::model::TwinSpec| Markers {
+        ignore: t.ignore.iter().map(ToString::to_string).collect(),
+        sensitive: t
+            .sensitive
+            .iter()
+            .filter(|p| !t.refs.iter().any(|r| r.path == **p))
+            .map(ToString::to_string)
+            .collect(),
+        refs: t.refs.clone(),
     };
     for d in &fleet.devices {
-        out.insert(
-            d.id.to_string(),
-            (strings(&d.twin.ignore), strings(&d.twin.sensitive)),
-        );
+        out.insert(d.id.to_string(), markers(&d.twin));
         for m in &d.modules {
             out.insert(
                 twinops_core::model::address(&d.id, Some(&m.id)),
-                (strings(&m.twin.ignore), strings(&m.twin.sensitive)),
+                markers(&m.twin),
             );
         }
     }
@@ -179,13 +206,24 @@ async fn collect(
     };
     let markers = existing_markers(args.out.as_deref());
     let mark = |out: &mut serde_json::Map<String, Value>, key: &str| {
-        if let Some((ignore, sensitive)) = markers.get(key) {
-            if !ignore.is_empty() {
-                out.insert("ignore".into(), json!(ignore));
+        let Some(m) = markers.get(key) else { return };
+        for r in &m.refs {
+            let section = match r.path.section {
+                twinops_core::model::Section::Tags => "tags",
+                twinops_core::model::Section::Desired => "desired",
+            };
+            // Only where the hub holds a value: the reference stands for it.
+            if let Some(Value::Object(values)) = out.get_mut(section)
+                && twinops_core::plan::patch::get(values, &r.path.keys).is_some()
+            {
+                twinops_core::plan::patch::set(values, &r.path.keys, Some(json!(r.written())));
             }
-            if !sensitive.is_empty() {
-                out.insert("sensitive".into(), json!(sensitive));
-            }
+        }
+        if !m.ignore.is_empty() {
+            out.insert("ignore".into(), json!(m.ignore));
+        }
+        if !m.sensitive.is_empty() {
+            out.insert("sensitive".into(), json!(m.sensitive));
         }
     };
     let mut groups: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();

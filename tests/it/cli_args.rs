@@ -3,7 +3,7 @@
 //! `--target` that selects nothing an error. The real binary against a real emulator.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use crate::cli::{dir, manifests, twinops, writes};
+use crate::cli::{dir, manifests, twinops, twinops_env, writes};
 use crate::support::Emulator;
 
 const FLEET: &str = r#"
@@ -430,6 +430,48 @@ async fn export_into_a_directory_keeps_its_ignore_and_sensitive_markers() {
     assert!(text.contains("desired.cal.gain"), "ignore kept:\n{text}");
     assert!(text.contains("desired.k"), "module markers kept:\n{text}");
     let r = twinops(&em, &["plan", "--detailed-exitcode", m.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "the export round-trips: {r:?}");
+}
+
+#[tokio::test]
+async fn export_writes_a_secret_reference_back_as_the_reference_and_escapes_look_alikes() {
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    manifests(
+        &m,
+        &[(
+            "fleet.yaml",
+            "owner: team-a\ndevices:\n  d1:\n    desired: {token: \"${env:EXPORT_TOKEN}\", text: \"$${device} stays\"}\n",
+        )],
+    );
+    let env = [("EXPORT_TOKEN", "s3cr3t-value")];
+    let r = twinops_env(&em, &["apply", "--yes", m.to_str().unwrap()], &env);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = twinops(&em, &["export", "--out", m.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let text = std::fs::read_to_string(m.join("fleet.yaml")).unwrap();
+    assert!(
+        !text.contains("s3cr3t-value"),
+        "no clear secret in the file:\n{text}"
+    );
+    assert!(
+        text.contains("${env:EXPORT_TOKEN}"),
+        "the reference:\n{text}"
+    );
+    assert!(
+        text.contains("$${device} stays"),
+        "a look-alike stays text:\n{text}"
+    );
+    assert!(
+        !text.contains("sensitive"),
+        "a reference needs no marker:\n{text}"
+    );
+    let r = twinops_env(
+        &em,
+        &["plan", "--detailed-exitcode", m.to_str().unwrap()],
+        &env,
+    );
     assert_eq!(r.code, 0, "the export round-trips: {r:?}");
 }
 
