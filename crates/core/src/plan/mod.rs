@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::{
-    AuthSpec, DeviceId, DeviceSpec, Digest, Fleet, JsonMap, LEDGER_TAG, ModuleId, ModuleSpec,
-    Observed, ObservedAuth, ObservedDevice, ObservedModule, ObservedTwin, Owner, Targets,
-    TwinAddress, TwinSpec,
+    AuthSpec, DeviceId, DeviceSpec, Digest, Fleet, LEDGER_TAG, ModuleId, ModuleSpec, Observed,
+    ObservedAuth, ObservedDevice, ObservedModule, ObservedTwin, Owner, Targets, TwinAddress,
+    TwinSpec,
 };
 pub use change::{
     Change, ChangeDoc, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity,
@@ -702,34 +702,49 @@ fn plan_rollout(
         }
         rollout::matches_first(first, &tags)
     };
-    let changed: Vec<(TwinAddress, JsonMap)> = plan
+    let marks = marked_twins(fleet, observed, options, &fleet.owner);
+    choose_rollout(plan, spec, &fleet.owner, &marks, is_first);
+}
+
+/// The twins a rollout marked, by its ID: each twin's address, the [`rollout::target_digest`] of
+/// the owned desired values it holds now (the targets it was written with) and its marked wave.
+pub type Marks = BTreeMap<Digest, Vec<(TwinAddress, [u8; 32], usize)>>;
+
+/// The rollout of the plan's rolled-out updates: the marked rollout they continue, if the marked
+/// twins and the ones still to write give its ID again, else a new one over the changes; stamped
+/// into the changes' ledgers.
+fn choose_rollout(
+    plan: &mut Plan,
+    spec: &crate::model::RolloutSpec,
+    owner: &Owner,
+    marks: &Marks,
+    is_first: impl Fn(&DeviceId) -> bool,
+) {
+    let changed: Vec<(TwinAddress, [u8; 32])> = plan
         .changes
         .iter()
         .filter_map(rollout::rolled_out)
-        .map(|t| (t.address.clone(), t.target.desired.clone()))
+        .map(|t| (t.address.clone(), rollout::target_digest(&t.target.desired)))
         .collect();
     if changed.is_empty() {
         return;
     }
-    let marked = marked_twins(fleet, observed, options, &fleet.owner);
-    let candidates = |twins: &[(TwinAddress, JsonMap)]| -> Vec<(TwinAddress, JsonMap, bool)> {
+    let candidates = |twins: &[(TwinAddress, [u8; 32])]| -> Vec<(TwinAddress, [u8; 32], bool)> {
         twins
             .iter()
-            .map(|(a, d)| (a.clone(), d.clone(), is_first(&a.device)))
+            .map(|(a, d)| (a.clone(), *d, is_first(&a.device)))
             .collect()
     };
     let mut chosen = None;
-    for (id, twins) in &marked {
-        let mut union: BTreeMap<TwinAddress, JsonMap> = twins
-            .iter()
-            .map(|(a, d, _)| (a.clone(), d.clone()))
-            .collect();
+    for (id, twins) in marks {
+        let mut union: BTreeMap<TwinAddress, [u8; 32]> =
+            twins.iter().map(|(a, d, _)| (a.clone(), *d)).collect();
         union.extend(changed.iter().cloned());
-        let union: Vec<(TwinAddress, JsonMap)> = union.into_iter().collect();
+        let union: Vec<(TwinAddress, [u8; 32])> = union.into_iter().collect();
         let all = candidates(&union);
         if rollout::id(&as_candidates(&all)) == *id {
             let last = twins.iter().map(|(_, _, wave)| *wave).max();
-            chosen = rollout::plan(spec, &fleet.owner, &as_candidates(&all)).map(|mut r| {
+            chosen = rollout::plan(spec, owner, &as_candidates(&all)).map(|mut r| {
                 r.written = last;
                 r
             });
@@ -737,44 +752,47 @@ fn plan_rollout(
         }
     }
     let rollout =
-        chosen.or_else(|| rollout::plan(spec, &fleet.owner, &as_candidates(&candidates(&changed))));
+        chosen.or_else(|| rollout::plan(spec, owner, &as_candidates(&candidates(&changed))));
     if let Some(r) = &rollout {
         stamp(plan, r);
     }
     plan.rollout = rollout;
 }
 
-fn as_candidates(c: &[(TwinAddress, JsonMap, bool)]) -> Vec<rollout::Candidate<'_>> {
+fn as_candidates(c: &[(TwinAddress, [u8; 32], bool)]) -> Vec<rollout::Candidate<'_>> {
     c.iter()
-        .map(|(address, desired, first)| rollout::Candidate {
+        .map(|(address, target, first)| rollout::Candidate {
             address,
-            desired,
+            target: *target,
             first: *first,
         })
         .collect()
 }
 
-/// Declared twins in scope whose ledger (ours) carries a rollout mark, by rollout ID: each with the
-/// owned desired values it holds now (the targets it was written with) and its marked wave.
-fn marked_twins(
-    fleet: &Fleet,
-    observed: &Observed,
-    options: &Options,
+/// The rollout mark of one declared twin whose ledger is ours: the rollout's ID, the
+/// [`rollout::target_digest`] of its owned desired values now, and its wave.
+pub fn mark_of(
     owner: &str,
-) -> BTreeMap<Digest, Vec<(TwinAddress, JsonMap, usize)>> {
-    let mut out: BTreeMap<Digest, Vec<(TwinAddress, JsonMap, usize)>> = BTreeMap::new();
+    spec: &crate::model::TwinSpec,
+    seen: &ObservedTwin,
+) -> Option<(Digest, [u8; 32], usize)> {
+    let ledger::Found::Ledger(l) = ledger::read(&seen.tags) else {
+        return None;
+    };
+    if l.owner != owner {
+        return None;
+    }
+    let mark = l.rollout?;
+    let desired = twin::declared_desired(spec, seen);
+    Some((mark.id, rollout::target_digest(&desired), mark.wave))
+}
+
+/// Declared twins in scope whose ledger (ours) carries a rollout mark ([`Marks`]).
+fn marked_twins(fleet: &Fleet, observed: &Observed, options: &Options, owner: &str) -> Marks {
+    let mut out = Marks::new();
     let mut note = |address: TwinAddress, spec: &crate::model::TwinSpec, seen: &ObservedTwin| {
-        let ledger::Found::Ledger(l) = ledger::read(&seen.tags) else {
-            return;
-        };
-        if l.owner != owner {
-            return;
-        }
-        if let Some(mark) = l.rollout {
-            let desired = twin::declared_desired(spec, seen);
-            out.entry(mark.id)
-                .or_default()
-                .push((address, desired, mark.wave));
+        if let Some((id, target, wave)) = mark_of(owner, spec, seen) {
+            out.entry(id).or_default().push((address, target, wave));
         }
     };
     for d in &fleet.devices {

@@ -188,10 +188,25 @@ pub fn matches_first(first: &JsonMap, device_tags: &JsonMap) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
     pub address: &'a TwinAddress,
-    /// The owned desired values it targets (a plan `target.desired`: sensitive values as digests).
-    pub desired: &'a JsonMap,
+    /// [`target_digest`] of the owned desired values it targets (a plan `target.desired`, sensitive
+    /// values as digests).
+    pub target: [u8; 32],
     /// Whether its device matches `first.tags`.
     pub first: bool,
+}
+
+/// SHA-256 of a twin's target desired values as canonical JSON (object keys sorted), top-level
+/// keys being removed left out: what a rollout's ID covers of one twin. Kept per twin instead of
+/// the values, so a plan remembers the twins a rollout marked in 32 bytes each.
+pub fn target_digest(desired: &JsonMap) -> [u8; 32] {
+    let ends_with: JsonMap = desired
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut text = String::new();
+    canonical(&Value::Object(ends_with), &mut text);
+    Sha256::digest(text.as_bytes()).into()
 }
 
 /// The rollout of these twins under `spec`, or `None` when there is no twin to roll out.
@@ -261,11 +276,10 @@ fn order_key(owner: &Owner, address: &TwinAddress) -> [u8; 32] {
     Sha256::digest(format!("{owner}/{address}").as_bytes()).into()
 }
 
-/// The rollout ID: hex SHA-256 over the twins sorted by address, each as `address`, 0, its target
-/// desired values as canonical JSON (object keys sorted, top-level keys being removed left out), 0.
-/// The same twins with the same targets give the same ID on every run, in any order, before and
-/// after they are written (a written twin's removed keys are gone, not `null`); a changed target
-/// value gives another.
+/// The rollout ID: hex SHA-256 over the twins sorted by address, each as `address`, 0, its
+/// [`target_digest`], 0. The same twins with the same targets give the same ID on every run, in any
+/// order, before and after they are written (a written twin's removed keys are gone, not `null`); a
+/// changed target value gives another.
 pub fn id(candidates: &[Candidate<'_>]) -> Digest {
     let mut sorted: Vec<&Candidate<'_>> = candidates.iter().collect();
     sorted.sort_by(|a, b| a.address.cmp(b.address));
@@ -273,15 +287,7 @@ pub fn id(candidates: &[Candidate<'_>]) -> Digest {
     for c in sorted {
         hasher.update(c.address.to_string().as_bytes());
         hasher.update([0u8]);
-        let mut text = String::new();
-        let ends_with: JsonMap = c
-            .desired
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        canonical(&Value::Object(ends_with), &mut text);
-        hasher.update(text.as_bytes());
+        hasher.update(c.target);
         hasher.update([0u8]);
     }
     let hex: String = hasher

@@ -69,7 +69,7 @@ impl Twins {
         (0..self.addresses.len())
             .map(|i| Candidate {
                 address: &self.addresses[i],
-                desired: &self.desired[i],
+                target: target_digest(&self.desired[i]),
                 first: self.first[i],
             })
             .collect()
