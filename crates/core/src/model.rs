@@ -18,7 +18,7 @@ pub use names::{
     DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner, TwinAddress, address,
 };
 pub use rollout::{DEFAULT_BAKE, DEFAULT_TIMEOUT, Halt, OnHalt, RolloutSpec, Share, Step};
-pub use target::Targets;
+pub use target::{Scope, ScopedDevice, Targets};
 /// A JSON object, in insertion order (IoT Hub's definition, shared).
 pub use twinops_iothub::wire::JsonMap;
 
