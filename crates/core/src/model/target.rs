@@ -41,6 +41,11 @@ impl Scope {
         })
     }
 
+    /// The scoped twins of one device.
+    pub fn device(&self, device: &str) -> Option<&ScopedDevice> {
+        self.devices.get(device)
+    }
+
     /// Whether any twin of this device is in the scope.
     pub fn touches(&self, device: &str) -> bool {
         self.devices.contains_key(device)

@@ -685,12 +685,7 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
 }
 
 /// [`diff`], also returning what the plan kept of each observed identity.
-pub fn diff_seen(
-    fleet: &Fleet,
-    observed: &Observed,
-    hub: &str,
-    options: &Options,
-) -> (Plan, Seen) {
+pub fn diff_seen(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) -> (Plan, Seen) {
     let mut d = Differ::new(fleet, hub, options);
     for od in observed.devices.values() {
         d.device(od);

@@ -87,9 +87,14 @@ fn identity_fields_ignore_and_sensitive_paths_count_as_changes() {
         "  gw:\n    edge: true\n    status: disabled\n  d-2:\n    templates: [unit]\n    ignore: [desired.interval]\n  d-3:\n    templates: [unit]\n    sensitive: [tags.name]\n",
     )
     .replace("d-{1..4}", "d-{1..1}");
-    let edited = format!("{edited}  d-4:\n    templates: [unit]\n    modules:\n      sensor:\n        auth: ca\n");
+    let edited = format!(
+        "{edited}  d-4:\n    templates: [unit]\n    modules:\n      sensor:\n        auth: ca\n"
+    );
     let after = load(&[("a.yaml", &edited)]);
-    assert_eq!(addresses(&before, &after), ["d-2", "d-3", "d-4/sensor", "gw"]);
+    assert_eq!(
+        addresses(&before, &after),
+        ["d-2", "d-3", "d-4/sensor", "gw"]
+    );
 }
 
 #[test]
