@@ -77,7 +77,7 @@ pub async fn make(
     let targets = &options.targets;
     let scoped = targets.scope().is_some();
     let reads = read::plan(
-        &read::wanted(fleet, targets, options.prune),
+        read::wanted(fleet, targets, options.prune),
         read::declared(fleet),
         read::Rates::of(&conn.hub),
         scoped,

@@ -138,8 +138,8 @@ pub struct ReadPlan {
     pub device_queries: Vec<String>,
     /// `SELECT * FROM devices.modules WHERE deviceId IN [...]`.
     pub module_queries: Vec<String>,
-    /// Read by targeted GETs: the device twin, then these module twins.
-    pub gets: Vec<(DeviceId, Vec<ModuleId>)>,
+    /// Read by targeted GETs: the device twin, then its module twins.
+    pub gets: Vec<Wanted>,
     /// Whether what is read covers every identity the plan's targets can select (pruning and the
     /// "no longer declared" hint need that).
     pub complete: bool,
@@ -178,69 +178,66 @@ impl ReadPlan {
     }
 }
 
-/// Splits `ids` into `IN`-list queries of at most [`MAX_IN_QUERY_BYTES`]; returns each query with
-/// how many rows it is expected to return.
-fn in_queries<'a>(
-    collection: &str,
+const IN_PREFIX_DEVICES: &str = "SELECT * FROM devices WHERE deviceId IN [";
+const IN_PREFIX_MODULES: &str = "SELECT * FROM devices.modules WHERE deviceId IN [";
+
+/// How `IN` lists cut a run of devices into queries of at most [`MAX_IN_QUERY_BYTES`]: calls
+/// `each(first, end, rows)` per query over `items[first..end]`, each item `(id, rows it returns)`.
+fn chunks<'a>(
+    prefix: &str,
     items: impl Iterator<Item = (&'a DeviceId, usize)>,
-) -> Vec<(String, usize)> {
-    let prefix = format!("SELECT * FROM {collection} WHERE deviceId IN [");
-    let mut out = Vec::new();
-    let mut sql = prefix.clone();
-    let mut rows = 0;
-    let mut ids = 0;
-    for (id, n) in items {
-        let quoted = format!("'{id}'");
-        if ids > 0 && sql.len() + 2 + quoted.len() + 1 > MAX_IN_QUERY_BYTES {
-            sql.push(']');
-            out.push((std::mem::replace(&mut sql, prefix.clone()), rows));
-            rows = 0;
-            ids = 0;
+    mut each: impl FnMut(usize, usize, usize),
+) {
+    // `prefix` + `'id'` joined by `, ` + `]`.
+    let (mut first, mut len, mut rows, mut n) = (0, prefix.len() + 1, 0, 0);
+    for (i, (id, r)) in items.enumerate() {
+        if n > 0 && len + 2 + id.len() + 2 > MAX_IN_QUERY_BYTES {
+            each(first, i, rows);
+            (first, len, rows, n) = (i, prefix.len() + 1, 0, 0);
         }
-        if ids > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&quoted);
-        rows += n;
-        ids += 1;
+        len += id.len() + 2 + if n > 0 { 2 } else { 0 };
+        rows += r;
+        n += 1;
     }
-    if ids > 0 {
-        sql.push(']');
-        out.push((sql, rows));
+    if n > 0 {
+        each(first, first + n, rows);
     }
-    out
 }
 
-fn pages(queries: &[(String, usize)]) -> usize {
-    queries
-        .iter()
-        .map(|(_, rows)| rows.div_ceil(PAGE_ROWS).max(1))
-        .sum()
-}
-
-/// The queries and expected pages of reading these devices by `IN` lists.
-fn by_query(devices: &[&Wanted]) -> (Vec<String>, Vec<String>, usize) {
-    let d = in_queries("devices", devices.iter().map(|w| (&w.device, 1)));
-    let m = in_queries(
-        "devices.modules",
+/// Query pages of reading these devices by `IN` lists (device rows, then module rows).
+fn query_pages<'a>(devices: impl Iterator<Item = &'a Wanted> + Clone) -> usize {
+    let mut pages = 0;
+    let mut count = |_: usize, _: usize, rows: usize| pages += rows.div_ceil(PAGE_ROWS).max(1);
+    chunks(
+        IN_PREFIX_DEVICES,
+        devices.clone().map(|w| (&w.device, 1)),
+        &mut count,
+    );
+    chunks(
+        IN_PREFIX_MODULES,
         devices
-            .iter()
             .filter(|w| w.needs_module_rows())
             .map(|w| (&w.device, w.modules.len())),
+        &mut count,
     );
-    let n = pages(&d) + pages(&m);
-    (
-        d.into_iter().map(|(q, _)| q).collect(),
-        m.into_iter().map(|(q, _)| q).collect(),
-        n,
-    )
+    pages
+}
+
+/// The `IN`-list queries of these devices.
+fn in_queries(prefix: &str, ids: &[&DeviceId]) -> Vec<String> {
+    let mut out = Vec::new();
+    chunks(prefix, ids.iter().map(|id| (*id, 0)), |first, end, _| {
+        let list: Vec<String> = ids[first..end].iter().map(|id| format!("'{id}'")).collect();
+        out.push(format!("{prefix}{}]", list.join(", ")));
+    });
+    out
 }
 
 /// Decides how to read `wanted` (see the module's doc). `declared` is the fleet's twin count
 /// (devices, modules), what a whole-hub read is estimated from; `scoped` says the plan covers a
 /// change only (never the whole hub); `need_complete` that every identity of the hub is needed.
 pub fn plan(
-    wanted: &[Wanted],
+    wanted: Vec<Wanted>,
     declared: (usize, usize),
     rates: Rates,
     scoped: bool,
@@ -248,6 +245,11 @@ pub fn plan(
 ) -> ReadPlan {
     let twins: usize = wanted.iter().map(Wanted::twins).sum();
     let full_pages = declared.0.div_ceil(PAGE_ROWS).max(1) + declared.1.div_ceil(PAGE_ROWS).max(1);
+    let estimate = |query: usize, get: usize| {
+        rates
+            .paced()
+            .then(|| seconds(query, rates.query).max(seconds(get, rates.twin_read)))
+    };
     let full = || ReadPlan {
         full: true,
         device_queries: Vec::new(),
@@ -258,7 +260,7 @@ pub fn plan(
         get_twins: 0,
         query_requests: full_pages,
         get_requests: 0,
-        estimated_seconds: rates.paced().then(|| seconds(full_pages, rates.query)),
+        estimated_seconds: estimate(full_pages, 0),
     };
     if need_complete && !scoped {
         return full();
@@ -266,87 +268,91 @@ pub fn plan(
     // The hint of identities no manifest declares any more needs two `COUNT()` queries after a
     // read that is neither complete nor change-scoped.
     let hint_queries = if scoped { 0 } else { 2 };
-    let split = |on_query: &[&Wanted], on_get: &[&Wanted]| {
-        let (device_queries, module_queries, query_pages) = by_query(on_query);
-        let query_requests = query_pages + hint_queries;
-        let get_requests: usize = on_get.iter().map(|w| w.twins()).sum();
-        ReadPlan {
-            full: false,
-            device_queries,
-            module_queries,
-            gets: on_get
-                .iter()
-                .map(|w| (w.device.clone(), w.modules.clone()))
-                .collect(),
-            complete: scoped,
-            query_twins: on_query.iter().map(|w| w.twins()).sum(),
-            get_twins: get_requests,
-            query_requests,
-            get_requests,
-            estimated_seconds: rates.paced().then(|| {
-                seconds(query_requests, rates.query).max(seconds(get_requests, rates.twin_read))
-            }),
-        }
-    };
     // Devices whose IDs cannot stand in an `IN` list go by GET; removed devices whose every module
-    // is needed go by query (a GET names one module); the rest is free to go either way.
-    let forced_get: Vec<&Wanted> = wanted.iter().filter(|w| !w.queryable()).collect();
-    let forced_query: Vec<&Wanted> = wanted
-        .iter()
-        .filter(|w| w.queryable() && w.all_modules)
-        .collect();
-    let free: Vec<&Wanted> = wanted
-        .iter()
-        .filter(|w| w.queryable() && !w.all_modules)
-        .collect();
-    let at = |j: usize| {
-        let on_query: Vec<&Wanted> = forced_query.iter().chain(&free[..j]).copied().collect();
-        let on_get: Vec<&Wanted> = forced_get.iter().chain(&free[j..]).copied().collect();
-        split(&on_query, &on_get)
+    // is needed go by query (a GET names one module); the rest (`free`) may go either way: the
+    // first `j` of them by query.
+    let (forced_get, rest): (Vec<Wanted>, Vec<Wanted>) =
+        wanted.into_iter().partition(|w| !w.queryable());
+    let (forced_query, free): (Vec<Wanted>, Vec<Wanted>) =
+        rest.into_iter().partition(|w| w.all_modules);
+    let forced_get_twins: usize = forced_get.iter().map(Wanted::twins).sum();
+    let free_twins: Vec<usize> = free.iter().map(Wanted::twins).collect();
+    let free_total: usize = free_twins.iter().sum();
+    // (query requests, GET requests) with the first `j` free devices by query.
+    let cost = |j: usize| {
+        let on_query = forced_query.iter().chain(&free[..j]);
+        let query = query_pages(on_query) + hint_queries;
+        let get = forced_get_twins + free_total - free_twins[..j].iter().sum::<usize>();
+        (query, get)
     };
-    if !rates.paced() {
+    let requests = |(q, g): (usize, usize)| q + g;
+    let time = |(q, g): (usize, usize)| estimate(q, g).unwrap_or(0.0);
+    let (j, use_full) = if !rates.paced() {
         if !scoped {
             // Today's cheapest rule for a whole fleet: a few twins by GET, else the whole hub by
             // query (complete, so the hint needs no further query).
-            return if twins <= TARGETED_MAX_TWINS && forced_query.is_empty() {
-                at(0)
+            if twins <= TARGETED_MAX_TWINS && forced_query.is_empty() {
+                (0, false)
             } else {
-                full()
-            };
-        }
-        let (all_get, all_query) = (at(0), at(free.len()));
-        let cost = |p: &ReadPlan| p.query_requests + p.get_requests;
-        return if cost(&all_query) < cost(&all_get) {
-            all_query
+                return full();
+            }
+        } else if requests(cost(free.len())) < requests(cost(0)) {
+            (free.len(), false)
         } else {
-            all_get
-        };
-    }
-    // Paced: the split where both classes finish together. Query time grows and GET time falls
-    // with the number of free devices sent to queries, so the balance is found by bisection.
-    let time = |p: &ReadPlan| p.estimated_seconds.unwrap_or(0.0);
-    let (mut lo, mut hi) = (0, free.len());
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let p = at(mid);
-        if seconds(p.query_requests, rates.query) < seconds(p.get_requests, rates.twin_read) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+            (0, false)
         }
+    } else {
+        // The split where both classes finish together: query time grows and GET time falls
+        // with `j`, so the balance is found by bisection; the ends and (for a whole fleet) the
+        // full query compete with it, fastest first, then fewest requests.
+        let (mut lo, mut hi) = (0, free.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (q, g) = cost(mid);
+            if seconds(q, rates.query) < seconds(g, rates.twin_read) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut best = (0, cost(0));
+        for j in [lo, lo.saturating_sub(1), free.len()] {
+            let c = cost(j);
+            if (time(c), requests(c)) < (time(best.1), requests(best.1)) {
+                best = (j, c);
+            }
+        }
+        let full_cost = (full_pages, 0);
+        let use_full =
+            !scoped && (time(full_cost), requests(full_cost)) < (time(best.1), requests(best.1));
+        (best.0, use_full)
+    };
+    if use_full {
+        return full();
     }
-    let mut candidates = vec![at(lo), at(lo.saturating_sub(1)), at(0), at(free.len())];
-    if !scoped {
-        candidates.push(full());
+    let (query_requests, get_requests) = cost(j);
+    let mut free = free;
+    let on_get_free = free.split_off(j);
+    let on_query: Vec<Wanted> = forced_query.into_iter().chain(free).collect();
+    let device_ids: Vec<&DeviceId> = on_query.iter().map(|w| &w.device).collect();
+    let module_ids: Vec<&DeviceId> = on_query
+        .iter()
+        .filter(|w| w.needs_module_rows())
+        .map(|w| &w.device)
+        .collect();
+    let gets: Vec<Wanted> = forced_get.into_iter().chain(on_get_free).collect();
+    ReadPlan {
+        full: false,
+        device_queries: in_queries(IN_PREFIX_DEVICES, &device_ids),
+        module_queries: in_queries(IN_PREFIX_MODULES, &module_ids),
+        complete: scoped,
+        query_twins: on_query.iter().map(Wanted::twins).sum(),
+        get_twins: get_requests,
+        query_requests,
+        get_requests,
+        estimated_seconds: estimate(query_requests, get_requests),
+        gets,
     }
-    candidates
-        .into_iter()
-        .min_by(|a, b| {
-            time(a)
-                .total_cmp(&time(b))
-                .then((a.query_requests + a.get_requests).cmp(&(b.query_requests + b.get_requests)))
-        })
-        .unwrap_or_else(full)
 }
 
 /// One twin as it arrives: a device (its module twins come after it, as their own observations),
@@ -438,7 +444,8 @@ pub async fn read(
     };
     let tx_g = tx;
     let gets = async move {
-        let mut s = stream::iter(plan.gets.iter().map(|(d, modules)| async move {
+        let mut s = stream::iter(plan.gets.iter().map(|w| async move {
+            let (d, modules) = (&w.device, &w.modules);
             let Some(t) = get_optional(hub, d, None).await? else {
                 return Ok::<_, Error>(Vec::new());
             };
@@ -480,7 +487,7 @@ pub async fn observe(
     concurrency: usize,
 ) -> Result<Observed, Error> {
     let plan = plan(
-        &wanted(fleet, targets, need_complete),
+        wanted(fleet, targets, need_complete),
         declared(fleet),
         Rates::of(hub),
         targets.scope().is_some(),
@@ -552,4 +559,129 @@ pub async fn query(hub: &Hub, device_query: &str, complete: bool) -> Result<Obse
     )
     .await?;
     Ok(observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(devices: usize, modules: usize) -> Vec<Wanted> {
+        (0..devices)
+            .map(|i| Wanted {
+                device: DeviceId::new(format!("dev-{i:05}")).unwrap(),
+                modules: (0..modules)
+                    .map(|m| ModuleId::new(format!("m{m}")).unwrap())
+                    .collect(),
+                all_modules: false,
+            })
+            .collect()
+    }
+
+    /// S1's quotas scaled tenfold: 200 queries a minute, 1,000 twin reads a second.
+    const S1X10: Rates = Rates {
+        query: Some(200.0 / 60.0),
+        twin_read: Some(1000.0),
+    };
+
+    #[test]
+    fn an_unpaced_whole_fleet_read_keeps_gets_for_a_few_twins_and_the_full_query_otherwise() {
+        let few = plan(fleet(8, 4), (8, 32), Rates::default(), false, false);
+        assert!(!few.full && few.gets.len() == 8 && few.device_queries.is_empty());
+        assert_eq!(few.estimated_seconds, None);
+        let many = plan(
+            fleet(2000, 5),
+            (2000, 10000),
+            Rates::default(),
+            false,
+            false,
+        );
+        assert!(many.full && many.complete);
+        assert_eq!(many.query_requests, 120);
+        let prune = plan(fleet(2, 0), (2, 0), Rates::default(), false, true);
+        assert!(prune.full, "pruning needs every identity");
+    }
+
+    #[test]
+    fn an_unpaced_scoped_read_takes_the_cheaper_of_gets_and_in_lists() {
+        let wide = plan(fleet(24, 5), (2000, 10000), Rates::default(), true, false);
+        assert_eq!((wide.query_requests, wide.get_requests), (3, 0));
+        assert!(wide.complete && !wide.full);
+        assert_eq!(
+            wide.device_queries.len() + wide.module_queries.len(),
+            2,
+            "{wide:?}"
+        );
+        let narrow = plan(fleet(1, 0), (2000, 10000), Rates::default(), true, false);
+        assert_eq!((narrow.query_requests, narrow.get_requests), (0, 1));
+    }
+
+    #[test]
+    fn a_paced_read_splits_so_that_queries_and_gets_finish_together() {
+        let p = plan(fleet(2000, 5), (2000, 10000), S1X10, false, false);
+        let minimum = 12_000.0 / (S1X10.query.unwrap() * PAGE_ROWS as f64 + 1000.0);
+        let estimate = p.estimated_seconds.unwrap();
+        assert!(estimate <= minimum, "{estimate} vs {minimum}");
+        assert!(estimate >= minimum - 1.5, "{estimate} vs {minimum}");
+        // About a quarter of the twins by query: 333 twins/s against 1,000 by GET.
+        assert!((2700..=3300).contains(&p.query_twins), "{p:?}");
+        assert_eq!(p.query_twins + p.get_twins, 12_000);
+        let q = seconds(p.query_requests, S1X10.query);
+        let g = seconds(p.get_requests, S1X10.twin_read);
+        assert!((q - g).abs() < 1.0, "{q} vs {g}");
+        // On one S1 unit a handful of twins is read by GET: a query page costs three seconds.
+        let s1 = Rates {
+            query: Some(20.0 / 60.0),
+            twin_read: Some(100.0),
+        };
+        let few = plan(fleet(24, 5), (2000, 10000), s1, true, false);
+        assert_eq!(few.query_requests, 0, "{few:?}");
+        // With pruning the whole hub is needed, and only queries can list it.
+        let prune = plan(fleet(2000, 5), (2000, 10000), S1X10, false, true);
+        assert!(prune.full);
+        assert_eq!(prune.estimated_seconds, Some(seconds(120, S1X10.query)));
+    }
+
+    #[test]
+    fn in_lists_quote_ids_stay_under_the_query_limit_and_ids_with_a_quote_go_by_get() {
+        let mut w = fleet(3000, 1);
+        w.push(Wanted {
+            device: DeviceId::new("it's").unwrap(),
+            modules: Vec::new(),
+            all_modules: false,
+        });
+        let p = plan(w, (3001, 3000), Rates::default(), true, false);
+        assert!(
+            p.get_requests == 1 && p.gets[0].device.as_str() == "it's",
+            "{:?}",
+            p.gets
+        );
+        assert!(p.device_queries.len() > 1);
+        for q in p.device_queries.iter().chain(&p.module_queries) {
+            assert!(q.len() <= MAX_IN_QUERY_BYTES, "{}", q.len());
+            assert!(q.ends_with("']"), "{q}");
+        }
+        assert!(
+            p.device_queries[0]
+                .starts_with("SELECT * FROM devices WHERE deviceId IN ['dev-00000', 'dev-00001'")
+        );
+        assert!(
+            p.module_queries[0]
+                .starts_with("SELECT * FROM devices.modules WHERE deviceId IN ['dev-00000'")
+        );
+        let listed: usize = p
+            .device_queries
+            .iter()
+            .map(|q| q.matches("'dev-").count())
+            .sum();
+        assert_eq!(listed, 3000);
+    }
+
+    #[test]
+    fn removed_devices_are_read_with_every_module_when_pruning() {
+        let mut w = fleet(1, 0);
+        w[0].all_modules = true;
+        let p = plan(w, (0, 0), Rates::default(), true, true);
+        assert_eq!(p.module_queries.len(), 1, "{p:?}");
+        assert!(p.complete);
+    }
 }

@@ -712,7 +712,7 @@ fn plan_rollout(
             .map(|o| o.first_tags.clone())
             .unwrap_or_default();
         if let Some(d) = declared.get(device.as_str()) {
-            tags.extend(d.twin.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            tags.extend(d.twin.tags.to_map());
         }
         rollout::matches_first(first, &tags)
     };
