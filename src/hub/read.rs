@@ -68,7 +68,8 @@ pub fn wanted(fleet: &Fleet, targets: &Targets, prune: bool) -> Vec<Wanted> {
         let mut modules: Vec<ModuleId> = d
             .modules
             .iter()
-            .filter(|m| targets.device(&d.id) || targets.module(&d.id, &m.id))
+            // A device pattern selects its modules too; a change's scope names each module.
+            .filter(|m| targets.module(&d.id, &m.id))
             .map(|m| m.id.clone())
             .collect();
         if let Some(sd) = scope.and_then(|s| s.device(&d.id)) {
@@ -120,11 +121,11 @@ impl Rates {
     }
 }
 
-/// Seconds to send `n` requests of a class at `rate` (None: unpaced, no wait): the pacer's bucket
-/// holds one second of the rate (at least one token) and refills at the rate.
+/// Seconds to send `n` requests of a class at `rate` (None: unpaced, no wait): the pacer
+/// starts a run with one token and then sends at the rate.
 fn seconds(n: usize, rate: Option<f64>) -> f64 {
     match rate {
-        Some(r) if r > 0.0 => (n as f64 - r.max(1.0)).max(0.0) / r,
+        Some(r) if r > 0.0 => (n as f64 - 1.0).max(0.0) / r,
         _ => 0.0,
     }
 }
@@ -620,8 +621,8 @@ mod tests {
         let p = plan(fleet(2000, 5), (2000, 10000), S1X10, false, false);
         let minimum = 12_000.0 / (S1X10.query.unwrap() * PAGE_ROWS as f64 + 1000.0);
         let estimate = p.estimated_seconds.unwrap();
-        assert!(estimate <= minimum, "{estimate} vs {minimum}");
-        assert!(estimate >= minimum - 1.5, "{estimate} vs {minimum}");
+        assert!(estimate <= minimum * 1.02, "{estimate} vs {minimum}");
+        assert!(estimate >= minimum - 0.5, "{estimate} vs {minimum}");
         // About a quarter of the twins by query: 333 twins/s against 1,000 by GET.
         assert!((2700..=3300).contains(&p.query_twins), "{p:?}");
         assert_eq!(p.query_twins + p.get_twins, 12_000);
