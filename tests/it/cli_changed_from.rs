@@ -368,3 +368,50 @@ async fn manifests_added_since_ref_are_all_in_scope() {
     assert_eq!(r.json()["scope"]["twins"], 6);
     assert_eq!(r.json()["summary"]["create"], 6);
 }
+
+#[tokio::test]
+async fn a_paced_plan_prints_its_read_estimate_first_and_records_both_times() {
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    manifests(&m, &[("fleet.yaml", SMALL)]);
+    let path = m.to_str().unwrap();
+    let paced = [
+        "--rate",
+        "query=600/min",
+        "--rate",
+        "twin_read=100/s",
+        "--format",
+        "json",
+    ];
+    let mut args = vec!["plan"];
+    args.extend(paced);
+    args.push(path);
+    let r = twinops(&em, &args);
+    assert_eq!(r.code, 0, "{r:?}");
+    let estimate = r
+        .stderr
+        .lines()
+        .position(|l| l.starts_with("Reading ") && l.contains("estimated"))
+        .unwrap_or_else(|| panic!("no estimate line: {}", r.stderr));
+    let measured = r
+        .stderr
+        .lines()
+        .position(|l| l.starts_with("Read the hub with") && l.contains("(estimated"))
+        .unwrap_or_else(|| panic!("no measured line: {}", r.stderr));
+    assert!(estimate < measured, "{}", r.stderr);
+    let p = r.json();
+    assert!(p["estimated_read_seconds"].as_f64().is_some(), "{p}");
+    assert!(p["read_seconds"].as_f64().is_some(), "{p}");
+    // Unpaced (a loopback hub without --rate): no estimate line, no estimate in the plan.
+    let r = twinops(&em, &["plan", "--format", "json", path]);
+    assert!(!r.stderr.contains("Reading "), "{}", r.stderr);
+    assert!(r.json().get("estimated_read_seconds").is_none());
+    // A saved plan is applied as reviewed: --changed-from cannot reshape it.
+    let r = twinops(
+        &em,
+        &["apply", "--plan", "p.json", "--changed-from", "HEAD"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--changed-from"), "{}", r.stderr);
+}
