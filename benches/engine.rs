@@ -54,12 +54,10 @@ fn manifests() -> Vec<Source> {
 
 /// What the hub would hold for `spec` after an apply, with `changed` moving one owned desired value.
 fn twin(owner: &str, spec: &TwinSpec, changed: bool) -> ObservedTwin {
-    let mut tags = spec.tags.clone();
-    tags.insert(
-        "twinops".into(),
-        Ledger::new(owner, &spec.tags, &spec.desired).to_value(),
-    );
-    let mut desired = spec.desired.clone();
+    let mut tags = spec.tags.to_map();
+    let mut desired = spec.desired.to_map();
+    let ledger = Ledger::new(owner, &tags, &desired).to_value();
+    tags.insert("twinops".into(), ledger);
     if changed {
         desired.insert("telemetryInterval".into(), json!(999));
     }

@@ -4,15 +4,17 @@
 //! each step) and the peak RSS of the twinops process (`ru_maxrss` of that one child, from `wait4`).
 //!
 //! ```text
-//! cargo bench --bench fleet -- [--scenario fleet|sdk|rate|memory|rollout] [--devices N] [--modules M]
+//! cargo bench --bench fleet -- [--scenario fleet|sdk|rate|memory|reads|rollout] [--devices N] [--modules M]
 //! ```
 //!
 //! Scenarios: `fleet` (apply of the new fleet, a no-op plan, a 1%-changed plan and apply), `sdk`
 //! (1,000 modules created by twinops and by `benches/sdk_loop.py`, Microsoft's `azure-iot-hub` used
 //! the way its samples do, against the same emulator), `rate` (20,000 devices into an emulator
 //! throttled at `registry_write=60000/min`, twinops with and without `--rate`), `memory` (peak RSS of
-//! apply and no-op plan at 1,000 / 10,000 / 100,000 twins), `rollout` (a desired change to 1,000
-//! simulated devices that echo after 200 ms, delivered in waves 1% / 10% / 100% next to a plain
+//! apply and no-op plan at 1,000 / 10,000 / 100,000 twins), `reads` (a no-op plan on a hub paced at
+//! S1's read quotas ×10 against the quota minimum, a 1%-change `--changed-from` plan against the full
+//! one, and no-op plan memory at 12,000 / 50,000 / 200,000 twins), `rollout` (a desired change to
+//! 1,000 simulated devices that echo after 200 ms, delivered in waves 1% / 10% / 100% next to a plain
 //! `apply --wait` of the same kind of change). Each prints a table and writes
 //! `<target dir>/bench/fleet-<scenario>.json`. See `benches/README.md` for measured numbers.
 //!
@@ -48,6 +50,7 @@ enum Scenario {
     Sdk,
     Rate,
     Memory,
+    Reads,
     Rollout,
 }
 
@@ -58,6 +61,7 @@ impl Scenario {
             Scenario::Sdk => "sdk",
             Scenario::Rate => "rate",
             Scenario::Memory => "memory",
+            Scenario::Reads => "reads",
             Scenario::Rollout => "rollout",
         }
     }
@@ -79,6 +83,10 @@ struct Args {
     /// Device counts of the memory scenario (comma-separated).
     #[arg(long, default_value = "100,1000,10000", value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// Device counts of the reads scenario's memory part (default 1200,5000,20000: 12,000,
+    /// 50,000 and 200,000 twins at 9 modules; `0` skips it).
+    #[arg(long, value_delimiter = ',')]
+    memory_sizes: Option<Vec<usize>>,
     /// `--concurrency` given to twinops.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -147,6 +155,14 @@ fn run(args: &Args) -> Result<()> {
             args.modules.unwrap_or(0),
         )?,
         Scenario::Memory => memory(&ctx, &args.sizes, args.modules.unwrap_or(9))?,
+        Scenario::Reads => reads(
+            &ctx,
+            args.devices.unwrap_or(2000),
+            args.modules.unwrap_or(5),
+            args.memory_sizes
+                .as_deref()
+                .unwrap_or(&[1200, 5000, 20_000]),
+        )?,
         Scenario::Rollout => rollout(&ctx, args.devices.unwrap_or(1000))?,
     };
     let mut report = report;
@@ -571,7 +587,17 @@ fn apply_step(ctx: &Ctx, emu: &Emulator, name: &str, dir: &Path, extra: &[&str])
 
 /// `twinops plan --format json`: summary and the plan's own request counts.
 fn plan_step(ctx: &Ctx, emu: &Emulator, name: &str, dir: &Path) -> Result<Step> {
-    let mut s = measure(ctx, emu, name, twinops_cmd(ctx, emu, "plan", dir, &[]))?;
+    plan_step_with(ctx, emu, name, dir, &[])
+}
+
+fn plan_step_with(
+    ctx: &Ctx,
+    emu: &Emulator,
+    name: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<Step> {
+    let mut s = measure(ctx, emu, name, twinops_cmd(ctx, emu, "plan", dir, extra))?;
     let plan: Value = serde_json::from_str(&s.stdout)
         .with_context(|| format!("{name}: the plan is not JSON; stderr:\n{}", s.stderr))?;
     let kinds = plan["changes"].as_array().into_iter().flatten().fold(
@@ -586,6 +612,9 @@ fn plan_step(ctx: &Ctx, emu: &Emulator, name: &str, dir: &Path) -> Result<Step> 
         "summary": plan["summary"],
         "changes_by_kind": kinds,
         "plan_requests": plan["requests"],
+        "read_seconds": plan["read_seconds"],
+        "estimated_read_seconds": plan["estimated_read_seconds"],
+        "scope": plan["scope"],
         "read_line": read_line(&s.stderr),
     });
     check_exit(&s)?;
@@ -1151,4 +1180,195 @@ fn rollout(ctx: &Ctx, devices: usize) -> Result<Value> {
         "waves": wave_rows,
         "checks": checks,
     }))
+}
+
+/// Runs git in `dir` with a fixed identity and no user configuration.
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+        ])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .context("running git (the reads scenario needs the git command)")?;
+    if !out.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// S1's read quotas scaled tenfold, on both sides: queries per minute, twin reads per second.
+const READS_QUERY_PER_MIN: u64 = 200;
+const READS_TWIN_READ_PER_S: u64 = 1000;
+
+/// Reading at the quota limit (SPEC §12): a no-op plan on a hub throttled at S1's read quotas ×10,
+/// twinops paced at the same rates, against the quota minimum; a 1%-change plan, full and
+/// `--changed-from`; then no-op plan memory at several sizes.
+fn reads(ctx: &Ctx, devices: usize, modules: usize, memory_sizes: &[usize]) -> Result<Value> {
+    if !ctx.emulator_help.contains("--throttle") {
+        let msg = "emulator has no --throttle";
+        println!("reads: skipped: {msg}");
+        return Ok(json!({"skipped": msg}));
+    }
+    let spec = FleetSpec {
+        prefix: "dev".into(),
+        devices,
+        modules,
+        sdk_shape: false,
+    };
+    let twins = spec.twins();
+    let q = READS_QUERY_PER_MIN as f64 / 60.0;
+    let g = READS_TWIN_READ_PER_S as f64;
+    let minimum = twins as f64 / (q * PAGE_SIZE as f64 + g);
+    let throttle = format!("query={READS_QUERY_PER_MIN}/min,twin_read={READS_TWIN_READ_PER_S}/s");
+    let pace_query = format!("query={READS_QUERY_PER_MIN}/min");
+    let pace_read = format!("twin_read={READS_TWIN_READ_PER_S}/s");
+    let pace = ["--rate", &pace_query, "--rate", &pace_read];
+    println!(
+        "reads: {twins} twins on an emulator with --throttle {throttle}; quota minimum {twins} / ({q:.2} x {PAGE_SIZE} + {g}) = {minimum:.2}s"
+    );
+    let repo = ctx.tmp.join("reads").join("repo");
+    let dir = repo.join("manifests");
+    spec.write(&dir, false)?;
+    git(&repo, &["init", "-q"])?;
+    git(&repo, &["add", "-A"])?;
+    git(&repo, &["commit", "-q", "-m", "base"])?;
+    let emu = Emulator::start(ctx, "reads", &["--throttle", &throttle])?;
+    let apply = apply_step(ctx, &emu, "apply new fleet", &dir, &[])?;
+    println!("  apply new fleet: {:.2}s", apply.wall_s);
+    let noop = plan_step_with(ctx, &emu, "no-op plan, paced", &dir, &pace)?;
+    println!(
+        "  no-op plan, paced: {:.2}s, {} throttled",
+        noop.wall_s, noop.requests.throttled
+    );
+    spec.write(&dir, true)?;
+    let full = plan_step_with(ctx, &emu, "1% change plan, paced", &dir, &pace)?;
+    println!("  1% change plan, paced: {:.2}s", full.wall_s);
+    let mut scoped_args = pace.to_vec();
+    scoped_args.extend(["--changed-from", "HEAD"]);
+    let scoped = plan_step_with(
+        ctx,
+        &emu,
+        "1% change plan --changed-from, paced",
+        &dir,
+        &scoped_args,
+    )?;
+    println!("  --changed-from: {:.2}s", scoped.wall_s);
+    emu.stop();
+
+    let changed = spec.changed_devices() as u64;
+    let updates = |s: &Step| s.detail["summary"]["update"].as_u64().unwrap_or(0);
+    let changes = |s: &Step| s.stdout.clone();
+    let same_changes = {
+        let a: Value = serde_json::from_str(&changes(&full)).unwrap_or(Value::Null);
+        let b: Value = serde_json::from_str(&changes(&scoped)).unwrap_or(Value::Null);
+        a["changes"] == b["changes"] && !a["changes"].is_null()
+    };
+    let scoped_max = 2 * changed.div_ceil(100) + 10;
+    let checks = vec![
+        check(
+            "paced no-op plan: wall time vs quota minimum, 429s",
+            format!(
+                "{:.2}s = {:.3} x {minimum:.2}s, {} x 429 ({}; estimated {}s, read {}s)",
+                noop.wall_s,
+                noop.wall_s / minimum,
+                noop.requests.throttled,
+                noop.requests.brief(),
+                noop.detail["estimated_read_seconds"],
+                noop.detail["read_seconds"]
+            ),
+            "<= 1.3 x minimum, 0 x 429".into(),
+            noop.wall_s <= 1.3 * minimum && noop.requests.throttled == 0 && noop.exit == 0,
+        ),
+        check(
+            "1% change: --changed-from plan vs full plan (paced)",
+            format!(
+                "{} requests in {:.2}s vs {} in {:.2}s; {} vs {} updates, same changes: {same_changes}",
+                scoped.requests.total,
+                scoped.wall_s,
+                full.requests.total,
+                full.wall_s,
+                updates(&scoped),
+                updates(&full)
+            ),
+            format!(
+                "<= 2 x ceil({changed}/100) + 10 = {scoped_max} requests, the same {changed} updates"
+            ),
+            scoped.requests.total <= scoped_max
+                && updates(&scoped) == changed
+                && updates(&full) == changed
+                && same_changes,
+        ),
+    ];
+    let steps = [&apply, &noop, &full, &scoped];
+    println!();
+    println!("{}", steps_table(&steps, twins));
+    println!("{}", checks_table(&checks));
+
+    let mut report = json!({
+        "devices": devices,
+        "modules": modules,
+        "twins": twins,
+        "query_page_size": PAGE_SIZE,
+        "throttle": throttle,
+        "quota_minimum_s": minimum,
+        "changed_devices": changed,
+        "steps": steps.iter().map(|s| s.to_json(twins)).collect::<Vec<_>>(),
+        "checks": checks,
+    });
+    let memory_sizes: Vec<usize> = memory_sizes.iter().copied().filter(|n| *n > 0).collect();
+    if !memory_sizes.is_empty() {
+        let m = memory(ctx, &memory_sizes, 9)?;
+        // Peak RSS per twin of the no-op plan at each size, and the slope between the largest two.
+        let sizes = m["sizes"].as_array().cloned().unwrap_or_default();
+        let mut mchecks = Vec::new();
+        for s in &sizes {
+            let n = s["twins"].as_u64().unwrap_or(0);
+            let per = s["noop_plan"]["peak_rss_bytes_per_twin"]
+                .as_u64()
+                .unwrap_or(u64::MAX);
+            if n >= 50_000 {
+                mchecks.push(check(
+                    &format!("no-op plan peak RSS per twin at {n} twins"),
+                    format!("{per} B/twin"),
+                    "<= 2048 B/twin".into(),
+                    per <= 2048,
+                ));
+            }
+        }
+        if let [.., a, b] = &sizes[..] {
+            let (ta, tb) = (
+                a["twins"].as_u64().unwrap_or(0),
+                b["twins"].as_u64().unwrap_or(0),
+            );
+            let (ka, kb) = (
+                a["noop_plan"]["peak_rss_kib"].as_u64().unwrap_or(0),
+                b["noop_plan"]["peak_rss_kib"].as_u64().unwrap_or(0),
+            );
+            let slope = kb.saturating_sub(ka) * 1024 / tb.saturating_sub(ta).max(1);
+            let million_gib = (kb as f64 * 1024.0 + slope as f64 * (1_000_000.0 - tb as f64))
+                / (1024.0 * 1024.0 * 1024.0);
+            mchecks.push(check(
+                "no-op plan memory slope",
+                format!(
+                    "{slope} B/twin from {ta} to {tb} twins; 1,000,000 twins ~ {million_gib:.2} GiB"
+                ),
+                "(stated, not a target)".into(),
+                true,
+            ));
+            report["memory_slope_bytes_per_twin"] = json!(slope);
+        }
+        println!("{}", checks_table(&mchecks));
+        report["memory"] = m;
+        report["memory_checks"] = json!(mchecks);
+    }
+    Ok(report)
 }

@@ -5,6 +5,8 @@
 # `tests: N passed, M failed` summing every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The change-scoped plan tests (--changed-from) make git repositories with the git command.
+command -v git >/dev/null || { echo "the tests need the git command (apt-get install git)" >&2; exit 1; }
 cargo build --locked --bin twinops
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -151,6 +151,10 @@ pub struct PlanArgs {
     /// Plan deletions of owned identities no manifest declares.
     #[arg(long)]
     pub prune: bool,
+    /// Plan only the twins whose declaration differs from the manifests at git revision REF (a
+    /// commit, branch or tag of the repository that holds PATHS), and read only those.
+    #[arg(long, value_name = "REF")]
+    pub changed_from: Option<String>,
     #[command(flatten)]
     pub pace: Pace,
     #[command(flatten)]
@@ -179,7 +183,7 @@ pub struct ApplyArgs {
     pub paths: Vec<PathBuf>,
     /// Execute this saved plan exactly, as it was reviewed (so `--prune`, `--adopt` and
     /// `--target`, which shape a plan, are refused with it).
-    #[arg(long, conflicts_with_all = ["prune", "adopt", "targets"])]
+    #[arg(long, conflicts_with_all = ["prune", "adopt", "targets", "changed_from"])]
     pub plan: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long, short)]
@@ -203,6 +207,10 @@ pub struct ApplyArgs {
     /// Take over twins whose ledger names another owner.
     #[arg(long)]
     pub adopt: bool,
+    /// Apply only to the twins whose declaration differs from the manifests at git revision REF
+    /// (as `plan --changed-from`).
+    #[arg(long, value_name = "REF")]
+    pub changed_from: Option<String>,
     /// Wait until devices acknowledge the desired values (`30s`, `5m`, bare seconds; default 5m).
     /// `--wait 2m` works like `--wait=2m` (see [`normalize`]).
     #[arg(

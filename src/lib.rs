@@ -13,6 +13,8 @@
 //! In this crate, data flows down this list:
 //!
 //! - [`cli`] parses arguments; [`cmd`] turns each subcommand into a request and picks the exit status.
+//! - [`git`] reads the manifests at a git revision (`--changed-from`) through the `git` command;
+//!   which twins differ is decided in `twinops_core::plan::scope`.
 //! - [`hub`] is the client edge: HTTPS calls to IoT Hub's service REST API with SAS or bearer auth, typed
 //!   errors, retry policy, pacing and query paging; it converts wire twins into `twinops_core::model`
 //!   observations and model values into wire bodies (the only place that does).
@@ -22,5 +24,6 @@
 pub(crate) mod apply;
 pub mod cli;
 pub mod cmd;
+pub(crate) mod git;
 pub mod hub;
 pub mod output;

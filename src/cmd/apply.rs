@@ -10,7 +10,6 @@ use super::{ExitStatus, connect};
 use crate::apply::{self, Event, Report, Reporter};
 use crate::cli::{ApplyArgs, Format};
 use crate::output;
-use twinops_core::model::Targets;
 use twinops_core::plan::{self, FORMAT_VERSION, Options, Plan, SavedPlan};
 
 /// Reads a saved plan, checks it is for this hub, owner and format, and gets its concealed sensitive
@@ -125,8 +124,15 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
     } else {
         None
     };
+    let changed = match (&args.changed_from, &fleet) {
+        (Some(rev), Some(f)) => match super::plan::changed_from(rev, &args.paths, f)? {
+            Some(c) => Some(c),
+            None => return Ok(ExitStatus::Failure),
+        },
+        _ => None,
+    };
     let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
-    let result = execute(args, &conn, fleet).await;
+    let result = execute(args, &conn, fleet, changed).await;
     conn.close().await;
     result
 }
@@ -135,6 +141,7 @@ async fn execute(
     args: &ApplyArgs,
     conn: &connect::Connection,
     fleet: Option<twinops_core::model::Fleet>,
+    changed: Option<super::plan::Changed>,
 ) -> anyhow::Result<ExitStatus> {
     let quiet = args.common.output.quiet;
     let p = match &args.plan {
@@ -144,9 +151,16 @@ async fn execute(
             let options = Options {
                 adopt: args.adopt,
                 prune: args.prune,
-                targets: Targets::new(&args.common.targets),
+                targets: super::plan::targets(&args.common.targets, changed.as_ref()),
             };
-            let p = super::plan::make(conn, fleet, &options, args.common.concurrency).await?;
+            let p = super::plan::make(
+                conn,
+                fleet,
+                &options,
+                args.common.concurrency,
+                changed.as_ref().map(|c| &c.doc),
+            )
+            .await?;
             if !quiet {
                 output::talk(&super::plan::requests_line(&p));
             }

@@ -40,13 +40,13 @@ async fn report(
     let observed = read::observe(&conn.hub, fleet, &targets, false, args.common.concurrency)
         .await
         .context("reading the hub")?;
-    super::plan::check_targets(&targets, fleet, &observed)?;
     let options = Options {
         targets: targets.clone(),
         ..Options::default()
     };
-    let mut p = plan::diff(fleet, &observed, &conn.identity, &options);
-    p.no_longer_declared = super::plan::no_longer_declared(&conn.hub, fleet, &observed, &targets)
+    let (mut p, seen) = plan::diff_seen(fleet, &observed, &conn.identity, &options);
+    super::plan::check_targets(&targets, fleet, &seen)?;
+    p.no_longer_declared = super::plan::no_longer_declared(&conn.hub, fleet, &seen, &targets)
         .await
         .context("looking for owned identities no manifest declares")?;
     let any_configured = observed.devices.values().any(|d| {

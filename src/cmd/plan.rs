@@ -6,30 +6,111 @@ use super::{ExitStatus, connect};
 use crate::cli::{Format, PlanArgs};
 use crate::hub::{OpClass, read};
 use crate::output;
-use twinops_core::model::Fleet;
-use twinops_core::model::Targets;
+use twinops_core::model::{Fleet, Scope, Targets};
+use twinops_core::plan::scope::ScopeDoc;
 use twinops_core::plan::{self, Options, Plan};
 
-/// Reads the hub and diffs it against the fleet.
+/// A plan narrowed to the twins a manifest change touched (`--changed-from`): what the plan
+/// document records and which twins it covers.
+pub struct Changed {
+    pub doc: ScopeDoc,
+    pub scope: Scope,
+}
+
+/// Reads the manifests at `rev` and compares them with `fleet` (the working tree's). `Ok(None)`
+/// when they do not validate (the problems are printed, naming `REF:path`); an error when `rev`
+/// is no commit. Nothing is sent to the hub either way: this runs before connecting.
+pub fn changed_from(
+    rev: &str,
+    paths: &[std::path::PathBuf],
+    fleet: &Fleet,
+) -> anyhow::Result<Option<Changed>> {
+    let at = crate::git::manifests_at(rev, &super::validate::paths(paths))?;
+    // `${env:NAME}` at REF takes the same environment as the working tree's manifests; a variable
+    // the working tree no longer uses (and the job may not set) stands in as a placeholder, which
+    // makes that twin differ, so it is read and planned like any other changed twin.
+    let env = |name: &str| {
+        Some(
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| format!("(${{env:{name}}} is not set)")),
+        )
+    };
+    let before = match twinops_core::manifest::load(&at.sources, &env) {
+        Ok(f) => f,
+        Err(errors) => {
+            for d in &errors.0 {
+                output::talk(&format!("error: {d}"));
+            }
+            output::talk(&format!(
+                "the manifests at --changed-from `{rev}` ({}) do not validate: {} problem(s); nothing was sent to the hub",
+                at.commit,
+                errors.0.len()
+            ));
+            return Ok(None);
+        }
+    };
+    let scope = plan::scope::changed(&before, fleet);
+    Ok(Some(Changed {
+        doc: ScopeDoc {
+            changed_from: at.commit,
+            twins: scope.twins(),
+        },
+        scope,
+    }))
+}
+
+/// The targets of a plan: the `--target` patterns, narrowed to a change's twins.
+pub fn targets(patterns: &[String], changed: Option<&Changed>) -> Targets {
+    let t = Targets::new(patterns);
+    match changed {
+        Some(c) => t.within(c.scope.clone()),
+        None => t,
+    }
+}
+
+fn round1(s: f64) -> f64 {
+    (s * 10.0).round() / 10.0
+}
+
+/// Reads the hub and diffs it against the fleet: each twin is diffed as its page or GET arrives
+/// and only what the plan needs of it is kept (`plan::Seen`), so the read never holds the fleet's
+/// twins. `changed` is the change a scoped plan covers.
 pub async fn make(
     conn: &connect::Connection,
     fleet: &Fleet,
     options: &Options,
     concurrency: usize,
+    changed: Option<&ScopeDoc>,
 ) -> anyhow::Result<Plan> {
-    let observed = read::observe(
-        &conn.hub,
-        fleet,
-        &options.targets,
+    let started = std::time::Instant::now();
+    let targets = &options.targets;
+    let scoped = targets.scope().is_some();
+    let reads = read::plan(
+        read::wanted(fleet, targets, options.prune),
+        read::declared(fleet),
+        read::Rates::of(&conn.hub),
+        scoped,
         options.prune,
-        concurrency,
-    )
+    );
+    if reads.estimated_seconds.is_some() {
+        output::progress(&reads.describe());
+    }
+    let mut differ = plan::Differ::new(fleet, &conn.identity, options);
+    read::read(&conn.hub, &reads, concurrency, |o| {
+        match o {
+            read::Observation::Device(d) => differ.device(&d),
+            read::Observation::Module(id, m) => differ.module(&id, &m),
+        }
+        Ok(())
+    })
     .await
     .context("reading the hub")?;
-    check_targets(&options.targets, fleet, &observed)?;
-    let mut p = plan::diff(fleet, &observed, &conn.identity, options);
+    let (mut p, seen) = differ.finish(reads.complete);
+    check_targets(targets, fleet, &seen)?;
     if !options.prune {
-        p.no_longer_declared = no_longer_declared(&conn.hub, fleet, &observed, &options.targets)
+        p.no_longer_declared = no_longer_declared(&conn.hub, fleet, &seen, targets)
             .await
             .context("looking for owned identities no manifest declares")?;
     }
@@ -37,7 +118,7 @@ pub async fn make(
         .await
         .context("confirming planned deletions")?;
     if conn.sas {
-        for device in plan::disabled_with_module_changes(&p, &observed) {
+        for device in plan::disabled_with_module_changes(&p, &seen) {
             output::talk(&format!(
                 "warning: device `{device}` is disabled: under SAS, IoT Hub refuses module identity operations on a disabled device (401); use --auth token (Entra ID), or enable the device first"
             ));
@@ -45,28 +126,54 @@ pub async fn make(
     }
     p.requests = conn.hub.counts().snapshot();
     p.estimated_apply_seconds = estimate(&p, conn);
+    p.estimated_read_seconds = reads.estimated_seconds.map(round1);
+    p.read_seconds = Some(round1(started.elapsed().as_secs_f64()));
+    p.scope = changed.cloned();
     Ok(p)
 }
 
-/// Owned identities that no manifest declares, for the plan's hint and drift: from a complete read
-/// when the plan made one, else from two projection queries of this owner's ledgers (a page per
-/// 100 rows, whatever the fleet's size).
+/// Owned identities that no manifest declares, for the plan's hint and drift. From the read
+/// itself when it was complete for the plan's targets; else when two `COUNT()` queries of this
+/// owner's ledgers find no more owned identities in the hub than the read saw (the common case,
+/// two requests whatever the fleet's size); else from two projection queries of those ledgers (a
+/// page per 100 rows).
 pub async fn no_longer_declared(
     hub: &crate::hub::Hub,
     fleet: &Fleet,
-    observed: &twinops_core::model::Observed,
+    seen: &plan::Seen,
     targets: &Targets,
 ) -> Result<Vec<String>, crate::hub::Error> {
     let owner = fleet.owner.as_str();
     let text = |(d, m): (&str, Option<&str>)| twinops_core::model::address(d, m);
-    if observed.complete {
-        let owned = plan::owned_identities(observed, owner);
-        return Ok(plan::undeclared(fleet, owned, targets)
+    let from_seen = || {
+        plan::undeclared(fleet, seen.owned(), targets)
             .into_iter()
             .map(text)
-            .collect());
+            .collect()
+    };
+    if seen.complete {
+        return Ok(from_seen());
     }
     // The owner is 1..64 of `A-Za-z0-9._-` (checked by `Owner`), so it can stand in quotes.
+    let mut counts = Vec::new();
+    for collection in ["devices", "devices.modules"] {
+        let sql =
+            format!("SELECT COUNT() AS n FROM {collection} WHERE tags.twinops.owner = '{owner}'");
+        let mut n = 0;
+        hub.query_all(&sql, crate::hub::read::QUERY_PAGE_REQUEST, |page| {
+            n += page
+                .iter()
+                .filter_map(|r| r.get("n").and_then(serde_json::Value::as_u64))
+                .sum::<u64>();
+            Ok(())
+        })
+        .await?;
+        counts.push(n);
+    }
+    let (devices, modules) = seen.owned_counts();
+    if counts == [devices, modules] {
+        return Ok(from_seen());
+    }
     let mut rows: Vec<(String, Option<String>)> = Vec::new();
     for sql in [
         format!("SELECT deviceId FROM devices WHERE tags.twinops.owner = '{owner}'"),
@@ -96,12 +203,8 @@ pub async fn no_longer_declared(
 
 /// A `--target` that selects no declared and no observed identity is an error naming it: a typo
 /// must not pass CI as "No changes".
-pub fn check_targets(
-    targets: &Targets,
-    fleet: &Fleet,
-    observed: &twinops_core::model::Observed,
-) -> anyhow::Result<()> {
-    if let Some(pattern) = targets.unmatched(fleet.identities().chain(observed.identities())) {
+pub fn check_targets(targets: &Targets, fleet: &Fleet, seen: &plan::Seen) -> anyhow::Result<()> {
+    if let Some(pattern) = targets.unmatched(fleet.identities().chain(seen.identities())) {
         anyhow::bail!("--target `{pattern}` matches no declared or observed identity");
     }
     Ok(())
@@ -207,6 +310,19 @@ pub fn requests_line(plan: &Plan) -> String {
         "Read the hub with {total} request(s) ({})",
         parts.join(", ")
     );
+    if let Some(r) = plan.read_seconds {
+        s.push_str(&format!(" in {r:.1}s"));
+        if let Some(e) = plan.estimated_read_seconds {
+            s.push_str(&format!(" (estimated {e:.1}s)"));
+        }
+    }
+    if let Some(c) = &plan.scope {
+        s.push_str(&format!(
+            "; {} twin(s) changed since {}",
+            c.twins,
+            &c.changed_from[..c.changed_from.len().min(12)]
+        ));
+    }
     if let Some(e) = plan.estimated_apply_seconds {
         s.push_str(&format!("; apply estimated at {e:.1}s at the chosen pace"));
     }
@@ -217,13 +333,27 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = super::validate::load(&args.paths)? else {
         return Ok(ExitStatus::Failure);
     };
+    let changed = match &args.changed_from {
+        Some(rev) => match changed_from(rev, &args.paths, &fleet)? {
+            Some(c) => Some(c),
+            None => return Ok(ExitStatus::Failure),
+        },
+        None => None,
+    };
     let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
     let options = Options {
         adopt: args.adopt,
         prune: args.prune,
-        targets: Targets::new(&args.common.targets),
+        targets: targets(&args.common.targets, changed.as_ref()),
     };
-    let result = make(&conn, &fleet, &options, args.common.concurrency).await;
+    let result = make(
+        &conn,
+        &fleet,
+        &options,
+        args.common.concurrency,
+        changed.as_ref().map(|c| &c.doc),
+    )
+    .await;
     conn.close().await;
     let p = result?;
     if !args.common.output.quiet {

@@ -1,5 +1,12 @@
-//! Client-side pacing: one token bucket per operation class, holding one second of its rate, so a large
-//! apply runs just under IoT Hub's quotas instead of into 429 storms. A 429 lowers that class's rate.
+//! Client-side pacing: one token bucket per operation class, so a large apply or read runs just under
+//! IoT Hub's quotas instead of into 429 storms. A 429 lowers that class's rate.
+//!
+//! The hub's bucket holds one second of the rate; ours holds a quarter second less ([`RESERVE`]).
+//! Sending exactly at the hub's limit leaves its bucket empty, and then a request that the network
+//! or the hub delayed, followed by one that was not, arrives too soon and is refused (with IoT
+//! Hub's 10-second wait). The reserve keeps that much of the hub's bucket unspent. And a run starts
+//! with one token per class, not a full bucket: the hub's bucket may still be short from the run
+//! before (a plan followed at once by its apply), which a full burst would overdraw.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -44,6 +51,9 @@ pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String
         .collect())
 }
 
+/// Seconds of each class's rate that the client leaves in the hub's bucket.
+pub const RESERVE: f64 = 0.25;
+
 /// Token buckets per class. Bulk rows draw from `registry_write`, as IoT Hub counts them.
 ///
 /// A caller reserves its tokens under a short lock (the bucket goes into debt) and then sleeps off
@@ -59,7 +69,14 @@ impl Pacer {
         let now = Instant::now().into_std();
         let buckets = rates
             .iter()
-            .map(|(c, r)| (*c, Mutex::new(Bucket::new(r.0, now))))
+            .map(|(c, r)| {
+                // The hub's capacity, one second (at least one token), less the reserve.
+                let capacity = r.0.max(1.0) - RESERVE * r.0;
+                (
+                    *c,
+                    Mutex::new(Bucket::with_capacity(r.0, capacity, 1.0, now)),
+                )
+            })
             .collect();
         Pacer { buckets }
     }
@@ -132,9 +149,22 @@ mod tests {
         for _ in 0..30 {
             p.acquire(OpClass::TwinWrite, 1).await;
         }
-        // 10 tokens up front, then 20 more at 10/s.
+        // One token up front, then 29 more at 10/s.
         let took = start.elapsed().as_secs_f64();
-        assert!((1.9..2.2).contains(&took), "{took}");
+        assert!((2.85..2.95).contains(&took), "{took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_bucket_fills_up_to_the_rate_less_the_reserve() {
+        let p = Pacer::new(&[(OpClass::TwinRead, Rate(100.0))]);
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let start = Instant::now();
+        for _ in 0..75 {
+            p.acquire(OpClass::TwinRead, 1).await;
+        }
+        assert!(start.elapsed().as_secs_f64() < 0.01, "75 at once");
+        p.acquire(OpClass::TwinRead, 1).await;
+        assert!(start.elapsed().as_secs_f64() >= 0.009, "the 76th waits");
     }
 
     #[tokio::test(start_paused = true)]
@@ -174,7 +204,8 @@ mod tests {
         let start = Instant::now();
         p.acquire(OpClass::Bulk, 100).await;
         p.acquire(OpClass::Bulk, 100).await;
+        // One token up front: the first call waits off 99, the second 100.
         let took = start.elapsed().as_secs_f64();
-        assert!((0.9..1.1).contains(&took), "{took}");
+        assert!((1.95..2.05).contains(&took), "{took}");
     }
 }

@@ -24,8 +24,22 @@ struct PlanDoc {
     requests: BTreeMap<String, u64>,
     #[serde(default)]
     estimated_apply_seconds: Option<f64>,
+    /// Paced hubs only.
+    #[serde(default)]
+    estimated_read_seconds: Option<f64>,
+    read_seconds: f64,
+    #[serde(default)]
+    scope: Option<ScopeDoc>,
     #[serde(default)]
     rollout: Option<RolloutDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct ScopeDoc {
+    pub(crate) changed_from: String,
+    pub(crate) twins: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +205,10 @@ async fn json_plan_and_outcomes_parse_into_strict_structs() {
             "(sensitive)"
         );
     }
+    assert!(plan.read_seconds >= 0.0);
+    // An unpaced hub gets no estimate; a plan of the whole fleet has no scope.
+    assert_eq!(plan.estimated_read_seconds, None);
+    assert!(plan.scope.is_none());
 
     let r = twinops(
         &em,

@@ -21,14 +21,15 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The twinops commands in a `run:` script: each line's part that starts with `twinops`, up to a
-/// redirection, pipe or list operator.
-fn commands(script: &str, hub: Option<&str>) -> Vec<Vec<String>> {
+/// redirection, pipe or list operator. `base` is the pull request's base commit.
+fn commands(script: &str, hub: Option<&str>, base: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for line in script.lines() {
         let line = match hub {
             Some(h) => line.replace("${{ matrix.hub }}", h),
             None => line.to_string(),
         };
+        let line = line.replace("\"${{ github.event.pull_request.base.sha }}\"", base);
         let Some(start) = line.find("twinops ") else {
             continue;
         };
@@ -69,7 +70,7 @@ fn workflow(name: &str) -> Value {
 }
 
 /// (matrix hub name, twinops commands) per job of a workflow.
-fn jobs(w: &Value) -> Vec<(Option<String>, Vec<Vec<String>>)> {
+fn jobs(w: &Value, base: &str) -> Vec<(Option<String>, Vec<Vec<String>>)> {
     let mut out = Vec::new();
     for (_, job) in w["jobs"].as_object().expect("jobs") {
         let hubs: Vec<Option<String>> = match job.pointer("/strategy/matrix/include") {
@@ -83,7 +84,7 @@ fn jobs(w: &Value) -> Vec<(Option<String>, Vec<Vec<String>>)> {
             let mut cmds = Vec::new();
             for step in job["steps"].as_array().expect("steps") {
                 if let Some(script) = step["run"].as_str() {
-                    cmds.extend(commands(script, hub.as_deref()));
+                    cmds.extend(commands(script, hub.as_deref(), base));
                 }
             }
             out.push((hub, cmds));
@@ -96,9 +97,36 @@ fn jobs(w: &Value) -> Vec<(Option<String>, Vec<Vec<String>>)> {
 fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedded_hub() {
     let work = tempfile::tempdir().unwrap();
     let cwd = work.path().join("repo");
+    // A repository whose base commit has no manifests yet: the pull request adds the example fleet,
+    // so the change-scoped plan covers all of it.
+    std::fs::create_dir_all(&cwd).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&cwd)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("running git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "base"]);
+    let base = git(&["rev-parse", "HEAD"]);
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"),
         &cwd.join("manifests"),
+    );
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "the pull request"]);
+    let checkout = workflow("plan.yml")["jobs"]["plan"]["steps"][0].clone();
+    assert_eq!(
+        checkout["with"]["fetch-depth"], 0,
+        "--changed-from needs the base commit in the checkout"
     );
     let hub = format!("local:{}", work.path().join("hub").display());
     let mut ran = Vec::new();
@@ -108,17 +136,20 @@ fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedd
             w.get("on").is_some() || w.get("true").is_some(),
             "{name} has no trigger"
         );
-        for (_, cmds) in jobs(&w) {
+        for (_, cmds) in jobs(&w, &base) {
             for c in cmds {
                 run(&cwd, &hub, &c);
                 ran.push(c[1].clone());
             }
         }
     }
-    assert!(
-        cwd.join("plan.json").exists(),
-        "the plan workflow saves plan.json"
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(cwd.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(
+        plan["scope"]["changed_from"], base,
+        "the pull request's plan is scoped to its change"
     );
+    assert!(plan["summary"]["create"].as_u64().unwrap() > 0);
     assert_eq!(ran, vec!["validate", "plan", "apply", "drift"]);
 
     // The matrix: one embedded hub and one manifest set per hub.
@@ -134,7 +165,7 @@ fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedd
     }
     let w = workflow("matrix.yml");
     let mut shards = 0;
-    for (matrix_hub, cmds) in jobs(&w) {
+    for (matrix_hub, cmds) in jobs(&w, "") {
         let matrix_hub = matrix_hub.expect("matrix jobs name their hub");
         let hub = format!(
             "local:{}",

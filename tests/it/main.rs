@@ -7,6 +7,7 @@
 mod cli;
 mod cli_apply;
 mod cli_args;
+mod cli_changed_from;
 mod cli_corpus;
 mod cli_gitops;
 mod cli_live_hub;

@@ -18,7 +18,7 @@ pub use names::{
     DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner, TwinAddress, address,
 };
 pub use rollout::{DEFAULT_BAKE, DEFAULT_TIMEOUT, Halt, OnHalt, RolloutSpec, Share, Step};
-pub use target::Targets;
+pub use target::{Scope, ScopedDevice, Targets};
 /// A JSON object, in insertion order (IoT Hub's definition, shared).
 pub use twinops_iothub::wire::JsonMap;
 
@@ -167,13 +167,82 @@ impl fmt::Display for PropertyPath {
     }
 }
 
+/// A declared twin section (`tags` or `desired`): a JSON object held as its compact JSON text.
+///
+/// A fleet holds one per twin and section, so it is kept small: a parsed `serde_json` tree (with
+/// `preserve_order`, an `IndexMap` and a heap string per key) costs several times its text, and
+/// a million declared twins must fit on one machine (SPEC §12). The planner parses a twin's
+/// sections when it diffs that twin ([`Content::to_map`]). Identical sections (a template's
+/// values across a range) may share one text. Equality is JSON equality: key order and the
+/// spelling of numbers do not matter.
+#[derive(Clone, Default)]
+pub struct Content(Option<Arc<str>>);
+
+impl Content {
+    /// The compact text of `map` (an empty map holds nothing).
+    pub fn new(map: &JsonMap) -> Content {
+        if map.is_empty() {
+            return Content(None);
+        }
+        // Serialising a map of JSON values cannot fail (string keys, finite numbers).
+        let text = serde_json::to_string(map).unwrap_or_else(|_| "{}".into());
+        Content(Some(text.into()))
+    }
+
+    /// Wraps an already compact text (a shared one, from an interner).
+    pub fn from_shared(text: Arc<str>) -> Content {
+        Content((&*text != "{}").then_some(text))
+    }
+
+    /// The compact JSON text (`{}` when empty).
+    pub fn text(&self) -> &str {
+        self.0.as_deref().unwrap_or("{}")
+    }
+
+    /// The shared text, if any (what an interner keys on).
+    pub fn shared(&self) -> Option<&Arc<str>> {
+        self.0.as_ref()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The section as a JSON object.
+    pub fn to_map(&self) -> JsonMap {
+        match &self.0 {
+            // The text was written by `new` from a map, so it parses back to that map.
+            Some(text) => serde_json::from_str(text).unwrap_or_default(),
+            None => JsonMap::new(),
+        }
+    }
+}
+
+impl From<JsonMap> for Content {
+    fn from(map: JsonMap) -> Content {
+        Content::new(&map)
+    }
+}
+
+impl PartialEq for Content {
+    fn eq(&self, other: &Content) -> bool {
+        self.text() == other.text() || self.to_map() == other.to_map()
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
 /// What the manifests want one twin's owned keys to be.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TwinSpec {
     /// Top-level keys are the owned tag keys; never contains [`LEDGER_TAG`].
-    pub tags: JsonMap,
+    pub tags: Content,
     /// Top-level keys are the owned desired keys.
-    pub desired: JsonMap,
+    pub desired: Content,
     /// Paths twinops never plans.
     pub ignore: Vec<PropertyPath>,
     /// Paths whose values are never shown (the paths of [`TwinSpec::refs`] included).

@@ -33,6 +33,17 @@ impl Bucket {
         }
     }
 
+    /// A bucket for `rate` per second that holds up to `capacity` tokens (above zero; a draw
+    /// larger than it goes into debt as usual) and holds `tokens` of them now.
+    pub fn with_capacity(rate: f64, capacity: f64, tokens: f64, now: Instant) -> Bucket {
+        Bucket {
+            rate,
+            capacity,
+            tokens: tokens.min(capacity),
+            last: now,
+        }
+    }
+
     /// Tokens earned per second.
     pub fn rate(&self) -> f64 {
         self.rate

@@ -5,14 +5,36 @@
 //! anything is expanded), modules per device, IDs defined twice, twin sizes with the ledger, and parents.
 //! A declaration's problems are reported once, at the declaration, not once per expanded ID.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::Sink;
 use super::raw::Device;
 use super::resolve::{Resolved, ResolvedModule, ResolvedTwin};
 use super::secret::Lookup;
 use super::twin::{self, Names};
-use crate::model::{DeviceId, DeviceSpec, Location, ModuleId, ModuleSpec, Section, TwinSpec};
+use crate::model::{
+    Content, DeviceId, DeviceSpec, JsonMap, Location, ModuleId, ModuleSpec, Section, TwinSpec,
+};
+
+/// One text per distinct twin section of the set: the devices of a range share their template's
+/// values wherever `${device}` does not make them differ.
+#[derive(Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    fn content(&mut self, map: &JsonMap) -> Content {
+        let fresh = Content::new(map);
+        let Some(text) = fresh.shared() else {
+            return fresh;
+        };
+        if let Some(known) = self.0.get(&**text) {
+            return Content::from_shared(known.clone());
+        }
+        self.0.insert(text.clone());
+        fresh
+    }
+}
 
 /// IoT Hub's identities per hub (devices plus modules).
 pub const MAX_IDENTITIES: u64 = 1_000_000;
@@ -30,6 +52,7 @@ pub fn expand(
         return Vec::new();
     }
     let mut defined: HashMap<String, Location> = HashMap::new();
+    let mut interner = Interner::default();
     let mut devices = Vec::new();
     let mut parents = Vec::new();
     for (device, resolved) in declarations {
@@ -63,7 +86,9 @@ pub fn expand(
             if let Some(parent) = &resolved.parent {
                 parents.push((devices.len(), parent.clone()));
             }
-            if let Some(spec) = device_spec(owner, id, device, resolved, lookup, sink) {
+            if let Some(spec) =
+                device_spec(owner, id, device, resolved, lookup, &mut interner, sink)
+            {
                 devices.push(spec);
             }
         }
@@ -105,6 +130,7 @@ fn device_spec(
     device: &Device,
     resolved: &Resolved,
     lookup: &mut Lookup<'_>,
+    interner: &mut Interner,
     sink: &mut Sink,
 ) -> Option<DeviceSpec> {
     // IDs and parents are checked, and reported with their place, where they are written (`raw`,
@@ -125,12 +151,13 @@ fn device_spec(
         &format!("device `{id}`"),
         &device.loc,
         lookup,
+        interner,
         sink,
     );
     let modules = resolved
         .modules
         .iter()
-        .filter_map(|(mid, m)| module_spec(owner, &id, mid, m, lookup, sink))
+        .filter_map(|(mid, m)| module_spec(owner, &id, mid, m, lookup, interner, sink))
         .collect();
     Some(DeviceSpec {
         status: resolved.status,
@@ -151,6 +178,7 @@ fn module_spec(
     id: &str,
     m: &ResolvedModule,
     lookup: &mut Lookup<'_>,
+    interner: &mut Interner,
     sink: &mut Sink,
 ) -> Option<ModuleSpec> {
     let names = Names {
@@ -159,7 +187,7 @@ fn module_spec(
     };
     let what = format!("module `{device}/{id}`");
     let checked = ModuleId::new(id);
-    let twin = twin_spec(owner, &m.twin, names, &what, &m.loc, lookup, sink);
+    let twin = twin_spec(owner, &m.twin, names, &what, &m.loc, lookup, interner, sink);
     Some(ModuleSpec {
         id: checked.ok()?,
         managed_by: m.managed_by.clone(),
@@ -176,6 +204,7 @@ fn twin_spec(
     what: &str,
     loc: &Location,
     lookup: &mut Lookup<'_>,
+    interner: &mut Interner,
     sink: &mut Sink,
 ) -> TwinSpec {
     let (tags, mut refs) = twin::twin_json(Section::Tags, &resolved.tags, names, lookup, sink);
@@ -220,8 +249,8 @@ fn twin_spec(
         }
     }
     TwinSpec {
-        tags,
-        desired,
+        tags: interner.content(&tags),
+        desired: interner.content(&desired),
         ignore: resolved.ignore.clone(),
         sensitive,
         refs,

@@ -292,8 +292,9 @@ fn rollout_marks_fit(owner: &str, devices: &[crate::model::DeviceSpec], sink: &m
         )
     });
     for (what, t, loc) in twins {
-        let with_ledger = twin::size(&t.tags) + twin::ledger_size(owner, &t.tags, &t.desired);
-        let mark = crate::plan::ledger::Mark::size_at_most(t.desired.keys());
+        let (tags, desired) = (t.tags.to_map(), t.desired.to_map());
+        let with_ledger = twin::size(&tags) + twin::ledger_size(owner, &tags, &desired);
+        let mark = crate::plan::ledger::Mark::size_at_most(desired.keys());
         // Over the limit without the mark was reported where the twin was expanded.
         if with_ledger <= limit && with_ledger + mark > limit {
             sink.once(

@@ -849,6 +849,9 @@ mod tests {
             conflicts: vec![],
             requests: Default::default(),
             estimated_apply_seconds: None,
+            estimated_read_seconds: None,
+            read_seconds: None,
+            scope: None,
             no_longer_declared: vec![],
             rollout: None,
         };

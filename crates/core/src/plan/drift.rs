@@ -147,7 +147,7 @@ pub fn acknowledged(desired: &Value, reported: Option<&Value>, version: i64) -> 
 fn answers(spec: &TwinSpec, seen: &ObservedTwin) -> (Vec<String>, Vec<(String, Option<String>)>) {
     let mut pending = Vec::new();
     let mut rejected = Vec::new();
-    for (k, v) in &spec.desired {
+    for (k, v) in &spec.desired.to_map() {
         if seen.desired.get(k) != Some(v) {
             continue; // someone else's value now: not ours to judge
         }
@@ -167,6 +167,7 @@ fn configured(
     module: Option<&str>,
 ) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
+    let desired = spec.desired.to_map();
     for c in configs {
         let applied = seen
             .configurations
@@ -189,7 +190,7 @@ fn configured(
         };
         let keys: Vec<String> = writes
             .iter()
-            .filter(|k| spec.desired.contains_key(*k))
+            .filter(|k| desired.contains_key(*k))
             .map(|k| format!("desired.{k}"))
             .collect();
         if !keys.is_empty() {

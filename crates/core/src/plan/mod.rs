@@ -10,7 +10,9 @@ pub mod drift;
 pub mod ledger;
 pub mod patch;
 pub mod rollout;
+pub mod scope;
 pub mod secret;
+mod seen;
 mod twin;
 mod values;
 
@@ -30,6 +32,7 @@ pub use change::{
 };
 pub use rollout::{Rollout, Wave, WaveStep};
 pub use secret::{ReadError, SecretDoc, SecretProblem};
+pub use seen::{Seen, SeenDevice, SeenModule};
 pub use twin::{TwinView, is_sensitive_digest, owned_view, sensitive_digest};
 
 /// The version of the JSON plan document.
@@ -155,6 +158,15 @@ pub struct Plan<C = Change> {
     /// Estimated apply time at the chosen pace, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_apply_seconds: Option<f64>,
+    /// Estimated time to read the hub at the chosen pace, in seconds (paced hubs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_read_seconds: Option<f64>,
+    /// How long reading the hub took, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_seconds: Option<f64>,
+    /// Set when the plan covers only the twins a manifest change touched (`--changed-from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<scope::ScopeDoc>,
     /// Identities whose ledger names this owner but that no manifest declares any more (`device`
     /// or `device/module`), listed when the plan does not prune them: `--prune` deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -272,13 +284,56 @@ fn device_identity_update(
     (set, diff)
 }
 
-struct Planner<'a> {
+/// The streaming diff: observed twins are handed over one at a time, as the hub's pages or GETs
+/// arrive, and each is diffed against its declaration at once; what is kept of it afterwards is a
+/// [`Seen`] record (etags, identity fields, whether this owner owns it), never its content. Creates,
+/// deletions, the rollout's waves and the summary are settled in [`Differ::finish`], so the order in
+/// which twins arrive does not change the plan.
+pub struct Differ<'a> {
     fleet: &'a Fleet,
     options: &'a Options,
+    declared: BTreeMap<&'a str, &'a DeviceSpec>,
     plan: Plan,
+    seen: Seen,
+    /// The tag keys a rollout's `first` matches on, kept of each observed device.
+    first_keys: Vec<&'a str>,
+    /// With a rollout block: the declared twins read whose ledger holds a rollout's mark.
+    marks: Marks,
 }
 
-impl Planner<'_> {
+impl<'a> Differ<'a> {
+    pub fn new(fleet: &'a Fleet, hub: &str, options: &'a Options) -> Differ<'a> {
+        Differ {
+            fleet,
+            options,
+            declared: fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect(),
+            plan: Plan {
+                format_version: FORMAT_VERSION,
+                hub: hub.to_string(),
+                owner: fleet.owner.clone(),
+                manifest_digest: fleet.digest.clone(),
+                summary: Summary::default(),
+                changes: Vec::new(),
+                conflicts: Vec::new(),
+                requests: BTreeMap::new(),
+                estimated_apply_seconds: None,
+                estimated_read_seconds: None,
+                read_seconds: None,
+                scope: None,
+                no_longer_declared: Vec::new(),
+                rollout: None,
+            },
+            seen: Seen::default(),
+            first_keys: fleet
+                .rollout
+                .as_ref()
+                .and_then(|r| r.first.as_ref())
+                .map(|f| f.keys().map(String::as_str).collect())
+                .unwrap_or_default(),
+            marks: Marks::new(),
+        }
+    }
+
     fn push(&mut self, c: Change) {
         self.plan.changes.push(c);
     }
@@ -323,6 +378,14 @@ impl Planner<'_> {
 
     /// Plans one twin; returns false when it is a conflict.
     fn twin(&mut self, address: TwinAddress, spec: &TwinSpec, seen: &ObservedTwin) -> bool {
+        if self.fleet.rollout.is_some()
+            && let Some((id, target, wave)) = mark_of(&self.fleet.owner, spec, seen)
+        {
+            self.marks
+                .entry(id)
+                .or_default()
+                .push((address.clone(), target, wave));
+        }
         match twin::diff(&self.fleet.owner, spec, seen, self.options.adopt) {
             twin::Outcome::Unchanged => {
                 self.plan.summary.unchanged += 1;
@@ -359,20 +422,32 @@ impl Planner<'_> {
         }
     }
 
-    fn device(&mut self, d: &DeviceSpec, seen: Option<&ObservedDevice>) {
-        let targets = &self.options.targets;
-        let Some(seen) = seen else {
-            if targets.touches(&d.id) {
-                self.create_device(d);
-                for m in &d.modules {
-                    if targets.device(&d.id) || targets.module(&d.id, &m.id) {
-                        self.create_module(d, m);
-                    }
-                }
-            }
+    /// One observed device: its own twin and identity are diffed now, and so are the modules it
+    /// carries (a read may also hand them over later, through [`Differ::module`]). A device read
+    /// twice (query rows can repeat while the index catches up) counts once.
+    pub fn device(&mut self, seen: &ObservedDevice) {
+        if self.seen.devices.contains_key(&seen.id) {
             return;
-        };
-        if targets.device(&d.id) {
+        }
+        let owner = self.fleet.owner.as_str();
+        let first_tags = self
+            .first_keys
+            .iter()
+            .filter_map(|k| Some(((*k).to_string(), seen.twin.tags.get(*k)?.clone())))
+            .collect();
+        self.seen.devices.insert(
+            seen.id.clone(),
+            SeenDevice {
+                identity_etag: seen.identity_etag.clone(),
+                status: seen.status,
+                owned: owned_by(&seen.twin, owner),
+                first_tags,
+                modules: BTreeMap::new(),
+            },
+        );
+        if let Some(d) = self.declared.get(seen.id.as_str()).copied()
+            && self.options.targets.device(&d.id)
+        {
             let twin_ok = self.twin(TwinAddress::device(d.id.clone()), &d.twin, &seen.twin);
             let (set, diff) = device_identity_update(d, seen);
             if twin_ok && !diff.is_empty() {
@@ -384,18 +459,37 @@ impl Planner<'_> {
                 }));
             }
         }
-        for m in &d.modules {
-            if !self.options.targets.module(&d.id, &m.id) {
-                continue;
-            }
-            match seen.modules.get(&m.id) {
-                None => self.create_module(d, m),
-                Some(sm) => self.module(d, m, sm),
-            }
+        for m in seen.modules.values() {
+            self.module(&seen.id, m);
         }
     }
 
-    fn module(&mut self, d: &DeviceSpec, m: &ModuleSpec, seen: &ObservedModule) {
+    /// One observed module twin. A module whose device was not read (its query row lagged behind
+    /// in the index) is left out; the next plan sees it.
+    pub fn module(&mut self, device: &DeviceId, seen: &ObservedModule) {
+        let owned = owned_by(&seen.twin, self.fleet.owner.as_str());
+        let Some(sd) = self.seen.devices.get_mut(device) else {
+            return;
+        };
+        if sd.modules.contains_key(&seen.id) {
+            return;
+        }
+        sd.modules.insert(
+            seen.id.clone(),
+            SeenModule {
+                twin_etag: seen.twin.etag.clone(),
+                owned,
+            },
+        );
+        let Some(d) = self.declared.get(device.as_str()).copied() else {
+            return;
+        };
+        let Some(m) = d.modules.iter().find(|m| m.id == seen.id) else {
+            return;
+        };
+        if !self.options.targets.module(&d.id, &m.id) {
+            return;
+        }
         let address = TwinAddress::module(d.id.clone(), m.id.clone());
         let twin_ok = self.twin(address, &m.twin, &seen.twin);
         if twin_ok && auth_differs(&m.auth, &seen.auth) {
@@ -414,70 +508,134 @@ impl Planner<'_> {
         }
     }
 
-    fn prune(&mut self, observed: &Observed) {
-        let owner = self.fleet.owner.as_str();
-        let gone = undeclared(
-            self.fleet,
-            owned_identities(observed, owner),
-            &self.options.targets,
-        );
+    /// Declared identities that were not read are created.
+    fn creates(&mut self) {
+        let fleet = self.fleet;
+        let targets = &self.options.targets;
+        let mut creates = Vec::new();
+        for d in &fleet.devices {
+            match self.seen.devices.get(&d.id) {
+                None if targets.touches(&d.id) => {
+                    creates.push((d, None));
+                    for m in &d.modules {
+                        if targets.device(&d.id) || targets.module(&d.id, &m.id) {
+                            creates.push((d, Some(m)));
+                        }
+                    }
+                }
+                None => {}
+                Some(sd) => {
+                    for m in &d.modules {
+                        if targets.module(&d.id, &m.id) && !sd.modules.contains_key(&m.id) {
+                            creates.push((d, Some(m)));
+                        }
+                    }
+                }
+            }
+        }
+        for (d, m) in creates {
+            match m {
+                None => self.create_device(d),
+                Some(m) => self.create_module(d, m),
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        let gone: Vec<(DeviceId, Option<ModuleId>)> =
+            undeclared(self.fleet, self.seen.owned(), &self.options.targets)
+                .into_iter()
+                .filter_map(|(d, m)| {
+                    let (id, seen) = self.seen.devices.get_key_value(d)?;
+                    let module = match m {
+                        Some(m) => Some(seen.modules.get_key_value(m)?.0.clone()),
+                        None => None,
+                    };
+                    Some((id.clone(), module))
+                })
+                .collect();
         for (id, module) in gone {
-            let Some(seen) = observed.devices.get(id) else {
+            let Some(seen) = self.seen.devices.get(&id) else {
                 continue;
             };
-            match module.and_then(|m| seen.modules.get_key_value(m)) {
-                Some((mid, m)) => self.push(Change::DeleteModule(DeleteModule {
-                    device: seen.id.clone(),
-                    module: mid.clone(),
-                    if_match: m.twin.etag.clone(),
-                })),
-                None if module.is_some() => {}
+            match module.and_then(|m| seen.modules.get_key_value(&m)) {
+                Some((mid, m)) => {
+                    let change = Change::DeleteModule(DeleteModule {
+                        device: id.clone(),
+                        module: mid.clone(),
+                        if_match: m.twin_etag.clone(),
+                    });
+                    self.push(change);
+                }
                 None => {
                     let blockers: Vec<String> = seen
                         .modules
                         .iter()
-                        .filter(|(mid, m)| !mid.is_system() && !owned_by(&m.twin, owner))
+                        .filter(|(mid, m)| !mid.is_system() && !m.owned)
                         .map(|(mid, _)| mid.to_string())
                         .collect();
                     if !blockers.is_empty() {
                         self.conflict(
-                            TwinAddress::device(seen.id.clone()),
+                            TwinAddress::device(id),
                             "not declared, but it has modules owned by others; not deleted".into(),
                             blockers,
                         );
                         continue;
                     }
-                    self.push(Change::DeleteDevice(DeleteDevice {
-                        id: seen.id.clone(),
+                    let change = Change::DeleteDevice(DeleteDevice {
+                        id: id.clone(),
                         if_match: seen.identity_etag.clone(),
                         modules: seen.modules.keys().cloned().collect(),
-                    }));
+                    });
+                    self.push(change);
                 }
             }
         }
+    }
+
+    /// Settles the plan: creates of what was not read, deletions (when pruning a `complete` read),
+    /// the order of changes and conflicts, the summary and the rollout's waves.
+    pub fn finish(mut self, complete: bool) -> (Plan, Seen) {
+        self.seen.complete = complete;
+        self.creates();
+        if self.options.prune && complete {
+            self.prune();
+        }
+        let names_parent =
+            |c: &Change| matches!(c, Change::CreateDevice(d) if d.identity.parent.is_some());
+        self.plan.changes.sort_by(|a, b| {
+            (a.kind().phase(), names_parent(a))
+                .cmp(&(b.kind().phase(), names_parent(b)))
+                .then_with(|| a.address().cmp(&b.address()))
+        });
+        // Declared devices in planning order (edge parents first), each device before its modules,
+        // then the undeclared ones pruning found.
+        let declared = &self.declared;
+        self.plan.conflicts.sort_by_cached_key(|c| {
+            let rank = match declared.get(c.device_id.as_str()) {
+                Some(d) => (0, !d.edge),
+                None => (1, true),
+            };
+            (rank, c.address())
+        });
+        self.plan.recount();
+        if let Some(spec) = &self.fleet.rollout {
+            plan_rollout(
+                &mut self.plan,
+                spec,
+                &self.fleet.owner,
+                &self.seen,
+                declared,
+                &self.marks,
+            );
+        }
+        (self.plan, self.seen)
     }
 }
 
 /// Whether a twin's ledger names `owner`.
 fn owned_by(twin: &ObservedTwin, owner: &str) -> bool {
     matches!(ledger::read(&twin.tags), ledger::Found::Ledger(l) if l.owner == owner)
-}
-
-/// The identities in `observed` whose ledger names `owner`: `(device, None)` for a device,
-/// `(device, Some(module))` for a module.
-pub fn owned_identities<'a>(
-    observed: &'a Observed,
-    owner: &'a str,
-) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
-    observed.devices.iter().flat_map(move |(id, d)| {
-        let device = owned_by(&d.twin, owner).then_some((id.as_str(), None));
-        device.into_iter().chain(
-            d.modules
-                .iter()
-                .filter(move |(_, m)| owned_by(&m.twin, owner))
-                .map(move |(mid, _)| (id.as_str(), Some(mid.as_str()))),
-        )
-    })
 }
 
 /// Of these owned identities, the ones no manifest declares and `targets` selects: devices (their
@@ -566,6 +724,9 @@ impl SavedPlan {
             conflicts: self.conflicts,
             requests: self.requests,
             estimated_apply_seconds: self.estimated_apply_seconds,
+            estimated_read_seconds: self.estimated_read_seconds,
+            read_seconds: self.read_seconds,
+            scope: self.scope,
             no_longer_declared: self.no_longer_declared,
             rollout: self.rollout,
         })
@@ -585,6 +746,9 @@ impl Plan {
             conflicts: self.conflicts.clone(),
             requests: self.requests.clone(),
             estimated_apply_seconds: self.estimated_apply_seconds,
+            estimated_read_seconds: self.estimated_read_seconds,
+            read_seconds: self.read_seconds,
+            scope: self.scope.clone(),
             no_longer_declared: self.no_longer_declared.clone(),
             rollout: self.rollout.clone(),
         }
@@ -595,7 +759,7 @@ impl Plan {
 /// them: IoT Hub refuses module identity operations on a disabled device under SAS (it allows
 /// them under Entra ID). Module creates go through bulk rows, which the emulator accepts for a
 /// disabled device (docs/emulator.md; a live hub was not observed doing either).
-pub fn disabled_with_module_changes(plan: &Plan, observed: &Observed) -> Vec<DeviceId> {
+pub fn disabled_with_module_changes(plan: &Plan, seen: &Seen) -> Vec<DeviceId> {
     // A set: a device's module updates and deletes run in different phases, so they are apart.
     let out: std::collections::BTreeSet<DeviceId> = plan
         .changes
@@ -603,8 +767,7 @@ pub fn disabled_with_module_changes(plan: &Plan, observed: &Observed) -> Vec<Dev
         .filter(|c| matches!(c, Change::UpdateModule(_) | Change::DeleteModule(_)))
         .map(|c| c.device_id().clone())
         .filter(|d| {
-            observed
-                .devices
+            seen.devices
                 .get(d)
                 .is_some_and(|o| o.status == crate::model::DeviceStatus::Disabled)
         })
@@ -629,44 +792,16 @@ pub fn deletion_count(plan: &Plan) -> usize {
 
 /// Diffs what the manifests want against what the hub holds.
 pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) -> Plan {
-    let mut p = Planner {
-        fleet,
-        options,
-        plan: Plan {
-            format_version: FORMAT_VERSION,
-            hub: hub.to_string(),
-            owner: fleet.owner.clone(),
-            manifest_digest: fleet.digest.clone(),
-            summary: Summary::default(),
-            changes: Vec::new(),
-            conflicts: Vec::new(),
-            requests: BTreeMap::new(),
-            estimated_apply_seconds: None,
-            no_longer_declared: Vec::new(),
-            rollout: None,
-        },
-    };
-    // Edge parents are created before their children so the children can name the parent's scope.
-    let mut order: Vec<&DeviceSpec> = fleet.devices.iter().collect();
-    order.sort_by_key(|d| (!d.edge, d.id.as_str()));
-    for d in order {
-        p.device(d, observed.devices.get(&d.id));
+    diff_seen(fleet, observed, hub, options).0
+}
+
+/// [`diff`], also returning what the plan kept of each observed identity.
+pub fn diff_seen(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) -> (Plan, Seen) {
+    let mut d = Differ::new(fleet, hub, options);
+    for od in observed.devices.values() {
+        d.device(od);
     }
-    if options.prune && observed.complete {
-        p.prune(observed);
-    }
-    let names_parent =
-        |c: &Change| matches!(c, Change::CreateDevice(d) if d.identity.parent.is_some());
-    p.plan.changes.sort_by(|a, b| {
-        (a.kind().phase(), names_parent(a))
-            .cmp(&(b.kind().phase(), names_parent(b)))
-            .then_with(|| a.address().cmp(&b.address()))
-    });
-    p.plan.recount();
-    if let Some(spec) = &fleet.rollout {
-        plan_rollout(&mut p.plan, spec, fleet, observed, options);
-    }
-    p.plan
+    d.finish(observed.complete)
 }
 
 /// The waves of a plan's rolled-out twin updates, and each one's mark in its ledger. `first.tags` is
@@ -682,28 +817,26 @@ pub fn diff(fleet: &Fleet, observed: &Observed, hub: &str, options: &Options) ->
 fn plan_rollout(
     plan: &mut Plan,
     spec: &crate::model::RolloutSpec,
-    fleet: &Fleet,
-    observed: &Observed,
-    options: &Options,
+    owner: &Owner,
+    seen: &Seen,
+    declared: &BTreeMap<&str, &DeviceSpec>,
+    marks: &Marks,
 ) {
-    let declared: BTreeMap<&str, &DeviceSpec> =
-        fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
     let is_first = |device: &DeviceId| {
         let Some(first) = &spec.first else {
             return false;
         };
-        let mut tags = observed
+        let mut tags = seen
             .devices
             .get(device)
-            .map(|o| o.twin.tags.clone())
+            .map(|o| o.first_tags.clone())
             .unwrap_or_default();
         if let Some(d) = declared.get(device.as_str()) {
-            tags.extend(d.twin.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            tags.extend(d.twin.tags.to_map());
         }
         rollout::matches_first(first, &tags)
     };
-    let marks = marked_twins(fleet, observed, options, &fleet.owner);
-    choose_rollout(plan, spec, &fleet.owner, &marks, is_first);
+    choose_rollout(plan, spec, owner, marks, is_first);
 }
 
 /// The twins a rollout marked, by its ID: each twin's address, the [`rollout::target_digest`] of
@@ -785,36 +918,6 @@ pub fn mark_of(
     let mark = l.rollout?;
     let desired = twin::declared_desired(spec, seen);
     Some((mark.id, rollout::target_digest(&desired), mark.wave))
-}
-
-/// Declared twins in scope whose ledger (ours) carries a rollout mark ([`Marks`]).
-fn marked_twins(fleet: &Fleet, observed: &Observed, options: &Options, owner: &str) -> Marks {
-    let mut out = Marks::new();
-    let mut note = |address: TwinAddress, spec: &crate::model::TwinSpec, seen: &ObservedTwin| {
-        if let Some((id, target, wave)) = mark_of(owner, spec, seen) {
-            out.entry(id).or_default().push((address, target, wave));
-        }
-    };
-    for d in &fleet.devices {
-        let Some(seen) = observed.devices.get(&d.id) else {
-            continue;
-        };
-        if options.targets.device(&d.id) {
-            note(TwinAddress::device(d.id.clone()), &d.twin, &seen.twin);
-        }
-        for m in &d.modules {
-            if let Some(sm) = seen.modules.get(&m.id)
-                && options.targets.module(&d.id, &m.id)
-            {
-                note(
-                    TwinAddress::module(d.id.clone(), m.id.clone()),
-                    &m.twin,
-                    &sm.twin,
-                );
-            }
-        }
-    }
-    out
 }
 
 /// Writes each rolled-out update's mark into the ledger it writes (`patch` and `target`), so the

@@ -326,9 +326,11 @@ impl Concealed {
                     }
                 },
                 None => {
-                    let held = sources
-                        .spec(address)
-                        .and_then(|s| patch::get(spec_section(s, path.section), &path.keys))
+                    // The declared section is parsed for this one value.
+                    let section = sources.spec(address).map(|s| spec_section(s, path.section));
+                    let held = section
+                        .as_ref()
+                        .and_then(|m| patch::get(m, &path.keys))
                         .filter(|v| !v.is_null());
                     match held {
                         Some(v) => v.clone(),
@@ -361,10 +363,10 @@ impl Concealed {
     }
 }
 
-fn spec_section(spec: &TwinSpec, s: Section) -> &JsonMap {
+fn spec_section(spec: &TwinSpec, s: Section) -> JsonMap {
     match s {
-        Section::Tags => &spec.tags,
-        Section::Desired => &spec.desired,
+        Section::Tags => spec.tags.to_map(),
+        Section::Desired => spec.desired.to_map(),
     }
 }
 

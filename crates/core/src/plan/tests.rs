@@ -31,8 +31,8 @@ fn device(id: &str, tags: Value, desired: Value) -> DeviceSpec {
         edge: false,
         parent: None,
         twin: TwinSpec {
-            tags: map(tags),
-            desired: map(desired),
+            tags: map(tags).into(),
+            desired: map(desired).into(),
             ..TwinSpec::default()
         },
         modules: Vec::new(),
@@ -506,7 +506,7 @@ fn only_desired_updates_of_existing_twins_are_rolled_out() {
         managed_by: None,
         auth: AuthSpec::Sas,
         twin: TwinSpec {
-            desired: map(json!({"t": 2})),
+            desired: map(json!({"t": 2})).into(),
             ..TwinSpec::default()
         },
         location: loc(),

@@ -141,7 +141,7 @@ pub(super) fn content_view(content: &TwinPatch, sensitive: &[PropertyPath]) -> O
 pub(super) fn declared_desired(spec: &TwinSpec, seen: &ObservedTwin) -> JsonMap {
     let view = TwinView {
         tags: BTreeSet::new(),
-        desired: spec.desired.keys().cloned().collect(),
+        desired: spec.desired.to_map().keys().cloned().collect(),
         ignore: spec.ignore.clone(),
         sensitive: spec.sensitive.clone(),
     };
@@ -150,15 +150,11 @@ pub(super) fn declared_desired(spec: &TwinSpec, seen: &ObservedTwin) -> JsonMap 
 
 /// The twin content written when the identity is created.
 pub(super) fn create_content(owner: &str, spec: &TwinSpec) -> TwinPatch {
-    let mut tags = spec.tags.clone();
-    tags.insert(
-        LEDGER_TAG.into(),
-        Ledger::new(owner, &spec.tags, &spec.desired).to_value(),
-    );
-    TwinPatch {
-        tags,
-        desired: spec.desired.clone(),
-    }
+    let mut tags = spec.tags.to_map();
+    let desired = spec.desired.to_map();
+    let ledger = Ledger::new(owner, &tags, &desired).to_value();
+    tags.insert(LEDGER_TAG.into(), ledger);
+    TwinPatch { tags, desired }
 }
 
 /// Diffs one existing twin against its spec.
@@ -179,19 +175,20 @@ pub(super) fn diff(owner: &str, spec: &TwinSpec, seen: &ObservedTwin, adopt: boo
             Ledger::default()
         }
     };
-    let mut wanted_ledger = Ledger::new(owner, &spec.tags, &spec.desired);
+    // The declared sections are parsed here, for this twin only.
+    let mut want_tags = spec.tags.to_map();
+    let mut want_desired = spec.desired.to_map();
+    let mut wanted_ledger = Ledger::new(owner, &want_tags, &want_desired);
     // The mark of the rollout that last wrote the twin stays until another rollout writes it: it is
     // the hub's memory of where that rollout is (SPEC §11), not something to tidy away.
     wanted_ledger.rollout = prev.rollout.clone();
-    let mut tag_keys: BTreeSet<String> = spec.tags.keys().cloned().collect();
+    let mut tag_keys: BTreeSet<String> = want_tags.keys().cloned().collect();
     tag_keys.extend(prev.tags.iter().cloned());
     tag_keys.insert(LEDGER_TAG.to_string());
-    let mut desired_keys: BTreeSet<String> = spec.desired.keys().cloned().collect();
+    let mut desired_keys: BTreeSet<String> = want_desired.keys().cloned().collect();
     desired_keys.extend(prev.desired.iter().cloned());
 
-    let mut want_tags = spec.tags.clone();
     want_tags.insert(LEDGER_TAG.into(), wanted_ledger.to_value());
-    let mut want_desired = spec.desired.clone();
     // Ignored paths keep whatever the hub holds.
     for p in &spec.ignore {
         let (want, seen_map) = match p.section {

@@ -8,4 +8,5 @@ mod manifest_load;
 mod manifest_rules;
 mod manifest_schema;
 mod patch_property;
+mod plan_scope;
 mod render_snapshots;

@@ -55,7 +55,10 @@ fn example_fleet_loads() {
     let first = device(&fleet, "myFirstDevice");
     let module = &first.modules[0];
     assert_eq!(module.id, "myFirstModule");
-    assert_eq!(module.twin.desired["telemetryInterval"], json!(122));
+    assert_eq!(
+        module.twin.desired.to_map()["telemetryInterval"],
+        json!(122)
+    );
     assert_eq!(
         fleet
             .devices
@@ -65,7 +68,7 @@ fn example_fleet_loads() {
         20
     );
     let therm = device(&fleet, "therm-007");
-    assert_eq!(therm.twin.tags["name"], json!("therm-007"));
+    assert_eq!(therm.twin.tags.to_map()["name"], json!("therm-007"));
     assert_eq!(therm.modules.len(), 2);
     assert_eq!(
         therm.twin.sensitive,
@@ -97,7 +100,7 @@ devices:
     )]);
     let d = device(&fleet, "d1");
     assert_eq!(
-        d.twin.tags,
+        d.twin.tags.to_map(),
         obj(json!({"a": "base", "b": "second", "c": "own"}))
     );
     assert_eq!(d.status, DeviceStatus::Disabled);
@@ -118,7 +121,7 @@ devices:
 ",
     )]);
     assert_eq!(
-        device(&fleet, "d1").twin.desired,
+        device(&fleet, "d1").twin.desired.to_map(),
         obj(json!({"x": "a", "y": "b"}))
     );
 }
@@ -143,7 +146,7 @@ devices:
 ",
     )]);
     assert_eq!(
-        device(&fleet, "d1").twin.desired,
+        device(&fleet, "d1").twin.desired.to_map(),
         obj(json!({
             "nested": {"keep": 1, "deeper": {"a": 1, "b": 3}, "added": {"m": 1}},
             "list": [9]
@@ -164,7 +167,7 @@ devices:
     let d = device(&fleet, "d1");
     assert_eq!(d.status, DeviceStatus::Enabled);
     assert_eq!(d.parent, None);
-    assert!(d.twin.tags.is_empty());
+    assert!(d.twin.tags.to_map().is_empty());
     assert_eq!(d.auth, AuthSpec::Sas);
 }
 
@@ -190,7 +193,7 @@ devices:
     let ids: Vec<&str> = d.modules.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["extra", "sensor"]);
     assert_eq!(
-        d.modules[1].twin.desired,
+        d.modules[1].twin.desired.to_map(),
         obj(json!({"interval": 5, "unit": "c"}))
     );
     assert_eq!(d.modules[1].managed_by.as_deref(), Some("ops"));
@@ -255,11 +258,11 @@ devices:
     )]);
     let d = device(&fleet, "d2");
     assert_eq!(
-        d.twin.tags,
+        d.twin.tags.to_map(),
         obj(json!({"name": "d2", "deep": {"list": ["x-d2", {"k": "d2!"}]}}))
     );
     assert_eq!(
-        d.modules[0].twin.desired,
+        d.modules[0].twin.desired.to_map(),
         obj(json!({"path": "/d2/m1", "literal": "${device} costs $5"}))
     );
 }
@@ -292,7 +295,7 @@ fn several_documents_in_one_file_form_one_set() {
         "owner: o\n---\ntemplates: {t: {tags: {a: 1}}}\n---\ndevices: {d: {templates: [t]}}\n---\n# empty\n",
     )]);
     assert_eq!(fleet.owner, "o");
-    assert_eq!(device(&fleet, "d").twin.tags, obj(json!({"a": 1})));
+    assert_eq!(device(&fleet, "d").twin.tags.to_map(), obj(json!({"a": 1})));
 }
 
 #[test]
@@ -303,7 +306,7 @@ fn ten_nested_objects_with_a_value_in_the_tenth_are_accepted() {
         "a.yaml",
         &format!("devices:\n  d:\n    desired: {{top: {value}}}\n"),
     )]);
-    let mut at = &device(&fleet, "d").twin.desired["top"];
+    let mut at = &device(&fleet, "d").twin.desired.to_map()["top"];
     for _ in 0..10 {
         at = &at["k"];
     }
@@ -328,10 +331,10 @@ fn empty_and_non_ascii_twin_keys_are_accepted() {
         "devices:\n  d:\n    tags: {\"\": 1, größe: {\"\": x}}\n    desired: {温度: 21, \"\": {\"\": true}}\n",
     )]);
     let d = device(&fleet, "d");
-    assert_eq!(d.twin.tags[""], json!(1));
-    assert_eq!(d.twin.tags["größe"], json!({"": "x"}));
-    assert_eq!(d.twin.desired["温度"], json!(21));
-    assert_eq!(d.twin.desired[""], json!({"": true}));
+    assert_eq!(d.twin.tags.to_map()[""], json!(1));
+    assert_eq!(d.twin.tags.to_map()["größe"], json!({"": "x"}));
+    assert_eq!(d.twin.desired.to_map()["温度"], json!(21));
+    assert_eq!(d.twin.desired.to_map()[""], json!({"": true}));
 }
 
 #[test]
@@ -340,7 +343,7 @@ fn integers_at_the_limits_are_accepted() {
         "a.yaml",
         "devices:\n  d: {desired: {min: -4503599627370495, max: 4503599627370495, f: 1.5e3, one: 1, oneFloat: 1.0}}\n",
     )]);
-    let desired = &device(&fleet, "d").twin.desired;
+    let desired = &device(&fleet, "d").twin.desired.to_map();
     assert_eq!(desired["max"], json!(4503599627370495_i64));
     assert_eq!(desired["min"], json!(-4503599627370495_i64));
     // `1` and `1.0` stay what they are written as, as IoT Hub keeps them.
@@ -523,7 +526,7 @@ fn string_limit_counts_utf8_bytes_as_the_hub_does() {
         "a.yaml",
         "devices:\n  d1:\n    desired: {k: \"abc\", n: 1, b: true}\n",
     )]);
-    let d = &ok.devices[0].twin.desired;
+    let d = &ok.devices[0].twin.desired.to_map();
     assert_eq!(twinops_iothub::twin_rules::size(d), 1 + 3 + 1 + 8 + 1 + 4);
 }
 
@@ -616,8 +619,14 @@ fn a_secret_reference_takes_the_variable_and_its_path_becomes_sensitive() {
     .unwrap_or_else(|e| panic!("{e}"));
     let d = device(&fleet, "d-2");
     // The value as the variable holds it: no substitution inside it.
-    assert_eq!(d.twin.desired["auth"], json!({"token": "t0k3n-${device}"}));
-    assert_eq!(d.twin.tags, obj(json!({"name": "d-2", "key": "k3y"})));
+    assert_eq!(
+        d.twin.desired.to_map()["auth"],
+        json!({"token": "t0k3n-${device}"})
+    );
+    assert_eq!(
+        d.twin.tags.to_map(),
+        obj(json!({"name": "d-2", "key": "k3y"}))
+    );
     let sensitive: Vec<String> = d.twin.sensitive.iter().map(ToString::to_string).collect();
     assert_eq!(sensitive, ["desired.pin", "tags.key", "desired.auth.token"]);
     let refs: Vec<(String, &str)> = d
@@ -635,7 +644,7 @@ fn a_secret_reference_takes_the_variable_and_its_path_becomes_sensitive() {
     );
     let m = &d.modules[0].twin;
     assert_eq!(
-        m.desired,
+        m.desired.to_map(),
         obj(json!({"secret": "t0k3n-${device}", "plain": "m"}))
     );
     assert_eq!(m.sensitive, [path(Section::Desired, &["secret"])]);
@@ -653,7 +662,7 @@ fn an_escaped_reference_is_the_literal_text_and_not_sensitive() {
     .unwrap_or_else(|e| panic!("{e}"));
     let d = device(&fleet, "d");
     assert_eq!(
-        d.twin.desired,
+        d.twin.desired.to_map(),
         obj(json!({"a": "${env:X}", "b": "x ${env:X} ${device}", "c": "$${env:X}"}))
     );
     assert!(d.twin.sensitive.is_empty() && d.twin.refs.is_empty());

@@ -49,8 +49,8 @@ impl Gen {
 
 fn twin_case(g: &mut Gen, owner: &Owner) -> (TwinSpec, ObservedTwin) {
     let spec = TwinSpec {
-        tags: g.map(2, 3),
-        desired: g.map(2, 3),
+        tags: g.map(2, 3).into(),
+        desired: g.map(2, 3).into(),
         ..TwinSpec::default()
     };
     let mut tags = g.map(2, 4);

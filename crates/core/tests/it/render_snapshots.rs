@@ -140,6 +140,9 @@ fn sample() -> Plan {
         }],
         requests: Default::default(),
         estimated_apply_seconds: None,
+        estimated_read_seconds: None,
+        read_seconds: None,
+        scope: None,
         no_longer_declared: vec![],
         rollout: None,
     }

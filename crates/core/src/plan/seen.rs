@@ -1,0 +1,76 @@
+//! What a plan keeps of each observed identity once its twin has been diffed: the etags a delete
+//! needs, the identity fields the warnings and prune read, whether the ledger names this owner,
+//! and (for a rollout's `first` wave) the few tags it matches. No twin content: a read of a large
+//! fleet holds this record per twin instead of the twin (SPEC §12, memory).
+
+use std::collections::BTreeMap;
+
+use crate::model::{DeviceId, DeviceStatus, ETag, JsonMap, ModuleId};
+
+/// The identities a plan read, by device.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Seen {
+    pub devices: BTreeMap<DeviceId, SeenDevice>,
+    /// Whether every identity the plan's targets can select was read (a full query, or a
+    /// change-scoped read that read every twin of its scope): what pruning and the "no longer
+    /// declared" hint need to be exact.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenDevice {
+    /// The identity's etag, for identity deletes.
+    pub identity_etag: ETag,
+    pub status: DeviceStatus,
+    /// Whether the twin's ledger names this plan's owner.
+    pub owned: bool,
+    /// The observed tags a rollout's `first.tags` names (empty without one).
+    pub first_tags: JsonMap,
+    pub modules: BTreeMap<ModuleId, SeenModule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenModule {
+    /// The module twin's etag, for module deletes.
+    pub twin_etag: ETag,
+    /// Whether the twin's ledger names this plan's owner.
+    pub owned: bool,
+}
+
+impl Seen {
+    /// Every identity read: `(device, None)` for a device, `(device, Some(module))` for a module.
+    pub fn identities(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.devices.iter().flat_map(|(id, d)| {
+            std::iter::once((id.as_str(), None)).chain(
+                d.modules
+                    .keys()
+                    .map(move |m| (id.as_str(), Some(m.as_str()))),
+            )
+        })
+    }
+
+    /// The identities read whose ledger names the plan's owner.
+    pub fn owned(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.devices.iter().flat_map(|(id, d)| {
+            let device = d.owned.then_some((id.as_str(), None));
+            device.into_iter().chain(
+                d.modules
+                    .iter()
+                    .filter(|(_, m)| m.owned)
+                    .map(move |(mid, _)| (id.as_str(), Some(mid.as_str()))),
+            )
+        })
+    }
+
+    /// How many owned device identities and owned module identities were read.
+    pub fn owned_counts(&self) -> (u64, u64) {
+        let devices = self.devices.values().filter(|d| d.owned).count() as u64;
+        let modules = self
+            .devices
+            .values()
+            .flat_map(|d| d.modules.values())
+            .filter(|m| m.owned)
+            .count() as u64;
+        (devices, modules)
+    }
+}
