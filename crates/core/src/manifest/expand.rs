@@ -36,6 +36,13 @@ impl Interner {
     }
 }
 
+/// How declared values become a twin's sections: `${env:NAME}` looked up once per variable, and
+/// equal sections held once.
+struct Values<'l, 'e> {
+    lookup: &'l mut Lookup<'e>,
+    interner: Interner,
+}
+
 /// IoT Hub's identities per hub (devices plus modules).
 pub const MAX_IDENTITIES: u64 = 1_000_000;
 /// IoT Hub's modules per device.
@@ -52,7 +59,10 @@ pub fn expand(
         return Vec::new();
     }
     let mut defined: HashMap<String, Location> = HashMap::new();
-    let mut interner = Interner::default();
+    let mut values = Values {
+        lookup,
+        interner: Interner::default(),
+    };
     let mut devices = Vec::new();
     let mut parents = Vec::new();
     for (device, resolved) in declarations {
@@ -86,9 +96,7 @@ pub fn expand(
             if let Some(parent) = &resolved.parent {
                 parents.push((devices.len(), parent.clone()));
             }
-            if let Some(spec) =
-                device_spec(owner, id, device, resolved, lookup, &mut interner, sink)
-            {
+            if let Some(spec) = device_spec(owner, id, device, resolved, &mut values, sink) {
                 devices.push(spec);
             }
         }
@@ -129,8 +137,7 @@ fn device_spec(
     id: String,
     device: &Device,
     resolved: &Resolved,
-    lookup: &mut Lookup<'_>,
-    interner: &mut Interner,
+    values: &mut Values<'_, '_>,
     sink: &mut Sink,
 ) -> Option<DeviceSpec> {
     // IDs and parents are checked, and reported with their place, where they are written (`raw`,
@@ -150,14 +157,13 @@ fn device_spec(
         names,
         &format!("device `{id}`"),
         &device.loc,
-        lookup,
-        interner,
+        values,
         sink,
     );
     let modules = resolved
         .modules
         .iter()
-        .filter_map(|(mid, m)| module_spec(owner, &id, mid, m, lookup, interner, sink))
+        .filter_map(|(mid, m)| module_spec(owner, &id, mid, m, values, sink))
         .collect();
     Some(DeviceSpec {
         status: resolved.status,
@@ -177,8 +183,7 @@ fn module_spec(
     device: &str,
     id: &str,
     m: &ResolvedModule,
-    lookup: &mut Lookup<'_>,
-    interner: &mut Interner,
+    values: &mut Values<'_, '_>,
     sink: &mut Sink,
 ) -> Option<ModuleSpec> {
     let names = Names {
@@ -187,7 +192,7 @@ fn module_spec(
     };
     let what = format!("module `{device}/{id}`");
     let checked = ModuleId::new(id);
-    let twin = twin_spec(owner, &m.twin, names, &what, &m.loc, lookup, interner, sink);
+    let twin = twin_spec(owner, &m.twin, names, &what, &m.loc, values, sink);
     Some(ModuleSpec {
         id: checked.ok()?,
         managed_by: m.managed_by.clone(),
@@ -203,13 +208,18 @@ fn twin_spec(
     names: Names<'_>,
     what: &str,
     loc: &Location,
-    lookup: &mut Lookup<'_>,
-    interner: &mut Interner,
+    values: &mut Values<'_, '_>,
     sink: &mut Sink,
 ) -> TwinSpec {
-    let (tags, mut refs) = twin::twin_json(Section::Tags, &resolved.tags, names, lookup, sink);
-    let (desired, desired_refs) =
-        twin::twin_json(Section::Desired, &resolved.desired, names, lookup, sink);
+    let (tags, mut refs) =
+        twin::twin_json(Section::Tags, &resolved.tags, names, values.lookup, sink);
+    let (desired, desired_refs) = twin::twin_json(
+        Section::Desired,
+        &resolved.desired,
+        names,
+        values.lookup,
+        sink,
+    );
     refs.extend(desired_refs);
     let tags_size = twin::size(&tags);
     let ledger = twin::ledger_size(owner, &tags, &desired);
@@ -249,8 +259,8 @@ fn twin_spec(
         }
     }
     TwinSpec {
-        tags: interner.content(&tags),
-        desired: interner.content(&desired),
+        tags: values.interner.content(&tags),
+        desired: values.interner.content(&desired),
         ignore: resolved.ignore.clone(),
         sensitive,
         refs,
