@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{Event, Executor, Outcome, Status, outcome, twin};
-use crate::hub::{Error, Hub, observe};
+use crate::hub::{Error, Hub, observe, read};
 use twinops_core::model::{Digest, ETag, JsonMap, ObservedTwin, OnHalt, TwinAddress};
 use twinops_core::plan::rollout::{self, Ack, Gate, Halted, Tally};
 use twinops_core::plan::{Change, Plan, Rollout, UpdateTwin, ledger};
@@ -23,9 +23,6 @@ use twinops_core::report::{GateTwin, HaltReport, RolloutReport, WaveReport, Wave
 
 /// Above this many open twins a poll reads them with paged `IN` queries instead of one GET each.
 const GATE_TARGETED_MAX: usize = crate::hub::read::TARGETED_MAX_TWINS;
-
-/// The longest query string sent (IoT Hub refuses queries over about 8 KB).
-const MAX_QUERY_CHARS: usize = 7_000;
 
 /// What delivering the waves did.
 pub(super) struct Delivery {
@@ -472,78 +469,27 @@ async fn poll(
     Ok(())
 }
 
-fn quoted(id: &str) -> String {
-    format!("'{id}'")
-}
-
-/// The queries that read these twins: device twins by `deviceId IN [...]`, module twins by
-/// `deviceId IN [...] AND moduleId IN [...]` per group of devices, each query string short enough
-/// for IoT Hub. A module query may return modules of those devices that are not asked for; the
-/// caller keeps only the asked ones.
+/// The queries that read these twins: device twins by `deviceId IN [...]`, module twins by the
+/// same lists over `devices.modules` (the plan's own `IN` lists, under IoT Hub's query size limit).
+/// A module query returns every module of those devices; the caller keeps the asked ones.
 fn queries<'a>(twins: impl Iterator<Item = &'a TwinAddress>) -> Vec<String> {
-    let mut devices: Vec<&str> = Vec::new();
-    let mut modules: std::collections::BTreeMap<&str, BTreeSet<&str>> = Default::default();
+    let mut devices: BTreeSet<&twinops_core::model::DeviceId> = BTreeSet::new();
+    let mut with_modules: BTreeSet<&twinops_core::model::DeviceId> = BTreeSet::new();
     for a in twins {
-        match a.module_id() {
-            None => devices.push(a.device.as_str()),
-            Some(m) => {
-                modules.entry(a.device.as_str()).or_default().insert(m);
-            }
-        }
+        match a.module {
+            None => devices.insert(&a.device),
+            Some(_) => with_modules.insert(&a.device),
+        };
     }
+    let devices: Vec<_> = devices.into_iter().collect();
+    let with_modules: Vec<_> = with_modules.into_iter().collect();
     let mut out = Vec::new();
-    let head = "SELECT * FROM devices WHERE deviceId IN [";
-    let mut list: Vec<String> = Vec::new();
-    let mut len = head.len();
-    for d in devices {
-        let q = quoted(d);
-        if !list.is_empty() && len + q.len() + 1 > MAX_QUERY_CHARS {
-            out.push(format!("{head}{}]", list.join(",")));
-            list.clear();
-            len = head.len();
-        }
-        len += q.len() + 1;
-        list.push(q);
+    if !devices.is_empty() {
+        out.extend(read::in_queries(read::IN_PREFIX_DEVICES, &devices));
     }
-    if !list.is_empty() {
-        out.push(format!("{head}{}]", list.join(",")));
+    if !with_modules.is_empty() {
+        out.extend(read::in_queries(read::IN_PREFIX_MODULES, &with_modules));
     }
-    let head = "SELECT * FROM devices.modules WHERE deviceId IN [";
-    let mut ds: Vec<String> = Vec::new();
-    let mut ms: BTreeSet<String> = BTreeSet::new();
-    let size = |ds: &Vec<String>, ms: &BTreeSet<String>| {
-        head.len()
-            + "] AND moduleId IN []".len()
-            + ds.iter().map(|d| d.len() + 1).sum::<usize>()
-            + ms.iter().map(|m| m.len() + 1).sum::<usize>()
-    };
-    let flush = |ds: &mut Vec<String>, ms: &mut BTreeSet<String>, out: &mut Vec<String>| {
-        if !ds.is_empty() {
-            let ml: Vec<&str> = ms.iter().map(String::as_str).collect();
-            out.push(format!(
-                "{head}{}] AND moduleId IN [{}]",
-                ds.join(","),
-                ml.join(",")
-            ));
-        }
-        ds.clear();
-        ms.clear();
-    };
-    for (d, mods) in modules {
-        let dq = quoted(d);
-        let new: Vec<String> = mods
-            .iter()
-            .map(|m| quoted(m))
-            .filter(|m| !ms.contains(m))
-            .collect();
-        let grown = size(&ds, &ms) + dq.len() + 1 + new.iter().map(|m| m.len() + 1).sum::<usize>();
-        if !ds.is_empty() && grown > MAX_QUERY_CHARS {
-            flush(&mut ds, &mut ms, &mut out);
-        }
-        ds.push(dq);
-        ms.extend(mods.iter().map(|m| quoted(m)));
-    }
-    flush(&mut ds, &mut ms, &mut out);
     out
 }
 
@@ -619,41 +565,18 @@ mod tests {
     }
 
     #[test]
-    fn gate_queries_select_the_asked_twins_by_id_lists() {
+    fn gate_queries_read_device_and_module_twins_by_the_plans_id_lists() {
         let twins = [a("d1"), a("d2"), a("d1/m1"), a("d2/m1"), a("d2/m2")];
         assert_eq!(
             queries(twins.iter()),
             [
-                "SELECT * FROM devices WHERE deviceId IN ['d1','d2']",
-                "SELECT * FROM devices.modules WHERE deviceId IN ['d1','d2'] AND moduleId IN ['m1','m2']",
+                "SELECT * FROM devices WHERE deviceId IN ['d1', 'd2']",
+                "SELECT * FROM devices.modules WHERE deviceId IN ['d1', 'd2']",
             ]
         );
-    }
-
-    #[test]
-    fn long_id_lists_are_split_below_the_query_limit() {
-        let twins: Vec<TwinAddress> = (0..2_000)
-            .flat_map(|i| {
-                [
-                    a(&format!("device-{i:05}")),
-                    a(&format!("device-{i:05}/sensor")),
-                ]
-            })
-            .collect();
-        let qs = queries(twins.iter());
-        assert!(qs.len() > 2, "{}", qs.len());
-        assert!(qs.iter().all(|q| q.len() <= MAX_QUERY_CHARS));
-        let named: usize = qs
-            .iter()
-            .filter(|q| q.contains("FROM devices WHERE"))
-            .map(|q| q.matches("'device-").count())
-            .sum();
-        assert_eq!(named, 2_000);
-        let module_devices: usize = qs
-            .iter()
-            .filter(|q| q.contains("devices.modules"))
-            .map(|q| q.matches("'device-").count())
-            .sum();
-        assert_eq!(module_devices, 2_000);
+        assert_eq!(
+            queries([a("d3/m1")].iter()),
+            ["SELECT * FROM devices.modules WHERE deviceId IN ['d3']"]
+        );
     }
 }

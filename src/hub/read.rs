@@ -179,8 +179,8 @@ impl ReadPlan {
     }
 }
 
-const IN_PREFIX_DEVICES: &str = "SELECT * FROM devices WHERE deviceId IN [";
-const IN_PREFIX_MODULES: &str = "SELECT * FROM devices.modules WHERE deviceId IN [";
+pub(crate) const IN_PREFIX_DEVICES: &str = "SELECT * FROM devices WHERE deviceId IN [";
+pub(crate) const IN_PREFIX_MODULES: &str = "SELECT * FROM devices.modules WHERE deviceId IN [";
 
 /// How `IN` lists cut a run of devices into queries of at most [`MAX_IN_QUERY_BYTES`]: calls
 /// `each(first, end, rows)` per query over `items[first..end]`, each item `(id, rows it returns)`.
@@ -225,7 +225,7 @@ fn query_pages<'a>(devices: impl Iterator<Item = &'a Wanted> + Clone) -> usize {
 }
 
 /// The `IN`-list queries of these devices.
-fn in_queries(prefix: &str, ids: &[&DeviceId]) -> Vec<String> {
+pub(crate) fn in_queries(prefix: &str, ids: &[&DeviceId]) -> Vec<String> {
     let mut out = Vec::new();
     chunks(prefix, ids.iter().map(|id| (*id, 0)), |first, end, _| {
         let list: Vec<String> = ids[first..end].iter().map(|id| format!("'{id}'")).collect();
