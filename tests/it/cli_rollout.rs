@@ -8,12 +8,12 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cli::{class, dir, manifests, other_writer, report, twin, twinops, writes};
+use crate::cli::{class, command, dir, manifests, other_writer, report, twin, twinops, writes};
 use crate::support::Emulator;
 
 const REJECTED: &str = "rejected by simulated device";
@@ -226,12 +226,7 @@ async fn a_silent_canary_halts_at_the_timeout_and_revert_leaves_a_twin_changed_s
             ),
         )],
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_twinops"))
-        .args(["apply", "--yes", "--format", "json", p])
-        .env("TWINOPS_HUB", &em.connection_string)
-        .env("TWINOPS_CA_CERT", &em.ca_path)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+    let child = command(&em, &["apply", "--yes", "--format", "json", p])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -300,12 +295,7 @@ async fn a_kill_during_bake_never_lets_a_later_wave_out_before_the_earlier_one_p
             ),
         )],
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twinops"))
-        .args(["apply", "--yes", p])
-        .env("TWINOPS_HUB", &em.connection_string)
-        .env("TWINOPS_CA_CERT", &em.ca_path)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+    let mut child = command(&em, &["apply", "--yes", p])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -38,17 +38,24 @@ pub fn twinops(em: &Emulator, args: &[&str]) -> Run {
 
 /// Runs `twinops ARGS` against the emulator with extra environment variables.
 pub fn twinops_env(em: &Emulator, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = command(em, args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(cmd)
+}
+
+/// `twinops ARGS` against the emulator, not started: for tests that watch or kill it while it runs.
+pub fn command(em: &Emulator, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twinops"));
     cmd.args(args)
         .env("TWINOPS_HUB", &em.connection_string)
         .env("TWINOPS_CA_CERT", &em.ca_path)
         .env_remove("IOTHUB_CONNECTION_STRING")
         .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    run(cmd)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// Runs `twinops ARGS` with no hub configured.
