@@ -32,16 +32,16 @@ pub(super) struct Delivery {
     pub passed: bool,
 }
 
-/// One twin the gate of a wave waits for.
-struct Item {
-    address: TwinAddress,
+/// One twin a gate (or `apply --wait`) waits for.
+pub(super) struct Item {
+    pub address: TwinAddress,
     /// The changed desired keys; for a twin an earlier run wrote, read from its mark when polled.
-    keys: Option<BTreeSet<String>>,
+    pub keys: Option<BTreeSet<String>>,
     /// The values written (a plan's `target.desired`), to tell someone else's later value apart.
-    expect: JsonMap,
+    pub expect: JsonMap,
     /// The desired `$version` the write produced: a query row older than that is stale.
-    version: Option<i64>,
-    answer: Ack,
+    pub version: Option<i64>,
+    pub answer: Ack,
 }
 
 /// A twin this run wrote, for `on_halt: revert`.
@@ -320,10 +320,10 @@ fn halt_report(r: &Rollout, wave: usize, why: Halted, t: &Tally) -> HaltReport {
 
 /// What a gate's reads cost.
 #[derive(Debug, Default)]
-struct Cost {
-    polls: usize,
-    gets: usize,
-    query_pages: usize,
+pub(super) struct Cost {
+    pub polls: usize,
+    pub gets: usize,
+    pub query_pages: usize,
 }
 
 /// Polls a written wave until its gate decides, the timeout passes or the run is interrupted
@@ -341,7 +341,15 @@ async fn wait_gate(
     // fit in about one page per hundred.
     let by_query = items.len() > GATE_TARGETED_MAX;
     loop {
-        poll(ex.hub, items, id, by_query, ex.options.concurrency, cost).await?;
+        poll(
+            ex.hub,
+            items,
+            Some(id),
+            by_query,
+            ex.options.concurrency,
+            cost,
+        )
+        .await?;
         let answers: Vec<Ack> = items.iter().map(|i| i.answer.clone()).collect();
         let timed_out = started.elapsed() >= r.timeout;
         let tally = Tally::of(&answers);
@@ -375,7 +383,7 @@ async fn sleep_unless_stopped(ex: &Executor<'_>, d: Duration) {
 }
 
 /// Classifies one polled twin.
-fn classify(item: &Item, id: &Digest, seen: &ObservedTwin) -> Ack {
+fn classify(item: &Item, id: Option<&Digest>, seen: &ObservedTwin) -> Ack {
     // A query row from before the write (the query index lags) says nothing about it yet.
     if item.version.is_some_and(|v| seen.desired_version < v) {
         return Ack::Pending;
@@ -386,7 +394,7 @@ fn classify(item: &Item, id: &Digest, seen: &ObservedTwin) -> Ack {
             ledger::Found::Ledger(ledger::Ledger {
                 rollout: Some(mark),
                 ..
-            }) if mark.id == *id => mark.desired,
+            }) if Some(&mark.id) == id => mark.desired,
             // Rewritten since by someone else: not this rollout's to wait for.
             _ => BTreeSet::new(),
         },
@@ -395,11 +403,12 @@ fn classify(item: &Item, id: &Digest, seen: &ObservedTwin) -> Ack {
 }
 
 /// Reads the open (pending) items once: one GET each for a small wave, else paged queries over `IN`
-/// lists of their IDs (about one request per 100 twins).
-async fn poll(
+/// lists of their IDs (about one request per 100 twins). `id` is the rollout whose marks name the
+/// keys of items without their own.
+pub(super) async fn poll(
     hub: &Hub,
     items: &mut [Item],
-    id: &Digest,
+    id: Option<&Digest>,
     by_query: bool,
     concurrency: usize,
     cost: &mut Cost,

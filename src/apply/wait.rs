@@ -1,14 +1,17 @@
 //! `apply --wait[=DURATION]`: after applying, wait until every changed twin's desired values are
 //! acknowledged by its device (reported equal, or the Plug and Play ack form), or the time runs out.
+//! The twins are read and classified the way a rollout's gate reads its wave ([`super::rollout::poll`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::rollout::{Cost, Item, poll};
 use crate::apply::{Report, Status};
 use crate::hub::{Hub, observe};
-use twinops_core::plan::drift::{Ack, classify, twin_answer};
+use twinops_core::model::TwinAddress;
+use twinops_core::plan::drift::Ack;
 use twinops_core::plan::{Kind, Plan, is_sensitive_digest};
 
 pub use twinops_core::report::Pending;
@@ -59,55 +62,44 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
     out
 }
 
-/// Classifies one waited-for twin: acknowledged (every key), rejected (any key, with the
-/// device's `ad` texts), or still pending.
-fn answer(p: &Pending, twin: &twinops_core::model::ObservedTwin) -> Ack {
-    twin_answer(
-        p.desired
-            .iter()
-            // A key someone else changed since is not ours to wait for.
-            .filter(|(k, v)| twin.desired.get(*k) == Some(*v))
-            .map(|(k, v)| {
-                (
-                    format!("desired.{k}"),
-                    classify(v, twin.reported.get(k), twin.desired_version),
-                )
-            }),
-    )
-}
-
-/// Records a twin's answer on its item.
-fn record(p: &mut Pending, twin: &twinops_core::model::ObservedTwin, started: Instant) {
-    match answer(p, twin) {
-        Ack::Acknowledged => p.acknowledged_after = Some(started.elapsed()),
-        Ack::Rejected { ad } => p.rejected = ad.or_else(|| Some("rejected".into())),
-        Ack::Pending => {}
-    }
-}
-
-async fn check(hub: &Hub, items: &mut [Pending], started: Instant) -> anyhow::Result<()> {
+/// Reads the open items once, the way a rollout's gate does (one GET each for a few, paged `IN`
+/// queries of just those twins for more), and records each answer with the gate's classifier.
+async fn check(
+    hub: &Hub,
+    items: &mut [Pending],
+    by_query: bool,
+    concurrency: usize,
+    started: Instant,
+) -> anyhow::Result<()> {
     let open: Vec<usize> = (0..items.len()).filter(|i| items[*i].is_open()).collect();
-    if open.len() <= crate::hub::read::TARGETED_MAX_TWINS {
-        for i in open {
-            let p = &items[i];
-            let t = hub.get_twin(&p.device, p.module.as_deref()).await?;
-            let seen = observe::twin(&t)?;
-            record(&mut items[i], &seen, started);
-        }
-        return Ok(());
+    let mut polled: Vec<Item> = Vec::new();
+    for &i in &open {
+        let p = &items[i];
+        let device = observe::device_id(&p.device)?;
+        let address = match &p.module {
+            Some(m) => TwinAddress::module(device, observe::module_id(m)?),
+            None => TwinAddress::device(device),
+        };
+        polled.push(Item {
+            address,
+            keys: Some(p.desired.keys().cloned().collect()),
+            expect: p
+                .desired
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            version: None,
+            answer: Ack::Pending,
+        });
     }
-    // Many twins: the same paged read as a plan's (every device and module twin of the hub).
-    let observed = crate::hub::read::query_all(hub).await?;
-    let twin_of = |p: &Pending| {
-        let d = observed.devices.get(p.device.as_str())?;
-        match &p.module {
-            None => Some(&d.twin),
-            Some(m) => d.modules.get(m.as_str()).map(|m| &m.twin),
-        }
-    };
-    for p in items.iter_mut().filter(|p| p.is_open()) {
-        if let Some(t) = twin_of(p) {
-            record(p, t, started);
+    let mut cost = Cost::default();
+    poll(hub, &mut polled, None, by_query, concurrency, &mut cost).await?;
+    for (i, item) in open.into_iter().zip(polled) {
+        let p = &mut items[i];
+        match item.answer {
+            Ack::Acknowledged => p.acknowledged_after = Some(started.elapsed()),
+            Ack::Rejected { ad } => p.rejected = ad.or_else(|| Some("rejected".into())),
+            Ack::Pending => {}
         }
     }
     Ok(())
@@ -118,12 +110,15 @@ pub async fn wait(
     hub: &Hub,
     mut items: Vec<Pending>,
     limit: Duration,
+    concurrency: usize,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<Vec<Pending>> {
     let started = Instant::now();
     let mut interval = Duration::from_millis(250);
+    // Decided once, as a gate does: many twins are polled by query to the end.
+    let by_query = items.len() > crate::hub::read::TARGETED_MAX_TWINS;
     loop {
-        check(hub, &mut items, started).await?;
+        check(hub, &mut items, by_query, concurrency, started).await?;
         let left = items.iter().filter(|p| p.is_open()).count();
         // A rejection ends the wait at once: waiting longer cannot turn it into an ack.
         let rejected = items.iter().any(|p| p.rejected.is_some());

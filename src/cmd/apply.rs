@@ -247,7 +247,14 @@ async fn execute(
                 items.len()
             ));
         }
-        let items = crate::apply::wait::wait(&conn.hub, items, limit, &options.stop).await?;
+        let items = crate::apply::wait::wait(
+            &conn.hub,
+            items,
+            limit,
+            args.common.concurrency,
+            &options.stop,
+        )
+        .await?;
         let mut buf = Vec::new();
         twinops_core::render::text::acknowledgements(&mut buf, &items)?;
         output::data(&String::from_utf8_lossy(&buf));

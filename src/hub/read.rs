@@ -523,11 +523,6 @@ pub fn declared(fleet: &Fleet) -> (usize, usize) {
     )
 }
 
-/// Every device and module twin of the hub, through two paged queries.
-pub async fn query_all(hub: &Hub) -> Result<Observed, Error> {
-    query(hub, "SELECT * FROM devices", true).await
-}
-
 /// The device twins a device query selects, with their module twins, through two paged queries.
 /// `complete` says whether the query selects every device (what pruning needs).
 pub async fn query(hub: &Hub, device_query: &str, complete: bool) -> Result<Observed, Error> {
