@@ -152,8 +152,10 @@ fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedd
     assert!(plan["summary"]["create"].as_u64().unwrap() > 0);
     assert_eq!(ran, vec!["validate", "plan", "apply", "drift"]);
 
-    // The matrix: one embedded hub and one manifest set per hub.
-    let mcwd = work.path().join("sharded");
+    // The matrix: one embedded hub and one manifest set per hub, added by a pull request on top of
+    // the same base commit as above.
+    let mcwd = cwd.clone();
+    git(&["checkout", "-q", "-b", "sharded", &base]);
     for hub in ["berlin", "munich"] {
         let dir = mcwd.join("manifests").join(hub);
         std::fs::create_dir_all(&dir).unwrap();
@@ -163,9 +165,13 @@ fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedd
         )
         .unwrap();
     }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "two hubs"]);
+    let checkout = workflow("matrix.yml")["jobs"]["plan"]["steps"][0].clone();
+    assert_eq!(checkout["with"]["fetch-depth"], 0);
     let w = workflow("matrix.yml");
     let mut shards = 0;
-    for (matrix_hub, cmds) in jobs(&w, "") {
+    for (matrix_hub, cmds) in jobs(&w, &base) {
         let matrix_hub = matrix_hub.expect("matrix jobs name their hub");
         let hub = format!(
             "local:{}",
@@ -173,7 +179,15 @@ fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedd
         );
         for c in cmds {
             assert_eq!(run(&mcwd, &hub, &c), 2, "a fresh hub has changes to plan");
-            assert!(mcwd.join(format!("plan-{matrix_hub}.json")).exists());
+            let plan: Value = serde_json::from_slice(
+                &std::fs::read(mcwd.join(format!("plan-{matrix_hub}.json"))).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(plan["scope"]["changed_from"], base, "{matrix_hub}");
+            assert_eq!(
+                plan["scope"]["twins"], 3,
+                "{matrix_hub}: its own three devices"
+            );
             shards += 1;
         }
     }
