@@ -138,7 +138,25 @@ impl Spawned {
 }
 
 impl Drop for Spawned {
+    /// Ends the emulator with SIGTERM first, so that a hub without `--state` removes the scratch
+    /// directory its TLS files live in (a SIGKILL leaves one in the temp directory per run); SIGKILL
+    /// after a second. [`Spawned::kill`] stays a plain SIGKILL, as a crash would be.
     fn drop(&mut self) {
+        // Ended already (killed, or exited and reaped): its ID may belong to another process now.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        #[cfg(unix)]
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: signalling our own child process, which has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..40 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+        }
         end(&mut self.child);
     }
 }
