@@ -92,7 +92,7 @@ pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume:
     if let Some(last) = r.written {
         ex.note(format!(
             "Rollout {} continues: the twins' ledgers say wave {last} of {waves} was the last one written.",
-            short(&r.id)
+            twinops_core::render::text::short_id(r)
         ));
     }
     for w in r.waves.iter().filter(|w| w.index >= start) {
@@ -188,7 +188,7 @@ pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume:
             gate_items.len()
         ));
         let mut cost = Cost::default();
-        let gated = wait_gate(ex, &mut gate_items, &r.id, r, &mut cost).await;
+        let gated = wait_gate(ex, &mut gate_items, r, &mut cost).await;
         let state = &mut report.waves[w.index];
         state.polls = cost.polls;
         state.gets = cost.gets;
@@ -229,7 +229,7 @@ pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume:
                         twinops_core::render::text::duration(r.bake),
                         w.index + 1
                     ));
-                    bake(ex, r.bake).await;
+                    sleep_unless_stopped(ex, r.bake).await;
                 }
             }
             Gate::Waiting => {
@@ -265,10 +265,6 @@ pub(super) async fn deliver(ex: &Executor<'_>, plan: &Plan, r: &Rollout, resume:
         report,
         passed,
     }
-}
-
-fn short(id: &Digest) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 fn gate_twin(a: &TwinAddress, ad: Option<String>) -> GateTwin {
@@ -331,25 +327,13 @@ pub(super) struct Cost {
 async fn wait_gate(
     ex: &Executor<'_>,
     items: &mut [Item],
-    id: &Digest,
     r: &Rollout,
     cost: &mut Cost,
 ) -> Result<(Gate, Tally), Error> {
     let started = Instant::now();
     let mut interval = Duration::from_millis(250);
-    // Decided per wave: a large wave is polled by query to its end, as the twins still pending
-    // fit in about one page per hundred.
-    let by_query = items.len() > GATE_TARGETED_MAX;
     loop {
-        poll(
-            ex.hub,
-            items,
-            Some(id),
-            by_query,
-            ex.options.concurrency,
-            cost,
-        )
-        .await?;
+        poll(ex.hub, items, Some(&r.id), ex.options.concurrency, cost).await?;
         let answers: Vec<Ack> = items.iter().map(|i| i.answer.clone()).collect();
         let timed_out = started.elapsed() >= r.timeout;
         let tally = Tally::of(&answers);
@@ -364,10 +348,6 @@ async fn wait_gate(
         sleep_unless_stopped(ex, interval.min(left)).await;
         interval = (interval * 2).min(Duration::from_secs(5));
     }
-}
-
-async fn bake(ex: &Executor<'_>, bake: Duration) {
-    sleep_unless_stopped(ex, bake).await;
 }
 
 /// Sleeps for `d`, waking early when the run is interrupted.
@@ -402,17 +382,19 @@ fn classify(item: &Item, id: Option<&Digest>, seen: &ObservedTwin) -> Ack {
     rollout::answer(&keys, &item.expect, seen)
 }
 
-/// Reads the open (pending) items once: one GET each for a small wave, else paged queries over `IN`
-/// lists of their IDs (about one request per 100 twins). `id` is the rollout whose marks name the
-/// keys of items without their own.
+/// Reads the open (pending) items once: one GET each when `items` (the whole wave, decided ones
+/// included) is small, else paged queries over `IN` lists of the open ones' IDs (about one request
+/// per 100 twins). Deciding on the whole set keeps a large wave on queries to its end, when the
+/// few twins still pending fit in one page. `id` is the rollout whose marks name the keys of items
+/// without their own.
 pub(super) async fn poll(
     hub: &Hub,
     items: &mut [Item],
     id: Option<&Digest>,
-    by_query: bool,
     concurrency: usize,
     cost: &mut Cost,
 ) -> Result<(), Error> {
+    let by_query = items.len() > GATE_TARGETED_MAX;
     let open: Vec<usize> = (0..items.len())
         .filter(|i| items[*i].answer == Ack::Pending)
         .collect();

@@ -62,26 +62,24 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
     out
 }
 
-/// Reads the open items once, the way a rollout's gate does (one GET each for a few, paged `IN`
-/// queries of just those twins for more), and records each answer with the gate's classifier.
-async fn check(
+/// Polls until everything is acknowledged or `limit` passes; returns the items with their times.
+/// The twins are read and classified as a rollout's gate reads its wave (one GET each for a few,
+/// paged `IN` queries of just the pending ones for more).
+pub async fn wait(
     hub: &Hub,
-    items: &mut [Pending],
-    by_query: bool,
+    mut items: Vec<Pending>,
+    limit: Duration,
     concurrency: usize,
-    started: Instant,
-) -> anyhow::Result<()> {
-    let open: Vec<usize> = (0..items.len()).filter(|i| items[*i].is_open()).collect();
-    let mut polled: Vec<Item> = Vec::new();
-    for &i in &open {
-        let p = &items[i];
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<Vec<Pending>> {
+    let mut polled = Vec::with_capacity(items.len());
+    for p in &items {
         let device = observe::device_id(&p.device)?;
-        let address = match &p.module {
-            Some(m) => TwinAddress::module(device, observe::module_id(m)?),
-            None => TwinAddress::device(device),
-        };
         polled.push(Item {
-            address,
+            address: match &p.module {
+                Some(m) => TwinAddress::module(device, observe::module_id(m)?),
+                None => TwinAddress::device(device),
+            },
             keys: Some(p.desired.keys().cloned().collect()),
             expect: p
                 .desired
@@ -92,33 +90,21 @@ async fn check(
             answer: Ack::Pending,
         });
     }
-    let mut cost = Cost::default();
-    poll(hub, &mut polled, None, by_query, concurrency, &mut cost).await?;
-    for (i, item) in open.into_iter().zip(polled) {
-        let p = &mut items[i];
-        match item.answer {
-            Ack::Acknowledged => p.acknowledged_after = Some(started.elapsed()),
-            Ack::Rejected { ad } => p.rejected = ad.or_else(|| Some("rejected".into())),
-            Ack::Pending => {}
-        }
-    }
-    Ok(())
-}
-
-/// Polls until everything is acknowledged or `limit` passes; returns the items with their times.
-pub async fn wait(
-    hub: &Hub,
-    mut items: Vec<Pending>,
-    limit: Duration,
-    concurrency: usize,
-    stop: &std::sync::atomic::AtomicBool,
-) -> anyhow::Result<Vec<Pending>> {
     let started = Instant::now();
     let mut interval = Duration::from_millis(250);
-    // Decided once, as a gate does: many twins are polled by query to the end.
-    let by_query = items.len() > crate::hub::read::TARGETED_MAX_TWINS;
+    let mut cost = Cost::default();
     loop {
-        check(hub, &mut items, by_query, concurrency, started).await?;
+        poll(hub, &mut polled, None, concurrency, &mut cost).await?;
+        for (p, item) in items.iter_mut().zip(&polled) {
+            if !p.is_open() {
+                continue;
+            }
+            match &item.answer {
+                Ack::Acknowledged => p.acknowledged_after = Some(started.elapsed()),
+                Ack::Rejected { ad } => p.rejected = ad.clone().or_else(|| Some("rejected".into())),
+                Ack::Pending => {}
+            }
+        }
         let left = items.iter().filter(|p| p.is_open()).count();
         // A rejection ends the wait at once: waiting longer cannot turn it into an ack.
         let rejected = items.iter().any(|p| p.rejected.is_some());
