@@ -41,6 +41,8 @@ impl Interner {
 struct Values<'l, 'e> {
     lookup: &'l mut Lookup<'e>,
     interner: Interner,
+    /// The set has a `rollout` block: a wave's write adds its mark to each twin's ledger.
+    rollout: bool,
 }
 
 /// IoT Hub's identities per hub (devices plus modules).
@@ -48,11 +50,13 @@ pub const MAX_IDENTITIES: u64 = 1_000_000;
 /// IoT Hub's modules per device.
 pub const MAX_MODULES: usize = twinops_iothub::ids::MAX_MODULES_PER_DEVICE;
 
-/// Expands every declaration, or nothing when the set declares too many identities.
+/// Expands every declaration, or nothing when the set declares too many identities. With
+/// `rollout` (the set has a `rollout` block) the tags must leave room for a rollout's mark too.
 pub fn expand(
     owner: &str,
     declarations: &[(&Device, Resolved)],
     lookup: &mut Lookup<'_>,
+    rollout: bool,
     sink: &mut Sink,
 ) -> Vec<DeviceSpec> {
     if !identities_fit(declarations, sink) {
@@ -62,6 +66,7 @@ pub fn expand(
     let mut values = Values {
         lookup,
         interner: Interner::default(),
+        rollout,
     };
     let mut devices = Vec::new();
     let mut parents = Vec::new();
@@ -239,6 +244,19 @@ fn twin_spec(
                 tags_size + ledger
             ),
         );
+    } else if values.rollout {
+        // Each twin a wave writes carries the rollout's mark in its ledger (SPEC §11).
+        let mark = crate::plan::ledger::Mark::size_at_most(desired.keys());
+        if tags_size + ledger + mark > limit {
+            sink.once(
+                loc,
+                "tags-size",
+                format!(
+                    "tags of {what} are {} bytes with the twinops ledger and the rollout's mark ({mark} of them); IoT Hub allows at most {limit}",
+                    tags_size + ledger + mark
+                ),
+            );
+        }
     }
     let desired_size = twin::size(&desired);
     if desired_size > twin::MAX_DESIRED_BYTES {

@@ -177,10 +177,13 @@ pub fn load(sources: &[Source], env: &dyn Env) -> Result<Fleet, Errors> {
         .map(|d| (d, templates.resolve(d, &mut sink)))
         .collect();
     let mut lookup = secret::Lookup::new(env);
-    let devices = expand::expand(&owner, &declarations, &mut lookup, &mut sink);
-    if rollout.is_some() {
-        rollout_marks_fit(&owner, &devices, &mut sink);
-    }
+    let devices = expand::expand(
+        &owner,
+        &declarations,
+        &mut lookup,
+        rollout.is_some(),
+        &mut sink,
+    );
     if !sink.diagnostics.is_empty() {
         return Err(sink.finish());
     }
@@ -277,35 +280,6 @@ fn owner(documents: &[raw::Document], sink: &mut Sink) -> Owner {
             sink.error(&o.loc, e.to_string());
             Owner::default_owner()
         }),
-    }
-}
-
-/// With a `rollout` block, each twin a rollout writes carries its mark in the ledger (SPEC §11):
-/// the tags must leave room for it under IoT Hub's 8 KB, or the wave's writes would be refused.
-fn rollout_marks_fit(owner: &str, devices: &[crate::model::DeviceSpec], sink: &mut Sink) {
-    let limit = twin::MAX_TAGS_BYTES;
-    let twins = devices.iter().flat_map(|d| {
-        std::iter::once((format!("device `{}`", d.id), &d.twin, &d.location)).chain(
-            d.modules
-                .iter()
-                .map(move |m| (format!("module `{}/{}`", d.id, m.id), &m.twin, &m.location)),
-        )
-    });
-    for (what, t, loc) in twins {
-        let (tags, desired) = (t.tags.to_map(), t.desired.to_map());
-        let with_ledger = twin::size(&tags) + twin::ledger_size(owner, &tags, &desired);
-        let mark = crate::plan::ledger::Mark::size_at_most(desired.keys());
-        // Over the limit without the mark was reported where the twin was expanded.
-        if with_ledger <= limit && with_ledger + mark > limit {
-            sink.once(
-                loc,
-                "tags-size",
-                format!(
-                    "tags of {what} are {} bytes with the twinops ledger and the rollout's mark ({mark} of them); IoT Hub allows at most {limit}",
-                    with_ledger + mark
-                ),
-            );
-        }
     }
 }
 
