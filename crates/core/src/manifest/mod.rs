@@ -216,13 +216,7 @@ fn digest(sorted: &[&Source]) -> crate::model::Digest {
         hasher.update(&s.bytes);
         hasher.update([0u8]);
     }
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    // 64 lowercase hex digits by construction.
-    crate::model::Digest::new(hex).unwrap_or_else(|_| unreachable!("a SHA-256 is 64 hex digits"))
+    crate::model::Digest::from_sha256(hasher.finalize().into())
 }
 
 /// The file's text without a BOM, or why it is not a manifest at all.

@@ -154,6 +154,13 @@ name!(
     |d| d.len() == 64 && d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 );
 
+impl Digest {
+    /// A SHA-256 output as the digest's 64 lowercase hex digits: valid by construction.
+    pub fn from_sha256(bytes: [u8; 32]) -> Digest {
+        Digest(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
 impl Owner {
     /// The owner of a manifest set that names none.
     pub fn default_owner() -> Owner {

@@ -290,12 +290,7 @@ pub fn id(candidates: &[Candidate<'_>]) -> Digest {
         hasher.update(c.target);
         hasher.update([0u8]);
     }
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Digest::new(hex).unwrap_or_else(|_| unreachable!("a SHA-256 is 64 hex digits"))
+    Digest::from_sha256(hasher.finalize().into())
 }
 
 /// JSON with object keys sorted at every level, so that key order never changes the ID.

@@ -44,10 +44,7 @@ pub struct SecretDoc {
 
 /// Hex SHA-256 of a value's JSON text (the digest behind `(sensitive) sha256:…` views, too).
 pub fn sha256_hex(v: &Value) -> String {
-    Sha256::digest(v.to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::model::Digest::from_sha256(Sha256::digest(v.to_string().as_bytes()).into()).to_string()
 }
 
 /// The digest a plan records for a concealed value: `sha256:<hex>`.
