@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use super::{Event, Executor, Outcome, Status, content_patch, outcome};
-use crate::hub::{Error, body, observe};
+use crate::hub::{Error, body};
 use twinops_core::model::{DeviceId, DeviceStatus};
 use twinops_core::plan::{Change, CreateDevice, CreateModule, TwinPatch, ledger};
 use twinops_iothub::wire::{Capabilities, ExportImportDevice, TwinProperties};
@@ -64,11 +64,7 @@ async fn adopt(ex: &Executor<'_>, c: &Change, content: &TwinPatch) -> Outcome {
         _ => None,
     };
     for _ in 0..=ex.options.max_resends {
-        let seen = ex
-            .hub
-            .get_twin(device, module)
-            .await
-            .and_then(|t| observe::twin(&t));
+        let seen = ex.hub.observed_twin(device, module).await;
         let seen = match seen {
             Ok(s) => s,
             Err(e) => {

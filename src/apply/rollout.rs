@@ -412,8 +412,8 @@ pub(super) async fn poll(
     let seen: Vec<(usize, Option<ObservedTwin>)> = stream::iter(targeted.into_iter().map(|i| {
         let a = items[i].address.clone();
         async move {
-            match hub.get_twin(a.device.as_str(), a.module_id()).await {
-                Ok(t) => Ok((i, Some(observe::twin(&t)?))),
+            match hub.observed_twin(a.device.as_str(), a.module_id()).await {
+                Ok(t) => Ok((i, Some(t))),
                 Err(e) if e.is_not_found() => Ok((i, None)),
                 Err(e) => Err(e),
             }

@@ -64,11 +64,7 @@ pub(super) async fn patch_etag(
             }
             Err(e) => return (outcome(c, Status::Failed, e.chain().to_string()), None),
         }
-        let seen = ex
-            .hub
-            .get_twin(device, module)
-            .await
-            .and_then(|t| observe::twin(&t));
+        let seen = ex.hub.observed_twin(device, module).await;
         let seen = match seen {
             Ok(s) => s,
             Err(e) => {

@@ -475,6 +475,15 @@ impl Hub {
         }
     }
 
+    /// [`Hub::get_twin`] as the model sees it (what the 412 rule and the gates compare).
+    pub async fn observed_twin(
+        &self,
+        device: &str,
+        module: Option<&str>,
+    ) -> Result<twinops_core::model::ObservedTwin, Error> {
+        observe::twin(&self.get_twin(device, module).await?)
+    }
+
     pub async fn get_twin(&self, device: &str, module: Option<&str>) -> Result<Twin, Error> {
         let path = Self::twin_path(device, module);
         self.json(OpClass::TwinRead, Method::GET, &path, &[], None::<&()>)
