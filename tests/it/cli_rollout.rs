@@ -38,6 +38,28 @@ fn fleet(prefix: &str, n: usize, canaries: usize, interval: i64, rollout: Option
     y
 }
 
+/// Applies `prefix`/`n` wanting `interval` 10 (no rollout: creates are not gated), then writes the
+/// change to 20 with `rollout` into `dir`, ready for the apply under test.
+fn staged(
+    em: &Emulator,
+    dir: &std::path::Path,
+    prefix: &str,
+    n: usize,
+    canaries: usize,
+    rollout: &str,
+) {
+    manifests(
+        dir,
+        &[("fleet.yaml", &fleet(prefix, n, canaries, 10, None))],
+    );
+    let r = twinops(em, &["apply", "--yes", dir.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    manifests(
+        dir,
+        &[("fleet.yaml", &fleet(prefix, n, canaries, 20, Some(rollout)))],
+    );
+}
+
 fn sim(state: &str, extra: &[&str]) -> Emulator {
     let mut args = vec!["--mqtt", "127.0.0.1:0", "--state", state];
     args.extend(extra);
@@ -105,15 +127,8 @@ async fn a_rejecting_canary_halts_re_runs_halt_again_and_it_completes_once_the_d
             "r-01",
         ],
     );
-    manifests(d.path(), &[("fleet.yaml", &fleet("r-", 10, 2, 10, None))]);
-    let r = twinops(&em, &["apply", "--yes", p]);
-    assert_eq!(r.code, 0, "{r:?}");
+    staged(&em, d.path(), "r-", 10, 2, CANARY);
     echoed(&em, "r-", 10, 10, &["r-01"]).await;
-
-    manifests(
-        d.path(),
-        &[("fleet.yaml", &fleet("r-", 10, 2, 20, Some(CANARY)))],
-    );
     // The plan shows the waves: the canaries, then up to ceil(50% x 10) = 5, then the rest.
     let plan = twinops(&em, &["plan", "--format", "json", p]).json();
     let sizes: Vec<usize> = plan["rollout"]["waves"]
@@ -211,20 +226,13 @@ async fn a_silent_canary_halts_at_the_timeout_and_revert_leaves_a_twin_changed_s
     let p = d.path().to_str().unwrap();
     // c-01 is not simulated: it never answers.
     let em = sim(st, &["--simulate-devices", "c-0[02345]:50ms"]);
-    manifests(d.path(), &[("fleet.yaml", &fleet("c-", 6, 3, 10, None))]);
-    assert_eq!(twinops(&em, &["apply", "--yes", p]).code, 0);
-    manifests(
+    staged(
+        &em,
         d.path(),
-        &[(
-            "fleet.yaml",
-            &fleet(
-                "c-",
-                6,
-                3,
-                20,
-                Some("waves: [100%]\nfirst: {tags: {ring: canary}}\ntimeout: 3s\non_halt: revert"),
-            ),
-        )],
+        "c-",
+        6,
+        3,
+        "waves: [100%]\nfirst: {tags: {ring: canary}}\ntimeout: 3s\non_halt: revert",
     );
     let child = command(&em, &["apply", "--yes", "--format", "json", p])
         .stdout(Stdio::piped())
@@ -280,20 +288,13 @@ async fn a_kill_during_bake_never_lets_a_later_wave_out_before_the_earlier_one_p
     let d = dir();
     let p = d.path().to_str().unwrap();
     let em = sim(st, &["--simulate-devices", "k-*:50ms"]);
-    manifests(d.path(), &[("fleet.yaml", &fleet("k-", 6, 2, 10, None))]);
-    assert_eq!(twinops(&em, &["apply", "--yes", p]).code, 0);
-    manifests(
+    staged(
+        &em,
         d.path(),
-        &[(
-            "fleet.yaml",
-            &fleet(
-                "k-",
-                6,
-                2,
-                20,
-                Some("waves: [100%]\nfirst: {tags: {ring: canary}}\nbake: 1m\ntimeout: 20s"),
-            ),
-        )],
+        "k-",
+        6,
+        2,
+        "waves: [100%]\nfirst: {tags: {ring: canary}}\nbake: 1m\ntimeout: 20s",
     );
     let mut child = command(&em, &["apply", "--yes", p])
         .stdout(Stdio::null())
@@ -439,12 +440,7 @@ async fn no_rollout_writes_every_twin_at_once() {
     let em = Emulator::start_with(&["--mqtt", "127.0.0.1:0", "--simulate-devices", "n-*:50ms"]);
     let d = dir();
     let p = d.path().to_str().unwrap();
-    manifests(d.path(), &[("fleet.yaml", &fleet("n-", 5, 1, 10, None))]);
-    assert_eq!(twinops(&em, &["apply", "--yes", p]).code, 0);
-    manifests(
-        d.path(),
-        &[("fleet.yaml", &fleet("n-", 5, 1, 20, Some(CANARY)))],
-    );
+    staged(&em, d.path(), "n-", 5, 1, CANARY);
     let r = twinops(
         &em,
         &["apply", "--yes", "--no-rollout", "--format", "json", p],
