@@ -17,7 +17,7 @@ use criterion::Criterion;
 use serde_json::json;
 use twinops_core::manifest::{self, Source};
 use twinops_core::model::{
-    AuthKind, DeviceSpec, DeviceStatus, ETag, Fleet, JsonMap, Observed, ObservedAuth,
+    AuthenticationType, DeviceSpec, DeviceStatus, ETag, Fleet, JsonMap, Observed, ObservedAuth,
     ObservedDevice, ObservedModule, ObservedTwin, Targets, TwinSpec,
 };
 use twinops_core::plan::{self, Options, ledger::Ledger};
@@ -77,7 +77,7 @@ fn twin(owner: &str, spec: &TwinSpec, changed: bool) -> ObservedTwin {
 
 fn sas() -> ObservedAuth {
     ObservedAuth {
-        kind: AuthKind::Sas,
+        kind: AuthenticationType::Sas,
         ..ObservedAuth::default()
     }
 }

@@ -143,12 +143,7 @@ async fn batch(
         });
         let o = match err {
             None => outcome(c, Status::Applied, ""),
-            Some(e)
-                if e.error_code == "DeviceAlreadyExists"
-                    || e.error_code == "ModuleAlreadyExistsOnDevice" =>
-            {
-                adopt(ex, c, content).await
-            }
+            Some(e) if e.error_code.is_already_exists() => adopt(ex, c, content).await,
             Some(e) => outcome(
                 c,
                 Status::Failed,

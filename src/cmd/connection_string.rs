@@ -12,12 +12,13 @@ use twinops_iothub::wire::Authentication;
 
 fn primary_key(a: Option<Authentication>, what: &str) -> anyhow::Result<Secret> {
     let a = a.unwrap_or_default();
-    if a.kind.as_deref().is_some_and(|k| {
-        crate::hub::observe::auth_kind(Some(k)).ok() != Some(twinops_core::model::AuthKind::Sas)
-    }) {
+    if let Some(kind) = a
+        .kind
+        .filter(|k| *k != twinops_core::model::AuthenticationType::Sas)
+    {
         bail!(
             "{what} authenticates with `{}`, not a key; it has no key connection string",
-            a.kind.unwrap_or_default()
+            kind.as_str()
         );
     }
     a.symmetric_key

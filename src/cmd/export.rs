@@ -11,17 +11,17 @@ use super::{ExitStatus, connect};
 use crate::cli::{ExportArgs, Format};
 use crate::hub::read;
 use crate::output;
-use twinops_core::model::{AuthKind, DEFAULT_OWNER, LEDGER_TAG, ObservedAuth, Targets};
+use twinops_core::model::{AuthenticationType, DEFAULT_OWNER, LEDGER_TAG, ObservedAuth, Targets};
 use twinops_core::plan::{ledger, scope_device};
 
 fn auth(a: &ObservedAuth) -> Option<Value> {
     match a.kind {
-        AuthKind::SelfSigned => Some(json!({"x509": {
+        AuthenticationType::SelfSigned => Some(json!({"x509": {
             "primary": a.primary_thumbprint,
             "secondary": a.secondary_thumbprint,
         }})),
-        AuthKind::CertificateAuthority => Some(json!("ca")),
-        AuthKind::Sas | AuthKind::None => None,
+        AuthenticationType::CertificateAuthority => Some(json!("ca")),
+        AuthenticationType::Sas | AuthenticationType::None => None,
     }
 }
 

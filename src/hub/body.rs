@@ -2,17 +2,8 @@
 //! fields become wire JSON (the reverse of [`super::observe`]). Never keys: a SAS identity is sent with
 //! an empty `symmetricKey` so that the hub generates its keys, and updates echo what the hub holds.
 
-use twinops_core::model::{AuthKind, AuthSpec, DeviceStatus};
-use twinops_iothub::wire::{Authentication, AuthenticationType, SymmetricKey, X509Thumbprint};
-
-pub fn authentication_type(kind: AuthKind) -> AuthenticationType {
-    match kind {
-        AuthKind::Sas => AuthenticationType::Sas,
-        AuthKind::SelfSigned => AuthenticationType::SelfSigned,
-        AuthKind::CertificateAuthority => AuthenticationType::CertificateAuthority,
-        AuthKind::None => AuthenticationType::None,
-    }
-}
+use twinops_core::model::{AuthSpec, DeviceStatus};
+use twinops_iothub::wire::{Authentication, SymmetricKey, X509Thumbprint};
 
 /// The `authentication` block of a create or an auth change.
 pub fn authentication(auth: &AuthSpec) -> Authentication {
@@ -25,7 +16,7 @@ pub fn authentication(auth: &AuthSpec) -> Authentication {
             }),
             _ => None,
         },
-        kind: Some(authentication_type(auth.kind()).as_str().to_string()),
+        kind: Some(auth.kind()),
     }
 }
 

@@ -3,24 +3,33 @@
 
 use std::time::Duration;
 
+use twinops_iothub::error_code::{ErrorCode, Meaning, meaning};
+
 /// An error from IoT Hub or the way to it. Messages never contain keys or tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("not found ({code}): {message}")]
-    NotFound { code: String, message: String },
+    NotFound { code: ErrorCode, message: String },
     #[error("already exists ({code}): {message}")]
-    AlreadyExists { code: String, message: String },
+    AlreadyExists { code: ErrorCode, message: String },
     #[error("precondition failed ({code}): the etag no longer matches")]
-    PreconditionFailed { code: String, message: String },
+    PreconditionFailed { code: ErrorCode, message: String },
     #[error("throttled ({code}): {message}")]
     Throttled {
-        code: String,
+        code: ErrorCode,
         message: String,
         retry_after: Option<Duration>,
     },
+    /// A quota that a few seconds' wait does not restore (IoT Hub's daily message quota, or the
+    /// one import/export job a hub runs at a time).
+    #[error("quota exceeded ({code}): {message}")]
+    QuotaExceeded { code: ErrorCode, message: String },
+    /// The hub is suspended: nothing works until its owner resumes it.
+    #[error("the hub is suspended ({code}): {message}")]
+    Suspended { code: ErrorCode, message: String },
     #[error("unauthorized ({code}): {message}{}", permission_hint(.needs))]
     Unauthorized {
-        code: String,
+        code: ErrorCode,
         message: String,
         /// What the refused request needs: the IoT Hub permission (`ServiceConnect`,
         /// `RegistryRead`, `RegistryWrite`) and the SAS policy that was used, when known.
@@ -29,13 +38,13 @@ pub enum Error {
     #[error("rejected with HTTP {status} ({code}): {message}")]
     Rejected {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     #[error("unavailable, HTTP {status} ({code}): {message}")]
     Unavailable {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
         retry_after: Option<Duration>,
     },
@@ -204,33 +213,35 @@ impl Error {
     ) -> Error {
         let parsed = twinops_iothub::error_body::parse(body);
         let code = header_code
-            .map(str::to_string)
+            .map(ErrorCode::parse)
             .or(parsed.code)
-            .unwrap_or_else(|| format!("Http{status}"));
+            .unwrap_or_else(|| ErrorCode::Other(format!("Http{status}")));
         let message = parsed
             .message
             .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-        match status {
-            404 => Error::NotFound { code, message },
-            409 => Error::AlreadyExists { code, message },
-            412 => Error::PreconditionFailed { code, message },
-            429 => Error::Throttled {
+        match meaning(status, &code) {
+            Meaning::NotFound => Error::NotFound { code, message },
+            Meaning::AlreadyExists => Error::AlreadyExists { code, message },
+            Meaning::PreconditionFailed => Error::PreconditionFailed { code, message },
+            Meaning::Throttled => Error::Throttled {
                 code,
                 message,
                 retry_after,
             },
-            401 | 403 => Error::Unauthorized {
+            Meaning::QuotaExceeded => Error::QuotaExceeded { code, message },
+            Meaning::Suspended => Error::Suspended { code, message },
+            Meaning::Unauthorized => Error::Unauthorized {
                 code,
                 message,
                 needs: None,
             },
-            408 | 500 | 502 | 503 | 504 => Error::Unavailable {
+            Meaning::Unavailable => Error::Unavailable {
                 status,
                 code,
                 message,
                 retry_after,
             },
-            _ => Error::Rejected {
+            Meaning::Rejected => Error::Rejected {
                 status,
                 code,
                 message,
@@ -247,7 +258,7 @@ mod tests {
     fn status_and_header_classify_errors() {
         let e = Error::from_response(409, Some("DeviceAlreadyExists"), None, b"");
         assert!(
-            matches!(e, Error::AlreadyExists { ref code, .. } if code == "DeviceAlreadyExists")
+            matches!(e, Error::AlreadyExists { ref code, .. } if *code == ErrorCode::DeviceAlreadyExists)
         );
         assert!(!e.is_retryable());
         let e = Error::from_response(
@@ -256,7 +267,9 @@ mod tests {
             None,
             br#"{"Message":"ErrorCode:ThrottlingException;Wait 10 seconds","ExceptionMessage":""}"#,
         );
-        assert!(matches!(e, Error::Throttled { ref code, .. } if code == "ThrottlingException"));
+        assert!(
+            matches!(e, Error::Throttled { ref code, .. } if *code == ErrorCode::ThrottlingException)
+        );
         assert!(e.is_retryable());
         assert!(Error::from_response(503, None, None, b"").is_retryable());
         assert!(!Error::from_response(400, None, None, b"bad").is_retryable());
@@ -269,6 +282,22 @@ mod tests {
             Error::Unauthorized { .. }
         ));
         assert!(Error::from_response(404, None, None, b"").is_not_found());
+    }
+
+    #[test]
+    fn an_exhausted_quota_is_not_reported_as_a_missing_permission() {
+        let body = br#"{"Message":"{\"errorCode\":403002,\"message\":\"Total number of messages on IotHub exceeded the allocated quota\"}","ExceptionMessage":""}"#;
+        let e = Error::from_response(403, None, None, body);
+        assert!(
+            matches!(e, Error::QuotaExceeded { ref code, .. } if *code == ErrorCode::IotHubQuotaExceeded),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+        assert!(!e.to_string().contains("permission"), "{e}");
+        assert!(matches!(
+            Error::from_response(403, Some("IotHubSuspended"), None, b""),
+            Error::Suspended { .. }
+        ));
     }
 
     #[test]

@@ -7,10 +7,10 @@ use serde_json::Value;
 
 use super::Error;
 use twinops_core::model::{
-    AuthKind, DeviceId, DeviceStatus, ETag, ModuleId, ObservedAuth, ObservedDevice, ObservedModule,
+    DeviceId, DeviceStatus, ETag, ModuleId, ObservedAuth, ObservedDevice, ObservedModule,
     ObservedTwin,
 };
-use twinops_iothub::wire::{AuthenticationType, JsonMap, Twin};
+use twinops_iothub::wire::{JsonMap, Twin};
 
 /// A section without its `$metadata` and `$version`.
 fn strip(section: Option<&JsonMap>) -> (JsonMap, i64) {
@@ -58,27 +58,10 @@ pub fn twin(t: &Twin) -> Result<ObservedTwin, Error> {
     })
 }
 
-/// The model's kind of an authentication type on the wire (absent means `sas`, IoT Hub's default).
-pub fn auth_kind(wire: Option<&str>) -> Result<AuthKind, Error> {
-    let Some(text) = wire else {
-        return Ok(AuthKind::Sas);
-    };
-    match AuthenticationType::parse(text) {
-        Some(AuthenticationType::Sas) => Ok(AuthKind::Sas),
-        Some(AuthenticationType::SelfSigned) => Ok(AuthKind::SelfSigned),
-        Some(AuthenticationType::CertificateAuthority) => Ok(AuthKind::CertificateAuthority),
-        Some(AuthenticationType::None) => Ok(AuthKind::None),
-        None => Err(Error::Invalid(format!(
-            "unknown authentication type `{}`",
-            text.chars().take(40).collect::<String>()
-        ))),
-    }
-}
-
 fn auth(t: &Twin) -> Result<ObservedAuth, Error> {
     let x = t.x509_thumbprint.clone().unwrap_or_default();
     Ok(ObservedAuth {
-        kind: auth_kind(t.authentication_type.as_deref())?,
+        kind: t.authentication_type.unwrap_or_default(),
         primary_thumbprint: x.primary_thumbprint,
         secondary_thumbprint: x.secondary_thumbprint,
     })
@@ -163,12 +146,5 @@ mod tests {
             assert_eq!(d.auth.primary_thumbprint.as_deref(), Some("AB"), "{key}");
             assert_eq!(d.auth.secondary_thumbprint.as_deref(), Some("CD"), "{key}");
         }
-    }
-
-    #[test]
-    fn authentication_types_map_to_the_model() {
-        assert_eq!(auth_kind(None).unwrap(), AuthKind::Sas);
-        assert_eq!(auth_kind(Some("selfSigned")).unwrap(), AuthKind::SelfSigned);
-        assert!(auth_kind(Some("kerberos")).is_err());
     }
 }

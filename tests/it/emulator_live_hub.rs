@@ -58,7 +58,7 @@ async fn module_identity_operations_on_missing_or_disabled_devices_are_401_under
                 "{msg}"
             );
             assert_eq!(
-                twinops_iothub::error_body::code_number("IotHubUnauthorizedAccess"),
+                twinops_iothub::error_code::ErrorCode::IotHubUnauthorizedAccess.number(),
                 Some(401002)
             );
         }

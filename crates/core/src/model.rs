@@ -78,31 +78,18 @@ pub enum AuthSpec {
 
 impl AuthSpec {
     /// The kind of authentication this declares.
-    pub fn kind(&self) -> AuthKind {
+    pub fn kind(&self) -> AuthenticationType {
         match self {
-            AuthSpec::Sas => AuthKind::Sas,
-            AuthSpec::X509 { .. } => AuthKind::SelfSigned,
-            AuthSpec::Ca => AuthKind::CertificateAuthority,
+            AuthSpec::Sas => AuthenticationType::Sas,
+            AuthSpec::X509 { .. } => AuthenticationType::SelfSigned,
+            AuthSpec::Ca => AuthenticationType::CertificateAuthority,
         }
     }
 }
 
-/// The kind of an identity's authentication. Plan documents spell the kinds as IoT Hub does
-/// (`sas`, `selfSigned`, `certificateAuthority`, `none`); the conversion from and to the wire lives
-/// in `twinops::hub`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum AuthKind {
-    #[default]
-    #[serde(rename = "sas")]
-    Sas,
-    #[serde(rename = "selfSigned")]
-    SelfSigned,
-    #[serde(rename = "certificateAuthority")]
-    CertificateAuthority,
-    /// An identity without credentials (IoT Hub's `none`).
-    #[serde(rename = "none")]
-    None,
-}
+/// The kind of an identity's authentication: IoT Hub's own enum, spelled in plan documents as on
+/// the wire (`sas`, `selfSigned`, `certificateAuthority`, `none`).
+pub use twinops_iothub::wire::AuthenticationType;
 
 /// The section of a twin a path points into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -342,17 +329,10 @@ pub struct ObservedTwin {
     pub configurations: JsonMap,
 }
 
-#[cfg(test)]
-impl From<&str> for AuthKind {
-    fn from(text: &str) -> AuthKind {
-        serde_json::from_value(serde_json::Value::String(text.into())).expect("an auth kind")
-    }
-}
-
 /// Authentication as observed: the kind and thumbprints, never keys.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedAuth {
-    pub kind: AuthKind,
+    pub kind: AuthenticationType,
     pub primary_thumbprint: Option<String>,
     pub secondary_thumbprint: Option<String>,
 }

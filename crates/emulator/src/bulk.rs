@@ -9,6 +9,7 @@
 //! committed durably before the answer.
 
 use std::collections::HashSet;
+use twinops_iothub::error_code::ErrorCode;
 
 use super::error::Error;
 use super::store::{DeviceSpec, ModuleSpec, Store, Target, Tx, check_id, check_module_id_writable};
@@ -51,7 +52,7 @@ pub(crate) fn run(
                 errors.push(DeviceRegistryOperationError {
                     device_id: row.id.clone(),
                     module_id: row.module_id.clone(),
-                    error_code: e.code().to_string(),
+                    error_code: e.code(),
                     error_status: e.text(),
                     operation: Some(row.import_mode.clone()),
                 });
@@ -79,7 +80,7 @@ fn duplicates(rows: &[ExportImportDevice]) -> Vec<DeviceRegistryOperationError> 
         .map(|r| DeviceRegistryOperationError {
             device_id: r.id.clone(),
             module_id: r.module_id.clone(),
-            error_code: "DeviceDefinedMultipleTimes".into(),
+            error_code: ErrorCode::DeviceDefinedMultipleTimes,
             error_status: "the identity appears in more than one row".into(),
             operation: Some(r.import_mode.clone()),
         })
@@ -321,7 +322,7 @@ mod tests {
         tw.tags = json!({"a": 1}).as_object().cloned();
         let res = run(&s, vec![upd]).unwrap();
         assert_eq!(res.errors.len(), 1);
-        assert_eq!(res.errors[0].error_code, "PreconditionFailed");
+        assert_eq!(res.errors[0].error_code, ErrorCode::PreconditionFailed);
         assert!(run(&s, vec![tw]).unwrap().is_successful);
         assert_eq!(s.twin(&Target::Device("d".into())).unwrap()["tags"]["a"], 1);
         let mut del = row("d", "deleteIfMatchETag");
@@ -343,7 +344,7 @@ mod tests {
         assert!(
             res.errors
                 .iter()
-                .all(|e| e.error_code == "DeviceDefinedMultipleTimes")
+                .all(|e| e.error_code == ErrorCode::DeviceDefinedMultipleTimes)
         );
         assert!(s.device("e").is_err(), "nothing applied");
         let many = (0..101).map(|i| row(&format!("d{i}"), "create")).collect();
@@ -356,7 +357,7 @@ mod tests {
         let mut r = row("d", "create");
         r.tags = json!({"bad.key": 1}).as_object().cloned();
         let res = run(&s, vec![r]).unwrap();
-        assert_eq!(res.errors[0].error_code, "ArgumentInvalid");
+        assert_eq!(res.errors[0].error_code, ErrorCode::ArgumentInvalid);
         assert!(s.device("d").is_err());
     }
 }

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::clock;
+use twinops_iothub::error_code::ErrorCode;
 use twinops_iothub::{ERROR_CODE_HEADER, error_body};
 
 /// One variant per answer IoT Hub gives.
@@ -67,30 +68,30 @@ pub(crate) enum Error {
 
 impl Error {
     /// IoT Hub's error code name (`iothub-errorcode`).
-    pub(crate) fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
-            Error::InvalidProtocolVersion => "InvalidProtocolVersion",
-            Error::ArgumentInvalid(_) => "ArgumentInvalid",
-            Error::Deserialization(_) => "DeserializationError",
-            Error::Unauthorized(_) => "IotHubUnauthorizedAccess",
-            Error::SystemModule(_) => "SystemModuleModifyUnauthorizedAccess",
-            Error::DeviceNotFound(_) => "DeviceNotFound",
-            Error::ModuleNotFound { .. } => "ModuleNotFound",
-            Error::DeviceAlreadyExists(_) => "DeviceAlreadyExists",
-            Error::ModuleAlreadyExists { .. } => "ModuleAlreadyExistsOnDevice",
-            Error::PreconditionFailed(_) => "PreconditionFailed",
-            Error::MessageTooLarge(_) => "MessageTooLarge",
-            Error::TooManyDevices(_) => "TooManyDevices",
-            Error::TooManyModules(_) => "TooManyModulesOnDevice",
-            Error::RouteNotFound(_) => "NotFound",
-            Error::MethodNotAllowed(_) => "InvalidOperation",
-            Error::ConfigurationNotFound(_) => "ConfigurationNotFound",
-            Error::ConfigurationAlreadyExists(_) => "ConfigurationAlreadyExists",
-            Error::InvalidConfigurationContent(_) => "InvalidConfigurationContent",
-            Error::UnquotedEtag(_) => "PreconditionFailed",
-            Error::Throttled(_) => "ThrottlingException",
-            Error::Unavailable(_) => "ServiceUnavailable",
-            Error::Server(_) => "ServerError",
+            Error::InvalidProtocolVersion => ErrorCode::InvalidProtocolVersion,
+            Error::ArgumentInvalid(_) => ErrorCode::ArgumentInvalid,
+            Error::Deserialization(_) => ErrorCode::DeserializationError,
+            Error::Unauthorized(_) => ErrorCode::IotHubUnauthorizedAccess,
+            Error::SystemModule(_) => ErrorCode::SystemModuleModifyUnauthorizedAccess,
+            Error::DeviceNotFound(_) => ErrorCode::DeviceNotFound,
+            Error::ModuleNotFound { .. } => ErrorCode::ModuleNotFound,
+            Error::DeviceAlreadyExists(_) => ErrorCode::DeviceAlreadyExists,
+            Error::ModuleAlreadyExists { .. } => ErrorCode::ModuleAlreadyExistsOnDevice,
+            Error::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            Error::MessageTooLarge(_) => ErrorCode::MessageTooLarge,
+            Error::TooManyDevices(_) => ErrorCode::TooManyDevices,
+            Error::TooManyModules(_) => ErrorCode::TooManyModulesOnDevice,
+            Error::RouteNotFound(_) => ErrorCode::NotFound,
+            Error::MethodNotAllowed(_) => ErrorCode::InvalidOperation,
+            Error::ConfigurationNotFound(_) => ErrorCode::ConfigurationNotFound,
+            Error::ConfigurationAlreadyExists(_) => ErrorCode::ConfigurationAlreadyExists,
+            Error::InvalidConfigurationContent(_) => ErrorCode::InvalidConfigurationContent,
+            Error::UnquotedEtag(_) => ErrorCode::PreconditionFailed,
+            Error::Throttled(_) => ErrorCode::ThrottlingException,
+            Error::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            Error::Server(_) => ErrorCode::ServerError,
         }
     }
 
@@ -162,10 +163,10 @@ pub(crate) fn tracking_id() -> String {
 }
 
 /// The legacy error response for a code name, status and text.
-pub(crate) fn response(status: StatusCode, code: &str, text: &str) -> Response {
+pub(crate) fn response(status: StatusCode, code: &ErrorCode, text: &str) -> Response {
     let body = error_body::legacy(code, text, &tracking_id(), &clock::error_timestamp());
     let mut resp = (status, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(code) {
+    if let Ok(v) = HeaderValue::from_str(code.as_str()) {
         resp.headers_mut().insert(ERROR_CODE_HEADER, v);
     }
     resp
@@ -176,7 +177,7 @@ impl IntoResponse for Error {
         if let Error::Server(msg) = &self {
             tracing::error!(error = %msg, "request failed in the store");
         }
-        let mut resp = response(self.status(), self.code(), &self.text());
+        let mut resp = response(self.status(), &self.code(), &self.text());
         if let Error::Throttled(_) = self {
             // Live hubs close the connection after a 429 (and send no Retry-After), so a client
             // must reconnect cleanly. HTTP/2 has no such header: hyper leaves it out there.
@@ -201,7 +202,7 @@ mod tests {
         );
         assert_eq!(
             Error::TooManyModules("d".into()).code(),
-            "TooManyModulesOnDevice"
+            ErrorCode::TooManyModulesOnDevice
         );
         assert_eq!(
             Error::InvalidProtocolVersion.status(),
@@ -225,7 +226,7 @@ mod tests {
             Error::Unavailable(String::new()),
             Error::Server(String::new()),
         ] {
-            let n = error_body::code_number(e.code()).unwrap();
+            let n = e.code().number().unwrap();
             assert_eq!(u32::from(e.status().as_u16()), n / 1000, "{}", e.code());
         }
     }
@@ -249,8 +250,8 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit());
         assert!(re_ok, "{em}");
         assert_eq!(
-            error_body::parse(&bytes).code.as_deref(),
-            Some("DeviceNotFound")
+            error_body::parse(&bytes).code,
+            Some(ErrorCode::DeviceNotFound)
         );
     }
 }

@@ -315,7 +315,7 @@ async fn inject(hub: &Shared, fault: Fault, class: OpClass, req: Request, next: 
         }
         Fault::ServerError => error::response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "ServerError",
+            &twinops_iothub::error_code::ErrorCode::ServerError,
             "injected fault",
         ),
         Fault::Unavailable => Error::Unavailable("injected fault".into()).into_response(),

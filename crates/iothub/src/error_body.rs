@@ -1,9 +1,11 @@
-//! IoT Hub's error codes and the two error body formats it answers with.
+//! The two error body formats IoT Hub answers with (its codes are [`crate::error_code`]).
 //!
 //! Legacy: `{"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:…"}`.
 //! Structured: `{"Message":"{\"errorCode\":401002,\"trackingId\":…,\"message\":…}","ExceptionMessage":""}`.
 
 use serde::{Deserialize, Serialize};
+
+use crate::error_code::ErrorCode;
 
 /// The error body as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,53 +16,8 @@ pub struct ErrorBody {
     pub exception_message: String,
 }
 
-/// Error code names with their numbers; the hundreds give the HTTP status.
-pub(crate) const CODES: &[(&str, u32)] = &[
-    ("InvalidProtocolVersion", 400001),
-    ("InvalidOperation", 400003),
-    ("ArgumentInvalid", 400004),
-    ("ArgumentNull", 400005),
-    ("IotHubFormatError", 400006),
-    ("DeviceDefinedMultipleTimes", 400011),
-    ("DeserializationError", 400012),
-    ("BulkRegistryOperationFailure", 400013),
-    ("CannotRegisterModuleToModule", 400301),
-    ("IotHubNotFound", 401001),
-    ("IotHubUnauthorizedAccess", 401002),
-    ("IotHubUnauthorized", 401003),
-    ("IotHubSuspended", 403001),
-    ("IotHubQuotaExceeded", 403002),
-    ("DeviceNotFound", 404001),
-    ("JobNotFound", 404002),
-    ("ModuleNotFound", 404010),
-    ("ConfigurationNotFound", 404011),
-    ("DeviceAlreadyExists", 409001),
-    ("ModuleAlreadyExistsOnDevice", 409301),
-    ("ConfigurationAlreadyExists", 409005),
-    ("PreconditionFailed", 412001),
-    ("MessageTooLarge", 413001),
-    ("TooManyDevices", 413002),
-    ("TooManyModulesOnDevice", 413003),
-    ("GenericTooManyRequests", 429000),
-    ("ThrottlingException", 429001),
-    ("ThrottleBacklogLimitExceeded", 429002),
-    ("ThrottlingBacklogTimeout", 429003),
-    ("ServerError", 500001),
-    ("ServiceUnavailable", 503001),
-];
-
-/// The number of a named code, if known.
-pub fn code_number(name: &str) -> Option<u32> {
-    CODES.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
-}
-
-/// The name of a numbered code, if known.
-pub(crate) fn code_name(number: u32) -> Option<&'static str> {
-    CODES.iter().find(|(_, c)| *c == number).map(|(n, _)| *n)
-}
-
 /// The legacy body for `code` with a human `text` and a tracking ID; `timestamp` is `MM/dd/yyyy HH:mm:ss`.
-pub fn legacy(code: &str, text: &str, tracking_id: &str, timestamp: &str) -> ErrorBody {
+pub fn legacy(code: &ErrorCode, text: &str, tracking_id: &str, timestamp: &str) -> ErrorBody {
     ErrorBody {
         message: format!("ErrorCode:{code};{text}"),
         exception_message: format!("Tracking ID:{tracking_id}-G:0-TimeStamp:{timestamp}"),
@@ -70,7 +27,7 @@ pub fn legacy(code: &str, text: &str, tracking_id: &str, timestamp: &str) -> Err
 /// What a client can learn from an error body.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Parsed {
-    pub code: Option<String>,
+    pub code: Option<ErrorCode>,
     pub message: Option<String>,
 }
 
@@ -86,8 +43,8 @@ pub fn parse(body: &[u8]) -> Parsed {
             Some(serde_json::Value::Number(n)) => n
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .map(|n| code_name(n).map(str::to_string).unwrap_or(n.to_string())),
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
+                .map(ErrorCode::from_number),
+            Some(serde_json::Value::String(s)) => Some(ErrorCode::parse(s)),
             _ => None,
         };
         let message = inner
@@ -99,7 +56,7 @@ pub fn parse(body: &[u8]) -> Parsed {
     if let Some(rest) = b.message.strip_prefix("ErrorCode:") {
         let (code, text) = rest.split_once(';').unwrap_or((rest, ""));
         return Parsed {
-            code: Some(code.to_string()),
+            code: Some(ErrorCode::parse(code)),
             message: Some(text.to_string()).filter(|t| !t.is_empty()),
         };
     }
@@ -116,14 +73,14 @@ mod tests {
     #[test]
     fn legacy_body_parses() {
         let p = parse(br#"{"Message":"ErrorCode:DeviceAlreadyExists;Conflict","ExceptionMessage":"Tracking ID:abc-G:11-TimeStamp:07/16/2016 00:12:41"}"#);
-        assert_eq!(p.code.as_deref(), Some("DeviceAlreadyExists"));
+        assert_eq!(p.code, Some(ErrorCode::DeviceAlreadyExists));
         assert_eq!(p.message.as_deref(), Some("Conflict"));
     }
 
     #[test]
     fn structured_body_parses_with_numeric_code() {
         let p = parse(br#"{"Message":"{\"errorCode\":401002,\"trackingId\":\"84f2-G:6\",\"message\":\"Unauthorized\",\"timestampUtc\":\"2018-08-28T15:34:17.5432324Z\"}","ExceptionMessage":""}"#);
-        assert_eq!(p.code.as_deref(), Some("IotHubUnauthorizedAccess"));
+        assert_eq!(p.code, Some(ErrorCode::IotHubUnauthorizedAccess));
         assert_eq!(p.message.as_deref(), Some("Unauthorized"));
     }
 
@@ -136,13 +93,12 @@ mod tests {
     #[test]
     fn legacy_builder_round_trips() {
         let b = legacy(
-            "PreconditionFailed",
+            &ErrorCode::PreconditionFailed,
             "etag mismatch",
             "t1",
             "01/02/2026 03:04:05",
         );
         let bytes = serde_json::to_vec(&b).unwrap();
-        assert_eq!(parse(&bytes).code.as_deref(), Some("PreconditionFailed"));
-        assert_eq!(code_number("PreconditionFailed"), Some(412001));
+        assert_eq!(parse(&bytes).code, Some(ErrorCode::PreconditionFailed));
     }
 }

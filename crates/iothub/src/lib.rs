@@ -12,6 +12,7 @@ pub mod bucket;
 pub mod connection_string;
 pub mod duration;
 pub mod error_body;
+pub mod error_code;
 pub mod ids;
 pub mod quota;
 pub mod sas;

@@ -40,7 +40,7 @@ pub struct Authentication {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x509_thumbprint: Option<X509Thumbprint>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<AuthenticationType>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ pub struct Twin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_to_device_message_count: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authentication_type: Option<String>,
+    pub authentication_type: Option<AuthenticationType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x509_thumbprint: Option<X509Thumbprint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,13 +204,13 @@ pub struct ExportImportDevice {
 }
 
 /// One failed row of a bulk call.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceRegistryOperationError {
     pub device_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module_id: Option<String>,
-    pub error_code: String,
+    pub error_code: crate::error_code::ErrorCode,
     #[serde(default)]
     pub error_status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,9 +316,11 @@ mod tests {
     }
 }
 
-/// `authentication.type` of a device or module: the one place its spellings are defined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// `authentication.type` of a device or module: the one place its spellings are defined, for the
+/// wire, the emulator and the planner's model alike (absent on the wire means `sas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum AuthenticationType {
+    #[default]
     #[serde(rename = "sas")]
     Sas,
     #[serde(rename = "selfSigned")]

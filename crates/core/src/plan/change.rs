@@ -16,8 +16,8 @@ use super::twin;
 pub use super::values::{OwnedValues, TwinPatch};
 use super::{Action, FieldDiff, Kind};
 use crate::model::{
-    AuthKind, AuthSpec, DeviceId, DeviceStatus, ETag, EnvRef, JsonMap, ModuleId, ObservedAuth,
-    PropertyPath, Section, TwinAddress,
+    AuthSpec, AuthenticationType, DeviceId, DeviceStatus, ETag, EnvRef, JsonMap, ModuleId,
+    ObservedAuth, PropertyPath, Section, TwinAddress,
 };
 
 /// A device identity's declared fields, as a create writes them.
@@ -376,7 +376,7 @@ fn paths(p: &[PropertyPath]) -> Vec<String> {
 #[serde(deny_unknown_fields)]
 struct AuthDoc {
     #[serde(rename = "type")]
-    kind: AuthKind,
+    kind: AuthenticationType,
     #[serde(
         rename = "x509Thumbprint",
         default,
@@ -414,7 +414,7 @@ pub(crate) fn auth_doc(auth: &AuthSpec) -> Value {
 pub(crate) fn observed_auth_doc(auth: &ObservedAuth) -> Value {
     auth_doc_value(AuthDoc {
         kind: auth.kind,
-        x509: (auth.kind == AuthKind::SelfSigned).then(|| ThumbprintDoc {
+        x509: (auth.kind == AuthenticationType::SelfSigned).then(|| ThumbprintDoc {
             primary_thumbprint: auth.primary_thumbprint.clone(),
             secondary_thumbprint: auth.secondary_thumbprint.clone(),
         }),
@@ -425,9 +425,9 @@ fn auth_from_doc(v: &Value) -> Result<AuthSpec, String> {
     let doc: AuthDoc =
         serde_json::from_value(v.clone()).map_err(|e| format!("authentication: {e}"))?;
     match doc.kind {
-        AuthKind::Sas => Ok(AuthSpec::Sas),
-        AuthKind::CertificateAuthority => Ok(AuthSpec::Ca),
-        AuthKind::SelfSigned => {
+        AuthenticationType::Sas => Ok(AuthSpec::Sas),
+        AuthenticationType::CertificateAuthority => Ok(AuthSpec::Ca),
+        AuthenticationType::SelfSigned => {
             let t = doc
                 .x509
                 .ok_or("a selfSigned authentication needs x509Thumbprint")?;
@@ -438,7 +438,9 @@ fn auth_from_doc(v: &Value) -> Result<AuthSpec, String> {
                 secondary: t.secondary_thumbprint,
             })
         }
-        AuthKind::None => Err("twinops never plans an identity without authentication".into()),
+        AuthenticationType::None => {
+            Err("twinops never plans an identity without authentication".into())
+        }
     }
 }
 

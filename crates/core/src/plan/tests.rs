@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::model::{
-    AuthSpec, DeviceSpec, DeviceStatus, Fleet, JsonMap, Location, ModuleSpec, Observed,
-    ObservedDevice, ObservedModule, ObservedTwin, PropertyPath, Section, TwinSpec,
+    AuthSpec, AuthenticationType, DeviceSpec, DeviceStatus, Fleet, JsonMap, Location, ModuleSpec,
+    Observed, ObservedDevice, ObservedModule, ObservedTwin, PropertyPath, Section, TwinSpec,
 };
 
 fn map(v: Value) -> JsonMap {
@@ -54,7 +54,7 @@ fn seen(id: &str, tags: Value, desired: Value) -> ObservedDevice {
         id: id.into(),
         identity_etag: "ie".into(),
         auth: crate::model::ObservedAuth {
-            kind: "sas".into(),
+            kind: AuthenticationType::Sas,
             ..Default::default()
         },
         twin: ObservedTwin {

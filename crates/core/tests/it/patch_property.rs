@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 use twinops_core::model::{
-    AuthKind, AuthSpec, DeviceId, DeviceSpec, DeviceStatus, Digest, ETag, Fleet, JsonMap, Location,
-    Observed, ObservedAuth, ObservedDevice, ObservedTwin, Owner, Targets, TwinSpec,
+    AuthSpec, AuthenticationType, DeviceId, DeviceSpec, DeviceStatus, Digest, ETag, Fleet, JsonMap,
+    Location, Observed, ObservedAuth, ObservedDevice, ObservedTwin, Owner, Targets, TwinSpec,
 };
 use twinops_core::plan::{self, Change, Options, ledger::Ledger, owned_view};
 
@@ -118,7 +118,7 @@ fn applying_each_planned_patch_to_the_observed_twin_yields_the_target() {
                     status: DeviceStatus::Enabled,
                     status_reason: None,
                     auth: ObservedAuth {
-                        kind: AuthKind::Sas,
+                        kind: AuthenticationType::Sas,
                         ..ObservedAuth::default()
                     },
                     edge: false,
