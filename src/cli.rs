@@ -101,6 +101,12 @@ pub struct Common {
 }
 
 /// Checks a `--target` pattern's syntax: `device` or `device/module`, neither part empty.
+/// `DEVICE` or `DEVICE/MODULE`, checked against IoT Hub's ID rules before anything is sent.
+fn parse_identity(text: &str) -> Result<twinops_core::model::TwinAddress, String> {
+    text.parse()
+        .map_err(|e: twinops_core::model::NameError| e.to_string())
+}
+
 pub fn parse_target(text: &str) -> Result<String, String> {
     let parts: Vec<&str> = text.split('/').collect();
     let id_char = |c: char| twinops_iothub::ids::is_id_char(c) || c == '*' || c == '?';
@@ -255,7 +261,8 @@ pub struct ExportArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionStringArgs {
     /// `DEVICE` or `DEVICE/MODULE`.
-    pub identity: String,
+    #[arg(value_parser = parse_identity)]
+    pub identity: twinops_core::model::TwinAddress,
     #[command(flatten)]
     pub hub: HubArgs,
     #[command(flatten)]

@@ -26,4 +26,5 @@ pub mod cli;
 pub mod cmd;
 pub(crate) mod git;
 pub mod hub;
+pub mod ops;
 pub mod output;

@@ -1,271 +1,218 @@
-//! Identity creates through the bulk registry API (`POST /devices`, at most 100 rows a call): one call
-//! creates identities and their twin content. A row that already exists (409) is adopted: its twin is
-//! read and brought to the content with an etag-conditional patch.
+//! Identity creates, in bulk calls of at most [`BULK_ROWS`]: edge parents and parentless devices
+//! first, then devices that name a parent (whose scope their rows need), then modules. An identity
+//! that already exists (409) is adopted: its twin is brought to the content under the 412 rule.
+//!
+//! A device declared disabled whose modules the plan also creates is created enabled and disabled
+//! once they exist: a live hub refuses module identity operations on a disabled device under SAS
+//! (live-hub.md).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use super::{Event, Executor, Outcome, Status, content_patch, outcome};
-use crate::hub::{Error, body};
-use twinops_core::model::{DeviceId, DeviceStatus};
-use twinops_core::plan::{Change, CreateDevice, CreateModule, TwinPatch, ledger};
-use twinops_iothub::wire::{Capabilities, ExportImportDevice, TwinProperties};
+use super::twin::{self, Next, Rule};
+use super::{Executor, Outcome, Status, outcome};
+use crate::hub::{BULK_ROWS, Created, NewIdentity};
+use twinops_core::model::{DeviceId, DeviceStatus, JsonMap, ObservedTwin};
+use twinops_core::plan::{Change, CreateDevice, Kind, TwinPatch, ledger, patch::merge_patch};
+use twinops_core::report::{Doing, Event, Phase, Reason};
 
-/// Rows per bulk call (IoT Hub's limit).
-pub const BULK_MAX: usize = 100;
-
-fn twin_fields(row: &mut ExportImportDevice, twin: &TwinPatch) {
-    row.tags = Some(twin.tags.clone());
-    row.properties = (!twin.desired.is_empty()).then(|| TwinProperties {
-        desired: Some(twin.desired.clone()),
-        reported: None,
-    });
+/// The creates of one apply: which devices go enabled first, and which failed.
+pub(super) struct Creates<'p> {
+    /// Devices declared disabled whose modules this plan creates.
+    enabled_first: HashMap<&'p DeviceId, &'p CreateDevice>,
+    failed: HashSet<DeviceId>,
 }
 
-fn device_row(scope: Option<&str>, d: &CreateDevice, enabled_first: bool) -> ExportImportDevice {
-    let edge = d.identity.edge;
-    let status = if enabled_first {
-        DeviceStatus::Enabled
-    } else {
-        d.identity.status
-    };
-    let mut row = ExportImportDevice {
-        id: d.id.to_string(),
-        import_mode: "create".into(),
-        status: Some(body::status(status)),
-        status_reason: d.identity.status_reason.clone(),
-        authentication: Some(body::authentication(&d.identity.auth)),
-        capabilities: Some(Capabilities { iot_edge: edge }),
-        device_scope: scope.filter(|_| !edge).map(str::to_string),
-        parent_scopes: scope.map(|s| vec![s.to_string()]),
-        ..ExportImportDevice::default()
-    };
-    twin_fields(&mut row, &d.twin);
-    row
+impl<'p> Creates<'p> {
+    pub(super) fn of(plan: &'p twinops_core::plan::Plan) -> Creates<'p> {
+        let with_new_modules: HashSet<&DeviceId> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::CreateModule(m) => Some(&m.device),
+                _ => None,
+            })
+            .collect();
+        let enabled_first = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::CreateDevice(d)
+                    if d.identity.status == DeviceStatus::Disabled
+                        && with_new_modules.contains(&d.id) =>
+                {
+                    Some((&d.id, &**d))
+                }
+                _ => None,
+            })
+            .collect();
+        Creates {
+            enabled_first,
+            failed: HashSet::new(),
+        }
+    }
+
+    /// Creates devices: those without a parent first, then those that name one.
+    pub(super) async fn devices(&mut self, ex: &Executor<'_>, changes: &[&Change]) -> Vec<Outcome> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        ex.event(Event::Phase {
+            phase: Phase::DeviceCreates,
+            items: changes.len(),
+        });
+        let names_parent =
+            |c: &&&Change| matches!(c, Change::CreateDevice(d) if d.identity.parent.is_some());
+        let (with_parent, plain): (Vec<&&Change>, Vec<&&Change>) =
+            changes.iter().partition(names_parent);
+        let mut out = Vec::new();
+        for group in [plain, with_parent] {
+            let group: Vec<&Change> = group.into_iter().copied().collect();
+            for chunk in group.chunks(BULK_ROWS) {
+                out.extend(self.batch(ex, chunk).await);
+            }
+        }
+        self.failed = out
+            .iter()
+            .filter(|o| o.is_error())
+            .filter_map(|o| o.address.twin().map(|t| t.device.clone()))
+            .collect();
+        out
+    }
+
+    /// Creates modules, skipping those whose device could not be created; then disables the
+    /// devices created enabled for them (their create's outcome in `devices` says how that went).
+    pub(super) async fn modules(
+        &mut self,
+        ex: &Executor<'_>,
+        changes: &[&Change],
+        devices: &mut [Outcome],
+    ) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        if !changes.is_empty() {
+            ex.event(Event::Phase {
+                phase: Phase::ModuleCreates,
+                items: changes.len(),
+            });
+            let (skip, go): (Vec<&Change>, Vec<&Change>) = changes
+                .iter()
+                .partition(|c| self.failed.contains(c.device_id()));
+            for c in skip {
+                out.push(ex.done(outcome(c, Status::Skipped).because(Reason::DeviceNotCreated)));
+            }
+            for chunk in go.chunks(BULK_ROWS) {
+                out.extend(self.batch(ex, chunk).await);
+            }
+        }
+        for o in devices.iter_mut() {
+            let Some(id) = o.address.twin().map(|t| &t.device) else {
+                continue;
+            };
+            if o.kind != Kind::CreateDevice || self.failed.contains(id) {
+                continue;
+            }
+            let Some(d) = self.enabled_first.get(id) else {
+                continue;
+            };
+            match ex.hub.disable_created(d).await {
+                Ok(()) => o.reason = Some(Reason::CreatedEnabledThenDisabled),
+                Err(e) => {
+                    o.status = Status::Failed;
+                    o.reason = Some(Reason::Hub {
+                        doing: e.doing,
+                        error: e.error.chain().to_string(),
+                        refusal: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// One bulk call for these creates, then an outcome per create.
+    async fn batch(&self, ex: &Executor<'_>, changes: &[&Change]) -> Vec<Outcome> {
+        if ex.stopped() {
+            return changes
+                .iter()
+                .map(|c| ex.done(outcome(c, Status::Skipped).because(Reason::Interrupted)))
+                .collect();
+        }
+        let identities: Vec<NewIdentity<'_>> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::CreateDevice(d) => Some(NewIdentity::Device {
+                    create: d,
+                    enabled_first: self.enabled_first.contains_key(&d.id),
+                }),
+                Change::CreateModule(m) => Some(NewIdentity::Module(m)),
+                _ => None,
+            })
+            .collect();
+        let mut out = Vec::with_capacity(changes.len());
+        match ex.hub.create(&identities).await {
+            Ok(results) => {
+                for (c, r) in changes.iter().zip(results) {
+                    let o = match r {
+                        Created::Created => outcome(c, Status::Applied),
+                        Created::Exists => adopt(ex, c).await,
+                        Created::Refused(why) => outcome(c, Status::Failed).because(why),
+                    };
+                    out.push(ex.done(o));
+                }
+            }
+            Err(e) => {
+                for c in changes {
+                    let o = ex.failed_with(c, Doing::Writing, &e).await;
+                    out.push(ex.done(o));
+                }
+            }
+        }
+        out
+    }
 }
 
-fn module_row(m: &CreateModule) -> ExportImportDevice {
-    let mut row = ExportImportDevice {
-        id: m.device.to_string(),
-        module_id: Some(m.module.to_string()),
-        import_mode: "create".into(),
-        authentication: Some(body::authentication(&m.auth)),
-        managed_by: m.managed_by.clone(),
-        ..ExportImportDevice::default()
+/// An identity that already existed: its twin is brought to the create's content (its owned keys
+/// only) under the 412 rule, unless its ledger names another owner.
+async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
+    let Some(content) = c.content() else {
+        return outcome(c, Status::Adopted);
     };
-    twin_fields(&mut row, &m.twin);
-    row
-}
-
-async fn adopt(ex: &Executor<'_>, c: &Change, content: &TwinPatch) -> Outcome {
     let address = c.address();
-    let (device, module) = (&address.device, address.module_id());
     let ours = match ledger::read(&content.tags) {
         ledger::Found::Ledger(l) => Some(l.owner),
         _ => None,
     };
-    for _ in 0..=ex.options.max_resends {
-        let seen = ex.hub.observed_twin(device, module).await;
-        let seen = match seen {
-            Ok(s) => s,
-            Err(e) => {
-                return outcome(
-                    c,
-                    Status::Failed,
-                    format!("reading the existing twin: {}", e.chain()),
-                );
-            }
-        };
+    let decide = |seen: &ObservedTwin| {
         if let ledger::Found::Ledger(l) = ledger::read(&seen.tags)
             && ours.as_ref().is_some_and(|o| *o != l.owner)
         {
-            return outcome(
-                c,
-                Status::Conflict,
-                format!("it already exists and is owned by `{}`", l.owner),
-            );
+            return Next::Conflict(Reason::ExistsOwnedBy(l.owner), Vec::new());
         }
-        let patch = content_patch(&seen, content);
+        let patch = content_patch(seen, content);
         if patch.is_empty() {
-            return outcome(c, Status::Adopted, "already existed with this content");
-        }
-        match ex
-            .hub
-            .patch_twin(device, module, &patch.to_value(), seen.etag.as_str())
-            .await
-        {
-            Ok(_) => {
-                return outcome(c, Status::Adopted, "already existed; twin content applied");
-            }
-            Err(Error::PreconditionFailed { .. }) => continue,
-            Err(e) => return outcome(c, Status::Failed, e.chain().to_string()),
-        }
-    }
-    outcome(
-        c,
-        Status::Conflict,
-        "changing too fast: the etag moved on every attempt",
-    )
-}
-
-/// One bulk call for these creates (rows in the same order), then an outcome per create.
-async fn batch(
-    ex: &Executor<'_>,
-    changes: &[(&Change, &TwinPatch)],
-    rows: Vec<ExportImportDevice>,
-) -> Vec<Outcome> {
-    if ex.stopped() {
-        return changes
-            .iter()
-            .map(|(c, _)| ex.done(outcome(c, Status::Skipped, "interrupted")))
-            .collect();
-    }
-    let result = match ex.hub.bulk(&rows).await {
-        Ok(r) => r,
-        Err(e) => {
-            let mut out = Vec::with_capacity(changes.len());
-            for (c, _) in changes {
-                let o = match (&e, c) {
-                    (Error::Unauthorized { .. }, Change::CreateModule(m)) => {
-                        ex.module_failed(c, &m.device, "", &e).await
-                    }
-                    _ => outcome(c, Status::Failed, e.chain().to_string()),
-                };
-                out.push(ex.done(o));
-            }
-            return out;
+            Next::Done(Status::Adopted, Some(Reason::ExistedWithContent))
+        } else {
+            Next::Send(patch)
         }
     };
-    let mut out = Vec::with_capacity(changes.len());
-    for (c, content) in changes {
-        let address = c.address();
-        let err = result.errors.iter().find(|e| {
-            e.device_id == address.device.as_str() && e.module_id.as_deref() == address.module_id()
-        });
-        let o = match err {
-            None => outcome(c, Status::Applied, ""),
-            Some(e) if e.error_code.is_already_exists() => adopt(ex, c, content).await,
-            Some(e) => outcome(
-                c,
-                Status::Failed,
-                format!("{}: {}", e.error_code, e.error_status),
-            ),
-        };
-        out.push(ex.done(o));
-    }
-    out
+    let rule = Rule {
+        address: &address,
+        first: None,
+        reading: Doing::ReadingExistingTwin,
+        decide: &decide,
+        landed: |_| (Status::Adopted, Some(Reason::ExistedContentApplied)),
+    };
+    twin::write(ex, c, rule).await.0
 }
 
-/// Creates devices: edge parents and parentless devices first, then devices that name a parent.
-/// Devices in `enabled_first` are created enabled whatever they declare (their modules are created
-/// next, which IoT Hub refuses on a disabled device under SAS); [`disable`] disables them after.
-pub(super) async fn devices(
-    ex: &Executor<'_>,
-    changes: &[(&Change, &CreateDevice)],
-    enabled_first: &HashSet<DeviceId>,
-) -> Vec<Outcome> {
-    if changes.is_empty() {
-        return Vec::new();
+/// The merge patch that brings an existing twin's owned keys to a create's content.
+fn content_patch(seen: &ObservedTwin, content: &TwinPatch) -> TwinPatch {
+    let section = |seen_map: &JsonMap, want: &JsonMap| {
+        want.iter()
+            .filter_map(|(k, v)| Some((k.clone(), merge_patch(seen_map.get(k), Some(v))?)))
+            .collect()
+    };
+    TwinPatch {
+        tags: section(&seen.tags, &content.tags),
+        desired: section(&seen.desired, &content.desired),
     }
-    ex.reporter.event(Event::Phase {
-        name: "device creates".into(),
-        items: changes.len(),
-    });
-    let (with_parent, plain): (Vec<_>, Vec<_>) = changes
-        .iter()
-        .partition(|(_, d)| d.identity.parent.is_some());
-    let mut out = Vec::new();
-    for chunk in plain.chunks(BULK_MAX) {
-        let rows = chunk
-            .iter()
-            .map(|(_, d)| device_row(None, d, enabled_first.contains(&d.id)))
-            .collect();
-        let items: Vec<_> = chunk.iter().map(|(c, d)| (*c, &d.twin)).collect();
-        out.extend(batch(ex, &items, rows).await);
-    }
-    let mut ready: Vec<(&Change, &TwinPatch)> = Vec::new();
-    let mut rows = Vec::new();
-    for (c, d) in with_parent {
-        let Some(parent) = &d.identity.parent else {
-            continue;
-        };
-        match ex.parent_scope(parent).await {
-            Ok(Some(scope)) => {
-                rows.push(device_row(Some(&scope), d, enabled_first.contains(&d.id)));
-                ready.push((c, &d.twin));
-            }
-            Ok(None) => out.push(ex.done(outcome(
-                c,
-                Status::Failed,
-                format!("parent `{parent}` is not an edge device in the hub"),
-            ))),
-            Err(e) => out.push(ex.done(outcome(
-                c,
-                Status::Failed,
-                format!("reading parent: {}", e.chain()),
-            ))),
-        }
-    }
-    for (chunk, rows) in ready.chunks(BULK_MAX).zip(chunk_rows(rows)) {
-        out.extend(batch(ex, chunk, rows).await);
-    }
-    out
-}
-
-/// Disables a device that was created enabled so that its modules could be created; an error says
-/// what failed, for the device create's outcome.
-pub(super) async fn disable(ex: &Executor<'_>, d: &CreateDevice) -> Result<(), String> {
-    let mut dev = ex
-        .hub
-        .get_device(&d.id)
-        .await
-        .map_err(|e| format!("reading it to disable it: {}", e.chain()))?;
-    let etag = dev
-        .etag
-        .clone()
-        .filter(|e| !e.is_empty())
-        .ok_or("the hub sent the device without an etag")?;
-    dev.status = Some(body::status(DeviceStatus::Disabled));
-    dev.status_reason = d.identity.status_reason.clone();
-    ex.hub
-        .update_device(&dev, &etag)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("disabling it after its modules: {}", e.chain()))
-}
-
-fn chunk_rows(rows: Vec<ExportImportDevice>) -> Vec<Vec<ExportImportDevice>> {
-    let mut out = Vec::new();
-    let mut it = rows.into_iter().peekable();
-    while it.peek().is_some() {
-        out.push(it.by_ref().take(BULK_MAX).collect());
-    }
-    out
-}
-
-/// Creates modules in bulk, skipping those whose device could not be created.
-pub(super) async fn modules(
-    ex: &Executor<'_>,
-    changes: &[(&Change, &CreateModule)],
-    failed_devices: &std::collections::HashSet<String>,
-) -> Vec<Outcome> {
-    if changes.is_empty() {
-        return Vec::new();
-    }
-    ex.reporter.event(Event::Phase {
-        name: "module creates".into(),
-        items: changes.len(),
-    });
-    let mut out = Vec::new();
-    let (skip, go): (Vec<_>, Vec<_>) = changes
-        .iter()
-        .partition(|(_, m)| failed_devices.contains(m.device.as_str()));
-    for (c, _) in skip {
-        out.push(ex.done(outcome(c, Status::Skipped, "its device was not created")));
-    }
-    for chunk in go.chunks(BULK_MAX) {
-        let rows = chunk.iter().map(|(_, m)| module_row(m)).collect();
-        let items: Vec<_> = chunk.iter().map(|(c, m)| (*c, &m.twin)).collect();
-        out.extend(batch(ex, &items, rows).await);
-    }
-    out
 }

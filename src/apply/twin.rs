@@ -1,113 +1,124 @@
-//! Twin patches under `If-Match` and the 412 rule of SPEC §7: re-read; owned keys already at the target
-//! means applied with no write; still equal to the plan's `base` means resend with the new etag (at most
-//! `max_resends` times); anything else is a conflict naming the keys, and nothing is written.
+//! The one 412 rule of SPEC §7, for every conditional twin write (planned patches, the content of
+//! adopted creates, a rollout's revert): send under `If-Match`; on 412 re-read the twin and let the
+//! caller's rule decide — at the target already (done, no write), only unrelated changes (resend
+//! with the new etag, at most `max_resends` times), or someone else's change (a conflict naming the
+//! keys, nothing written).
 
 use super::{Executor, Outcome, Status, outcome};
-use crate::hub::{Error, observe};
-use twinops_core::model::ETag;
-use twinops_core::plan::{Change, UpdateTwin, owned_view};
+use crate::hub::Error;
+use twinops_core::model::{ETag, ObservedTwin, TwinAddress};
+use twinops_core::plan::{Change, TwinPatch, UpdateTwin, owned_view};
+use twinops_core::report::{Doing, Reason};
 
-pub(super) async fn patch(ex: &Executor<'_>, c: &Change, u: &UpdateTwin) -> Outcome {
-    patch_etag(ex, c, u).await.0
+/// What a rule makes of a twin as read.
+pub(super) enum Next {
+    /// Nothing to write: the item ends so.
+    Done(Status, Option<Reason>),
+    /// Someone else's change: a conflict naming these keys.
+    Conflict(Reason, Vec<String>),
+    /// Send this patch under the twin's etag.
+    Send(TwinPatch),
 }
 
-/// The twin as a write left it.
-pub(super) struct After {
-    pub etag: ETag,
-    /// Desired `$version` after the write.
-    pub desired_version: i64,
+/// A conditional write of one twin.
+pub(super) struct Rule<'r> {
+    pub address: &'r TwinAddress,
+    /// The first write, planned against an etag; `None` reads the twin first.
+    pub first: Option<(&'r TwinPatch, &'r ETag)>,
+    /// What a read is, for an error's words.
+    pub reading: Doing,
+    pub decide: &'r (dyn Fn(&ObservedTwin) -> Next + Sync),
+    /// How a write that landed after `resends` re-reads ends.
+    pub landed: fn(u32) -> (Status, Option<Reason>),
 }
 
-/// [`patch`], with the twin's etag and desired `$version` after the write when the hub answered them.
-pub(super) async fn patch_etag(
+/// Runs `rule`; the outcome, and the twin as it stands after (written or re-read), when known.
+pub(super) async fn write(
+    ex: &Executor<'_>,
+    c: &Change,
+    rule: Rule<'_>,
+) -> (Outcome, Option<ObservedTwin>) {
+    let end = |status, reason: Option<Reason>| {
+        let o = outcome(c, status);
+        match reason {
+            Some(r) => o.because(r),
+            None => o,
+        }
+    };
+    let mut send = rule.first.map(|(p, e)| (p.clone(), e.clone()));
+    let mut resends = 0u32;
+    loop {
+        if let Some((patch, etag)) = &send {
+            match ex.hub.patch_twin(rule.address, patch, etag).await {
+                Ok(after) => {
+                    let (status, reason) = (rule.landed)(resends);
+                    return (end(status, reason), Some(after));
+                }
+                Err(Error::PreconditionFailed { .. }) => {}
+                Err(e) if e.is_not_found() => {
+                    return (end(Status::Missing, Some(Reason::TwinGone)), None);
+                }
+                Err(e) => return (hub_failed(c, Doing::Writing, &e), None),
+            }
+        }
+        let seen = match ex.hub.twin(rule.address).await {
+            Ok(s) => s,
+            Err(e) => return (hub_failed(c, rule.reading, &e), None),
+        };
+        match (rule.decide)(&seen) {
+            Next::Done(status, reason) => return (end(status, reason), Some(seen)),
+            Next::Conflict(reason, keys) => {
+                let mut o = end(Status::Conflict, Some(reason));
+                o.keys = keys;
+                return (o, None);
+            }
+            Next::Send(patch) => {
+                if send.is_some() {
+                    if resends >= ex.options.max_resends {
+                        return (end(Status::Conflict, Some(Reason::ChangingTooFast)), None);
+                    }
+                    resends += 1;
+                }
+                send = Some((patch, seen.etag));
+            }
+        }
+    }
+}
+
+fn hub_failed(c: &Change, doing: Doing, e: &Error) -> Outcome {
+    outcome(c, Status::Failed).because(Reason::Hub {
+        doing,
+        error: e.chain().to_string(),
+        refusal: None,
+    })
+}
+
+/// A planned twin update: owned keys already at the target mean applied with no write; still
+/// equal to the plan's `base` mean resend with the new etag; anything else is a conflict.
+pub(super) async fn update(
     ex: &Executor<'_>,
     c: &Change,
     u: &UpdateTwin,
-) -> (Outcome, Option<After>) {
-    let device = &u.address.device;
-    let module = u.address.module_id();
-    let body = u.patch.to_value();
-    let mut etag = u.if_match.clone();
-    let mut resends = 0u32;
-    loop {
-        match ex
-            .hub
-            .patch_twin(device, module, &body, etag.as_str())
-            .await
-        {
-            Ok(t) => {
-                let after = observe::twin(&t).ok().map(|t| After {
-                    etag: t.etag,
-                    desired_version: t.desired_version,
-                });
-                let o = outcome(
-                    c,
-                    Status::Applied,
-                    if resends > 0 {
-                        format!("resent after {resends} unrelated change(s)")
-                    } else {
-                        String::new()
-                    },
-                );
-                return (o, after);
-            }
-            Err(Error::PreconditionFailed { .. }) => {}
-            Err(e) if e.is_not_found() => {
-                return (
-                    outcome(
-                        c,
-                        Status::Missing,
-                        "the twin no longer exists; the next run creates it",
-                    ),
-                    None,
-                );
-            }
-            Err(e) => return (outcome(c, Status::Failed, e.chain().to_string()), None),
-        }
-        let seen = ex.hub.observed_twin(device, module).await;
-        let seen = match seen {
-            Ok(s) => s,
-            Err(e) => {
-                return (
-                    outcome(
-                        c,
-                        Status::Failed,
-                        format!("re-reading after 412: {}", e.chain()),
-                    ),
-                    None,
-                );
-            }
-        };
-        let now = owned_view(&u.base, &u.ignore, &u.sensitive, &seen);
+) -> (Outcome, Option<ObservedTwin>) {
+    let decide = |seen: &ObservedTwin| {
+        let now = owned_view(&u.base, &u.ignore, &u.sensitive, seen);
         if now == u.target {
-            return (
-                outcome(c, Status::Unchanged, "already at the target"),
-                Some(After {
-                    etag: seen.etag,
-                    desired_version: seen.desired_version,
-                }),
-            );
+            Next::Done(Status::Unchanged, Some(Reason::AlreadyAtTarget))
+        } else if now != u.base {
+            Next::Conflict(Reason::OwnedKeysChanged, u.base.changed_keys(&now))
+        } else {
+            Next::Send(u.patch.clone())
         }
-        if now != u.base {
-            let mut o = outcome(
-                c,
-                Status::Conflict,
-                "owned keys were changed by someone else since the plan; not overwritten",
-            );
-            o.keys = u.base.changed_keys(&now);
-            return (o, None);
-        }
-        if resends >= ex.options.max_resends {
-            return (
-                outcome(
-                    c,
-                    Status::Conflict,
-                    "changing too fast: the etag moved on every resend",
-                ),
-                None,
-            );
-        }
-        resends += 1;
-        etag = seen.etag;
-    }
+    };
+    let rule = Rule {
+        address: &u.address,
+        first: Some((&u.patch, &u.if_match)),
+        reading: Doing::ReReadingAfter412,
+        decide: &decide,
+        landed: |resends| match resends {
+            0 => (Status::Applied, None),
+            n => (Status::Applied, Some(Reason::Resent(n))),
+        },
+    };
+    write(ex, c, rule).await
 }

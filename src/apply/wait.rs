@@ -1,23 +1,28 @@
 //! `apply --wait[=DURATION]`: after applying, wait until every changed twin's desired values are
-//! acknowledged by its device (reported equal, or the Plug and Play ack form), or the time runs out.
-//! The twins are read and classified the way a rollout's gate reads its wave ([`super::rollout::poll`]).
+//! acknowledged by its device (reported equal, or the Plug and Play ack form), a device rejects
+//! one, or the time runs out. The twins are read with the rollout gate's poll and classified by
+//! the same rule, at the one cadence (`twinops_core::plan::rollout::delivery`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
-use super::rollout::{Cost, Item, poll};
-use crate::apply::{Report, Status};
-use crate::hub::{Hub, observe};
-use twinops_core::model::TwinAddress;
+use crate::hub::{Error, Hub, read};
+use twinops_core::model::{JsonMap, TwinAddress};
 use twinops_core::plan::drift::Ack;
+use twinops_core::plan::rollout::delivery::{Cadence, GateItem};
 use twinops_core::plan::{Kind, Plan, is_sensitive_digest};
+use twinops_core::report::{Event, Report, Reporter, WaitReport, Waited};
 
-pub use twinops_core::report::Pending;
-
-/// The twins whose desired values the apply wrote, with the values to see reported back.
-pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
+/// The twins whose desired values the apply wrote (or found at the target), with the values to
+/// see reported back; looked up by address in the report, never scanned.
+pub fn pending(plan: &Plan, report: &Report) -> Vec<GateItem> {
+    let took_effect: HashMap<(Kind, &TwinAddress), bool> = report
+        .outcomes
+        .iter()
+        .filter_map(|o| Some(((o.kind, o.address.twin()?), o.took_effect())))
+        .collect();
     let mut out = Vec::new();
     for c in &plan.changes {
         if !matches!(
@@ -30,18 +35,12 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
             continue;
         }
         let address = c.address();
-        let ok = report.outcomes.iter().any(|o| {
-            o.kind == c.kind()
-                && o.device_id == address.device.as_str()
-                && o.module_id.as_deref() == address.module_id()
-                && matches!(
-                    o.status,
-                    Status::Applied | Status::Adopted | Status::Unchanged
-                )
-        });
+        if took_effect.get(&(c.kind(), &address)) != Some(&true) {
+            continue;
+        }
         // Desired values only; keys being removed and sensitive digests cannot be compared.
-        let wanted = c.wanted();
-        let desired: BTreeMap<String, Value> = wanted
+        let desired: JsonMap = c
+            .wanted()
             .map(|w| {
                 w.desired
                     .into_iter()
@@ -49,74 +48,63 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<Pending> {
                     .collect()
             })
             .unwrap_or_default();
-        if ok && !desired.is_empty() {
-            out.push(Pending {
-                device: address.device.to_string(),
-                module: address.module.map(|m| m.to_string()),
-                desired,
-                acknowledged_after: None,
-                rejected: None,
-            });
+        if !desired.is_empty() {
+            out.push(GateItem::new(address, desired, None));
         }
     }
     out
 }
 
-/// Polls until everything is acknowledged or `limit` passes; returns the items with their times.
-/// The twins are read and classified as a rollout's gate reads its wave (one GET each for a few,
-/// paged `IN` queries of just the pending ones for more).
+/// Polls until everything is acknowledged, a device rejects, `limit` passes or the run is
+/// stopped; what each twin answered, and when.
 pub async fn wait(
     hub: &Hub,
-    mut items: Vec<Pending>,
+    mut items: Vec<GateItem>,
     limit: Duration,
     concurrency: usize,
-    stop: &std::sync::atomic::AtomicBool,
-) -> anyhow::Result<Vec<Pending>> {
-    let mut polled = Vec::with_capacity(items.len());
-    for p in &items {
-        let device = observe::device_id(&p.device)?;
-        polled.push(Item {
-            address: match &p.module {
-                Some(m) => TwinAddress::module(device, observe::module_id(m)?),
-                None => TwinAddress::device(device),
-            },
-            keys: Some(p.desired.keys().cloned().collect()),
-            expect: p
-                .desired
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            version: None,
-            answer: Ack::Pending,
-        });
-    }
+    stop: &CancellationToken,
+    reporter: &dyn Reporter,
+) -> Result<WaitReport, Error> {
+    reporter.event(Event::Waiting {
+        twins: items.len(),
+        limit,
+    });
+    let mut waited: Vec<Waited> = items
+        .iter()
+        .map(|i| Waited {
+            address: i.address.clone(),
+            acknowledged_after: None,
+            rejected: None,
+        })
+        .collect();
     let started = Instant::now();
-    let mut interval = Duration::from_millis(250);
-    let mut cost = Cost::default();
+    let mut cadence = Cadence::new();
     loop {
-        poll(hub, &mut polled, None, concurrency, &mut cost).await?;
-        for (p, item) in items.iter_mut().zip(&polled) {
-            if !p.is_open() {
+        read::poll(hub, &mut items, None, concurrency).await?;
+        for (w, item) in waited.iter_mut().zip(&items) {
+            if !w.is_open() {
                 continue;
             }
             match &item.answer {
-                Ack::Acknowledged => p.acknowledged_after = Some(started.elapsed()),
-                Ack::Rejected { ad } => p.rejected = ad.clone().or_else(|| Some("rejected".into())),
+                Ack::Acknowledged => w.acknowledged_after = Some(started.elapsed()),
+                Ack::Rejected { ad } => w.rejected = ad.clone().or_else(|| Some("rejected".into())),
                 Ack::Pending => {}
             }
         }
-        let left = items.iter().filter(|p| p.is_open()).count();
         // A rejection ends the wait at once: waiting longer cannot turn it into an ack.
-        let rejected = items.iter().any(|p| p.rejected.is_some());
-        if left == 0
-            || rejected
-            || started.elapsed() >= limit
-            || stop.load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Ok(items);
+        let rejected = waited.iter().any(|w| w.rejected.is_some());
+        let open = waited.iter().any(Waited::is_open);
+        let left = limit.saturating_sub(started.elapsed());
+        if !open || rejected || left.is_zero() || stop.is_cancelled() {
+            return Ok(WaitReport {
+                limit,
+                twins: waited,
+            });
         }
-        tokio::time::sleep(interval.min(limit.saturating_sub(started.elapsed()))).await;
-        interval = (interval * 2).min(Duration::from_secs(5));
+        tokio::select! {
+            () = tokio::time::sleep(cadence.next(left)) => {}
+            () = stop.cancelled() => {}
+        }
     }
 }
 

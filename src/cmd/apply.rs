@@ -1,65 +1,203 @@
-//! `twinops apply`: plan then execute, or execute a saved plan exactly; confirmation, Ctrl-C, outcomes.
+//! `twinops apply`: plan then execute, or execute a saved plan exactly; confirmation, Ctrl-C,
+//! outcomes, `--wait`. With `--format json` stdout holds exactly one document, the report (with
+//! what `--wait` saw); text and markdown print the plan, the outcomes, then the wait's table.
 
 use std::io::{BufRead, IsTerminal};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::{Context, bail};
 
-use super::{ExitStatus, connect};
-use crate::apply::{self, Event, Report, Reporter};
+use super::{ExitStatus, Progress, changed_from, load, print, print_plan};
+use crate::apply::Options;
 use crate::cli::{ApplyArgs, Format};
+use crate::ops::apply::Source;
+use crate::ops::connect::Connection;
+use crate::ops::manifests::{self, Changed};
+use crate::ops::{self, connect};
 use crate::output;
-use twinops_core::plan::{self, FORMAT_VERSION, Options, Plan, SavedPlan};
+use twinops_core::model::Fleet;
+use twinops_core::plan::{self, Plan};
+use twinops_core::render::text;
+use twinops_core::report::Report;
 
-/// Reads a saved plan, checks it is for this hub, owner and format, and gets its concealed sensitive
-/// values back (references from the environment, inline values from the manifests), refusing any
-/// whose digest differs from the plan's. Nothing here talks to the hub.
-fn saved_plan(
-    path: &std::path::Path,
-    identity: &str,
-    fleet: Option<&twinops_core::model::Fleet>,
+pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
+    let fleet = if args.plan.is_none() || !args.paths.is_empty() {
+        match load(&args.paths)? {
+            Some(f) => Some(f),
+            None => return Ok(ExitStatus::Failure),
+        }
+    } else {
+        None
+    };
+    let changed = match (&args.changed_from, &fleet) {
+        (Some(rev), Some(f)) => match changed_from(rev, &args.paths, f)? {
+            Some(c) => Some(c),
+            None => return Ok(ExitStatus::Failure),
+        },
+        _ => None,
+    };
+    let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
+    let result = apply(args, &conn, fleet, changed).await;
+    conn.close().await;
+    result
+}
+
+/// The plan to execute: made now, or the saved one (checked and resolved).
+async fn prepare(
+    args: &ApplyArgs,
+    conn: &Connection,
+    fleet: Option<&Fleet>,
+    changed: Option<Changed>,
 ) -> anyhow::Result<Plan> {
-    let text = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
-    let version: Option<u64> = serde_json::from_slice::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()));
-    if version != Some(u64::from(FORMAT_VERSION)) {
-        bail!(
-            "`{}` is a plan of format_version {}; this twinops reads format_version {FORMAT_VERSION}; nothing was written",
-            path.display(),
-            version.map_or("(none)".to_string(), |v| v.to_string())
-        );
+    let quiet = args.common.output.quiet;
+    let source = match &args.plan {
+        Some(path) => Source::Saved { path, fleet },
+        None => Source::Manifests(ops::plan::Request {
+            fleet: fleet.context("no manifests")?,
+            options: plan::Options {
+                adopt: args.adopt,
+                prune: args.prune,
+                targets: manifests::targets(&args.common.targets, changed.as_ref()),
+            },
+            concurrency: args.common.concurrency,
+            changed: changed.map(|c| c.doc),
+        }),
+    };
+    let p = ops::apply::prepare(conn, source, &Progress::lines(quiet)).await?;
+    if args.plan.is_none() && !quiet {
+        output::talk(&text::requests_line(&p));
     }
-    let p: SavedPlan = serde_json::from_slice(&text)
-        .with_context(|| format!("`{}` is not a twinops plan", path.display()))?;
-    if p.hub != identity {
-        bail!(
-            "`{}` was made for hub `{}`, not `{identity}`; nothing was written",
-            path.display(),
-            p.hub
-        );
+    Ok(p)
+}
+
+async fn apply(
+    args: &ApplyArgs,
+    conn: &Connection,
+    fleet: Option<Fleet>,
+    changed: Option<Changed>,
+) -> anyhow::Result<ExitStatus> {
+    let format = args.common.output.format;
+    let p = prepare(args, conn, fleet.as_ref(), changed).await?;
+    // The plan holds all that apply needs: the manifests' memory goes back before the writes start.
+    drop(fleet);
+    ops::apply::check_deletions(&p, args.max_deletes)?;
+    if format == Format::Text {
+        print_plan(&p, Format::Text, args.expand)?;
     }
-    if let Some(f) = fleet {
-        if f.owner != p.owner {
-            bail!(
-                "`{}` was made for owner `{}`, but the manifests name `{}`; nothing was written",
-                path.display(),
-                p.owner,
-                f.owner
+    if p.changes.is_empty() {
+        if format == Format::Json {
+            print(|b| twinops_core::render::json(b, &Report::empty()))?;
+        }
+        return Ok(if p.conflicts.is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        });
+    }
+    if !args.yes && !confirm(&conn.identity)? {
+        output::talk("Apply cancelled.");
+        return Ok(ExitStatus::Failure);
+    }
+    let report = execute(args, conn, &p).await?;
+    if !p.conflicts.is_empty() && !args.common.output.quiet {
+        output::talk(&format!(
+            "{} twin(s) were skipped as conflicts at plan time",
+            p.conflicts.len()
+        ));
+    }
+    Ok(if report.interrupted {
+        ExitStatus::Interrupted
+    } else if report.ok() && p.conflicts.is_empty() && report.wait.as_ref().is_none_or(|w| w.ok()) {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// Runs the plan (Ctrl-C stops starting new operations), waits with `--wait`, and prints the
+/// report once: a JSON document, or the outcomes as text followed by the wait's table.
+async fn execute(args: &ApplyArgs, conn: &Connection, p: &Plan) -> anyhow::Result<Report> {
+    let quiet = args.common.output.quiet;
+    let format = args.common.output.format;
+    let options = Options {
+        concurrency: args.common.concurrency,
+        no_rollout: args.no_rollout,
+        resume: args.resume,
+        ..Options::default()
+    };
+    let stop = options.stop.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+            output::talk(
+                "Interrupted: letting in-flight operations finish, starting no new ones...",
             );
         }
-        if f.digest != p.manifest_digest {
-            bail!(
-                "the manifests changed since `{}` was made (digest {} vs {}); plan again; nothing was written",
-                path.display(),
-                &p.manifest_digest[..p.manifest_digest.len().min(12)],
-                &f.digest[..f.digest.len().min(12)]
-            );
+    });
+    let progress = Progress::with_bar(quiet);
+    let mut report = ops::apply::execute(conn, p, &options, &progress).await;
+    progress.finish();
+    if format != Format::Json {
+        print(|b| text::report(b, &report))?;
+    }
+    let halted = report.rollout.as_ref().and_then(|r| r.halted.as_ref());
+    if let Some(h) = halted {
+        output::talk(&format!("error: {}", h.message));
+    }
+    if let Some(limit) = args.wait
+        && !report.interrupted
+        && halted.is_none()
+    {
+        let waiting = Progress::lines(quiet);
+        ops::apply::wait(
+            conn,
+            p,
+            &mut report,
+            limit,
+            options.concurrency,
+            &options.stop,
+            &waiting,
+        )
+        .await?;
+        if let Some(w) = &report.wait {
+            if format != Format::Json {
+                print(|b| text::acknowledgements(b, w))?;
+            }
+            talk_wait(w);
         }
     }
-    p.resolve(&super::validate::env, fleet)
-        .map_err(|e| anyhow::anyhow!("refusing `{}`, nothing was written: {e}", path.display()))
+    ctrl_c.abort();
+    report.interrupted |= options.stop.is_cancelled();
+    if format == Format::Json {
+        print(|b| twinops_core::render::json(b, &report))?;
+    }
+    Ok(report)
+}
+
+/// Says why a wait failed: rejected values, else twins that never acknowledged.
+fn talk_wait(w: &twinops_core::report::WaitReport) {
+    let rejected: Vec<String> = w
+        .rejected()
+        .map(|t| {
+            format!(
+                "{} ({})",
+                t.address,
+                t.rejected.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    let open: Vec<String> = w.open().map(|t| t.address.to_string()).collect();
+    if !rejected.is_empty() {
+        output::talk(&format!(
+            "error: rejected by the device: {}",
+            rejected.join(", ")
+        ));
+    } else if !open.is_empty() {
+        output::talk(&format!(
+            "error: timed out after {:?}; not acknowledged: {}",
+            w.limit,
+            open.join(", ")
+        ));
+    }
 }
 
 fn confirm(hub: &str) -> anyhow::Result<bool> {
@@ -77,223 +215,4 @@ fn confirm(hub: &str) -> anyhow::Result<bool> {
         .read_line(&mut line)
         .context("reading the confirmation")?;
     Ok(line.trim() == "yes")
-}
-
-/// Draws progress on stderr when it is a terminal, and a rollout's notes (waves, gates, bake) on
-/// stderr unless `--quiet`, terminal or not (CI logs need them most).
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    quiet: bool,
-}
-
-impl Reporter for Progress {
-    fn event(&self, e: Event) {
-        if let Event::Note(line) = &e {
-            match &self.bar {
-                Some(bar) => bar.println(line),
-                None if !self.quiet => output::talk(line),
-                None => {}
-            }
-            return;
-        }
-        let Some(bar) = &self.bar else { return };
-        match e {
-            Event::Note(_) => {}
-            Event::Phase { name, items } => {
-                bar.set_length(items as u64);
-                bar.set_position(0);
-                bar.set_message(name);
-            }
-            Event::Done(o) => {
-                // Failures scroll above the bar as they happen, not only in the final report.
-                if o.is_error() {
-                    bar.println(format!("{:?} {}: {}", o.status, o.address(), o.detail));
-                }
-                bar.inc(1);
-            }
-        }
-    }
-}
-
-pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
-    let fleet = if args.plan.is_none() || !args.paths.is_empty() {
-        match super::validate::load(&args.paths)? {
-            Some(f) => Some(f),
-            None => return Ok(ExitStatus::Failure),
-        }
-    } else {
-        None
-    };
-    let changed = match (&args.changed_from, &fleet) {
-        (Some(rev), Some(f)) => match super::plan::changed_from(rev, &args.paths, f)? {
-            Some(c) => Some(c),
-            None => return Ok(ExitStatus::Failure),
-        },
-        _ => None,
-    };
-    let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
-    let result = execute(args, &conn, fleet, changed).await;
-    conn.close().await;
-    result
-}
-
-async fn execute(
-    args: &ApplyArgs,
-    conn: &connect::Connection,
-    fleet: Option<twinops_core::model::Fleet>,
-    changed: Option<super::plan::Changed>,
-) -> anyhow::Result<ExitStatus> {
-    let quiet = args.common.output.quiet;
-    let p = match &args.plan {
-        Some(path) => saved_plan(path, &conn.identity, fleet.as_ref())?,
-        None => {
-            let fleet = fleet.as_ref().context("no manifests")?;
-            let options = Options {
-                adopt: args.adopt,
-                prune: args.prune,
-                targets: super::plan::targets(&args.common.targets, changed.as_ref()),
-            };
-            let p = super::plan::make(
-                conn,
-                fleet,
-                &options,
-                args.common.concurrency,
-                changed.as_ref().map(|c| &c.doc),
-            )
-            .await?;
-            if !quiet {
-                output::talk(&super::plan::requests_line(&p));
-            }
-            p
-        }
-    };
-    // The plan holds all that apply needs: the manifests' memory goes back before the writes start.
-    drop(fleet);
-    let deletions = plan::deletion_count(&p);
-    if deletions > args.max_deletes {
-        bail!(
-            "the plan deletes {deletions} identities, more than --max-deletes {}; nothing was written",
-            args.max_deletes
-        );
-    }
-    if args.common.output.format == Format::Text {
-        super::plan::print(&p, Format::Text, args.expand)?;
-    }
-    if p.changes.is_empty() {
-        if args.common.output.format == Format::Json {
-            twinops_core::render::json(
-                &mut std::io::stdout(),
-                &Report {
-                    outcomes: Vec::new(),
-                    interrupted: false,
-                    rollout: None,
-                },
-            )?;
-        }
-        return Ok(if p.conflicts.is_empty() {
-            ExitStatus::Success
-        } else {
-            ExitStatus::Failure
-        });
-    }
-    if !args.yes && !confirm(&conn.identity)? {
-        output::talk("Apply cancelled.");
-        return Ok(ExitStatus::Failure);
-    }
-    let options = apply::Options {
-        concurrency: args.common.concurrency,
-        no_rollout: args.no_rollout,
-        resume: args.resume,
-        ..apply::Options::default()
-    };
-    let stop = Arc::clone(&options.stop);
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop.store(true, Ordering::SeqCst);
-            output::talk(
-                "Interrupted: letting in-flight operations finish, starting no new ones...",
-            );
-        }
-    });
-    let progress = Progress {
-        bar: (!quiet && std::io::stderr().is_terminal()).then(output::progress_bar),
-        quiet,
-    };
-    let report = apply::apply(&conn.hub, &p, &options, &progress).await;
-    ctrl_c.abort();
-    if let Some(b) = &progress.bar {
-        b.finish_and_clear();
-    }
-    let mut buf = Vec::new();
-    match args.common.output.format {
-        Format::Json => twinops_core::render::json(&mut buf, &report)?,
-        _ => twinops_core::render::text::report(&mut buf, &report)?,
-    }
-    output::data(&String::from_utf8_lossy(&buf));
-    let halted = report.rollout.as_ref().and_then(|r| r.halted.as_ref());
-    if let Some(h) = halted {
-        output::talk(&format!("error: {}", h.message));
-    }
-    let mut wait_failed = false;
-    if let Some(limit) = args.wait
-        && !report.interrupted
-        && halted.is_none()
-    {
-        let items = crate::apply::wait::pending(&p, &report);
-        if !quiet {
-            output::talk(&format!(
-                "Waiting up to {:?} for {} twin(s) to acknowledge their desired values...",
-                limit,
-                items.len()
-            ));
-        }
-        let items = crate::apply::wait::wait(
-            &conn.hub,
-            items,
-            limit,
-            args.common.concurrency,
-            &options.stop,
-        )
-        .await?;
-        let mut buf = Vec::new();
-        twinops_core::render::text::acknowledgements(&mut buf, &items)?;
-        output::data(&String::from_utf8_lossy(&buf));
-        let rejected: Vec<String> = items
-            .iter()
-            .filter_map(|i| Some(format!("{} ({})", i.address(), i.rejected.as_ref()?)))
-            .collect();
-        let missing: Vec<String> = items
-            .iter()
-            .filter(|i| i.is_open())
-            .map(crate::apply::wait::Pending::address)
-            .collect();
-        if !rejected.is_empty() {
-            output::talk(&format!(
-                "error: rejected by the device: {}",
-                rejected.join(", ")
-            ));
-            wait_failed = true;
-        } else if !missing.is_empty() {
-            output::talk(&format!(
-                "error: timed out after {limit:?}; not acknowledged: {}",
-                missing.join(", ")
-            ));
-            wait_failed = true;
-        }
-    }
-    if !p.conflicts.is_empty() && !quiet {
-        output::talk(&format!(
-            "{} twin(s) were skipped as conflicts at plan time",
-            p.conflicts.len()
-        ));
-    }
-    Ok(
-        if report.interrupted || options.stop.load(Ordering::SeqCst) {
-            ExitStatus::Interrupted
-        } else if report.ok() && p.conflicts.is_empty() && !wait_failed {
-            ExitStatus::Success
-        } else {
-            ExitStatus::Failure
-        },
-    )
 }

@@ -1,59 +1,14 @@
 //! `twinops validate`: offline validation only.
 
-use std::path::PathBuf;
-
-use anyhow::Context;
-
-use super::ExitStatus;
 use serde_json::json;
 
+use super::{ExitStatus, print, talk_problems};
 use crate::cli::{Format, ValidateArgs};
+use crate::ops::manifests;
 use crate::output;
-use twinops_core::model::Fleet;
-
-/// The manifest paths, `manifests/` by default.
-pub fn paths(given: &[PathBuf]) -> Vec<PathBuf> {
-    if given.is_empty() {
-        vec![PathBuf::from("manifests")]
-    } else {
-        given.to_vec()
-    }
-}
-
-/// Reads and validates manifests; every problem is printed with `file:line:column`.
-pub fn load(given: &[PathBuf]) -> anyhow::Result<Option<Fleet>> {
-    match read(given)? {
-        Ok(f) => Ok(Some(f)),
-        Err(errors) => {
-            talk_errors(&errors);
-            Ok(None)
-        }
-    }
-}
-
-fn read(given: &[PathBuf]) -> anyhow::Result<Result<Fleet, twinops_core::manifest::Errors>> {
-    let sources = twinops_core::manifest::read(&paths(given)).context("reading manifests")?;
-    Ok(twinops_core::manifest::load(&sources, &env))
-}
-
-/// The process environment, where `${env:NAME}` values come from (a value that is not UTF-8 counts
-/// as not set: a twin value is JSON text).
-pub fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
-fn talk_errors(errors: &twinops_core::manifest::Errors) {
-    for d in &errors.0 {
-        output::talk(&format!("error: {d}"));
-    }
-    output::talk(&format!(
-        "{} problem(s) found; nothing was sent to the hub",
-        errors.0.len()
-    ));
-}
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
-    let result = read(&args.paths)?;
+    let result = manifests::load(&args.paths)?;
     if args.output.format == Format::Json {
         // The result as data: `{"valid": true, "owner", "devices", "modules", "identities"}` or
         // `{"valid": false, "errors": [{"file", "line", "column", "message"}]}`.
@@ -75,9 +30,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
                 })).collect::<Vec<_>>(),
             }),
         };
-        let mut buf = Vec::new();
-        twinops_core::render::json(&mut buf, &doc)?;
-        output::data(&String::from_utf8_lossy(&buf));
+        print(|b| twinops_core::render::json(b, &doc))?;
         return Ok(match result {
             Ok(_) => ExitStatus::Success,
             Err(_) => ExitStatus::Failure,
@@ -86,7 +39,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let fleet = match result {
         Ok(f) => f,
         Err(errors) => {
-            talk_errors(&errors);
+            talk_problems(&errors);
             return Ok(ExitStatus::Failure);
         }
     };

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::Error;
 use twinops_core::model::{
-    DeviceId, DeviceStatus, ETag, ModuleId, ObservedAuth, ObservedDevice, ObservedModule,
-    ObservedTwin,
+    DeviceId, DeviceStatus, ETag, ModuleId, ObservedAuth, ObservedConfiguration, ObservedDevice,
+    ObservedModule, ObservedTwin,
 };
 use twinops_iothub::wire::{JsonMap, Twin};
 
@@ -44,7 +44,7 @@ fn etag(t: &Twin, value: Option<&String>, what: &str) -> Result<ETag, Error> {
     ETag::new(text.clone()).map_err(|e| Error::Invalid(format!("{what} of `{}`: {e}", address(t))))
 }
 
-pub fn twin(t: &Twin) -> Result<ObservedTwin, Error> {
+pub(super) fn twin(t: &Twin) -> Result<ObservedTwin, Error> {
     let props = t.properties.as_ref();
     let (desired, desired_version) = strip(props.and_then(|p| p.desired.as_ref()));
     let (reported, _) = strip(props.and_then(|p| p.reported.as_ref()));
@@ -68,22 +68,22 @@ fn auth(t: &Twin) -> Result<ObservedAuth, Error> {
 }
 
 /// A device's `status` on the wire (absent or unknown reads as enabled, IoT Hub's default).
-pub fn status(wire: Option<&str>) -> DeviceStatus {
+pub(super) fn status(wire: Option<&str>) -> DeviceStatus {
     match wire {
         Some("disabled") => DeviceStatus::Disabled,
         _ => DeviceStatus::Enabled,
     }
 }
 
-pub fn device_id(text: &str) -> Result<DeviceId, Error> {
+pub(super) fn device_id(text: &str) -> Result<DeviceId, Error> {
     DeviceId::new(text).map_err(|e| Error::Invalid(e.to_string()))
 }
 
-pub fn module_id(text: &str) -> Result<ModuleId, Error> {
+pub(super) fn module_id(text: &str) -> Result<ModuleId, Error> {
     ModuleId::new(text).map_err(|e| Error::Invalid(e.to_string()))
 }
 
-pub fn device(t: &Twin) -> Result<ObservedDevice, Error> {
+pub(super) fn device(t: &Twin) -> Result<ObservedDevice, Error> {
     Ok(ObservedDevice {
         id: device_id(&t.device_id)?,
         identity_etag: etag(t, t.device_etag.as_ref(), "a deviceEtag")?,
@@ -98,7 +98,7 @@ pub fn device(t: &Twin) -> Result<ObservedDevice, Error> {
     })
 }
 
-pub fn module(t: &Twin) -> Result<ObservedModule, Error> {
+pub(super) fn module(t: &Twin) -> Result<ObservedModule, Error> {
     let id = t.module_id.as_deref().ok_or_else(|| {
         Error::Invalid(format!("module twin of `{}` has no moduleId", t.device_id))
     })?;
@@ -110,8 +110,16 @@ pub fn module(t: &Twin) -> Result<ObservedModule, Error> {
     })
 }
 
+/// A configuration as drift sees it: the desired keys its content writes, and its priority.
+pub(super) fn configuration(c: twinops_iothub::wire::Configuration) -> ObservedConfiguration {
+    let mut o = twinops_core::plan::drift::content_keys(&c.content.unwrap_or_default());
+    o.id = c.id;
+    o.priority = c.priority.unwrap_or(0);
+    o
+}
+
 /// Reads a query row as a twin.
-pub fn row(v: Value) -> Result<Twin, Error> {
+pub(super) fn row(v: Value) -> Result<Twin, Error> {
     serde_json::from_value(v).map_err(|source| Error::Decode {
         what: "a twin".into(),
         source,

@@ -1,51 +1,56 @@
-//! Reading live state for a plan, at fleet scale (SPEC §6, §12). A read planner ([`plan`]) decides,
-//! per device, between paged queries (`SELECT *` of the whole hub when every identity is needed, as
-//! pruning does, or `WHERE deviceId IN [...]` lists of the declared ones) and targeted twin GETs:
-//! on a paced hub in proportion to what the pace allows each class, so that both finish together;
-//! on an unpaced one the cheapest mix in requests. [`read`] then streams the twins to a sink as
-//! each page or GET arrives, so the caller can reduce them at once. Never one GET per twin for a
-//! large fleet on an unpaced hub, never `GET /devices?top=`.
+//! The one twin reader (SPEC §6, §12): plans, drift, rollout gates, `apply --wait` and export all
+//! read twins here. A read planner ([`plan`], [`for_twins`], [`custom`]) decides, per device,
+//! between paged queries (`SELECT *` of the whole hub when every identity is needed, as pruning
+//! does, `WHERE deviceId IN [...]` lists of the wanted ones, or a query of the operator's) and
+//! targeted twin GETs: on a paced hub in proportion to what the pace allows each class, so that
+//! both finish together; on an unpaced one the cheapest mix in requests. [`read`] then streams the
+//! twins to a sink as each page or GET arrives, so the caller can reduce them at once. Never one
+//! GET per twin for a large fleet on an unpaced hub, never `GET /devices?top=`.
 //!
 //! The planning is pure (IDs, counts and rates in, a [`ReadPlan`] out); the I/O is in [`read`].
+//! A read through an export job (SPEC §17) is another way to fill the same sink.
 
-use futures::{StreamExt, stream};
+use std::collections::{BTreeMap, HashMap};
 
+use futures::{StreamExt, TryStreamExt, stream};
+
+use super::query::{
+    ALL_DEVICES, ALL_MODULES, IN_PREFIX_DEVICES, IN_PREFIX_MODULES, PAGE_REQUEST, chunks,
+    in_queries, quotable,
+};
 use super::{Error, Hub, observe};
 use twinops_core::model::{
-    DeviceId, Fleet, ModuleId, Observed, ObservedDevice, ObservedModule, Targets,
+    DeviceId, Digest, Fleet, ModuleId, Observed, ObservedDevice, ObservedModule, Targets,
+    TwinAddress,
 };
+use twinops_core::plan::rollout::delivery::{Cost, GateItem};
+use twinops_core::report::ReadEstimate;
 
 /// Above this many selected twins, a paged query is cheaper than targeted GETs.
 pub const TARGETED_MAX_TWINS: usize = 40;
 
-/// The page size asked for; the hub caps it (IoT Hub and the emulator at 100 by default).
-pub const QUERY_PAGE_REQUEST: usize = 1000;
-
 /// Rows a query page holds: IoT Hub's cap, which the estimates count in.
 pub const PAGE_ROWS: usize = 100;
 
-/// The longest `IN`-list query sent: IoT Hub refuses query texts over about 8 KB.
-pub const MAX_IN_QUERY_BYTES: usize = 7_500;
-
-/// One device to read: its twin always (whether it exists decides what is created), the module
-/// twins named, or every module it has (`all_modules`: a device no manifest declares any more,
-/// which pruning deletes with its modules).
+/// One device to read: its twin (for a plan always: whether it exists decides what is created),
+/// the module twins named, or every module it has (`all_modules`: a device no manifest declares
+/// any more, which pruning deletes with its modules).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
     pub device: DeviceId,
+    /// Whether the device's own twin is read (a gate may wait for module twins alone).
+    pub device_twin: bool,
     pub modules: Vec<ModuleId>,
     pub all_modules: bool,
 }
 
 impl Wanted {
     fn twins(&self) -> usize {
-        1 + self.modules.len()
+        usize::from(self.device_twin) + self.modules.len()
     }
 
-    /// `IN` lists quote IDs in `'`; an ID holding one is read by GET instead of escaped in a way a
-    /// live hub was never observed to accept.
     fn queryable(&self) -> bool {
-        !self.device.contains('\'')
+        quotable(&self.device)
     }
 
     fn needs_module_rows(&self) -> bool {
@@ -81,6 +86,7 @@ pub fn wanted(fleet: &Fleet, targets: &Targets, prune: bool) -> Vec<Wanted> {
         }
         out.push(Wanted {
             device: d.id.clone(),
+            device_twin: true,
             modules,
             all_modules: false,
         });
@@ -90,6 +96,7 @@ pub fn wanted(fleet: &Fleet, targets: &Targets, prune: bool) -> Vec<Wanted> {
             if !declared.contains(id.as_str()) {
                 out.push(Wanted {
                     device: id.clone(),
+                    device_twin: true,
                     modules: sd.modules.iter().cloned().collect(),
                     all_modules: prune,
                 });
@@ -156,52 +163,15 @@ pub struct ReadPlan {
 }
 
 impl ReadPlan {
-    /// One line for stderr: what is read how, and the estimate.
-    pub fn describe(&self) -> String {
-        let how = if self.full {
-            format!(
-                "the whole hub by query (about {} pages)",
-                self.query_requests
-            )
-        } else {
-            format!(
-                "{} twin(s): {} by query ({} request(s)), {} by GET",
-                self.query_twins + self.get_twins,
-                self.query_twins,
-                self.query_requests,
-                self.get_twins
-            )
-        };
-        match self.estimated_seconds {
-            Some(s) => format!("Reading {how}; estimated {s:.1}s at the chosen pace"),
-            None => format!("Reading {how}"),
+    /// What the read will cost, for the operator to see before it starts.
+    pub fn estimate(&self) -> ReadEstimate {
+        ReadEstimate {
+            whole_hub: self.full,
+            query_twins: self.query_twins,
+            query_requests: self.query_requests,
+            get_twins: self.get_twins,
+            estimated_seconds: self.estimated_seconds,
         }
-    }
-}
-
-pub(crate) const IN_PREFIX_DEVICES: &str = "SELECT * FROM devices WHERE deviceId IN [";
-pub(crate) const IN_PREFIX_MODULES: &str = "SELECT * FROM devices.modules WHERE deviceId IN [";
-
-/// How `IN` lists cut a run of devices into queries of at most [`MAX_IN_QUERY_BYTES`]: calls
-/// `each(first, end, rows)` per query over `items[first..end]`, each item `(id, rows it returns)`.
-fn chunks<'a>(
-    prefix: &str,
-    items: impl Iterator<Item = (&'a DeviceId, usize)>,
-    mut each: impl FnMut(usize, usize, usize),
-) {
-    // `prefix` + `'id'` joined by `, ` + `]`.
-    let (mut first, mut len, mut rows, mut n) = (0, prefix.len() + 1, 0, 0);
-    for (i, (id, r)) in items.enumerate() {
-        if n > 0 && len + 2 + id.len() + 2 > MAX_IN_QUERY_BYTES {
-            each(first, i, rows);
-            (first, len, rows, n) = (i, prefix.len() + 1, 0, 0);
-        }
-        len += id.len() + 2 + if n > 0 { 2 } else { 0 };
-        rows += r;
-        n += 1;
-    }
-    if n > 0 {
-        each(first, first + n, rows);
     }
 }
 
@@ -211,7 +181,10 @@ fn query_pages<'a>(devices: impl Iterator<Item = &'a Wanted> + Clone) -> usize {
     let mut count = |_: usize, _: usize, rows: usize| pages += rows.div_ceil(PAGE_ROWS).max(1);
     chunks(
         IN_PREFIX_DEVICES,
-        devices.clone().map(|w| (&w.device, 1)),
+        devices
+            .clone()
+            .filter(|w| w.device_twin)
+            .map(|w| (&w.device, 1)),
         &mut count,
     );
     chunks(
@@ -222,16 +195,6 @@ fn query_pages<'a>(devices: impl Iterator<Item = &'a Wanted> + Clone) -> usize {
         &mut count,
     );
     pages
-}
-
-/// The `IN`-list queries of these devices.
-pub(crate) fn in_queries(prefix: &str, ids: &[&DeviceId]) -> Vec<String> {
-    let mut out = Vec::new();
-    chunks(prefix, ids.iter().map(|id| (*id, 0)), |first, end, _| {
-        let list: Vec<String> = ids[first..end].iter().map(|id| format!("'{id}'")).collect();
-        out.push(format!("{prefix}{}]", list.join(", ")));
-    });
-    out
 }
 
 /// Decides how to read `wanted` (see the module's doc). `declared` is the fleet's twin count
@@ -335,7 +298,11 @@ pub fn plan(
     let mut free = free;
     let on_get_free = free.split_off(j);
     let on_query: Vec<Wanted> = forced_query.into_iter().chain(free).collect();
-    let device_ids: Vec<&DeviceId> = on_query.iter().map(|w| &w.device).collect();
+    let device_ids: Vec<&DeviceId> = on_query
+        .iter()
+        .filter(|w| w.device_twin)
+        .map(|w| &w.device)
+        .collect();
     let module_ids: Vec<&DeviceId> = on_query
         .iter()
         .filter(|w| w.needs_module_rows())
@@ -364,35 +331,63 @@ pub enum Observation {
     Module(DeviceId, ObservedModule),
 }
 
-async fn get_optional(
-    hub: &Hub,
-    device: &str,
-    module: Option<&str>,
-) -> Result<Option<twinops_iothub::wire::Twin>, Error> {
-    match hub.get_twin(device, module).await {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
+async fn get_optional(hub: &Hub, address: TwinAddress) -> Result<Option<Observation>, Error> {
+    let t = match hub
+        .rest
+        .get_twin(&address.device, address.module_id())
+        .await
+    {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(match address.module {
+        None => Observation::Device(observe::device(&t)?),
+        Some(_) => Observation::Module(address.device, observe::module(&t)?),
+    }))
+}
+
+/// The twins a wanted device's GETs read: its own (when wanted), then its modules. A device
+/// twin that is gone ends the device's reads: its modules went with it.
+async fn get_device(hub: &Hub, w: &Wanted) -> Result<Vec<Observation>, Error> {
+    let mut batch = Vec::with_capacity(w.twins());
+    if w.device_twin {
+        match get_optional(hub, TwinAddress::device(w.device.clone())).await? {
+            Some(o) => batch.push(o),
+            None => return Ok(batch),
+        }
     }
+    for m in &w.modules {
+        let a = TwinAddress::module(w.device.clone(), m.clone());
+        batch.extend(get_optional(hub, a).await?);
+    }
+    Ok(batch)
 }
 
 /// Query pages in flight at once (each query's own pages follow one another).
 const QUERY_STREAMS: usize = 4;
 
-/// Runs one query to its last page, sending each page's twins on.
+/// What a read cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCost {
+    pub gets: usize,
+    pub query_pages: usize,
+}
+
+/// Runs one query to its last page, sending each page's twins on; the pages it read.
 async fn send_pages(
     hub: &Hub,
     sql: &str,
     modules: bool,
     tx: &tokio::sync::mpsc::Sender<Vec<Observation>>,
-) -> Result<(), Error> {
-    let mut cont: Option<String> = None;
-    loop {
-        let page = hub
-            .query_page(sql, QUERY_PAGE_REQUEST, cont.as_deref())
-            .await?;
-        let mut batch = Vec::with_capacity(page.items.len());
-        for r in page.items {
+) -> Result<usize, Error> {
+    let pages = hub.rest.pages(sql, PAGE_REQUEST);
+    futures::pin_mut!(pages);
+    let mut n = 0;
+    while let Some(rows) = pages.try_next().await? {
+        n += 1;
+        let mut batch = Vec::with_capacity(rows.len());
+        for r in rows {
             let t = observe::row(r)?;
             batch.push(if modules {
                 Observation::Module(observe::device_id(&t.device_id)?, observe::module(&t)?)
@@ -401,13 +396,10 @@ async fn send_pages(
             });
         }
         if tx.send(batch).await.is_err() {
-            return Ok(()); // the consumer stopped, with its own error
-        }
-        match page.continuation {
-            Some(c) => cont = Some(c),
-            None => return Ok(()),
+            break; // the consumer stopped, with its own error
         }
     }
+    Ok(n)
 }
 
 /// Reads what `plan` names, handing every twin to `sink` as its page or GET arrives (queries and
@@ -417,48 +409,34 @@ pub async fn read(
     plan: &ReadPlan,
     concurrency: usize,
     mut sink: impl FnMut(Observation) -> Result<(), Error>,
-) -> Result<(), Error> {
+) -> Result<ReadCost, Error> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Observation>>(QUERY_STREAMS * 4);
     let tx_q = tx.clone();
     let queries = async move {
         let (devices, modules): (Vec<&str>, Vec<&str>) = if plan.full {
-            (
-                vec!["SELECT * FROM devices"],
-                vec!["SELECT * FROM devices.modules"],
-            )
+            (vec![ALL_DEVICES], vec![ALL_MODULES])
         } else {
             (
                 plan.device_queries.iter().map(String::as_str).collect(),
                 plan.module_queries.iter().map(String::as_str).collect(),
             )
         };
+        let mut pages = 0;
         // Every device row is in before the first module row is asked for.
         for (sqls, is_module) in [(devices, false), (modules, true)] {
             let mut s = stream::iter(sqls)
                 .map(|sql| send_pages(hub, sql, is_module, &tx_q))
                 .buffer_unordered(QUERY_STREAMS);
             while let Some(r) = s.next().await {
-                r?;
+                pages += r?;
             }
         }
-        Ok::<_, Error>(())
+        Ok::<_, Error>(pages)
     };
     let tx_g = tx;
     let gets = async move {
-        let mut s = stream::iter(plan.gets.iter().map(|w| async move {
-            let (d, modules) = (&w.device, &w.modules);
-            let Some(t) = get_optional(hub, d, None).await? else {
-                return Ok::<_, Error>(Vec::new());
-            };
-            let mut batch = vec![Observation::Device(observe::device(&t)?)];
-            for m in modules {
-                if let Some(mt) = get_optional(hub, d, Some(m)).await? {
-                    batch.push(Observation::Module(d.clone(), observe::module(&mt)?));
-                }
-            }
-            Ok(batch)
-        }))
-        .buffer_unordered(concurrency.max(1));
+        let mut s = stream::iter(plan.gets.iter().map(|w| get_device(hub, w)))
+            .buffer_unordered(concurrency.max(1));
         while let Some(r) = s.next().await {
             if tx_g.send(r?).await.is_err() {
                 break;
@@ -474,8 +452,11 @@ pub async fn read(
         }
         Ok::<_, Error>(())
     };
-    futures::try_join!(queries, gets, consume)?;
-    Ok(())
+    let (query_pages, (), ()) = futures::try_join!(queries, gets, consume)?;
+    Ok(ReadCost {
+        gets: plan.gets.iter().map(Wanted::twins).sum(),
+        query_pages,
+    })
 }
 
 /// Reads what the hub holds for the fleet's scope into an [`Observed`] (drift, which needs the
@@ -494,15 +475,22 @@ pub async fn observe(
         targets.scope().is_some(),
         need_complete,
     );
+    collect(hub, &plan, concurrency).await
+}
+
+/// Reads what `plan` names into an [`Observed`] (whole twins, reported properties included).
+pub async fn collect(hub: &Hub, plan: &ReadPlan, concurrency: usize) -> Result<Observed, Error> {
     let mut observed = Observed {
         complete: plan.complete,
         ..Observed::default()
     };
-    read(hub, &plan, concurrency, |o| {
+    read(hub, plan, concurrency, |o| {
         match o {
             Observation::Device(d) => {
                 observed.devices.entry(d.id.clone()).or_insert(d);
             }
+            // A module row whose device row is not here (not selected, or it lagged behind in
+            // the index) is left out; the next read sees it.
             Observation::Module(id, m) => {
                 if let Some(d) = observed.devices.get_mut(&id) {
                     d.modules.entry(m.id.clone()).or_insert(m);
@@ -523,48 +511,112 @@ pub fn declared(fleet: &Fleet) -> (usize, usize) {
     )
 }
 
-/// The device twins a device query selects, with their module twins, through two paged queries.
-/// `complete` says whether the query selects every device (what pruning needs).
-pub async fn query(hub: &Hub, device_query: &str, complete: bool) -> Result<Observed, Error> {
-    let mut observed = Observed {
-        complete,
-        ..Observed::default()
+/// The reading of an operator's device query (`export --query`): its device twins, then the
+/// module twins of those devices (the module rows of other devices are left to the sink to drop).
+pub fn custom(device_query: &str) -> ReadPlan {
+    ReadPlan {
+        full: false,
+        device_queries: vec![device_query.to_string()],
+        module_queries: vec![ALL_MODULES.to_string()],
+        gets: Vec::new(),
+        complete: false,
+        query_twins: 0,
+        get_twins: 0,
+        query_requests: 2,
+        get_requests: 0,
+        estimated_seconds: None,
+    }
+}
+
+/// The reading of these twins: one GET each when `by_query` is false, else paged `IN` queries
+/// over their devices (IDs that cannot be quoted go by GET).
+pub fn for_twins<'a>(twins: impl Iterator<Item = &'a TwinAddress>, by_query: bool) -> ReadPlan {
+    let mut by_device: BTreeMap<&DeviceId, Wanted> = BTreeMap::new();
+    for a in twins {
+        let w = by_device.entry(&a.device).or_insert_with(|| Wanted {
+            device: a.device.clone(),
+            device_twin: false,
+            modules: Vec::new(),
+            all_modules: false,
+        });
+        match &a.module {
+            None => w.device_twin = true,
+            Some(m) => w.modules.push(m.clone()),
+        }
+    }
+    let (queried, gets): (Vec<Wanted>, Vec<Wanted>) = by_device
+        .into_values()
+        .partition(|w| by_query && w.queryable());
+    let ids = |f: fn(&Wanted) -> bool| -> Vec<&DeviceId> {
+        queried.iter().filter(|w| f(w)).map(|w| &w.device).collect()
     };
-    hub.query_all(device_query, QUERY_PAGE_REQUEST, |rows| {
-        for r in rows {
-            let d = observe::device(&observe::row(r)?)?;
-            observed.devices.insert(d.id.clone(), d);
+    let device_queries = in_queries(IN_PREFIX_DEVICES, &ids(|w| w.device_twin));
+    let module_queries = in_queries(IN_PREFIX_MODULES, &ids(|w| !w.modules.is_empty()));
+    ReadPlan {
+        full: false,
+        query_requests: device_queries.len() + module_queries.len(),
+        device_queries,
+        module_queries,
+        complete: false,
+        query_twins: queried.iter().map(Wanted::twins).sum(),
+        get_twins: gets.iter().map(Wanted::twins).sum(),
+        get_requests: gets.iter().map(Wanted::twins).sum(),
+        estimated_seconds: None,
+        gets,
+    }
+}
+
+/// Reads the open items of a gate (or of `apply --wait`) once and classifies each: one GET each
+/// when `items` (the whole set, decided ones included) is small, else paged `IN` queries of the
+/// open ones (about one request per 100 twins). Deciding on the whole set keeps a large wave on
+/// queries to its end, when the few twins still pending fit in one page. `rollout` names the keys
+/// of items without their own (the twins an earlier run wrote).
+pub async fn poll(
+    hub: &Hub,
+    items: &mut [GateItem],
+    rollout: Option<&Digest>,
+    concurrency: usize,
+) -> Result<Cost, Error> {
+    let by_query = items.len() > TARGETED_MAX_TWINS;
+    let open: HashMap<TwinAddress, usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.is_open())
+        .map(|(n, i)| (i.address.clone(), n))
+        .collect();
+    if open.is_empty() {
+        return Ok(Cost::default());
+    }
+    let plan = for_twins(open.keys(), by_query);
+    let read = read(hub, &plan, concurrency, |o| {
+        let (address, twin) = match &o {
+            Observation::Device(d) => (TwinAddress::device(d.id.clone()), &d.twin),
+            Observation::Module(d, m) => (TwinAddress::module(d.clone(), m.id.clone()), &m.twin),
+        };
+        // A module query returns every module of those devices: the asked ones are kept.
+        if let Some(&n) = open.get(&address) {
+            items[n].observe(rollout, twin);
         }
         Ok(())
     })
     .await?;
-    hub.query_all(
-        "SELECT * FROM devices.modules",
-        QUERY_PAGE_REQUEST,
-        |rows| {
-            for r in rows {
-                let t = observe::row(r)?;
-                // A module row whose device row lagged behind in the index is skipped; the next plan sees it.
-                if let Some(d) = observed.devices.get_mut(t.device_id.as_str()) {
-                    let m = observe::module(&t)?;
-                    d.modules.insert(m.id.clone(), m);
-                }
-            }
-            Ok(())
-        },
-    )
-    .await?;
-    Ok(observed)
+    Ok(Cost {
+        polls: 1,
+        gets: read.gets,
+        query_pages: read.query_pages,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::query::MAX_IN_QUERY_BYTES;
     use super::*;
 
     fn fleet(devices: usize, modules: usize) -> Vec<Wanted> {
         (0..devices)
             .map(|i| Wanted {
                 device: DeviceId::new(format!("dev-{i:05}")).unwrap(),
+                device_twin: true,
                 modules: (0..modules)
                     .map(|m| ModuleId::new(format!("m{m}")).unwrap())
                     .collect(),
@@ -642,6 +694,7 @@ mod tests {
         let mut w = fleet(3000, 1);
         w.push(Wanted {
             device: DeviceId::new("it's").unwrap(),
+            device_twin: true,
             modules: Vec::new(),
             all_modules: false,
         });
@@ -679,5 +732,35 @@ mod tests {
         let p = plan(w, (0, 0), Rates::default(), true, true);
         assert_eq!(p.module_queries.len(), 1, "{p:?}");
         assert!(p.complete);
+    }
+
+    #[test]
+    fn gate_reads_go_by_the_plans_id_lists_or_one_get_per_twin() {
+        let a = |t: &str| t.parse::<TwinAddress>().unwrap();
+        let twins = [a("d1"), a("d2"), a("d1/m1"), a("d2/m1"), a("d2/m2")];
+        let p = for_twins(twins.iter(), true);
+        assert_eq!(
+            p.device_queries,
+            ["SELECT * FROM devices WHERE deviceId IN ['d1', 'd2']"]
+        );
+        assert_eq!(
+            p.module_queries,
+            ["SELECT * FROM devices.modules WHERE deviceId IN ['d1', 'd2']"]
+        );
+        assert!(p.gets.is_empty());
+        let modules_only = for_twins([a("d3/m1")].iter(), true);
+        assert!(modules_only.device_queries.is_empty());
+        assert_eq!(
+            modules_only.module_queries,
+            ["SELECT * FROM devices.modules WHERE deviceId IN ['d3']"]
+        );
+        // By GET: exactly the twins asked for, a module twin without its device's.
+        let by_get = for_twins([a("d3/m1"), a("it's")].iter(), false);
+        assert_eq!(by_get.get_requests, 2);
+        assert!(!by_get.gets[0].device_twin && by_get.gets[0].modules.len() == 1);
+        // An ID with a quote goes by GET even when the rest go by query.
+        let mixed = for_twins([a("d1"), a("it's")].iter(), true);
+        assert_eq!(mixed.gets.len(), 1);
+        assert_eq!(mixed.gets[0].device.as_str(), "it's");
     }
 }

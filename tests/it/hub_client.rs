@@ -4,7 +4,8 @@
 
 use crate::support::Emulator;
 use serde_json::json;
-use twinops::hub::{ClientOptions, Error, Hub};
+use twinops::hub::{ClientOptions, Error, Rest as Hub};
+use twinops_core::model::ETag;
 use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
 use twinops_iothub::wire::{Device, ExportImportDevice, Module};
 
@@ -19,6 +20,10 @@ fn client(em: &Emulator) -> Hub {
         },
     )
     .unwrap()
+}
+
+fn etag(text: &str) -> ETag {
+    ETag::new(text).unwrap()
 }
 
 fn device(id: &str) -> Device {
@@ -39,9 +44,9 @@ async fn device_identity_crud_and_errors() {
         matches!(hub.create_device(&device("d1")).await, Err(Error::AlreadyExists { code, .. }) if code == "DeviceAlreadyExists")
     );
     let mut got = hub.get_device("d1").await.unwrap();
-    let etag = got.etag.clone().unwrap();
+    let e = etag(got.etag.as_deref().unwrap());
     got.status = Some("disabled".into());
-    let updated = hub.update_device(&got, &etag).await.unwrap();
+    let updated = hub.update_device(&got, &e).await.unwrap();
     assert_eq!(updated.status.as_deref(), Some("disabled"));
     assert_eq!(
         updated
@@ -54,17 +59,17 @@ async fn device_identity_crud_and_errors() {
         "an update echoing auth keeps keys"
     );
     assert!(matches!(
-        hub.update_device(&got, &etag).await,
+        hub.update_device(&got, &e).await,
         Err(Error::PreconditionFailed { .. })
     ));
     assert!(
         matches!(hub.get_device("nope").await, Err(Error::NotFound { code, .. }) if code == "DeviceNotFound")
     );
     assert!(matches!(
-        hub.delete_device("d1", "stale").await,
+        hub.delete_device("d1", &etag("stale")).await,
         Err(Error::PreconditionFailed { .. })
     ));
-    hub.delete_device("d1", "*").await.unwrap();
+    hub.delete_device("d1", &etag("*")).await.unwrap();
     assert!(hub.get_device("d1").await.unwrap_err().is_not_found());
     // IDs are percent-encoded as one path segment.
     hub.create_device(&device("a#b?c%d$e")).await.unwrap();
@@ -93,19 +98,20 @@ async fn module_identity_crud_and_errors() {
     assert_eq!(got.managed_by.as_deref(), Some("ops"));
     let listed = hub.list_modules("d1").await.unwrap();
     assert_eq!(listed.len(), 1);
-    hub.update_module(&got, got.etag.as_deref().unwrap())
+    hub.update_module(&got, &etag(got.etag.as_deref().unwrap()))
         .await
         .unwrap();
     assert!(matches!(
-        hub.update_module(&got, got.etag.as_deref().unwrap()).await,
+        hub.update_module(&got, &etag(got.etag.as_deref().unwrap()))
+            .await,
         Err(Error::PreconditionFailed { .. })
     ));
     assert!(
         matches!(hub.get_module("d1", "zz").await, Err(Error::NotFound { code, .. }) if code == "ModuleNotFound")
     );
-    hub.delete_module("d1", "m1", "*").await.unwrap();
+    hub.delete_module("d1", "m1", &etag("*")).await.unwrap();
     assert!(
-        hub.delete_module("d1", "m1", "*")
+        hub.delete_module("d1", "m1", &etag("*"))
             .await
             .unwrap_err()
             .is_not_found()
@@ -126,19 +132,19 @@ async fn twins_patch_and_replace_under_quoted_etags() {
     .unwrap();
     for module in [None, Some("m1")] {
         let t = hub.get_twin("d1", module).await.unwrap();
-        let etag = t.etag.clone().unwrap();
+        let before = etag(t.etag.as_deref().unwrap());
         let patched = hub
             .patch_twin(
                 "d1",
                 module,
                 &json!({"tags": {"a": {"b": 1}}, "properties": {"desired": {"x": 1}}}),
-                &etag,
+                &before,
             )
             .await
             .unwrap();
-        assert_ne!(patched.etag.as_deref(), Some(etag.as_str()));
+        assert_ne!(patched.etag.as_deref(), Some(before.as_str()));
         assert!(matches!(
-            hub.patch_twin("d1", module, &json!({"tags": {"a": null}}), &etag)
+            hub.patch_twin("d1", module, &json!({"tags": {"a": null}}), &before)
                 .await,
             Err(Error::PreconditionFailed { .. })
         ));
@@ -147,7 +153,7 @@ async fn twins_patch_and_replace_under_quoted_etags() {
                 "d1",
                 module,
                 &json!({"tags": {"only": true}, "properties": {"desired": {"y": 2}}}),
-                patched.etag.as_deref().unwrap(),
+                &etag(patched.etag.as_deref().unwrap()),
             )
             .await
             .unwrap();
@@ -165,7 +171,7 @@ async fn twins_patch_and_replace_under_quoted_etags() {
             .is_not_found()
     );
     let e = hub
-        .patch_twin("d1", None, &json!({"tags": {"bad.key": 1}}), "*")
+        .patch_twin("d1", None, &json!({"tags": {"bad.key": 1}}), &etag("*"))
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Rejected { status: 400, .. }), "{e:?}");
@@ -212,7 +218,11 @@ async fn query_pages_follow_continuations_and_bulk_reports_rows() {
     .unwrap();
     assert_eq!(seen, 250);
     let before = hub.counts().snapshot();
-    assert_eq!(before.get("query"), Some(&4), "1 page + 3 pages");
+    assert_eq!(
+        before.get(&twinops::hub::OpClass::Query),
+        Some(&4),
+        "1 page + 3 pages"
+    );
     let count = hub
         .query_page(
             "SELECT COUNT() AS n FROM devices WHERE tags.n >= 50",

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use names::{
-    DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner, TwinAddress, address,
+    Address, ConfigurationId, DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner,
+    TwinAddress, address,
 };
 pub use rollout::{DEFAULT_BAKE, DEFAULT_TIMEOUT, Halt, OnHalt, RolloutSpec, Share, Step};
 pub use target::{Scope, ScopedDevice, Targets};

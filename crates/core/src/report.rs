@@ -1,17 +1,21 @@
-//! What an apply did, item by item: the outcome types the executor produces and the renderers draw.
+//! What an apply did, item by item, and what it told the operator while it ran: the outcome types
+//! the executor produces, the progress events it emits, and the rollout and `--wait` reports.
 //!
-//! Plain values: no I/O. The executor (`twinops::apply`) fills them in; `render` prints them.
+//! Plain typed values: no I/O and no words. Every item is keyed by a typed [`Address`], every reason
+//! and event is an enum; `render` turns them into words (`render::text::reason`,
+//! `render::text::event`), and the JSON report writes the same words as `detail`, so the
+//! executor never composes prose.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::{Serialize, Serializer};
 
+use crate::model::{Address, DeviceId, TwinAddress};
 use crate::plan::Kind;
+use crate::plan::rollout::Tally;
 
 /// How an item ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Written as planned.
@@ -34,25 +38,130 @@ pub enum Status {
     Reverted,
 }
 
-/// One item's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What the executor was doing when the hub refused or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doing {
+    /// The write itself.
+    Writing,
+    ReadingIdentity,
+    ReadingParent,
+    ReadingExistingTwin,
+    ReReadingAfter412,
+    /// Attaching an edge child's parent again after the device stopped being an edge device.
+    AttachingParentAgain,
+    /// Disabling a device created enabled so that its modules could be created.
+    Disabling,
+}
+
+/// Why a 401 on a module identity operation happened. Under SAS a live hub answers 401, not 404,
+/// when the device is missing, and 401 when it is disabled (live-hub.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    DeviceMissing(DeviceId),
+    DeviceDisabled(DeviceId),
+    /// Neither: the policy may lack the permission.
+    Permission,
+}
+
+/// Why an item ended as it did (absent: as planned, nothing to add).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The run was interrupted before the item started.
+    Interrupted,
+    /// Its device's create failed.
+    DeviceNotCreated,
+    /// Deletes run once every rollout wave has passed, and one did not.
+    AfterWaves,
+    /// The identity existed (409) and its twin already had the content.
+    ExistedWithContent,
+    /// The identity existed (409); its twin content was applied.
+    ExistedContentApplied,
+    /// The identity existed and its ledger names another owner.
+    ExistsOwnedBy(String),
+    /// The etag moved on every re-read and resend.
+    ChangingTooFast,
+    /// Written after this many re-reads found only unrelated changes.
+    Resent(u32),
+    /// Its owned keys already had the target values.
+    AlreadyAtTarget,
+    /// Someone else changed owned keys since the plan (the item's `keys`).
+    OwnedKeysChanged,
+    /// The twin was gone (404); the next run creates it.
+    TwinGone,
+    /// The identity's etag differs from the plan's.
+    IdentityChanged,
+    /// The module twin's etag differs from the plan's (a module delete re-checks it).
+    ModuleTwinChanged,
+    /// Deleted already (404 on the delete).
+    AlreadyGone,
+    /// Changed since the plan; not deleted (412 on the delete).
+    ChangedNotDeleted,
+    /// The parent the manifests name is not an edge device in the hub.
+    ParentNotEdge(DeviceId),
+    /// IoT Hub detaches the parent of a device that stops being an edge device, so the parent was
+    /// attached again in a second write.
+    TwoWrites,
+    /// The identity changed between those two writes; the parent was not attached again.
+    ChangedBetweenWrites,
+    /// Created enabled (its modules needed that), disabled once they existed.
+    CreatedEnabledThenDisabled,
+    /// The hub refused or failed; `error` is the client error's one-line chain.
+    Hub {
+        doing: Doing,
+        error: String,
+        refusal: Option<Refusal>,
+    },
+    /// A bulk row failed with IoT Hub's code and status text.
+    Row { code: String, status: String },
+    /// Rolled out, then written back to its old values.
+    Reverted,
+    /// Rolled out; a revert cannot write it back (a sensitive old value; the planner's words).
+    NotReverted(String),
+    /// Rolled out, then changed by someone else: not reverted.
+    RevertConflict,
+    /// Rolled out; writing it back failed, for this reason.
+    RevertFailed(Box<Reason>),
+}
+
+/// One item's outcome: a change of the plan (an identity or a twin), or a managed object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     pub kind: Kind,
-    pub device_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
+    #[serde(flatten)]
+    pub address: Address,
     pub status: Status,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
+    #[serde(
+        rename = "detail",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "reason_words"
+    )]
+    pub reason: Option<Reason>,
     /// Keys that changed under the plan (conflicts).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<String>,
 }
 
+fn reason_words<S: Serializer>(r: &Option<Reason>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.collect_str(&crate::render::text::Words(r)),
+        None => s.serialize_none(),
+    }
+}
+
 impl Outcome {
-    pub fn address(&self) -> String {
-        crate::model::address(&self.device_id, self.module_id.as_deref())
+    pub fn new(kind: Kind, address: impl Into<Address>, status: Status) -> Outcome {
+        Outcome {
+            kind,
+            address: address.into(),
+            status,
+            reason: None,
+            keys: Vec::new(),
+        }
+    }
+
+    pub fn because(mut self, reason: Reason) -> Outcome {
+        self.reason = Some(reason);
+        self
     }
 
     pub fn is_error(&self) -> bool {
@@ -61,20 +170,40 @@ impl Outcome {
             Status::Conflict | Status::Failed | Status::Skipped
         )
     }
+
+    /// Written, or at the target already: what `--wait` goes on to wait for.
+    pub fn took_effect(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Applied | Status::Adopted | Status::Unchanged
+        )
+    }
 }
 
 /// The result of an apply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub outcomes: Vec<Outcome>,
     pub interrupted: bool,
     /// How the plan's rollout went, wave by wave, when the apply delivered one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutReport>,
+    /// What `apply --wait` saw, when it waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitReport>,
 }
 
 impl Report {
+    /// The report of an apply with nothing to do.
+    pub fn empty() -> Report {
+        Report {
+            outcomes: Vec::new(),
+            interrupted: false,
+            rollout: None,
+            wait: None,
+        }
+    }
+
     /// Whether every item ended well, and a rollout (if any) did not halt.
     pub fn ok(&self) -> bool {
         !self.interrupted
@@ -87,30 +216,69 @@ impl Report {
     }
 }
 
-/// One twin waited for by `apply --wait`: its desired values to see acknowledged.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub device: String,
-    pub module: Option<String>,
-    pub desired: BTreeMap<String, Value>,
+/// One twin waited for by `apply --wait`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Waited {
+    #[serde(rename = "twin")]
+    pub address: TwinAddress,
+    /// When its device acknowledged every value, from the start of the wait.
+    #[serde(
+        rename = "acknowledged_after_seconds",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "seconds"
+    )]
     pub acknowledged_after: Option<Duration>,
     /// The device rejected a value: the keys and the device's `ad` texts.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
 }
 
-impl Pending {
+fn seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0),
+        None => s.serialize_none(),
+    }
+}
+
+impl Waited {
     /// Neither acknowledged nor rejected yet.
     pub fn is_open(&self) -> bool {
         self.acknowledged_after.is_none() && self.rejected.is_none()
     }
+}
 
-    pub fn address(&self) -> String {
-        crate::model::address(&self.device, self.module.as_deref())
+/// What `apply --wait` saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitReport {
+    /// How long it was allowed to wait.
+    #[serde(rename = "limit_seconds", serialize_with = "limit_seconds")]
+    pub limit: Duration,
+    pub twins: Vec<Waited>,
+}
+
+fn limit_seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl WaitReport {
+    /// A device rejected a value: the wait ended at once.
+    pub fn rejected(&self) -> impl Iterator<Item = &Waited> {
+        self.twins.iter().filter(|w| w.rejected.is_some())
+    }
+
+    /// Still unacknowledged when the wait ended.
+    pub fn open(&self) -> impl Iterator<Item = &Waited> {
+        self.twins.iter().filter(|w| w.is_open())
+    }
+
+    /// Every twin acknowledged.
+    pub fn ok(&self) -> bool {
+        self.twins.iter().all(|w| w.acknowledged_after.is_some())
     }
 }
 
 /// Where a rollout's wave stands at the end of an apply (SPEC §11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WaveState {
     /// Its gate passed.
@@ -124,8 +292,7 @@ pub enum WaveState {
 }
 
 /// One wave of a delivered rollout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WaveReport {
     pub index: usize,
     /// Twins in the wave.
@@ -137,56 +304,168 @@ pub struct WaveReport {
     pub state: WaveState,
     /// How often the gate read the wave's twins, and what that cost: targeted twin GETs and query
     /// pages.
-    #[serde(default)]
     pub polls: usize,
-    #[serde(default)]
     pub gets: usize,
-    #[serde(default)]
     pub query_pages: usize,
 }
 
 /// A twin of a failed wave that rejected the change or never acknowledged it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GateTwin {
-    pub device_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
+    #[serde(flatten)]
+    pub address: Address,
     /// The device's `ad` texts, `desired.KEY: text` joined by `; ` (rejected twins only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ad: Option<String>,
 }
 
-impl GateTwin {
-    pub fn address(&self) -> String {
-        crate::model::address(&self.device_id, self.module_id.as_deref())
-    }
+/// Why a rollout stopped before its last wave passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HaltReason {
+    /// More than `halt.rejected` of the wave's twins rejected the change.
+    Rejected,
+    /// At the timeout, more than `halt.pending` had not acknowledged.
+    Pending,
+    /// The gate's twins could not be read.
+    Unreadable,
 }
 
 /// Why a rollout stopped before its last wave passed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HaltReport {
     /// The wave whose gate failed.
     pub wave: usize,
-    /// `rejected` or `pending`.
-    pub reason: String,
+    pub reason: HaltReason,
     /// The one-line message, `rollout halted at wave K of W: …`.
     pub message: String,
 }
 
 /// How a rollout went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RolloutReport {
     pub id: String,
     pub waves: Vec<WaveReport>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub halted: Option<HaltReport>,
     /// The twins of the failed wave that rejected the change, with the device's `ad`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<GateTwin>,
     /// The twins of the failed wave that had not acknowledged at its timeout.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<GateTwin>,
+}
+
+/// An apply phase, ordered as SPEC §7 orders them (rollout waves and a revert between twin patches
+/// and deletes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    DeviceCreates,
+    ModuleCreates,
+    IdentityUpdates,
+    TwinPatches,
+    RolloutWave(usize),
+    RolloutRevert,
+    ModuleDeletes,
+    DeviceDeletes,
+}
+
+impl Phase {
+    /// The phases of a plan's changes, in the order apply runs them (a rollout's waves run after
+    /// the twin patches, SPEC §11): the one statement of that order.
+    pub const APPLY: [Phase; 6] = [
+        Phase::DeviceCreates,
+        Phase::ModuleCreates,
+        Phase::IdentityUpdates,
+        Phase::TwinPatches,
+        Phase::ModuleDeletes,
+        Phase::DeviceDeletes,
+    ];
+}
+
+/// What a rollout is doing that takes time, for the operator (and CI logs) to follow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RolloutEvent {
+    /// The twins' ledgers say an earlier run wrote up to wave `last`.
+    Continues {
+        id: String,
+        last: usize,
+        waves: usize,
+    },
+    Writing {
+        wave: usize,
+        waves: usize,
+        twins: usize,
+    },
+    Waiting {
+        wave: usize,
+        waves: usize,
+        timeout: Duration,
+        twins: usize,
+    },
+    Passed {
+        wave: usize,
+        waves: usize,
+        tally: Tally,
+    },
+    Baking {
+        bake: Duration,
+        next: usize,
+    },
+    Reverting {
+        twins: usize,
+    },
+}
+
+/// How a plan reads the hub, told before the read starts on a paced hub (it can take minutes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadEstimate {
+    /// Every identity of the hub, by query.
+    pub whole_hub: bool,
+    pub query_twins: usize,
+    pub query_requests: usize,
+    pub get_twins: usize,
+    /// Seconds at the pace in force.
+    pub estimated_seconds: Option<f64>,
+}
+
+/// Something the operator should know before applying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// A device disabled in the hub whose module identities the plan updates or deletes: IoT Hub
+    /// refuses those under SAS.
+    DisabledDevice(DeviceId),
+}
+
+/// Progress, as the executor and the operations report it; the edge draws it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A plan starts reading the hub.
+    Reading(ReadEstimate),
+    Warning(Warning),
+    /// A phase starts with this many items.
+    Phase {
+        phase: Phase,
+        items: usize,
+    },
+    /// An item ended.
+    Done(Outcome),
+    Rollout(RolloutEvent),
+    /// `apply --wait` starts waiting for this many twins.
+    Waiting {
+        twins: usize,
+        limit: Duration,
+    },
+}
+
+/// Receives progress events.
+pub trait Reporter: Send + Sync {
+    fn event(&self, e: Event);
+}
+
+/// A reporter that drops every event.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn event(&self, _: Event) {}
 }

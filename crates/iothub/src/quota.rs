@@ -1,8 +1,9 @@
 //! IoT Hub's operation classes and published throttles (reference §9), shared by the client's pacing
 //! (`hub::pace`) and the emulator's quota simulation and stats, so both count the same way.
 
-/// IoT Hub's operation classes, as it throttles them and as the emulator counts them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// IoT Hub's operation classes, as it throttles them and as the emulator counts them. Written by
+/// [`OpClass::name`] in documents and ordered by it, so maps keyed by class list them by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpClass {
     RegistryRead,
     RegistryWrite,
@@ -66,6 +67,42 @@ impl OpClass {
     /// The class names, comma-separated, for messages.
     pub fn names() -> String {
         OpClass::ALL.map(OpClass::name).join(", ")
+    }
+}
+
+impl Ord for OpClass {
+    fn cmp(&self, other: &OpClass) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl PartialOrd for OpClass {
+    fn partial_cmp(&self, other: &OpClass) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for OpClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for OpClass {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OpClass {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OpClass, D::Error> {
+        let name = String::deserialize(d)?;
+        OpClass::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{name}` is no operation class; classes: {}",
+                OpClass::names()
+            ))
+        })
     }
 }
 

@@ -217,6 +217,141 @@ impl fmt::Display for TwinAddress {
     }
 }
 
+/// The one reader of `device` and `device/module` (IDs never hold `/`): plan documents, reports,
+/// `--wait` and the command line all parse addresses here.
+impl std::str::FromStr for TwinAddress {
+    type Err = NameError;
+
+    fn from_str(text: &str) -> Result<TwinAddress, NameError> {
+        Ok(match text.split_once('/') {
+            Some((d, m)) => TwinAddress::module(DeviceId::new(d)?, ModuleId::new(m)?),
+            None => TwinAddress::device(DeviceId::new(text)?),
+        })
+    }
+}
+
+/// In documents an address is its text, `device` or `device/module`.
+impl Serialize for TwinAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TwinAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+name!(
+    /// The ID of an automatic device management configuration or an IoT Edge deployment: up to 128
+    /// lowercase letters, digits and `-:+%_#*?!(),=@;$'` (IoT Hub's rule for configuration IDs).
+    ConfigurationId,
+    "configuration ID",
+    "1 to 128 of a-z0-9 and -:+%_#*?!(),=@;$'",
+    |id| {
+        (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-:+%_#*?!(),=@;$'".contains(&b))
+    }
+);
+
+/// What a report line is about: an identity or a twin (by its [`TwinAddress`]; the change's kind
+/// says which), or a managed object of the hub, an automatic configuration or an IoT Edge
+/// deployment (SPEC §16).
+///
+/// Displayed as `device`, `device/module`, `configuration ID` or `deployment ID`. In report
+/// documents it is written as the fields `device_id` and `module_id` (or `configuration_id`,
+/// `deployment_id`), which earlier reports had, so it flattens into the object that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Address {
+    Twin(TwinAddress),
+    Configuration(ConfigurationId),
+    Deployment(ConfigurationId),
+}
+
+impl Address {
+    /// The twin or identity address, when this is one.
+    pub fn twin(&self) -> Option<&TwinAddress> {
+        match self {
+            Address::Twin(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl From<TwinAddress> for Address {
+    fn from(t: TwinAddress) -> Address {
+        Address::Twin(t)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Twin(t) => t.fmt(f),
+            Address::Configuration(id) => write!(f, "configuration {id}"),
+            Address::Deployment(id) => write!(f, "deployment {id}"),
+        }
+    }
+}
+
+/// The fields an [`Address`] is written as.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_id: Option<DeviceId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    module_id: Option<ModuleId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    configuration_id: Option<ConfigurationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deployment_id: Option<ConfigurationId>,
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut f = AddressFields {
+            device_id: None,
+            module_id: None,
+            configuration_id: None,
+            deployment_id: None,
+        };
+        match self {
+            Address::Twin(t) => {
+                f.device_id = Some(t.device.clone());
+                f.module_id = t.module.clone();
+            }
+            Address::Configuration(id) => f.configuration_id = Some(id.clone()),
+            Address::Deployment(id) => f.deployment_id = Some(id.clone()),
+        }
+        f.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = AddressFields::deserialize(d)?;
+        match (
+            f.device_id,
+            f.module_id,
+            f.configuration_id,
+            f.deployment_id,
+        ) {
+            (Some(device), module, None, None) => Ok(Address::Twin(TwinAddress { device, module })),
+            (None, None, Some(id), None) => Ok(Address::Configuration(id)),
+            (None, None, None, Some(id)) => Ok(Address::Deployment(id)),
+            _ => Err(serde::de::Error::custom(
+                "an address is `device_id` (with an optional `module_id`), `configuration_id` or `deployment_id`",
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +389,34 @@ mod tests {
         assert!(Owner::new("a".repeat(65)).is_err());
         assert!(Digest::new("0".repeat(64)).is_ok());
         assert!(Digest::new("xyz").is_err());
+    }
+
+    #[test]
+    fn twin_addresses_read_back_from_their_text() {
+        for text in ["d1", "d1/m", "d1/$edgeAgent"] {
+            let a: TwinAddress = text.parse().unwrap();
+            assert_eq!(a.to_string(), text);
+            assert_eq!(serde_json::to_value(&a).unwrap(), text);
+        }
+        assert!("".parse::<TwinAddress>().is_err());
+        assert!("d1/".parse::<TwinAddress>().is_err());
+        assert!("a/b/c".parse::<TwinAddress>().is_err());
+    }
+
+    #[test]
+    fn an_address_flattens_into_the_fields_reports_had() {
+        let twin = Address::Twin("d1/m".parse().unwrap());
+        assert_eq!(
+            serde_json::to_value(&twin).unwrap(),
+            serde_json::json!({"device_id": "d1", "module_id": "m"})
+        );
+        let config = Address::Configuration(ConfigurationId::new("thermo-1a2b3c4d").unwrap());
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(text, r#"{"configuration_id":"thermo-1a2b3c4d"}"#);
+        assert_eq!(serde_json::from_str::<Address>(&text).unwrap(), config);
+        assert_eq!(config.to_string(), "configuration thermo-1a2b3c4d");
+        assert!(serde_json::from_str::<Address>(r#"{"module_id": "m"}"#).is_err());
+        assert!(ConfigurationId::new("Upper").is_err());
     }
 
     #[test]

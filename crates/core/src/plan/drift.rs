@@ -6,19 +6,19 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{Plan, Targets};
-use crate::model::{Fleet, JsonMap, Observed, ObservedConfiguration, ObservedTwin, TwinSpec};
+use crate::model::{
+    Address, Fleet, JsonMap, Observed, ObservedConfiguration, ObservedTwin, TwinAddress, TwinSpec,
+};
 
-/// One drifted item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One drifted item: an identity, a twin or (SPEC §16) a managed object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Item {
-    pub device_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
+    #[serde(flatten)]
+    pub address: Address,
     /// `changed_in_hub`, `not_acknowledged` or `configuration`.
     pub class: Class,
     pub detail: String,
@@ -26,14 +26,7 @@ pub struct Item {
     pub keys: Vec<String>,
 }
 
-impl Item {
-    /// `device` or `device/module`.
-    pub fn address(&self) -> String {
-        crate::model::address(&self.device_id, self.module_id.as_deref())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     ChangedInHub,
@@ -47,6 +40,33 @@ pub enum Class {
 }
 
 impl Class {
+    pub const ALL: [Class; 5] = [
+        Class::ChangedInHub,
+        Class::NoLongerDeclared,
+        Class::RejectedByDevice,
+        Class::NotAcknowledged,
+        Class::Configuration,
+    ];
+
+    /// The key of the report's `counts` (the class as JSON writes it).
+    pub fn key(self) -> &'static str {
+        match self {
+            Class::ChangedInHub => "changed_in_hub",
+            Class::NoLongerDeclared => "no_longer_declared",
+            Class::RejectedByDevice => "rejected_by_device",
+            Class::NotAcknowledged => "not_acknowledged",
+            Class::Configuration => "configuration",
+        }
+    }
+
+    /// Whether an item of this class is drift (exit 2); the others are told, not failed on.
+    pub fn is_drift(self) -> bool {
+        matches!(
+            self,
+            Class::ChangedInHub | Class::NoLongerDeclared | Class::RejectedByDevice
+        )
+    }
+
     pub fn words(self) -> &'static str {
         match self {
             Class::ChangedInHub => "changed in hub",
@@ -59,8 +79,7 @@ impl Class {
 }
 
 /// The drift report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub format_version: u32,
     pub hub: String,
@@ -200,7 +219,8 @@ fn configured(
     out
 }
 
-/// Builds the drift report from a plan (changed in hub) and the observed twins (the other classes).
+/// Builds the drift report from a plan (changed in hub, no longer declared, conflicts) and the
+/// observed twins (the device's answers and the configurations that also write).
 pub fn report(
     plan: &Plan,
     fleet: &Fleet,
@@ -208,21 +228,61 @@ pub fn report(
     configs: &[ObservedConfiguration],
     targets: &Targets,
 ) -> Report {
+    let mut items = planned(plan);
+    for d in &fleet.devices {
+        let Some(sd) = observed.devices.get(&d.id) else {
+            continue;
+        };
+        if targets.device(&d.id) {
+            let a = TwinAddress::device(d.id.clone());
+            items.extend(twin_items(&a, &d.twin, &sd.twin, configs));
+        }
+        for m in &d.modules {
+            if let Some(sm) = sd.modules.get(&m.id)
+                && targets.module(&d.id, &m.id)
+            {
+                let a = TwinAddress::module(d.id.clone(), m.id.clone());
+                items.extend(twin_items(&a, &m.twin, &sm.twin, configs));
+            }
+        }
+    }
+    items.sort_by(|a, b| (a.class, &a.address).cmp(&(b.class, &b.address)));
+    let counts = Class::ALL
+        .into_iter()
+        .map(|c| {
+            (
+                c.key().to_string(),
+                items.iter().filter(|i| i.class == c).count(),
+            )
+        })
+        .collect();
+    Report {
+        format_version: super::FORMAT_VERSION,
+        hub: plan.hub.clone(),
+        owner: plan.owner.to_string(),
+        in_sync: !items.iter().any(|i| i.class.is_drift()),
+        counts,
+        items,
+    }
+}
+
+/// What the plan says differs: its changes, the identities no manifest declares any more, and its
+/// conflicts.
+fn planned(plan: &Plan) -> Vec<Item> {
     let mut items = Vec::new();
     for c in &plan.changes {
         let detail = match c.kind() {
-            super::Kind::CreateDevice => "device missing from the hub".to_string(),
-            super::Kind::CreateModule => "module missing from the hub".to_string(),
+            super::Kind::CreateDevice => "device missing from the hub",
+            super::Kind::CreateModule => "module missing from the hub",
             super::Kind::UpdateDevice | super::Kind::UpdateModule => {
-                "identity differs from the manifest".to_string()
+                "identity differs from the manifest"
             }
-            _ => "owned values differ from the manifest".to_string(),
+            _ => "owned values differ from the manifest",
         };
         items.push(Item {
-            device_id: c.device_id().to_string(),
-            module_id: c.address().module.map(|m| m.to_string()),
+            address: c.address().into(),
             class: Class::ChangedInHub,
-            detail,
+            detail: detail.to_string(),
             keys: c
                 .shown_diff()
                 .iter()
@@ -232,13 +292,8 @@ pub fn report(
         });
     }
     for address in &plan.no_longer_declared {
-        let (device, module) = match address.split_once('/') {
-            Some((d, m)) => (d.to_string(), Some(m.to_string())),
-            None => (address.clone(), None),
-        };
         items.push(Item {
-            device_id: device,
-            module_id: module,
+            address: address.clone().into(),
             class: Class::NoLongerDeclared,
             detail: "owned, but no manifest declares it any more; apply --prune deletes it".into(),
             keys: Vec::new(),
@@ -246,102 +301,59 @@ pub fn report(
     }
     for k in &plan.conflicts {
         items.push(Item {
-            device_id: k.device_id.to_string(),
-            module_id: k.module_id.as_ref().map(ToString::to_string),
+            address: k.address.clone().into(),
             class: Class::ChangedInHub,
             detail: format!("conflict: {}", k.reason),
             keys: k.keys.clone(),
         });
     }
-    let mut twin = |device: &str, module: Option<&str>, spec: &TwinSpec, seen: &ObservedTwin| {
-        let (unack, rejected) = answers(spec, seen);
-        if !rejected.is_empty() {
-            let ads: Vec<String> = rejected
-                .iter()
-                .map(|(k, ad)| match ad {
-                    Some(ad) => format!("{k}: {ad}"),
-                    None => k.clone(),
-                })
-                .collect();
-            items.push(Item {
-                device_id: device.to_string(),
-                module_id: module.map(str::to_string),
-                class: Class::RejectedByDevice,
-                detail: format!(
-                    "desired $version {} rejected ({})",
-                    seen.desired_version,
-                    ads.join("; ")
-                ),
-                keys: rejected.into_iter().map(|(k, _)| k).collect(),
-            });
-        }
-        if !unack.is_empty() {
-            items.push(Item {
-                device_id: device.to_string(),
-                module_id: module.map(str::to_string),
-                class: Class::NotAcknowledged,
-                detail: format!(
-                    "desired $version {} not reported back",
-                    seen.desired_version
-                ),
-                keys: unack,
-            });
-        }
-        for (id, keys) in configured(spec, seen, configs, module) {
-            items.push(Item {
-                device_id: device.to_string(),
-                module_id: module.map(str::to_string),
-                class: Class::Configuration,
-                detail: format!("configuration `{id}` also writes these keys"),
-                keys,
-            });
-        }
+    items
+}
+
+/// One declared twin's items: what its device rejected or has not acknowledged yet, and the
+/// configurations that also write its owned keys.
+fn twin_items(
+    address: &TwinAddress,
+    spec: &TwinSpec,
+    seen: &ObservedTwin,
+    configs: &[ObservedConfiguration],
+) -> Vec<Item> {
+    let item = |class, detail, keys| Item {
+        address: address.clone().into(),
+        class,
+        detail,
+        keys,
     };
-    for d in &fleet.devices {
-        let Some(sd) = observed.devices.get(&d.id) else {
-            continue;
-        };
-        if targets.device(&d.id) {
-            twin(&d.id, None, &d.twin, &sd.twin);
-        }
-        for m in &d.modules {
-            if let Some(sm) = sd.modules.get(&m.id)
-                && targets.module(&d.id, &m.id)
-            {
-                twin(&d.id, Some(&m.id), &m.twin, &sm.twin);
-            }
-        }
+    let mut items = Vec::new();
+    let (unack, rejected) = answers(spec, seen);
+    if !rejected.is_empty() {
+        let ads: Vec<String> = rejected
+            .iter()
+            .map(|(k, ad)| match ad {
+                Some(ad) => format!("{k}: {ad}"),
+                None => k.clone(),
+            })
+            .collect();
+        let detail = format!(
+            "desired $version {} rejected ({})",
+            seen.desired_version,
+            ads.join("; ")
+        );
+        let keys = rejected.into_iter().map(|(k, _)| k).collect();
+        items.push(item(Class::RejectedByDevice, detail, keys));
     }
-    items.sort_by(|a, b| {
-        (a.class, &a.device_id, &a.module_id).cmp(&(b.class, &b.device_id, &b.module_id))
-    });
-    let mut counts = BTreeMap::new();
-    for c in [
-        Class::ChangedInHub,
-        Class::NoLongerDeclared,
-        Class::RejectedByDevice,
-        Class::NotAcknowledged,
-        Class::Configuration,
-    ] {
-        let key = serde_json::to_value(c)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        counts.insert(key, items.iter().filter(|i| i.class == c).count());
+    if !unack.is_empty() {
+        let detail = format!(
+            "desired $version {} not reported back",
+            seen.desired_version
+        );
+        items.push(item(Class::NotAcknowledged, detail, unack));
     }
-    Report {
-        format_version: super::FORMAT_VERSION,
-        hub: plan.hub.clone(),
-        owner: plan.owner.to_string(),
-        in_sync: !items.iter().any(|i| {
-            matches!(
-                i.class,
-                Class::ChangedInHub | Class::NoLongerDeclared | Class::RejectedByDevice
-            )
-        }),
-        counts,
-        items,
+    for (id, keys) in configured(spec, seen, configs, address.module_id()) {
+        let detail = format!("configuration `{id}` also writes these keys");
+        items.push(item(Class::Configuration, detail, keys));
     }
+    items
 }
 
 /// The top-level desired keys a configuration's content writes.

@@ -20,6 +20,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use twinops_iothub::quota::OpClass;
+
+use crate::report::Phase;
 
 use crate::model::{
     AuthSpec, DeviceId, DeviceSpec, Digest, Fleet, LEDGER_TAG, ModuleId, ModuleSpec, Observed,
@@ -56,7 +59,7 @@ pub enum Action {
     Delete,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     CreateDevice,
@@ -78,15 +81,15 @@ impl Kind {
         }
     }
 
-    /// The apply phase, in SPEC §7 order.
-    pub fn phase(self) -> u8 {
+    /// The apply phase a change of this kind runs in ([`Phase::APPLY`] orders them).
+    pub fn phase(self) -> Phase {
         match self {
-            Kind::CreateDevice => 0,
-            Kind::CreateModule => 1,
-            Kind::UpdateDevice | Kind::UpdateModule => 2,
-            Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => 3,
-            Kind::DeleteModule => 4,
-            Kind::DeleteDevice => 5,
+            Kind::CreateDevice => Phase::DeviceCreates,
+            Kind::CreateModule => Phase::ModuleCreates,
+            Kind::UpdateDevice | Kind::UpdateModule => Phase::IdentityUpdates,
+            Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => Phase::TwinPatches,
+            Kind::DeleteModule => Phase::ModuleDeletes,
+            Kind::DeleteDevice => Phase::DeviceDeletes,
         }
     }
 }
@@ -103,23 +106,47 @@ pub struct FieldDiff {
     pub after: Option<Value>,
 }
 
-/// A twin (or identity) the plan will not touch because someone else owns it.
+/// A twin (or identity) the plan will not touch because someone else owns it. In documents its
+/// address is written as `device_id` and `module_id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ConflictDoc", into = "ConflictDoc")]
 pub struct Conflict {
-    pub device_id: DeviceId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<ModuleId>,
+    pub address: TwinAddress,
     pub reason: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<String>,
 }
 
-impl Conflict {
-    pub fn address(&self) -> TwinAddress {
-        TwinAddress {
-            device: self.device_id.clone(),
-            module: self.module_id.clone(),
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConflictDoc {
+    device_id: DeviceId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    module_id: Option<ModuleId>,
+    reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<String>,
+}
+
+impl From<Conflict> for ConflictDoc {
+    fn from(c: Conflict) -> ConflictDoc {
+        ConflictDoc {
+            device_id: c.address.device,
+            module_id: c.address.module,
+            reason: c.reason,
+            keys: c.keys,
+        }
+    }
+}
+
+impl From<ConflictDoc> for Conflict {
+    fn from(d: ConflictDoc) -> Conflict {
+        Conflict {
+            address: TwinAddress {
+                device: d.device_id,
+                module: d.module_id,
+            },
+            reason: d.reason,
+            keys: d.keys,
         }
     }
 }
@@ -154,7 +181,7 @@ pub struct Plan<C = Change> {
     pub conflicts: Vec<Conflict>,
     /// HTTP requests made while planning, by operation class.
     #[serde(default)]
-    pub requests: BTreeMap<String, u64>,
+    pub requests: BTreeMap<OpClass, u64>,
     /// Estimated apply time at the chosen pace, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_apply_seconds: Option<f64>,
@@ -170,7 +197,7 @@ pub struct Plan<C = Change> {
     /// Identities whose ledger names this owner but that no manifest declares any more (`device`
     /// or `device/module`), listed when the plan does not prune them: `--prune` deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub no_longer_declared: Vec<String>,
+    pub no_longer_declared: Vec<TwinAddress>,
     /// The waves the twin updates of desired values are delivered in, when the manifests have a
     /// `rollout` block and the plan rolls out at least one twin; absent otherwise (and in plans saved
     /// before rollouts existed).
@@ -340,8 +367,7 @@ impl<'a> Differ<'a> {
 
     fn conflict(&mut self, address: TwinAddress, reason: String, keys: Vec<String>) {
         self.plan.conflicts.push(Conflict {
-            device_id: address.device,
-            module_id: address.module,
+            address,
             reason,
             keys,
         });
@@ -542,30 +568,21 @@ impl<'a> Differ<'a> {
     }
 
     fn prune(&mut self) {
-        let gone: Vec<(DeviceId, Option<ModuleId>)> =
-            undeclared(self.fleet, self.seen.owned(), &self.options.targets)
-                .into_iter()
-                .filter_map(|(d, m)| {
-                    let (id, seen) = self.seen.devices.get_key_value(d)?;
-                    let module = match m {
-                        Some(m) => Some(seen.modules.get_key_value(m)?.0.clone()),
-                        None => None,
-                    };
-                    Some((id.clone(), module))
-                })
-                .collect();
-        for (id, module) in gone {
-            let Some(seen) = self.seen.devices.get(&id) else {
+        let gone = undeclared(self.fleet, self.seen.owned(), &self.options.targets);
+        for address in gone {
+            let Some(seen) = self.seen.devices.get(&address.device) else {
                 continue;
             };
-            match module.and_then(|m| seen.modules.get_key_value(&m)) {
-                Some((mid, m)) => {
-                    let change = Change::DeleteModule(DeleteModule {
-                        device: id.clone(),
+            let change = match &address.module {
+                Some(mid) => {
+                    let Some(m) = seen.modules.get(mid) else {
+                        continue;
+                    };
+                    Change::DeleteModule(DeleteModule {
+                        device: address.device.clone(),
                         module: mid.clone(),
                         if_match: m.twin_etag.clone(),
-                    });
-                    self.push(change);
+                    })
                 }
                 None => {
                     let blockers: Vec<String> = seen
@@ -576,20 +593,20 @@ impl<'a> Differ<'a> {
                         .collect();
                     if !blockers.is_empty() {
                         self.conflict(
-                            TwinAddress::device(id),
+                            address,
                             "not declared, but it has modules owned by others; not deleted".into(),
                             blockers,
                         );
                         continue;
                     }
-                    let change = Change::DeleteDevice(DeleteDevice {
-                        id: id.clone(),
+                    Change::DeleteDevice(DeleteDevice {
+                        id: address.device.clone(),
                         if_match: seen.identity_etag.clone(),
                         modules: seen.modules.keys().cloned().collect(),
-                    });
-                    self.push(change);
+                    })
                 }
-            }
+            };
+            self.push(change);
         }
     }
 
@@ -612,11 +629,11 @@ impl<'a> Differ<'a> {
         // then the undeclared ones pruning found.
         let declared = &self.declared;
         self.plan.conflicts.sort_by_cached_key(|c| {
-            let rank = match declared.get(c.device_id.as_str()) {
+            let rank = match declared.get(c.address.device.as_str()) {
                 Some(d) => (0, !d.edge),
                 None => (1, true),
             };
-            (rank, c.address())
+            (rank, c.address.clone())
         });
         self.plan.recount();
         if let Some(spec) = &self.fleet.rollout {
@@ -641,21 +658,21 @@ fn owned_by(twin: &ObservedTwin, owner: &str) -> bool {
 /// Of these owned identities, the ones no manifest declares and `targets` selects: devices (their
 /// modules go with them) and modules of declared devices, system modules left out. What
 /// `--prune` deletes, and what a plan without it names as no longer declared.
-pub fn undeclared<'a>(
+pub fn undeclared(
     fleet: &Fleet,
-    owned: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    owned: impl IntoIterator<Item = TwinAddress>,
     targets: &Targets,
-) -> Vec<(&'a str, Option<&'a str>)> {
+) -> Vec<TwinAddress> {
     let declared: BTreeMap<&str, &DeviceSpec> =
         fleet.devices.iter().map(|d| (d.id.as_str(), d)).collect();
     owned
         .into_iter()
-        .filter(|(id, module)| match (declared.get(id), module) {
-            (None, None) => targets.device(id),
+        .filter(|a| match (declared.get(a.device.as_str()), &a.module) {
+            (None, None) => targets.device(&a.device),
             (Some(spec), Some(mid)) => {
-                !twinops_iothub::ids::is_system_module(mid)
+                !mid.is_system()
                     && !spec.modules.iter().any(|dm| dm.id == *mid)
-                    && targets.module(id, mid)
+                    && targets.module(&a.device, mid)
             }
             // A declared device is not gone; a module of an undeclared one goes with it.
             (Some(_), None) | (None, Some(_)) => false,

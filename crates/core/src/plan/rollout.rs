@@ -14,9 +14,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use super::change::{Change, UpdateTwin};
-use crate::model::{
-    DeviceId, Digest, Halt, JsonMap, ModuleId, OnHalt, Owner, RolloutSpec, Step, TwinAddress,
-};
+use crate::model::{Digest, Halt, JsonMap, OnHalt, Owner, RolloutSpec, Step, TwinAddress};
 
 /// How many addresses the text and markdown renderings show per wave.
 pub const SHOWN_PER_WAVE: usize = 5;
@@ -68,7 +66,6 @@ pub struct Wave {
     /// What made this wave: the `first` twins, or the step of `waves` it fills up to.
     pub step: WaveStep,
     /// `device` or `device/module`: the `first` twins sorted by address, the others in rollout order.
-    #[serde(with = "addresses")]
     pub twins: Vec<TwinAddress>,
 }
 
@@ -135,38 +132,6 @@ mod seconds {
             serde::de::Error::custom(format!("{secs} is not a number of seconds a wait can last"))
         })
     }
-}
-
-/// Twin addresses in plan documents: `device` or `device/module` (IDs never hold `/`).
-mod addresses {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::model::TwinAddress;
-
-    pub fn serialize<S: Serializer>(twins: &[TwinAddress], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(twins.iter().map(ToString::to_string))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TwinAddress>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .iter()
-            .map(|text| super::parse_address(text).map_err(serde::de::Error::custom))
-            .collect()
-    }
-}
-
-fn parse_address(text: &str) -> Result<TwinAddress, String> {
-    let (device, module) = match text.split_once('/') {
-        Some((d, m)) => (d, Some(m)),
-        None => (text, None),
-    };
-    Ok(TwinAddress {
-        device: DeviceId::new(device).map_err(|e| e.to_string())?,
-        module: module
-            .map(ModuleId::new)
-            .transpose()
-            .map_err(|e| e.to_string())?,
-    })
 }
 
 /// The twin update a rollout delivers, if this change is one: a twin update whose patch changes
@@ -480,6 +445,8 @@ pub fn gate(classes: &[Ack], halt: &Halt, timed_out: bool) -> Gate {
         Gate::Passed
     }
 }
+
+pub mod delivery;
 
 #[cfg(test)]
 mod tests;

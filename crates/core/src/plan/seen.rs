@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{DeviceId, DeviceStatus, ETag, JsonMap, ModuleId};
+use crate::model::{DeviceId, DeviceStatus, ETag, JsonMap, ModuleId, TwinAddress};
 
 /// The identities a plan read, by device.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -50,14 +50,14 @@ impl Seen {
     }
 
     /// The identities read whose ledger names the plan's owner.
-    pub fn owned(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+    pub fn owned(&self) -> impl Iterator<Item = TwinAddress> + '_ {
         self.devices.iter().flat_map(|(id, d)| {
-            let device = d.owned.then_some((id.as_str(), None));
+            let device = d.owned.then(|| TwinAddress::device(id.clone()));
             device.into_iter().chain(
                 d.modules
                     .iter()
                     .filter(|(_, m)| m.owned)
-                    .map(move |(mid, _)| (id.as_str(), Some(mid.as_str()))),
+                    .map(move |(mid, _)| TwinAddress::module(id.clone(), mid.clone())),
             )
         })
     }

@@ -133,9 +133,9 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
             format!(" [{}]", k.keys.join(", "))
         };
         by_device
-            .entry(k.device_id.to_string())
+            .entry(k.address.device.to_string())
             .or_default()
-            .push(format!("! conflict {}: {}{keys}\n", k.address(), k.reason));
+            .push(format!("! conflict {}: {}{keys}\n", k.address, k.reason));
     }
     let mut body = String::new();
     let total = by_device.len();
@@ -179,7 +179,7 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
     if !r.items.is_empty() {
         s.push_str("<details><summary>Items</summary>\n\n| class | identity | detail | keys |\n|---|---|---|---|\n");
         for (shown, i) in r.items.iter().enumerate() {
-            let addr = i.address();
+            let addr = i.address.to_string();
             let row = format!(
                 "| {} | `{}` | {} | {} |\n",
                 i.class.words(),

@@ -1,6 +1,7 @@
 //! Terraform-like text: one block per change (`+` create, `~` update, `-` delete), a line-level diff of
 //! the owned JSON values, conflicts, and the closing summary line.
 
+use std::fmt;
 use std::io::{self, Write};
 
 use serde_json::Value;
@@ -9,7 +10,10 @@ use similar::{ChangeTag, TextDiff};
 use super::redact;
 use crate::plan::rollout::SHOWN_PER_WAVE;
 use crate::plan::{Action, Change, Kind, Plan, Rollout, Wave};
-use crate::report::{Report, Status};
+use crate::report::{
+    Doing, Event, Phase, ReadEstimate, Reason, Refusal, Report, RolloutEvent, Status, WaitReport,
+    Warning,
+};
 
 pub fn kind_words(k: Kind) -> &'static str {
     match k {
@@ -147,7 +151,7 @@ pub fn no_longer_declared_hint(plan: &Plan) -> Option<String> {
     if gone.is_empty() {
         return None;
     }
-    let shown: Vec<&str> = gone.iter().take(5).map(String::as_str).collect();
+    let shown: Vec<String> = gone.iter().take(5).map(ToString::to_string).collect();
     let more = if gone.len() > shown.len() {
         format!(", and {} more", gone.len() - shown.len())
     } else {
@@ -285,7 +289,7 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
         }
     }
     for k in &plan.conflicts {
-        write!(out, "  ! conflict {}: {}", k.address(), k.reason)?;
+        write!(out, "  ! conflict {}: {}", k.address, k.reason)?;
         if !k.keys.is_empty() {
             write!(out, " [{}]", k.keys.join(", "))?;
         }
@@ -423,10 +427,10 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
             "  {:<9} {} {}",
             status_word(o.status),
             kind_words(o.kind),
-            o.address()
+            o.address
         )?;
-        if !o.detail.is_empty() {
-            write!(out, ": {}", o.detail)?;
+        if let Some(r) = &o.reason {
+            write!(out, ": {}", Words(r))?;
         }
         if !o.keys.is_empty() {
             write!(out, " [{}]", o.keys.join(", "))?;
@@ -497,12 +501,12 @@ pub fn rollout_report(out: &mut impl Write, r: &crate::report::RolloutReport) ->
         writeln!(
             out,
             "  rejected by the device: {}: {}",
-            t.address(),
+            t.address,
             t.ad.as_deref().unwrap_or("(no description)")
         )?;
     }
     for t in &r.pending {
-        writeln!(out, "  not acknowledged at timeout: {}", t.address())?;
+        writeln!(out, "  not acknowledged at timeout: {}", t.address)?;
     }
     Ok(())
 }
@@ -510,8 +514,7 @@ pub fn rollout_report(out: &mut impl Write, r: &crate::report::RolloutReport) ->
 /// Renders a drift report.
 pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result<()> {
     for i in &r.items {
-        let addr = i.address();
-        write!(out, "  {:<36} {addr}: {}", i.class.words(), i.detail)?;
+        write!(out, "  {:<36} {}: {}", i.class.words(), i.address, i.detail)?;
         if !i.keys.is_empty() {
             write!(out, " [{}]", i.keys.join(", "))?;
         }
@@ -541,30 +544,23 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
 }
 
 /// The per-twin table of `apply --wait`.
-pub fn acknowledgements(out: &mut impl Write, items: &[crate::report::Pending]) -> io::Result<()> {
+pub fn acknowledgements(out: &mut impl Write, wait: &WaitReport) -> io::Result<()> {
+    let items = &wait.twins;
     let width = items
         .iter()
-        .map(|i| i.address().len())
+        .map(|i| i.address.to_string().len())
         .max()
         .unwrap_or(8)
         .max(8);
     writeln!(out, "{:<width$}  {:<14}  after", "twin", "acknowledged")?;
     for i in items {
+        let a = i.address.to_string();
         match (&i.rejected, i.acknowledged_after) {
-            (Some(why), _) => writeln!(
-                out,
-                "{:<width$}  {:<14}  {why}",
-                i.address(),
-                "NO (rejected)"
-            )?,
-            (None, Some(d)) => writeln!(
-                out,
-                "{:<width$}  {:<14}  {:.1}s",
-                i.address(),
-                "yes",
-                d.as_secs_f64()
-            )?,
-            (None, None) => writeln!(out, "{:<width$}  {:<14}  -", i.address(), "NO (timed out)")?,
+            (Some(why), _) => writeln!(out, "{a:<width$}  {:<14}  {why}", "NO (rejected)")?,
+            (None, Some(d)) => {
+                writeln!(out, "{a:<width$}  {:<14}  {:.1}s", "yes", d.as_secs_f64())?
+            }
+            (None, None) => writeln!(out, "{a:<width$}  {:<14}  -", "NO (timed out)")?,
         }
     }
     let acked = items
@@ -572,4 +568,217 @@ pub fn acknowledgements(out: &mut impl Write, items: &[crate::report::Pending]) 
         .filter(|i| i.acknowledged_after.is_some())
         .count();
     writeln!(out, "Acknowledged: {acked} of {} twins.", items.len())
+}
+
+/// A [`Reason`] in words, as the report's text and the JSON `detail` show it.
+pub struct Words<'a>(pub &'a Reason);
+
+impl fmt::Display for Words<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Reason::Interrupted => f.write_str("interrupted"),
+            Reason::DeviceNotCreated => f.write_str("its device was not created"),
+            Reason::AfterWaves => {
+                f.write_str("not run: deletes run once every rollout wave has passed")
+            }
+            Reason::ExistedWithContent => f.write_str("already existed with this content"),
+            Reason::ExistedContentApplied => f.write_str("already existed; twin content applied"),
+            Reason::ExistsOwnedBy(o) => write!(f, "it already exists and is owned by `{o}`"),
+            Reason::ChangingTooFast => {
+                f.write_str("changing too fast: the etag moved on every resend")
+            }
+            Reason::Resent(n) => write!(f, "resent after {n} unrelated change(s)"),
+            Reason::AlreadyAtTarget => f.write_str("already at the target"),
+            Reason::OwnedKeysChanged => f.write_str(
+                "owned keys were changed by someone else since the plan; not overwritten",
+            ),
+            Reason::TwinGone => f.write_str("the twin no longer exists; the next run creates it"),
+            Reason::IdentityChanged => f.write_str("the identity changed since the plan was made"),
+            Reason::ModuleTwinChanged => {
+                f.write_str("the module twin changed since the plan was made")
+            }
+            Reason::AlreadyGone => f.write_str("already gone"),
+            Reason::ChangedNotDeleted => f.write_str("changed since the plan was made; not deleted"),
+            Reason::ParentNotEdge(p) => write!(f, "parent `{p}` is not an edge device in the hub"),
+            Reason::TwoWrites => f.write_str(
+                "in two writes: IoT Hub detaches the parent of a device that stops being an edge device",
+            ),
+            Reason::ChangedBetweenWrites => f.write_str(
+                "the identity changed between the two writes; its parent is not attached again",
+            ),
+            Reason::CreatedEnabledThenDisabled => {
+                f.write_str("created enabled, disabled once its modules existed")
+            }
+            Reason::Hub {
+                doing,
+                error,
+                refusal,
+            } => {
+                f.write_str(doing_words(*doing))?;
+                match refusal {
+                    None => f.write_str(error),
+                    Some(r) => refusal_words(f, r, error),
+                }
+            }
+            Reason::Row { code, status } => write!(f, "{code}: {status}"),
+            Reason::Reverted => f.write_str("written back to its old values"),
+            Reason::NotReverted(why) => write!(f, "written by the rollout; not reverted: {why}"),
+            Reason::RevertConflict => f.write_str(
+                "written by the rollout, then changed by someone else; not reverted",
+            ),
+            Reason::RevertFailed(why) => {
+                write!(f, "written by the rollout; reverting failed: {}", Words(why))
+            }
+        }
+    }
+}
+
+/// What a failed step was doing, as the prefix of its error.
+fn doing_words(d: Doing) -> &'static str {
+    match d {
+        Doing::Writing => "",
+        Doing::ReadingIdentity => "reading the identity: ",
+        Doing::ReadingParent => "reading parent: ",
+        Doing::ReadingExistingTwin => "reading the existing twin: ",
+        Doing::ReReadingAfter412 => "re-reading after 412: ",
+        Doing::AttachingParentAgain => "attaching the parent again: ",
+        Doing::Disabling => "disabling it after its modules: ",
+    }
+}
+
+fn refusal_words(f: &mut fmt::Formatter<'_>, r: &Refusal, error: &str) -> fmt::Result {
+    match r {
+        Refusal::DeviceMissing(d) => write!(
+            f,
+            "device `{d}` does not exist (IoT Hub answers module identity operations on a missing device with 401 under SAS)"
+        ),
+        Refusal::DeviceDisabled(d) => write!(
+            f,
+            "device `{d}` is disabled: under SAS IoT Hub refuses module identity operations on a disabled device (401); apply with --auth token, or enable the device first"
+        ),
+        Refusal::Permission => write!(
+            f,
+            "{error}; the policy may lack the permission this needs (RegistryWrite for identities, ServiceConnect for twins)"
+        ),
+    }
+}
+
+/// An apply phase's name on the progress bar.
+pub fn phase(p: Phase) -> String {
+    match p {
+        Phase::DeviceCreates => "device creates".into(),
+        Phase::ModuleCreates => "module creates".into(),
+        Phase::IdentityUpdates => "identity updates".into(),
+        Phase::TwinPatches => "twin patches".into(),
+        Phase::RolloutWave(i) => format!("rollout wave {i}"),
+        Phase::RolloutRevert => "rollout revert".into(),
+        Phase::ModuleDeletes => "module deletes".into(),
+        Phase::DeviceDeletes => "device deletes".into(),
+    }
+}
+
+/// The line a rollout's progress prints.
+pub fn rollout_event(e: &RolloutEvent) -> String {
+    match e {
+        RolloutEvent::Continues { id, last, waves } => format!(
+            "Rollout {} continues: the twins' ledgers say wave {last} of {waves} was the last one written.",
+            id.get(..12).unwrap_or(id)
+        ),
+        RolloutEvent::Writing { wave, waves, twins } => {
+            format!("Rollout wave {wave} of {waves}: writing {twins} twin(s)...")
+        }
+        RolloutEvent::Waiting {
+            wave,
+            waves,
+            timeout,
+            twins,
+        } => format!(
+            "Rollout wave {wave} of {waves}: waiting up to {} for {twins} twin(s) to acknowledge...",
+            duration(*timeout)
+        ),
+        RolloutEvent::Passed { wave, waves, tally } => format!(
+            "Rollout wave {wave} of {waves} passed: {} acknowledged, {} rejected, {} pending.",
+            tally.acknowledged, tally.rejected, tally.pending
+        ),
+        RolloutEvent::Baking { bake, next } => {
+            format!("Baking {} before wave {next}...", duration(*bake))
+        }
+        RolloutEvent::Reverting { twins } => format!(
+            "on_halt: revert: writing {twins} twin(s) back to the values they had before this run..."
+        ),
+    }
+}
+
+/// A progress event as the one line people read (`None`: an event drawn as a bar, not a line).
+pub fn event(e: &Event) -> Option<String> {
+    match e {
+        Event::Reading(r) => Some(reading(r)),
+        Event::Warning(w) => Some(warning(w)),
+        Event::Rollout(r) => Some(rollout_event(r)),
+        Event::Waiting { twins, limit } => Some(waiting(*twins, *limit)),
+        Event::Phase { .. } | Event::Done(_) => None,
+    }
+}
+
+/// `Reading …; estimated 9.0s at the chosen pace`.
+pub fn reading(r: &ReadEstimate) -> String {
+    let how = if r.whole_hub {
+        format!("the whole hub by query (about {} pages)", r.query_requests)
+    } else {
+        format!(
+            "{} twin(s): {} by query ({} request(s)), {} by GET",
+            r.query_twins + r.get_twins,
+            r.query_twins,
+            r.query_requests,
+            r.get_twins
+        )
+    };
+    match r.estimated_seconds {
+        Some(s) => format!("Reading {how}; estimated {s:.1}s at the chosen pace"),
+        None => format!("Reading {how}"),
+    }
+}
+
+pub fn warning(w: &Warning) -> String {
+    match w {
+        Warning::DisabledDevice(device) => format!(
+            "warning: device `{device}` is disabled: under SAS, IoT Hub refuses module identity operations on a disabled device (401); use --auth token (Entra ID), or enable the device first"
+        ),
+    }
+}
+
+/// One line on what reading the hub cost, for stderr.
+pub fn requests_line(plan: &Plan) -> String {
+    let total: u64 = plan.requests.values().sum();
+    let parts: Vec<String> = plan
+        .requests
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let mut s = format!(
+        "Read the hub with {total} request(s) ({})",
+        parts.join(", ")
+    );
+    if let Some(r) = plan.read_seconds {
+        s.push_str(&format!(" in {r:.1}s"));
+        if let Some(e) = plan.estimated_read_seconds {
+            s.push_str(&format!(" (estimated {e:.1}s)"));
+        }
+    }
+    if let Some(c) = &plan.scope {
+        s.push_str(&format!(
+            "; {} twin(s) changed since {}",
+            c.twins,
+            &c.changed_from[..c.changed_from.len().min(12)]
+        ));
+    }
+    if let Some(e) = plan.estimated_apply_seconds {
+        s.push_str(&format!("; apply estimated at {e:.1}s at the chosen pace"));
+    }
+    s
+}
+
+/// The line `apply --wait` prints when it starts waiting.
+pub fn waiting(twins: usize, limit: std::time::Duration) -> String {
+    format!("Waiting up to {limit:?} for {twins} twin(s) to acknowledge their desired values...")
 }

@@ -3,13 +3,15 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use serde_json::json;
-use twinops_core::model::{AuthSpec, DeviceId, DeviceStatus, Digest, Owner, PropertyPath};
+use twinops_core::model::{
+    Address, AuthSpec, DeviceId, DeviceStatus, Digest, Owner, PropertyPath, TwinAddress,
+};
 use twinops_core::plan::drift;
 use twinops_core::plan::{
     Action, Change, ChangeDoc, Conflict, CreateDevice, DeviceIdentity, FieldDiff, Kind,
     OwnedValues, Plan, SavedPlan, Summary, TwinPatch, is_sensitive_digest,
 };
-use twinops_core::report::{Outcome, Report, Status};
+use twinops_core::report::{Outcome, Reason, Report, Status};
 
 /// A change of `kind` whose shown diff is `diff` (a create's diff is its content).
 fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) -> Change {
@@ -133,8 +135,7 @@ fn sample() -> Plan {
             change(Kind::DeleteModule, "therm-002", Some("old"), vec![]),
         ],
         conflicts: vec![Conflict {
-            device_id: DeviceId::new("therm-003").unwrap(),
-            module_id: None,
+            address: TwinAddress::device(DeviceId::new("therm-003").unwrap()),
             reason: "owned by `munich-plant` (use --adopt to take it over)".into(),
             keys: vec![],
         }],
@@ -304,41 +305,47 @@ fn json_plan_has_a_rollout_only_when_the_manifests_have_one() {
 
 #[test]
 fn text_apply_report_lists_every_outcome() {
-    let o = |kind, dev: &str, status, detail: &str, keys: Vec<&str>| Outcome {
+    let o = |kind, dev: &str, status, reason: Option<Reason>, keys: Vec<&str>| Outcome {
         kind,
-        device_id: dev.into(),
-        module_id: None,
+        address: Address::Twin(dev.parse().unwrap()),
         status,
-        detail: detail.into(),
+        reason,
         keys: keys.into_iter().map(str::to_string).collect(),
     };
     let r = Report {
         outcomes: vec![
-            o(Kind::CreateDevice, "therm-001", Status::Applied, "", vec![]),
+            o(
+                Kind::CreateDevice,
+                "therm-001",
+                Status::Applied,
+                None,
+                vec![],
+            ),
             o(
                 Kind::CreateDevice,
                 "therm-002",
                 Status::Adopted,
-                "already existed; twin content applied",
+                Some(Reason::ExistedContentApplied),
                 vec![],
             ),
             o(
                 Kind::UpdateDeviceTwin,
                 "therm-003",
                 Status::Conflict,
-                "owned keys were changed by someone else since the plan; not overwritten",
+                Some(Reason::OwnedKeysChanged),
                 vec!["desired.telemetryInterval"],
             ),
             o(
                 Kind::UpdateDeviceTwin,
                 "therm-004",
                 Status::Unchanged,
-                "already at the target",
+                Some(Reason::AlreadyAtTarget),
                 vec![],
             ),
         ],
         interrupted: false,
         rollout: None,
+        wait: None,
     };
     let mut b = Vec::new();
     twinops_core::render::text::report(&mut b, &r).unwrap();
@@ -347,14 +354,15 @@ fn text_apply_report_lists_every_outcome() {
 
 #[test]
 fn text_apply_report_of_a_halted_rollout_shows_the_waves_and_the_rejecting_twins() {
-    use twinops_core::report::{GateTwin, HaltReport, RolloutReport, WaveReport, WaveState};
-    let o = |dev: &str, status| Outcome {
-        kind: Kind::UpdateDeviceTwin,
-        device_id: dev.into(),
-        module_id: None,
-        status,
-        detail: String::new(),
-        keys: Vec::new(),
+    use twinops_core::report::{
+        GateTwin, HaltReason, HaltReport, RolloutReport, WaveReport, WaveState,
+    };
+    let o = |dev: &str, status| {
+        Outcome::new(
+            Kind::UpdateDeviceTwin,
+            dev.parse::<TwinAddress>().unwrap(),
+            status,
+        )
     };
     let wave = |index, twins, acknowledged, rejected, pending, state| WaveReport {
         index,
@@ -373,6 +381,7 @@ fn text_apply_report_of_a_halted_rollout_shows_the_waves_and_the_rejecting_twins
             o("therm-002", Status::Reverted),
         ],
         interrupted: false,
+        wait: None,
         rollout: Some(RolloutReport {
             id: "0123456789abcdef".repeat(4),
             waves: vec![
@@ -381,12 +390,11 @@ fn text_apply_report_of_a_halted_rollout_shows_the_waves_and_the_rejecting_twins
             ],
             halted: Some(HaltReport {
                 wave: 0,
-                reason: "rejected".into(),
+                reason: HaltReason::Rejected,
                 message: "rollout halted at wave 0 of 2: 1 of 2 twin(s) rejected the change".into(),
             }),
             rejected: vec![GateTwin {
-                device_id: "therm-002".into(),
-                module_id: None,
+                address: Address::Twin("therm-002".parse().unwrap()),
                 ad: Some("desired.telemetryInterval: out of range".into()),
             }],
             pending: Vec::new(),
@@ -414,22 +422,19 @@ fn drift_renders_in_text_and_markdown() {
         .collect(),
         items: vec![
             drift::Item {
-                device_id: "therm-001".into(),
-                module_id: None,
+                address: Address::Twin("therm-001".parse().unwrap()),
                 class: drift::Class::ChangedInHub,
                 detail: "owned values differ from the manifest".into(),
                 keys: vec!["desired.telemetryInterval".into()],
             },
             drift::Item {
-                device_id: "therm-002".into(),
-                module_id: Some("sensor".into()),
+                address: Address::Twin("therm-002/sensor".parse().unwrap()),
                 class: drift::Class::NotAcknowledged,
                 detail: "desired $version 4 not reported back".into(),
                 keys: vec!["desired.unit".into()],
             },
             drift::Item {
-                device_id: "therm-003".into(),
-                module_id: None,
+                address: Address::Twin("therm-003".parse().unwrap()),
                 class: drift::Class::Configuration,
                 detail: "configuration `fw-rollout` also writes these keys".into(),
                 keys: vec!["desired.firmware".into()],

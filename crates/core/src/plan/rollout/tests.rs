@@ -8,7 +8,7 @@ use super::*;
 use crate::model::{Location, Share};
 
 fn addr(text: &str) -> TwinAddress {
-    parse_address(text).unwrap()
+    text.parse().unwrap()
 }
 
 fn spec(waves: &[Step]) -> RolloutSpec {

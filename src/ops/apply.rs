@@ -1,0 +1,124 @@
+//! `apply`: the plan to execute (made now from the manifests, or a saved plan checked and
+//! resolved), the executor run, and `--wait`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+
+use super::connect::Connection;
+use crate::apply::{self, Options};
+use twinops_core::model::Fleet;
+use twinops_core::plan::{FORMAT_VERSION, Plan, SavedPlan};
+use twinops_core::report::{Report, Reporter};
+
+/// Where the plan comes from.
+pub enum Source<'a> {
+    /// Planned now.
+    Manifests(super::plan::Request<'a>),
+    /// A saved plan, executed exactly; `fleet` are the manifests it was made from, when given
+    /// (its inline sensitive values come from them, and they must not have changed).
+    Saved {
+        path: &'a Path,
+        fleet: Option<&'a Fleet>,
+    },
+}
+
+/// The plan to execute. A saved plan must be for this hub, owner and format, and gets its
+/// concealed sensitive values back (references from the environment, inline values from the
+/// manifests), each checked against the plan's digest; nothing is sent before that.
+pub async fn prepare(
+    conn: &Connection,
+    source: Source<'_>,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Plan> {
+    match source {
+        Source::Manifests(request) => super::plan::plan(conn, request, reporter).await,
+        Source::Saved { path, fleet } => saved(path, &conn.identity, fleet),
+    }
+}
+
+fn saved(path: &Path, identity: &str, fleet: Option<&Fleet>) -> anyhow::Result<Plan> {
+    let text = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let version: Option<u64> = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()));
+    if version != Some(u64::from(FORMAT_VERSION)) {
+        bail!(
+            "`{}` is a plan of format_version {}; this twinops reads format_version {FORMAT_VERSION}; nothing was written",
+            path.display(),
+            version.map_or("(none)".to_string(), |v| v.to_string())
+        );
+    }
+    let p: SavedPlan = serde_json::from_slice(&text)
+        .with_context(|| format!("`{}` is not a twinops plan", path.display()))?;
+    if p.hub != identity {
+        bail!(
+            "`{}` was made for hub `{}`, not `{identity}`; nothing was written",
+            path.display(),
+            p.hub
+        );
+    }
+    if let Some(f) = fleet {
+        if f.owner != p.owner {
+            bail!(
+                "`{}` was made for owner `{}`, but the manifests name `{}`; nothing was written",
+                path.display(),
+                p.owner,
+                f.owner
+            );
+        }
+        if f.digest != p.manifest_digest {
+            bail!(
+                "the manifests changed since `{}` was made (digest {} vs {}); plan again; nothing was written",
+                path.display(),
+                &p.manifest_digest[..p.manifest_digest.len().min(12)],
+                &f.digest[..f.digest.len().min(12)]
+            );
+        }
+    }
+    p.resolve(&super::manifests::env, fleet)
+        .map_err(|e| anyhow::anyhow!("refusing `{}`, nothing was written: {e}", path.display()))
+}
+
+/// Refuses a plan that deletes more identities than `max` (`--max-deletes`), before anything is
+/// written.
+pub fn check_deletions(plan: &Plan, max: usize) -> anyhow::Result<()> {
+    let deletions = twinops_core::plan::deletion_count(plan);
+    if deletions > max {
+        bail!(
+            "the plan deletes {deletions} identities, more than --max-deletes {max}; nothing was written"
+        );
+    }
+    Ok(())
+}
+
+/// Executes the plan.
+pub async fn execute(
+    conn: &Connection,
+    plan: &Plan,
+    options: &Options,
+    reporter: &dyn Reporter,
+) -> Report {
+    apply::apply(&conn.hub, plan, options, reporter).await
+}
+
+/// `--wait`: waits until the devices acknowledge the desired values the run wrote (or found at
+/// the target), and puts what they answered into the report.
+pub async fn wait(
+    conn: &Connection,
+    plan: &Plan,
+    report: &mut Report,
+    limit: Duration,
+    concurrency: usize,
+    stop: &CancellationToken,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    let items = apply::wait::pending(plan, report);
+    let waited = apply::wait::wait(&conn.hub, items, limit, concurrency, stop, reporter)
+        .await
+        .context("waiting for the devices to acknowledge")?;
+    report.wait = Some(waited);
+    Ok(())
+}

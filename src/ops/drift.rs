@@ -1,0 +1,44 @@
+//! `drift`: a read-only report of how the hub differs from the manifests (SPEC §8), read with the
+//! one twin reader and classified by the core.
+
+use anyhow::Context;
+
+use super::connect::Connection;
+use crate::hub::read;
+use twinops_core::model::{Fleet, Targets};
+use twinops_core::plan::{self, Options, drift};
+
+pub async fn drift(
+    conn: &Connection,
+    fleet: &Fleet,
+    targets: Targets,
+    concurrency: usize,
+) -> anyhow::Result<drift::Report> {
+    let observed = read::observe(&conn.hub, fleet, &targets, false, concurrency)
+        .await
+        .context("reading the hub")?;
+    let options = Options {
+        targets: targets.clone(),
+        ..Options::default()
+    };
+    let (mut p, seen) = plan::diff_seen(fleet, &observed, &conn.identity, &options);
+    super::plan::check_targets(&targets, fleet, &seen)?;
+    p.no_longer_declared = super::plan::no_longer_declared(&conn.hub, fleet, &seen, &targets)
+        .await
+        .context("looking for owned identities no manifest declares")?;
+    let configured = observed.devices.values().any(|d| {
+        !d.twin.configurations.is_empty()
+            || d.modules
+                .values()
+                .any(|m| !m.twin.configurations.is_empty())
+    });
+    let configs = if configured {
+        conn.hub
+            .configurations()
+            .await
+            .context("reading automatic configurations")?
+    } else {
+        Vec::new()
+    };
+    Ok(drift::report(&p, fleet, &observed, &configs, &targets))
+}

@@ -1,0 +1,159 @@
+//! `plan`: read the hub and diff it against the manifests into a complete [`Plan`]: its changes,
+//! its conflicts, the identities no manifest declares any more, what reading cost and how long
+//! applying it is estimated to take. Deletions planned from query rows are confirmed with a GET
+//! first (query rows lag behind the registry).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::connect::Connection;
+use crate::hub::{Hub, OpClass, read};
+use twinops_core::model::{Fleet, Targets, TwinAddress};
+use twinops_core::plan::scope::ScopeDoc;
+use twinops_core::plan::{self, Change, Kind, Options, Plan, Seen};
+use twinops_core::report::{Event, Reporter, Warning};
+
+/// What to plan.
+pub struct Request<'a> {
+    pub fleet: &'a Fleet,
+    pub options: Options,
+    pub concurrency: usize,
+    /// The change a scoped plan covers (`--changed-from`).
+    pub changed: Option<ScopeDoc>,
+}
+
+fn round1(s: f64) -> f64 {
+    (s * 10.0).round() / 10.0
+}
+
+/// Reads the hub and diffs it against the fleet: each twin is diffed as its page or GET arrives
+/// and only what the plan needs of it is kept (`plan::Seen`), so the read never holds the fleet's
+/// twins. The plan is complete when returned.
+pub async fn plan(
+    conn: &Connection,
+    req: Request<'_>,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Plan> {
+    let started = Instant::now();
+    let (fleet, options) = (req.fleet, &req.options);
+    let targets = &options.targets;
+    let reads = read::plan(
+        read::wanted(fleet, targets, options.prune),
+        read::declared(fleet),
+        read::Rates::of(&conn.hub),
+        targets.scope().is_some(),
+        options.prune,
+    );
+    if reads.estimated_seconds.is_some() {
+        reporter.event(Event::Reading(reads.estimate()));
+    }
+    let mut differ = plan::Differ::new(fleet, &conn.identity, options);
+    read::read(&conn.hub, &reads, req.concurrency, |o| {
+        match o {
+            read::Observation::Device(d) => differ.device(&d),
+            read::Observation::Module(id, m) => differ.module(&id, &m),
+        }
+        Ok(())
+    })
+    .await
+    .context("reading the hub")?;
+    let (mut p, seen) = differ.finish(reads.complete);
+    check_targets(targets, fleet, &seen)?;
+    if !options.prune {
+        p.no_longer_declared = no_longer_declared(&conn.hub, fleet, &seen, targets)
+            .await
+            .context("looking for owned identities no manifest declares")?;
+    }
+    confirm_deletions(&conn.hub, &mut p)
+        .await
+        .context("confirming planned deletions")?;
+    if conn.sas {
+        for device in plan::disabled_with_module_changes(&p, &seen) {
+            reporter.event(Event::Warning(Warning::DisabledDevice(device)));
+        }
+    }
+    p.requests = conn.hub.counts().snapshot();
+    p.estimated_apply_seconds = estimate(&p, &conn.hub);
+    p.estimated_read_seconds = reads.estimated_seconds.map(round1);
+    p.read_seconds = Some(round1(started.elapsed().as_secs_f64()));
+    p.scope = req.changed;
+    Ok(p)
+}
+
+/// Owned identities that no manifest declares, for the plan's hint and drift. From the read
+/// itself when it was complete for the plan's targets; else when two `COUNT()` queries of this
+/// owner's ledgers find no more owned identities in the hub than the read saw (the common case,
+/// two requests whatever the fleet's size); else from two projection queries of those ledgers (a
+/// page per 100 rows).
+pub(crate) async fn no_longer_declared(
+    hub: &Hub,
+    fleet: &Fleet,
+    seen: &Seen,
+    targets: &Targets,
+) -> Result<Vec<TwinAddress>, crate::hub::Error> {
+    let owned: Vec<TwinAddress> =
+        if seen.complete || hub.count_owned(&fleet.owner).await? == seen.owned_counts() {
+            seen.owned().collect()
+        } else {
+            hub.owned(&fleet.owner).await?
+        };
+    Ok(plan::undeclared(fleet, owned, targets))
+}
+
+/// A `--target` that selects no declared and no observed identity is an error naming it: a typo
+/// must not pass CI as "No changes".
+pub(crate) fn check_targets(targets: &Targets, fleet: &Fleet, seen: &Seen) -> anyhow::Result<()> {
+    if let Some(pattern) = targets.unmatched(fleet.identities().chain(seen.identities())) {
+        anyhow::bail!("--target `{pattern}` matches no declared or observed identity");
+    }
+    Ok(())
+}
+
+/// Query rows lag behind the registry (live-hub.md: a device deleted 25 minutes earlier was still
+/// listed), so a deletion planned from them is confirmed with a targeted GET of its twin: a 404
+/// means it is gone already, and it is not planned (SPEC §12).
+async fn confirm_deletions(hub: &Hub, p: &mut Plan) -> Result<(), crate::hub::Error> {
+    let is_delete = |c: &Change| matches!(c, Change::DeleteDevice(_) | Change::DeleteModule(_));
+    let mut gone = BTreeSet::new();
+    for address in p
+        .changes
+        .iter()
+        .filter(|c| is_delete(c))
+        .map(Change::address)
+    {
+        match hub.twin(&address).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                gone.insert(address);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !gone.is_empty() {
+        p.changes
+            .retain(|c| !(is_delete(c) && gone.contains(&c.address())));
+        p.recount();
+    }
+    Ok(())
+}
+
+/// Apply time at the chosen pace: per class, requests / rate.
+fn estimate(p: &Plan, hub: &Hub) -> Option<f64> {
+    let pacer = hub.pacer()?;
+    let mut per_class: HashMap<OpClass, f64> = HashMap::new();
+    for c in &p.changes {
+        let (class, n) = match c.kind() {
+            Kind::CreateDevice | Kind::CreateModule => (OpClass::RegistryWrite, 1.0),
+            Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => (OpClass::TwinWrite, 1.0),
+            _ => (OpClass::RegistryWrite, 2.0),
+        };
+        *per_class.entry(class).or_default() += n;
+    }
+    let secs = per_class
+        .iter()
+        .filter_map(|(c, n)| pacer.rate(*c).map(|r| n / r))
+        .fold(0.0, f64::max);
+    Some(round1(secs))
+}
