@@ -126,6 +126,12 @@ impl Rates {
     fn paced(&self) -> bool {
         self.query.is_some() || self.twin_read.is_some()
     }
+
+    /// Seconds to send these query and GET requests at the pace (`None`: not paced).
+    fn estimate(&self, query: usize, get: usize) -> Option<f64> {
+        self.paced()
+            .then(|| seconds(query, self.query).max(seconds(get, self.twin_read)))
+    }
 }
 
 /// Seconds to send `n` requests of a class at `rate` (None: unpaced, no wait): the pacer
@@ -197,6 +203,74 @@ fn query_pages<'a>(devices: impl Iterator<Item = &'a Wanted> + Clone) -> usize {
     pages
 }
 
+/// The wanted devices, by how they may be read: devices whose IDs cannot stand in an `IN` list
+/// go by GET; removed devices whose every module is needed go by query (a GET names one module);
+/// the rest (`free`) may go either way: the first `j` of them by query.
+struct Split {
+    forced_get: Vec<Wanted>,
+    forced_query: Vec<Wanted>,
+    free: Vec<Wanted>,
+    /// Twins of each free device.
+    free_twins: Vec<usize>,
+    /// Queries the read needs beyond its pages (the hint's two `COUNT()` queries).
+    extra_queries: usize,
+}
+
+impl Split {
+    fn of(wanted: Vec<Wanted>, extra_queries: usize) -> Split {
+        let (forced_get, rest): (Vec<Wanted>, Vec<Wanted>) =
+            wanted.into_iter().partition(|w| !w.queryable());
+        let (forced_query, free): (Vec<Wanted>, Vec<Wanted>) =
+            rest.into_iter().partition(|w| w.all_modules);
+        let free_twins = free.iter().map(Wanted::twins).collect();
+        Split {
+            forced_get,
+            forced_query,
+            free,
+            free_twins,
+            extra_queries,
+        }
+    }
+
+    /// (query requests, GET requests) with the first `j` free devices by query.
+    fn cost(&self, j: usize) -> (usize, usize) {
+        let on_query = self.forced_query.iter().chain(&self.free[..j]);
+        let query = query_pages(on_query) + self.extra_queries;
+        let forced: usize = self.forced_get.iter().map(Wanted::twins).sum();
+        let free: usize = self.free_twins[j..].iter().sum();
+        (query, forced + free)
+    }
+
+    /// The plan with the first `j` free devices by query and the rest by GET.
+    fn into_plan(mut self, j: usize, complete: bool, rates: Rates) -> ReadPlan {
+        let (query_requests, get_requests) = self.cost(j);
+        let on_get_free = self.free.split_off(j);
+        let on_query: Vec<Wanted> = self.forced_query.into_iter().chain(self.free).collect();
+        let device_ids: Vec<&DeviceId> = on_query
+            .iter()
+            .filter(|w| w.device_twin)
+            .map(|w| &w.device)
+            .collect();
+        let module_ids: Vec<&DeviceId> = on_query
+            .iter()
+            .filter(|w| w.needs_module_rows())
+            .map(|w| &w.device)
+            .collect();
+        ReadPlan {
+            full: false,
+            device_queries: in_queries(IN_PREFIX_DEVICES, &device_ids),
+            module_queries: in_queries(IN_PREFIX_MODULES, &module_ids),
+            complete,
+            query_twins: on_query.iter().map(Wanted::twins).sum(),
+            get_twins: get_requests,
+            query_requests,
+            get_requests,
+            estimated_seconds: rates.estimate(query_requests, get_requests),
+            gets: self.forced_get.into_iter().chain(on_get_free).collect(),
+        }
+    }
+}
+
 /// Decides how to read `wanted` (see the module's doc). `declared` is the fleet's twin count
 /// (devices, modules), what a whole-hub read is estimated from; `scoped` says the plan covers a
 /// change only (never the whole hub); `need_complete` that every identity of the hub is needed.
@@ -209,11 +283,6 @@ pub fn plan(
 ) -> ReadPlan {
     let twins: usize = wanted.iter().map(Wanted::twins).sum();
     let full_pages = declared.0.div_ceil(PAGE_ROWS).max(1) + declared.1.div_ceil(PAGE_ROWS).max(1);
-    let estimate = |query: usize, get: usize| {
-        rates
-            .paced()
-            .then(|| seconds(query, rates.query).max(seconds(get, rates.twin_read)))
-    };
     let full = || ReadPlan {
         full: true,
         device_queries: Vec::new(),
@@ -224,103 +293,61 @@ pub fn plan(
         get_twins: 0,
         query_requests: full_pages,
         get_requests: 0,
-        estimated_seconds: estimate(full_pages, 0),
+        estimated_seconds: rates.estimate(full_pages, 0),
     };
     if need_complete && !scoped {
         return full();
     }
     // The hint of identities no manifest declares any more needs two `COUNT()` queries after a
     // read that is neither complete nor change-scoped.
-    let hint_queries = if scoped { 0 } else { 2 };
-    // Devices whose IDs cannot stand in an `IN` list go by GET; removed devices whose every module
-    // is needed go by query (a GET names one module); the rest (`free`) may go either way: the
-    // first `j` of them by query.
-    let (forced_get, rest): (Vec<Wanted>, Vec<Wanted>) =
-        wanted.into_iter().partition(|w| !w.queryable());
-    let (forced_query, free): (Vec<Wanted>, Vec<Wanted>) =
-        rest.into_iter().partition(|w| w.all_modules);
-    let forced_get_twins: usize = forced_get.iter().map(Wanted::twins).sum();
-    let free_twins: Vec<usize> = free.iter().map(Wanted::twins).collect();
-    let free_total: usize = free_twins.iter().sum();
-    // (query requests, GET requests) with the first `j` free devices by query.
-    let cost = |j: usize| {
-        let on_query = forced_query.iter().chain(&free[..j]);
-        let query = query_pages(on_query) + hint_queries;
-        let get = forced_get_twins + free_total - free_twins[..j].iter().sum::<usize>();
-        (query, get)
-    };
+    let split = Split::of(wanted, if scoped { 0 } else { 2 });
     let requests = |(q, g): (usize, usize)| q + g;
-    let time = |(q, g): (usize, usize)| estimate(q, g).unwrap_or(0.0);
-    let (j, use_full) = if !rates.paced() {
-        if !scoped {
-            // Today's cheapest rule for a whole fleet: a few twins by GET, else the whole hub by
-            // query (complete, so the hint needs no further query).
-            if twins <= TARGETED_MAX_TWINS && forced_query.is_empty() {
-                (0, false)
-            } else {
-                return full();
-            }
-        } else if requests(cost(free.len())) < requests(cost(0)) {
-            (free.len(), false)
-        } else {
-            (0, false)
-        }
+    let j = if rates.paced() {
+        let j = balance(&split, rates);
+        let time = |c: (usize, usize)| rates.estimate(c.0, c.1).unwrap_or(0.0);
+        let (best, whole) = (split.cost(j), (full_pages, 0));
+        // For a whole fleet the full query competes too: fastest first, then fewest requests.
+        let use_full = !scoped && (time(whole), requests(whole)) < (time(best), requests(best));
+        (!use_full).then_some(j)
+    } else if !scoped {
+        // The cheapest rule for a whole fleet: a few twins by GET, else the whole hub by query
+        // (complete, so the hint needs no further query).
+        (twins <= TARGETED_MAX_TWINS && split.forced_query.is_empty()).then_some(0)
+    } else if requests(split.cost(split.free.len())) < requests(split.cost(0)) {
+        Some(split.free.len())
     } else {
-        // The split where both classes finish together: query time grows and GET time falls
-        // with `j`, so the balance is found by bisection; the ends and (for a whole fleet) the
-        // full query compete with it, fastest first, then fewest requests.
-        let (mut lo, mut hi) = (0, free.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let (q, g) = cost(mid);
-            if seconds(q, rates.query) < seconds(g, rates.twin_read) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        let mut best = (0, cost(0));
-        for j in [lo, lo.saturating_sub(1), free.len()] {
-            let c = cost(j);
-            if (time(c), requests(c)) < (time(best.1), requests(best.1)) {
-                best = (j, c);
-            }
-        }
-        let full_cost = (full_pages, 0);
-        let use_full =
-            !scoped && (time(full_cost), requests(full_cost)) < (time(best.1), requests(best.1));
-        (best.0, use_full)
+        Some(0)
     };
-    if use_full {
-        return full();
+    match j {
+        Some(j) => split.into_plan(j, scoped, rates),
+        None => full(),
     }
-    let (query_requests, get_requests) = cost(j);
-    let mut free = free;
-    let on_get_free = free.split_off(j);
-    let on_query: Vec<Wanted> = forced_query.into_iter().chain(free).collect();
-    let device_ids: Vec<&DeviceId> = on_query
-        .iter()
-        .filter(|w| w.device_twin)
-        .map(|w| &w.device)
-        .collect();
-    let module_ids: Vec<&DeviceId> = on_query
-        .iter()
-        .filter(|w| w.needs_module_rows())
-        .map(|w| &w.device)
-        .collect();
-    let gets: Vec<Wanted> = forced_get.into_iter().chain(on_get_free).collect();
-    ReadPlan {
-        full: false,
-        device_queries: in_queries(IN_PREFIX_DEVICES, &device_ids),
-        module_queries: in_queries(IN_PREFIX_MODULES, &module_ids),
-        complete: scoped,
-        query_twins: on_query.iter().map(Wanted::twins).sum(),
-        get_twins: get_requests,
-        query_requests,
-        get_requests,
-        estimated_seconds: estimate(query_requests, get_requests),
-        gets,
+}
+
+/// On a paced hub, how many free devices go by query so that both classes finish together: query
+/// time grows and GET time falls with `j`, so the balance is found by bisection; the ends compete
+/// with it, fastest first, then fewest requests.
+fn balance(split: &Split, rates: Rates) -> usize {
+    let n = split.free.len();
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let (q, g) = split.cost(mid);
+        if seconds(q, rates.query) < seconds(g, rates.twin_read) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
     }
+    let key = |c: (usize, usize)| (rates.estimate(c.0, c.1).unwrap_or(0.0), c.0 + c.1);
+    let mut best = (0, key(split.cost(0)));
+    for j in [lo, lo.saturating_sub(1), n] {
+        let k = key(split.cost(j));
+        if k < best.1 {
+            best = (j, k);
+        }
+    }
+    best.0
 }
 
 /// One twin as it arrives: a device (its module twins come after it, as their own observations),
@@ -511,12 +538,20 @@ pub fn declared(fleet: &Fleet) -> (usize, usize) {
     )
 }
 
-/// The reading of an operator's device query (`export --query`): its device twins, then the
-/// module twins of those devices (the module rows of other devices are left to the sink to drop).
-pub fn custom(device_query: &str) -> ReadPlan {
-    ReadPlan {
+/// The reading of an operator's device query (`export --query`), every device without one: its
+/// device twins, then the module twins of those devices (the module rows of other devices are left
+/// to the sink to drop). `Err` says why a query selects no device twins.
+pub fn custom(device_query: Option<&str>) -> Result<ReadPlan, String> {
+    let sql = device_query.unwrap_or(ALL_DEVICES);
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("from devices") || lower.contains("devices.modules") {
+        return Err(format!(
+            "--query must select device twins (`{ALL_DEVICES} [WHERE ...]`)"
+        ));
+    }
+    Ok(ReadPlan {
         full: false,
-        device_queries: vec![device_query.to_string()],
+        device_queries: vec![sql.to_string()],
         module_queries: vec![ALL_MODULES.to_string()],
         gets: Vec::new(),
         complete: false,
@@ -525,7 +560,7 @@ pub fn custom(device_query: &str) -> ReadPlan {
         query_requests: 2,
         get_requests: 0,
         estimated_seconds: None,
-    }
+    })
 }
 
 /// The reading of these twins: one GET each when `by_query` is false, else paged `IN` queries

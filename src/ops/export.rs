@@ -19,7 +19,7 @@ use twinops_core::plan::{ledger, scope_device};
 
 /// What to export.
 pub struct Request<'a> {
-    /// A device query (`SELECT * FROM devices [WHERE ...]`); all devices without one.
+    /// A device query of the operator's (`--query`); every device without one.
     pub query: Option<&'a str>,
     pub targets: &'a [String],
     /// The directory written to, whose manifests' markers are kept.
@@ -40,12 +40,8 @@ pub struct Exported {
 }
 
 pub async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Result<Exported> {
-    let sql = req.query.unwrap_or("SELECT * FROM devices");
-    let lower = sql.to_ascii_lowercase();
-    if !lower.contains("from devices") || lower.contains("devices.modules") {
-        bail!("--query must select device twins (`SELECT * FROM devices [WHERE ...]`)");
-    }
-    let mut read = read::collect(&conn.hub, &read::custom(sql), req.concurrency)
+    let plan = read::custom(req.query).map_err(anyhow::Error::msg)?;
+    let mut read = read::collect(&conn.hub, &plan, req.concurrency)
         .await
         .context("querying device and module twins")?;
     let targets = Targets::new(req.targets);

@@ -503,3 +503,33 @@ async fn a_policy_without_service_connect_is_named_with_the_permission_it_lacks(
     assert!(!r.stderr.contains(&key), "the key must never be printed");
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn apply_format_json_wait_prints_exactly_one_json_document() {
+    let em = Emulator::start_with(&["--mqtt", "127.0.0.1:0", "--simulate-devices", "j-*:50ms"]);
+    let d = dir();
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            "owner: json\ndevices:\n  \"j-{1..3}\":\n    desired: {telemetryInterval: 5}\n",
+        )],
+    );
+    let p = d.path().to_str().unwrap().to_string();
+    let r = twinops(
+        &em,
+        &["apply", "--yes", "--format", "json", "--wait=60s", &p],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // The whole of stdout is one document: no table after it, nothing before it.
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", r.stdout));
+    assert_eq!(doc["outcomes"].as_array().unwrap().len(), 3, "{doc}");
+    let waited = doc["wait"]["twins"].as_array().unwrap();
+    assert_eq!(waited.len(), 3, "{doc}");
+    for w in waited {
+        assert!(w["acknowledged_after_seconds"].is_number(), "{w}");
+        assert!(w["twin"].as_str().unwrap().starts_with("j-"), "{w}");
+    }
+    assert_eq!(doc["wait"]["limit_seconds"], json!(60.0));
+}
