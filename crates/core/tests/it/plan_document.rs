@@ -537,3 +537,83 @@ fn malformed_paths_are_refused() {
     });
     assert!(e.contains("is not a path like"), "{e}");
 }
+
+#[test]
+fn fields_a_kind_does_not_have_are_refused_in_the_change_and_in_its_patch() {
+    for kind in KINDS {
+        let e = read_edited(first(kind), |c| {
+            c.insert("owner".into(), json!("x"));
+        });
+        assert!(e.contains("unknown field `owner`"), "{kind}: {e}");
+        let e = read_edited(first(kind), |c| {
+            c["patch"]["extra"] = json!(1);
+        });
+        assert!(e.contains("unknown field `extra`"), "{kind}: {e}");
+    }
+    let e = read_edited(first("update_device_twin"), |c| {
+        c["patch"]["properties"]["reported"] = json!({});
+    });
+    assert!(e.contains("unknown field `reported`"), "{e}");
+}
+
+#[test]
+fn a_create_or_delete_with_a_diff_is_refused() {
+    for kind in [
+        "create_device",
+        "create_module",
+        "delete_module",
+        "delete_device",
+    ] {
+        let e = read_edited(first(kind), |c| {
+            c.insert("diff".into(), json!([{"path": "tags.a", "after": 1}]));
+        });
+        assert!(e.contains("empty `diff`"), "{kind}: {e}");
+    }
+}
+
+#[test]
+fn null_is_refused_where_a_value_is_required_and_a_null_parent_detaches() {
+    let update = first("update_device");
+    for field in [
+        "status",
+        "statusReason",
+        "authentication",
+        "capabilities.iotEdge",
+    ] {
+        let e = read_edited(update, |c| {
+            c["patch"][field] = Value::Null;
+        });
+        assert_ne!(e, "read", "{field}");
+    }
+    let create = first("create_device");
+    for field in ["statusReason", "parent"] {
+        let e = read_edited(create, |c| {
+            c["patch"][field] = Value::Null;
+        });
+        assert_ne!(e, "read", "{field}");
+    }
+    let saved: SavedPlan = serde_json::from_str(PINNED).unwrap();
+    let plan = saved.resolve(&env, Some(&fleet())).unwrap();
+    let Change::UpdateDevice(u) = &plan.changes[update] else {
+        panic!("{:?}", plan.changes[update]);
+    };
+    assert_eq!(u.set.parent, Some(None));
+}
+
+#[test]
+fn a_create_needs_every_identity_field_it_writes() {
+    for field in ["status", "authentication", "capabilities", "twin"] {
+        let e = read_edited(first("create_device"), |c| {
+            c["patch"].as_object_mut().unwrap().remove(field);
+        });
+        assert!(e.contains(&format!("missing field `{field}`")), "{e}");
+    }
+    let e = read_edited(first("create_device"), |c| {
+        c["patch"]["authentication"] = json!({"type": "selfSigned"});
+    });
+    assert!(e.contains("needs x509Thumbprint"), "{e}");
+    let e = read_edited(first("delete_device"), |c| {
+        c["patch"] = json!({});
+    });
+    assert!(e.contains("missing field `modules`"), "{e}");
+}
