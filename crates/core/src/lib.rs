@@ -11,10 +11,11 @@
 //! - [`model`] holds the values the planner works on: what the manifests want and what the hub holds.
 //! - [`plan`] diffs the fleet against the observed state through the ownership ledger into a
 //!   [`plan::Plan`] of typed changes with minimal merge patches and the etags they were computed
-//!   against; `plan::secret` conceals sensitive values in plan documents and gets them back (with
-//!   digest checks) when a saved plan is read; `plan::drift` classifies drift and device
-//!   acknowledgements; `plan::rollout` puts the rolled-out twin updates into deterministic waves
-//!   (SPEC §11) and holds the gate arithmetic.
+//!   against; `plan::document` is the JSON plan document's form of a change (`format_version` 1), a
+//!   derived serde enum whose types check a saved plan as it is read; `plan::secret` conceals
+//!   sensitive values in plan documents and gets them back (with digest checks) when a saved plan is
+//!   read; `plan::drift` classifies drift and device acknowledgements; `plan::rollout` puts the
+//!   rolled-out twin updates into deterministic waves (SPEC §11) and holds the gate arithmetic.
 //! - [`report`] is what an apply did, item by item (the executor fills it in).
 //! - [`render`] turns plans, reports and drift into text, JSON and markdown, generic over the writer.
 

@@ -30,102 +30,135 @@ pub fn manifest() -> Value {
         "type": ["object", "null"],
         "properties": object(DOCUMENT_KEYS, document_field),
         "additionalProperties": false,
-        "$defs": {
-            "template": block(TEMPLATE_KEYS, "A reusable layer; every device field except `templates`, plus `extends`."),
-            "device": block(DEVICE_KEYS, "A device: its templates in order, then its own fields."),
-            "module": {
-                "description": "A module identity and its twin; `null` removes a module an earlier layer added.",
-                "type": ["object", "null"],
-                "properties": object(MODULE_KEYS, module_field),
-                "additionalProperties": false,
-            },
-            "deviceId": {
-                "description": format!("A device ID (1..{MAX_ID_LEN} of A-Za-z0-9 and `{ID_SYMBOLS}`), or one with one range such as `therm-{{001..250}}`."),
-                "anyOf": [
-                    {"pattern": format!("^{}{{1,{MAX_ID_LEN}}}$", id_class())},
-                    {"pattern": format!("^{c}*\\{{[0-9]{{1,18}}\\.\\.[0-9]{{1,18}}\\}}{c}*$", c = id_class())},
-                ],
-            },
-            "id": {
-                "description": format!("A device or module ID: 1..{MAX_ID_LEN} of A-Za-z0-9 and `{ID_SYMBOLS}`."),
-                "type": "string",
-                "pattern": format!("^{}{{1,{MAX_ID_LEN}}}$", id_class()),
-            },
-            "templateNames": {
-                "type": ["array", "null"],
-                "items": {"type": "string"},
-            },
-            "auth": {
-                "description": format!("{AUTH_FORMS}; `null` goes back to the default (sas)."),
-                "anyOf": [
-                    {"type": "null"},
-                    {"enum": AUTH_WORDS},
-                    {
+        "$defs": definitions(),
+    })
+}
+
+/// The schema's `$defs`, in the order they have always been written: identities, twin values, the
+/// rollout block.
+fn definitions() -> Map<String, Value> {
+    let mut defs = Map::new();
+    for part in [
+        identity_definitions(),
+        twin_definitions(),
+        rollout_definitions(),
+    ] {
+        if let Value::Object(m) = part {
+            defs.extend(m);
+        }
+    }
+    defs
+}
+
+/// Templates, devices, modules, their IDs and authentication.
+fn identity_definitions() -> Value {
+    json!({
+        "template": block(TEMPLATE_KEYS, "A reusable layer; every device field except `templates`, plus `extends`."),
+        "device": block(DEVICE_KEYS, "A device: its templates in order, then its own fields."),
+        "module": {
+            "description": "A module identity and its twin; `null` removes a module an earlier layer added.",
+            "type": ["object", "null"],
+            "properties": object(MODULE_KEYS, module_field),
+            "additionalProperties": false,
+        },
+        "deviceId": {
+            "description": format!("A device ID (1..{MAX_ID_LEN} of A-Za-z0-9 and `{ID_SYMBOLS}`), or one with one range such as `therm-{{001..250}}`."),
+            "anyOf": [
+                {"pattern": format!("^{}{{1,{MAX_ID_LEN}}}$", id_class())},
+                {"pattern": format!("^{c}*\\{{[0-9]{{1,18}}\\.\\.[0-9]{{1,18}}\\}}{c}*$", c = id_class())},
+            ],
+        },
+        "id": {
+            "description": format!("A device or module ID: 1..{MAX_ID_LEN} of A-Za-z0-9 and `{ID_SYMBOLS}`."),
+            "type": "string",
+            "pattern": format!("^{}{{1,{MAX_ID_LEN}}}$", id_class()),
+        },
+        "templateNames": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+        },
+        "auth": {
+            "description": format!("{AUTH_FORMS}; `null` goes back to the default (sas)."),
+            "anyOf": [
+                {"type": "null"},
+                {"enum": AUTH_WORDS},
+                {
+                    "type": "object",
+                    "properties": object(AUTH_KEYS, |_| Some(json!({
                         "type": "object",
-                        "properties": object(AUTH_KEYS, |_| Some(json!({
-                            "type": "object",
-                            "properties": object(X509_KEYS, |k| Some(if k == "primary" {
-                                json!({"$ref": "#/$defs/thumbprint"})
-                            } else {
-                                json!({"anyOf": [{"type": "null"}, {"$ref": "#/$defs/thumbprint"}]})
-                            })),
-                            "required": ["primary"],
-                            "additionalProperties": false,
-                        }))),
-                        "required": AUTH_KEYS,
+                        "properties": object(X509_KEYS, |k| Some(if k == "primary" {
+                            json!({"$ref": "#/$defs/thumbprint"})
+                        } else {
+                            json!({"anyOf": [{"type": "null"}, {"$ref": "#/$defs/thumbprint"}]})
+                        })),
+                        "required": ["primary"],
                         "additionalProperties": false,
-                    },
-                ],
-            },
-            "thumbprint": {
-                "description": "An X.509 thumbprint: 40 hex digits (SHA-1) or 64 (SHA-256).",
-                "type": "string",
-                "pattern": "^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$",
-            },
-            "tags": section(true),
-            "desired": section(false),
-            "twinKey": {
-                "description": format!("A twin key: no `.`, `$`, `#`, space or control character; at most {MAX_KEY_BYTES} bytes."),
-                "type": "string",
-                "pattern": format!("^{TWIN_KEY_CHAR}*$"),
-                "maxLength": MAX_KEY_BYTES,
-            },
-            "twinValue": {
-                "description": "A twin value; objects nest with valid keys, and `null` (removal) is not allowed inside arrays. A string that is exactly `${env:NAME}` takes the environment variable's value when the manifests are loaded (`$${` writes a literal `${`).",
-                "propertyNames": {"$ref": "#/$defs/twinKey"},
-                "additionalProperties": {"$ref": "#/$defs/twinValue"},
-                "items": {"$ref": "#/$defs/twinItem"},
-            },
-            "twinItem": {
-                "description": "A value inside an array: sent whole, so `null` is not allowed anywhere in it.",
-                "not": {"type": "null"},
-                "propertyNames": {"$ref": "#/$defs/twinKey"},
-                "additionalProperties": {"$ref": "#/$defs/twinItem"},
-                "items": {"$ref": "#/$defs/twinItem"},
-            },
-            "paths": {
-                "description": "Dotted paths `tags.KEY[.KEY...]` or `desired.KEY[.KEY...]`.",
-                "type": ["array", "null"],
-                "items": {
-                    "type": "string",
-                    "pattern": format!("^(tags|desired)(\\.{TWIN_KEY_CHAR}+)+$"),
+                    }))),
+                    "required": AUTH_KEYS,
+                    "additionalProperties": false,
                 },
-            },
-            "rollout": {
-                "description": "Delivers desired changes in waves; at most one block per manifest set.",
-                "type": "object",
-                "properties": object(ROLLOUT_KEYS, rollout_field),
-                "required": ["waves"],
-                "additionalProperties": false,
-            },
-            "share": {
+            ],
+        },
+        "thumbprint": {
+            "description": "An X.509 thumbprint: 40 hex digits (SHA-1) or 64 (SHA-256).",
+            "type": "string",
+            "pattern": "^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$",
+        },
+    })
+}
+
+/// Twin sections, keys, values and paths.
+fn twin_definitions() -> Value {
+    json!({
+        "tags": section(true),
+        "desired": section(false),
+        "twinKey": {
+            "description": format!("A twin key: no `.`, `$`, `#`, space or control character; at most {MAX_KEY_BYTES} bytes."),
+            "type": "string",
+            "pattern": format!("^{TWIN_KEY_CHAR}*$"),
+            "maxLength": MAX_KEY_BYTES,
+        },
+        "twinValue": {
+            "description": "A twin value; objects nest with valid keys, and `null` (removal) is not allowed inside arrays. A string that is exactly `${env:NAME}` takes the environment variable's value when the manifests are loaded (`$${` writes a literal `${`).",
+            "propertyNames": {"$ref": "#/$defs/twinKey"},
+            "additionalProperties": {"$ref": "#/$defs/twinValue"},
+            "items": {"$ref": "#/$defs/twinItem"},
+        },
+        "twinItem": {
+            "description": "A value inside an array: sent whole, so `null` is not allowed anywhere in it.",
+            "not": {"type": "null"},
+            "propertyNames": {"$ref": "#/$defs/twinKey"},
+            "additionalProperties": {"$ref": "#/$defs/twinItem"},
+            "items": {"$ref": "#/$defs/twinItem"},
+        },
+        "paths": {
+            "description": "Dotted paths `tags.KEY[.KEY...]` or `desired.KEY[.KEY...]`.",
+            "type": ["array", "null"],
+            "items": {
                 "type": "string",
-                "pattern": SHARE_PATTERN,
+                "pattern": format!("^(tags|desired)(\\.{TWIN_KEY_CHAR}+)+$"),
             },
-            "duration": {
-                "description": "A duration such as 500ms, 30s, 5m or 1h, or a number of seconds.",
-                "type": ["string", "number"],
-            },
+        },
+    })
+}
+
+/// The rollout block and the value grammars it uses.
+fn rollout_definitions() -> Value {
+    json!({
+        "rollout": {
+            "description": "Delivers desired changes in waves; at most one block per manifest set.",
+            "type": "object",
+            "properties": object(ROLLOUT_KEYS, rollout_field),
+            "required": ["waves"],
+            "additionalProperties": false,
+        },
+        "share": {
+            "type": "string",
+            "pattern": SHARE_PATTERN,
+        },
+        "duration": {
+            "description": "A duration such as 500ms, 30s, 5m or 1h, or a number of seconds.",
+            "type": ["string", "number"],
         },
     })
 }

@@ -6,6 +6,7 @@
 //! does no I/O.
 
 mod change;
+pub mod document;
 pub mod drift;
 pub mod ledger;
 pub mod patch;
@@ -30,9 +31,10 @@ use crate::model::{
     TwinSpec,
 };
 pub use change::{
-    Change, ChangeDoc, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity,
-    IdentityUpdate, OwnedValues, TwinPatch, UpdateDevice, UpdateModule, UpdateTwin,
+    Change, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity, IdentityUpdate,
+    OwnedValues, TwinPatch, UpdateDevice, UpdateModule, UpdateTwin,
 };
+pub use document::ChangeDoc;
 pub use rollout::{Rollout, Wave, WaveStep};
 pub use secret::{ReadError, SecretDoc, SecretProblem};
 pub use seen::{Seen, SeenDevice, SeenModule};
@@ -287,8 +289,8 @@ fn device_identity_update(
         set.auth = Some(d.auth.clone());
         diff.push(FieldDiff {
             path: change::FIELD_AUTH.into(),
-            before: Some(change::observed_auth_doc(&seen.auth)),
-            after: Some(change::auth_doc(&d.auth)),
+            before: Some(document::observed_auth_doc(&seen.auth)),
+            after: Some(document::auth_doc(&d.auth)),
         });
     }
     if d.edge != seen.edge {
@@ -521,8 +523,8 @@ impl<'a> Differ<'a> {
         if twin_ok && auth_differs(&m.auth, &seen.auth) {
             let diff = vec![FieldDiff {
                 path: change::FIELD_AUTH.into(),
-                before: Some(change::observed_auth_doc(&seen.auth)),
-                after: Some(change::auth_doc(&m.auth)),
+                before: Some(document::observed_auth_doc(&seen.auth)),
+                after: Some(document::auth_doc(&m.auth)),
             }];
             self.push(Change::UpdateModule(UpdateModule {
                 device: d.id.clone(),
@@ -713,7 +715,7 @@ impl SavedPlan {
                 };
             let mut out = Vec::with_capacity(self.changes.len());
             for doc in self.changes {
-                let what = format!("{:?} of `{}`", doc.kind, doc.device_id);
+                let what = format!("{:?} of `{}`", doc.kind(), doc.device_id());
                 out.push(
                     doc.into_change(&mut reveal)
                         .map_err(|e| ReadError::Malformed(format!("{what}: {e}")))?,

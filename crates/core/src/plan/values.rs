@@ -8,7 +8,8 @@ use crate::model::{JsonMap, Section};
 
 /// Tags and desired properties: a twin's content at creation, or a merge patch of an existing twin.
 /// In plan documents: `{"tags": {…}, "properties": {"desired": {…}}}`, empty sections left out.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(from = "PatchDoc")]
 pub struct TwinPatch {
     pub tags: JsonMap,
     pub desired: JsonMap,
@@ -30,33 +31,37 @@ impl TwinPatch {
         }
         Value::Object(p)
     }
-
-    pub(super) fn from_value(v: &Value) -> Result<TwinPatch, String> {
-        let Value::Object(m) = v else {
-            return Err("a twin patch must be an object".into());
-        };
-        let mut out = TwinPatch::default();
-        for (k, v) in m {
-            match (k.as_str(), v) {
-                ("tags", Value::Object(t)) => out.tags = t.clone(),
-                ("properties", Value::Object(p)) => {
-                    for (pk, pv) in p {
-                        match (pk.as_str(), pv) {
-                            ("desired", Value::Object(d)) => out.desired = d.clone(),
-                            _ => return Err(format!("`properties.{pk}` is not a desired patch")),
-                        }
-                    }
-                }
-                _ => return Err(format!("`{k}` is not part of a twin patch")),
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl Serialize for TwinPatch {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.to_value().serialize(s)
+    }
+}
+
+/// A twin patch as read: nothing but `tags` and `properties.desired`, each an object.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchDoc {
+    #[serde(default)]
+    tags: JsonMap,
+    #[serde(default)]
+    properties: PropertiesDoc,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PropertiesDoc {
+    #[serde(default)]
+    desired: JsonMap,
+}
+
+impl From<PatchDoc> for TwinPatch {
+    fn from(doc: PatchDoc) -> TwinPatch {
+        TwinPatch {
+            tags: doc.tags,
+            desired: doc.properties.desired,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use super::inline;
 use crate::plan::rollout::SHOWN_PER_WAVE;
-use crate::plan::{Action, Plan, Wave};
+use crate::plan::{Action, Change, Plan, Rollout, Wave};
 
 /// GitHub's limit for one comment.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -42,6 +42,14 @@ pub fn plan(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
 
 /// Renders a plan as markdown; `expand` shows every change on its own.
 pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<()> {
+    let head = head(plan);
+    let body = body(head.len(), &blocks_by_device(plan, expand));
+    out.write_all(head.as_bytes())?;
+    out.write_all(body.as_bytes())
+}
+
+/// The title, the summary table and line, the no-longer-declared hint and the rollout's waves.
+fn head(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut head = String::new();
     let _ = writeln!(
@@ -62,68 +70,50 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
         let _ = writeln!(head, "{}\n", escape(&hint));
     }
     if let Some(r) = &plan.rollout {
+        rollout(&mut head, r);
+    }
+    head
+}
+
+/// The rollout's settings and one table row per wave.
+fn rollout(head: &mut String, r: &Rollout) {
+    let _ = writeln!(
+        head,
+        "**Rollout** `{}` in {} wave(s) of {} twin(s): {}.\n",
+        super::text::short_id(r),
+        r.waves.len(),
+        r.twin_count(),
+        escape(&super::text::settings(r))
+    );
+    if let Some(line) = super::text::continuation(r) {
+        let _ = writeln!(head, "{}\n", escape(&line));
+    }
+    let _ = writeln!(head, "| wave | up to | twins | first twins |");
+    let _ = writeln!(head, "|---:|---|---:|---|");
+    for w in &r.waves {
         let _ = writeln!(
             head,
-            "**Rollout** `{}` in {} wave(s) of {} twin(s): {}.\n",
-            super::text::short_id(r),
-            r.waves.len(),
-            r.twin_count(),
-            escape(&super::text::settings(r))
+            "| {} | {} | {} | {} |",
+            w.index,
+            w.step,
+            w.twins.len(),
+            first_addresses(w)
         );
-        if let Some(line) = super::text::continuation(r) {
-            let _ = writeln!(head, "{}\n", escape(&line));
-        }
-        let _ = writeln!(head, "| wave | up to | twins | first twins |");
-        let _ = writeln!(head, "|---:|---|---:|---|");
-        for w in &r.waves {
-            let _ = writeln!(
-                head,
-                "| {} | {} | {} | {} |",
-                w.index,
-                w.step,
-                w.twins.len(),
-                first_addresses(w)
-            );
-        }
-        head.push('\n');
     }
+    head.push('\n');
+}
 
+/// Each device's blocks: its changes with their diffs (identical changes of many twins as one
+/// block, keyed by its words, unless `expand`), then its conflicts.
+fn blocks_by_device(plan: &Plan, expand: bool) -> BTreeMap<String, Vec<String>> {
     let mut by_device: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let groups: Vec<Vec<&crate::plan::Change>> = if expand {
+    let groups: Vec<Vec<&Change>> = if expand {
         plan.changes.iter().map(|c| vec![c]).collect()
     } else {
         super::text::groups(&plan.changes)
     };
     for g in groups {
-        let c = g[0];
-        let sign = match c.action() {
-            Action::Create => "+",
-            Action::Update => "~",
-            Action::Delete => "-",
-        };
-        let (key, mut block) = if g.len() == 1 {
-            (
-                c.device_id().to_string(),
-                format!(
-                    "{sign} {} {}\n",
-                    super::text::kind_words(c.kind()),
-                    c.address()
-                ),
-            )
-        } else {
-            // Identical changes of many twins: one block, its count and first addresses.
-            let words = super::text::group_words(&g);
-            let block = format!(
-                "{sign} {words}\n    ({})\n",
-                super::text::group_addresses(&g)
-            );
-            (words, block)
-        };
-        for d in &c.shown_diff() {
-            let b = d.before.as_ref().map(inline).unwrap_or_else(|| "∅".into());
-            let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());
-            let _ = writeln!(block, "    {}: {b} -> {a}", d.path);
-        }
+        let (key, block) = change_block(&g);
         by_device.entry(key).or_default().push(block);
     }
     for k in &plan.conflicts {
@@ -137,6 +127,46 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
             .or_default()
             .push(format!("! conflict {}: {}{keys}\n", k.address, k.reason));
     }
+    by_device
+}
+
+/// One change, or a group of identical ones, as a diff block, and the key it is listed under.
+fn change_block(g: &[&Change]) -> (String, String) {
+    let c = g[0];
+    let sign = match c.action() {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Delete => "-",
+    };
+    let (key, mut block) = if g.len() == 1 {
+        (
+            c.device_id().to_string(),
+            format!(
+                "{sign} {} {}\n",
+                super::text::kind_words(c.kind()),
+                c.address()
+            ),
+        )
+    } else {
+        // Identical changes of many twins: one block, its count and first addresses.
+        let words = super::text::group_words(g);
+        let block = format!(
+            "{sign} {words}\n    ({})\n",
+            super::text::group_addresses(g)
+        );
+        (words, block)
+    };
+    for d in &c.shown_diff() {
+        let b = d.before.as_ref().map(inline).unwrap_or_else(|| "∅".into());
+        let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());
+        let _ = writeln!(block, "    {}: {b} -> {a}", d.path);
+    }
+    (key, block)
+}
+
+/// One collapsed section per device while the comment stays under [`COMMENT_LIMIT`] (after a head
+/// of `head_len` bytes), then a note that points to the JSON plan.
+fn body(head_len: usize, by_device: &BTreeMap<String, Vec<String>>) -> String {
     let mut body = String::new();
     let total = by_device.len();
     for (shown, (device, blocks)) in by_device.iter().enumerate() {
@@ -149,7 +179,7 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
             sec.push_str(&b.replace("```", "'''"));
         }
         sec.push_str("```\n</details>\n\n");
-        if head.len() + body.len() + sec.len() + RESERVE > COMMENT_LIMIT {
+        if head_len + body.len() + sec.len() + RESERVE > COMMENT_LIMIT {
             let _ = writeln!(
                 body,
                 "**Truncated:** {} of {total} devices shown. The full plan is in the JSON plan artifact (`twinops plan --out plan.json`).",
@@ -159,8 +189,7 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
         }
         body.push_str(&sec);
     }
-    out.write_all(head.as_bytes())?;
-    out.write_all(body.as_bytes())
+    body
 }
 
 /// Renders a drift report as markdown.

@@ -8,5 +8,6 @@ mod manifest_load;
 mod manifest_rules;
 mod manifest_schema;
 mod patch_property;
+mod plan_document;
 mod plan_scope;
 mod render_snapshots;

@@ -4,12 +4,14 @@
 
 use serde_json::json;
 use twinops_core::model::{
-    Address, AuthSpec, DeviceId, DeviceStatus, Digest, Owner, PropertyPath, TwinAddress,
+    Address, AuthSpec, DeviceId, DeviceStatus, Digest, ETag, ModuleId, Owner, PropertyPath,
+    TwinAddress,
 };
 use twinops_core::plan::drift;
 use twinops_core::plan::{
-    Action, Change, ChangeDoc, Conflict, CreateDevice, DeviceIdentity, FieldDiff, Kind,
-    OwnedValues, Plan, SavedPlan, Summary, TwinPatch, is_sensitive_digest,
+    Change, Conflict, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity,
+    FieldDiff, IdentityUpdate, Kind, OwnedValues, Plan, SavedPlan, Summary, TwinPatch,
+    UpdateDevice, UpdateModule, UpdateTwin, is_sensitive_digest,
 };
 use twinops_core::report::{Outcome, Reason, Report, Status};
 
@@ -44,25 +46,57 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             refs: vec![],
         }));
     }
-    let twin_update = matches!(kind, Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin);
-    Change::try_from(ChangeDoc {
-        action: kind.action(),
-        kind,
-        device_id: device.into(),
-        module_id: module.map(str::to_string),
-        if_match: (kind.action() != Action::Create).then(|| "AAAAAAAAAAE=".into()),
-        base: twin_update.then(OwnedValues::default),
-        target: twin_update.then(OwnedValues::default),
-        patch: match kind {
-            Kind::UpdateModule => json!({"authentication": {"type": "sas"}}),
-            _ => json!({}),
-        },
-        diff,
-        ignore: vec![],
-        sensitive: vec![],
-        secrets: vec![],
-    })
-    .unwrap()
+    let device = DeviceId::new(device).unwrap();
+    let module = module.map(|m| ModuleId::new(m).unwrap());
+    let if_match = ETag::new("AAAAAAAAAAE=").unwrap();
+    match kind {
+        Kind::CreateDevice => unreachable!("returned above"),
+        Kind::CreateModule => Change::CreateModule(Box::new(CreateModule {
+            device,
+            module: module.unwrap(),
+            managed_by: None,
+            auth: AuthSpec::Sas,
+            twin: TwinPatch::default(),
+            sensitive: vec![],
+            refs: vec![],
+        })),
+        Kind::UpdateDevice => Change::UpdateDevice(UpdateDevice {
+            id: device,
+            if_match,
+            set: IdentityUpdate::default(),
+            diff,
+        }),
+        Kind::UpdateModule => Change::UpdateModule(UpdateModule {
+            device,
+            module: module.unwrap(),
+            if_match,
+            auth: AuthSpec::Sas,
+            diff,
+        }),
+        Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => {
+            Change::UpdateTwin(Box::new(UpdateTwin {
+                address: TwinAddress { device, module },
+                if_match,
+                base: OwnedValues::default(),
+                target: OwnedValues::default(),
+                patch: TwinPatch::default(),
+                diff,
+                ignore: vec![],
+                sensitive: vec![],
+                refs: vec![],
+            }))
+        }
+        Kind::DeleteModule => Change::DeleteModule(DeleteModule {
+            device,
+            module: module.unwrap(),
+            if_match,
+        }),
+        Kind::DeleteDevice => Change::DeleteDevice(DeleteDevice {
+            id: device,
+            if_match,
+            modules: vec![],
+        }),
+    }
 }
 
 fn fd(
