@@ -3,7 +3,6 @@
 //! `plan_document.json` (written by the version that introduced this test), and that document reads
 //! back into the plan it was written from.
 
-use twinops_iothub::quota::OpClass;
 use serde_json::{Value, json};
 use twinops_core::model::{
     AuthSpec, Content, DeviceId, DeviceSpec, DeviceStatus, Digest, ETag, EnvRef, Fleet, JsonMap,
@@ -14,6 +13,7 @@ use twinops_core::plan::{
     FieldDiff, IdentityUpdate, OwnedValues, Plan, SavedPlan, Summary, TwinPatch, UpdateDevice,
     UpdateModule, UpdateTwin, sensitive_digest,
 };
+use twinops_iothub::quota::OpClass;
 
 /// The document `twinops plan --format json` / `--out` wrote for [`every_kind`] before the document
 /// types were derived; never regenerate it to make a test pass.
@@ -318,8 +318,8 @@ fn every_kind() -> Plan {
             keys: vec!["desired.interval".into()],
         }],
         requests: [(OpClass::RegistryRead, 3), (OpClass::TwinRead, 9)]
-        .into_iter()
-        .collect(),
+            .into_iter()
+            .collect(),
         estimated_apply_seconds: Some(1.5),
         estimated_read_seconds: None,
         read_seconds: Some(0.25),
