@@ -19,7 +19,7 @@ use twinops_core::manifest::{MAX_FILE_BYTES, Source};
 
 /// The manifests of a revision.
 #[derive(Debug)]
-pub struct Revision {
+pub(crate) struct Revision {
     /// The full commit id REF resolved to.
     pub commit: String,
     pub sources: Vec<Source>,
@@ -190,7 +190,7 @@ fn read_blobs(top: &Path, objects: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
 /// The manifest files that `paths` (default `manifests/`, as for the working tree) held at
 /// revision `rev`. A bad revision, or paths outside one git repository, is an error; a path that
 /// did not exist at `rev` holds no files there.
-pub fn manifests_at(rev: &str, paths: &[PathBuf]) -> anyhow::Result<Revision> {
+pub(crate) fn manifests_at(rev: &str, paths: &[PathBuf]) -> anyhow::Result<Revision> {
     let first = paths.first().context("no manifest paths")?;
     let top_text = run(
         {

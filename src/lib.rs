@@ -21,6 +21,9 @@
 //! - [`apply`] executes a plan: phases, bounded concurrency, the 412 re-read rule, per-item outcomes.
 //! - [`output`] is the only place that prints.
 
+// What code outside this crate does not use is `pub(crate)`, so rustc reports what is dead.
+#![warn(unreachable_pub)]
+
 pub(crate) mod apply;
 pub mod cli;
 pub mod cmd;

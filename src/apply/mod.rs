@@ -22,7 +22,7 @@ use crate::hub::{Error, Hub, StepError};
 use twinops_core::plan::{Change, Plan};
 use twinops_core::report::{Doing, Event, Phase, Reason, Reporter};
 
-pub use twinops_core::report::{Outcome, Report, Status};
+pub(crate) use twinops_core::report::{Outcome, Report, Status};
 
 /// An item's outcome for a change.
 fn outcome(c: &Change, status: Status) -> Outcome {
@@ -153,7 +153,12 @@ impl Executor<'_> {
 }
 
 /// Executes a plan. Items whose prerequisites failed are skipped; nothing is retried blindly.
-pub async fn apply(hub: &Hub, plan: &Plan, options: &Options, reporter: &dyn Reporter) -> Report {
+pub(crate) async fn apply(
+    hub: &Hub,
+    plan: &Plan,
+    options: &Options,
+    reporter: &dyn Reporter,
+) -> Report {
     let ex = Executor {
         hub,
         options,

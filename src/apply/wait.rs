@@ -17,7 +17,7 @@ use twinops_core::report::{Event, Report, Reporter, WaitReport, Waited};
 
 /// The twins whose desired values the apply wrote (or found at the target), with the values to
 /// see reported back; looked up by address in the report, never scanned.
-pub fn pending(plan: &Plan, report: &Report) -> Vec<GateItem> {
+pub(crate) fn pending(plan: &Plan, report: &Report) -> Vec<GateItem> {
     let took_effect: HashMap<(Kind, &TwinAddress), bool> = report
         .outcomes
         .iter()
@@ -57,7 +57,7 @@ pub fn pending(plan: &Plan, report: &Report) -> Vec<GateItem> {
 
 /// Polls until everything is acknowledged, a device rejects, `limit` passes or the run is
 /// stopped; what each twin answered, and when.
-pub async fn wait(
+pub(crate) async fn wait(
     hub: &Hub,
     mut items: Vec<GateItem>,
     limit: Duration,

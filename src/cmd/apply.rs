@@ -19,7 +19,7 @@ use twinops_core::plan::{self, Plan};
 use twinops_core::render::text;
 use twinops_core::report::Report;
 
-pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
     let fleet = if args.plan.is_none() || !args.paths.is_empty() {
         match load(&args.paths)? {
             Some(f) => Some(f),

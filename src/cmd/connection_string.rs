@@ -11,7 +11,7 @@ use crate::ops::connect;
 use crate::output;
 use twinops_iothub::connection_string::DeviceConnectionString;
 
-pub async fn run(args: &ConnectionStringArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) async fn run(args: &ConnectionStringArgs) -> anyhow::Result<ExitStatus> {
     let address = &args.identity;
     let conn = connect::connect(&args.hub, None).await?;
     let key = conn.hub.primary_key(address).await;

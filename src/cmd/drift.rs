@@ -5,7 +5,7 @@ use crate::cli::{DriftArgs, Format};
 use crate::ops::{self, connect};
 use twinops_core::model::Targets;
 
-pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = load(&args.paths)? else {
         return Ok(ExitStatus::Failure);
     };

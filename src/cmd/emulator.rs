@@ -50,7 +50,7 @@ async fn interrupted() {
 }
 
 /// Runs `twinops emulator` until interrupted.
-pub async fn run(args: &EmulatorArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) async fn run(args: &EmulatorArgs) -> anyhow::Result<ExitStatus> {
     let running = twinops_emulator::start(config(args)).await?;
     for w in running.warnings() {
         output::talk(&format!("warning: {w}"));

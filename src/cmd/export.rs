@@ -8,7 +8,7 @@ use crate::ops::export::{self, Note};
 use crate::ops::{self, connect};
 use crate::output;
 
-pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
     let conn = connect::connect(&args.hub, None).await?;
     let request = export::Request {
         query: args.query.as_deref(),

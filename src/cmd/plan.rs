@@ -8,7 +8,7 @@ use crate::ops::{self, connect, manifests};
 use crate::output;
 use twinops_core::plan::Options;
 
-pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = load(&args.paths)? else {
         return Ok(ExitStatus::Failure);
     };

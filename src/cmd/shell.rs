@@ -8,14 +8,14 @@ use super::ExitStatus;
 use crate::cli::{Cli, CompletionsArgs};
 use crate::output;
 
-pub fn completions(args: &CompletionsArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) fn completions(args: &CompletionsArgs) -> anyhow::Result<ExitStatus> {
     let mut buf = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "twinops", &mut buf);
     output::data(&String::from_utf8_lossy(&buf));
     Ok(ExitStatus::Success)
 }
 
-pub fn man() -> anyhow::Result<ExitStatus> {
+pub(crate) fn man() -> anyhow::Result<ExitStatus> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
     output::data(&String::from_utf8_lossy(&buf));
@@ -23,7 +23,7 @@ pub fn man() -> anyhow::Result<ExitStatus> {
 }
 
 /// Pretty-printed with a final newline: the form committed as `schema/manifest.schema.json`.
-pub fn schema() -> anyhow::Result<ExitStatus> {
+pub(crate) fn schema() -> anyhow::Result<ExitStatus> {
     let schema = twinops_core::manifest::schema::manifest();
     output::data(&format!("{}\n", serde_json::to_string_pretty(&schema)?));
     Ok(ExitStatus::Success)

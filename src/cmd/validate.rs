@@ -7,7 +7,7 @@ use crate::cli::{Format, ValidateArgs};
 use crate::ops::manifests;
 use crate::output;
 
-pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let result = manifests::load(&args.paths)?;
     if args.output.format == Format::Json {
         // The result as data: `{"valid": true, "owner", "devices", "modules", "identities"}` or

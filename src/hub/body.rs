@@ -6,7 +6,7 @@ use twinops_core::model::{AuthSpec, DeviceStatus};
 use twinops_iothub::wire::{Authentication, SymmetricKey, X509Thumbprint};
 
 /// The `authentication` block of a create or an auth change.
-pub fn authentication(auth: &AuthSpec) -> Authentication {
+pub(super) fn authentication(auth: &AuthSpec) -> Authentication {
     Authentication {
         symmetric_key: matches!(auth, AuthSpec::Sas).then(SymmetricKey::default),
         x509_thumbprint: match auth {
@@ -20,6 +20,6 @@ pub fn authentication(auth: &AuthSpec) -> Authentication {
     }
 }
 
-pub fn status(s: DeviceStatus) -> String {
+pub(super) fn status(s: DeviceStatus) -> String {
     s.as_str().to_string()
 }

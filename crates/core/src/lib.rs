@@ -19,6 +19,9 @@
 //! - [`report`] is what an apply did, item by item (the executor fills it in).
 //! - [`render`] turns plans, reports and drift into text, JSON and markdown, generic over the writer.
 
+// What code outside this crate does not use is `pub(crate)`, so rustc reports what is dead.
+#![warn(unreachable_pub)]
+
 pub mod manifest;
 pub mod model;
 pub mod plan;

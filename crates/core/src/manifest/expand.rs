@@ -46,13 +46,13 @@ struct Values<'l, 'e> {
 }
 
 /// IoT Hub's identities per hub (devices plus modules).
-pub const MAX_IDENTITIES: u64 = 1_000_000;
+pub(super) const MAX_IDENTITIES: u64 = 1_000_000;
 /// IoT Hub's modules per device.
-pub const MAX_MODULES: usize = twinops_iothub::ids::MAX_MODULES_PER_DEVICE;
+pub(super) const MAX_MODULES: usize = twinops_iothub::ids::MAX_MODULES_PER_DEVICE;
 
 /// Expands every declaration, or nothing when the set declares too many identities. With
 /// `rollout` (the set has a `rollout` block) the tags must leave room for a rollout's mark too.
-pub fn expand(
+pub(super) fn expand(
     owner: &str,
     declarations: &[(&Device, Resolved)],
     lookup: &mut Lookup<'_>,

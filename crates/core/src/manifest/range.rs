@@ -5,12 +5,12 @@
 use twinops_iothub::ids::{ID_SYMBOLS, is_id_char};
 
 /// Longest device or module ID (IoT Hub's rule, shared with the client and the emulator).
-pub const MAX_ID_CHARS: usize = twinops_iothub::ids::MAX_ID_LEN;
+pub(super) const MAX_ID_CHARS: usize = twinops_iothub::ids::MAX_ID_LEN;
 /// Widest range bound, in digits (keeps arithmetic in `u64`).
 const MAX_BOUND_DIGITS: usize = 18;
 
 /// What is wrong with a device or module ID (`what` is "device" or "module"), if anything.
-pub fn id_problem(id: &str, what: &str) -> Option<String> {
+pub(super) fn id_problem(id: &str, what: &str) -> Option<String> {
     let chars = id.chars().count();
     if chars == 0 || chars > MAX_ID_CHARS {
         return Some(format!(
@@ -33,7 +33,7 @@ pub fn id_problem(id: &str, what: &str) -> Option<String> {
 
 /// A device ID as written: a plain ID, or a prefix, a numeric range and a suffix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern {
+pub(super) struct Pattern {
     prefix: String,
     range: Option<Range>,
     suffix: String,
@@ -49,7 +49,7 @@ struct Range {
 
 impl Pattern {
     /// Parses and validates a device ID pattern; the error is a complete message.
-    pub fn parse(text: &str) -> Result<Pattern, String> {
+    pub(super) fn parse(text: &str) -> Result<Pattern, String> {
         let Some(open) = text.find('{') else {
             return match id_problem(text, "device") {
                 Some(problem) => Err(problem),
@@ -91,16 +91,16 @@ impl Pattern {
     }
 
     /// How many IDs the pattern stands for.
-    pub fn len(&self) -> u64 {
+    pub(super) fn len(&self) -> u64 {
         self.range.map_or(1, |r| r.end - r.start + 1)
     }
 
-    pub fn is_range(&self) -> bool {
+    pub(super) fn is_range(&self) -> bool {
         self.range.is_some()
     }
 
     /// Every ID, in order.
-    pub fn ids(&self) -> impl Iterator<Item = String> + '_ {
+    pub(super) fn ids(&self) -> impl Iterator<Item = String> + '_ {
         let (start, end) = self.range.map_or((0, 0), |r| (r.start, r.end));
         (start..=end).map(move |n| self.id(n))
     }

@@ -11,7 +11,7 @@ use super::yaml::{Entry, Kind, Node};
 use crate::model::{AuthSpec, DeviceStatus, Location, PropertyPath, RolloutSpec, Section};
 
 /// Longest `statusReason`.
-pub const MAX_STATUS_REASON_CHARS: usize = 128;
+pub(super) const MAX_STATUS_REASON_CHARS: usize = 128;
 use crate::model::MAX_OWNER_CHARS;
 
 pub(super) const DOCUMENT_KEYS: &[&str] = &["owner", "rollout", "templates", "devices"];
@@ -52,17 +52,17 @@ pub(super) const MODULE_KEYS: &[&str] = &[
 
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Located<T> {
+pub(super) struct Located<T> {
     pub value: T,
     pub loc: Location,
 }
 
 /// A field of a layer: `None` when absent (inherit), `Some(None)` when `null` (back to the default).
-pub type Field<T> = Option<Option<T>>;
+pub(super) type Field<T> = Option<Option<T>>;
 
 /// The twin part of a layer, as written.
 #[derive(Debug, Clone, Default)]
-pub struct TwinLayer {
+pub(super) struct TwinLayer {
     pub tags: Option<Node>,
     pub desired: Option<Node>,
     pub ignore: Vec<PropertyPath>,
@@ -71,7 +71,7 @@ pub struct TwinLayer {
 
 /// One module in one layer; `None` fields inherit.
 #[derive(Debug, Clone)]
-pub struct ModuleLayer {
+pub(super) struct ModuleLayer {
     pub id: String,
     pub loc: Location,
     /// `modules: {m: null}` removes a module an earlier layer added.
@@ -83,7 +83,7 @@ pub struct ModuleLayer {
 
 /// The device fields a template or a device sets.
 #[derive(Debug, Clone, Default)]
-pub struct Layer {
+pub(super) struct Layer {
     pub status: Field<DeviceStatus>,
     pub status_reason: Field<String>,
     pub auth: Field<AuthSpec>,
@@ -95,7 +95,7 @@ pub struct Layer {
 }
 
 #[derive(Debug, Clone)]
-pub struct Template {
+pub(super) struct Template {
     pub name: String,
     pub loc: Location,
     pub extends: Vec<Located<String>>,
@@ -103,7 +103,7 @@ pub struct Template {
 }
 
 #[derive(Debug, Clone)]
-pub struct Device {
+pub(super) struct Device {
     /// The ID as written (maybe a range pattern).
     pub written: String,
     /// `None` when the ID was invalid (already reported).
@@ -115,7 +115,7 @@ pub struct Device {
 
 /// One manifest document.
 #[derive(Debug, Clone, Default)]
-pub struct Document {
+pub(super) struct Document {
     pub owner: Option<Located<String>>,
     /// Where `rollout` was written, and the block when it is valid.
     pub rollout: Option<Located<Option<RolloutSpec>>>,
@@ -124,7 +124,7 @@ pub struct Document {
 }
 
 /// Converts one YAML document.
-pub fn document(root: &Node, sink: &mut Sink) -> Document {
+pub(super) fn document(root: &Node, sink: &mut Sink) -> Document {
     let mut doc = Document::default();
     if matches!(root.kind, Kind::Null) {
         return doc;
@@ -512,7 +512,7 @@ fn paths(v: &Node, what: &str, sink: &mut Sink) -> Vec<PropertyPath> {
 }
 
 /// Parses `tags.K[.K...]` or `desired.K[.K...]` ([`PropertyPath::parse`]), worded for a manifest author.
-pub fn path(text: &str) -> Result<PropertyPath, String> {
+pub(super) fn path(text: &str) -> Result<PropertyPath, String> {
     PropertyPath::parse(text).map_err(|_| {
         match text
             .split('.')

@@ -15,11 +15,11 @@ use super::yaml::{Entry, Kind, Node};
 use crate::model::{AuthSpec, DeviceStatus, Location, PropertyPath};
 
 /// Longest chain of `extends`; keeps layering recursion shallow whatever the input.
-pub const MAX_TEMPLATE_DEPTH: usize = 32;
+pub(super) const MAX_TEMPLATE_DEPTH: usize = 32;
 
 /// A twin after layering: merged located values, not yet substituted.
 #[derive(Debug, Clone, Default)]
-pub struct ResolvedTwin {
+pub(super) struct ResolvedTwin {
     pub tags: Vec<Entry>,
     pub desired: Vec<Entry>,
     pub ignore: Vec<PropertyPath>,
@@ -27,7 +27,7 @@ pub struct ResolvedTwin {
 }
 
 #[derive(Debug, Clone)]
-pub struct ResolvedModule {
+pub(super) struct ResolvedModule {
     /// Where the last layer that declared the module wrote its ID.
     pub loc: Location,
     pub managed_by: Option<String>,
@@ -37,7 +37,7 @@ pub struct ResolvedModule {
 
 /// One device declaration with all its layers applied.
 #[derive(Debug, Clone, Default)]
-pub struct Resolved {
+pub(super) struct Resolved {
     pub status: DeviceStatus,
     pub status_reason: Option<String>,
     pub auth: AuthSpec,
@@ -49,7 +49,7 @@ pub struct Resolved {
 }
 
 /// Every template of the set, with the edges and templates that layering must skip.
-pub struct Templates<'a> {
+pub(super) struct Templates<'a> {
     all: Vec<&'a Template>,
     by_name: HashMap<&'a str, usize>,
     /// `(template, extends position)` edges that close a cycle.
@@ -67,7 +67,7 @@ enum Visit {
 
 impl<'a> Templates<'a> {
     /// Builds the table, reporting duplicate names, unknown `extends` and cycles.
-    pub fn new(docs: &'a [Document], sink: &mut Sink) -> Templates<'a> {
+    pub(super) fn new(docs: &'a [Document], sink: &mut Sink) -> Templates<'a> {
         let mut t = Templates {
             all: docs.iter().flat_map(|d| &d.templates).collect(),
             by_name: HashMap::new(),
@@ -181,7 +181,7 @@ impl<'a> Templates<'a> {
     }
 
     /// Merges a device declaration's layers.
-    pub fn resolve(&self, device: &Device, sink: &mut Sink) -> Resolved {
+    pub(super) fn resolve(&self, device: &Device, sink: &mut Sink) -> Resolved {
         let mut order = Vec::new();
         let mut seen = HashSet::new();
         for r in &device.templates {
@@ -289,7 +289,7 @@ fn merge_section(to: &mut Vec<Entry>, layer: Option<&Node>) {
 }
 
 /// Deep merge of one layer's mapping into the accumulated one; `null` removes, scalars and arrays replace.
-pub fn merge(to: &mut Vec<Entry>, layer: &[Entry]) {
+pub(super) fn merge(to: &mut Vec<Entry>, layer: &[Entry]) {
     let mut index: HashMap<String, usize> = to
         .iter()
         .enumerate()

@@ -25,7 +25,7 @@ const WAVE_FORMS: &str = "a share such as `5%`, a count such as `10`, or `all`";
 const WAVES_EXAMPLE: &str = "e.g. [5%, 25%, 100%] or [10, 100, all]";
 
 /// Converts `rollout: {...}`; `None` when anything in it is invalid (already reported).
-pub fn rollout(e: &Entry, sink: &mut Sink) -> Option<RolloutSpec> {
+pub(super) fn rollout(e: &Entry, sink: &mut Sink) -> Option<RolloutSpec> {
     let before = sink.diagnostics.len();
     let fields = mapping(&e.value, "`rollout`", ROLLOUT_KEYS, sink)?;
     let mut spec = RolloutSpec {

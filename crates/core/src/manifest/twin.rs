@@ -19,14 +19,16 @@ use crate::model::{EnvRef, JsonMap, LEDGER_TAG, PropertyPath, Section};
 // author; every decision is a `twin_rules` function. Depth is the hub's: the section is depth 0, each
 // object below it adds one, arrays add nothing, and objects may sit at depth `MAX_DEPTH` at most.
 /// Size limit of a twin's desired properties (IoT Hub's limit for each property section).
-pub use twinops_iothub::twin_rules::MAX_PROPERTIES_BYTES as MAX_DESIRED_BYTES;
-pub use twinops_iothub::twin_rules::{MAX_DEPTH, MAX_KEY_BYTES, MAX_STRING_BYTES, MAX_TAGS_BYTES};
+pub(super) use twinops_iothub::twin_rules::MAX_PROPERTIES_BYTES as MAX_DESIRED_BYTES;
+pub(super) use twinops_iothub::twin_rules::{
+    MAX_DEPTH, MAX_KEY_BYTES, MAX_STRING_BYTES, MAX_TAGS_BYTES,
+};
 /// Twin integers must lie within ±(2^52 − 1), IoT Hub's bounds.
-pub const MIN_INT: i128 = twin_rules::MIN_SAFE_INTEGER as i128;
-pub const MAX_INT: i128 = twin_rules::MAX_SAFE_INTEGER as i128;
+pub(super) const MIN_INT: i128 = twin_rules::MIN_SAFE_INTEGER as i128;
+pub(super) const MAX_INT: i128 = twin_rules::MAX_SAFE_INTEGER as i128;
 
 /// What is wrong with a twin key, if anything. Empty and non-ASCII keys are fine: the hub takes them.
-pub fn key_problem(key: &str) -> Option<String> {
+pub(super) fn key_problem(key: &str) -> Option<String> {
     match twin_rules::key_problem(key)? {
         KeyProblem::TooLong => Some(format!(
             "twin key `{}` is {} bytes long; IoT Hub allows at most {MAX_KEY_BYTES}",
@@ -42,7 +44,7 @@ pub fn key_problem(key: &str) -> Option<String> {
 }
 
 /// A long text cut for a message.
-pub fn shorten(text: &str) -> String {
+pub(super) fn shorten(text: &str) -> String {
     let mut out: String = text.chars().take(40).flat_map(char::escape_debug).collect();
     if text.chars().nth(40).is_some() {
         out.push('…');
@@ -52,7 +54,7 @@ pub fn shorten(text: &str) -> String {
 
 /// Where a value is written: decides which substitutions are allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(super) enum Scope {
     Device,
     Module,
     /// `rollout.first.tags`: values matched against twins, never written, so never a secret.
@@ -60,7 +62,7 @@ pub enum Scope {
 }
 
 /// Checks a `tags` or `desired` mapping as written: keys, depth, scalars, nulls and substitutions.
-pub fn check_section(section: Section, node: &Node, scope: Scope, sink: &mut Sink) {
+pub(super) fn check_section(section: Section, node: &Node, scope: Scope, sink: &mut Sink) {
     let Kind::Map(entries) = &node.kind else {
         return;
     };
@@ -170,7 +172,7 @@ fn null_in_array_message() -> String {
 
 /// Reports a string value over the limit, once per written node (before or after substitution).
 /// Counted in UTF-8 bytes, as the hub counts them, so a manifest that validates is never refused.
-pub fn check_string_length(s: &str, node: &Node, sink: &mut Sink) {
+pub(super) fn check_string_length(s: &str, node: &Node, sink: &mut Sink) {
     let bytes = s.len();
     if !twin_rules::string_is_allowed(s) {
         sink.once(
@@ -185,14 +187,14 @@ pub fn check_string_length(s: &str, node: &Node, sink: &mut Sink) {
 
 /// A piece of a string value with substitutions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece<'a> {
+pub(super) enum Piece<'a> {
     Text(&'a str),
     Device,
     Module,
 }
 
 /// Splits a string value into text and substitutions. `$${` writes a literal `${`.
-pub fn pieces(s: &str, scope: Scope) -> Result<Vec<Piece<'_>>, String> {
+pub(super) fn pieces(s: &str, scope: Scope) -> Result<Vec<Piece<'_>>, String> {
     let mut out = Vec::new();
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -241,13 +243,13 @@ pub fn pieces(s: &str, scope: Scope) -> Result<Vec<Piece<'_>>, String> {
 
 /// The IDs substituted into string values.
 #[derive(Debug, Clone, Copy)]
-pub struct Names<'a> {
+pub(super) struct Names<'a> {
     pub device: &'a str,
     pub module: Option<&'a str>,
 }
 
 /// Expands substitutions; values already reported as invalid expand to something harmless.
-pub fn substitute(s: &str, names: Names<'_>) -> String {
+pub(super) fn substitute(s: &str, names: Names<'_>) -> String {
     if !s.contains('$') {
         return s.to_string();
     }
@@ -272,7 +274,7 @@ pub fn substitute(s: &str, names: Names<'_>) -> String {
 
 /// Converts a merged mapping into JSON with `${device}`/`${module}` substituted, for values that are
 /// never written to a twin (`rollout.first.tags`, where `check_section` refused references).
-pub fn to_json(entries: &[Entry], names: Names<'_>, sink: &mut Sink) -> JsonMap {
+pub(super) fn to_json(entries: &[Entry], names: Names<'_>, sink: &mut Sink) -> JsonMap {
     let mut c = Convert {
         section: Section::Tags,
         names,
@@ -287,7 +289,7 @@ pub fn to_json(entries: &[Entry], names: Names<'_>, sink: &mut Sink) -> JsonMap 
 /// Converts a twin section's merged mapping into twin JSON: substitutions expanded, `${env:NAME}`
 /// values replaced through `lookup` (their paths returned, a missing variable reported at the value),
 /// expanded string lengths checked.
-pub fn twin_json(
+pub(super) fn twin_json(
     section: Section,
     entries: &[Entry],
     names: Names<'_>,
@@ -402,11 +404,11 @@ impl Convert<'_, '_> {
 }
 
 /// IoT Hub's size of a twin section, by the same rule the emulator enforces.
-pub use twinops_iothub::twin_rules::size;
+pub(super) use twinops_iothub::twin_rules::size;
 
 /// The size the ledger tag adds to a twin's tags: the `twinops` key and
 /// `{"owner": OWNER, "tags": {k: true...}, "desired": {k: true...}}`.
-pub fn ledger_size(owner: &str, tags: &JsonMap, desired: &JsonMap) -> usize {
+pub(super) fn ledger_size(owner: &str, tags: &JsonMap, desired: &JsonMap) -> usize {
     let owned = |m: &JsonMap| m.keys().map(|k| k.len() + 4).sum::<usize>();
     LEDGER_TAG.len()
         + "owner".len()

@@ -14,21 +14,21 @@ use super::Diagnostic;
 use crate::model::Location;
 
 /// Deepest YAML nesting accepted (mappings and sequences), far above what a manifest needs.
-pub const MAX_NESTING: usize = 64;
+pub(super) const MAX_NESTING: usize = 64;
 /// Nodes one manifest set may hold, written out or produced by aliases.
-pub const MAX_NODES: usize = 1_000_000;
+pub(super) const MAX_NODES: usize = 1_000_000;
 /// Nodes that aliases may copy in one manifest set; what stops "billion laughs" documents early.
-pub const MAX_ALIAS_NODES: usize = 1_000_000;
+pub(super) const MAX_ALIAS_NODES: usize = 1_000_000;
 
 /// A YAML value and where it starts.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub(super) struct Node {
     pub loc: Location,
     pub kind: Kind,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
+pub(super) enum Kind {
     Null,
     Bool(bool),
     /// Saturated at the `i128` bounds, which the twin rules reject anyway.
@@ -41,7 +41,7 @@ pub enum Kind {
 
 /// One `key: value` pair of a mapping; keys are always strings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
+pub(super) struct Entry {
     pub key: String,
     pub key_loc: Location,
     pub value: Node,
@@ -49,7 +49,7 @@ pub struct Entry {
 
 impl Node {
     /// The value as JSON; integers beyond `i64`/`u64` become floats and non-finite numbers `null`.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(super) fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;
         match &self.kind {
             Kind::Null => Value::Null,
@@ -77,7 +77,7 @@ fn float(f: f64) -> serde_json::Value {
 
 impl Kind {
     /// The kind as a message names it ("found a sequence").
-    pub fn describe(&self) -> &'static str {
+    pub(super) fn describe(&self) -> &'static str {
         match self {
             Kind::Null => "null",
             Kind::Bool(_) => "a boolean",
@@ -92,7 +92,7 @@ impl Kind {
 
 /// What is left of the set-wide node budgets.
 #[derive(Debug, Clone)]
-pub struct Budget {
+pub(super) struct Budget {
     pub nodes: usize,
     pub alias_nodes: usize,
 }
@@ -108,7 +108,7 @@ impl Default for Budget {
 
 /// One file's documents, the problems found, and whether parsing stopped early.
 #[derive(Debug, Default)]
-pub struct Parsed {
+pub(super) struct Parsed {
     pub documents: Vec<Node>,
     pub diagnostics: Vec<Diagnostic>,
     /// True when a syntax error or a limit stopped the file; `documents` then holds only what came before.
@@ -149,7 +149,7 @@ struct Builder<'a> {
 }
 
 /// Parses every document of one file (already valid UTF-8, BOM removed).
-pub fn parse(file: &Arc<str>, text: &str, budget: &mut Budget) -> Parsed {
+pub(super) fn parse(file: &Arc<str>, text: &str, budget: &mut Budget) -> Parsed {
     let options = granit_parser::options! {
         emit_comments: false,
         flow_nesting_limit: MAX_NESTING + 8,
