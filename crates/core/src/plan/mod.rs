@@ -33,8 +33,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use twinops_iothub::quota::OpClass;
 
-use crate::report::Phase;
-
 use crate::model::{DeviceId, Digest, ModuleId, Owner, Targets, TwinAddress};
 pub use change::{
     Change, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity, IdentityUpdate,
@@ -48,6 +46,33 @@ pub use saved::SavedPlan;
 pub use secret::{ReadError, SecretDoc, SecretProblem};
 pub use seen::{Seen, SeenDevice, SeenModule};
 pub use twin::{TwinView, is_sensitive_digest, owned_view, sensitive_digest};
+
+/// An apply phase, ordered as SPEC §7 orders them (rollout waves and a revert between twin patches
+/// and deletes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    DeviceCreates,
+    ModuleCreates,
+    IdentityUpdates,
+    TwinPatches,
+    RolloutWave(usize),
+    RolloutRevert,
+    ModuleDeletes,
+    DeviceDeletes,
+}
+
+impl Phase {
+    /// The phases of a plan's changes, in the order apply runs them (a rollout's waves run after
+    /// the twin patches, SPEC §11): the one statement of that order.
+    pub const APPLY: [Phase; 6] = [
+        Phase::DeviceCreates,
+        Phase::ModuleCreates,
+        Phase::IdentityUpdates,
+        Phase::TwinPatches,
+        Phase::ModuleDeletes,
+        Phase::DeviceDeletes,
+    ];
+}
 
 /// The version of the JSON plan document.
 pub const FORMAT_VERSION: u32 = 1;

@@ -447,6 +447,7 @@ pub fn gate(classes: &[Ack], halt: &Halt, timed_out: bool) -> Gate {
 }
 
 pub mod delivery;
+pub mod progress;
 pub mod select;
 
 #[cfg(test)]

@@ -20,6 +20,32 @@ pub fn redact(v: &Value) -> Value {
     }
 }
 
+/// An outcome in JSON reports: `{kind, device_id, module_id, status, detail, keys}`, its reason
+/// in the words the text report shows.
+impl serde::Serialize for crate::report::Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            kind: crate::plan::Kind,
+            #[serde(flatten)]
+            address: &'a crate::model::Address,
+            status: crate::report::Status,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<String>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            keys: &'a [String],
+        }
+        Doc {
+            kind: self.kind,
+            address: &self.address,
+            status: self.status,
+            detail: self.reason.as_ref().map(|r| text::Words(r).to_string()),
+            keys: &self.keys,
+        }
+        .serialize(s)
+    }
+}
+
 /// Pretty JSON of a serializable value followed by a newline.
 pub fn json<T: serde::Serialize>(out: &mut impl Write, v: &T) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, v)?;

@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::progress::{
+    GateTwin, HaltReason, HaltReport, RolloutEvent, RolloutReport, WaveReport, WaveState,
+};
 use super::{Ack, Gate, Halted, Rollout, Tally};
 use crate::model::{Address, Digest, JsonMap, ObservedTwin, OnHalt, TwinAddress};
 use crate::plan::ledger;
-use crate::report::{
-    GateTwin, HaltReason, HaltReport, RolloutEvent, RolloutReport, WaveReport, WaveState,
-};
 
 /// The one polling cadence of gates, `apply --wait` and hub jobs: 250 ms, doubling to 5 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
