@@ -12,14 +12,20 @@
 //!
 //! In this crate, data flows down this list:
 //!
-//! - [`cli`] parses arguments; [`cmd`] turns each subcommand into a request and picks the exit status.
+//! - [`cli`] parses arguments; [`cmd`] turns each subcommand into a request for [`ops`], renders
+//!   the result and picks the exit status; no command calls another.
+//! - [`ops`] is what each command does (plan, apply, drift, export, with the manifests and the hub
+//!   they need), a function from a request to a typed result; it prints nothing.
 //! - [`git`] reads the manifests at a git revision (`--changed-from`) through the `git` command;
 //!   which twins differ is decided in `twinops_core::plan::scope`.
-//! - [`hub`] is the client edge: HTTPS calls to IoT Hub's service REST API with SAS or bearer auth, typed
-//!   errors, retry policy, pacing and query paging; it converts wire twins into `twinops_core::model`
-//!   observations and model values into wire bodies (the only place that does).
-//! - [`apply`] executes a plan: phases, bounded concurrency, the 412 re-read rule, per-item outcomes.
+//! - `apply` executes a plan: phases, bounded concurrency, the 412 re-read rule, the rollout's
+//!   waves, per-item outcomes and typed progress events.
+//! - [`hub`] is the client edge and the only place that knows IoT Hub's protocol: `hub::Hub` in
+//!   model terms over the REST API (SAS or bearer auth, typed errors, retry policy, pacing, query
+//!   paging), bulk rows, scope rules, SQL, and the one twin reader (`hub::read`).
 //! - [`output`] is the only place that prints.
+//!
+//! `docs/architecture.md` follows a plan through these modules.
 
 // What code outside this crate does not use is `pub(crate)`, so rustc reports what is dead.
 #![warn(unreachable_pub)]
