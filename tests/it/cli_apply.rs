@@ -2,8 +2,9 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use crate::cli::{class, dir, manifests, other_writer, report, twin, twinops, writes};
-use crate::support::Emulator;
+use crate::support::{Emulator, eventually};
 use serde_json::json;
+use std::time::Duration;
 
 const FLEET: &str = r#"
 owner: team-a
@@ -386,7 +387,7 @@ async fn apply_wait_returns_when_devices_acknowledge_and_times_out_naming_the_re
         r.stderr
     );
     assert!(r.stdout.contains("NO (timed out)"), "{}", r.stdout);
-    // A device that reports the value (after a moment) is waited for.
+    // A device that reports the value once apply has written it is waited for.
     manifests(
         d.path(),
         &[(
@@ -395,19 +396,18 @@ async fn apply_wait_returns_when_devices_acknowledge_and_times_out_naming_the_re
         )],
     );
     let em = std::sync::Arc::new(em);
-    let reporter = {
-        let em = em.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-            report(&em, "myFirstDevice", json!({"telemetryInterval": 50})).await;
-        })
-    };
     let em2 = em.clone();
-    let r =
-        tokio::task::spawn_blocking(move || twinops(&em2, &["apply", "--yes", "--wait=30s", &p]))
-            .await
-            .unwrap();
-    reporter.await.unwrap();
+    let apply =
+        tokio::task::spawn_blocking(move || twinops(&em2, &["apply", "--yes", "--wait=30s", &p]));
+    eventually(
+        "apply writes the desired value 50",
+        Duration::from_secs(30),
+        async || twin(&em, "myFirstDevice").await["properties"]["desired"].clone(),
+        |desired| desired["telemetryInterval"] == 50,
+    )
+    .await;
+    report(&em, "myFirstDevice", json!({"telemetryInterval": 50})).await;
+    let r = apply.await.unwrap();
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stdout.contains("Acknowledged: 1 of 1 twins."),

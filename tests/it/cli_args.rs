@@ -194,7 +194,6 @@ async fn errors_lead_with_the_fix() {
     let hub = em
         .connection_string
         .replace(&em.host, &format!("localhost:{port}"));
-    let started = std::time::Instant::now();
     let r = crate::cli::twinops_env(&em, &["plan", &p], &[("TWINOPS_HUB", hub.as_str())]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
@@ -203,7 +202,6 @@ async fn errors_lead_with_the_fix() {
         r.stderr
     );
     assert!(!r.stderr.contains("SharedAccessKey"), "{}", r.stderr);
-    let _ = started;
 }
 
 #[cfg(unix)]

@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use crate::cli::{dir, manifests, outcome, twinops, twinops_env};
-use crate::support::Emulator;
+use crate::support::{Emulator, eventually};
 use serde_json::json;
+use std::time::Duration;
 
 const THUMB: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
 
@@ -99,6 +100,23 @@ async fn module_changes_on_a_disabled_device_under_sas_are_named_and_token_auth_
     assert_eq!(em.get("/devices/off-2").await.body["status"], "disabled");
 }
 
+/// Longer than the 3 s `--index-lag` below by a margin for a busy machine.
+const LAG_CAUGHT_UP: Duration = Duration::from_secs(30);
+
+/// The `n` a `SELECT COUNT() AS n` query answers, as the (lagging) query index sees it.
+async fn indexed(em: &Emulator, sql: &str) -> u64 {
+    let r = em
+        .call(
+            reqwest::Method::POST,
+            "/devices/query",
+            Some(json!({"query": sql})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body[0]["n"].as_u64().unwrap()
+}
+
 #[tokio::test]
 async fn a_device_deleted_behind_the_query_index_is_neither_deleted_again_nor_a_failure() {
     // Query rows keep deleted identities for 3 s (a live hub: up to 25 minutes).
@@ -111,7 +129,19 @@ async fn a_device_deleted_behind_the_query_index_is_neither_deleted_again_nor_a_
     };
     manifests(d.path(), &[("fleet.yaml", &fleet(1, 45))]);
     assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    eventually(
+        "the query index lists the 45 devices as applied",
+        LAG_CAUGHT_UP,
+        async || {
+            indexed(
+                &em,
+                "SELECT COUNT() AS n FROM devices WHERE tags.twinops.owner = 'lag' AND properties.desired.v = 1",
+            )
+            .await
+        },
+        |n| *n == 45,
+    )
+    .await;
     // Someone deletes d-45 and d-44 by hand; the query index still lists both.
     for id in ["d-45", "d-44"] {
         let etag = em.get(&format!("/devices/{id}")).await.body["etag"]
@@ -158,8 +188,23 @@ async fn a_device_deleted_behind_the_query_index_is_neither_deleted_again_nor_a_
     let out = r.json();
     let o = outcome(&out, "device_id", "d-44");
     assert_eq!(o["status"], "missing", "{o}");
-    // Once the index has caught up, the next run creates it.
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    // Once the index has caught up (the ghosts gone, the 43 updates listed), the next run creates it.
+    eventually(
+        "the query index drops the deleted devices and lists the 43 updates",
+        LAG_CAUGHT_UP,
+        async || {
+            (
+                indexed(&em, "SELECT COUNT() AS n FROM devices").await,
+                indexed(
+                    &em,
+                    "SELECT COUNT() AS n FROM devices WHERE properties.desired.v = 2",
+                )
+                .await,
+            )
+        },
+        |seen| *seen == (43, 43),
+    )
+    .await;
     let r = twinops(&em, &["apply", "--yes", &p]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::cli::{class, command, dir, manifests, other_writer, report, twin, twinops, writes};
-use crate::support::Emulator;
+use crate::support::{Emulator, eventually};
 
 const REJECTED: &str = "rejected by simulated device";
 
@@ -79,25 +79,31 @@ async fn intervals(em: &Emulator, prefix: &str, n: usize) -> Vec<Value> {
     out
 }
 
-/// Waits until every simulated device of `prefix`/`n` but `except` reports `interval` = `v` (10 s
-/// at most).
+/// How long a simulated device may take to answer a desired change on a busy machine.
+const ANSWERED: Duration = Duration::from_secs(30);
+
+/// Waits until every simulated device of `prefix`/`n` but `except` reports `interval` = `v`.
 async fn echoed(em: &Emulator, prefix: &str, n: usize, v: i64, except: &[&str]) {
-    for _ in 0..200 {
-        let mut all = true;
-        for i in 0..n {
-            let id = format!("{prefix}{i:02}");
-            if except.contains(&id.as_str()) {
-                continue;
+    eventually(
+        &format!("the simulated devices {prefix}* report interval {v}"),
+        ANSWERED,
+        async || {
+            let mut behind = Vec::new();
+            for i in 0..n {
+                let id = format!("{prefix}{i:02}");
+                if except.contains(&id.as_str()) {
+                    continue;
+                }
+                let reported = twin(em, &id).await["properties"]["reported"]["interval"].clone();
+                if reported != v {
+                    behind.push((id, reported));
+                }
             }
-            let t = twin(em, &id).await;
-            all &= t["properties"]["reported"]["interval"] == v;
-        }
-        if all {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the simulated devices never reported interval {v}");
+            behind
+        },
+        Vec::is_empty,
+    )
+    .await;
 }
 
 fn wave_states(report: &Value) -> Vec<String> {
@@ -197,12 +203,13 @@ async fn a_rejecting_canary_halts_re_runs_halt_again_and_it_completes_once_the_d
     em.terminate();
     drop(em);
     let em = sim(st, &["--simulate-devices", "r-*:50ms"]);
-    for _ in 0..200 {
-        if twin(&em, "r-01").await["properties"]["reported"]["interval"] == 20 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "r-01 reports interval 20",
+        ANSWERED,
+        async || twin(&em, "r-01").await["properties"]["reported"]["interval"].clone(),
+        |interval| *interval == 20,
+    )
+    .await;
     let r = twinops(&em, &["apply", "--yes", "--format", "json", p]);
     assert_eq!(r.code, 0, "{r:?}");
     let report = r.json();
@@ -240,15 +247,13 @@ async fn a_silent_canary_halts_at_the_timeout_and_revert_leaves_a_twin_changed_s
         .spawn()
         .unwrap();
     // While the wave waits for c-01, someone else sets c-02's interval.
-    let mut seen = false;
-    for _ in 0..200 {
-        if desired(&em, "c-02", "interval").await == 20 {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(seen, "the canary wave was written");
+    eventually(
+        "the canary wave is written",
+        ANSWERED,
+        async || desired(&em, "c-02", "interval").await,
+        |interval| *interval == 20,
+    )
+    .await;
     other_writer(
         &em,
         "c-02",
@@ -375,12 +380,13 @@ async fn a_saved_plans_waves_are_the_waves_applied_with_paged_gate_reads_and_mod
     echoed(&em, "s-", 60, 10, &[]).await;
     for i in 0..10 {
         let m = format!("s-{i:02}/m1");
-        for _ in 0..200 {
-            if twin(&em, &m).await["properties"]["reported"]["rate"] == 10 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            &format!("{m} reports rate 10"),
+            ANSWERED,
+            async || twin(&em, &m).await["properties"]["reported"]["rate"].clone(),
+            |rate| *rate == 10,
+        )
+        .await;
     }
     manifests(
         d.path(),

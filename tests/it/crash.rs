@@ -68,6 +68,8 @@ async fn apply_killed_at_random_moments_is_repaired_by_the_next_apply() {
         manifests(d.path(), &[("fleet.yaml", &fleet(2 + trial))]);
         let delay = Duration::from_secs_f64(full.as_secs_f64() * rng.random_range(0.05..1.0));
         let mut child = spawn_apply(&em, &dir);
+        // Not a wait for a state: the random moment is the behaviour under test (a kill anywhere in
+        // the run, between any two requests), so this sleep stays.
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             killed_mid_run += 1;

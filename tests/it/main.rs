@@ -14,6 +14,7 @@ mod cli_live_hub;
 mod cli_output;
 mod cli_rollout;
 mod cli_secrets;
+mod cli_snapshots;
 mod cli_twin_rules;
 mod crash;
 mod emulator_auth;

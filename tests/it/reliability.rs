@@ -6,8 +6,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::cli::{manifests, twin, twin_retrying, twinops, writes};
-use crate::support::Emulator;
+use crate::cli::{class, manifests, twin, twin_retrying, twinops, writes};
+use crate::support::{Emulator, eventually};
 use serde_json::json;
 
 fn fleet(devices: usize, value: u32) -> String {
@@ -70,6 +70,7 @@ async fn ctrl_c_stops_starting_operations_and_exits_130() {
     assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
     manifests(d.path(), &[("fleet.yaml", &fleet(30, 2))]);
     // 60 twin patches one at a time at 150 ms each: about 9 s; interrupt after the first few.
+    let before = class(&em.stats().await, "twin_write");
     let child = Command::new(env!("CARGO_BIN_EXE_twinops"))
         .args([
             "apply",
@@ -87,7 +88,13 @@ async fn ctrl_c_stops_starting_operations_and_exits_130() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    eventually(
+        "the apply writes its first twins",
+        Duration::from_secs(30),
+        async || class(&em.stats().await, "twin_write") - before,
+        |written| *written >= 3,
+    )
+    .await;
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -144,16 +151,13 @@ async fn configuration_writing_an_owned_path_shows_in_drift() {
         )
         .await;
     assert!(r.status == 200 || r.status == 201, "{r:?}");
-    let mut applied = false;
-    for _ in 0..50 {
-        let t = twin(&em, "r-002").await;
-        if t["configurations"]["fw-rollout"]["status"] == "Applied" {
-            applied = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(applied, "the configuration was applied by the emulator");
+    eventually(
+        "the configuration is applied by the emulator",
+        Duration::from_secs(30),
+        async || twin(&em, "r-002").await["configurations"].clone(),
+        |configurations| configurations["fw-rollout"]["status"] == "Applied",
+    )
+    .await;
     let r = twinops(&em, &["drift", "--format", "json", p]);
     assert_eq!(r.code, 2, "{r:?}");
     let items = r.json()["items"].as_array().unwrap().clone();

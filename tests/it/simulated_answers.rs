@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::cli::run;
-use crate::support::Emulator;
+use crate::support::{Emulator, eventually};
 
 const REJECTED: &str = "rejected by simulated device";
 const ACCEPTED: &str = "accepted by simulated device";
@@ -38,25 +38,20 @@ async fn desire(hub: &Emulator, path: &str, body: Value) -> i64 {
         .unwrap()
 }
 
-/// The reported entry of `key` once `ok` holds for it (10 s at most).
+/// The reported entry of `key` once `ok` holds for it.
 async fn reported_until(
     hub: &Emulator,
     path: &str,
     key: &str,
     ok: impl Fn(&Value) -> bool,
 ) -> Value {
-    for _ in 0..200 {
-        let t = hub.get(path).await.body;
-        let entry = &t["properties"]["reported"][key];
-        if ok(entry) {
-            return entry.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{path} never reported the expected {key}: {}",
-        hub.get(path).await.body
-    );
+    eventually(
+        &format!("{path} reports the expected {key}"),
+        Duration::from_secs(30),
+        async || hub.get(path).await.body["properties"]["reported"][key].clone(),
+        ok,
+    )
+    .await
 }
 
 fn has_av(v: i64) -> impl Fn(&Value) -> bool {

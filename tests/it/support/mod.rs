@@ -108,13 +108,14 @@ impl Emulator {
             .status()
             .expect("kill");
         assert!(sent.success());
-        for _ in 0..200 {
-            if let Some(status) = self.process.child().try_wait().expect("waiting") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the emulator did not stop within 5 s of SIGTERM");
+        let child = self.process.child();
+        eventually_blocking(
+            "the emulator stops on SIGTERM",
+            Duration::from_secs(5),
+            || child.try_wait().expect("waiting"),
+            Option::is_some,
+        )
+        .expect("an exit status")
     }
 
     /// A SAS token for `policy` signed with `key`, scoped to `resource` (defaults to the host).
@@ -282,6 +283,55 @@ impl Emulator {
         assert_eq!(r.status, 200, "{r:?}");
         r.body
     }
+}
+
+/// How often [`eventually`] looks again: short, so that a test goes on as soon as the state arrives.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Looks with `look` until `until` holds for what it saw, at most `within`, and returns that; then
+/// fails saying `what` was awaited and what it saw last. Tests wait for a state this way, never
+/// with a fixed sleep: on a busy machine a sleep is either too short (flaky) or too long (slow).
+pub async fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut look: impl AsyncFnMut() -> T,
+    until: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let seen = look().await;
+        if until(&seen) {
+            return seen;
+        }
+        if std::time::Instant::now() >= deadline {
+            not_in_time(what, within, &seen);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`eventually`] for a look that blocks (a child process, a file), outside an async test.
+pub fn eventually_blocking<T: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut look: impl FnMut() -> T,
+    until: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let seen = look();
+        if until(&seen) {
+            return seen;
+        }
+        if std::time::Instant::now() >= deadline {
+            not_in_time(what, within, &seen);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn not_in_time(what: &str, within: Duration, seen: &dyn std::fmt::Debug) -> ! {
+    panic!("waited {within:?} for: {what}; last saw: {seen:#?}")
 }
 
 /// A reqwest client that trusts the PEM certificate at `ca` (and nothing else), on ring.
