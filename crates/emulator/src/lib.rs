@@ -1,8 +1,10 @@
 //! The local IoT Hub emulator (SPEC §9): IoT Hub's service REST API over HTTPS with durable state.
 //!
 //! - [`start`] runs a hub in this process from a [`Config`] and returns a [`Running`] handle
-//!   (`--hub local:DIR` and tests use it); `twinops emulator` prints its
-//!   [`Running::startup_lines`] and waits for SIGINT/SIGTERM.
+//!   (`--hub local:DIR` and tests use it).
+//! - [`cli`] is the command line of `twinops emulator` and of the standalone `twinops-emulator`
+//!   binary (`src/main.rs`): the flags, and the run loop that prints
+//!   [`Running::startup_lines`] through the caller's console and waits for SIGINT/SIGTERM.
 //! - [`spawn`] owns the startup lines' format and runs the real binary as a child process for
 //!   tests and benchmarks, reading those lines back ([`spawn::Spawned`]).
 //! - `server` is the HTTP edge (TLS, routes, the auth/stats gate), `store` the durable state in
@@ -34,6 +36,7 @@ use twinops_iothub::connection_string::Secret;
 
 mod auth;
 mod bulk;
+pub mod cli;
 mod clock;
 mod configuration;
 mod error;

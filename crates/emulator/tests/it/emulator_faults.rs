@@ -250,8 +250,8 @@ fn bad_specs_are_refused_at_startup_naming_the_bad_part() {
         ("--throttle", "twin_writes=5/s", "twin_writes"),
         ("--config-interval", "5sec", "`sec`"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_twinops"))
-            .args(["emulator", "--listen", "127.0.0.1:0", flag, spec])
+        let out = std::process::Command::new(crate::support::BIN)
+            .args(["--listen", "127.0.0.1:0", flag, spec])
             .output()
             .unwrap();
         assert!(!out.status.success(), "{flag} {spec}");

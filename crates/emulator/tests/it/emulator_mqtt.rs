@@ -395,8 +395,8 @@ async fn mqtt_off_serves_rest_only() {
 fn a_busy_mqtt_port_is_a_warning_and_rest_still_serves() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let at = busy.local_addr().expect("addr").to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twinops"))
-        .args(["emulator", "--listen", "127.0.0.1:0", "--mqtt", &at])
+    let mut child = Command::new(crate::support::BIN)
+        .args(["--listen", "127.0.0.1:0", "--mqtt", &at])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
