@@ -91,6 +91,7 @@ async fn a_client_under_the_rate_is_never_throttled() {
     hub.create_device("d").await;
     for _ in 0..20 {
         assert_eq!(hub.get("/twins/d").await.status, 200);
+        // The behaviour under test: a client that paces itself under the rate.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(hub.stats().await["throttled"], 0);
@@ -220,6 +221,7 @@ async fn latency_delays_hub_requests_only() {
     for _ in 0..3 {
         let start = Instant::now();
         assert_eq!(hub.get("/devices/x").await.status, 404);
+        // A lower bound only: the injected latency must delay the answer.
         assert!(start.elapsed() >= Duration::from_millis(150));
     }
     let stats = hub.stats().await;

@@ -4,10 +4,12 @@
 //! is ended when the handle drops.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use std::fmt::Debug;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -17,6 +19,28 @@ use twinops_iothub::connection_string::Secret;
 use twinops_iothub::sas;
 
 pub const API: &str = "api-version=2021-04-12";
+
+/// How long [`eventually`] waits for a state change: long enough for a loaded two-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Polls `probe` every 25 ms until it returns `Ok`, and returns that value. After `timeout` the
+/// test fails with the probe's last `Err`: what it saw. For state that changes in the background
+/// (configuration passes, presence, simulated devices, the lagging index), instead of a sleep.
+pub async fn eventually<T, E: Debug, F: Future<Output = Result<T, E>>>(
+    timeout: Duration,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("not so within {timeout:?}; last seen: {seen:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
 
 /// The standalone emulator binary of this package.
 pub const BIN: &str = env!("CARGO_BIN_EXE_twinops-emulator");
