@@ -233,9 +233,7 @@ fn apply_row(tx: &mut Tx<'_>, row: &ExportImportDevice) -> Result<(), Error> {
                     if if_match {
                         etag_matches(&row.e_tag, &cur.etag)?;
                     }
-                    tx.modules
-                        .remove(super::store::module_key(&row.id, module).as_str())?;
-                    Ok(())
+                    tx.remove_module(&row.id, module)
                 }
                 (Mode::UpdateTwin { if_match }, Some(cur)) => {
                     if if_match {

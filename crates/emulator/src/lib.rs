@@ -413,7 +413,7 @@ async fn apply_configurations(
 ) {
     loop {
         let h = hub.clone();
-        match tokio::task::spawn_blocking(move || h.store.reconcile_configurations()).await {
+        match tokio::task::spawn_blocking(move || configuration::pass::run(&h.store)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "applying configurations failed"),
             Err(e) => tracing::warn!(error = %e, "the configuration worker failed"),

@@ -530,7 +530,7 @@ async fn list_modules(
 ) -> Result<Response, Error> {
     let caller = caller_of(caller);
     let mods = blocking(&hub, move |h| {
-        h.store.module_device_access(&id, caller)?;
+        h.store.module_device_access(&id, caller == Caller::Sas)?;
         h.store.modules(&id)
     })
     .await?;
@@ -550,7 +550,7 @@ async fn get_module(
 ) -> Result<Response, Error> {
     let caller = caller_of(caller);
     let m = blocking(&hub, move |h| {
-        h.store.module_device_access(&id, caller)?;
+        h.store.module_device_access(&id, caller == Caller::Sas)?;
         h.store.module(&id, &mid)
     })
     .await?;
@@ -569,7 +569,7 @@ async fn put_module(
     let body: wire::Module = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
     let (rec, _created) = blocking(&hub, move |h| {
-        h.store.module_device_access(&id, caller)?;
+        h.store.module_device_access(&id, caller == Caller::Sas)?;
         h.store.put_module(&id, &mid, &body, &m)
     })
     .await?;
@@ -585,7 +585,7 @@ async fn delete_module(
     let caller = caller_of(caller);
     let m = if_match(&headers);
     blocking(&hub, move |h| {
-        h.store.module_device_access(&id, caller)?;
+        h.store.module_device_access(&id, caller == Caller::Sas)?;
         h.store.delete_module(&id, &mid, &m)
     })
     .await?;
