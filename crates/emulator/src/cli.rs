@@ -6,7 +6,9 @@
 //! It prints nothing itself: each binary passes a [`Console`] that prints its own way (`twinops`
 //! through its output module), so stdout carries exactly the three startup lines.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use clap::Args;
 
@@ -127,6 +129,9 @@ pub trait Console {
 /// state can be reopened at once and an in-memory hub's scratch directory is removed).
 pub async fn run(args: &EmulatorArgs, console: &impl Console) -> anyhow::Result<()> {
     let running = crate::start(args.config()).await?;
+    // Listen before the startup lines go out: whoever reads them may signal at once, and a
+    // signal that came before the handler would end the process without a clean shutdown.
+    let interrupted = interrupted();
     for w in running.warnings() {
         console.talk(&format!("warning: {w}"));
     }
@@ -138,23 +143,29 @@ pub async fn run(args: &EmulatorArgs, console: &impl Console) -> anyhow::Result<
             "twinops emulator: MQTT device side on mqtts://{at} (TLS, same certificate)"
         ));
     }
-    interrupted().await;
+    interrupted.await;
     running.shutdown().await;
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn interrupted() {
+/// Listens for SIGINT and SIGTERM from now on; the future resolves on the first.
+fn interrupted() -> Pin<Box<dyn Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            return Box::pin(async move {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            });
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

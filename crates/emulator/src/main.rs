@@ -55,6 +55,8 @@ fn main() {
     if let Err(e) = runtime.block_on(cli::run(&cli.args, &Std)) {
         fail(&e);
     }
+    // As `twinops` does: the hub is shut down, so exit without waiting on the runtime's threads.
+    std::process::exit(0);
 }
 
 /// Prints an error and its cause chain once, as `twinops` does, and exits 1.
