@@ -46,7 +46,7 @@ pub mod mqtt;
 mod pager;
 mod presence;
 pub mod query;
-pub mod server;
+mod server;
 pub mod spawn;
 mod stats;
 mod store;

@@ -42,7 +42,7 @@ pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Bulk calls carry up to 100 full rows.
 pub(crate) const MAX_BULK_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Query pages hold this many rows unless the client asks for fewer.
-pub const DEFAULT_PAGE: usize = 100;
+pub(crate) const DEFAULT_PAGE: usize = 100;
 
 /// Everything a request can reach.
 pub(crate) struct Hub {
