@@ -31,7 +31,7 @@ use super::stats::{OpClass, Stats};
 use super::store::{IfMatch, Store, Target};
 use super::throttle::{self, Throttle};
 use super::twin::{ServiceWrite, strip_read_only};
-use super::{bulk, pager, tls};
+use super::{bulk, identity, pager, tls};
 use twinops_iothub::wire::{self, JsonMap};
 use twinops_iothub::{
     ACCEPTED_API_VERSIONS, CONTINUATION_HEADER, ITEM_TYPE_HEADER, MAX_ITEM_COUNT_HEADER,
@@ -416,6 +416,18 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     parse_json(bytes)
 }
 
+/// A device or module body. One that fails to decode because of an unknown authentication type
+/// answers as IoT Hub does, `ArgumentInvalid` naming the allowed types; any other failure is
+/// `parse_object`'s.
+fn parse_identity<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    parse_object(bytes).map_err(|e| {
+        serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| identity::unknown_authentication_type(&v))
+            .unwrap_or(e)
+    })
+}
+
 /// The `If-Match` precondition. A value that is not text (obs-text bytes) is kept, lossily, as an
 /// etag that matches nothing: treating it as absent would turn a conditional write unconditional.
 fn if_match(headers: &HeaderMap) -> IfMatch {
@@ -485,7 +497,7 @@ async fn put_device(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let body: wire::Device = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
+    let body: wire::Device = parse_identity(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
     let d = blocking(&hub, move |h| h.store.put_device(&id, &body, &m)).await?;
     Ok(json(StatusCode::OK, &d.to_wire()))
@@ -566,7 +578,7 @@ async fn put_module(
     body: Body,
 ) -> Result<Response, Error> {
     let caller = caller_of(caller);
-    let body: wire::Module = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
+    let body: wire::Module = parse_identity(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
     let (rec, _created) = blocking(&hub, move |h| {
         h.store.module_device_access(&id, caller == Caller::Sas)?;
