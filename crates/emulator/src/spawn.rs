@@ -1,6 +1,6 @@
 //! The emulator's three startup lines, written and read in one place, and [`Spawned`]: an emulator
-//! run as a child process (the real `twinops emulator` binary, for integration tests and
-//! benchmarks), its lines parsed into what a client needs.
+//! run as a child process (the real `twinops emulator` or `twinops-emulator` binary, for
+//! integration tests and benchmarks), its lines parsed into what a client needs.
 //!
 //! ```text
 //! twinops emulator listening on https://localhost:PORT
@@ -53,7 +53,8 @@ pub(crate) fn startup_lines(url: &str, connection_string: &Secret, ca_path: &Pat
     )
 }
 
-/// A `twinops emulator` child process whose startup lines were read. Dropping it kills the child.
+/// An emulator child process whose startup lines were read. Dropping it ends the child
+/// ([`terminate`] with a second's grace).
 pub struct Spawned {
     child: Child,
     /// Held open so that whatever the emulator prints later does not fail on a closed pipe.
