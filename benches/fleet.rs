@@ -453,16 +453,7 @@ impl Emulator {
 
     fn stop(mut self) {
         // SIGTERM lets redb close cleanly; SIGKILL after 10 s.
-        let pid = self.process.id() as libc::pid_t;
-        // SAFETY: signalling our own child process by its id.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        for _ in 0..400 {
-            if let Ok(Some(_)) = self.process.child().try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        self.process.kill();
+        let _ = self.process.terminate(Duration::from_secs(10));
     }
 }
 

@@ -269,81 +269,9 @@ pub struct ConnectionStringArgs {
     pub output: OutputArgs,
 }
 
-/// `twinops emulator` flags.
-#[derive(Debug, Clone, Args)]
-pub struct EmulatorArgs {
-    /// Directory of the durable state (default: in memory, lost on exit).
-    #[arg(long)]
-    pub state: Option<PathBuf>,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    pub listen: std::net::SocketAddr,
-    /// Host name the hub calls itself (in its URL, connection string and certificate).
-    #[arg(long, default_value = "localhost")]
-    pub hostname: String,
-    /// Fixes the `iothubowner` key (base64); otherwise one is generated and kept in the state.
-    #[arg(long, hide_env_values = true)]
-    pub owner_key: Option<String>,
-    /// A bearer token accepted as hub-wide owner access (tests the Entra ID path).
-    #[arg(long, hide_env_values = true)]
-    pub bearer_token: Option<String>,
-    /// Largest query page served, whatever `x-ms-max-item-count` asks for.
-    #[arg(long, default_value_t = twinops_emulator::server::DEFAULT_PAGE)]
-    pub query_page_max: usize,
-    /// Injected faults, `KIND:PROBABILITY` comma-separated: 429, 429ra, 500, 503, reset,
-    /// reset-after, and `latency:5-50ms` (or `latency:5ms`, `latency:0.5:5-50ms`).
-    #[arg(long, value_parser = twinops_emulator::faults::FaultSpec::parse)]
-    pub faults: Option<twinops_emulator::faults::FaultSpec>,
-    /// Seeds the fault injection's random draws (reproducible for sequential requests).
-    #[arg(long)]
-    pub faults_seed: Option<u64>,
-    /// IoT Hub quotas: a tier (`S1:1`, `S3:2`) and/or per-class rates
-    /// (`registry_write=6000/min,twin_write=500/s`).
-    #[arg(long, value_parser = twinops_emulator::throttle::ThrottleSpec::parse)]
-    pub throttle: Option<twinops_emulator::throttle::ThrottleSpec>,
-    /// How often automatic configurations are applied (`5s`, `500ms`, `1m`, bare seconds).
-    #[arg(long, default_value = "5s", value_parser = twinops_iothub::duration::parse)]
-    pub config_interval: std::time::Duration,
-    /// How long the query index trails writes, as IoT Hub's is eventually consistent: queries
-    /// show a write only after DURATION, and deleted identities stay in them as long (`0`: none).
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = twinops_iothub::duration::parse)]
-    pub index_lag: std::time::Duration,
-    /// Device side: MQTT over TLS on ADDR:PORT, or `off`. If the port is busy, the emulator warns
-    /// and serves REST alone.
-    #[arg(long, value_name = "ADDR:PORT|off", default_value = twinops_emulator::mqtt::DEFAULT_ADDR)]
-    pub mqtt: twinops_emulator::mqtt::Listen,
-    /// Simulates the identities matching PATTERN (`deviceId` or `deviceId/moduleId` globs, `all`
-    /// for every one) as devices connected over MQTT that answer desired values in reported
-    /// properties after DELAY (e.g. `500ms`, `2s`, `1h`; default 1s): the current ones when they
-    /// connect, then every patch (see `--simulate-ack` and `--simulate-reject`).
-    #[arg(long, value_name = "PATTERN|all[:DELAY]")]
-    pub simulate_devices: Option<twinops_emulator::mqtt::simulate::Fleet>,
-    /// Simulated identities that stay offline: a percentage (`5%`, chosen by a stable hash of
-    /// the ID) or a list of IDs (`d1,d2/m1`).
-    #[arg(long, value_name = "PERCENT%|ID,...", requires = "simulate_devices")]
-    pub simulate_offline: Option<twinops_emulator::mqtt::simulate::Offline>,
-    /// Simulated identities that reject every desired change: patterns of `--simulate-devices`'
-    /// syntax (`d1,sim-*,dev/mod`, `all`) or a percentage (`10%`, chosen by the same stable hash as
-    /// `--simulate-offline`, from the other end, so the two shares do not overlap). They report
-    /// each changed key as `{"value": <old value>, "ac": 400, "ad": "rejected by simulated
-    /// device", "av": <desired $version>}`.
-    #[arg(
-        long,
-        value_name = "PATTERN,...|PERCENT%",
-        requires = "simulate_devices"
-    )]
-    pub simulate_reject: Option<twinops_emulator::mqtt::simulate::Reject>,
-    /// How the other simulated identities acknowledge a desired change: `echo` reports the desired
-    /// value itself; `pnp` reports the Plug and Play form `{"value": <value>, "ac": 200, "ad":
-    /// "accepted by simulated device", "av": <desired $version>}`.
-    #[arg(
-        long,
-        value_name = "echo|pnp",
-        default_value = "echo",
-        requires = "simulate_devices"
-    )]
-    pub simulate_ack: twinops_emulator::mqtt::simulate::Ack,
-}
+/// `twinops emulator` flags: defined once in the emulator crate, which the standalone
+/// `twinops-emulator` binary shares.
+pub use twinops_emulator::cli::EmulatorArgs;
 
 /// Rewrites `--wait DURATION` into `--wait=DURATION` when the next argument is a duration, so the
 /// flag takes its value with a space as well as with `=`, while `--wait manifests/` still means

@@ -1,7 +1,7 @@
 //! The integration tests of twinops, one test binary (so a change links one binary, not one per file):
 //! the real `twinops` binary against a real emulator on `127.0.0.1:0`, the hub client against the
 //! emulator, and Microsoft's SDKs against the emulator. `support` spawns emulators and talks to them;
-//! `cli` runs the binary.
+//! `cli` runs the binary. The emulator's own tests live in its package (`crates/emulator/tests/it/`).
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod cli;
@@ -17,17 +17,6 @@ mod cli_secrets;
 mod cli_snapshots;
 mod cli_twin_rules;
 mod crash;
-mod emulator_auth;
-mod emulator_configurations;
-mod emulator_faults;
-mod emulator_hostile;
-mod emulator_identity;
-mod emulator_kill;
-mod emulator_live_hub;
-mod emulator_mqtt;
-mod emulator_query_bulk;
-mod emulator_sas;
-mod emulator_twins;
 mod examples_workflows;
 mod fuzz_regressions;
 mod hub_client;

@@ -148,103 +148,121 @@ fn apply_row(tx: &mut Tx<'_>, row: &ExportImportDevice) -> Result<(), Error> {
         let mut scratch = super::twin::TwinState::new(&tx.now);
         scratch.patch(write.clone(), &tx.now)?;
     }
-    let now = tx.now.clone();
     match row.module_id.as_deref().filter(|m| !m.is_empty()) {
-        None => {
-            let spec = DeviceSpec {
-                status: row.status.clone(),
-                status_reason: row.status_reason.clone(),
-                authentication: row.authentication.clone(),
-                edge: row.capabilities.as_ref().map(|c| c.iot_edge),
-                device_scope: row.device_scope.clone(),
-                parent_scopes: row.parent_scopes.clone(),
-            };
-            let current = tx.device(&row.id)?;
-            let target = Target::Device(row.id.clone());
-            match (mode, current) {
-                (Mode::Create, Some(_)) => Err(Error::DeviceAlreadyExists(row.id.clone())),
-                (Mode::Create | Mode::CreateOrUpdate { .. }, None) => {
-                    tx.create_device(&row.id, &spec)?;
-                    if has_twin {
-                        tx.update_twin(&target, |t| t.patch(write, &now))?;
-                    }
-                    Ok(())
-                }
-                (_, None) => Err(Error::DeviceNotFound(row.id.clone())),
-                (Mode::CreateOrUpdate { if_match } | Mode::Update { if_match }, Some(cur)) => {
-                    if if_match {
-                        etag_matches(&row.e_tag, &cur.etag)?;
-                    }
-                    tx.update_device(cur, &spec).map(|_| ())
-                }
-                (Mode::Delete { if_match }, Some(cur)) => {
-                    if if_match {
-                        etag_matches(&row.e_tag, &cur.etag)?;
-                    }
-                    tx.remove_device(&row.id)
-                }
-                (Mode::UpdateTwin { if_match }, Some(cur)) => {
-                    if if_match {
-                        etag_matches(&row.twin_etag, &cur.twin.etag())?;
-                    }
-                    tx.update_twin(&target, |t| t.patch(write, &now))
-                        .map(|_| ())
-                }
+        None => apply_device_row(tx, row, mode, write, has_twin),
+        Some(module) => apply_module_row(tx, row, module, mode, write, has_twin),
+    }
+}
+
+/// A row about a device identity or twin. `write` is the row's twin part (`has_twin`: not empty).
+fn apply_device_row(
+    tx: &mut Tx<'_>,
+    row: &ExportImportDevice,
+    mode: Mode,
+    write: ServiceWrite,
+    has_twin: bool,
+) -> Result<(), Error> {
+    let now = tx.now.clone();
+    let spec = DeviceSpec {
+        status: row.status.clone(),
+        status_reason: row.status_reason.clone(),
+        authentication: row.authentication.clone(),
+        edge: row.capabilities.as_ref().map(|c| c.iot_edge),
+        device_scope: row.device_scope.clone(),
+        parent_scopes: row.parent_scopes.clone(),
+    };
+    let current = tx.device(&row.id)?;
+    let target = Target::Device(row.id.clone());
+    match (mode, current) {
+        (Mode::Create, Some(_)) => Err(Error::DeviceAlreadyExists(row.id.clone())),
+        (Mode::Create | Mode::CreateOrUpdate { .. }, None) => {
+            tx.create_device(&row.id, &spec)?;
+            if has_twin {
+                tx.update_twin(&target, |t| t.patch(write, &now))?;
             }
+            Ok(())
         }
-        Some(module) => {
-            check_id(module, "module")?;
-            if tx.device(&row.id)?.is_none() {
-                return Err(Error::DeviceNotFound(row.id.clone()));
+        (_, None) => Err(Error::DeviceNotFound(row.id.clone())),
+        (Mode::CreateOrUpdate { if_match } | Mode::Update { if_match }, Some(cur)) => {
+            if if_match {
+                etag_matches(&row.e_tag, &cur.etag)?;
             }
-            let spec = ModuleSpec {
-                managed_by: row.managed_by.clone(),
-                authentication: row.authentication.clone(),
-            };
-            let target = Target::Module(row.id.clone(), module.to_string());
-            let current = tx.module(&row.id, module)?;
-            if !matches!(mode, Mode::UpdateTwin { .. }) {
-                check_module_id_writable(module)?;
+            tx.update_device(cur, &spec).map(|_| ())
+        }
+        (Mode::Delete { if_match }, Some(cur)) => {
+            if if_match {
+                etag_matches(&row.e_tag, &cur.etag)?;
             }
-            let missing = || Error::ModuleNotFound {
-                device: row.id.clone(),
-                module: module.to_string(),
-            };
-            match (mode, current) {
-                (Mode::Create, Some(_)) => Err(Error::ModuleAlreadyExists {
-                    device: row.id.clone(),
-                    module: module.to_string(),
-                }),
-                (Mode::Create | Mode::CreateOrUpdate { .. }, None) => {
-                    tx.create_module(&row.id, module, &spec)?;
-                    if has_twin {
-                        tx.update_twin(&target, |t| t.patch(write, &now))?;
-                    }
-                    Ok(())
-                }
-                (_, None) => Err(missing()),
-                (Mode::CreateOrUpdate { if_match } | Mode::Update { if_match }, Some(cur)) => {
-                    if if_match {
-                        etag_matches(&row.e_tag, &cur.etag)?;
-                    }
-                    tx.update_module(cur, &spec).map(|_| ())
-                }
-                (Mode::Delete { if_match }, Some(cur)) => {
-                    if if_match {
-                        etag_matches(&row.e_tag, &cur.etag)?;
-                    }
-                    tx.modules
-                        .remove(super::store::module_key(&row.id, module).as_str())?;
-                    Ok(())
-                }
-                (Mode::UpdateTwin { if_match }, Some(cur)) => {
-                    if if_match {
-                        etag_matches(&row.twin_etag, &cur.twin.etag())?;
-                    }
-                    tx.update_twin(&target, |t| t.patch(write, &now))
-                        .map(|_| ())
-                }
+            tx.remove_device(&row.id)
+        }
+        (Mode::UpdateTwin { if_match }, Some(cur)) => {
+            if if_match {
+                etag_matches(&row.twin_etag, &cur.twin.etag())?;
             }
+            tx.update_twin(&target, |t| t.patch(write, &now))
+                .map(|_| ())
+        }
+    }
+}
+
+/// A row about a module identity or twin (`module` is its non-empty module ID).
+fn apply_module_row(
+    tx: &mut Tx<'_>,
+    row: &ExportImportDevice,
+    module: &str,
+    mode: Mode,
+    write: ServiceWrite,
+    has_twin: bool,
+) -> Result<(), Error> {
+    let now = tx.now.clone();
+    check_id(module, "module")?;
+    if tx.device(&row.id)?.is_none() {
+        return Err(Error::DeviceNotFound(row.id.clone()));
+    }
+    let spec = ModuleSpec {
+        managed_by: row.managed_by.clone(),
+        authentication: row.authentication.clone(),
+    };
+    let target = Target::Module(row.id.clone(), module.to_string());
+    let current = tx.module(&row.id, module)?;
+    if !matches!(mode, Mode::UpdateTwin { .. }) {
+        check_module_id_writable(module)?;
+    }
+    let missing = || Error::ModuleNotFound {
+        device: row.id.clone(),
+        module: module.to_string(),
+    };
+    match (mode, current) {
+        (Mode::Create, Some(_)) => Err(Error::ModuleAlreadyExists {
+            device: row.id.clone(),
+            module: module.to_string(),
+        }),
+        (Mode::Create | Mode::CreateOrUpdate { .. }, None) => {
+            tx.create_module(&row.id, module, &spec)?;
+            if has_twin {
+                tx.update_twin(&target, |t| t.patch(write, &now))?;
+            }
+            Ok(())
+        }
+        (_, None) => Err(missing()),
+        (Mode::CreateOrUpdate { if_match } | Mode::Update { if_match }, Some(cur)) => {
+            if if_match {
+                etag_matches(&row.e_tag, &cur.etag)?;
+            }
+            tx.update_module(cur, &spec).map(|_| ())
+        }
+        (Mode::Delete { if_match }, Some(cur)) => {
+            if if_match {
+                etag_matches(&row.e_tag, &cur.etag)?;
+            }
+            tx.remove_module(&row.id, module)
+        }
+        (Mode::UpdateTwin { if_match }, Some(cur)) => {
+            if if_match {
+                etag_matches(&row.twin_etag, &cur.twin.etag())?;
+            }
+            tx.update_twin(&target, |t| t.patch(write, &now))
+                .map(|_| ())
         }
     }
 }

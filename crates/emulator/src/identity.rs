@@ -183,6 +183,23 @@ pub(crate) fn resolve_auth(
     }
 }
 
+/// IoT Hub's answer to an `authentication.type` it does not define: 400 `ArgumentInvalid` naming
+/// the allowed types. The typed body refuses such a type while decoding, where it would read as
+/// malformed JSON; the HTTP edge asks this of a body that failed to decode. `None` when the body
+/// has no such type (its failure is another).
+pub(crate) fn unknown_authentication_type(body: &Value) -> Option<Error> {
+    let text = body.get("authentication")?.get("type")?.as_str()?;
+    if AuthenticationType::parse(text).is_some() {
+        return None;
+    }
+    let allowed: Vec<&str> = AuthenticationType::ALL.iter().map(|t| t.as_str()).collect();
+    Some(Error::ArgumentInvalid(format!(
+        "authentication type `{}` is not one of {}",
+        text.chars().take(32).collect::<String>(),
+        allowed.join(", ")
+    )))
+}
+
 /// `enabled` or `disabled`; absent keeps `current` (or `enabled` on create).
 pub(crate) fn resolve_status(
     requested: Option<&str>,
@@ -415,6 +432,33 @@ mod tests {
         let a = resolve_auth(None, Holder::Device).unwrap();
         let b = resolve_auth(None, Holder::Device).unwrap();
         assert_ne!(a.primary_key, b.primary_key);
+    }
+
+    #[test]
+    fn an_unknown_authentication_type_is_an_invalid_argument_naming_the_allowed_ones() {
+        let e = unknown_authentication_type(&json!({"authentication": {"type": "weird"}}));
+        assert_eq!(
+            e,
+            Some(Error::ArgumentInvalid(
+                "authentication type `weird` is not one of sas, selfSigned, \
+                 certificateAuthority, none"
+                    .into()
+            ))
+        );
+        let long = "k".repeat(100);
+        let Some(Error::ArgumentInvalid(text)) =
+            unknown_authentication_type(&json!({"authentication": {"type": long}}))
+        else {
+            panic!("an unknown type");
+        };
+        assert!(text.contains(&format!("`{}`", "k".repeat(32))), "{text}");
+        for known in AuthenticationType::ALL {
+            let body = json!({"authentication": {"type": known.as_str()}});
+            assert_eq!(unknown_authentication_type(&body), None, "{known:?}");
+        }
+        for other in [json!({}), json!({"authentication": {"type": 5}}), json!([])] {
+            assert_eq!(unknown_authentication_type(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The local IoT Hub emulator (SPEC §9): IoT Hub's service REST API over HTTPS with durable state.
 //!
 //! - [`start`] runs a hub in this process from a [`Config`] and returns a [`Running`] handle
-//!   (`--hub local:DIR` and tests use it); `twinops emulator` prints its
-//!   [`Running::startup_lines`] and waits for SIGINT/SIGTERM.
+//!   (`--hub local:DIR` and tests use it).
+//! - [`cli`] is the command line of `twinops emulator` and of the standalone `twinops-emulator`
+//!   binary (`src/main.rs`): the flags, and the run loop that prints
+//!   [`Running::startup_lines`] through the caller's console and waits for SIGINT/SIGTERM.
 //! - [`spawn`] owns the startup lines' format and runs the real binary as a child process for
 //!   tests and benchmarks, reading those lines back ([`spawn::Spawned`]).
 //! - `server` is the HTTP edge (TLS, routes, the auth/stats gate), `store` the durable state in
@@ -34,6 +36,7 @@ use twinops_iothub::connection_string::Secret;
 
 mod auth;
 mod bulk;
+pub mod cli;
 mod clock;
 mod configuration;
 mod error;
@@ -43,7 +46,7 @@ pub mod mqtt;
 mod pager;
 mod presence;
 pub mod query;
-pub mod server;
+mod server;
 pub mod spawn;
 mod stats;
 mod store;
@@ -246,6 +249,83 @@ fn check_owner_key(key: &str) -> anyhow::Result<()> {
 
 /// Starts a hub and returns once it accepts connections.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    check(&config)?;
+    let state = open_state(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let host = format!("{}:{}", config.hostname, addr.port());
+    if let Some(dir) = &config.state {
+        write_connection_strings(dir, &host, &state.keys)?;
+    }
+    let (tls_dir, scratch) = tls_home(&config);
+    let identity = tls::load_or_create(&tls_dir, &config.hostname, &addr.ip().to_string())?;
+    let mut warnings = Vec::new();
+    let mqtt_listener = match config.mqtt {
+        Some(at) => bind_mqtt(at, &mut warnings).await,
+        None => None,
+    };
+    let mqtt_addr = mqtt_listener.as_ref().and_then(|l| l.local_addr().ok());
+    anyhow::ensure!(
+        config.simulate.is_none() || config.mqtt.is_some(),
+        "--simulate-devices needs the MQTT side: drop `--mqtt off`"
+    );
+
+    let authority = auth::Authority {
+        hosts: vec![host.clone(), format!("{}:{}", addr.ip(), addr.port())],
+        policies: state.policies,
+        bearer: config.bearer_token.clone().map(Secret::new),
+    };
+    let hub = Arc::new(server::Hub {
+        store: state.store,
+        authority,
+        stats: stats::Stats::default(),
+        query_page_max: config.query_page_max,
+        throttle: config.throttle.as_ref().map(throttle::Throttle::new),
+        faults: config
+            .faults
+            .clone()
+            .map(|f| faults::Faults::new(f, config.faults_seed)),
+        configurations_changed: tokio::sync::Notify::new(),
+        mqtt_addr,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let app = server::app(hub.clone());
+    let mut device_tasks = start_device_side(&config, &hub, mqtt_listener, &identity, &stopped)?;
+    let serving = server::serve(
+        listener,
+        identity.server_config.clone(),
+        app,
+        stopped.clone(),
+    );
+    if let Some(step) = hub.store.index_step() {
+        device_tasks.push(tokio::spawn(lag_index(hub.clone(), step, stopped.clone())));
+    }
+    let applying = apply_configurations(hub.clone(), config.config_interval, stopped);
+    let task = tokio::spawn(async move {
+        tokio::join!(serving, applying);
+    });
+    Ok(Running {
+        host,
+        hub_id: state.hub_id,
+        ca_pem_path: identity.cert_path,
+        ca_pem: identity.cert_pem,
+        keys: state.keys,
+        hub: Some(hub),
+        stop,
+        task: Some(task),
+        mqtt_addr,
+        device_tasks,
+        scratch,
+        warnings,
+    })
+}
+
+/// Refuses a configuration no hub can run, before anything is opened.
+fn check(config: &Config) -> anyhow::Result<()> {
     if let Some(k) = &config.owner_key {
         check_owner_key(k)?;
     }
@@ -257,10 +337,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         !config.config_interval.is_zero(),
         "--config-interval must be longer than 0"
     );
-    let mut store = match &config.state {
-        Some(dir) => store::Store::open(Some(dir))?,
-        None => store::Store::open(None)?,
-    };
+    Ok(())
+}
+
+/// What a hub keeps across restarts, read (or created) at start.
+struct State {
+    store: store::Store,
+    hub_id: String,
+    /// Each policy's primary key, by policy name.
+    keys: Vec<(String, Secret)>,
+    policies: Vec<auth::Policy>,
+}
+
+/// Opens the store, marks every identity disconnected (no connection outlives a restart) and
+/// reads the hub ID and policy keys, creating them on first start (`--owner-key` fixes the
+/// owner's primary key).
+fn open_state(config: &Config) -> anyhow::Result<State> {
+    let mut store = store::Store::open(config.state.as_deref())?;
     store.set_index_lag(config.index_lag);
     let meta = |key: &str, init: fn() -> String| {
         store
@@ -289,19 +382,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             secondary: Secret::new(secondary),
         });
     }
+    Ok(State {
+        store,
+        hub_id,
+        keys,
+        policies,
+    })
+}
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("reading the listen address")?;
-    let host = format!("{}:{}", config.hostname, addr.port());
-    if let Some(dir) = &config.state {
-        write_connection_strings(dir, &host, &keys)?;
-    }
-
-    let (tls_dir, scratch) = match &config.state {
+/// Where the TLS files live: under `--state`, or for an in-memory hub in a scratch directory of
+/// its own (the second value), removed at shutdown.
+fn tls_home(config: &Config) -> (PathBuf, Option<PathBuf>) {
+    match &config.state {
         Some(dir) => (dir.join("tls"), None),
         None => {
             let dir = std::env::temp_dir().join(format!(
@@ -311,50 +403,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ));
             (dir.clone(), Some(dir))
         }
-    };
-    let identity = tls::load_or_create(&tls_dir, &config.hostname, &addr.ip().to_string())?;
-    let mut warnings = Vec::new();
-    let mqtt_listener = match config.mqtt {
-        Some(at) => bind_mqtt(at, &mut warnings).await,
-        None => None,
-    };
-    let mqtt_addr = mqtt_listener.as_ref().and_then(|l| l.local_addr().ok());
-    anyhow::ensure!(
-        config.simulate.is_none() || config.mqtt.is_some(),
-        "--simulate-devices needs the MQTT side: drop `--mqtt off`"
-    );
+    }
+}
 
-    let authority = auth::Authority {
-        hosts: vec![host.clone(), format!("{}:{}", addr.ip(), addr.port())],
-        policies,
-        bearer: config.bearer_token.clone().map(Secret::new),
-    };
-    let hub = Arc::new(server::Hub {
-        store,
-        authority,
-        stats: stats::Stats::default(),
-        query_page_max: config.query_page_max,
-        throttle: config.throttle.as_ref().map(throttle::Throttle::new),
-        faults: config
-            .faults
-            .clone()
-            .map(|f| faults::Faults::new(f, config.faults_seed)),
-        configurations_changed: tokio::sync::Notify::new(),
-        mqtt_addr,
-    });
-    let (stop, stopped) = watch::channel(false);
-    let app = server::app(hub.clone());
-    let mut device_tasks = Vec::new();
-    if let Some(l) = mqtt_listener {
+/// Starts the MQTT side on `listener` (when it is bound) and the simulated fleet (when asked
+/// for), as tasks that end when `stopped` turns true.
+fn start_device_side(
+    config: &Config,
+    hub: &Arc<server::Hub>,
+    listener: Option<tokio::net::TcpListener>,
+    identity: &tls::Identity,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    if let Some(l) = listener {
         let tls = mqtt::tls_config(&identity.server_config);
-        device_tasks.push(tokio::spawn(mqtt::serve(
+        tasks.push(tokio::spawn(mqtt::serve(
             l,
             tls,
             hub.clone(),
             stopped.clone(),
         )));
     }
-    if let (Some(fleet), Some(at)) = (config.simulate.clone(), mqtt_addr) {
+    if let (Some(fleet), Some(at)) = (config.simulate.clone(), hub.mqtt_addr) {
         let ip = if at.ip().is_unspecified() {
             std::net::IpAddr::from([127, 0, 0, 1])
         } else {
@@ -365,40 +436,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             hostname: config.hostname.clone(),
             tls: mqtt::client::tls_trusting(&identity.cert_pem)?,
         };
-        device_tasks.push(tokio::spawn(mqtt::simulate::run(
+        tasks.push(tokio::spawn(mqtt::simulate::run(
             fleet,
             hub.clone(),
             target,
             stopped.clone(),
         )));
     }
-    let serving = server::serve(
-        listener,
-        identity.server_config.clone(),
-        app,
-        stopped.clone(),
-    );
-    if let Some(step) = hub.store.index_step() {
-        device_tasks.push(tokio::spawn(lag_index(hub.clone(), step, stopped.clone())));
-    }
-    let applying = apply_configurations(hub.clone(), config.config_interval, stopped);
-    let task = tokio::spawn(async move {
-        tokio::join!(serving, applying);
-    });
-    Ok(Running {
-        host,
-        hub_id,
-        ca_pem_path: identity.cert_path,
-        ca_pem: identity.cert_pem,
-        keys,
-        hub: Some(hub),
-        stop,
-        task: Some(task),
-        mqtt_addr,
-        device_tasks,
-        scratch,
-        warnings,
-    })
+    Ok(tasks)
 }
 
 /// The configuration loop: a reconcile pass now, then every `interval` and after each change to
@@ -410,7 +455,7 @@ async fn apply_configurations(
 ) {
     loop {
         let h = hub.clone();
-        match tokio::task::spawn_blocking(move || h.store.reconcile_configurations()).await {
+        match tokio::task::spawn_blocking(move || configuration::pass::run(&h.store)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "applying configurations failed"),
             Err(e) => tracing::warn!(error = %e, "the configuration worker failed"),

@@ -31,7 +31,7 @@ use super::stats::{OpClass, Stats};
 use super::store::{IfMatch, Store, Target};
 use super::throttle::{self, Throttle};
 use super::twin::{ServiceWrite, strip_read_only};
-use super::{bulk, pager, tls};
+use super::{bulk, identity, pager, tls};
 use twinops_iothub::wire::{self, JsonMap};
 use twinops_iothub::{
     ACCEPTED_API_VERSIONS, CONTINUATION_HEADER, ITEM_TYPE_HEADER, MAX_ITEM_COUNT_HEADER,
@@ -42,7 +42,7 @@ pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Bulk calls carry up to 100 full rows.
 pub(crate) const MAX_BULK_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Query pages hold this many rows unless the client asks for fewer.
-pub const DEFAULT_PAGE: usize = 100;
+pub(crate) const DEFAULT_PAGE: usize = 100;
 
 /// Everything a request can reach.
 pub(crate) struct Hub {
@@ -416,6 +416,18 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     parse_json(bytes)
 }
 
+/// A device or module body. One that fails to decode because of an unknown authentication type
+/// answers as IoT Hub does, `ArgumentInvalid` naming the allowed types; any other failure is
+/// `parse_object`'s.
+fn parse_identity<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    parse_object(bytes).map_err(|e| {
+        serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| identity::unknown_authentication_type(&v))
+            .unwrap_or(e)
+    })
+}
+
 /// The `If-Match` precondition. A value that is not text (obs-text bytes) is kept, lossily, as an
 /// etag that matches nothing: treating it as absent would turn a conditional write unconditional.
 fn if_match(headers: &HeaderMap) -> IfMatch {
@@ -485,7 +497,7 @@ async fn put_device(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let body: wire::Device = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
+    let body: wire::Device = parse_identity(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
     let d = blocking(&hub, move |h| h.store.put_device(&id, &body, &m)).await?;
     Ok(json(StatusCode::OK, &d.to_wire()))
@@ -530,7 +542,7 @@ async fn list_modules(
 ) -> Result<Response, Error> {
     let caller = caller_of(caller);
     let mods = blocking(&hub, move |h| {
-        h.store.module_device_access(&id, caller)?;
+        h.store.module_device_access(&id, caller == Caller::Sas)?;
         h.store.modules(&id)
     })
     .await?;
@@ -550,7 +562,7 @@ async fn get_module(
 ) -> Result<Response, Error> {
     let caller = caller_of(caller);
     let m = blocking(&hub, move |h| {
-        h.store.module_device_access(&id, caller)?;
+        h.store.module_device_access(&id, caller == Caller::Sas)?;
         h.store.module(&id, &mid)
     })
     .await?;
@@ -566,10 +578,10 @@ async fn put_module(
     body: Body,
 ) -> Result<Response, Error> {
     let caller = caller_of(caller);
-    let body: wire::Module = parse_object(&read_body(body, MAX_BODY_BYTES).await?)?;
+    let body: wire::Module = parse_identity(&read_body(body, MAX_BODY_BYTES).await?)?;
     let m = if_match(&headers);
     let (rec, _created) = blocking(&hub, move |h| {
-        h.store.module_device_access(&id, caller)?;
+        h.store.module_device_access(&id, caller == Caller::Sas)?;
         h.store.put_module(&id, &mid, &body, &m)
     })
     .await?;
@@ -585,7 +597,7 @@ async fn delete_module(
     let caller = caller_of(caller);
     let m = if_match(&headers);
     blocking(&hub, move |h| {
-        h.store.module_device_access(&id, caller)?;
+        h.store.module_device_access(&id, caller == Caller::Sas)?;
         h.store.delete_module(&id, &mid, &m)
     })
     .await?;

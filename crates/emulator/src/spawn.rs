@@ -1,6 +1,6 @@
 //! The emulator's three startup lines, written and read in one place, and [`Spawned`]: an emulator
-//! run as a child process (the real `twinops emulator` binary, for integration tests and
-//! benchmarks), its lines parsed into what a client needs.
+//! run as a child process (the real `twinops emulator` or `twinops-emulator` binary, for
+//! integration tests and benchmarks), its lines parsed into what a client needs.
 //!
 //! ```text
 //! twinops emulator listening on https://localhost:PORT
@@ -12,11 +12,13 @@
 //! [`Spawned::start`] read them. The connection string carries the owner key: these lines describe
 //! a local test hub, and they are the one place the emulator prints a key.
 //!
-//! It knows nothing of the binary: the caller builds the command.
+//! It knows nothing of the binary: the caller builds the command. [`terminate`] is the one way to
+//! end a child gently (SIGTERM, a grace period, then SIGKILL), for this and any other child.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use twinops_iothub::connection_string::{self, Secret, ServiceConnectionString};
 
@@ -51,7 +53,8 @@ pub(crate) fn startup_lines(url: &str, connection_string: &Secret, ca_path: &Pat
     )
 }
 
-/// A `twinops emulator` child process whose startup lines were read. Dropping it kills the child.
+/// An emulator child process whose startup lines were read. Dropping it ends the child
+/// ([`terminate`] with a second's grace).
 pub struct Spawned {
     child: Child,
     /// Held open so that whatever the emulator prints later does not fail on a closed pipe.
@@ -126,14 +129,14 @@ impl Spawned {
         self.child.id()
     }
 
-    /// The child process, to wait for it.
-    pub fn child(&mut self) -> &mut Child {
-        &mut self.child
-    }
-
     /// SIGKILL, as a crash would, and waits for the process to end.
     pub fn kill(&mut self) {
         end(&mut self.child);
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace` ([`terminate`]); its exit status.
+    pub fn terminate(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
+        terminate(&mut self.child, grace)
     }
 }
 
@@ -142,23 +145,34 @@ impl Drop for Spawned {
     /// directory its TLS files live in (a SIGKILL leaves one in the temp directory per run); SIGKILL
     /// after a second. [`Spawned::kill`] stays a plain SIGKILL, as a crash would be.
     fn drop(&mut self) {
-        // Ended already (killed, or exited and reaped): its ID may belong to another process now.
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        #[cfg(unix)]
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: signalling our own child process, which has not been reaped.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            for _ in 0..40 {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-        }
-        end(&mut self.child);
+        let _ = terminate(&mut self.child, Duration::from_secs(1));
     }
+}
+
+/// Ends a child process: SIGTERM, up to `grace` for it to exit on its own (an emulator closes its
+/// state and removes its scratch directory), then SIGKILL. Returns its exit status; one that has
+/// ended already is only reaped. Off Unix there is no SIGTERM: it is killed at once.
+pub fn terminate(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    if let Some(status) = child.try_wait()? {
+        return Ok(status);
+    }
+    #[cfg(unix)]
+    {
+        use rustix::process::{Pid, Signal, kill_process};
+        // Not reaped yet (`try_wait` just said so), so the ID still names our child.
+        kill_process(Pid::from_child(child), Signal::TERM)?;
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = grace;
+    child.kill()?;
+    child.wait()
 }
 
 fn end(child: &mut Child) {
@@ -226,6 +240,36 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_string).collect()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn terminate_sends_sigterm_first_and_reaps() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let status = terminate(&mut child, Duration::from_secs(30)).unwrap();
+        assert_eq!(status.signal(), Some(15), "{status:?}");
+        // Ended already: reaped once, the same status again, no signal sent.
+        assert_eq!(terminate(&mut child, Duration::ZERO).unwrap(), status);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn terminate_kills_a_child_that_ignores_sigterm_after_the_grace() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = Command::new("sh")
+            .args(["-c", "trap '' TERM; echo ignoring; exec sleep 30"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signal only once the trap is set.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ignoring\n");
+        let status = terminate(&mut child, Duration::from_millis(200)).unwrap();
+        assert_eq!(status.signal(), Some(9), "{status:?}");
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::Value;
 use twinops_emulator::spawn::Spawned;
 use twinops_iothub::connection_string::Secret;
@@ -33,32 +32,13 @@ pub struct Emulator {
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
-    pub headers: HeaderMap,
     pub body: Value,
-}
-
-impl Resp {
-    /// The `iothub-errorcode` header.
-    pub fn code(&self) -> Option<&str> {
-        self.headers
-            .get("iothub-errorcode")
-            .and_then(|v| v.to_str().ok())
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
 }
 
 impl Emulator {
     /// An in-memory emulator.
     pub fn start() -> Emulator {
         Emulator::start_with(&[])
-    }
-
-    /// An emulator on a state directory.
-    pub fn start_on(state: &Path) -> Emulator {
-        Emulator::start_with(&["--state", state.to_str().expect("utf-8 path")])
     }
 
     /// An emulator with extra flags. Its MQTT side is off unless `extra` names `--mqtt`: tests run
@@ -95,27 +75,12 @@ impl Emulator {
         }
     }
 
-    /// SIGKILL, as a crash would.
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// SIGTERM, then the exit status once the process has ended.
+    /// SIGTERM, then the exit status once the process has ended. One that has not stopped 5 s
+    /// after SIGTERM is killed, and its status says so (not a success).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.process.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-        let child = self.process.child();
-        eventually_blocking(
-            "the emulator stops on SIGTERM",
-            Duration::from_secs(5),
-            || child.try_wait().expect("waiting"),
-            Option::is_some,
-        )
-        .expect("an exit status")
+        self.process
+            .terminate(Duration::from_secs(5))
+            .expect("ending the emulator")
     }
 
     /// A SAS token for `policy` signed with `key`, scoped to `resource` (defaults to the host).
@@ -186,7 +151,6 @@ impl Emulator {
         }
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
         let body = if bytes.is_empty() {
             Value::Null
@@ -194,11 +158,7 @@ impl Emulator {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| panic!("body is not JSON: {}", String::from_utf8_lossy(&bytes)))
         };
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        Resp { status, body }
     }
 
     pub async fn get(&self, path: &str) -> Resp {

@@ -169,114 +169,102 @@ pub(crate) fn parse(first: u8, body: &[u8]) -> Result<Packet, Error> {
     let kind = first >> 4;
     let flags = first & 0x0f;
     let mut b = Body { bytes: body };
-    let fixed_flags = |want: u8| {
-        if flags == want {
-            Ok(())
-        } else {
-            Err(Error::Malformed("reserved header flags are wrong"))
+    if kind == 3 {
+        return parse_publish(flags, &mut b);
+    }
+    match required_flags(kind) {
+        None => return Err(Error::Malformed("unknown packet type")),
+        Some(want) if want != flags => {
+            return Err(Error::Malformed("reserved header flags are wrong"));
         }
-    };
+        Some(_) => {}
+    }
     let packet = match kind {
-        1 => {
-            fixed_flags(0)?;
-            Packet::Connect(parse_connect(&mut b)?)
-        }
+        1 => Packet::Connect(parse_connect(&mut b)?),
         2 => {
-            fixed_flags(0)?;
             let session_present = b.u8()? & 1 == 1;
             Packet::ConnAck {
                 session_present,
                 code: b.u8()?,
             }
         }
-        3 => {
-            let qos = (flags >> 1) & 3;
-            if qos == 3 {
-                return Err(Error::Malformed("PUBLISH with QoS 3"));
-            }
-            let topic = b.string()?;
-            let id = if qos > 0 { Some(b.u16()?) } else { None };
-            Packet::Publish(Publish {
-                topic,
-                qos,
-                retain: flags & 1 == 1,
-                dup: flags & 8 == 8,
-                id,
-                payload: b.rest().to_vec(),
-            })
-        }
-        4 => {
-            fixed_flags(0)?;
-            Packet::PubAck { id: b.u16()? }
-        }
-        5 => {
-            fixed_flags(0)?;
-            Packet::PubRec { id: b.u16()? }
-        }
-        6 => {
-            fixed_flags(2)?;
-            Packet::PubRel { id: b.u16()? }
-        }
-        7 => {
-            fixed_flags(0)?;
-            Packet::PubComp { id: b.u16()? }
-        }
-        8 => {
-            fixed_flags(2)?;
-            let id = b.u16()?;
-            let mut filters = Vec::new();
-            while !b.is_empty() {
-                let f = b.string()?;
-                let qos = b.u8()?;
-                if qos > 2 {
-                    return Err(Error::Malformed("SUBSCRIBE with QoS above 2"));
-                }
-                filters.push((f, qos));
-            }
-            if filters.is_empty() {
-                return Err(Error::Malformed("SUBSCRIBE without a topic filter"));
-            }
-            Packet::Subscribe { id, filters }
-        }
+        4 => Packet::PubAck { id: b.u16()? },
+        5 => Packet::PubRec { id: b.u16()? },
+        6 => Packet::PubRel { id: b.u16()? },
+        7 => Packet::PubComp { id: b.u16()? },
+        8 => parse_subscribe(&mut b)?,
         9 => {
-            fixed_flags(0)?;
             let id = b.u16()?;
             Packet::SubAck {
                 id,
                 codes: b.rest().to_vec(),
             }
         }
-        10 => {
-            fixed_flags(2)?;
-            let id = b.u16()?;
-            let mut filters = Vec::new();
-            while !b.is_empty() {
-                filters.push(b.string()?);
-            }
-            if filters.is_empty() {
-                return Err(Error::Malformed("UNSUBSCRIBE without a topic filter"));
-            }
-            Packet::Unsubscribe { id, filters }
-        }
-        11 => {
-            fixed_flags(0)?;
-            Packet::UnsubAck { id: b.u16()? }
-        }
-        12 => {
-            fixed_flags(0)?;
-            Packet::PingReq
-        }
-        13 => {
-            fixed_flags(0)?;
-            Packet::PingResp
-        }
-        14 => {
-            fixed_flags(0)?;
-            Packet::Disconnect
-        }
+        10 => parse_unsubscribe(&mut b)?,
+        11 => Packet::UnsubAck { id: b.u16()? },
+        12 => Packet::PingReq,
+        13 => Packet::PingResp,
+        14 => Packet::Disconnect,
         _ => return Err(Error::Malformed("unknown packet type")),
     };
     Ok(packet)
+}
+
+/// The header flags MQTT 3.1.1 fixes for a packet type (2 for PUBREL, SUBSCRIBE and
+/// UNSUBSCRIBE, 0 for the others); `None` for PUBLISH, whose flags carry QoS, DUP and RETAIN, and
+/// for an unknown type.
+fn required_flags(kind: u8) -> Option<u8> {
+    match kind {
+        6 | 8 | 10 => Some(2),
+        1 | 2 | 4 | 5 | 7 | 9 | 11..=14 => Some(0),
+        _ => None,
+    }
+}
+
+fn parse_publish(flags: u8, b: &mut Body<'_>) -> Result<Packet, Error> {
+    let qos = (flags >> 1) & 3;
+    if qos == 3 {
+        return Err(Error::Malformed("PUBLISH with QoS 3"));
+    }
+    let topic = b.string()?;
+    let id = if qos > 0 { Some(b.u16()?) } else { None };
+    Ok(Packet::Publish(Publish {
+        topic,
+        qos,
+        retain: flags & 1 == 1,
+        dup: flags & 8 == 8,
+        id,
+        payload: b.rest().to_vec(),
+    }))
+}
+
+fn parse_subscribe(b: &mut Body<'_>) -> Result<Packet, Error> {
+    let id = b.u16()?;
+    let mut filters = Vec::new();
+    while !b.is_empty() {
+        let f = b.string()?;
+        let qos = b.u8()?;
+        if qos > 2 {
+            return Err(Error::Malformed("SUBSCRIBE with QoS above 2"));
+        }
+        filters.push((f, qos));
+    }
+    if filters.is_empty() {
+        return Err(Error::Malformed("SUBSCRIBE without a topic filter"));
+    }
+    Ok(Packet::Subscribe { id, filters })
+}
+
+fn parse_unsubscribe(b: &mut Body<'_>) -> Result<Packet, Error> {
+    let id = b.u16()?;
+    let mut filters = Vec::new();
+    while !b.is_empty() {
+        filters.push(b.string()?);
+    }
+    if filters.is_empty() {
+        return Err(Error::Malformed("UNSUBSCRIBE without a topic filter"));
+    }
+    Ok(Packet::Unsubscribe { id, filters })
 }
 
 fn parse_connect(b: &mut Body<'_>) -> Result<Connect, Error> {

@@ -369,3 +369,66 @@ async fn a_device_named_query_is_still_a_device() {
     assert_eq!(hub.get("/devices/query").await.body["deviceId"], "query");
     assert_eq!(hub.delete("/devices/query", Some("*")).await.status, 204);
 }
+
+#[tokio::test]
+async fn an_unknown_authentication_type_is_400_argument_invalid_naming_the_allowed_ones() {
+    let hub = Emulator::start();
+    let d = hub.create_device("d").await;
+    let weird = json!({"type": "weird"});
+    for (path, body, if_match) in [
+        (
+            "/devices/x",
+            json!({"deviceId": "x", "authentication": weird}),
+            None,
+        ),
+        (
+            "/devices/d",
+            json!({"deviceId": "d", "authentication": weird}),
+            d["etag"].as_str(),
+        ),
+        (
+            "/devices/d/modules/m",
+            json!({"deviceId": "d", "moduleId": "m", "authentication": weird}),
+            None,
+        ),
+    ] {
+        let r = hub.put(path, body, if_match).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, Some("ArgumentInvalid")),
+            "{path}: {r:?}"
+        );
+        let message = r.body["Message"].as_str().unwrap();
+        assert_eq!(
+            message,
+            "ErrorCode:ArgumentInvalid;authentication type `weird` is not one of sas, \
+             selfSigned, certificateAuthority, none",
+            "{path}"
+        );
+    }
+    // A bulk call decodes all its rows first: one such row refuses the whole call.
+    let r = hub
+        .call(
+            reqwest::Method::POST,
+            "/devices",
+            Some(json!([
+                {"id": "x", "importMode": "create", "authentication": weird},
+                {"id": "y", "importMode": "create"},
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, Some("DeserializationError")),
+        "{r:?}"
+    );
+    assert_eq!(hub.get("/devices/y").await.status, 404, "nothing created");
+    assert_eq!(hub.get("/devices/x").await.status, 404, "nothing created");
+    assert_eq!(
+        hub.get("/devices/d").await.body["etag"],
+        d["etag"],
+        "nothing changed"
+    );
+    assert_eq!(hub.get("/devices/d/modules/m").await.status, 404);
+}

@@ -1,32 +1,13 @@
 //! Automatic configurations over HTTPS: CRUD with IoT Hub's status codes, content applied to the
 //! twins a target condition selects (priority, statuses, metrics), and module configurations.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::Emulator;
+use crate::support::{Emulator, PATIENCE, eventually};
 use serde_json::{Value, json};
 
 fn quoted(v: &Value) -> String {
     format!("\"{}\"", v.as_str().expect("an etag string"))
-}
-
-/// Polls `probe` until it returns `Some`, for up to 10 s.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn tag(hub: &Emulator, id: &str, env: &str) {
@@ -177,11 +158,15 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
         .await;
     assert_eq!(low.status, 200, "{low:?}");
 
-    let twin = eventually("the high-priority configuration on d1", || async {
+    let twin = eventually(PATIENCE, || async {
         let t = hub.get("/twins/d1").await.body;
-        (t["configurations"]["high"]["status"] == "Applied"
-            && t["configurations"]["low"]["status"] == "Targeted")
-            .then_some(t)
+        if t["configurations"]["high"]["status"] == "Applied"
+            && t["configurations"]["low"]["status"] == "Targeted"
+        {
+            Ok(t)
+        } else {
+            Err(format!("d1's configurations: {}", t["configurations"]))
+        }
     })
     .await;
     let desired = &twin["properties"]["desired"];
@@ -195,15 +180,20 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
     assert!(other.get("configurations").is_none(), "{other}");
     assert!(other["properties"]["desired"].get("settings").is_none());
 
-    // An idle hub does not rewrite values that already agree.
+    // An idle hub does not rewrite values that already agree. Nothing shows that a pass ran
+    // without a change, so this sleep is the behaviour under test: three passes of 200 ms.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let later = hub.get("/twins/d1").await.body;
     assert_eq!(later["etag"], twin["etag"]);
 
-    let metrics = eventually("system metrics", || async {
+    let metrics = eventually(PATIENCE, || async {
         let h = hub.get("/configurations/high").await.body;
         let l = hub.get("/configurations/low").await.body;
-        (h["systemMetrics"]["results"]["appliedCount"] == 1).then_some((h, l))
+        if h["systemMetrics"]["results"]["appliedCount"] == 1 {
+            Ok((h, l))
+        } else {
+            Err(format!("high's system metrics: {}", h["systemMetrics"]))
+        }
     })
     .await;
     assert_eq!(metrics.0["systemMetrics"]["results"]["targetedCount"], 1);
@@ -222,9 +212,12 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
 
     // Leaving the target drops the status but keeps the values.
     tag(&hub, "d1", "dev").await;
-    let left = eventually("d1 to leave the target", || async {
+    let left = eventually(PATIENCE, || async {
         let t = hub.get("/twins/d1").await.body;
-        t.get("configurations").is_none().then_some(t)
+        match t.get("configurations") {
+            None => Ok(t),
+            Some(c) => Err(format!("d1 still targeted: {c}")),
+        }
     })
     .await;
     assert_eq!(
@@ -234,9 +227,14 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
 
     // A twin whose value was changed by someone else gets it back at the next pass.
     tag(&hub, "d2", "prod").await;
-    eventually("d2 to be applied", || async {
+    eventually(PATIENCE, || async {
         let t = hub.get("/twins/d2").await.body;
-        (t["properties"]["desired"]["settings"]["rate"] == 99).then_some(())
+        let desired = &t["properties"]["desired"];
+        if desired["settings"]["rate"] == 99 {
+            Ok(())
+        } else {
+            Err(format!("d2 not applied, desired: {desired}"))
+        }
     })
     .await;
     hub.patch(
@@ -245,9 +243,14 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
         None,
     )
     .await;
-    eventually("d2 to be re-applied", || async {
+    eventually(PATIENCE, || async {
         let t = hub.get("/twins/d2").await.body;
-        (t["properties"]["desired"]["settings"]["rate"] == 99).then_some(())
+        let desired = &t["properties"]["desired"];
+        if desired["settings"]["rate"] == 99 {
+            Ok(())
+        } else {
+            Err(format!("d2 not re-applied, desired: {desired}"))
+        }
     })
     .await;
 }
@@ -267,9 +270,13 @@ async fn module_configurations_target_module_twins() {
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    let twin = eventually("m1 to be applied", || async {
+    let twin = eventually(PATIENCE, || async {
         let t = hub.get("/twins/d/modules/m1").await.body;
-        (t["configurations"]["mods"]["status"] == "Applied").then_some(t)
+        if t["configurations"]["mods"]["status"] == "Applied" {
+            Ok(t)
+        } else {
+            Err(format!("m1's configurations: {}", t["configurations"]))
+        }
     })
     .await;
     assert_eq!(twin["properties"]["desired"]["x"], 1);
@@ -284,9 +291,12 @@ async fn module_configurations_target_module_twins() {
         hub.delete("/configurations/mods", Some(&etag)).await.status,
         204
     );
-    let after = eventually("the status to go", || async {
+    let after = eventually(PATIENCE, || async {
         let t = hub.get("/twins/d/modules/m1").await.body;
-        t.get("configurations").is_none().then_some(t)
+        match t.get("configurations") {
+            None => Ok(t),
+            Some(c) => Err(format!("m1 keeps its status: {c}")),
+        }
     })
     .await;
     assert_eq!(after["properties"]["desired"]["x"], 1);

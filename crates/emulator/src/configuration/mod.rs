@@ -2,8 +2,9 @@
 //! /configurations/{id}` may carry, the stored record and its wire form, and the rule that decides,
 //! for one twin, which configurations apply and what they write.
 //!
-//! Pure: no storage, clock or I/O. `store` runs the rule over the twins inside its transactions,
-//! and the emulator's loop calls the store on creation and every `--config-interval`.
+//! This module is pure: no storage, clock or I/O. [`pass`] runs the rule over every twin through
+//! the store's primitives, and the emulator's loop runs a pass on creation, after each change and
+//! every `--config-interval`.
 //!
 //! The rule, per twin (level-triggered, so it is idempotent):
 //! - configurations of the twin's kind (`deviceContent` for device twins, `moduleContent` for
@@ -27,6 +28,8 @@ use serde_json::{Value, json};
 
 use super::error::Error;
 use super::query::{self, Collection, Condition};
+
+pub(crate) mod pass;
 use twinops_iothub::twin_rules;
 use twinops_iothub::wire::{self, JsonMap};
 

@@ -91,6 +91,7 @@ async fn a_client_under_the_rate_is_never_throttled() {
     hub.create_device("d").await;
     for _ in 0..20 {
         assert_eq!(hub.get("/twins/d").await.status, 200);
+        // The behaviour under test: a client that paces itself under the rate.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(hub.stats().await["throttled"], 0);
@@ -220,6 +221,7 @@ async fn latency_delays_hub_requests_only() {
     for _ in 0..3 {
         let start = Instant::now();
         assert_eq!(hub.get("/devices/x").await.status, 404);
+        // A lower bound only: the injected latency must delay the answer.
         assert!(start.elapsed() >= Duration::from_millis(150));
     }
     let stats = hub.stats().await;
@@ -250,8 +252,8 @@ fn bad_specs_are_refused_at_startup_naming_the_bad_part() {
         ("--throttle", "twin_writes=5/s", "twin_writes"),
         ("--config-interval", "5sec", "`sec`"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_twinops"))
-            .args(["emulator", "--listen", "127.0.0.1:0", flag, spec])
+        let out = std::process::Command::new(crate::support::BIN)
+            .args(["--listen", "127.0.0.1:0", flag, spec])
             .output()
             .unwrap();
         assert!(!out.status.success(), "{flag} {spec}");
