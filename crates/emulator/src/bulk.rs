@@ -21,18 +21,60 @@ use twinops_iothub::wire::{
 /// At most this many rows per call.
 pub(crate) const MAX_ROWS: usize = 100;
 
+/// One row of a call as the HTTP edge decoded it.
+#[derive(Debug)]
+pub(crate) enum Row {
+    Valid(ExportImportDevice),
+    /// A row refused on its own (an authentication type IoT Hub does not define): it fails, the
+    /// other rows are applied.
+    Refused {
+        device_id: String,
+        module_id: Option<String>,
+        import_mode: String,
+        error: Error,
+    },
+}
+
 /// Runs a bulk call; `Err` only for a call refused as a whole.
-pub(crate) fn run(
-    store: &Store,
-    rows: Vec<ExportImportDevice>,
-) -> Result<BulkRegistryOperationResult, Error> {
-    if rows.len() > MAX_ROWS {
+pub(crate) fn run(store: &Store, rows: Vec<Row>) -> Result<BulkRegistryOperationResult, Error> {
+    let total = rows.len();
+    let mut refused = Vec::new();
+    let mut valid = Vec::with_capacity(total);
+    for r in rows {
+        match r {
+            Row::Valid(row) => valid.push(row),
+            Row::Refused {
+                device_id,
+                module_id,
+                import_mode,
+                error,
+            } => refused.push(DeviceRegistryOperationError {
+                device_id,
+                module_id,
+                error_code: error.code(),
+                error_status: error.text(),
+                operation: Some(import_mode),
+            }),
+        }
+    }
+    if total > MAX_ROWS {
         return Err(Error::TooManyDevices(format!(
-            "a bulk call takes at most {MAX_ROWS} rows, got {}",
-            rows.len()
+            "a bulk call takes at most {MAX_ROWS} rows, got {total}"
         )));
     }
-    if rows.is_empty() {
+    let mut result = apply(store, valid, total)?;
+    result.is_successful &= refused.is_empty();
+    result.errors.extend(refused);
+    Ok(result)
+}
+
+/// Applies the valid rows of a call of `total` rows.
+fn apply(
+    store: &Store,
+    rows: Vec<ExportImportDevice>,
+    total: usize,
+) -> Result<BulkRegistryOperationResult, Error> {
+    if total == 0 {
         return Err(Error::ArgumentInvalid(
             "a bulk call needs at least one row".into(),
         ));
@@ -273,6 +315,13 @@ mod tests {
     use serde_json::json;
     use twinops_iothub::wire::TwinProperties;
 
+    fn run_valid(
+        s: &Store,
+        rows: Vec<ExportImportDevice>,
+    ) -> Result<BulkRegistryOperationResult, Error> {
+        run(s, rows.into_iter().map(Row::Valid).collect())
+    }
+
     fn row(id: &str, mode: &str) -> ExportImportDevice {
         ExportImportDevice {
             id: id.into(),
@@ -297,7 +346,7 @@ mod tests {
             desired: json!({"x": 1}).as_object().cloned(),
             reported: None,
         });
-        let res = run(&s, vec![r, module_row("d1", "m1", "create")]).unwrap();
+        let res = run_valid(&s, vec![r, module_row("d1", "m1", "create")]).unwrap();
         assert!(res.is_successful, "{res:?}");
         let twin = s.twin(&Target::Device("d1".into())).unwrap();
         assert_eq!(twin["tags"]["site"], "b");
@@ -308,8 +357,8 @@ mod tests {
     #[test]
     fn failing_rows_are_reported_and_the_others_applied() {
         let s = Store::open(None).unwrap();
-        run(&s, vec![row("d1", "create")]).unwrap();
-        let res = run(
+        run_valid(&s, vec![row("d1", "create")]).unwrap();
+        let res = run_valid(
             &s,
             vec![
                 row("d1", "create"),
@@ -331,28 +380,28 @@ mod tests {
     #[test]
     fn etag_modes_compare_identity_and_twin_etags() {
         let s = Store::open(None).unwrap();
-        run(&s, vec![row("d", "create")]).unwrap();
+        run_valid(&s, vec![row("d", "create")]).unwrap();
         let d = s.device("d").unwrap();
         let mut upd = row("d", "updateIfMatchETag");
         upd.e_tag = Some("stale".into());
         let mut tw = row("d", "updateTwinIfMatchETag");
         tw.twin_etag = Some(d.twin.etag());
         tw.tags = json!({"a": 1}).as_object().cloned();
-        let res = run(&s, vec![upd]).unwrap();
+        let res = run_valid(&s, vec![upd]).unwrap();
         assert_eq!(res.errors.len(), 1);
         assert_eq!(res.errors[0].error_code, ErrorCode::PreconditionFailed);
-        assert!(run(&s, vec![tw]).unwrap().is_successful);
+        assert!(run_valid(&s, vec![tw]).unwrap().is_successful);
         assert_eq!(s.twin(&Target::Device("d".into())).unwrap()["tags"]["a"], 1);
         let mut del = row("d", "deleteIfMatchETag");
         del.e_tag = Some(d.etag.clone());
-        assert!(run(&s, vec![del]).unwrap().is_successful);
+        assert!(run_valid(&s, vec![del]).unwrap().is_successful);
         assert!(s.device("d").is_err());
     }
 
     #[test]
     fn duplicates_and_oversized_calls_are_refused_whole() {
         let s = Store::open(None).unwrap();
-        let res = run(
+        let res = run_valid(
             &s,
             vec![row("d", "create"), row("e", "create"), row("d", "delete")],
         )
@@ -366,7 +415,7 @@ mod tests {
         );
         assert!(s.device("e").is_err(), "nothing applied");
         let many = (0..101).map(|i| row(&format!("d{i}"), "create")).collect();
-        assert!(matches!(run(&s, many), Err(Error::TooManyDevices(_))));
+        assert!(matches!(run_valid(&s, many), Err(Error::TooManyDevices(_))));
     }
 
     #[test]
@@ -374,7 +423,7 @@ mod tests {
         let s = Store::open(None).unwrap();
         let mut r = row("d", "create");
         r.tags = json!({"bad.key": 1}).as_object().cloned();
-        let res = run(&s, vec![r]).unwrap();
+        let res = run_valid(&s, vec![r]).unwrap();
         assert_eq!(res.errors[0].error_code, ErrorCode::ArgumentInvalid);
         assert!(s.device("d").is_err());
     }

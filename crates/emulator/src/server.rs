@@ -416,6 +416,42 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     parse_json(bytes)
 }
 
+/// The rows of a bulk call, decoded one by one: a row whose authentication type IoT Hub does not
+/// define fails alone (`ArgumentInvalid`, as a device PUT answers), the others are applied; any
+/// other row that does not decode refuses the call (`DeserializationError`).
+fn decode_bulk_rows(values: Vec<Value>) -> Result<Vec<bulk::Row>, Error> {
+    values
+        .into_iter()
+        .map(
+            |v| match serde_json::from_value::<wire::ExportImportDevice>(v.clone()) {
+                Ok(row) => Ok(bulk::Row::Valid(row)),
+                Err(e) => match identity::unknown_authentication_type(&v) {
+                    Some(refused) => Ok(bulk::Row::Refused {
+                        device_id: text(&v, "id"),
+                        module_id: v
+                            .get("moduleId")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        import_mode: text(&v, "importMode"),
+                        error: refused,
+                    }),
+                    None => Err(Error::Deserialization(format!(
+                        "request body is not valid: {}",
+                        redact_strings(&e)
+                    ))),
+                },
+            },
+        )
+        .collect()
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A device or module body. One that fails to decode because of an unknown authentication type
 /// answers as IoT Hub does, `ArgumentInvalid` naming the allowed types; any other failure is
 /// `parse_object`'s.
@@ -751,8 +787,8 @@ async fn query(
 }
 
 async fn bulk_call(State(hub): State<Shared>, body: Body) -> Result<Response, Error> {
-    let rows: Vec<wire::ExportImportDevice> =
-        parse_json(&read_body(body, MAX_BULK_BODY_BYTES).await?)?;
+    let values: Vec<Value> = parse_json(&read_body(body, MAX_BULK_BODY_BYTES).await?)?;
+    let rows = decode_bulk_rows(values)?;
     let result = blocking(&hub, move |h| bulk::run(&h.store, rows)).await?;
     let status = if result.is_successful {
         StatusCode::OK

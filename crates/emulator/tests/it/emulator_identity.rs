@@ -406,7 +406,7 @@ async fn an_unknown_authentication_type_is_400_argument_invalid_naming_the_allow
             "{path}"
         );
     }
-    // A bulk call decodes all its rows first: one such row refuses the whole call.
+    // In a bulk call such a row fails alone, with the same answer; the other rows are applied.
     let r = hub
         .call(
             reqwest::Method::POST,
@@ -418,13 +418,44 @@ async fn an_unknown_authentication_type_is_400_argument_invalid_naming_the_allow
             &[],
         )
         .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.body["isSuccessful"], false, "{r:?}");
+    let errors = r.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{r:?}");
+    assert_eq!(errors[0]["deviceId"], "x");
+    assert_eq!(errors[0]["errorCode"], "ArgumentInvalid");
+    assert_eq!(
+        errors[0]["errorStatus"],
+        "authentication type `weird` is not one of sas, selfSigned, certificateAuthority, none"
+    );
+    assert_eq!(
+        hub.get("/devices/y").await.status,
+        200,
+        "the valid row applies"
+    );
+    assert_eq!(
+        hub.get("/devices/x").await.status,
+        404,
+        "the refused row does not"
+    );
+    // Any other row that does not decode refuses the whole call.
+    let r = hub
+        .call(
+            reqwest::Method::POST,
+            "/devices",
+            Some(json!([
+                {"id": "z", "importMode": "create"},
+                {"id": 5, "importMode": "create"},
+            ])),
+            &[],
+        )
+        .await;
     assert_eq!(
         (r.status, r.code()),
         (400, Some("DeserializationError")),
         "{r:?}"
     );
-    assert_eq!(hub.get("/devices/y").await.status, 404, "nothing created");
-    assert_eq!(hub.get("/devices/x").await.status, 404, "nothing created");
+    assert_eq!(hub.get("/devices/z").await.status, 404, "nothing created");
     assert_eq!(
         hub.get("/devices/d").await.body["etag"],
         d["etag"],
