@@ -24,7 +24,7 @@ pub(crate) const MAX_ROWS: usize = 100;
 /// One row of a call as the HTTP edge decoded it.
 #[derive(Debug)]
 pub(crate) enum Row {
-    Valid(ExportImportDevice),
+    Valid(Box<ExportImportDevice>),
     /// A row refused on its own (an authentication type IoT Hub does not define): it fails, the
     /// other rows are applied.
     Refused {
@@ -42,7 +42,7 @@ pub(crate) fn run(store: &Store, rows: Vec<Row>) -> Result<BulkRegistryOperation
     let mut valid = Vec::with_capacity(total);
     for r in rows {
         match r {
-            Row::Valid(row) => valid.push(row),
+            Row::Valid(row) => valid.push(*row),
             Row::Refused {
                 device_id,
                 module_id,
@@ -319,7 +319,10 @@ mod tests {
         s: &Store,
         rows: Vec<ExportImportDevice>,
     ) -> Result<BulkRegistryOperationResult, Error> {
-        run(s, rows.into_iter().map(Row::Valid).collect())
+        run(
+            s,
+            rows.into_iter().map(|r| Row::Valid(Box::new(r))).collect(),
+        )
     }
 
     fn row(id: &str, mode: &str) -> ExportImportDevice {

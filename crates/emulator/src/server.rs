@@ -424,7 +424,7 @@ fn decode_bulk_rows(values: Vec<Value>) -> Result<Vec<bulk::Row>, Error> {
         .into_iter()
         .map(
             |v| match serde_json::from_value::<wire::ExportImportDevice>(v.clone()) {
-                Ok(row) => Ok(bulk::Row::Valid(row)),
+                Ok(row) => Ok(bulk::Row::Valid(Box::new(row))),
                 Err(e) => match identity::unknown_authentication_type(&v) {
                     Some(refused) => Ok(bulk::Row::Refused {
                         device_id: text(&v, "id"),
