@@ -14,7 +14,7 @@
 //!
 //! - [`cli`] parses arguments; [`cmd`] turns each subcommand into a request for [`ops`], renders
 //!   the result and picks the exit status; no command calls another.
-//! - [`ops`] is what each command does (plan, apply, drift, export, with the manifests and the hub
+//! - `ops` is what each command does (plan, apply, drift, export, with the manifests and the hub
 //!   they need), a function from a request to a typed result; it prints nothing.
 //! - [`git`] reads the manifests at a git revision (`--changed-from`) through the `git` command;
 //!   which twins differ is decided in `twinops_core::plan::scope`.
@@ -35,5 +35,5 @@ pub mod cli;
 pub mod cmd;
 pub(crate) mod git;
 pub mod hub;
-pub mod ops;
+pub(crate) mod ops;
 pub mod output;

@@ -31,7 +31,7 @@ fn outcome(c: &Change, status: Status) -> Outcome {
 
 /// Executor settings.
 #[derive(Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub concurrency: usize,
     /// Cancelled to stop starting new operations (Ctrl-C); in-flight ones finish, waits end.
     pub stop: CancellationToken,

@@ -2,27 +2,28 @@
 //! model's terms: IDs, addresses, etags, typed patches and changes in; observed twins and typed
 //! results out. Behind it:
 //!
-//! - [`rest`]: the REST API as wire documents (HTTPS, SAS or bearer auth, retries by policy,
+//! - `rest`: the REST API as wire documents ([`Rest`]) (HTTPS, SAS or bearer auth, retries by policy,
 //!   pacing, request counts, the one query paging loop);
 //! - `identity`: identity writes with IoT Hub's rules (`deviceScope`/`parentScopes`, the echo of the
 //!   authentication block, why a module operation was refused with 401);
 //! - `bulk`: identity creates as bulk registry rows;
 //! - `query`: the SQL twinops sends (`IN` lists, the owner's `COUNT()` and projection queries);
-//! - [`read`]: the one twin reader (GETs, `IN` queries or paged `SELECT *`, decided in one place),
+//! - `read`: the one twin reader (GETs, `IN` queries or paged `SELECT *`, decided in one place),
 //!   which plans, drift, rollout gates, `apply --wait` and export all use;
 //! - `observe` and `body`: wire twins into model observations and model values into wire bodies;
-//! - [`error`], [`retry`], [`pace`]: errors by status and `ErrorCode`, the backoff policy, pacing.
+//! - `error`, `retry`, `pace`: errors by status and `ErrorCode` ([`Error`]), the backoff policy
+//!   ([`Backoff`]), pacing.
 
 mod body;
 mod bulk;
-pub mod error;
+mod error;
 mod identity;
 mod observe;
-pub mod pace;
+pub(crate) mod pace;
 mod query;
-pub mod read;
-pub mod rest;
-pub mod retry;
+pub(crate) mod read;
+mod rest;
+mod retry;
 
 use std::collections::HashMap;
 use std::path::Path;

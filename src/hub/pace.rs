@@ -28,7 +28,7 @@ impl Rate {
 }
 
 /// Parses one `--rate CLASS=N/s|N/min`.
-pub fn parse_rate_flag(s: &str) -> Result<(OpClass, Rate), String> {
+pub(crate) fn parse_rate_flag(s: &str) -> Result<(OpClass, Rate), String> {
     let (class, rate) = s
         .split_once('=')
         .ok_or_else(|| format!("`--rate {s}` is not CLASS=N/s or CLASS=N/min"))?;
@@ -44,7 +44,7 @@ pub fn parse_rate_flag(s: &str) -> Result<(OpClass, Rate), String> {
 }
 
 /// IoT Hub's published quotas for a tier and unit count.
-pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String> {
+pub(crate) fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String> {
     Ok(twinops_iothub::quota::tier_rates(tier, units)?
         .into_iter()
         .map(|(c, r)| (c, Rate(r)))
@@ -52,7 +52,7 @@ pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, Rate)>, String
 }
 
 /// Seconds of each class's rate that the client leaves in the hub's bucket.
-pub const RESERVE: f64 = 0.25;
+pub(crate) const RESERVE: f64 = 0.25;
 
 /// Token buckets per class. Bulk rows draw from `registry_write`, as IoT Hub counts them.
 ///

@@ -27,16 +27,16 @@ use twinops_core::plan::rollout::delivery::{Cost, GateItem};
 use twinops_core::report::ReadEstimate;
 
 /// Above this many selected twins, a paged query is cheaper than targeted GETs.
-pub const TARGETED_MAX_TWINS: usize = 40;
+pub(crate) const TARGETED_MAX_TWINS: usize = 40;
 
 /// Rows a query page holds: IoT Hub's cap, which the estimates count in.
-pub const PAGE_ROWS: usize = 100;
+pub(crate) const PAGE_ROWS: usize = 100;
 
 /// One device to read: its twin (for a plan always: whether it exists decides what is created),
 /// the module twins named, or every module it has (`all_modules`: a device no manifest declares
 /// any more, which pruning deletes with its modules).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wanted {
+pub(crate) struct Wanted {
     pub device: DeviceId,
     /// Whether the device's own twin is read (a gate may wait for module twins alone).
     pub device_twin: bool,
@@ -61,7 +61,7 @@ impl Wanted {
 /// The twins a plan of `fleet` under `targets` reads: the touched declared devices with their
 /// selected modules, and (in a change-scoped plan) the scope's twins no manifest declares any
 /// more, with every module of a removed device when pruning.
-pub fn wanted(fleet: &Fleet, targets: &Targets, prune: bool) -> Vec<Wanted> {
+pub(crate) fn wanted(fleet: &Fleet, targets: &Targets, prune: bool) -> Vec<Wanted> {
     let scope = targets.scope();
     let mut out: Vec<Wanted> = Vec::new();
     let mut declared = std::collections::BTreeSet::new();
@@ -109,13 +109,13 @@ pub fn wanted(fleet: &Fleet, targets: &Targets, prune: bool) -> Vec<Wanted> {
 
 /// The paced rates of the two read classes, per second (`None`: not paced).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Rates {
+pub(crate) struct Rates {
     pub query: Option<f64>,
     pub twin_read: Option<f64>,
 }
 
 impl Rates {
-    pub fn of(hub: &Hub) -> Rates {
+    pub(crate) fn of(hub: &Hub) -> Rates {
         let rate = |c| hub.pacer().and_then(|p| p.rate(c));
         Rates {
             query: rate(super::OpClass::Query),
@@ -145,7 +145,7 @@ fn seconds(n: usize, rate: Option<f64>) -> f64 {
 
 /// How the planned twins are read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReadPlan {
+pub(crate) struct ReadPlan {
     /// `SELECT * FROM devices` and `SELECT * FROM devices.modules`: every identity of the hub.
     pub full: bool,
     /// `SELECT * FROM devices WHERE deviceId IN [...]`, run before [`ReadPlan::module_queries`].
@@ -170,7 +170,7 @@ pub struct ReadPlan {
 
 impl ReadPlan {
     /// What the read will cost, for the operator to see before it starts.
-    pub fn estimate(&self) -> ReadEstimate {
+    pub(crate) fn estimate(&self) -> ReadEstimate {
         ReadEstimate {
             whole_hub: self.full,
             query_twins: self.query_twins,
@@ -274,7 +274,7 @@ impl Split {
 /// Decides how to read `wanted` (see the module's doc). `declared` is the fleet's twin count
 /// (devices, modules), what a whole-hub read is estimated from; `scoped` says the plan covers a
 /// change only (never the whole hub); `need_complete` that every identity of the hub is needed.
-pub fn plan(
+pub(crate) fn plan(
     wanted: Vec<Wanted>,
     declared: (usize, usize),
     rates: Rates,
@@ -353,7 +353,7 @@ fn balance(split: &Split, rates: Rates) -> usize {
 /// One twin as it arrives: a device (its module twins come after it, as their own observations),
 /// or a module of a device that came before.
 #[derive(Debug)]
-pub enum Observation {
+pub(crate) enum Observation {
     Device(ObservedDevice),
     Module(DeviceId, ObservedModule),
 }
@@ -396,7 +396,7 @@ const QUERY_STREAMS: usize = 4;
 
 /// What a read cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadCost {
+pub(crate) struct ReadCost {
     pub gets: usize,
     pub query_pages: usize,
 }
@@ -431,7 +431,7 @@ async fn send_pages(
 
 /// Reads what `plan` names, handing every twin to `sink` as its page or GET arrives (queries and
 /// GETs run at the same time; a device always comes before its modules).
-pub async fn read(
+pub(crate) async fn read(
     hub: &Hub,
     plan: &ReadPlan,
     concurrency: usize,
@@ -488,7 +488,7 @@ pub async fn read(
 
 /// Reads what the hub holds for the fleet's scope into an [`Observed`] (drift, which needs the
 /// twins' reported properties, reads this way).
-pub async fn observe(
+pub(crate) async fn observe(
     hub: &Hub,
     fleet: &Fleet,
     targets: &Targets,
@@ -506,7 +506,11 @@ pub async fn observe(
 }
 
 /// Reads what `plan` names into an [`Observed`] (whole twins, reported properties included).
-pub async fn collect(hub: &Hub, plan: &ReadPlan, concurrency: usize) -> Result<Observed, Error> {
+pub(crate) async fn collect(
+    hub: &Hub,
+    plan: &ReadPlan,
+    concurrency: usize,
+) -> Result<Observed, Error> {
     let mut observed = Observed {
         complete: plan.complete,
         ..Observed::default()
@@ -531,7 +535,7 @@ pub async fn collect(hub: &Hub, plan: &ReadPlan, concurrency: usize) -> Result<O
 }
 
 /// The fleet's declared devices and modules.
-pub fn declared(fleet: &Fleet) -> (usize, usize) {
+pub(crate) fn declared(fleet: &Fleet) -> (usize, usize) {
     (
         fleet.devices.len(),
         fleet.devices.iter().map(|d| d.modules.len()).sum(),
@@ -541,7 +545,7 @@ pub fn declared(fleet: &Fleet) -> (usize, usize) {
 /// The reading of an operator's device query (`export --query`), every device without one: its
 /// device twins, then the module twins of those devices (the module rows of other devices are left
 /// to the sink to drop). `Err` says why a query selects no device twins.
-pub fn custom(device_query: Option<&str>) -> Result<ReadPlan, String> {
+pub(crate) fn custom(device_query: Option<&str>) -> Result<ReadPlan, String> {
     let sql = device_query.unwrap_or(ALL_DEVICES);
     let lower = sql.to_ascii_lowercase();
     if !lower.contains("from devices") || lower.contains("devices.modules") {
@@ -565,7 +569,10 @@ pub fn custom(device_query: Option<&str>) -> Result<ReadPlan, String> {
 
 /// The reading of these twins: one GET each when `by_query` is false, else paged `IN` queries
 /// over their devices (IDs that cannot be quoted go by GET).
-pub fn for_twins<'a>(twins: impl Iterator<Item = &'a TwinAddress>, by_query: bool) -> ReadPlan {
+pub(crate) fn for_twins<'a>(
+    twins: impl Iterator<Item = &'a TwinAddress>,
+    by_query: bool,
+) -> ReadPlan {
     let mut by_device: BTreeMap<&DeviceId, Wanted> = BTreeMap::new();
     for a in twins {
         let w = by_device.entry(&a.device).or_insert_with(|| Wanted {
@@ -606,7 +613,7 @@ pub fn for_twins<'a>(twins: impl Iterator<Item = &'a TwinAddress>, by_query: boo
 /// open ones (about one request per 100 twins). Deciding on the whole set keeps a large wave on
 /// queries to its end, when the few twins still pending fit in one page. `rollout` names the keys
 /// of items without their own (the twins an earlier run wrote).
-pub async fn poll(
+pub(crate) async fn poll(
     hub: &Hub,
     items: &mut [GateItem],
     rollout: Option<&Digest>,

@@ -32,7 +32,7 @@ use twinops_iothub::{
     sas,
 };
 
-pub use twinops_iothub::quota::OpClass;
+pub(super) use twinops_iothub::quota::OpClass;
 
 /// The quoted `If-Match` header of an etag (never empty: [`ETag`] cannot be).
 fn if_match(etag: &ETag) -> (&'static str, String) {

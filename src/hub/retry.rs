@@ -5,14 +5,14 @@ use std::time::Duration;
 use super::Error;
 
 /// IoT Hub's throttling errors say "Wait 10 seconds and try again" and carry no `Retry-After`.
-pub const THROTTLE_WAIT: Duration = Duration::from_secs(10);
+pub(super) const THROTTLE_WAIT: Duration = Duration::from_secs(10);
 
 /// The longest `Retry-After` honoured. IoT Hub sends none on its 429s (it says "Wait 10 seconds");
 /// a larger value comes from something in between (a proxy, a gateway under maintenance), and
 /// honouring `Retry-After: 86400` would stall a CI job for a day per attempt. Sixty seconds is six
 /// times IoT Hub's own advice: with the attempts allowed, a run that keeps being told to wait fails
 /// within minutes and says why.
-pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+pub(super) const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Backoff {

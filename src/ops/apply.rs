@@ -14,7 +14,7 @@ use twinops_core::plan::{FORMAT_VERSION, Plan, SavedPlan};
 use twinops_core::report::{Report, Reporter};
 
 /// Where the plan comes from.
-pub enum Source<'a> {
+pub(crate) enum Source<'a> {
     /// Planned now.
     Manifests(super::plan::Request<'a>),
     /// A saved plan, executed exactly; `fleet` are the manifests it was made from, when given
@@ -28,7 +28,7 @@ pub enum Source<'a> {
 /// The plan to execute. A saved plan must be for this hub, owner and format, and gets its
 /// concealed sensitive values back (references from the environment, inline values from the
 /// manifests), each checked against the plan's digest; nothing is sent before that.
-pub async fn prepare(
+pub(crate) async fn prepare(
     conn: &Connection,
     source: Source<'_>,
     reporter: &dyn Reporter,
@@ -84,7 +84,7 @@ fn saved(path: &Path, identity: &str, fleet: Option<&Fleet>) -> anyhow::Result<P
 
 /// Refuses a plan that deletes more identities than `max` (`--max-deletes`), before anything is
 /// written.
-pub fn check_deletions(plan: &Plan, max: usize) -> anyhow::Result<()> {
+pub(crate) fn check_deletions(plan: &Plan, max: usize) -> anyhow::Result<()> {
     let deletions = twinops_core::plan::deletion_count(plan);
     if deletions > max {
         bail!(
@@ -95,7 +95,7 @@ pub fn check_deletions(plan: &Plan, max: usize) -> anyhow::Result<()> {
 }
 
 /// Executes the plan.
-pub async fn execute(
+pub(crate) async fn execute(
     conn: &Connection,
     plan: &Plan,
     options: &Options,
@@ -106,7 +106,7 @@ pub async fn execute(
 
 /// `--wait`: waits until the devices acknowledge the desired values the run wrote (or found at
 /// the target), and puts what they answered into the report.
-pub async fn wait(
+pub(crate) async fn wait(
     conn: &Connection,
     plan: &Plan,
     report: &mut Report,

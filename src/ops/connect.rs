@@ -14,10 +14,10 @@ use crate::output;
 use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
 
 /// The default state directory of `--hub local`.
-pub const LOCAL_STATE: &str = ".twinops/hub";
+pub(crate) const LOCAL_STATE: &str = ".twinops/hub";
 
 /// A connected hub; keeps the embedded emulator alive while in use.
-pub struct Connection {
+pub(crate) struct Connection {
     pub hub: Hub,
     /// What a saved plan is bound to: HostName with port, or the embedded hub's ID.
     pub identity: String,
@@ -29,7 +29,7 @@ pub struct Connection {
 
 impl Connection {
     /// Stops the embedded hub, if any, after its writes are durable.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         if let Some(e) = self.embedded {
             e.shutdown().await;
         }
@@ -59,7 +59,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// The pacer for this run: explicit `--rate`/`--tier`, else S1 one unit for remote hubs, else none.
-pub fn pacer(pace: Option<&Pace>, local: bool) -> anyhow::Result<Option<Arc<Pacer>>> {
+pub(crate) fn pacer(pace: Option<&Pace>, local: bool) -> anyhow::Result<Option<Arc<Pacer>>> {
     let mut rates: Vec<(OpClass, crate::hub::pace::Rate)> = Vec::new();
     if let Some(p) = pace {
         if let Some(t) = &p.tier {
@@ -81,7 +81,7 @@ pub fn pacer(pace: Option<&Pace>, local: bool) -> anyhow::Result<Option<Arc<Pace
 }
 
 /// Connects to the selected hub.
-pub async fn connect(common: &HubArgs, pace: Option<&Pace>) -> anyhow::Result<Connection> {
+pub(crate) async fn connect(common: &HubArgs, pace: Option<&Pace>) -> anyhow::Result<Connection> {
     let hub = hub_string(common)?;
     let ca_pem = common.ca_cert.as_deref().map(Hub::read_ca).transpose()?;
     if hub == "local" || hub.starts_with("local:") {

@@ -8,7 +8,7 @@ use crate::hub::read;
 use twinops_core::model::{Fleet, Targets};
 use twinops_core::plan::{self, Options, drift};
 
-pub async fn drift(
+pub(crate) async fn drift(
     conn: &Connection,
     fleet: &Fleet,
     targets: Targets,

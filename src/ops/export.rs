@@ -18,7 +18,7 @@ use twinops_core::model::{
 use twinops_core::plan::{ledger, scope_device};
 
 /// What to export.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// A device query of the operator's (`--query`); every device without one.
     pub query: Option<&'a str>,
     pub targets: &'a [String],
@@ -28,18 +28,18 @@ pub struct Request<'a> {
 }
 
 /// What export found that the operator should hear about.
-pub enum Note {
+pub(crate) enum Note {
     /// The manifests already in the directory do not load: their markers are not kept.
     MarkersNotKept { dir: PathBuf, problems: usize },
 }
 
 /// The manifests of the hub, one document per owner.
-pub struct Exported {
+pub(crate) struct Exported {
     pub groups: BTreeMap<String, Value>,
     pub notes: Vec<Note>,
 }
 
-pub async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Result<Exported> {
+pub(crate) async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Result<Exported> {
     let plan = read::custom(req.query).map_err(anyhow::Error::msg)?;
     let mut read = read::collect(&conn.hub, &plan, req.concurrency)
         .await
@@ -248,7 +248,7 @@ fn existing_markers(dir: Option<&Path>) -> (BTreeMap<TwinAddress, Markers>, Vec<
 }
 
 /// A document as the YAML manifest export writes.
-pub fn to_yaml(doc: &Value) -> anyhow::Result<String> {
+pub(crate) fn to_yaml(doc: &Value) -> anyhow::Result<String> {
     let body = serde_saphyr::to_string(doc).context("writing YAML")?;
     Ok(format!(
         "# exported by twinops from the hub; review before committing\n{body}"
@@ -257,7 +257,7 @@ pub fn to_yaml(doc: &Value) -> anyhow::Result<String> {
 
 /// Writes each owner's document to `DIR/fleet.yaml` (one owner) or `DIR/OWNER/fleet.yaml`; the
 /// files written.
-pub fn write(dir: &Path, groups: &BTreeMap<String, Value>) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn write(dir: &Path, groups: &BTreeMap<String, Value>) -> anyhow::Result<Vec<PathBuf>> {
     let single = groups.len() == 1;
     let mut written = Vec::new();
     for (owner, doc) in groups {

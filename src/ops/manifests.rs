@@ -11,7 +11,7 @@ use twinops_core::model::{Fleet, Scope, Targets};
 use twinops_core::plan::scope::ScopeDoc;
 
 /// The manifest paths, `manifests/` by default.
-pub fn paths(given: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn paths(given: &[PathBuf]) -> Vec<PathBuf> {
     if given.is_empty() {
         vec![PathBuf::from("manifests")]
     } else {
@@ -21,25 +21,25 @@ pub fn paths(given: &[PathBuf]) -> Vec<PathBuf> {
 
 /// The process environment, where `${env:NAME}` values come from (a value that is not UTF-8 counts
 /// as not set: a twin value is JSON text).
-pub fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
 /// Reads and validates manifests: the fleet, or every problem at `file:line:column`.
-pub fn load(given: &[PathBuf]) -> anyhow::Result<Result<Fleet, Errors>> {
+pub(crate) fn load(given: &[PathBuf]) -> anyhow::Result<Result<Fleet, Errors>> {
     let sources = twinops_core::manifest::read(&paths(given)).context("reading manifests")?;
     Ok(twinops_core::manifest::load(&sources, &env))
 }
 
 /// A plan narrowed to the twins a manifest change touched (`--changed-from`): what the plan
 /// document records and which twins it covers.
-pub struct Changed {
+pub(crate) struct Changed {
     pub doc: ScopeDoc,
     pub scope: Scope,
 }
 
 /// Manifests at a revision that do not validate.
-pub struct Invalid {
+pub(crate) struct Invalid {
     /// The full commit ID the revision named.
     pub commit: String,
     pub errors: Errors,
@@ -47,7 +47,7 @@ pub struct Invalid {
 
 /// Reads the manifests at `rev` and compares them with `fleet` (the working tree's). An error when
 /// `rev` is no commit; `Err(Invalid)` when its manifests do not validate.
-pub fn changed_from(
+pub(crate) fn changed_from(
     rev: &str,
     given: &[PathBuf],
     fleet: &Fleet,
@@ -84,7 +84,7 @@ pub fn changed_from(
 }
 
 /// The targets of a plan: the `--target` patterns, narrowed to a change's twins.
-pub fn targets(patterns: &[String], changed: Option<&Changed>) -> Targets {
+pub(crate) fn targets(patterns: &[String], changed: Option<&Changed>) -> Targets {
     let t = Targets::new(patterns);
     match changed {
         Some(c) => t.within(c.scope.clone()),

@@ -10,9 +10,9 @@
 //! - [`apply`]: a plan (made now, or saved and resolved) executed, and `--wait`;
 //! - [`drift`] and [`export`]: the read-only reports.
 
-pub mod apply;
-pub mod connect;
-pub mod drift;
-pub mod export;
-pub mod manifests;
-pub mod plan;
+pub(crate) mod apply;
+pub(crate) mod connect;
+pub(crate) mod drift;
+pub(crate) mod export;
+pub(crate) mod manifests;
+pub(crate) mod plan;

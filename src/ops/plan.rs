@@ -16,7 +16,7 @@ use twinops_core::plan::{self, Change, Kind, Options, Plan, Seen};
 use twinops_core::report::{Event, Reporter, Warning};
 
 /// What to plan.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub fleet: &'a Fleet,
     pub options: Options,
     pub concurrency: usize,
@@ -31,7 +31,7 @@ fn round1(s: f64) -> f64 {
 /// Reads the hub and diffs it against the fleet: each twin is diffed as its page or GET arrives
 /// and only what the plan needs of it is kept (`plan::Seen`), so the read never holds the fleet's
 /// twins. The plan is complete when returned.
-pub async fn plan(
+pub(crate) async fn plan(
     conn: &Connection,
     req: Request<'_>,
     reporter: &dyn Reporter,
