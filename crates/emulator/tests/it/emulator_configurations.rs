@@ -158,16 +158,15 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
         .await;
     assert_eq!(low.status, 200, "{low:?}");
 
-    let twin = eventually(PATIENCE, || async {
-        let t = hub.get("/twins/d1").await.body;
-        if t["configurations"]["high"]["status"] == "Applied"
-            && t["configurations"]["low"]["status"] == "Targeted"
-        {
-            Ok(t)
-        } else {
-            Err(format!("d1's configurations: {}", t["configurations"]))
-        }
-    })
+    let twin = eventually(
+        "d1's configurations: high applied, low targeted",
+        PATIENCE,
+        async || hub.get("/twins/d1").await.body,
+        |t| {
+            t["configurations"]["high"]["status"] == "Applied"
+                && t["configurations"]["low"]["status"] == "Targeted"
+        },
+    )
     .await;
     let desired = &twin["properties"]["desired"];
     assert_eq!(desired["settings"], json!({"rate": 99}));
@@ -186,15 +185,16 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
     let later = hub.get("/twins/d1").await.body;
     assert_eq!(later["etag"], twin["etag"]);
 
-    let metrics = eventually(PATIENCE, || async {
-        let h = hub.get("/configurations/high").await.body;
-        let l = hub.get("/configurations/low").await.body;
-        if h["systemMetrics"]["results"]["appliedCount"] == 1 {
-            Ok((h, l))
-        } else {
-            Err(format!("high's system metrics: {}", h["systemMetrics"]))
-        }
-    })
+    let metrics = eventually(
+        "high's system metrics count d1 applied",
+        PATIENCE,
+        async || {
+            let h = hub.get("/configurations/high").await.body;
+            let l = hub.get("/configurations/low").await.body;
+            (h, l)
+        },
+        |(h, _)| h["systemMetrics"]["results"]["appliedCount"] == 1,
+    )
     .await;
     assert_eq!(metrics.0["systemMetrics"]["results"]["targetedCount"], 1);
     assert_eq!(metrics.1["systemMetrics"]["results"]["targetedCount"], 1);
@@ -212,13 +212,12 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
 
     // Leaving the target drops the status but keeps the values.
     tag(&hub, "d1", "dev").await;
-    let left = eventually(PATIENCE, || async {
-        let t = hub.get("/twins/d1").await.body;
-        match t.get("configurations") {
-            None => Ok(t),
-            Some(c) => Err(format!("d1 still targeted: {c}")),
-        }
-    })
+    let left = eventually(
+        "d1 no longer targeted",
+        PATIENCE,
+        async || hub.get("/twins/d1").await.body,
+        |t| t.get("configurations").is_none(),
+    )
     .await;
     assert_eq!(
         left["properties"]["desired"]["settings"],
@@ -227,15 +226,12 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
 
     // A twin whose value was changed by someone else gets it back at the next pass.
     tag(&hub, "d2", "prod").await;
-    eventually(PATIENCE, || async {
-        let t = hub.get("/twins/d2").await.body;
-        let desired = &t["properties"]["desired"];
-        if desired["settings"]["rate"] == 99 {
-            Ok(())
-        } else {
-            Err(format!("d2 not applied, desired: {desired}"))
-        }
-    })
+    eventually(
+        "high applied to d2 (desired rate 99)",
+        PATIENCE,
+        async || hub.get("/twins/d2").await.body,
+        |t| t["properties"]["desired"]["settings"]["rate"] == 99,
+    )
     .await;
     hub.patch(
         "/twins/d2",
@@ -243,15 +239,12 @@ async fn device_configurations_write_desired_into_targeted_twins_by_priority() {
         None,
     )
     .await;
-    eventually(PATIENCE, || async {
-        let t = hub.get("/twins/d2").await.body;
-        let desired = &t["properties"]["desired"];
-        if desired["settings"]["rate"] == 99 {
-            Ok(())
-        } else {
-            Err(format!("d2 not re-applied, desired: {desired}"))
-        }
-    })
+    eventually(
+        "high re-applied to d2 (desired rate 99 again)",
+        PATIENCE,
+        async || hub.get("/twins/d2").await.body,
+        |t| t["properties"]["desired"]["settings"]["rate"] == 99,
+    )
     .await;
 }
 
@@ -270,14 +263,12 @@ async fn module_configurations_target_module_twins() {
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    let twin = eventually(PATIENCE, || async {
-        let t = hub.get("/twins/d/modules/m1").await.body;
-        if t["configurations"]["mods"]["status"] == "Applied" {
-            Ok(t)
-        } else {
-            Err(format!("m1's configurations: {}", t["configurations"]))
-        }
-    })
+    let twin = eventually(
+        "mods applied to m1",
+        PATIENCE,
+        async || hub.get("/twins/d/modules/m1").await.body,
+        |t| t["configurations"]["mods"]["status"] == "Applied",
+    )
     .await;
     assert_eq!(twin["properties"]["desired"]["x"], 1);
     let m2 = hub.get("/twins/d/modules/m2").await.body;
@@ -291,13 +282,12 @@ async fn module_configurations_target_module_twins() {
         hub.delete("/configurations/mods", Some(&etag)).await.status,
         204
     );
-    let after = eventually(PATIENCE, || async {
-        let t = hub.get("/twins/d/modules/m1").await.body;
-        match t.get("configurations") {
-            None => Ok(t),
-            Some(c) => Err(format!("m1 keeps its status: {c}")),
-        }
-    })
+    let after = eventually(
+        "m1 without the deleted configuration's status",
+        PATIENCE,
+        async || hub.get("/twins/d/modules/m1").await.body,
+        |t| t.get("configurations").is_none(),
+    )
     .await;
     assert_eq!(after["properties"]["desired"]["x"], 1);
 }

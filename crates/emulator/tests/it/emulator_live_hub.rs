@@ -342,10 +342,12 @@ async fn index_lag_delays_new_rows_and_keeps_ghosts() {
     // Waiting out the lag is the behaviour under test; then the index catches up at its next
     // snapshot, which a loaded machine may take a while to run.
     tokio::time::sleep(LAG).await;
-    let rows = eventually(PATIENCE, || async {
-        let rows = query_rows(&hub, "SELECT * FROM devices").await;
-        if rows.len() == 1 { Ok(rows) } else { Err(rows) }
-    })
+    let rows = eventually(
+        "the query index lists the device",
+        PATIENCE,
+        async || query_rows(&hub, "SELECT * FROM devices").await,
+        |rows| rows.len() == 1,
+    )
     .await;
     assert_eq!(rows.len(), 1, "the write shows after the lag");
     assert_eq!(hub.delete("/devices/d", Some("*")).await.status, 204);
@@ -360,10 +362,12 @@ async fn index_lag_delays_new_rows_and_keeps_ghosts() {
     assert_eq!(count[0]["n"], 1, "COUNT() counts ghosts");
     // The ghost stays for the lag (the behaviour under test), then goes.
     tokio::time::sleep(LAG).await;
-    let rows = eventually(PATIENCE, || async {
-        let rows = query_rows(&hub, "SELECT * FROM devices").await;
-        if rows.is_empty() { Ok(rows) } else { Err(rows) }
-    })
+    let rows = eventually(
+        "the query index drops the deleted device",
+        PATIENCE,
+        async || query_rows(&hub, "SELECT * FROM devices").await,
+        |rows| rows.is_empty(),
+    )
     .await;
     assert!(rows.is_empty());
 }

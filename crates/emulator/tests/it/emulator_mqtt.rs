@@ -301,17 +301,12 @@ async fn connection_state_follows_the_connection_without_moving_etags() {
 
 /// The twin of `d` once its `connectionState` is `state`.
 async fn poll(hub: &Emulator, state: &str) -> Value {
-    eventually(PATIENCE, || async {
-        let t = hub.get("/twins/d").await.body;
-        if t["connectionState"] == state {
-            Ok(t)
-        } else {
-            Err(format!(
-                "connectionState {} (waiting for {state})",
-                t["connectionState"]
-            ))
-        }
-    })
+    eventually(
+        &format!("d's connectionState {state}"),
+        PATIENCE,
+        async || hub.get("/twins/d").await.body,
+        |t| t["connectionState"] == state,
+    )
     .await
 }
 
@@ -438,14 +433,12 @@ fn a_busy_mqtt_port_is_a_warning_and_rest_still_serves() {
 
 /// The twin at `path` once `ok` holds for it.
 async fn twin_until(hub: &Emulator, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    eventually(PATIENCE, || async {
-        let t = hub.get(path).await.body;
-        if ok(&t) {
-            Ok(t)
-        } else {
-            Err(format!("{path} without {what}: {t}"))
-        }
-    })
+    eventually(
+        &format!("{path} with {what}"),
+        PATIENCE,
+        async || hub.get(path).await.body,
+        ok,
+    )
     .await
 }
 
