@@ -20,7 +20,8 @@ use twinops_core::model::{
     AuthenticationType, DeviceSpec, DeviceStatus, ETag, Fleet, JsonMap, Observed, ObservedAuth,
     ObservedDevice, ObservedModule, ObservedTwin, Targets, TwinSpec,
 };
-use twinops_core::plan::{self, Options, ledger::Ledger};
+use twinops_core::plan::ledger::{self, Ledger};
+use twinops_core::plan::{self, Options};
 
 const DEVICES: usize = 10_000;
 const MODULES: usize = 9;
@@ -56,7 +57,12 @@ fn manifests() -> Vec<Source> {
 fn twin(owner: &str, spec: &TwinSpec, changed: bool) -> ObservedTwin {
     let mut tags = spec.tags.to_map();
     let mut desired = spec.desired.to_map();
-    let ledger = Ledger::new(owner, &tags, &desired).to_value();
+    let entry = ledger::Entry::new(Default::default(), &tags, &desired);
+    let ledger = Ledger {
+        version: ledger::VERSION,
+        owners: [(owner.to_string(), entry)].into(),
+    }
+    .to_value();
     tags.insert("twinops".into(), ledger);
     if changed {
         desired.insert("telemetryInterval".into(), json!(999));
@@ -137,7 +143,7 @@ fn benches(c: &mut Criterion) {
     assert_eq!(fleet.devices.len() * (1 + MODULES), 100_000);
     let seen = observed(&fleet);
     let options = Options {
-        adopt: false,
+        force_conflicts: false,
         prune: false,
         targets: Targets::new(&[]),
     };

@@ -151,8 +151,12 @@ pub struct PlanArgs {
     /// Show every change on its own (text and markdown group identical ones by default).
     #[arg(long)]
     pub expand: bool,
-    /// Plan to take over twins whose ledger names another owner.
+    /// Take over the declared fields and keys that another owner manages (their ledger entries
+    /// give them up in the same conditional write).
     #[arg(long)]
+    pub force_conflicts: bool,
+    /// Deprecated alias of --force-conflicts (it warns).
+    #[arg(long, hide = true)]
     pub adopt: bool,
     /// Plan deletions of owned identities no manifest declares.
     #[arg(long)]
@@ -187,9 +191,12 @@ pub struct ApplyArgs {
     /// was made from, checked against it, and where its inline sensitive values come from (none by
     /// default).
     pub paths: Vec<PathBuf>,
-    /// Execute this saved plan exactly, as it was reviewed (so `--prune`, `--adopt` and
+    /// Execute this saved plan exactly, as it was reviewed (so `--prune`, `--force-conflicts` and
     /// `--target`, which shape a plan, are refused with it).
-    #[arg(long, conflicts_with_all = ["prune", "adopt", "targets", "changed_from"])]
+    #[arg(
+        long,
+        conflicts_with_all = ["prune", "force_conflicts", "adopt", "targets", "changed_from"]
+    )]
     pub plan: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long, short)]
@@ -210,8 +217,12 @@ pub struct ApplyArgs {
     /// Refuse the run when more deletions than this are planned.
     #[arg(long, default_value_t = 10)]
     pub max_deletes: usize,
-    /// Take over twins whose ledger names another owner.
+    /// Take over the declared fields and keys that another owner manages (their ledger entries
+    /// give them up in the same conditional write).
     #[arg(long)]
+    pub force_conflicts: bool,
+    /// Deprecated alias of --force-conflicts (it warns).
+    #[arg(long, hide = true)]
     pub adopt: bool,
     /// Apply only to the twins whose declaration differs from the manifests at git revision REF
     /// (as `plan --changed-from`).

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use super::twin::{self, Next, Rule};
 use super::{Executor, Outcome, Status, outcome};
 use crate::hub::{BULK_ROWS, Created, NewIdentity};
-use twinops_core::model::{DeviceId, DeviceStatus, JsonMap, ObservedTwin};
-use twinops_core::plan::{Change, CreateDevice, Kind, TwinPatch, ledger, patch::merge_patch};
+use twinops_core::model::{DeviceId, DeviceStatus, ObservedTwin};
+use twinops_core::plan::{Change, CreateDevice, Kind, adopt_existing};
 use twinops_core::report::{Doing, Event, Phase, Reason};
 
 /// The creates of one apply: which devices go enabled first, and which failed.
@@ -170,29 +170,25 @@ impl<'p> Creates<'p> {
     }
 }
 
-/// An identity that already existed: its twin is brought to the create's content (its owned keys
-/// only) under the 412 rule, unless its ledger names another owner.
+/// An identity that already existed: its twin is brought to the create's content (its declared keys
+/// and this owner's ledger entry) under the 412 rule, unless other owners manage what it declares.
 async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
     let Some(content) = c.content() else {
         return outcome(c, Status::Adopted);
     };
     let address = c.address();
-    let ours = match ledger::read(&content.tags) {
-        ledger::Found::Ledger(l) => Some(l.owner),
-        _ => None,
-    };
-    let decide = |seen: &ObservedTwin| {
-        if let ledger::Found::Ledger(l) = ledger::read(&seen.tags)
-            && ours.as_ref().is_some_and(|o| *o != l.owner)
-        {
-            return Next::Conflict(Reason::ExistsOwnedBy(l.owner), Vec::new());
+    let decide = |seen: &ObservedTwin| match adopt_existing(content, seen) {
+        Err(managed) => {
+            let owners: Vec<String> = managed.iter().map(|m| m.owner.clone()).collect();
+            let mut owners = owners;
+            owners.dedup();
+            let keys = managed.into_iter().map(|m| m.path).collect();
+            Next::Conflict(Reason::ExistsOwnedBy(owners.join(", ")), keys)
         }
-        let patch = content_patch(seen, content);
-        if patch.is_empty() {
+        Ok(patch) if patch.is_empty() => {
             Next::Done(Status::Adopted, Some(Reason::ExistedWithContent))
-        } else {
-            Next::Send(patch)
         }
+        Ok(patch) => Next::Send(patch),
     };
     let rule = Rule {
         address: &address,
@@ -202,17 +198,4 @@ async fn adopt(ex: &Executor<'_>, c: &Change) -> Outcome {
         landed: |_| (Status::Adopted, Some(Reason::ExistedContentApplied)),
     };
     twin::write(ex, c, rule).await.0
-}
-
-/// The merge patch that brings an existing twin's owned keys to a create's content.
-fn content_patch(seen: &ObservedTwin, content: &TwinPatch) -> TwinPatch {
-    let section = |seen_map: &JsonMap, want: &JsonMap| {
-        want.iter()
-            .filter_map(|(k, v)| Some((k.clone(), merge_patch(seen_map.get(k), Some(v))?)))
-            .collect()
-    };
-    TwinPatch {
-        tags: section(&seen.tags, &content.tags),
-        desired: section(&seen.desired, &content.desired),
-    }
 }

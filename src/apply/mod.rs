@@ -117,7 +117,7 @@ impl Executor<'_> {
             Change::UpdateModule(u) => {
                 identity::written(self, c, self.hub.update_module(u).await).await
             }
-            Change::UpdateTwin(u) => twin::update(self, c, u).await.0,
+            Change::UpdateTwin(u) | Change::Release(u) => twin::update(self, c, u).await.0,
             Change::DeleteDevice(d) => {
                 let r = self.hub.delete_device(d).await.map_err(|error| StepError {
                     doing: Doing::Writing,

@@ -107,7 +107,8 @@ pub(super) async fn update(
         } else if now != u.base {
             Next::Conflict(Reason::OwnedKeysChanged, u.base.changed_keys(&now))
         } else {
-            Next::Send(u.patch.clone())
+            // The same intent, its ledger part written into the ledger as it is now.
+            Next::Send(u.patch_for(seen))
         }
     };
     let rule = Rule {

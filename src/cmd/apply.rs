@@ -54,7 +54,7 @@ async fn prepare(
         None => Source::Manifests(ops::plan::Request {
             fleet: fleet.context("no manifests")?,
             options: plan::Options {
-                adopt: args.adopt,
+                force_conflicts: super::force_conflicts(args.force_conflicts, args.adopt),
                 prune: args.prune,
                 targets: manifests::targets(&args.common.targets, changed.as_ref()),
             },

@@ -77,6 +77,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     }
 }
 
+/// `--force-conflicts`, or its deprecated alias `--adopt` (with a warning).
+fn force_conflicts(force: bool, adopt: bool) -> bool {
+    if adopt {
+        output::talk(
+            "warning: --adopt is deprecated; it means --force-conflicts: declared fields and keys another owner manages are taken over",
+        );
+    }
+    force || adopt
+}
+
 /// Prints every manifest problem at `file:line:column`, then how many.
 fn talk_problems(errors: &Errors) {
     for d in &errors.0 {

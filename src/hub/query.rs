@@ -58,10 +58,14 @@ pub(crate) fn in_queries(prefix: &str, ids: &[&DeviceId]) -> Vec<String> {
     out
 }
 
-/// `devices` or `devices.modules` rows whose ledger names `owner`, counted or projected. The
-/// owner is 1..64 of `A-Za-z0-9._-` (checked by `Owner`), so it can stand in quotes.
+/// `devices` or `devices.modules` rows whose ledger holds an entry of `owner` (form 2: a key of
+/// `owners`, written in IoT Hub's `[[…]]` form as it is no plain word; form 1: `owner`). The owner
+/// is 1..64 of `A-Za-z0-9._-` (checked by `Owner`), so it stands in quotes and brackets as is.
 fn owned_where(owner: &Owner) -> String {
-    format!("WHERE tags.{LEDGER_TAG}.owner = '{owner}'")
+    let key = twinops_core::plan::ledger::owner_key(owner);
+    format!(
+        "WHERE IS_DEFINED(tags.{LEDGER_TAG}.owners.[[{key}]]) OR tags.{LEDGER_TAG}.owner = '{owner}'"
+    )
 }
 
 pub(crate) async fn count_owned(rest: &Rest, owner: &Owner) -> Result<(u64, u64), Error> {

@@ -134,7 +134,7 @@ fn auth(a: &ObservedAuth) -> Option<Value> {
 
 fn owner_of(tags: &JsonMap) -> Option<String> {
     match ledger::read(tags) {
-        ledger::Found::Ledger(l) => Some(l.owner),
+        ledger::Found::Ledger(l) => l.owners.into_keys().next(),
         _ => None,
     }
 }

@@ -47,7 +47,7 @@ async fn fleet_is_created_from_empty_and_second_apply_is_a_no_op() {
     assert_eq!(t["properties"]["desired"]["telemetryInterval"], 122);
     let t = twin(&em, "therm-02").await;
     assert_eq!(t["tags"]["name"], "therm-02");
-    assert_eq!(t["tags"]["twinops"]["owner"], "team-a");
+    assert!(t["tags"]["twinops"]["owners"]["team-a"].is_object(), "{t}");
     assert_eq!(t["properties"]["desired"]["thresholds"]["high"], 28.5);
 
     let before = em.stats().await;
@@ -143,7 +143,7 @@ async fn removed_key_is_removed_while_someone_elses_key_stays() {
     assert!(t["tags"].get("site").is_none(), "{t}");
     assert_eq!(t["tags"]["team"], "ops");
     assert_eq!(t["properties"]["desired"]["fan"], "auto");
-    assert_eq!(t["tags"]["twinops"]["tags"], json!({}));
+    assert_eq!(t["tags"]["twinops"]["owners"]["team-a"]["tags"], json!({}));
 }
 
 #[tokio::test]
@@ -245,7 +245,7 @@ async fn owned_key_changed_between_plan_and_apply_is_a_conflict_and_not_overwrit
 }
 
 #[tokio::test]
-async fn twin_owned_by_another_owner_is_a_conflict_unless_adopted() {
+async fn keys_another_owner_manages_are_a_conflict_naming_it_unless_forced() {
     let em = Emulator::start();
     let d = dir();
     manifests(d.path(), &[("fleet.yaml", FLEET)]);
@@ -267,8 +267,9 @@ async fn twin_owned_by_another_owner_is_a_conflict_unless_adopted() {
     );
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
-        r.stdout
-            .contains("! conflict myFirstDevice: owned by `team-a`"),
+        r.stdout.contains(
+            "! conflict myFirstDevice: tags.site is managed by `team-a`; desired.telemetryInterval is managed by `team-a`"
+        ),
         "{}",
         r.stdout
     );
@@ -276,13 +277,24 @@ async fn twin_owned_by_another_owner_is_a_conflict_unless_adopted() {
     let r = twinops(&em, &["apply", "--yes", "--target", "myFirstDevice", p]);
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(writes(&em.stats().await), writes(&before));
+    // `--adopt` is the deprecated alias of `--force-conflicts`: it warns and takes the keys over.
     let r = twinops(
         &em,
         &["apply", "--yes", "--adopt", "--target", "myFirstDevice", p],
     );
     assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("--adopt is deprecated"), "{}", r.stderr);
     let t = twin(&em, "myFirstDevice").await;
-    assert_eq!(t["tags"]["twinops"]["owner"], "team-b");
+    let owners = &t["tags"]["twinops"]["owners"];
+    assert_eq!(owners["team-b"]["tags"], json!({"site": true}), "{t}");
+    assert_eq!(
+        owners["team-b"]["desired"],
+        json!({"telemetryInterval": true})
+    );
+    assert!(
+        owners["team-a"].is_null(),
+        "team-a's emptied entry is removed: {t}"
+    );
     assert_eq!(t["properties"]["desired"]["telemetryInterval"], 31);
 }
 
@@ -307,7 +319,7 @@ async fn twin_without_ledger_is_adopted_leaving_other_keys() {
     assert_eq!(t["tags"]["legacy"], true);
     assert_eq!(
         t["tags"]["twinops"],
-        json!({"owner": "default", "tags": {}, "desired": {"telemetryInterval": true}})
+        json!({"version": 2, "owners": {"default": {"fields": {}, "tags": {}, "desired": {"telemetryInterval": true}}}})
     );
 }
 

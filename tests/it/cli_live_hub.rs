@@ -135,7 +135,7 @@ async fn a_device_deleted_behind_the_query_index_is_neither_deleted_again_nor_a_
         async || {
             indexed(
                 &em,
-                "SELECT COUNT() AS n FROM devices WHERE tags.twinops.owner = 'lag' AND properties.desired.v = 1",
+                "SELECT COUNT() AS n FROM devices WHERE IS_DEFINED(tags.twinops.owners.lag) AND properties.desired.v = 1",
             )
             .await
         },

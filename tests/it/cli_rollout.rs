@@ -428,8 +428,9 @@ async fn a_saved_plans_waves_are_the_waves_applied_with_paged_gate_reads_and_mod
     for (k, w) in waves.iter().enumerate() {
         for address in w["twins"].as_array().unwrap() {
             let t = twin(&em, address.as_str().unwrap()).await;
-            assert_eq!(t["tags"]["twinops"]["rollout"]["id"], plan["rollout"]["id"]);
-            assert_eq!(t["tags"]["twinops"]["rollout"]["wave"], k, "{address}");
+            let mark = &t["tags"]["twinops"]["owners"]["ops"]["rollout"];
+            assert_eq!(mark["id"], plan["rollout"]["id"], "{t}");
+            assert_eq!(mark["wave"], k, "{address}");
         }
     }
     // The wave of 63 twins is polled with paged IN queries, not 63 GETs a poll.

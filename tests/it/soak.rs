@@ -291,7 +291,10 @@ async fn soak_with_faults_and_a_concurrent_writer_never_overwrites_and_converges
                 );
             }
         }
-        assert_eq!(t["tags"]["twinops"]["owner"], "soak", "{a}");
+        assert!(
+            t["tags"]["twinops"]["owners"]["soak"].is_object(),
+            "{a}: {t}"
+        );
     }
 
     // The writer has stopped: apply converges (the manifest wins over the writer's owned values) ...

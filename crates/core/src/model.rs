@@ -23,6 +23,8 @@ pub use target::{Scope, ScopedDevice, Targets};
 /// A JSON object, in insertion order (IoT Hub's definition, shared).
 pub use twinops_iothub::wire::JsonMap;
 
+use crate::plan::ledger::IdentityField;
+
 /// The reserved tag that holds twinops' ownership ledger.
 pub const LEDGER_TAG: &str = "twinops";
 
@@ -255,32 +257,64 @@ impl EnvRef {
     }
 }
 
-/// One module identity and its twin, as declared.
+/// One module identity and its twin, as declared. An identity field is `None` when no layer
+/// declares it: it is then not managed (SPEC §15), and only a create gives it its default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleSpec {
     pub id: ModuleId,
     /// Set when the module is created; never updated.
     pub managed_by: Option<String>,
-    pub auth: AuthSpec,
+    pub auth: Option<AuthSpec>,
     pub twin: TwinSpec,
     pub location: Location,
 }
 
-/// One device identity, its twin and its modules, as declared (templates and ranges already expanded).
+impl ModuleSpec {
+    /// The identity fields the declaration manages.
+    pub fn fields(&self) -> BTreeSet<IdentityField> {
+        self.auth
+            .as_ref()
+            .map(|_| IdentityField::Auth)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// One device identity, its twin and its modules, as declared (templates and ranges already
+/// expanded). An identity field is `None` when no layer declares it: it is then not managed (SPEC
+/// §15), and only a create gives it its default (`enabled`, `sas`, not edge, no parent).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceSpec {
     pub id: DeviceId,
-    pub status: DeviceStatus,
+    pub status: Option<DeviceStatus>,
     pub status_reason: Option<String>,
-    pub auth: AuthSpec,
+    pub auth: Option<AuthSpec>,
     /// `capabilities.iotEdge`.
-    pub edge: bool,
+    pub edge: Option<bool>,
     /// The ID of an edge device that is this device's parent.
     pub parent: Option<DeviceId>,
     pub twin: TwinSpec,
     /// Sorted by module ID.
     pub modules: Vec<ModuleSpec>,
     pub location: Location,
+}
+
+impl DeviceSpec {
+    /// The identity fields the declaration manages.
+    pub fn fields(&self) -> BTreeSet<IdentityField> {
+        let mut out = BTreeSet::new();
+        let mut add = |declared: bool, f| {
+            if declared {
+                out.insert(f);
+            }
+        };
+        add(self.status.is_some(), IdentityField::Status);
+        add(self.status_reason.is_some(), IdentityField::StatusReason);
+        add(self.auth.is_some(), IdentityField::Auth);
+        add(self.edge.is_some(), IdentityField::Edge);
+        add(self.parent.is_some(), IdentityField::Parent);
+        out
+    }
 }
 
 /// A whole validated manifest set.

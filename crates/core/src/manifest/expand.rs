@@ -5,6 +5,7 @@
 //! anything is expanded), modules per device, IDs defined twice, twin sizes with the ledger, and parents.
 //! A declaration's problems are reported once, at the declaration, not once per expanded ID.
 
+use crate::plan::ledger::IdentityField;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -156,8 +157,24 @@ fn device_spec(
         device: &id,
         module: None,
     };
+    let mut fields = std::collections::BTreeSet::new();
+    for (declared, f) in [
+        (resolved.status.is_some(), IdentityField::Status),
+        (
+            resolved.status_reason.is_some(),
+            IdentityField::StatusReason,
+        ),
+        (resolved.auth.is_some(), IdentityField::Auth),
+        (resolved.edge.is_some(), IdentityField::Edge),
+        (resolved.parent.is_some(), IdentityField::Parent),
+    ] {
+        if declared {
+            fields.insert(f);
+        }
+    }
     let twin = twin_spec(
         owner,
+        &fields,
         &resolved.twin,
         names,
         &format!("device `{id}`"),
@@ -197,7 +214,8 @@ fn module_spec(
     };
     let what = format!("module `{device}/{id}`");
     let checked = ModuleId::new(id);
-    let twin = twin_spec(owner, &m.twin, names, &what, &m.loc, values, sink);
+    let fields = m.auth.iter().map(|_| IdentityField::Auth).collect();
+    let twin = twin_spec(owner, &fields, &m.twin, names, &what, &m.loc, values, sink);
     Some(ModuleSpec {
         id: checked.ok()?,
         managed_by: m.managed_by.clone(),
@@ -207,8 +225,10 @@ fn module_spec(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn twin_spec(
     owner: &str,
+    fields: &std::collections::BTreeSet<IdentityField>,
     resolved: &ResolvedTwin,
     names: Names<'_>,
     what: &str,
@@ -227,7 +247,8 @@ fn twin_spec(
     );
     refs.extend(desired_refs);
     let tags_size = twin::size(&tags);
-    let ledger = twin::ledger_size(owner, &tags, &desired);
+    // This owner's ledger entry, as compact JSON (SPEC §15), with the identity fields it manages.
+    let ledger = crate::plan::ledger::entry_size(owner, fields, &tags, &desired);
     let limit = twin::MAX_TAGS_BYTES;
     if tags_size > limit {
         sink.once(
@@ -291,7 +312,10 @@ fn check_parents(
     defined: &HashMap<String, Location>,
     sink: &mut Sink,
 ) {
-    let edge: HashMap<&str, bool> = devices.iter().map(|d| (d.id.as_str(), d.edge)).collect();
+    // A parent declared here must declare `edge: true`: a child relies on it, and a parent that
+    // does not declare it could be created, or left, as no edge device.
+    let edge: HashMap<&str, Option<bool>> =
+        devices.iter().map(|d| (d.id.as_str(), d.edge)).collect();
     for (i, parent) in parents {
         let child = &devices[*i];
         if child.id == parent.value.as_str() {
@@ -302,7 +326,9 @@ fn check_parents(
             );
             continue;
         }
-        if edge.get(parent.value.as_str()) == Some(&false)
+        if edge
+            .get(parent.value.as_str())
+            .is_some_and(|e| *e != Some(true))
             && let Some(at) = defined.get(&parent.value)
         {
             sink.once(

@@ -31,17 +31,18 @@ pub(super) struct ResolvedModule {
     /// Where the last layer that declared the module wrote its ID.
     pub loc: Location,
     pub managed_by: Option<String>,
-    pub auth: AuthSpec,
+    pub auth: Option<AuthSpec>,
     pub twin: ResolvedTwin,
 }
 
-/// One device declaration with all its layers applied.
+/// One device declaration with all its layers applied. An identity field no layer declares (or
+/// whose last declaration is `null`) is `None`: not managed.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Resolved {
-    pub status: DeviceStatus,
+    pub status: Option<DeviceStatus>,
     pub status_reason: Option<String>,
-    pub auth: AuthSpec,
-    pub edge: bool,
+    pub auth: Option<AuthSpec>,
+    pub edge: Option<bool>,
     pub parent: Option<Located<String>>,
     pub twin: ResolvedTwin,
     /// By module ID, hence sorted.
@@ -214,14 +215,6 @@ impl<'a> Templates<'a> {
     }
 }
 
-fn set<T: Clone + Default>(slot: &mut T, field: &Field<T>) {
-    match field {
-        None => {}
-        Some(None) => *slot = T::default(),
-        Some(Some(v)) => *slot = v.clone(),
-    }
-}
-
 fn set_option<T: Clone>(slot: &mut Option<T>, field: &Field<T>) {
     if let Some(v) = field {
         slot.clone_from(v);
@@ -229,10 +222,10 @@ fn set_option<T: Clone>(slot: &mut Option<T>, field: &Field<T>) {
 }
 
 fn apply(to: &mut Resolved, layer: &Layer) {
-    set(&mut to.status, &layer.status);
+    set_option(&mut to.status, &layer.status);
     set_option(&mut to.status_reason, &layer.status_reason);
-    set(&mut to.auth, &layer.auth);
-    set(&mut to.edge, &layer.edge);
+    set_option(&mut to.auth, &layer.auth);
+    set_option(&mut to.edge, &layer.edge);
     set_option(&mut to.parent, &layer.parent);
     apply_twin(&mut to.twin, &layer.twin);
     match &layer.modules {
@@ -256,12 +249,12 @@ fn apply_module(modules: &mut BTreeMap<String, ResolvedModule>, layer: &ModuleLa
         .or_insert_with(|| ResolvedModule {
             loc: layer.loc.clone(),
             managed_by: None,
-            auth: AuthSpec::Sas,
+            auth: None,
             twin: ResolvedTwin::default(),
         });
     m.loc = layer.loc.clone();
     set_option(&mut m.managed_by, &layer.managed_by);
-    set(&mut m.auth, &layer.auth);
+    set_option(&mut m.auth, &layer.auth);
     apply_twin(&mut m.twin, &layer.twin);
 }
 

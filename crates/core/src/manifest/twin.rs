@@ -406,19 +406,6 @@ impl Convert<'_, '_> {
 /// IoT Hub's size of a twin section, by the same rule the emulator enforces.
 pub(super) use twinops_iothub::twin_rules::size;
 
-/// The size the ledger tag adds to a twin's tags: the `twinops` key and
-/// `{"owner": OWNER, "tags": {k: true...}, "desired": {k: true...}}`.
-pub(super) fn ledger_size(owner: &str, tags: &JsonMap, desired: &JsonMap) -> usize {
-    let owned = |m: &JsonMap| m.keys().map(|k| k.len() + 4).sum::<usize>();
-    LEDGER_TAG.len()
-        + "owner".len()
-        + owner.chars().count()
-        + "tags".len()
-        + owned(tags)
-        + "desired".len()
-        + owned(desired)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,14 +422,6 @@ mod tests {
     fn size_counts_keys_in_bytes_and_strings_in_characters() {
         let m = map(json!({"ä": "ää", "n": 1, "b": true, "o": {"k": [1, "x"]}}));
         assert_eq!(size(&m), 2 + 2 + 1 + 8 + 1 + 4 + 1 + 1 + 8 + 1);
-    }
-
-    #[test]
-    fn ledger_size_counts_owner_and_owned_keys() {
-        let tags = map(json!({"site": "b"}));
-        let desired = map(json!({"interval": 1}));
-        let ledger = json!({"owner": "o", "tags": {"site": true}, "desired": {"interval": true}});
-        assert_eq!(ledger_size("o", &tags, &desired), 7 + size(&map(ledger)));
     }
 
     #[test]

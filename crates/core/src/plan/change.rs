@@ -9,11 +9,14 @@
 use serde_json::{Value, json};
 
 use super::document::auth_doc;
+use super::ledger::{self, IdentityField};
 use super::twin;
+pub use super::twin::Managed;
 pub use super::values::{OwnedValues, TwinPatch};
 use super::{Action, FieldDiff, Kind};
 use crate::model::{
-    AuthSpec, DeviceId, DeviceStatus, ETag, EnvRef, ModuleId, PropertyPath, Section, TwinAddress,
+    AuthSpec, DeviceId, DeviceStatus, ETag, EnvRef, LEDGER_TAG, ModuleId, PropertyPath, Section,
+    TwinAddress,
 };
 
 /// A device identity's declared fields, as a create writes them.
@@ -63,6 +66,39 @@ pub struct IdentityUpdate {
     pub parent: Option<Option<DeviceId>>,
 }
 
+/// What an identity change does to the devices that use the identity (SPEC §15): marked `!` in
+/// plans with its consequence, counted in the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disruption {
+    /// The authentication type or thumbprints change: the current credentials stop working.
+    Credentials,
+    /// The device is disabled: it is disconnected and refused.
+    Disabled,
+    /// An edge device with children stops being one: its children lose their parent.
+    ChildrenLoseParent,
+    /// A child device moves to another parent (or none): it is disconnected from its gateway.
+    ParentMoves,
+}
+
+impl Disruption {
+    pub const ALL: [Disruption; 4] = [
+        Disruption::Credentials,
+        Disruption::Disabled,
+        Disruption::ChildrenLoseParent,
+        Disruption::ParentMoves,
+    ];
+
+    /// Its consequence, as plans say it (and the JSON plan's `disruptive` holds it).
+    pub fn consequence(self) -> &'static str {
+        match self {
+            Disruption::Credentials => "its current credentials stop working",
+            Disruption::Disabled => "the device is disconnected and refused until enabled",
+            Disruption::ChildrenLoseParent => "its child devices lose their parent",
+            Disruption::ParentMoves => "the device is disconnected from its current parent",
+        }
+    }
+}
+
 /// Update a device identity under the identity etag it was planned against.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateDevice {
@@ -70,6 +106,9 @@ pub struct UpdateDevice {
     pub if_match: ETag,
     pub set: IdentityUpdate,
     pub diff: Vec<FieldDiff>,
+    /// Some of the fields it sets were not managed by this owner before (SPEC §15 adoption).
+    pub adopt: bool,
+    pub disruptive: Option<Disruption>,
 }
 
 /// Update a module identity's authentication under the module identity etag it was planned
@@ -81,6 +120,9 @@ pub struct UpdateModule {
     pub if_match: ETag,
     pub auth: AuthSpec,
     pub diff: Vec<FieldDiff>,
+    /// `auth` was not managed by this owner before.
+    pub adopt: bool,
+    pub disruptive: Option<Disruption>,
 }
 
 /// Patch one twin's owned keys (and its ledger) under the twin etag it was planned against.
@@ -101,6 +143,40 @@ pub struct UpdateTwin {
     pub sensitive: Vec<PropertyPath>,
     /// The patch's values that the manifests take from `${env:NAME}`.
     pub refs: Vec<EnvRef>,
+    /// Fields and keys this owner starts to manage (`status`, `tags.site`, …), changed or not.
+    pub adopted: Vec<String>,
+    /// Identity fields this owner gives up: released and left as they are.
+    pub released: Vec<Released>,
+    /// Fields and keys taken from other owners with `--force-conflicts`.
+    pub forced: Vec<Managed>,
+}
+
+/// An identity field given up, with the value it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Released {
+    pub field: IdentityField,
+    /// Its value in the hub when planned (it stays so).
+    pub stays: Option<Value>,
+}
+
+impl UpdateTwin {
+    /// The patch to send to the twin as it is now (`seen`): the planned patch, with the ledger's
+    /// part computed against the ledger `seen` holds, so that a resend after a 412 writes this
+    /// owner's entry (and what a force takes) into whatever other owners wrote meanwhile.
+    pub fn patch_for(&self, seen: &crate::model::ObservedTwin) -> TwinPatch {
+        let mut p = self.patch.clone();
+        if let Some(target) = self.target.tags.get(LEDGER_TAG) {
+            match ledger::write_patch(seen.tags.get(LEDGER_TAG), target) {
+                Some(l) => {
+                    p.tags.insert(LEDGER_TAG.into(), l);
+                }
+                None => {
+                    p.tags.remove(LEDGER_TAG);
+                }
+            }
+        }
+        p
+    }
 }
 
 /// Delete a module identity; `if_match` is its twin's etag, re-checked before the delete.
@@ -131,6 +207,9 @@ pub enum Change {
     UpdateDevice(UpdateDevice),
     UpdateModule(UpdateModule),
     UpdateTwin(Box<UpdateTwin>),
+    /// A twin whose owner gives up fields or keys (and removes only keys it gave up): written as a
+    /// twin update, planned and shown as a release (SPEC §15).
+    Release(Box<UpdateTwin>),
     DeleteModule(DeleteModule),
     DeleteDevice(DeleteDevice),
 }
@@ -144,6 +223,8 @@ impl Change {
             Change::UpdateModule(_) => Kind::UpdateModule,
             Change::UpdateTwin(t) if t.address.module.is_some() => Kind::UpdateModuleTwin,
             Change::UpdateTwin(_) => Kind::UpdateDeviceTwin,
+            Change::Release(t) if t.address.module.is_some() => Kind::ReleaseModule,
+            Change::Release(_) => Kind::ReleaseDevice,
             Change::DeleteModule(_) => Kind::DeleteModule,
             Change::DeleteDevice(_) => Kind::DeleteDevice,
         }
@@ -162,7 +243,34 @@ impl Change {
             Change::CreateModule(c) => TwinAddress::module(c.device.clone(), c.module.clone()),
             Change::UpdateModule(c) => TwinAddress::module(c.device.clone(), c.module.clone()),
             Change::DeleteModule(c) => TwinAddress::module(c.device.clone(), c.module.clone()),
-            Change::UpdateTwin(c) => c.address.clone(),
+            Change::UpdateTwin(c) | Change::Release(c) => c.address.clone(),
+        }
+    }
+
+    /// The twin write of an update or a release.
+    pub fn twin_update(&self) -> Option<&UpdateTwin> {
+        match self {
+            Change::UpdateTwin(t) | Change::Release(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether it takes over fields or keys this owner did not manage.
+    pub fn adopts(&self) -> bool {
+        match self {
+            Change::UpdateDevice(u) => u.adopt,
+            Change::UpdateModule(u) => u.adopt,
+            Change::UpdateTwin(t) | Change::Release(t) => !t.adopted.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// What the change does to the devices that use the identity, if it disrupts them.
+    pub fn disruptive(&self) -> Option<Disruption> {
+        match self {
+            Change::UpdateDevice(u) => u.disruptive,
+            Change::UpdateModule(u) => u.disruptive,
+            _ => None,
         }
     }
 
@@ -174,7 +282,7 @@ impl Change {
             Change::CreateModule(c) => &c.device,
             Change::UpdateModule(c) => &c.device,
             Change::DeleteModule(c) => &c.device,
-            Change::UpdateTwin(c) => &c.address.device,
+            Change::UpdateTwin(c) | Change::Release(c) => &c.address.device,
         }
     }
 
@@ -183,7 +291,7 @@ impl Change {
         match self {
             Change::CreateDevice(c) => &c.sensitive,
             Change::CreateModule(c) => &c.sensitive,
-            Change::UpdateTwin(c) => &c.sensitive,
+            Change::UpdateTwin(c) | Change::Release(c) => &c.sensitive,
             _ => &[],
         }
     }
@@ -201,7 +309,7 @@ impl Change {
     /// or the view of a create's content.
     pub fn wanted(&self) -> Option<OwnedValues> {
         match self {
-            Change::UpdateTwin(t) => Some(t.target.clone()),
+            Change::UpdateTwin(t) | Change::Release(t) => Some(t.target.clone()),
             _ => self
                 .content()
                 .map(|c| twin::content_view(c, self.sensitive())),
@@ -213,7 +321,7 @@ impl Change {
         match self {
             Change::UpdateDevice(c) => c.diff.clone(),
             Change::UpdateModule(c) => c.diff.clone(),
-            Change::UpdateTwin(c) => c.diff.clone(),
+            Change::UpdateTwin(c) | Change::Release(c) => c.diff.clone(),
             Change::DeleteModule(_) | Change::DeleteDevice(_) => Vec::new(),
             Change::CreateDevice(_) | Change::CreateModule(_) => {
                 let Some(wanted) = self.wanted() else {

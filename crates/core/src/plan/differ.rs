@@ -2,16 +2,17 @@
 //! pages or GETs arrive, into a [`Plan`] of typed changes and conflicts through the ownership
 //! ledger. What is kept of a twin once it has been diffed is a [`Seen`] record, never its content.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
+use super::ledger::IdentityField;
 use super::rollout::select::{Marks, mark_of, plan_rollout};
 use super::{
     Change, Conflict, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity,
-    FORMAT_VERSION, FieldDiff, IdentityUpdate, Options, Plan, Seen, SeenDevice, SeenModule,
-    Summary, UpdateDevice, UpdateModule, UpdateTwin, change, document, ledger, scope_device,
-    secret, twin,
+    Disruption, FORMAT_VERSION, FieldDiff, IdentityUpdate, Managed, Options, Plan, Released, Seen,
+    SeenDevice, SeenModule, Summary, UpdateDevice, UpdateModule, UpdateTwin, change, document,
+    ledger, scope_device, secret, twin,
 };
 use crate::model::{
     AuthSpec, DeviceId, DeviceSpec, Fleet, ModuleSpec, Observed, ObservedAuth, ObservedDevice,
@@ -36,19 +37,22 @@ fn auth_differs(want: &AuthSpec, seen: &ObservedAuth) -> bool {
     }
 }
 
-/// What a device identity update changes, and the diff that shows it.
+/// What a device identity update changes and the diff that shows it: the declared fields only
+/// (SPEC §15: an undeclared field is never changed), each compared with the hub's value.
 fn device_identity_update(
     d: &DeviceSpec,
     seen: &ObservedDevice,
 ) -> (IdentityUpdate, Vec<FieldDiff>) {
     let mut set = IdentityUpdate::default();
     let mut diff = Vec::new();
-    if d.status != seen.status {
-        set.status = Some(d.status);
+    if let Some(status) = d.status
+        && status != seen.status
+    {
+        set.status = Some(status);
         diff.push(FieldDiff {
             path: change::FIELD_STATUS.into(),
             before: Some(json!(seen.status.as_str())),
-            after: Some(json!(d.status.as_str())),
+            after: Some(json!(status.as_str())),
         });
     }
     if let Some(r) = &d.status_reason
@@ -61,32 +65,102 @@ fn device_identity_update(
             after: Some(json!(r)),
         });
     }
-    if auth_differs(&d.auth, &seen.auth) {
-        set.auth = Some(d.auth.clone());
+    if let Some(auth) = &d.auth
+        && auth_differs(auth, &seen.auth)
+    {
+        set.auth = Some(auth.clone());
         diff.push(FieldDiff {
             path: change::FIELD_AUTH.into(),
             before: Some(document::observed_auth_doc(&seen.auth)),
-            after: Some(document::auth_doc(&d.auth)),
+            after: Some(document::auth_doc(auth)),
         });
     }
-    if d.edge != seen.edge {
-        set.edge = Some(d.edge);
+    if let Some(edge) = d.edge
+        && edge != seen.edge
+    {
+        set.edge = Some(edge);
         diff.push(FieldDiff {
             path: change::FIELD_EDGE.into(),
             before: Some(json!(seen.edge)),
-            after: Some(json!(d.edge)),
+            after: Some(json!(edge)),
         });
     }
     let seen_parent = seen.parent_scopes.first().and_then(|s| scope_device(s));
-    if d.parent.as_deref() != seen_parent {
-        set.parent = Some(d.parent.clone());
+    if let Some(parent) = &d.parent
+        && Some(parent.as_str()) != seen_parent
+    {
+        set.parent = Some(Some(parent.clone()));
         diff.push(FieldDiff {
             path: change::FIELD_PARENT.into(),
             before: seen_parent.map(|p| json!(p)),
-            after: d.parent.as_ref().map(|p| json!(p)),
+            after: Some(json!(parent)),
         });
     }
     (set, diff)
+}
+
+/// What a device identity update does to the devices that use it; edge devices' children are
+/// counted at the end of the plan, when every device has been read.
+fn device_disruption(set: &IdentityUpdate, seen: &ObservedDevice) -> Option<Disruption> {
+    if set.auth.is_some() {
+        Some(Disruption::Credentials)
+    } else if set.status == Some(crate::model::DeviceStatus::Disabled) {
+        Some(Disruption::Disabled)
+    } else if set.parent.is_some() && !seen.parent_scopes.is_empty() {
+        Some(Disruption::ParentMoves)
+    } else {
+        None
+    }
+}
+
+/// An identity field's value as the hub holds it, shown for a released field (`stays "disabled"`).
+fn field_value(
+    f: IdentityField,
+    auth: &ObservedAuth,
+    device: Option<&ObservedDevice>,
+) -> Option<Value> {
+    match (f, device) {
+        (IdentityField::Auth, _) => Some(document::observed_auth_doc(auth)),
+        (IdentityField::Status, Some(d)) => Some(json!(d.status.as_str())),
+        (IdentityField::StatusReason, Some(d)) => d.status_reason.as_ref().map(|r| json!(r)),
+        (IdentityField::Edge, Some(d)) => Some(json!(d.edge)),
+        (IdentityField::Parent, Some(d)) => d
+            .parent_scopes
+            .first()
+            .and_then(|s| scope_device(s))
+            .map(|p| json!(p)),
+        (_, None) => None,
+    }
+}
+
+/// The conflict of a twin whose declared fields or keys other owners manage: each named with its
+/// manager (SPEC §15).
+fn managed_conflict(address: TwinAddress, managed: Vec<Managed>) -> Conflict {
+    let reason = managed
+        .iter()
+        .map(|m| format!("{} is managed by `{}`", m.path, m.owner))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Conflict {
+        address,
+        reason: format!("{reason} (apply --force-conflicts takes it over)"),
+        keys: managed.into_iter().map(|m| m.path).collect(),
+    }
+}
+
+/// The conflict of a twin whose reserved tag this twinops cannot write.
+fn unwritable_conflict(address: TwinAddress, newer: Option<u64>) -> Conflict {
+    let reason = match newer {
+        Some(n) => format!(
+            "its ledger was written by a newer twinops (form {n}); upgrade twinops to plan it"
+        ),
+        None => "the `twinops` tag is not a ledger (apply --force-conflicts takes it over)".into(),
+    };
+    Conflict {
+        address,
+        reason,
+        keys: Vec::new(),
+    }
 }
 
 /// The streaming diff: observed twins are handed over one at a time, as the hub's pages or GETs
@@ -104,6 +178,19 @@ pub struct Differ<'a> {
     first_keys: Vec<&'a str>,
     /// With a rollout block: the declared twins read whose ledger holds a rollout's mark.
     marks: Marks,
+    /// What giving up each twin this owner manages but no manifest declares would write, for
+    /// `--prune` to release instead of deleting an identity other owners share (SPEC §15).
+    releases: BTreeMap<TwinAddress, Change>,
+}
+
+/// Whether a twin's ledger holds an entry of `owner`, and whether another owner manages anything
+/// on it (a ledger this twinops cannot read counts as another owner's).
+fn presence(ledger: &ledger::Found, owner: &str) -> (bool, bool) {
+    match ledger {
+        ledger::Found::None => (false, false),
+        ledger::Found::Ledger(l) => (l.entry(owner).is_some(), l.others_manage_anything(owner)),
+        ledger::Found::Malformed | ledger::Found::Newer(_) => (false, true),
+    }
 }
 
 impl<'a> Differ<'a> {
@@ -136,6 +223,7 @@ impl<'a> Differ<'a> {
                 .map(|f| f.keys().map(String::as_str).collect())
                 .unwrap_or_default(),
             marks: Marks::new(),
+            releases: BTreeMap::new(),
         }
     }
 
@@ -143,26 +231,19 @@ impl<'a> Differ<'a> {
         self.plan.changes.push(c);
     }
 
-    fn conflict(&mut self, address: TwinAddress, reason: String, keys: Vec<String>) {
-        self.plan.conflicts.push(Conflict {
-            address,
-            reason,
-            keys,
-        });
-    }
-
     fn create_device(&mut self, d: &DeviceSpec) {
         self.push(Change::CreateDevice(Box::new(CreateDevice {
             id: d.id.clone(),
+            // Defaults are for creates only (SPEC §15): they are not declarations.
             identity: DeviceIdentity {
-                status: d.status,
+                status: d.status.unwrap_or_default(),
                 status_reason: d.status_reason.clone(),
-                auth: d.auth.clone(),
-                edge: d.edge,
+                auth: d.auth.clone().unwrap_or(AuthSpec::Sas),
+                edge: d.edge.unwrap_or(false),
                 parent: d.parent.clone(),
             },
             // The content is held once: what a create shows (target, diff) is derived from it.
-            twin: twin::create_content(&self.fleet.owner, &d.twin),
+            twin: twin::create_content(&self.fleet.owner, d.fields(), &d.twin),
             sensitive: d.twin.sensitive.clone(),
             refs: d.twin.refs.clone(),
         })));
@@ -173,15 +254,24 @@ impl<'a> Differ<'a> {
             device: d.id.clone(),
             module: m.id.clone(),
             managed_by: m.managed_by.clone(),
-            auth: m.auth.clone(),
-            twin: twin::create_content(&self.fleet.owner, &m.twin),
+            auth: m.auth.clone().unwrap_or(AuthSpec::Sas),
+            twin: twin::create_content(&self.fleet.owner, m.fields(), &m.twin),
             sensitive: m.twin.sensitive.clone(),
             refs: m.twin.refs.clone(),
         })));
     }
 
-    /// Plans one twin; returns false when it is a conflict.
-    fn twin(&mut self, address: TwinAddress, spec: &TwinSpec, seen: &ObservedTwin) -> bool {
+    /// Plans one declared twin and the fields of its identity kept in its ledger; `None` when it
+    /// is a conflict (nothing of it, nor of its identity, is planned), else the fields and keys it
+    /// adopts. `stays` is an identity field's value in the hub, for the fields it releases.
+    fn twin(
+        &mut self,
+        address: TwinAddress,
+        spec: &TwinSpec,
+        fields: BTreeSet<IdentityField>,
+        seen: &ObservedTwin,
+        stays: &dyn Fn(IdentityField) -> Option<Value>,
+    ) -> Option<Vec<String>> {
         if self.fleet.rollout.is_some()
             && let Some((id, target, wave)) = mark_of(&self.fleet.owner, spec, seen)
         {
@@ -190,39 +280,52 @@ impl<'a> Differ<'a> {
                 .or_default()
                 .push((address.clone(), target, wave));
         }
-        match twin::diff(&self.fleet.owner, spec, seen, self.options.adopt) {
+        let input = twin::Twin {
+            owner: self.fleet.owner.as_str(),
+            spec,
+            fields,
+            seen,
+            force: self.options.force_conflicts,
+        };
+        match twin::diff(&input) {
             twin::Outcome::Unchanged => {
                 self.plan.summary.unchanged += 1;
-                true
+                Some(Vec::new())
             }
-            twin::Outcome::OtherOwner(owner) => {
-                self.conflict(
-                    address,
-                    match owner {
-                        Some(o) => format!("owned by `{o}` (use --adopt to take it over)"),
-                        None => "the `twinops` tag is not a ledger (use --adopt to take it over)"
-                            .to_string(),
-                    },
-                    Vec::new(),
-                );
-                false
+            twin::Outcome::Conflict(managed) => {
+                self.plan.conflicts.push(managed_conflict(address, managed));
+                None
+            }
+            twin::Outcome::Unwritable(newer) => {
+                self.plan
+                    .conflicts
+                    .push(unwritable_conflict(address, newer));
+                None
             }
             twin::Outcome::Changed(t) => {
-                let t = *t;
+                let adopted = t.adopted.clone();
                 let refs = secret::carried(&t.patch, &spec.refs);
-                self.push(Change::UpdateTwin(Box::new(UpdateTwin {
-                    address,
-                    if_match: seen.etag.clone(),
-                    base: t.base,
-                    target: t.target,
-                    patch: t.patch,
-                    diff: t.diff,
-                    ignore: spec.ignore.clone(),
-                    sensitive: spec.sensitive.clone(),
-                    refs,
-                })));
-                true
+                let change = twin_change(address, seen, *t, spec, refs, stays);
+                self.push(change);
+                Some(adopted)
             }
+        }
+    }
+
+    /// Keeps what releasing a twin this owner manages would write, for `--prune`.
+    fn keep_release(
+        &mut self,
+        address: TwinAddress,
+        seen: &ObservedTwin,
+        stays: &dyn Fn(IdentityField) -> Option<Value>,
+    ) {
+        if let Some(t) = twin::release(&self.fleet.owner, seen) {
+            let spec = TwinSpec::default();
+            let change = match twin_change(address.clone(), seen, t, &spec, Vec::new(), stays) {
+                Change::UpdateTwin(u) | Change::Release(u) => Change::Release(u),
+                other => other,
+            };
+            self.releases.insert(address, change);
         }
     }
 
@@ -233,7 +336,7 @@ impl<'a> Differ<'a> {
         if self.seen.devices.contains_key(&seen.id) {
             return;
         }
-        let owner = self.fleet.owner.as_str();
+        let (owned, shared) = presence(&ledger::read(&seen.twin.tags), &self.fleet.owner);
         let first_tags = self
             .first_keys
             .iter()
@@ -244,34 +347,59 @@ impl<'a> Differ<'a> {
             SeenDevice {
                 identity_etag: seen.identity_etag.clone(),
                 status: seen.status,
-                owned: owned_by(&seen.twin, owner),
+                owned,
+                shared,
+                scope: seen.device_scope.clone(),
+                parent_scope: seen.parent_scopes.first().cloned(),
                 first_tags,
                 modules: BTreeMap::new(),
             },
         );
-        if let Some(d) = self.declared.get(seen.id.as_str()).copied()
-            && self.options.targets.device(&d.id)
-        {
-            let twin_ok = self.twin(TwinAddress::device(d.id.clone()), &d.twin, &seen.twin);
-            let (set, diff) = device_identity_update(d, seen);
-            if twin_ok && !diff.is_empty() {
-                self.push(Change::UpdateDevice(UpdateDevice {
-                    id: d.id.clone(),
-                    if_match: seen.identity_etag.clone(),
-                    set,
-                    diff,
-                }));
+        let stays = |f| field_value(f, &seen.auth, Some(seen));
+        match self.declared.get(seen.id.as_str()).copied() {
+            Some(d) if self.options.targets.device(&d.id) => self.declared_device(d, seen),
+            Some(_) => {}
+            None if owned => {
+                self.keep_release(TwinAddress::device(seen.id.clone()), &seen.twin, &stays);
             }
+            None => {}
         }
         for m in seen.modules.values() {
             self.module(&seen.id, m);
         }
     }
 
+    fn declared_device(&mut self, d: &DeviceSpec, seen: &ObservedDevice) {
+        let address = TwinAddress::device(d.id.clone());
+        let stays = |f| field_value(f, &seen.auth, Some(seen));
+        let Some(adopted) = self.twin(address, &d.twin, d.fields(), &seen.twin, &stays) else {
+            return;
+        };
+        let (set, diff) = device_identity_update(d, seen);
+        if diff.is_empty() {
+            return;
+        }
+        let adopting = |f: IdentityField| adopted.iter().any(|a| a == f.as_str());
+        let adopt = (set.status.is_some() && adopting(IdentityField::Status))
+            || (set.status_reason.is_some() && adopting(IdentityField::StatusReason))
+            || (set.auth.is_some() && adopting(IdentityField::Auth))
+            || (set.edge.is_some() && adopting(IdentityField::Edge))
+            || (set.parent.is_some() && adopting(IdentityField::Parent));
+        let disruptive = device_disruption(&set, seen);
+        self.push(Change::UpdateDevice(UpdateDevice {
+            id: d.id.clone(),
+            if_match: seen.identity_etag.clone(),
+            set,
+            diff,
+            adopt,
+            disruptive,
+        }));
+    }
+
     /// One observed module twin. A module whose device was not read (its query row lagged behind
     /// in the index) is left out; the next plan sees it.
     pub fn module(&mut self, device: &DeviceId, seen: &ObservedModule) {
-        let owned = owned_by(&seen.twin, self.fleet.owner.as_str());
+        let (owned, shared) = presence(&ledger::read(&seen.twin.tags), &self.fleet.owner);
         let Some(sd) = self.seen.devices.get_mut(device) else {
             return;
         };
@@ -283,33 +411,45 @@ impl<'a> Differ<'a> {
             SeenModule {
                 twin_etag: seen.twin.etag.clone(),
                 owned,
+                shared,
             },
         );
-        let Some(d) = self.declared.get(device.as_str()).copied() else {
-            return;
-        };
-        let Some(m) = d.modules.iter().find(|m| m.id == seen.id) else {
-            return;
-        };
-        if !self.options.targets.module(&d.id, &m.id) {
-            return;
+        let address = TwinAddress::module(device.clone(), seen.id.clone());
+        let stays = |f| field_value(f, &seen.auth, None);
+        let declared = self.declared.get(device.as_str()).copied();
+        match declared.and_then(|d| Some((d, d.modules.iter().find(|m| m.id == seen.id)?))) {
+            Some((d, m)) if self.options.targets.module(&d.id, &m.id) => {
+                self.declared_module(d, m, seen);
+            }
+            Some(_) => {}
+            None if owned => self.keep_release(address, &seen.twin, &stays),
+            None => {}
         }
+    }
+
+    fn declared_module(&mut self, d: &DeviceSpec, m: &ModuleSpec, seen: &ObservedModule) {
         let address = TwinAddress::module(d.id.clone(), m.id.clone());
-        let twin_ok = self.twin(address, &m.twin, &seen.twin);
-        if twin_ok && auth_differs(&m.auth, &seen.auth) {
-            let diff = vec![FieldDiff {
-                path: change::FIELD_AUTH.into(),
-                before: Some(document::observed_auth_doc(&seen.auth)),
-                after: Some(document::auth_doc(&m.auth)),
-            }];
-            self.push(Change::UpdateModule(UpdateModule {
-                device: d.id.clone(),
-                module: m.id.clone(),
-                if_match: seen.identity_etag.clone(),
-                auth: m.auth.clone(),
-                diff,
-            }));
-        }
+        let stays = |f| field_value(f, &seen.auth, None);
+        let Some(adopted) = self.twin(address, &m.twin, m.fields(), &seen.twin, &stays) else {
+            return;
+        };
+        let Some(auth) = m.auth.as_ref().filter(|a| auth_differs(a, &seen.auth)) else {
+            return;
+        };
+        let diff = vec![FieldDiff {
+            path: change::FIELD_AUTH.into(),
+            before: Some(document::observed_auth_doc(&seen.auth)),
+            after: Some(document::auth_doc(auth)),
+        }];
+        self.push(Change::UpdateModule(UpdateModule {
+            device: d.id.clone(),
+            module: m.id.clone(),
+            if_match: seen.identity_etag.clone(),
+            auth: auth.clone(),
+            diff,
+            adopt: adopted.iter().any(|a| a == IdentityField::Auth.as_str()),
+            disruptive: Some(Disruption::Credentials),
+        }));
     }
 
     /// Declared identities that were not read are created.
@@ -345,57 +485,94 @@ impl<'a> Differ<'a> {
         }
     }
 
+    /// Identity by identity (SPEC §15): a module another owner manages is released, a module only
+    /// this owner manages is deleted, and a device is deleted only when nothing on it or its
+    /// modules is managed by another owner; else what this owner manages on it is released.
     fn prune(&mut self) {
         let gone = undeclared(self.fleet, self.seen.owned(), &self.options.targets);
         for address in gone {
-            let Some(seen) = self.seen.devices.get(&address.device) else {
+            let Some(sd) = self.seen.devices.get(&address.device) else {
                 continue;
             };
-            let change = match &address.module {
+            let mut out = Vec::new();
+            match &address.module {
                 Some(mid) => {
-                    let Some(m) = seen.modules.get(mid) else {
-                        continue;
-                    };
-                    Change::DeleteModule(DeleteModule {
-                        device: address.device.clone(),
-                        module: mid.clone(),
-                        if_match: m.twin_etag.clone(),
-                    })
+                    if let Some(m) = sd.modules.get(mid) {
+                        out.push(self.release_or_delete(&address, m));
+                    }
                 }
-                None => {
-                    let blockers: Vec<String> = seen
+                None if self.seen.shared(&address.device) => {
+                    out.push(self.releases.get(&address).cloned());
+                    let owned = sd
                         .modules
                         .iter()
-                        .filter(|(mid, m)| !mid.is_system() && !m.owned)
-                        .map(|(mid, _)| mid.to_string())
-                        .collect();
-                    if !blockers.is_empty() {
-                        self.conflict(
-                            address,
-                            "not declared, but it has modules owned by others; not deleted".into(),
-                            blockers,
-                        );
-                        continue;
+                        .filter(|(mid, m)| m.owned && !mid.is_system());
+                    for (mid, m) in owned {
+                        let module = TwinAddress::module(address.device.clone(), mid.clone());
+                        out.push(self.release_or_delete(&module, m));
                     }
-                    Change::DeleteDevice(DeleteDevice {
-                        id: address.device.clone(),
-                        if_match: seen.identity_etag.clone(),
-                        modules: seen.modules.keys().cloned().collect(),
-                    })
                 }
-            };
-            self.push(change);
+                None => out.push(Some(Change::DeleteDevice(DeleteDevice {
+                    id: address.device.clone(),
+                    if_match: sd.identity_etag.clone(),
+                    modules: sd.modules.keys().cloned().collect(),
+                }))),
+            }
+            for c in out.into_iter().flatten() {
+                self.push(c);
+            }
         }
     }
 
-    /// Settles the plan: creates of what was not read, deletions (when pruning a `complete` read),
-    /// the order of changes and conflicts, the summary and the rollout's waves.
+    /// A module this owner manages that no manifest declares: released when another owner shares
+    /// it, else deleted.
+    fn release_or_delete(&self, address: &TwinAddress, m: &SeenModule) -> Option<Change> {
+        if m.shared {
+            return self.releases.get(address).cloned();
+        }
+        let module = address.module.clone()?;
+        Some(Change::DeleteModule(DeleteModule {
+            device: address.device.clone(),
+            module,
+            if_match: m.twin_etag.clone(),
+        }))
+    }
+
+    /// An edge device that stops being one disrupts the children it has: those read, and those the
+    /// manifests place under it.
+    fn mark_demotions(&mut self) {
+        for c in &mut self.plan.changes {
+            let Change::UpdateDevice(u) = c else { continue };
+            if u.set.edge != Some(false) || u.disruptive.is_some() {
+                continue;
+            }
+            let read = self
+                .seen
+                .devices
+                .get(&u.id)
+                .and_then(|d| d.scope.as_deref())
+                .map_or(0, |scope| self.seen.children(scope));
+            let declared = self
+                .fleet
+                .devices
+                .iter()
+                .filter(|d| d.parent.as_ref() == Some(&u.id))
+                .count();
+            if read + declared > 0 {
+                u.disruptive = Some(Disruption::ChildrenLoseParent);
+            }
+        }
+    }
+
+    /// Settles the plan: creates of what was not read, deletions and releases (when pruning a
+    /// `complete` read), the order of changes and conflicts, the summary and the rollout's waves.
     pub fn finish(mut self, complete: bool) -> (Plan, Seen) {
         self.seen.complete = complete;
         self.creates();
         if self.options.prune && complete {
             self.prune();
         }
+        self.mark_demotions();
         let names_parent =
             |c: &Change| matches!(c, Change::CreateDevice(d) if d.identity.parent.is_some());
         self.plan.changes.sort_by(|a, b| {
@@ -408,7 +585,7 @@ impl<'a> Differ<'a> {
         let declared = &self.declared;
         self.plan.conflicts.sort_by_cached_key(|c| {
             let rank = match declared.get(c.address.device.as_str()) {
-                Some(d) => (0, !d.edge),
+                Some(d) => (0, d.edge != Some(true)),
                 None => (1, true),
             };
             (rank, c.address.clone())
@@ -428,9 +605,46 @@ impl<'a> Differ<'a> {
     }
 }
 
-/// Whether a twin's ledger names `owner`.
-fn owned_by(twin: &ObservedTwin, owner: &str) -> bool {
-    matches!(ledger::read(&twin.tags), ledger::Found::Ledger(l) if l.owner == owner)
+/// The change of one twin: an update, or a release when all it does is give up identity fields.
+fn twin_change(
+    address: TwinAddress,
+    seen: &ObservedTwin,
+    t: twin::TwinChange,
+    spec: &TwinSpec,
+    refs: Vec<crate::model::EnvRef>,
+    stays: &dyn Fn(IdentityField) -> Option<Value>,
+) -> Change {
+    let released: Vec<Released> = t
+        .released
+        .iter()
+        .map(|f| Released {
+            field: *f,
+            stays: stays(*f),
+        })
+        .collect();
+    let only_ledger =
+        t.patch.desired.is_empty() && t.patch.tags.keys().all(|k| k == crate::model::LEDGER_TAG);
+    let release =
+        !released.is_empty() && t.adopted.is_empty() && t.forced.is_empty() && only_ledger;
+    let update = Box::new(UpdateTwin {
+        address,
+        if_match: seen.etag.clone(),
+        base: t.base,
+        target: t.target,
+        patch: t.patch,
+        diff: t.diff,
+        ignore: spec.ignore.clone(),
+        sensitive: spec.sensitive.clone(),
+        refs,
+        adopted: t.adopted,
+        released,
+        forced: t.forced,
+    });
+    if release {
+        Change::Release(update)
+    } else {
+        Change::UpdateTwin(update)
+    }
 }
 
 /// Of these owned identities, the ones no manifest declares and `targets` selects: devices (their

@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::change::{
-    Change, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity, IdentityUpdate,
-    UpdateDevice, UpdateModule, UpdateTwin,
+    Change, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity, Disruption,
+    IdentityUpdate, Managed, Released, UpdateDevice, UpdateModule, UpdateTwin,
 };
+use super::ledger::IdentityField;
 use super::secret::{self, SecretDoc};
 use super::values::{OwnedValues, TwinPatch};
 use super::{Action, FieldDiff, Kind};
@@ -44,6 +45,8 @@ pub enum ChangeDoc {
     UpdateModule(UpdateModuleDoc),
     UpdateDeviceTwin(Box<UpdateTwinDoc<NoModule>>),
     UpdateModuleTwin(Box<UpdateTwinDoc<ModuleId>>),
+    ReleaseDevice(Box<UpdateTwinDoc<NoModule, IsRelease>>),
+    ReleaseModule(Box<UpdateTwinDoc<ModuleId, IsRelease>>),
     DeleteModule(DeleteModuleDoc),
     DeleteDevice(DeleteDeviceDoc),
 }
@@ -134,6 +137,39 @@ pub struct UpdateDeviceDoc {
     pub if_match: ETag,
     pub patch: IdentityPatch,
     pub diff: Vec<FieldDiff>,
+    /// It sets fields this owner did not manage before (SPEC §15).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt: bool,
+    /// What it does to the device, when it disconnects it (SPEC §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruptive: Option<DisruptionDoc>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A disruption in documents: its consequence, in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DisruptionDoc(pub Disruption);
+
+impl From<DisruptionDoc> for String {
+    fn from(d: DisruptionDoc) -> String {
+        d.0.consequence().to_string()
+    }
+}
+
+impl TryFrom<String> for DisruptionDoc {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<DisruptionDoc, String> {
+        Disruption::ALL
+            .into_iter()
+            .find(|d| d.consequence() == text)
+            .map(DisruptionDoc)
+            .ok_or_else(|| format!("`{text}` is not a disruption twinops plans"))
+    }
 }
 
 /// An identity update's `patch`: only the fields that change, named as the update's `diff` names
@@ -186,6 +222,10 @@ pub struct UpdateModuleDoc {
     pub if_match: ETag,
     pub patch: ModuleAuthPatch,
     pub diff: Vec<FieldDiff>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruptive: Option<DisruptionDoc>,
 }
 
 /// A module identity update's `patch`.
@@ -196,18 +236,20 @@ pub struct ModuleAuthPatch {
 }
 
 /// `update_device_twin` (`M` = [`NoModule`]) and `update_module_twin` (`M` = [`ModuleId`]): the
-/// twin merge patch under the twin etag, with the owned values seen and wanted.
+/// twin merge patch under the twin etag, with the owned values seen and wanted. The same payload,
+/// with `A` = [`IsRelease`], is `release_device` / `release_module`: a twin write whose owner gives
+/// up identity fields or all it manages (SPEC §15).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     deny_unknown_fields,
     bound(
         serialize = "M: Serialize + TwinModule",
-        deserialize = "M: Deserialize<'de>"
+        deserialize = "M: Deserialize<'de>, A: Deserialize<'de>"
     )
 )]
-pub struct UpdateTwinDoc<M> {
+pub struct UpdateTwinDoc<M, A = IsUpdate> {
     #[serde(skip_serializing)]
-    pub action: IsUpdate,
+    pub action: A,
     pub device_id: DeviceId,
     #[serde(skip_serializing_if = "TwinModule::is_absent")]
     pub module_id: M,
@@ -224,6 +266,55 @@ pub struct UpdateTwinDoc<M> {
     /// The values concealed in `patch` (each is `(sensitive)` there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretDoc>,
+    /// It takes over fields or keys this owner did not manage (SPEC §15): `adopted` names them.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<String>,
+    /// Identity fields given up, each with the value it keeps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<ReleasedDoc>,
+    /// Fields and keys taken from other owners (`--force-conflicts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forced: Vec<ManagedDoc>,
+}
+
+/// A released identity field and the value it keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasedDoc {
+    pub field: FieldName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stays: Option<Value>,
+}
+
+/// A field or key and the owner that managed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedDoc {
+    pub path: String,
+    pub owner: String,
+}
+
+/// An identity field's name, checked when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FieldName(pub IdentityField);
+
+impl From<FieldName> for String {
+    fn from(f: FieldName) -> String {
+        f.0.as_str().to_string()
+    }
+}
+
+impl TryFrom<String> for FieldName {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<FieldName, String> {
+        IdentityField::parse(&text)
+            .map(FieldName)
+            .ok_or_else(|| format!("`{text}` is not an identity field"))
+    }
 }
 
 /// `delete_module`, under its twin's etag; its `patch` is `{}`.
@@ -327,13 +418,32 @@ action_marker!(
     IsDelete,
     Action::Delete
 );
+action_marker!(
+    /// `"action": "release"`.
+    IsRelease,
+    Action::Release
+);
 
 fn action_word(a: Action) -> &'static str {
     match a {
         Action::Create => "create",
         Action::Update => "update",
+        Action::Release => "release",
         Action::Delete => "delete",
     }
+}
+
+/// The marker of a payload's action, to write it.
+pub trait ActionMarker {
+    const MARKER: Self;
+}
+
+impl ActionMarker for IsUpdate {
+    const MARKER: IsUpdate = IsUpdate;
+}
+
+impl ActionMarker for IsRelease {
+    const MARKER: IsRelease = IsRelease;
 }
 
 /// The `module_id` of a twin update: a [`ModuleId`] for a module twin, [`NoModule`] for a device twin.
@@ -524,6 +634,8 @@ impl Serialize for ChangeDoc {
             ChangeDoc::UpdateModule(payload) => tagged(s, self.kind(), payload),
             ChangeDoc::UpdateDeviceTwin(payload) => tagged(s, self.kind(), payload),
             ChangeDoc::UpdateModuleTwin(payload) => tagged(s, self.kind(), payload),
+            ChangeDoc::ReleaseDevice(payload) => tagged(s, self.kind(), payload),
+            ChangeDoc::ReleaseModule(payload) => tagged(s, self.kind(), payload),
             ChangeDoc::DeleteModule(payload) => tagged(s, self.kind(), payload),
             ChangeDoc::DeleteDevice(payload) => tagged(s, self.kind(), payload),
         }
@@ -556,6 +668,8 @@ impl ChangeDoc {
             ChangeDoc::UpdateModule(_) => Kind::UpdateModule,
             ChangeDoc::UpdateDeviceTwin(_) => Kind::UpdateDeviceTwin,
             ChangeDoc::UpdateModuleTwin(_) => Kind::UpdateModuleTwin,
+            ChangeDoc::ReleaseDevice(_) => Kind::ReleaseDevice,
+            ChangeDoc::ReleaseModule(_) => Kind::ReleaseModule,
             ChangeDoc::DeleteModule(_) => Kind::DeleteModule,
             ChangeDoc::DeleteDevice(_) => Kind::DeleteDevice,
         }
@@ -569,6 +683,8 @@ impl ChangeDoc {
             ChangeDoc::UpdateModule(d) => &d.device_id,
             ChangeDoc::UpdateDeviceTwin(d) => &d.device_id,
             ChangeDoc::UpdateModuleTwin(d) => &d.device_id,
+            ChangeDoc::ReleaseDevice(d) => &d.device_id,
+            ChangeDoc::ReleaseModule(d) => &d.device_id,
             ChangeDoc::DeleteModule(d) => &d.device_id,
             ChangeDoc::DeleteDevice(d) => &d.device_id,
         }
@@ -581,6 +697,8 @@ impl ChangeDoc {
             ChangeDoc::CreateModule(d) => &d.secrets,
             ChangeDoc::UpdateDeviceTwin(d) => &d.secrets,
             ChangeDoc::UpdateModuleTwin(d) => &d.secrets,
+            ChangeDoc::ReleaseDevice(d) => &d.secrets,
+            ChangeDoc::ReleaseModule(d) => &d.secrets,
             _ => &[],
         }
     }
@@ -595,6 +713,8 @@ impl ChangeDoc {
             ChangeDoc::UpdateModule(d) => Change::UpdateModule(d.into()),
             ChangeDoc::UpdateDeviceTwin(d) => Change::UpdateTwin(Box::new(d.into_change(reveal)?)),
             ChangeDoc::UpdateModuleTwin(d) => Change::UpdateTwin(Box::new(d.into_change(reveal)?)),
+            ChangeDoc::ReleaseDevice(d) => Change::Release(Box::new(d.into_change(reveal)?)),
+            ChangeDoc::ReleaseModule(d) => Change::Release(Box::new(d.into_change(reveal)?)),
             ChangeDoc::DeleteModule(d) => Change::DeleteModule(d.into()),
             ChangeDoc::DeleteDevice(d) => Change::DeleteDevice(d.into()),
         })
@@ -646,6 +766,10 @@ impl Change {
             Change::UpdateTwin(c) => match &c.address.module {
                 None => ChangeDoc::UpdateDeviceTwin(Box::new(UpdateTwinDoc::new(c, NoModule))),
                 Some(m) => ChangeDoc::UpdateModuleTwin(Box::new(UpdateTwinDoc::new(c, m.clone()))),
+            },
+            Change::Release(c) => match &c.address.module {
+                None => ChangeDoc::ReleaseDevice(Box::new(UpdateTwinDoc::new(c, NoModule))),
+                Some(m) => ChangeDoc::ReleaseModule(Box::new(UpdateTwinDoc::new(c, m.clone()))),
             },
             Change::DeleteModule(c) => ChangeDoc::DeleteModule(c.into()),
             Change::DeleteDevice(c) => ChangeDoc::DeleteDevice(c.into()),
@@ -753,6 +877,8 @@ impl From<&UpdateDevice> for UpdateDeviceDoc {
                 parent: set.parent.clone(),
             },
             diff: c.diff.clone(),
+            adopt: c.adopt,
+            disruptive: c.disruptive.map(DisruptionDoc),
         }
     }
 }
@@ -771,6 +897,8 @@ impl From<UpdateDeviceDoc> for UpdateDevice {
                 parent: p.parent,
             },
             diff: d.diff,
+            adopt: d.adopt,
+            disruptive: d.disruptive.map(|d| d.0),
         }
     }
 }
@@ -786,6 +914,8 @@ impl From<&UpdateModule> for UpdateModuleDoc {
                 authentication: Authentication(c.auth.clone()),
             },
             diff: c.diff.clone(),
+            adopt: c.adopt,
+            disruptive: c.disruptive.map(DisruptionDoc),
         }
     }
 }
@@ -798,15 +928,17 @@ impl From<UpdateModuleDoc> for UpdateModule {
             if_match: d.if_match,
             auth: d.patch.authentication.0,
             diff: d.diff,
+            adopt: d.adopt,
+            disruptive: d.disruptive.map(|d| d.0),
         }
     }
 }
 
-impl<M: TwinModule> UpdateTwinDoc<M> {
-    fn new(c: &UpdateTwin, module_id: M) -> UpdateTwinDoc<M> {
+impl<M: TwinModule, A: ActionMarker> UpdateTwinDoc<M, A> {
+    fn new(c: &UpdateTwin, module_id: M) -> UpdateTwinDoc<M, A> {
         let (patch, secrets) = secret::conceal(&c.patch, &c.sensitive, &c.refs);
         UpdateTwinDoc {
-            action: IsUpdate,
+            action: A::MARKER,
             device_id: c.address.device.clone(),
             module_id,
             if_match: c.if_match.clone(),
@@ -817,6 +949,24 @@ impl<M: TwinModule> UpdateTwinDoc<M> {
             ignore: c.ignore.clone(),
             sensitive: c.sensitive.clone(),
             secrets,
+            adopt: !c.adopted.is_empty(),
+            adopted: c.adopted.clone(),
+            released: c
+                .released
+                .iter()
+                .map(|r| ReleasedDoc {
+                    field: FieldName(r.field),
+                    stays: r.stays.clone(),
+                })
+                .collect(),
+            forced: c
+                .forced
+                .iter()
+                .map(|m| ManagedDoc {
+                    path: m.path.clone(),
+                    owner: m.owner.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -836,6 +986,23 @@ impl<M: TwinModule> UpdateTwinDoc<M> {
             ignore: self.ignore,
             sensitive: self.sensitive,
             refs,
+            adopted: self.adopted,
+            released: self
+                .released
+                .into_iter()
+                .map(|r| Released {
+                    field: r.field.0,
+                    stays: r.stays,
+                })
+                .collect(),
+            forced: self
+                .forced
+                .into_iter()
+                .map(|m| Managed {
+                    path: m.path,
+                    owner: m.owner,
+                })
+                .collect(),
         })
     }
 }
@@ -987,6 +1154,8 @@ mod tests {
                     parent: Some(None),
                 },
                 diff: vec![],
+                adopt: true,
+                disruptive: Some(Disruption::Credentials),
             }),
             Change::UpdateModule(UpdateModule {
                 device: d.clone(),
@@ -994,6 +1163,8 @@ mod tests {
                 if_match: ETag::new("m-e1").unwrap(),
                 auth: AuthSpec::Sas,
                 diff: vec![],
+                adopt: false,
+                disruptive: None,
             }),
             Change::DeleteModule(DeleteModule {
                 device: d.clone(),

@@ -35,8 +35,9 @@ use twinops_iothub::quota::OpClass;
 
 use crate::model::{DeviceId, Digest, ModuleId, Owner, Targets, TwinAddress};
 pub use change::{
-    Change, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity, IdentityUpdate,
-    OwnedValues, TwinPatch, UpdateDevice, UpdateModule, UpdateTwin,
+    Change, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity, Disruption,
+    IdentityUpdate, Managed, OwnedValues, Released, TwinPatch, UpdateDevice, UpdateModule,
+    UpdateTwin,
 };
 pub use differ::{Differ, diff, diff_seen, undeclared};
 pub use document::ChangeDoc;
@@ -45,7 +46,7 @@ pub use rollout::{Rollout, Wave, WaveStep};
 pub use saved::SavedPlan;
 pub use secret::{ReadError, SecretDoc, SecretProblem};
 pub use seen::{Seen, SeenDevice, SeenModule};
-pub use twin::{TwinView, is_sensitive_digest, owned_view, sensitive_digest};
+pub use twin::{TwinView, adopt_existing, is_sensitive_digest, owned_view, sensitive_digest};
 
 /// An apply phase, ordered as SPEC §7 orders them (rollout waves and a revert between twin patches
 /// and deletes).
@@ -80,8 +81,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// What the planner is asked to do beyond the plain diff.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Take over twins whose ledger names another owner.
-    pub adopt: bool,
+    /// `--force-conflicts`: take over the declared fields and keys that other owners manage.
+    pub force_conflicts: bool,
     /// Plan deletions of owned identities no manifest declares (needs a complete read).
     pub prune: bool,
     pub targets: Targets,
@@ -92,6 +93,8 @@ pub struct Options {
 pub enum Action {
     Create,
     Update,
+    /// Fields or keys given up (SPEC §15): the identity stays.
+    Release,
     Delete,
 }
 
@@ -104,6 +107,10 @@ pub enum Kind {
     UpdateModule,
     UpdateDeviceTwin,
     UpdateModuleTwin,
+    /// The device twin's ledger entry (identity fields, twin keys) given up.
+    ReleaseDevice,
+    /// The module twin's ledger entry given up.
+    ReleaseModule,
     DeleteModule,
     DeleteDevice,
 }
@@ -113,6 +120,7 @@ impl Kind {
         match self {
             Kind::CreateDevice | Kind::CreateModule => Action::Create,
             Kind::DeleteDevice | Kind::DeleteModule => Action::Delete,
+            Kind::ReleaseDevice | Kind::ReleaseModule => Action::Release,
             _ => Action::Update,
         }
     }
@@ -123,7 +131,10 @@ impl Kind {
             Kind::CreateDevice => Phase::DeviceCreates,
             Kind::CreateModule => Phase::ModuleCreates,
             Kind::UpdateDevice | Kind::UpdateModule => Phase::IdentityUpdates,
-            Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => Phase::TwinPatches,
+            Kind::UpdateDeviceTwin
+            | Kind::UpdateModuleTwin
+            | Kind::ReleaseDevice
+            | Kind::ReleaseModule => Phase::TwinPatches,
             Kind::DeleteModule => Phase::ModuleDeletes,
             Kind::DeleteDevice => Phase::DeviceDeletes,
         }
@@ -193,9 +204,19 @@ pub struct Summary {
     pub create: usize,
     pub update: usize,
     pub delete: usize,
+    /// Twins whose owner gives up fields or keys (SPEC §15), left out when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub release: usize,
     /// Declared twins that need no change.
     pub unchanged: usize,
     pub conflicts: usize,
+    /// Identity changes that disconnect devices (SPEC §15), left out when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub disruptive: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The plan: what apply will do, and against which etags.
@@ -258,9 +279,11 @@ impl Plan {
             match c.action() {
                 Action::Create => s.create += 1,
                 Action::Update => s.update += 1,
+                Action::Release => s.release += 1,
                 // Identities, as `--max-deletes` counts them: a device's modules go with it.
                 Action::Delete => s.delete += deletions(c),
             }
+            s.disruptive += usize::from(c.disruptive().is_some());
         }
         self.summary = s;
     }

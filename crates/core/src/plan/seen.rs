@@ -22,8 +22,14 @@ pub struct SeenDevice {
     /// The identity's etag, for identity deletes.
     pub identity_etag: ETag,
     pub status: DeviceStatus,
-    /// Whether the twin's ledger names this plan's owner.
+    /// Whether the twin's ledger holds an entry of this plan's owner.
     pub owned: bool,
+    /// Whether another owner manages anything on the twin or its identity.
+    pub shared: bool,
+    /// Its own `deviceScope` (an edge device's, which its children name).
+    pub scope: Option<String>,
+    /// The scope of its parent, if it has one.
+    pub parent_scope: Option<String>,
     /// The observed tags a rollout's `first.tags` names (empty without one).
     pub first_tags: JsonMap,
     pub modules: BTreeMap<ModuleId, SeenModule>,
@@ -33,8 +39,10 @@ pub struct SeenDevice {
 pub struct SeenModule {
     /// The module twin's etag, for module deletes.
     pub twin_etag: ETag,
-    /// Whether the twin's ledger names this plan's owner.
+    /// Whether the twin's ledger holds an entry of this plan's owner.
     pub owned: bool,
+    /// Whether another owner manages anything on the twin or its identity.
+    pub shared: bool,
 }
 
 impl Seen {
@@ -60,6 +68,22 @@ impl Seen {
                     .map(move |(mid, _)| TwinAddress::module(id.clone(), mid.clone())),
             )
         })
+    }
+
+    /// Whether another owner manages anything on the device or on one of its modules: `--prune`
+    /// then releases instead of deleting (SPEC §15).
+    pub fn shared(&self, device: &DeviceId) -> bool {
+        self.devices
+            .get(device)
+            .is_some_and(|d| d.shared || d.modules.values().any(|m| m.shared))
+    }
+
+    /// The devices read whose parent is the device with this scope.
+    pub fn children(&self, scope: &str) -> usize {
+        self.devices
+            .values()
+            .filter(|d| d.parent_scope.as_deref() == Some(scope))
+            .count()
     }
 
     /// How many owned device identities and owned module identities were read.

@@ -22,13 +22,14 @@ fn loc() -> Location {
     }
 }
 
+/// A device that declares no identity field (SPEC §15: none is managed) and these twin sections.
 fn device(id: &str, tags: Value, desired: Value) -> DeviceSpec {
     DeviceSpec {
         id: id.into(),
-        status: DeviceStatus::Enabled,
+        status: None,
         status_reason: None,
-        auth: AuthSpec::Sas,
-        edge: false,
+        auth: None,
+        edge: None,
         parent: None,
         twin: TwinSpec {
             tags: map(tags).into(),
@@ -74,9 +75,33 @@ fn observed(devices: Vec<ObservedDevice>) -> Observed {
     }
 }
 
+fn keys(k: &[&str]) -> Value {
+    Value::Object(k.iter().map(|k| (k.to_string(), json!(true))).collect())
+}
+
+/// A ledger in which `me` manages these keys and no identity field.
 fn ledger(tags: &[&str], desired: &[&str]) -> Value {
-    let obj = |k: &[&str]| Value::Object(k.iter().map(|k| (k.to_string(), json!(true))).collect());
-    json!({"owner": "me", "tags": obj(tags), "desired": obj(desired)})
+    entries(&[("me", &[], tags, desired)])
+}
+
+/// One owner's entry: `(owner, fields, tags, desired)`.
+type OwnerEntry<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+
+/// A ledger of these owners' entries.
+fn entries(owners: &[OwnerEntry<'_>]) -> Value {
+    let owners: serde_json::Map<String, Value> = owners
+        .iter()
+        .map(|(o, f, t, d)| {
+            let e = json!({"fields": keys(f), "tags": keys(t), "desired": keys(d)});
+            (o.to_string(), e)
+        })
+        .collect();
+    json!({"version": 2, "owners": owners})
+}
+
+/// A ledger as twinops wrote it before several owners (form 1).
+fn v1(tags: &[&str], desired: &[&str]) -> Value {
+    json!({"owner": "me", "tags": keys(tags), "desired": keys(desired)})
 }
 
 /// A change as the plan document holds it.
@@ -94,7 +119,7 @@ fn missing_device_is_created_with_its_twin_content() {
     d.modules.push(ModuleSpec {
         id: "m1".into(),
         managed_by: None,
-        auth: AuthSpec::Sas,
+        auth: None,
         twin: TwinSpec::default(),
         location: loc(),
     });
@@ -160,7 +185,8 @@ fn key_dropped_from_manifest_is_removed_but_unowned_keys_stay() {
     let p = plan(&f, &o);
     assert_eq!(
         doc(&p.changes[0])["patch"],
-        json!({"tags": {"twinops": {"desired": {"gone": null}}}, "properties": {"desired": {"gone": null}}})
+        json!({"tags": {"twinops": {"owners": {"me": {"desired": {"gone": null}}}}},
+            "properties": {"desired": {"gone": null}}})
     );
 }
 
@@ -173,10 +199,12 @@ fn twin_without_ledger_is_adopted() {
         doc(&p.changes[0])["patch"],
         json!({"tags": {"twinops": ledger(&[], &["t"])}})
     );
+    assert_eq!(doc(&p.changes[0])["adopt"], true);
+    assert_eq!(doc(&p.changes[0])["adopted"], json!(["desired.t"]));
 }
 
 #[test]
-fn twin_owned_by_another_owner_is_a_conflict_unless_adopted() {
+fn a_key_another_owner_manages_is_a_conflict_naming_it_unless_forced() {
     let f = fleet(vec![device("d1", json!({}), json!({"t": 1}))]);
     let o = observed(vec![seen(
         "d1",
@@ -186,17 +214,52 @@ fn twin_owned_by_another_owner_is_a_conflict_unless_adopted() {
     let p = plan(&f, &o);
     assert!(p.changes.is_empty());
     assert_eq!(p.conflicts.len(), 1);
-    assert!(p.conflicts[0].reason.contains("them"));
+    assert!(
+        p.conflicts[0]
+            .reason
+            .contains("desired.t is managed by `them`"),
+        "{}",
+        p.conflicts[0].reason
+    );
+    assert_eq!(p.conflicts[0].keys, ["desired.t"]);
     let p = diff(
         &f,
         &o,
         "hub",
         &Options {
-            adopt: true,
+            force_conflicts: true,
             ..Options::default()
         },
     );
-    assert_eq!(doc(&p.changes[0])["patch"]["properties"]["desired"]["t"], 1);
+    let c = doc(&p.changes[0]);
+    assert_eq!(c["patch"]["properties"]["desired"]["t"], 1);
+    // In the same write, `them` gives the key up and `me` takes it; `them`'s form-1 entry keeps
+    // the identity fields it managed then.
+    let mut after = json!({"owner": "them", "tags": {}, "desired": {"t": true}});
+    json_patch::merge(&mut after, &c["patch"]["tags"]["twinops"]);
+    assert_eq!(
+        after,
+        json!({"version": 2, "owners": {
+            "me": {"fields": {}, "tags": {}, "desired": {"t": true}},
+            "them": {"tags": {}, "desired": {}}}}),
+        "{c}"
+    );
+    assert_eq!(c["forced"], json!([{"path": "desired.t", "owner": "them"}]));
+    // A form-2 entry emptied by the force is removed.
+    let o = observed(vec![seen(
+        "d1",
+        json!({"twinops": entries(&[("them", &[], &[], &["t"])])}),
+        json!({"t": 9}),
+    )]);
+    let forced = Options {
+        force_conflicts: true,
+        ..Options::default()
+    };
+    let c = doc(&diff(&f, &o, "hub", &forced).changes[0]);
+    assert_eq!(
+        c["patch"]["tags"]["twinops"],
+        json!({"owners": {"me": {"fields": {}, "tags": {}, "desired": {"t": true}}, "them": null}})
+    );
 }
 
 #[test]
@@ -396,10 +459,10 @@ fn inline_values_need_the_manifests_and_must_match_them() {
 #[test]
 fn identity_status_change_is_its_own_change() {
     let mut d = device("d1", json!({}), json!({}));
-    d.status = DeviceStatus::Disabled;
+    d.status = Some(DeviceStatus::Disabled);
     let o = observed(vec![seen(
         "d1",
-        json!({"twinops": ledger(&[], &[])}),
+        json!({"twinops": entries(&[("me", &["status"], &[], &[])])}),
         json!({}),
     )]);
     let p = plan(&fleet(vec![d]), &o);
@@ -509,7 +572,7 @@ fn only_desired_updates_of_existing_twins_are_rolled_out() {
     with_module.modules.push(ModuleSpec {
         id: "m1".into(),
         managed_by: None,
-        auth: AuthSpec::Sas,
+        auth: None,
         twin: TwinSpec {
             desired: map(json!({"t": 2})).into(),
             ..TwinSpec::default()
@@ -714,11 +777,14 @@ fn each_rolled_out_update_writes_the_rollout_id_and_its_wave_in_the_ledger() {
         let wave = r.wave_of(&t.address).unwrap();
         assert_eq!(
             t.patch.tags["twinops"],
-            json!({"rollout": {"id": r.id, "wave": wave, "desired": {"t": true}}}),
+            json!({"owners": {"me": {"rollout": {"id": r.id, "wave": wave, "desired": {"t": true}}}}}),
             "{}",
             t.address
         );
-        assert_eq!(t.target.tags["twinops"]["rollout"]["wave"], json!(wave));
+        assert_eq!(
+            t.target.tags["twinops"]["owners"]["me"]["rollout"]["wave"],
+            json!(wave)
+        );
         // The diff people read shows the values, not the ledger's bookkeeping.
         assert!(t.diff.iter().all(|d| d.path != "tags.twinops"));
     }
@@ -762,4 +828,286 @@ fn a_changed_target_value_after_a_wave_starts_a_new_rollout() {
         20,
         "the fix goes to every twin, wave 0 included"
     );
+}
+
+/// A device as an SDK made it: disabled, self-signed X.509, an edge gateway under a parent.
+fn brownfield(id: &str, tags: Value) -> ObservedDevice {
+    let mut d = seen(id, tags, json!({}));
+    d.status = DeviceStatus::Disabled;
+    d.status_reason = Some("maintenance".into());
+    d.auth = crate::model::ObservedAuth {
+        kind: AuthenticationType::SelfSigned,
+        primary_thumbprint: Some("AB".repeat(20)),
+        secondary_thumbprint: None,
+    };
+    d.edge = true;
+    d.device_scope = Some(format!("ms-azure-iot-edge://{id}-1"));
+    d.parent_scopes = vec!["ms-azure-iot-edge://gw-1-7".into()];
+    d
+}
+
+#[test]
+fn an_existing_identity_keeps_every_field_the_manifests_do_not_declare() {
+    // Only tags are declared: no identity change, however far the identity is from the defaults.
+    let f = fleet(vec![device("bf", json!({"site": "munich"}), json!({}))]);
+    let p = plan(&f, &observed(vec![brownfield("bf", json!({}))]));
+    let kinds: Vec<Kind> = p.changes.iter().map(Change::kind).collect();
+    assert_eq!(kinds, [Kind::UpdateDeviceTwin], "{p:#?}");
+    let c = doc(&p.changes[0]);
+    assert_eq!(c["adopted"], json!(["tags.site"]));
+    assert_eq!(p.summary.disruptive, 0);
+}
+
+#[test]
+fn a_declared_field_is_adopted_when_it_matches_and_updated_when_it_differs() {
+    let mut d = device("bf", json!({}), json!({}));
+    d.status = Some(DeviceStatus::Disabled);
+    d.edge = Some(true);
+    let p = plan(
+        &fleet(vec![d.clone()]),
+        &observed(vec![brownfield("bf", json!({}))]),
+    );
+    // Both match: the ledger records them, the identity is not written.
+    let kinds: Vec<Kind> = p.changes.iter().map(Change::kind).collect();
+    assert_eq!(kinds, [Kind::UpdateDeviceTwin]);
+    assert_eq!(doc(&p.changes[0])["adopted"], json!(["status", "edge"]));
+    // `status: enabled` differs: exactly that field is written, and it is an adoption.
+    d.status = Some(DeviceStatus::Enabled);
+    let p = plan(
+        &fleet(vec![d]),
+        &observed(vec![brownfield("bf", json!({}))]),
+    );
+    let update = p
+        .changes
+        .iter()
+        .find(|c| c.kind() == Kind::UpdateDevice)
+        .expect("an identity update");
+    assert_eq!(doc(update)["patch"], json!({"status": "enabled"}));
+    assert_eq!(doc(update)["adopt"], true);
+}
+
+#[test]
+fn a_field_that_leaves_the_manifests_is_released_and_stays_as_it_is() {
+    let f = fleet(vec![device("bf", json!({}), json!({}))]);
+    let managed = json!({"twinops": entries(&[("me", &["status"], &[], &[])])});
+    let p = plan(&f, &observed(vec![brownfield("bf", managed)]));
+    assert_eq!(p.changes.len(), 1, "{p:#?}");
+    assert_eq!(p.changes[0].kind(), Kind::ReleaseDevice);
+    assert_eq!(p.summary.release, 1);
+    let c = doc(&p.changes[0]);
+    assert_eq!(c["action"], "release");
+    assert_eq!(
+        c["released"],
+        json!([{"field": "status", "stays": "disabled"}])
+    );
+    // Nothing but the ledger is written.
+    assert_eq!(
+        c["patch"],
+        json!({"tags": {"twinops": {"owners": {"me": {"fields": {"status": null}}}}}})
+    );
+    let mut text = Vec::new();
+    crate::render::text::plan(&mut text, &p).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("release status (stays \"disabled\")"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_form_1_ledger_plans_as_a_no_op_and_is_rewritten_on_the_next_change() {
+    let f = fleet(vec![device("d1", json!({"site": "b"}), json!({"t": 1}))]);
+    let old = |t: i64| {
+        observed(vec![seen(
+            "d1",
+            json!({"site": "b", "twinops": v1(&["site"], &["t"])}),
+            json!({"t": t}),
+        )])
+    };
+    assert!(!plan(&f, &old(1)).has_differences());
+    let p = plan(&f, &old(0));
+    let mut ledger_after = v1(&["site"], &["t"]);
+    json_patch::merge(
+        &mut ledger_after,
+        &doc(&p.changes[0])["patch"]["tags"]["twinops"],
+    );
+    assert_eq!(ledger_after, ledger(&["site"], &["t"]));
+}
+
+#[test]
+fn owners_with_disjoint_keys_share_a_twin_each_writing_only_its_own_entry() {
+    let both = json!({"site": "b", "twinops": entries(&[
+        ("me", &[], &["site"], &[]),
+        ("app", &[], &[], &["telemetry"]),
+    ])});
+    let o = observed(vec![seen("d1", both, json!({"telemetry": 5}))]);
+    // `me` adds a tag: only its entry is in the patch, `app`'s is not touched.
+    let f = fleet(vec![device(
+        "d1",
+        json!({"site": "b", "kind": "gw"}),
+        json!({}),
+    )]);
+    let p = plan(&f, &o);
+    assert!(p.conflicts.is_empty());
+    let c = doc(&p.changes[0]);
+    assert_eq!(
+        c["patch"]["tags"]["twinops"],
+        json!({"owners": {"me": {"tags": {"kind": true}}}})
+    );
+    assert!(
+        !c["base"]["tags"]["twinops"]["owners"]
+            .as_object()
+            .unwrap()
+            .contains_key("app")
+    );
+    // A resend after `app` changed its entry writes the same intent into the new ledger.
+    let Change::UpdateTwin(u) = &p.changes[0] else {
+        panic!()
+    };
+    let mut moved = o.devices["d1"].twin.clone();
+    moved.tags["twinops"]["owners"]["app"]["desired"]["mode"] = json!(true);
+    assert_eq!(owned_view(&u.base, &u.ignore, &u.sensitive, &moved), u.base);
+    assert_eq!(
+        u.patch_for(&moved).tags["twinops"],
+        json!({"owners": {"me": {"tags": {"kind": true}}}})
+    );
+}
+
+#[test]
+fn prune_releases_a_device_another_owner_shares_and_deletes_modules_only_it_managed() {
+    let f = fleet(vec![]);
+    let mut shared = seen(
+        "shared",
+        json!({"site": "b", "twinops": entries(&[("me", &[], &["site"], &[]), ("app", &[], &[], &["t"])])}),
+        json!({"t": 1}),
+    );
+    let module = |ledger: Value| ObservedModule {
+        id: "m".into(),
+        twin: ObservedTwin {
+            etag: "me1".into(),
+            tags: map(json!({"twinops": ledger})),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    shared.modules.insert(
+        "mine".into(),
+        ObservedModule {
+            id: "mine".into(),
+            ..module(ledger(&[], &[]))
+        },
+    );
+    shared.modules.insert(
+        "both".into(),
+        ObservedModule {
+            id: "both".into(),
+            ..module(entries(&[("me", &[], &[], &[]), ("app", &[], &[], &["x"])]))
+        },
+    );
+    let alone = seen("alone", json!({"twinops": ledger(&[], &[])}), json!({}));
+    let p = diff(
+        &f,
+        &observed(vec![shared, alone]),
+        "hub",
+        &Options {
+            prune: true,
+            ..Options::default()
+        },
+    );
+    let kinds: Vec<(Kind, String)> = p
+        .changes
+        .iter()
+        .map(|c| (c.kind(), c.address().to_string()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::ReleaseDevice, "shared".to_string()),
+            (Kind::ReleaseModule, "shared/both".to_string()),
+            (Kind::DeleteModule, "shared/mine".to_string()),
+            (Kind::DeleteDevice, "alone".to_string()),
+        ]
+    );
+    // The release removes what `me` managed and its entry; `app`'s stays.
+    let c = doc(&p.changes[0]);
+    assert_eq!(c["patch"]["tags"]["site"], Value::Null);
+    assert_eq!(
+        c["patch"]["tags"]["twinops"],
+        json!({"owners": {"me": null}})
+    );
+    assert_eq!(deletion_count(&p), 2, "--max-deletes counts deletions only");
+}
+
+#[test]
+fn disruptive_identity_changes_are_marked_and_counted() {
+    let mut d = device("gw", json!({}), json!({}));
+    d.edge = Some(false);
+    d.auth = Some(AuthSpec::Sas);
+    let mut child = seen("child", json!({}), json!({}));
+    child.parent_scopes = vec!["ms-azure-iot-edge://gw-1".into()];
+    let mut gw = brownfield(
+        "gw",
+        json!({"twinops": entries(&[("me", &["edge", "auth"], &[], &[])])}),
+    );
+    gw.device_scope = Some("ms-azure-iot-edge://gw-1".into());
+    gw.parent_scopes.clear();
+    let p = plan(
+        &fleet(vec![d.clone()]),
+        &observed(vec![gw.clone(), child.clone()]),
+    );
+    let update = p
+        .changes
+        .iter()
+        .find(|c| c.kind() == Kind::UpdateDevice)
+        .unwrap();
+    // Auth first: it is what disconnects this very device.
+    assert_eq!(update.disruptive(), Some(Disruption::Credentials));
+    assert_eq!(p.summary.disruptive, 1);
+    d.auth = None;
+    let p = plan(&fleet(vec![d]), &observed(vec![gw, child]));
+    let update = p
+        .changes
+        .iter()
+        .find(|c| c.kind() == Kind::UpdateDevice)
+        .unwrap();
+    assert_eq!(update.disruptive(), Some(Disruption::ChildrenLoseParent));
+    assert_eq!(
+        doc(update)["disruptive"],
+        "its child devices lose their parent"
+    );
+    let mut text = Vec::new();
+    crate::render::text::plan(&mut text, &p).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("! disruptive: its child devices lose their parent"),
+        "{text}"
+    );
+    assert!(text.contains(", 1 disruptive."), "{text}");
+}
+
+#[test]
+fn a_newer_ledger_is_a_conflict_never_written_even_when_forced() {
+    let f = fleet(vec![device("d1", json!({}), json!({"t": 1}))]);
+    let o = observed(vec![seen(
+        "d1",
+        json!({"twinops": {"version": 3, "owners": {}}}),
+        json!({}),
+    )]);
+    for force in [false, true] {
+        let p = diff(
+            &f,
+            &o,
+            "hub",
+            &Options {
+                force_conflicts: force,
+                ..Options::default()
+            },
+        );
+        assert!(p.changes.is_empty());
+        assert!(
+            p.conflicts[0].reason.contains("newer twinops"),
+            "{:?}",
+            p.conflicts
+        );
+    }
 }

@@ -117,11 +117,7 @@ fn blocks_by_device(plan: &Plan, expand: bool) -> BTreeMap<String, Vec<String>> 
         by_device.entry(key).or_default().push(block);
     }
     for k in &plan.conflicts {
-        let keys = if k.keys.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", k.keys.join(", "))
-        };
+        let keys = super::keys_suffix(&k.reason, &k.keys);
         by_device
             .entry(k.address.device.to_string())
             .or_default()
@@ -136,13 +132,15 @@ fn change_block(g: &[&Change]) -> (String, String) {
     let sign = match c.action() {
         Action::Create => "+",
         Action::Update => "~",
+        Action::Release => "=",
         Action::Delete => "-",
     };
+    let adopt = super::text::adopt_mark(c);
     let (key, mut block) = if g.len() == 1 {
         (
             c.device_id().to_string(),
             format!(
-                "{sign} {} {}\n",
+                "{sign} {} {}{adopt}\n",
                 super::text::kind_words(c.kind()),
                 c.address()
             ),
@@ -151,11 +149,16 @@ fn change_block(g: &[&Change]) -> (String, String) {
         // Identical changes of many twins: one block, its count and first addresses.
         let words = super::text::group_words(g);
         let block = format!(
-            "{sign} {words}\n    ({})\n",
+            "{sign} {words}{adopt}\n    ({})\n",
             super::text::group_addresses(g)
         );
         (words, block)
     };
+    for line in super::text::ownership_lines(c) {
+        // `!` leads a line in the diff so that a disruptive change stands out.
+        let lead = if line.starts_with('!') { "" } else { "  " };
+        let _ = writeln!(block, "  {lead}{line}");
+    }
     for d in &c.shown_diff() {
         let b = d.before.as_ref().map(inline).unwrap_or_else(|| "∅".into());
         let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());

@@ -60,3 +60,18 @@ pub fn inline(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// ` [k1, k2]` for the keys a reason does not already name (a conflict's reason names the paths
+/// other owners manage; a resend's names none), or nothing.
+pub(crate) fn keys_suffix(reason: &str, keys: &[String]) -> String {
+    let unnamed: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !reason.contains(k))
+        .collect();
+    if unnamed.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", unnamed.join(", "))
+    }
+}

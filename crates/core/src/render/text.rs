@@ -23,6 +23,8 @@ pub fn kind_words(k: Kind) -> &'static str {
         Kind::UpdateModule => "update module identity",
         Kind::UpdateDeviceTwin => "update device twin",
         Kind::UpdateModuleTwin => "update module twin",
+        Kind::ReleaseDevice => "release device",
+        Kind::ReleaseModule => "release module",
         Kind::DeleteModule => "delete module",
         Kind::DeleteDevice => "delete device",
     }
@@ -32,8 +34,49 @@ fn sign(a: Action) -> char {
     match a {
         Action::Create => '+',
         Action::Update => '~',
+        Action::Release => '=',
         Action::Delete => '-',
     }
+}
+
+/// ` (adopt)` on a change that takes over fields or keys this owner did not manage.
+pub fn adopt_mark(c: &Change) -> &'static str {
+    if c.adopts() { " (adopt)" } else { "" }
+}
+
+/// The lines of ownership a change carries beyond its diff (SPEC §15): what it adopts that already
+/// matches, what it takes from other owners, what it releases, and what disrupts devices.
+pub fn ownership_lines(c: &Change) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(d) = c.disruptive() {
+        out.push(format!("! disruptive: {}", d.consequence()));
+    }
+    let Some(t) = c.twin_update() else {
+        return out;
+    };
+    let changed: std::collections::BTreeSet<&str> =
+        t.diff.iter().map(|d| d.path.as_str()).collect();
+    for a in &t.adopted {
+        let field = crate::plan::ledger::IdentityField::parse(a).is_some();
+        if field {
+            out.push(format!("adopt {a}"));
+        } else if !changed.contains(a.as_str()) {
+            out.push(format!("adopt {a} (already matches)"));
+        }
+    }
+    for m in &t.forced {
+        out.push(format!(
+            "take {} from `{}` (--force-conflicts)",
+            m.path, m.owner
+        ));
+    }
+    for r in &t.released {
+        match &r.stays {
+            Some(v) => out.push(format!("release {} (stays {})", r.field, super::inline(v))),
+            None => out.push(format!("release {}", r.field)),
+        }
+    }
+    out
 }
 
 /// Values that fit on one line of this width are printed compactly; longer ones are spread over
@@ -89,11 +132,15 @@ fn value_diff(
 fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
     writeln!(
         out,
-        "  {} {} {}",
+        "  {} {} {}{}",
         sign(c.action()),
         kind_words(c.kind()),
-        c.address()
+        c.address(),
+        adopt_mark(c)
     )?;
+    for line in ownership_lines(c) {
+        writeln!(out, "      {line}")?;
+    }
     if let Change::DeleteDevice(d) = c {
         let modules: Vec<&str> = d.modules.iter().map(|m| m.as_str()).collect();
         if !modules.is_empty() {
@@ -137,7 +184,7 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
         writeln!(out, "      {head} {}", d.path)?;
         value_diff(out, d.before.as_ref(), d.after.as_ref())?;
     }
-    if let Change::UpdateTwin(t) = c
+    if let Some(t) = c.twin_update()
         && t.diff.iter().any(|d| d.path == "tags.twinops")
     {
         writeln!(out, "      ~ ownership ledger (tags.twinops)")?;
@@ -231,7 +278,13 @@ pub fn group_words(g: &[&Change]) -> String {
 }
 
 fn group(out: &mut impl Write, g: &[&Change]) -> io::Result<()> {
-    writeln!(out, "  {} {}", sign(g[0].action()), group_words(g))?;
+    writeln!(
+        out,
+        "  {} {}{}",
+        sign(g[0].action()),
+        group_words(g),
+        adopt_mark(g[0])
+    )?;
     writeln!(out, "      ({})", group_addresses(g))?;
     // The members differ only in their address: the first one's lines stand for all.
     let mut one = Vec::new();
@@ -249,8 +302,18 @@ pub fn summary_line(plan: &Plan) -> String {
     if !plan.has_differences() {
         return format!("No changes. {} twins match the manifests.", s.unchanged);
     }
+    let release = if s.release > 0 {
+        format!(", {} to release", s.release)
+    } else {
+        String::new()
+    };
+    let disruptive = if s.disruptive > 0 {
+        format!(", {} disruptive", s.disruptive)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "Plan: {} to create, {} to update, {} to delete, {} unchanged.",
+        "Plan: {} to create, {} to update, {} to delete{release}, {} unchanged{disruptive}.",
         s.create, s.update, s.delete, s.unchanged
     );
     if s.conflicts > 0 {
@@ -289,11 +352,8 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
         }
     }
     for k in &plan.conflicts {
-        write!(out, "  ! conflict {}: {}", k.address, k.reason)?;
-        if !k.keys.is_empty() {
-            write!(out, " [{}]", k.keys.join(", "))?;
-        }
-        writeln!(out)?;
+        let keys = super::keys_suffix(&k.reason, &k.keys);
+        writeln!(out, "  ! conflict {}: {}{keys}", k.address, k.reason)?;
     }
     if let Some(r) = &plan.rollout {
         writeln!(out)?;
@@ -514,11 +574,14 @@ pub fn rollout_report(out: &mut impl Write, r: &crate::report::RolloutReport) ->
 /// Renders a drift report.
 pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result<()> {
     for i in &r.items {
-        write!(out, "  {:<36} {}: {}", i.class.words(), i.address, i.detail)?;
-        if !i.keys.is_empty() {
-            write!(out, " [{}]", i.keys.join(", "))?;
-        }
-        writeln!(out)?;
+        let keys = super::keys_suffix(&i.detail, &i.keys);
+        writeln!(
+            out,
+            "  {:<36} {}: {}{keys}",
+            i.class.words(),
+            i.address,
+            i.detail
+        )?;
     }
     let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
     let rejected = n("rejected_by_device");

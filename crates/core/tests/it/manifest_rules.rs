@@ -88,9 +88,9 @@ rule!(malformed_ignore_and_sensitive_paths_are_rejected,
     "a.yaml" => "devices:\n  d1:\n    ignore: [reported.x, tags, desired..x, \"desired.a b\", \"desired.x#y\", desired.]\n    sensitive: [desired.$x, 7]\n");
 rule!(reserved_twinops_tag_is_rejected, "a.yaml" => "devices:\n  d1:\n    tags: {twinops: {owner: me}}\n");
 rule!(tags_over_8_kb_with_the_ledger_are_rejected,
-    "a.yaml" => format!("owner: o\ndevices:\n  d1:\n    tags: {{t: {}, u: {}}}\n", "x".repeat(4078), "y".repeat(4079)));
+    "a.yaml" => format!("owner: o\ndevices:\n  d1:\n    tags: {{t: {}, u: {}}}\n", "x".repeat(4049), "y".repeat(4049)));
 rule!(module_tags_over_8_kb_with_the_ledger_are_rejected,
-    "a.yaml" => format!("devices:\n  d1:\n    modules:\n      m1:\n        tags: {{t: {}, u: {}}}\n", "x".repeat(4078), "y".repeat(4079)));
+    "a.yaml" => format!("devices:\n  d1:\n    modules:\n      m1:\n        tags: {{t: {}, u: {}}}\n", "x".repeat(4046), "y".repeat(4046)));
 rule!(more_than_a_million_identities_are_rejected_before_expanding,
     "a.yaml" => "devices:\n  \"small-{1..10}\": {}\n  \"huge-{000000000001..999999999999}\": {modules: {a: {}}}\n");
 rule!(parent_that_is_not_an_edge_device_is_rejected,

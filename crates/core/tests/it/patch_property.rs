@@ -5,10 +5,11 @@
 
 use serde_json::{Value, json};
 use twinops_core::model::{
-    AuthSpec, AuthenticationType, DeviceId, DeviceSpec, DeviceStatus, Digest, ETag, Fleet, JsonMap,
-    Location, Observed, ObservedAuth, ObservedDevice, ObservedTwin, Owner, Targets, TwinSpec,
+    AuthenticationType, DeviceId, DeviceSpec, DeviceStatus, Digest, ETag, Fleet, JsonMap, Location,
+    Observed, ObservedAuth, ObservedDevice, ObservedTwin, Owner, Targets, TwinSpec,
 };
-use twinops_core::plan::{self, Change, Options, ledger::Ledger, owned_view};
+use twinops_core::plan::ledger::{self, Entry, Ledger};
+use twinops_core::plan::{self, Change, Options, owned_view};
 
 /// A small deterministic generator (SplitMix64), so every failure is reproducible by its seed.
 struct Gen(u64);
@@ -67,7 +68,15 @@ fn twin_case(g: &mut Gen, owner: &Owner) -> (TwinSpec, ObservedTwin) {
         }
         tags.insert(
             "twinops".into(),
-            Ledger::new(owner, &owned_tags, &owned_desired).to_value(),
+            Ledger {
+                version: ledger::VERSION,
+                owners: [(
+                    owner.to_string(),
+                    Entry::new(Default::default(), &owned_tags, &owned_desired),
+                )]
+                .into(),
+            }
+            .to_value(),
         );
     }
     let seen = ObservedTwin {
@@ -93,10 +102,10 @@ fn applying_each_planned_patch_to_the_observed_twin_yields_the_target() {
             owner: owner.clone(),
             devices: vec![DeviceSpec {
                 id: id.clone(),
-                status: DeviceStatus::Enabled,
+                status: None,
                 status_reason: None,
-                auth: AuthSpec::Sas,
-                edge: false,
+                auth: None,
+                edge: None,
                 parent: None,
                 twin: spec,
                 modules: Vec::new(),

@@ -169,6 +169,8 @@ fn identity_updates() -> Vec<Change> {
                 ),
                 fd("parent", Some(json!("core-1")), None),
             ],
+            adopt: false,
+            disruptive: None,
         }),
         // One field: the parent attached.
         Change::UpdateDevice(UpdateDevice {
@@ -179,6 +181,8 @@ fn identity_updates() -> Vec<Change> {
                 ..IdentityUpdate::default()
             },
             diff: vec![fd("parent", None, Some(json!("gateway-1")))],
+            adopt: false,
+            disruptive: None,
         }),
         Change::UpdateModule(UpdateModule {
             device: device("gateway-1"),
@@ -190,6 +194,8 @@ fn identity_updates() -> Vec<Change> {
                 Some(json!({"type": "certificateAuthority"})),
                 Some(json!({"type": "sas"})),
             )],
+            adopt: false,
+            disruptive: None,
         }),
     ]
 }
@@ -248,6 +254,9 @@ fn twin_updates() -> Vec<Change> {
             ignore: vec![path("desired.calibration.offset")],
             sensitive: vec![path("desired.apiToken"), path("desired.creds")],
             refs: vec![env_ref("desired.apiToken", "THERM_API_TOKEN")],
+            adopted: vec![],
+            released: vec![],
+            forced: vec![],
         })),
         // Tags only, nothing sensitive.
         Change::UpdateTwin(Box::new(UpdateTwin {
@@ -269,6 +278,9 @@ fn twin_updates() -> Vec<Change> {
             ignore: vec![],
             sensitive: vec![],
             refs: vec![],
+            adopted: vec![],
+            released: vec![],
+            forced: vec![],
         })),
     ]
 }
@@ -310,6 +322,7 @@ fn every_kind() -> Plan {
             delete: 5,
             unchanged: 7,
             conflicts: 1,
+            ..Summary::default()
         },
         changes,
         conflicts: vec![Conflict {
@@ -336,10 +349,10 @@ fn every_kind() -> Plan {
 fn fleet() -> Fleet {
     let spec = |id: &str, creds: Value| DeviceSpec {
         id: device(id),
-        status: DeviceStatus::Enabled,
+        status: Some(DeviceStatus::Enabled),
         status_reason: None,
-        auth: AuthSpec::Sas,
-        edge: false,
+        auth: Some(AuthSpec::Sas),
+        edge: Some(false),
         parent: None,
         twin: TwinSpec {
             desired: Content::new(&map(json!({ "creds": creds }))),

@@ -65,6 +65,8 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             if_match,
             set: IdentityUpdate::default(),
             diff,
+            adopt: false,
+            disruptive: None,
         }),
         Kind::UpdateModule => Change::UpdateModule(UpdateModule {
             device,
@@ -72,20 +74,26 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             if_match,
             auth: AuthSpec::Sas,
             diff,
+            adopt: false,
+            disruptive: None,
         }),
-        Kind::UpdateDeviceTwin | Kind::UpdateModuleTwin => {
-            Change::UpdateTwin(Box::new(UpdateTwin {
-                address: TwinAddress { device, module },
-                if_match,
-                base: OwnedValues::default(),
-                target: OwnedValues::default(),
-                patch: TwinPatch::default(),
-                diff,
-                ignore: vec![],
-                sensitive: vec![],
-                refs: vec![],
-            }))
-        }
+        Kind::UpdateDeviceTwin
+        | Kind::UpdateModuleTwin
+        | Kind::ReleaseDevice
+        | Kind::ReleaseModule => Change::UpdateTwin(Box::new(UpdateTwin {
+            address: TwinAddress { device, module },
+            if_match,
+            base: OwnedValues::default(),
+            target: OwnedValues::default(),
+            patch: TwinPatch::default(),
+            diff,
+            ignore: vec![],
+            sensitive: vec![],
+            refs: vec![],
+            adopted: vec![],
+            released: vec![],
+            forced: vec![],
+        })),
         Kind::DeleteModule => Change::DeleteModule(DeleteModule {
             device,
             module: module.unwrap(),
@@ -123,6 +131,7 @@ fn sample() -> Plan {
             delete: 1,
             unchanged: 7,
             conflicts: 1,
+            ..Summary::default()
         },
         changes: vec![
             change(

@@ -87,12 +87,16 @@ impl GateItem {
         }
         let keys = match &self.keys {
             Some(k) => k.clone(),
+            // The entry whose mark is this rollout's; none when the twin was rewritten since by
+            // someone else: then it is not this rollout's to wait for.
             None => match ledger::read(&seen.tags) {
-                ledger::Found::Ledger(ledger::Ledger {
-                    rollout: Some(mark),
-                    ..
-                }) if Some(&mark.id) == rollout => mark.desired,
-                // Rewritten since by someone else: not this rollout's to wait for.
+                ledger::Found::Ledger(l) => l
+                    .owners
+                    .into_values()
+                    .filter_map(|e| e.rollout)
+                    .find(|m| Some(&m.id) == rollout)
+                    .map(|m| m.desired)
+                    .unwrap_or_default(),
                 _ => BTreeSet::new(),
             },
         };

@@ -4,10 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::super::rollout;
-use super::super::{Change, Plan, Seen, ledger, patch, twin};
+use super::super::{Change, Plan, Seen, ledger, twin};
 use super::Rollout;
 use crate::model::{DeviceId, DeviceSpec, Digest, LEDGER_TAG, ObservedTwin, Owner, TwinAddress};
 
@@ -119,17 +117,15 @@ pub fn mark_of(
     let ledger::Found::Ledger(l) = ledger::read(&seen.tags) else {
         return None;
     };
-    if l.owner != owner {
-        return None;
-    }
-    let mark = l.rollout?;
+    let mark = l.entry(owner)?.rollout.clone()?;
     let desired = twin::declared_desired(spec, seen);
     Some((mark.id, rollout::target_digest(&desired), mark.wave))
 }
 
-/// Writes each rolled-out update's mark into the ledger it writes (`patch` and `target`), so the
-/// hub remembers the rollout and the wave. The field diff shown stays the planned values'.
+/// Writes each rolled-out update's mark into the ledger entry it writes (`patch` and `target`), so
+/// the hub remembers the rollout and the wave. The field diff shown stays the planned values'.
 fn stamp(plan: &mut Plan, r: &Rollout) {
+    let owner = plan.owner.to_string();
     for c in &mut plan.changes {
         let Change::UpdateTwin(t) = c else { continue };
         if t.patch.desired.is_empty() {
@@ -143,19 +139,12 @@ fn stamp(plan: &mut Plan, r: &Rollout) {
             wave,
             desired: rollout::gated_keys(t),
         };
-        let base = t.base.tags.get(LEDGER_TAG).cloned();
-        let Some(Value::Object(target)) = t.target.tags.get_mut(LEDGER_TAG) else {
-            continue;
-        };
-        target.insert("rollout".into(), mark.to_value());
-        let target = Value::Object(target.clone());
-        match patch::merge_patch(base.as_ref(), Some(&target)) {
-            Some(p) => {
-                t.patch.tags.insert(LEDGER_TAG.into(), p);
-            }
-            None => {
-                t.patch.tags.remove(LEDGER_TAG);
-            }
+        if let Some(target) = t.target.tags.get_mut(LEDGER_TAG) {
+            ledger::mark_projection(target, &owner, &mark);
         }
+        let patch = t.patch.tags.remove(LEDGER_TAG);
+        t.patch
+            .tags
+            .insert(LEDGER_TAG.into(), ledger::mark_patch(patch, &owner, &mark));
     }
 }

@@ -338,6 +338,9 @@ fn only_twin_updates_of_desired_values_are_rolled_out() {
             ignore: Vec::new(),
             sensitive: Vec::new(),
             refs: Vec::new(),
+            adopted: Vec::new(),
+            released: Vec::new(),
+            forced: Vec::new(),
         }))
     };
     assert!(rolled_out(&update(json!({"t": 1}), json!({}))).is_some());
@@ -486,6 +489,9 @@ fn written_update(base: crate::plan::OwnedValues, target: crate::plan::OwnedValu
         ignore: Vec::new(),
         sensitive: Vec::new(),
         refs: Vec::new(),
+        adopted: Vec::new(),
+        released: Vec::new(),
+        forced: Vec::new(),
     }
 }
 
