@@ -254,9 +254,13 @@ pub struct DriftArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
-    /// Directory to write manifests into (default: print to stdout).
+    /// Directory to write manifests into (default: print to stdout). Existing files are never
+    /// overwritten unless --force.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// With --out: overwrite the files export writes (nothing else in the directory is touched).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Only twins this query selects (`SELECT * FROM devices WHERE ...`).
     #[arg(long)]
     pub query: Option<String>,

@@ -44,7 +44,7 @@ pub(crate) async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
         }
         return Ok(ExitStatus::Success);
     };
-    for path in export::write(dir, groups)? {
+    for path in export::write(dir, groups, args.force)? {
         output::talk(&format!("wrote {}", path.display()));
     }
     Ok(ExitStatus::Success)

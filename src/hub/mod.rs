@@ -25,7 +25,7 @@ pub(crate) mod read;
 mod rest;
 mod retry;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub use retry::Backoff;
 pub use twinops_iothub::quota::OpClass;
 
 use twinops_core::model::{
-    DeviceId, ETag, ObservedConfiguration, ObservedTwin, Owner, TwinAddress,
+    DeviceId, ETag, ModuleId, ObservedConfiguration, ObservedTwin, Owner, TwinAddress,
 };
 use twinops_core::plan::TwinPatch;
 use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
@@ -136,6 +136,35 @@ impl Hub {
     /// Every identity whose twin holds a ledger of `owner` (projection queries, a page per 100).
     pub async fn owned(&self, owner: &Owner) -> Result<Vec<TwinAddress>, Error> {
         query::owned(&self.rest, owner).await
+    }
+
+    /// A module identity's `managedBy`.
+    pub async fn module_managed_by(
+        &self,
+        device: &DeviceId,
+        module: &ModuleId,
+    ) -> Result<Option<String>, Error> {
+        let m = self.rest.get_module(device, module).await?;
+        Ok(m.managed_by.filter(|s| !s.is_empty()))
+    }
+
+    /// Configurations by ID, as the desired keys each writes: one read per ID. One deleted since a
+    /// twin named it is left out.
+    pub async fn configurations_by_id(
+        &self,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<BTreeMap<String, ObservedConfiguration>, Error> {
+        let mut out = BTreeMap::new();
+        for id in ids {
+            match self.rest.get_configuration(&id).await {
+                Ok(c) => {
+                    out.insert(id, observe::configuration(c));
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// The hub's automatic configurations, as the desired keys each writes.

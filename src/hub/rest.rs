@@ -515,6 +515,13 @@ impl Rest {
         .await
     }
 
+    /// `GET /configurations/{id}`.
+    pub async fn get_configuration(&self, id: &str) -> Result<Configuration, Error> {
+        let path = format!("/configurations/{}", seg(id));
+        self.json(OpClass::Configuration, Method::GET, &path, &[], None::<&()>)
+            .await
+    }
+
     pub async fn put_configuration(
         &self,
         config: &Configuration,

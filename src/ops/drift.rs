@@ -26,19 +26,8 @@ pub(crate) async fn drift(
     p.no_longer_declared = super::plan::no_longer_declared(&conn.hub, fleet, &seen, &targets)
         .await
         .context("looking for owned identities no manifest declares")?;
-    let configured = observed.devices.values().any(|d| {
-        !d.twin.configurations.is_empty()
-            || d.modules
-                .values()
-                .any(|m| !m.twin.configurations.is_empty())
-    });
-    let configs = if configured {
-        conn.hub
-            .configurations()
-            .await
-            .context("reading automatic configurations")?
-    } else {
-        Vec::new()
-    };
-    Ok(drift::report(&p, fleet, &observed, &configs, &targets))
+    p.warnings = super::plan::writers(&conn.hub, &seen)
+        .await
+        .context("reading the configurations applied to declared twins")?;
+    Ok(drift::report(&p, fleet, &observed, &targets))
 }

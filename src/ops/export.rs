@@ -12,10 +12,11 @@ use serde_json::{Map, Value, json};
 use super::connect::Connection;
 use crate::hub::read;
 use twinops_core::model::{
-    AuthenticationType, DEFAULT_OWNER, DeviceStatus, EnvRef, JsonMap, LEDGER_TAG, ObservedAuth,
+    AuthenticationType, DEFAULT_OWNER, DeviceId, EnvRef, JsonMap, LEDGER_TAG, ObservedAuth,
     ObservedDevice, ObservedTwin, Section, Targets, TwinAddress, TwinSpec,
 };
-use twinops_core::plan::{ledger, scope_device};
+use twinops_core::plan::ledger::{self, IdentityField};
+use twinops_core::plan::scope_device;
 
 /// What to export.
 pub(crate) struct Request<'a> {
@@ -55,22 +56,17 @@ pub(crate) async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Resul
         bail!("--target `{pattern}` matches no identity in the hub");
     }
     let (markers, notes) = existing_markers(req.into);
-    let owners: BTreeSet<String> = read
-        .devices
-        .values()
-        .filter_map(|d| owner_of(&d.twin.tags))
-        .collect();
-    let fallback = match (owners.len(), owners.iter().next()) {
-        (1, Some(o)) => o.clone(),
-        _ => DEFAULT_OWNER.to_string(),
-    };
+    let split = Split::of(&read.devices);
     let mut groups: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    for (id, d) in &read.devices {
-        let owner = owner_of(&d.twin.tags).unwrap_or_else(|| fallback.clone());
-        groups
-            .entry(owner)
-            .or_default()
-            .insert(id.to_string(), device(d, &markers));
+    for owner in split.owners() {
+        let devs: Map<String, Value> = read
+            .devices
+            .iter()
+            .filter_map(|(id, d)| Some((id.to_string(), split.device(owner, d, &markers)?)))
+            .collect();
+        if !devs.is_empty() {
+            groups.insert(owner.to_string(), devs);
+        }
     }
     Ok(Exported {
         groups: groups
@@ -84,41 +80,149 @@ pub(crate) async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Resul
     })
 }
 
-/// One device as a manifest writes it, with its modules (system modules left out).
-fn device(d: &ObservedDevice, markers: &BTreeMap<TwinAddress, Markers>) -> Value {
-    let mut dev = Map::new();
-    if d.status == DeviceStatus::Disabled {
-        dev.insert("status".into(), json!("disabled"));
-    }
-    if let Some(r) = &d.status_reason {
-        dev.insert("statusReason".into(), json!(r));
-    }
-    if let Some(a) = auth(&d.auth) {
-        dev.insert("auth".into(), a);
-    }
-    if d.edge {
-        dev.insert("edge".into(), json!(true));
-    }
-    if let Some(p) = d.parent_scopes.first().and_then(|s| scope_device(s)) {
-        dev.insert("parent".into(), json!(p));
-    }
-    twin_fields(&mut dev, &d.twin);
-    mark(&mut dev, markers.get(&TwinAddress::device(d.id.clone())));
-    let mut modules = Map::new();
-    for (mid, m) in d.modules.iter().filter(|(mid, _)| !mid.is_system()) {
-        let mut mm = Map::new();
-        if let Some(a) = auth(&m.auth) {
-            mm.insert("auth".into(), a);
+/// How an export splits the hub between owners (SPEC §15): each owner a ledger names gets the
+/// identity fields and twin keys its entry manages, with their values in the hub; a twin nobody
+/// manages (no ledger: a hub that existed before twinops) goes whole to the adopting owner (the
+/// hub's only owner, else `default`): every identity field as it is, every tag and desired key.
+/// Another owner's keys never appear in an owner's manifests, and keys nobody manages on a twin
+/// that owners share stay unmanaged.
+struct Split {
+    owners: BTreeSet<String>,
+    adopter: String,
+}
+
+/// What one owner's manifest declares of one twin.
+#[derive(Default)]
+struct Share {
+    fields: BTreeSet<IdentityField>,
+    tags: JsonMap,
+    desired: JsonMap,
+}
+
+impl Split {
+    fn of(devices: &BTreeMap<DeviceId, ObservedDevice>) -> Split {
+        let twins = devices
+            .values()
+            .flat_map(|d| std::iter::once(&d.twin).chain(d.modules.values().map(|m| &m.twin)));
+        let mut owners = BTreeSet::new();
+        for t in twins {
+            if let ledger::Found::Ledger(l) = ledger::read(&t.tags) {
+                owners.extend(l.owners.into_keys());
+            }
         }
-        twin_fields(&mut mm, &m.twin);
-        let address = TwinAddress::module(d.id.clone(), mid.clone());
-        mark(&mut mm, markers.get(&address));
-        modules.insert(mid.to_string(), Value::Object(mm));
+        let adopter = match (owners.len(), owners.iter().next()) {
+            (1, Some(o)) => o.clone(),
+            _ => DEFAULT_OWNER.to_string(),
+        };
+        owners.insert(adopter.clone());
+        Split { owners, adopter }
     }
-    if !modules.is_empty() {
-        dev.insert("modules".into(), Value::Object(modules));
+
+    fn owners(&self) -> impl Iterator<Item = &str> {
+        self.owners.iter().map(String::as_str)
     }
-    Value::Object(dev)
+
+    /// What `owner` declares of a twin, `None` when nothing. `fields` are the identity fields the
+    /// twin's identity has.
+    fn share(&self, owner: &str, t: &ObservedTwin, fields: &[IdentityField]) -> Option<Share> {
+        let ledger = match ledger::read(&t.tags) {
+            ledger::Found::Ledger(l) => l,
+            _ => ledger::Ledger::default(),
+        };
+        let entry = ledger.entry(owner);
+        // A twin some owner manages is exported as its owners' entries say, so that an export of
+        // what twinops manages plans as a no-op; only a twin nobody manages is adopted whole.
+        let adopts = owner == self.adopter && ledger.owners.is_empty();
+        if entry.is_none() && !adopts {
+            return None;
+        }
+        let mut share = Share::default();
+        for f in fields {
+            if adopts || entry.is_some_and(|e| e.fields.manages(*f)) {
+                share.fields.insert(*f);
+            }
+        }
+        for (section, values, out) in [
+            (Section::Tags, &t.tags, &mut share.tags),
+            (Section::Desired, &t.desired, &mut share.desired),
+        ] {
+            for (k, v) in values.iter().filter(|(k, _)| k.as_str() != LEDGER_TAG) {
+                if adopts || entry.is_some_and(|e| e.keys(section).contains(k)) {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Some(share)
+    }
+
+    /// One device as `owner`'s manifest writes it, with the modules it declares (system modules
+    /// left out); `None` when it declares nothing of the device or its modules.
+    fn device(
+        &self,
+        owner: &str,
+        d: &ObservedDevice,
+        markers: &BTreeMap<TwinAddress, Markers>,
+    ) -> Option<Value> {
+        let mut modules = Map::new();
+        for (mid, m) in d.modules.iter().filter(|(mid, _)| !mid.is_system()) {
+            let Some(share) = self.share(owner, &m.twin, &[IdentityField::Auth]) else {
+                continue;
+            };
+            let mut mm = Map::new();
+            if share.fields.contains(&IdentityField::Auth)
+                && let Some(a) = auth(&m.auth)
+            {
+                mm.insert("auth".into(), a);
+            }
+            twin_fields(&mut mm, share);
+            let address = TwinAddress::module(d.id.clone(), mid.clone());
+            mark(&mut mm, markers.get(&address));
+            modules.insert(mid.to_string(), Value::Object(mm));
+        }
+        let share = self.share(owner, &d.twin, &IdentityField::ALL);
+        if share.is_none() && modules.is_empty() {
+            return None;
+        }
+        let mut dev = Map::new();
+        if let Some(share) = share {
+            identity_fields(&mut dev, d, &share.fields);
+            twin_fields(&mut dev, share);
+            mark(&mut dev, markers.get(&TwinAddress::device(d.id.clone())));
+        }
+        if !modules.is_empty() {
+            dev.insert("modules".into(), Value::Object(modules));
+        }
+        Some(Value::Object(dev))
+    }
+}
+
+/// A device's identity fields as they are on the hub, those of `fields` that it has (a device
+/// without a parent or a status reason declares none).
+fn identity_fields(
+    out: &mut Map<String, Value>,
+    d: &ObservedDevice,
+    fields: &BTreeSet<IdentityField>,
+) {
+    for f in fields {
+        let v = match f {
+            IdentityField::Status => Some(json!(d.status.as_str())),
+            IdentityField::StatusReason => d
+                .status_reason
+                .as_ref()
+                .filter(|r| !r.is_empty())
+                .map(|r| json!(r)),
+            IdentityField::Auth => auth(&d.auth),
+            IdentityField::Edge => Some(json!(d.edge)),
+            IdentityField::Parent => d
+                .parent_scopes
+                .first()
+                .and_then(|s| scope_device(s))
+                .map(|p| json!(p)),
+        };
+        if let Some(v) = v {
+            out.insert(f.as_str().into(), v);
+        }
+    }
 }
 
 fn auth(a: &ObservedAuth) -> Option<Value> {
@@ -128,25 +232,17 @@ fn auth(a: &ObservedAuth) -> Option<Value> {
             "secondary": a.secondary_thumbprint,
         }})),
         AuthenticationType::CertificateAuthority => Some(json!("ca")),
-        AuthenticationType::Sas | AuthenticationType::None => None,
+        AuthenticationType::Sas => Some(json!("sas")),
+        AuthenticationType::None => None,
     }
 }
 
-fn owner_of(tags: &JsonMap) -> Option<String> {
-    match ledger::read(tags) {
-        ledger::Found::Ledger(l) => l.owners.into_keys().next(),
-        _ => None,
+fn twin_fields(out: &mut Map<String, Value>, share: Share) {
+    if !share.tags.is_empty() {
+        out.insert("tags".into(), escaped(Value::Object(share.tags)));
     }
-}
-
-fn twin_fields(out: &mut Map<String, Value>, t: &ObservedTwin) {
-    let mut tags = t.tags.clone();
-    tags.remove(LEDGER_TAG);
-    if !tags.is_empty() {
-        out.insert("tags".into(), escaped(Value::Object(tags)));
-    }
-    if !t.desired.is_empty() {
-        out.insert("desired".into(), escaped(Value::Object(t.desired.clone())));
+    if !share.desired.is_empty() {
+        out.insert("desired".into(), escaped(Value::Object(share.desired)));
     }
 }
 
@@ -255,22 +351,56 @@ pub(crate) fn to_yaml(doc: &Value) -> anyhow::Result<String> {
     ))
 }
 
-/// Writes each owner's document to `DIR/fleet.yaml` (one owner) or `DIR/OWNER/fleet.yaml`; the
-/// files written.
-pub(crate) fn write(dir: &Path, groups: &BTreeMap<String, Value>) -> anyhow::Result<Vec<PathBuf>> {
+/// Where each owner's document goes: `DIR/fleet.yaml` (one owner) or `DIR/OWNER/fleet.yaml`.
+fn targets(dir: &Path, groups: &BTreeMap<String, Value>) -> Vec<(PathBuf, String)> {
     let single = groups.len() == 1;
+    groups
+        .keys()
+        .map(|owner| {
+            let d = if single {
+                dir.to_path_buf()
+            } else {
+                dir.join(owner)
+            };
+            (d.join("fleet.yaml"), owner.clone())
+        })
+        .collect()
+}
+
+/// Writes each owner's document (see [`targets`]); the files written. Unless `force`, nothing is
+/// written when a file would be overwritten: the error names every such file. With `force`, the
+/// files written are replaced and nothing else in `dir` is touched.
+pub(crate) fn write(
+    dir: &Path,
+    groups: &BTreeMap<String, Value>,
+    force: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let targets = targets(dir, groups);
+    if !force {
+        let existing: Vec<String> = targets
+            .iter()
+            .filter(|(p, _)| p.exists())
+            .map(|(p, _)| format!("`{}`", p.display()))
+            .collect();
+        if !existing.is_empty() {
+            bail!(
+                "export would overwrite {}: nothing was written (pass --force to overwrite the files export writes)",
+                existing.join(", ")
+            );
+        }
+    }
+    // Every document is rendered before the first file is written.
+    let mut docs = Vec::new();
+    for (path, owner) in targets {
+        docs.push((path, to_yaml(&groups[&owner])?));
+    }
     let mut written = Vec::new();
-    for (owner, doc) in groups {
-        let target = if single {
-            dir.to_path_buf()
-        } else {
-            dir.join(owner)
-        };
-        std::fs::create_dir_all(&target)
-            .with_context(|| format!("creating `{}`", target.display()))?;
-        let path = target.join("fleet.yaml");
-        std::fs::write(&path, to_yaml(doc)?)
-            .with_context(|| format!("writing `{}`", path.display()))?;
+    for (path, yaml) in docs {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating `{}`", parent.display()))?;
+        }
+        std::fs::write(&path, yaml).with_context(|| format!("writing `{}`", path.display()))?;
         written.push(path);
     }
     Ok(written)

@@ -69,10 +69,19 @@ pub(crate) async fn plan(
     confirm_deletions(&conn.hub, &mut p)
         .await
         .context("confirming planned deletions")?;
+    p.warnings = writers(&conn.hub, &seen)
+        .await
+        .context("reading the configurations applied to declared twins")?;
     if conn.sas {
         for device in plan::disabled_with_module_changes(&p, &seen) {
             reporter.event(Event::Warning(Warning::DisabledDevice(device)));
         }
+    }
+    for w in managed_by_differs(&conn.hub, fleet, &seen)
+        .await
+        .context("reading the managedBy of declared modules")?
+    {
+        reporter.event(Event::Warning(w));
     }
     p.requests = conn.hub.counts().snapshot();
     p.estimated_apply_seconds = estimate(&p, &conn.hub);
@@ -100,6 +109,53 @@ pub(crate) async fn no_longer_declared(
             hub.owned(&fleet.owner).await?
         };
     Ok(plan::undeclared(fleet, owned, targets))
+}
+
+/// The configurations and edge deployments applied to declared twins that write their declared
+/// desired keys (SPEC §15): each configuration a twin names is read once.
+pub(crate) async fn writers(
+    hub: &Hub,
+    seen: &Seen,
+) -> Result<Vec<plan::writers::Writer>, crate::hub::Error> {
+    if seen.configured.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = plan::writers::configuration_ids(&seen.configured);
+    let configurations = hub.configurations_by_id(ids).await?;
+    Ok(plan::writers::writers(&seen.configured, &configurations))
+}
+
+/// Declared modules that exist with another `managedBy` than the manifests declare: reported,
+/// never written (SPEC §15). Module twins do not carry `managedBy`, so each existing module that
+/// declares one is read (one GET each; modules that declare none cost nothing).
+async fn managed_by_differs(
+    hub: &Hub,
+    fleet: &Fleet,
+    seen: &Seen,
+) -> Result<Vec<Warning>, crate::hub::Error> {
+    let mut out = Vec::new();
+    for d in &fleet.devices {
+        let Some(sd) = seen.devices.get(&d.id) else {
+            continue;
+        };
+        for m in &d.modules {
+            let Some(declared) = &m.managed_by else {
+                continue;
+            };
+            if !sd.modules.contains_key(&m.id) {
+                continue;
+            }
+            let found = hub.module_managed_by(&d.id, &m.id).await?;
+            if found.as_ref() != Some(declared) {
+                out.push(Warning::ManagedByDiffers {
+                    module: TwinAddress::module(d.id.clone(), m.id.clone()),
+                    declared: declared.clone(),
+                    hub: found,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A `--target` that selects no declared and no observed identity is an error naming it: a typo

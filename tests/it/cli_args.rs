@@ -421,7 +421,7 @@ async fn export_into_a_directory_keeps_its_ignore_and_sensitive_markers() {
         twinops(&em, &["apply", "--yes", m.to_str().unwrap()]).code,
         0
     );
-    let r = twinops(&em, &["export", "--out", m.to_str().unwrap()]);
+    let r = twinops(&em, &["export", "--force", "--out", m.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");
     let text = std::fs::read_to_string(m.join("fleet.yaml")).unwrap();
     assert!(text.contains("desired.token"), "sensitive kept:\n{text}");
@@ -446,7 +446,7 @@ async fn export_writes_a_secret_reference_back_as_the_reference_and_escapes_look
     let env = [("EXPORT_TOKEN", "s3cr3t-value")];
     let r = twinops_env(&em, &["apply", "--yes", m.to_str().unwrap()], &env);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = twinops(&em, &["export", "--out", m.to_str().unwrap()]);
+    let r = twinops(&em, &["export", "--force", "--out", m.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");
     let text = std::fs::read_to_string(m.join("fleet.yaml")).unwrap();
     assert!(

@@ -228,9 +228,13 @@ devices:
     let r = twinops(&em, &["plan", "--format", "json", out.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");
     let plan = r.json();
-    // Only ledger adoption of the hand-made device: no value changes anywhere.
-    for c in plan["changes"].as_array().unwrap() {
+    // Only the hand-made device's ledger is written: it is adopted whole, with its identity fields
+    // as they are (SPEC §15); what team-a manages is exported as its ledger says (a no-op).
+    let changes = plan["changes"].as_array().unwrap();
+    assert!(!changes.is_empty());
+    for c in changes {
         assert_eq!(c["device_id"], "handmade", "{c}");
+        assert_eq!(c["kind"], "update_device_twin", "{c}");
         assert_eq!(
             c["patch"].as_object().unwrap().keys().collect::<Vec<_>>(),
             vec!["tags"],

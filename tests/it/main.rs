@@ -12,6 +12,7 @@ mod cli_corpus;
 mod cli_gitops;
 mod cli_live_hub;
 mod cli_output;
+mod cli_ownership;
 mod cli_rollout;
 mod cli_secrets;
 mod cli_snapshots;

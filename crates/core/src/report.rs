@@ -285,6 +285,13 @@ pub enum Warning {
     /// A device disabled in the hub whose module identities the plan updates or deletes: IoT Hub
     /// refuses those under SAS.
     DisabledDevice(DeviceId),
+    /// A module the manifests declare with a `managedBy` that differs from the hub's: it is written
+    /// only at creation, never changed (SPEC §15).
+    ManagedByDiffers {
+        module: crate::model::TwinAddress,
+        declared: String,
+        hub: Option<String>,
+    },
 }
 
 /// Progress, as the executor and the operations report it; the edge draws it.

@@ -12,7 +12,7 @@ use super::{
     Change, Conflict, CreateDevice, CreateModule, DeleteDevice, DeleteModule, DeviceIdentity,
     Disruption, FORMAT_VERSION, FieldDiff, IdentityUpdate, Managed, Options, Plan, Released, Seen,
     SeenDevice, SeenModule, Summary, UpdateDevice, UpdateModule, UpdateTwin, change, document,
-    ledger, scope_device, secret, twin,
+    ledger, scope_device, secret, twin, writers,
 };
 use crate::model::{
     AuthSpec, DeviceId, DeviceSpec, Fleet, ModuleSpec, Observed, ObservedAuth, ObservedDevice,
@@ -214,6 +214,7 @@ impl<'a> Differ<'a> {
                 scope: None,
                 no_longer_declared: Vec::new(),
                 rollout: None,
+                warnings: Vec::new(),
             },
             seen: Seen::default(),
             first_keys: fleet
@@ -312,6 +313,20 @@ impl<'a> Differ<'a> {
         }
     }
 
+    /// Keeps which configurations were applied to a declared twin, to name those that write its
+    /// declared desired keys once their contents are read.
+    fn keep_configured(
+        &mut self,
+        address: &TwinAddress,
+        spec: &TwinSpec,
+        seen: &ObservedTwin,
+        deployments: &[String],
+    ) {
+        if let Some(c) = writers::configured(address.clone(), spec, seen, deployments) {
+            self.seen.configured.push(c);
+        }
+    }
+
     /// Keeps what releasing a twin this owner manages would write, for `--prune`.
     fn keep_release(
         &mut self,
@@ -352,6 +367,7 @@ impl<'a> Differ<'a> {
                 scope: seen.device_scope.clone(),
                 parent_scope: seen.parent_scopes.first().cloned(),
                 first_tags,
+                applied: writers::applied(&seen.twin),
                 modules: BTreeMap::new(),
             },
         );
@@ -371,6 +387,7 @@ impl<'a> Differ<'a> {
 
     fn declared_device(&mut self, d: &DeviceSpec, seen: &ObservedDevice) {
         let address = TwinAddress::device(d.id.clone());
+        self.keep_configured(&address, &d.twin, &seen.twin, &[]);
         let stays = |f| field_value(f, &seen.auth, Some(seen));
         let Some(adopted) = self.twin(address, &d.twin, d.fields(), &seen.twin, &stays) else {
             return;
@@ -429,6 +446,13 @@ impl<'a> Differ<'a> {
 
     fn declared_module(&mut self, d: &DeviceSpec, m: &ModuleSpec, seen: &ObservedModule) {
         let address = TwinAddress::module(d.id.clone(), m.id.clone());
+        let deployments = self
+            .seen
+            .devices
+            .get(&d.id)
+            .map(|sd| sd.applied.clone())
+            .unwrap_or_default();
+        self.keep_configured(&address, &m.twin, &seen.twin, &deployments);
         let stays = |f| field_value(f, &seen.auth, None);
         let Some(adopted) = self.twin(address, &m.twin, m.fields(), &seen.twin, &stays) else {
             return;

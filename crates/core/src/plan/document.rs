@@ -1192,6 +1192,7 @@ mod tests {
             scope: None,
             no_longer_declared: vec![],
             rollout: None,
+            warnings: vec![],
         };
         let text = serde_json::to_string(&plan).unwrap();
         assert!(!text.contains("s3cret"), "{text}");

@@ -179,70 +179,39 @@ fn answers(spec: &TwinSpec, seen: &ObservedTwin) -> (Vec<String>, Vec<(String, O
     (pending, rejected)
 }
 
-fn configured(
-    spec: &TwinSpec,
-    seen: &ObservedTwin,
-    configs: &[ObservedConfiguration],
-    module: Option<&str>,
-) -> Vec<(String, Vec<String>)> {
-    let mut out = Vec::new();
-    let desired = spec.desired.to_map();
-    for c in configs {
-        let applied = seen
-            .configurations
-            .get(&c.id)
-            .and_then(|s| s.get("status"))
-            .and_then(Value::as_str)
-            .is_some_and(|s| s.eq_ignore_ascii_case("applied"));
-        if !applied {
-            continue;
-        }
-        let writes = match module {
-            None => c.device_keys.clone(),
-            Some(m) => {
-                let mut k = c.module_keys.clone();
-                if let Some(mk) = c.modules.get(m) {
-                    k.extend(mk.iter().cloned());
-                }
-                k
-            }
-        };
-        let keys: Vec<String> = writes
-            .iter()
-            .filter(|k| desired.contains_key(*k))
-            .map(|k| format!("desired.{k}"))
-            .collect();
-        if !keys.is_empty() {
-            out.push((c.id.clone(), keys));
-        }
-    }
-    out
-}
-
-/// Builds the drift report from a plan (changed in hub, no longer declared, conflicts) and the
-/// observed twins (the device's answers and the configurations that also write).
-pub fn report(
-    plan: &Plan,
-    fleet: &Fleet,
-    observed: &Observed,
-    configs: &[ObservedConfiguration],
-    targets: &Targets,
-) -> Report {
+/// Builds the drift report from a plan (changed in hub, no longer declared, conflicts), the
+/// observed twins (the device's answers) and the configurations that also write declared keys
+/// (the plan's warnings): a writer of a key that differs from the manifest is drift, one of a key
+/// that equals it is told.
+pub fn report(plan: &Plan, fleet: &Fleet, observed: &Observed, targets: &Targets) -> Report {
     let mut items = planned(plan);
+    for w in &plan.warnings {
+        let class = if w.matches {
+            Class::Configuration
+        } else {
+            Class::ChangedInHub
+        };
+        items.push(Item {
+            address: w.address.clone().into(),
+            class,
+            detail: w.to_string(),
+            keys: vec![w.path.clone()],
+        });
+    }
     for d in &fleet.devices {
         let Some(sd) = observed.devices.get(&d.id) else {
             continue;
         };
         if targets.device(&d.id) {
             let a = TwinAddress::device(d.id.clone());
-            items.extend(twin_items(&a, &d.twin, &sd.twin, configs));
+            items.extend(twin_items(&a, &d.twin, &sd.twin));
         }
         for m in &d.modules {
             if let Some(sm) = sd.modules.get(&m.id)
                 && targets.module(&d.id, &m.id)
             {
                 let a = TwinAddress::module(d.id.clone(), m.id.clone());
-                items.extend(twin_items(&a, &m.twin, &sm.twin, configs));
+                items.extend(twin_items(&a, &m.twin, &sm.twin));
             }
         }
     }
@@ -310,14 +279,8 @@ fn planned(plan: &Plan) -> Vec<Item> {
     items
 }
 
-/// One declared twin's items: what its device rejected or has not acknowledged yet, and the
-/// configurations that also write its owned keys.
-fn twin_items(
-    address: &TwinAddress,
-    spec: &TwinSpec,
-    seen: &ObservedTwin,
-    configs: &[ObservedConfiguration],
-) -> Vec<Item> {
+/// One declared twin's items: what its device rejected or has not acknowledged yet.
+fn twin_items(address: &TwinAddress, spec: &TwinSpec, seen: &ObservedTwin) -> Vec<Item> {
     let item = |class, detail, keys| Item {
         address: address.clone().into(),
         class,
@@ -348,10 +311,6 @@ fn twin_items(
             seen.desired_version
         );
         items.push(item(Class::NotAcknowledged, detail, unack));
-    }
-    for (id, keys) in configured(spec, seen, configs, address.module_id()) {
-        let detail = format!("configuration `{id}` also writes these keys");
-        items.push(item(Class::Configuration, detail, keys));
     }
     items
 }

@@ -8,7 +8,8 @@
 //!   twin's diff through the [`ledger`];
 //! - `saved`: a saved plan and its resolution; [`secret`]: sensitive values concealed and got back;
 //! - [`rollout`]: waves, the rollout's selection and marks, and its delivery state machine;
-//! - [`drift`], [`scope`], [`patch`]: drift classes, change scopes, merge patches.
+//! - [`drift`], [`scope`], [`patch`]: drift classes, change scopes, merge patches;
+//! - [`writers`]: the configurations and edge deployments that also write declared keys.
 //!
 //! It sees only [`crate::model`] values (and IoT Hub's operation classes, which the plan counts
 //! requests by): it never imports the hub client or the emulator, and it does no I/O.
@@ -26,6 +27,7 @@ pub mod secret;
 mod seen;
 mod twin;
 mod values;
+pub mod writers;
 
 use std::collections::BTreeMap;
 
@@ -260,6 +262,10 @@ pub struct Plan<C = Change> {
     /// before rollouts existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// Declared desired keys that an automatic configuration or IoT Edge deployment applied to the
+    /// twin also writes (SPEC §15): warnings, named with the configuration and its priority.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<writers::Writer>,
 }
 
 impl Plan {

@@ -70,6 +70,7 @@ impl SavedPlan {
             scope: self.scope,
             no_longer_declared: self.no_longer_declared,
             rollout: self.rollout,
+            warnings: self.warnings,
         })
     }
 }
@@ -92,6 +93,7 @@ impl Plan {
             scope: self.scope.clone(),
             no_longer_declared: self.no_longer_declared.clone(),
             rollout: self.rollout.clone(),
+            warnings: self.warnings.clone(),
         }
     }
 }

@@ -15,6 +15,9 @@ pub struct Seen {
     /// change-scoped read that read every twin of its scope): what pruning and the "no longer
     /// declared" hint need to be exact.
     pub complete: bool,
+    /// Declared twins that configurations or edge deployments were applied to, for naming them
+    /// (SPEC §15); empty on hubs without configurations.
+    pub configured: Vec<super::writers::Configured>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +35,8 @@ pub struct SeenDevice {
     pub parent_scope: Option<String>,
     /// The observed tags a rollout's `first.tags` names (empty without one).
     pub first_tags: JsonMap,
+    /// The configurations applied to its twin (edge deployments write its module twins).
+    pub applied: Vec<String>,
     pub modules: BTreeMap<ModuleId, SeenModule>,
 }
 

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::model::{
     AuthSpec, AuthenticationType, DeviceSpec, DeviceStatus, Fleet, JsonMap, Location, ModuleSpec,
-    Observed, ObservedDevice, ObservedModule, ObservedTwin, PropertyPath, Section, TwinSpec,
+    Observed, ObservedConfiguration, ObservedDevice, ObservedModule, ObservedTwin, PropertyPath,
+    Section, TwinSpec,
 };
 
 fn map(v: Value) -> JsonMap {
@@ -1110,4 +1111,88 @@ fn a_newer_ledger_is_a_conflict_never_written_even_when_forced() {
             p.conflicts
         );
     }
+}
+
+#[test]
+fn declared_twins_with_applied_configurations_are_kept_for_naming_their_writers() {
+    let mut d = device("d1", json!({}), json!({"interval": 10, "mode": "eco"}));
+    d.modules.push(ModuleSpec {
+        id: "m".into(),
+        auth: None,
+        managed_by: None,
+        twin: TwinSpec {
+            desired: map(json!({"route": "a"})).into(),
+            ..TwinSpec::default()
+        },
+        location: loc(),
+    });
+    let f = fleet(vec![d, device("d2", json!({}), json!({"interval": 10}))]);
+    let mut s1 = seen("d1", json!({}), json!({"interval": 30, "mode": "eco"}));
+    s1.twin.configurations = map(json!({
+        "thermostat-v3": {"status": "Applied"}, "lost": {"status": "Targeted"}}));
+    s1.modules.insert(
+        "m".into(),
+        ObservedModule {
+            id: "m".into(),
+            twin: ObservedTwin {
+                desired: map(json!({"route": "a"})),
+                ..ObservedTwin::default()
+            },
+            ..ObservedModule::default()
+        },
+    );
+    // d2: nothing applied, nothing kept.
+    let (_, kept) = diff_seen(
+        &f,
+        &observed(vec![s1, seen("d2", json!({}), json!({"interval": 10}))]),
+        "hub",
+        &Options::default(),
+    );
+    let got: Vec<_> = kept
+        .configured
+        .iter()
+        .map(|c| {
+            (
+                c.address.to_string(),
+                c.applied.clone(),
+                c.deployments.clone(),
+                c.declared.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "d1".to_string(),
+                vec!["thermostat-v3".to_string()],
+                vec![],
+                [("interval".to_string(), false), ("mode".to_string(), true)].into()
+            ),
+            // The module twin: the device's applied configurations may be edge deployments.
+            (
+                "d1/m".to_string(),
+                vec![],
+                vec!["thermostat-v3".to_string()],
+                [("route".to_string(), true)].into()
+            ),
+        ]
+    );
+    let confs = [(
+        "thermostat-v3".to_string(),
+        ObservedConfiguration {
+            id: "thermostat-v3".into(),
+            priority: 10,
+            device_keys: ["interval".to_string()].into(),
+            ..ObservedConfiguration::default()
+        },
+    )]
+    .into();
+    let w = writers::writers(&kept.configured, &confs);
+    assert_eq!(
+        w.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "desired.interval is also written by configuration `thermostat-v3` (priority 10), which differs from the manifest"
+        ]
+    );
 }

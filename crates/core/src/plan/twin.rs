@@ -189,14 +189,27 @@ pub(super) fn content_view(content: &TwinPatch, sensitive: &[PropertyPath]) -> O
 /// `ignore` and `sensitive` paths): for a twin at its target, what a plan's `target.desired` was
 /// when it was written, without the keys that write removed.
 pub(super) fn declared_desired(spec: &TwinSpec, seen: &ObservedTwin) -> JsonMap {
-    let view = TwinView {
+    declared_view(spec, &spec.desired.to_map())
+        .of(&seen.tags, &seen.desired)
+        .desired
+}
+
+/// The manifest's desired values as [`declared_desired`] sees a twin's: comparable with it.
+pub(super) fn declared_desired_values(spec: &TwinSpec) -> JsonMap {
+    let want = spec.desired.to_map();
+    declared_view(spec, &want)
+        .of(&JsonMap::new(), &want)
+        .desired
+}
+
+fn declared_view(spec: &TwinSpec, desired: &JsonMap) -> TwinView {
+    TwinView {
         tags: BTreeSet::new(),
-        desired: spec.desired.to_map().keys().cloned().collect(),
+        desired: desired.keys().cloned().collect(),
         ignore: spec.ignore.clone(),
         sensitive: spec.sensitive.clone(),
         owners: Vec::new(),
-    };
-    view.of(&seen.tags, &seen.desired).desired
+    }
 }
 
 /// The twin content written when the identity is created: the declared sections, and the ledger

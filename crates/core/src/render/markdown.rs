@@ -123,6 +123,12 @@ fn blocks_by_device(plan: &Plan, expand: bool) -> BTreeMap<String, Vec<String>> 
             .or_default()
             .push(format!("! conflict {}: {}{keys}\n", k.address, k.reason));
     }
+    for w in &plan.warnings {
+        by_device
+            .entry(w.address.device.to_string())
+            .or_default()
+            .push(format!("warning {}: {w}\n", w.address));
+    }
     by_device
 }
 

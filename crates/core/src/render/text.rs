@@ -355,6 +355,9 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
         let keys = super::keys_suffix(&k.reason, &k.keys);
         writeln!(out, "  ! conflict {}: {}{keys}", k.address, k.reason)?;
     }
+    for w in &plan.warnings {
+        writeln!(out, "  warning {}: {w}", w.address)?;
+    }
     if let Some(r) = &plan.rollout {
         writeln!(out)?;
         rollout(out, r)?;
@@ -806,6 +809,15 @@ pub fn warning(w: &Warning) -> String {
     match w {
         Warning::DisabledDevice(device) => format!(
             "warning: device `{device}` is disabled: under SAS, IoT Hub refuses module identity operations on a disabled device (401); use --auth token (Entra ID), or enable the device first"
+        ),
+        Warning::ManagedByDiffers {
+            module,
+            declared,
+            hub,
+        } => format!(
+            "warning: module `{module}` declares managedBy `{declared}` but the hub has {}: managedBy is written only when a module is created, so it is left as it is",
+            hub.as_ref()
+                .map_or_else(|| "none".to_string(), |h| format!("`{h}`"))
         ),
     }
 }

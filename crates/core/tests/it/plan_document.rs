@@ -342,6 +342,7 @@ fn every_kind() -> Plan {
             "therm-009/sensor".parse().unwrap(),
         ],
         rollout: None,
+        warnings: vec![],
     }
 }
 

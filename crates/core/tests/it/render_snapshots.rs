@@ -189,6 +189,7 @@ fn sample() -> Plan {
         scope: None,
         no_longer_declared: vec![],
         rollout: None,
+        warnings: vec![],
     }
 }
 
