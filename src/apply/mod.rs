@@ -57,6 +57,8 @@ impl Default for Options {
 
 struct Executor<'a> {
     hub: &'a Hub,
+    /// The plan's owner: whose ledger entry its writes carry.
+    owner: &'a str,
     options: &'a Options,
     reporter: &'a dyn Reporter,
 }
@@ -161,6 +163,7 @@ pub(crate) async fn apply(
 ) -> Report {
     let ex = Executor {
         hub,
+        owner: plan.owner.as_str(),
         options,
         reporter,
     };

@@ -6,8 +6,8 @@
 
 use super::{Executor, Outcome, Status, outcome};
 use crate::hub::Error;
-use twinops_core::model::{ETag, ObservedTwin, TwinAddress};
-use twinops_core::plan::{Change, TwinPatch, UpdateTwin, owned_view};
+use twinops_core::model::{ETag, ObservedTwin, Section, TwinAddress};
+use twinops_core::plan::{Change, TwinPatch, UpdateTwin, ledger, owned_view};
 use twinops_core::report::{Doing, Reason};
 
 /// What a rule makes of a twin as read.
@@ -85,6 +85,32 @@ pub(super) async fn write(
     }
 }
 
+/// Why owned keys changed under the plan: another owner that now manages them (a
+/// `--force-conflicts` of theirs, SPEC §15), or someone else.
+fn changed_by(owner: &str, seen: &ObservedTwin, keys: &[String]) -> Reason {
+    let ledger::Found::Ledger(l) = ledger::read(&seen.tags) else {
+        return Reason::OwnedKeysChanged;
+    };
+    let managed: Vec<String> = keys
+        .iter()
+        .filter_map(|k| {
+            let (section, key) = k.split_once('.')?;
+            let section = match section {
+                "tags" => Section::Tags,
+                "desired" => Section::Desired,
+                _ => return None,
+            };
+            let other = l.manager_of_key(section, key, owner)?;
+            Some(format!("{k} is managed by `{other}`"))
+        })
+        .collect();
+    if managed.is_empty() {
+        Reason::OwnedKeysChanged
+    } else {
+        Reason::TakenOver(managed.join("; "))
+    }
+}
+
 fn hub_failed(c: &Change, doing: Doing, e: &Error) -> Outcome {
     outcome(c, Status::Failed).because(Reason::Hub {
         doing,
@@ -105,7 +131,8 @@ pub(super) async fn update(
         if now == u.target {
             Next::Done(Status::Unchanged, Some(Reason::AlreadyAtTarget))
         } else if now != u.base {
-            Next::Conflict(Reason::OwnedKeysChanged, u.base.changed_keys(&now))
+            let keys = u.base.changed_keys(&now);
+            Next::Conflict(changed_by(ex.owner, seen, &keys), keys)
         } else {
             // The same intent, its ledger part written into the ledger as it is now.
             Next::Send(u.patch_for(seen))

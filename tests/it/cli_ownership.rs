@@ -722,3 +722,42 @@ async fn export_leaves_out_the_keys_another_owner_manages() {
         assert_eq!(r.code, 0, "{owner}: {r:?}");
     }
 }
+
+#[tokio::test]
+async fn a_saved_plan_whose_key_another_owner_took_over_meanwhile_names_that_owner() {
+    let em = Emulator::start();
+    let (da, db) = (dir(), dir());
+    let (a, b) = (da.path().to_str().unwrap(), db.path().to_str().unwrap());
+    manifests(da.path(), &[("fleet.yaml", &platform("berlin", true))]);
+    assert_eq!(twinops(&em, &["apply", "--yes", a]).code, 0);
+    manifests(da.path(), &[("fleet.yaml", &platform("munich", true))]);
+    let saved = da.path().join("plan.json");
+    let r = twinops(&em, &["plan", "--out", saved.to_str().unwrap(), a]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // Meanwhile another owner takes the key over.
+    manifests(db.path(), &[("fleet.yaml", &app(30, Some("paris")))]);
+    let r = twinops(&em, &["apply", "--yes", "--force-conflicts", b]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = twinops(
+        &em,
+        &[
+            "apply",
+            "--yes",
+            "--format",
+            "json",
+            "--plan",
+            saved.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let o = crate::cli::outcome(&r.json(), "status", "conflict");
+    assert_eq!(o["device_id"], "s-1", "{o}");
+    assert!(
+        o["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tags.site is managed by `app`"),
+        "{o}"
+    );
+    assert_eq!(twin(&em, "s-1").await["tags"]["site"], "paris");
+}

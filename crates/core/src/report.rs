@@ -89,6 +89,9 @@ pub enum Reason {
     AlreadyAtTarget,
     /// Someone else changed owned keys since the plan (the item's `keys`).
     OwnedKeysChanged,
+    /// Owned keys were taken over by another owner since the plan (its words name each key and
+    /// its manager).
+    TakenOver(String),
     /// The twin was gone (404); the next run creates it.
     TwinGone,
     /// The identity's etag differs from the plan's.

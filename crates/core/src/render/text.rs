@@ -658,6 +658,10 @@ impl fmt::Display for Words<'_> {
             Reason::OwnedKeysChanged => f.write_str(
                 "owned keys were changed by someone else since the plan; not overwritten",
             ),
+            Reason::TakenOver(managed) => write!(
+                f,
+                "changed since the plan: {managed}; not overwritten"
+            ),
             Reason::TwinGone => f.write_str("the twin no longer exists; the next run creates it"),
             Reason::IdentityChanged => f.write_str("the identity changed since the plan was made"),
             Reason::ModuleTwinChanged => {
