@@ -76,6 +76,7 @@ fn twin(owner: &str, spec: &TwinSpec, changed: bool) -> ObservedTwin {
         tags,
         desired,
         desired_version: 2,
+        desired_meta: Default::default(),
         reported,
         configurations: JsonMap::new(),
     }
@@ -143,9 +144,8 @@ fn benches(c: &mut Criterion) {
     assert_eq!(fleet.devices.len() * (1 + MODULES), 100_000);
     let seen = observed(&fleet);
     let options = Options {
-        force_conflicts: false,
-        prune: false,
         targets: Targets::new(&[]),
+        ..Options::default()
     };
     let p = plan::diff(&fleet, &seen, "bench", &options);
     assert_eq!(p.summary.update, 50_000, "{:?}", p.summary);

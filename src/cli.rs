@@ -248,6 +248,10 @@ pub struct ApplyArgs {
 pub struct DriftArgs {
     /// Manifest files or directories (default `manifests/`).
     pub paths: Vec<PathBuf>,
+    /// A declared desired key still not acknowledged this long after it last changed is stale:
+    /// drift (exit 2) instead of information (`30m`, `2h`, bare seconds).
+    #[arg(long, value_name = "DURATION", value_parser = twinops_iothub::duration::parse)]
+    pub stale_after: Option<std::time::Duration>,
     #[command(flatten)]
     pub common: Common,
 }

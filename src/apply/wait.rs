@@ -1,6 +1,7 @@
-//! `apply --wait[=DURATION]`: after applying, wait until every changed twin's desired values are
-//! acknowledged by its device (reported equal, or the Plug and Play ack form), a device rejects
-//! one, or the time runs out. The twins are read with the rollout gate's poll and classified by
+//! `apply --wait[=DURATION]`: after applying, wait until the declared desired values of the twins in
+//! scope are acknowledged by their devices (reported equal, or the Plug and Play ack form, each key
+//! at its own version) — the ones this run wrote and the ones earlier runs wrote that are still not
+//! acknowledged (SPEC §18) — a device rejects one, or the time runs out. The twins are read with the rollout gate's poll and classified by
 //! the same rule, at the one cadence (`twinops_core::plan::rollout::delivery`).
 
 use std::collections::HashMap;
@@ -53,6 +54,21 @@ pub(crate) fn pending(plan: &Plan, report: &Report) -> Vec<GateItem> {
         }
     }
     out
+}
+
+/// What `--wait` waits for: the twins the run wrote ([`pending`]), then the unchanged twins the
+/// plan found unacknowledged (`Plan::awaiting`).
+pub(crate) fn items(plan: &Plan, report: &Report) -> Vec<GateItem> {
+    let mut items = pending(plan, report);
+    let written: std::collections::HashSet<TwinAddress> =
+        items.iter().map(|i| i.address.clone()).collect();
+    items.extend(
+        plan.awaiting
+            .iter()
+            .filter(|a| !written.contains(&a.address))
+            .map(|a| GateItem::new(a.address.clone(), a.expect.clone(), None)),
+    );
+    items
 }
 
 /// Polls until everything is acknowledged, a device rejects, `limit` passes or the run is

@@ -55,6 +55,7 @@ async fn prepare(
             fleet: fleet.context("no manifests")?,
             options: plan::Options {
                 force_conflicts: super::force_conflicts(args.force_conflicts, args.adopt),
+                awaiting: args.wait.is_some(),
                 prune: args.prune,
                 targets: manifests::targets(&args.common.targets, changed.as_ref()),
             },
@@ -83,7 +84,10 @@ async fn apply(
     if format == Format::Text {
         print_plan(&p, Format::Text, args.expand)?;
     }
-    if p.changes.is_empty() {
+    // With `--wait`, devices that have not acknowledged what an earlier run wrote are waited for
+    // even when there is nothing left to write (SPEC §18).
+    let nothing_to_wait_for = args.wait.is_none() || p.awaiting.is_empty();
+    if p.changes.is_empty() && nothing_to_wait_for {
         if format == Format::Json {
             print(|b| twinops_core::render::json(b, &Report::empty()))?;
         }
@@ -93,7 +97,7 @@ async fn apply(
             ExitStatus::Failure
         });
     }
-    if !args.yes && !confirm(&conn.identity)? {
+    if !p.changes.is_empty() && !args.yes && !confirm(&conn.identity)? {
         output::talk("Apply cancelled.");
         return Ok(ExitStatus::Failure);
     }
@@ -133,12 +137,18 @@ async fn execute(args: &ApplyArgs, conn: &Connection, p: &Plan) -> anyhow::Resul
             );
         }
     });
-    let progress = Progress::with_bar(quiet);
-    let mut report = ops::apply::execute(conn, p, &options, &progress).await;
-    progress.finish();
-    if format != Format::Json {
-        print(|b| text::report(b, &report))?;
-    }
+    let mut report = if p.changes.is_empty() {
+        // Nothing to write: only the wait for what earlier runs wrote.
+        Report::empty()
+    } else {
+        let progress = Progress::with_bar(quiet);
+        let report = ops::apply::execute(conn, p, &options, &progress).await;
+        progress.finish();
+        if format != Format::Json {
+            print(|b| text::report(b, &report))?;
+        }
+        report
+    };
     let halted = report.rollout.as_ref().and_then(|r| r.halted.as_ref());
     if let Some(h) = halted {
         output::talk(&format!("error: {}", h.message));

@@ -11,7 +11,14 @@ pub(crate) async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
     };
     let conn = connect::connect(&args.common.hub, None).await?;
     let targets = Targets::new(&args.common.targets);
-    let result = ops::drift::drift(&conn, &fleet, targets, args.common.concurrency).await;
+    let result = ops::drift::drift(
+        &conn,
+        &fleet,
+        targets,
+        args.stale_after,
+        args.common.concurrency,
+    )
+    .await;
     conn.close().await;
     let r = result?;
     print(|b| match args.common.output.format {

@@ -24,6 +24,7 @@ pub(crate) async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     let request = ops::plan::Request {
         fleet: &fleet,
         options: Options {
+            awaiting: false,
             force_conflicts: super::force_conflicts(args.force_conflicts, args.adopt),
             prune: args.prune,
             targets: manifests::targets(&args.common.targets, changed.as_ref()),

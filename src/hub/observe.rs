@@ -3,12 +3,14 @@
 //! etag, an ID that breaks IoT Hub's rules) is an [`Error::Invalid`], never a default value: an empty
 //! etag would be sent as `If-Match: ""`.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::Error;
 use twinops_core::model::{
-    DeviceId, DeviceStatus, ETag, ModuleId, ObservedAuth, ObservedConfiguration, ObservedDevice,
-    ObservedModule, ObservedTwin,
+    DeviceId, DeviceStatus, ETag, KeyMeta, ModuleId, ObservedAuth, ObservedConfiguration,
+    ObservedDevice, ObservedModule, ObservedTwin,
 };
 use twinops_iothub::wire::{JsonMap, Twin};
 
@@ -44,15 +46,48 @@ fn etag(t: &Twin, value: Option<&String>, what: &str) -> Result<ETag, Error> {
     ETag::new(text.clone()).map_err(|e| Error::Invalid(format!("{what} of `{}`: {e}", address(t))))
 }
 
+/// What the desired `$metadata` says of each top-level key: its `$lastUpdatedVersion` and
+/// `$lastUpdated` (SPEC §11: a device acknowledges a key at that key's version).
+fn desired_meta(section: Option<&JsonMap>) -> BTreeMap<String, KeyMeta> {
+    let Some(Value::Object(meta)) = section.and_then(|s| s.get("$metadata")) else {
+        return BTreeMap::new();
+    };
+    meta.iter()
+        .filter(|(k, _)| !k.starts_with('$'))
+        .filter_map(|(k, v)| {
+            let v = v.as_object()?;
+            Some((
+                k.clone(),
+                KeyMeta {
+                    version: v.get("$lastUpdatedVersion").and_then(Value::as_i64),
+                    updated: v
+                        .get("$lastUpdated")
+                        .and_then(Value::as_str)
+                        .and_then(unix_seconds),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// An IoT Hub timestamp (`2024-05-01T10:00:00.1234567Z`) as Unix seconds.
+pub(crate) fn unix_seconds(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
 pub(super) fn twin(t: &Twin) -> Result<ObservedTwin, Error> {
     let props = t.properties.as_ref();
     let (desired, desired_version) = strip(props.and_then(|p| p.desired.as_ref()));
+    let desired_meta = desired_meta(props.and_then(|p| p.desired.as_ref()));
     let (reported, _) = strip(props.and_then(|p| p.reported.as_ref()));
     Ok(ObservedTwin {
         etag: etag(t, t.etag.as_ref(), "an etag")?,
         tags: t.tags.clone().unwrap_or_default(),
         desired,
         desired_version,
+        desired_meta,
         reported,
         configurations: t.configurations.clone().unwrap_or_default(),
     })
@@ -154,5 +189,23 @@ mod tests {
             assert_eq!(d.auth.primary_thumbprint.as_deref(), Some("AB"), "{key}");
             assert_eq!(d.auth.secondary_thumbprint.as_deref(), Some("CD"), "{key}");
         }
+    }
+
+    #[test]
+    fn each_desired_key_keeps_its_own_last_updated_version() {
+        let section: JsonMap = serde_json::from_value(serde_json::json!({
+            "a": 1, "b": 2, "$version": 7,
+            "$metadata": {
+                "$lastUpdated": "2024-05-01T10:00:07.0000000Z", "$lastUpdatedVersion": 7,
+                "a": {"$lastUpdated": "2024-05-01T10:00:02.1234567Z", "$lastUpdatedVersion": 2},
+                "b": {"$lastUpdated": "2024-05-01T10:00:07.0000000Z", "$lastUpdatedVersion": 7}
+            }
+        }))
+        .unwrap_or_default();
+        let meta = desired_meta(Some(&section));
+        assert_eq!(meta["a"].version, Some(2));
+        assert_eq!(meta["b"].version, Some(7));
+        assert_eq!(meta["a"].updated, Some(1_714_557_602));
+        assert_eq!(meta.len(), 2, "the section's own metadata is not a key");
     }
 }

@@ -105,7 +105,8 @@ pub(crate) async fn execute(
 }
 
 /// `--wait`: waits until the devices acknowledge the desired values the run wrote (or found at
-/// the target), and puts what they answered into the report.
+/// the target) and those earlier runs wrote that they have not acknowledged yet (SPEC §18), and
+/// puts what they answered into the report.
 pub(crate) async fn wait(
     conn: &Connection,
     plan: &Plan,
@@ -115,7 +116,7 @@ pub(crate) async fn wait(
     stop: &CancellationToken,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
-    let items = apply::wait::pending(plan, report);
+    let items = apply::wait::items(plan, report);
     let waited = apply::wait::wait(&conn.hub, items, limit, concurrency, stop, reporter)
         .await
         .context("waiting for the devices to acknowledge")?;

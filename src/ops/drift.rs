@@ -12,6 +12,7 @@ pub(crate) async fn drift(
     conn: &Connection,
     fleet: &Fleet,
     targets: Targets,
+    stale_after: Option<std::time::Duration>,
     concurrency: usize,
 ) -> anyhow::Result<drift::Report> {
     let observed = read::observe(&conn.hub, fleet, &targets, false, concurrency)
@@ -29,5 +30,12 @@ pub(crate) async fn drift(
     p.warnings = super::plan::writers(&conn.hub, &seen)
         .await
         .context("reading the configurations applied to declared twins")?;
-    Ok(drift::report(&p, fleet, &observed, &targets))
+    // The hub's timestamps are compared with this machine's clock.
+    let stale = stale_after.map(|after| drift::Staleness {
+        after,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+    });
+    Ok(drift::report(&p, fleet, &observed, &targets, stale))
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod cli;
+mod cli_acknowledgements;
 mod cli_apply;
 mod cli_args;
 mod cli_changed_from;

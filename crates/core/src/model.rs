@@ -356,12 +356,35 @@ pub struct ObservedTwin {
     pub tags: JsonMap,
     /// Desired properties without `$metadata` and `$version`.
     pub desired: JsonMap,
-    /// Desired `$version`.
+    /// Desired `$version`: the document's, which every write of any key moves.
     pub desired_version: i64,
+    /// What the desired `$metadata` says of each top-level desired key (absent when the hub sent
+    /// no metadata for it).
+    pub desired_meta: BTreeMap<String, KeyMeta>,
     /// Reported properties without `$metadata` and `$version`.
     pub reported: JsonMap,
     /// `configurations`: configuration ID -> `{"status": "Targeted" | "Applied"}`.
     pub configurations: JsonMap,
+}
+
+/// What IoT Hub's desired `$metadata` says of one top-level desired key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyMeta {
+    /// `$lastUpdatedVersion`: the desired `$version` at which the key last changed.
+    pub version: Option<i64>,
+    /// `$lastUpdated`, as Unix seconds.
+    pub updated: Option<i64>,
+}
+
+impl ObservedTwin {
+    /// The desired version a device must acknowledge for key `k` (SPEC §11, per-key rule): the
+    /// key's `$lastUpdatedVersion`, or the document's `$version` when the hub sent none.
+    pub fn key_version(&self, k: &str) -> i64 {
+        self.desired_meta
+            .get(k)
+            .and_then(|m| m.version)
+            .unwrap_or(self.desired_version)
+    }
 }
 
 /// Authentication as observed: the kind and thumbprints, never keys.
@@ -408,6 +431,7 @@ impl Default for ObservedTwin {
             tags: JsonMap::new(),
             desired: JsonMap::new(),
             desired_version: 0,
+            desired_meta: BTreeMap::new(),
             reported: JsonMap::new(),
             configurations: JsonMap::new(),
         }

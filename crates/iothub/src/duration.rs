@@ -23,6 +23,19 @@ pub enum Error {
     TooLong(String),
 }
 
+/// A duration in the grammar's largest whole unit that reads back to it: `2h`, `5m`, `90s`,
+/// `500ms` (`1h30m` is `90m`).
+pub fn format(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".to_string(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
 /// Parses `500ms`, `30s`, `5m`, `2min`, `1h`, `1.5s` or a bare number of seconds (`90`).
 /// Surrounding white space, and white space between the number and its unit, are allowed.
 pub fn parse(text: &str) -> Result<Duration, Error> {
@@ -151,5 +164,20 @@ mod tests {
             parse(&format!("{}s", u64::MAX)),
             Ok(Duration::from_secs(u64::MAX))
         );
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for (d, text) in [
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(5400), "90m"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::ZERO, "0s"),
+        ] {
+            assert_eq!(format(d), text);
+            assert_eq!(parse(text), Ok(d));
+        }
     }
 }

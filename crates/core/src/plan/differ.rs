@@ -215,6 +215,7 @@ impl<'a> Differ<'a> {
                 no_longer_declared: Vec::new(),
                 rollout: None,
                 warnings: Vec::new(),
+                awaiting: Vec::new(),
             },
             seen: Seen::default(),
             first_keys: fleet
@@ -291,6 +292,11 @@ impl<'a> Differ<'a> {
         match twin::diff(&input) {
             twin::Outcome::Unchanged => {
                 self.plan.summary.unchanged += 1;
+                if self.options.awaiting
+                    && let Some(expect) = super::drift::unacknowledged(spec, seen)
+                {
+                    self.plan.awaiting.push(super::Awaiting { address, expect });
+                }
                 Some(Vec::new())
             }
             twin::Outcome::Conflict(managed) => {

@@ -1193,6 +1193,7 @@ mod tests {
             no_longer_declared: vec![],
             rollout: None,
             warnings: vec![],
+            awaiting: vec![],
         };
         let text = serde_json::to_string(&plan).unwrap();
         assert!(!text.contains("s3cret"), "{text}");

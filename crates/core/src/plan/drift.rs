@@ -35,15 +35,18 @@ pub enum Class {
     NoLongerDeclared,
     /// The device answered an owned desired value with a Plug and Play rejection (`ac` >= 400).
     RejectedByDevice,
+    /// Not acknowledged `--stale-after` after the key last changed: drift.
+    Stale,
     NotAcknowledged,
     Configuration,
 }
 
 impl Class {
-    pub const ALL: [Class; 5] = [
+    pub const ALL: [Class; 6] = [
         Class::ChangedInHub,
         Class::NoLongerDeclared,
         Class::RejectedByDevice,
+        Class::Stale,
         Class::NotAcknowledged,
         Class::Configuration,
     ];
@@ -54,6 +57,7 @@ impl Class {
             Class::ChangedInHub => "changed_in_hub",
             Class::NoLongerDeclared => "no_longer_declared",
             Class::RejectedByDevice => "rejected_by_device",
+            Class::Stale => "stale",
             Class::NotAcknowledged => "not_acknowledged",
             Class::Configuration => "configuration",
         }
@@ -63,7 +67,7 @@ impl Class {
     pub fn is_drift(self) -> bool {
         matches!(
             self,
-            Class::ChangedInHub | Class::NoLongerDeclared | Class::RejectedByDevice
+            Class::ChangedInHub | Class::NoLongerDeclared | Class::RejectedByDevice | Class::Stale
         )
     }
 
@@ -72,6 +76,7 @@ impl Class {
             Class::ChangedInHub => "changed in hub",
             Class::NoLongerDeclared => "no longer declared",
             Class::RejectedByDevice => "rejected by the device",
+            Class::Stale => "not acknowledged in time",
             Class::NotAcknowledged => "not yet acknowledged by the device",
             Class::Configuration => "also written by a configuration",
         }
@@ -162,28 +167,76 @@ pub fn acknowledged(desired: &Value, reported: Option<&Value>, version: i64) -> 
     classify(desired, reported, version) == Ack::Acknowledged
 }
 
-/// Owned desired keys the device has not acknowledged, and those it rejected (with `ad`).
-fn answers(spec: &TwinSpec, seen: &ObservedTwin) -> (Vec<String>, Vec<(String, Option<String>)>) {
-    let mut pending = Vec::new();
-    let mut rejected = Vec::new();
+/// One declared desired key's answer, judged at the key's own `$lastUpdatedVersion` (SPEC §11).
+struct KeyAnswer {
+    path: String,
+    version: i64,
+    /// When the key last changed (Unix seconds), when the hub said.
+    updated: Option<i64>,
+    ack: Ack,
+}
+
+/// The declared desired keys that hold the manifest's value, each classified at its own version
+/// (a key someone else changed is not ours to judge).
+fn answers(spec: &TwinSpec, seen: &ObservedTwin) -> Vec<KeyAnswer> {
+    let mut out = Vec::new();
     for (k, v) in &spec.desired.to_map() {
         if seen.desired.get(k) != Some(v) {
-            continue; // someone else's value now: not ours to judge
+            continue;
         }
-        match classify(v, seen.reported.get(k), seen.desired_version) {
-            Ack::Acknowledged => {}
-            Ack::Pending => pending.push(format!("desired.{k}")),
-            Ack::Rejected { ad } => rejected.push((format!("desired.{k}"), ad)),
+        let version = seen.key_version(k);
+        out.push(KeyAnswer {
+            path: format!("desired.{k}"),
+            version,
+            updated: seen.desired_meta.get(k).and_then(|m| m.updated),
+            ack: classify(v, seen.reported.get(k), version),
+        });
+    }
+    out
+}
+
+/// The declared desired keys of a twin that hold the manifest's value and that its device has not
+/// acknowledged (pending or rejected) at their own versions, with those values: what `apply
+/// --wait` waits for on a twin the run does not write. `None` when every one is acknowledged.
+pub fn unacknowledged(spec: &TwinSpec, seen: &ObservedTwin) -> Option<JsonMap> {
+    let mut out = JsonMap::new();
+    for a in answers(spec, seen) {
+        if a.ack != Ack::Acknowledged {
+            let key = a.path.trim_start_matches("desired.");
+            if let Some(v) = seen.desired.get(key) {
+                out.insert(key.to_string(), v.clone());
+            }
         }
     }
-    (pending, rejected)
+    (!out.is_empty()).then_some(out)
+}
+
+/// `drift --stale-after`: a key still unacknowledged this long after it last changed is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staleness {
+    pub after: std::time::Duration,
+    /// Now, as Unix seconds (the core reads no clock).
+    pub now: i64,
+}
+
+impl Staleness {
+    fn is_stale(&self, updated: Option<i64>) -> bool {
+        let after = i64::try_from(self.after.as_secs()).unwrap_or(i64::MAX);
+        updated.is_some_and(|u| self.now.saturating_sub(u) >= after)
+    }
 }
 
 /// Builds the drift report from a plan (changed in hub, no longer declared, conflicts), the
 /// observed twins (the device's answers) and the configurations that also write declared keys
 /// (the plan's warnings): a writer of a key that differs from the manifest is drift, one of a key
 /// that equals it is told.
-pub fn report(plan: &Plan, fleet: &Fleet, observed: &Observed, targets: &Targets) -> Report {
+pub fn report(
+    plan: &Plan,
+    fleet: &Fleet,
+    observed: &Observed,
+    targets: &Targets,
+    stale: Option<Staleness>,
+) -> Report {
     let mut items = planned(plan);
     for w in &plan.warnings {
         let class = if w.matches {
@@ -204,14 +257,14 @@ pub fn report(plan: &Plan, fleet: &Fleet, observed: &Observed, targets: &Targets
         };
         if targets.device(&d.id) {
             let a = TwinAddress::device(d.id.clone());
-            items.extend(twin_items(&a, &d.twin, &sd.twin));
+            items.extend(twin_items(&a, &d.twin, &sd.twin, stale));
         }
         for m in &d.modules {
             if let Some(sm) = sd.modules.get(&m.id)
                 && targets.module(&d.id, &m.id)
             {
                 let a = TwinAddress::module(d.id.clone(), m.id.clone());
-                items.extend(twin_items(&a, &m.twin, &sm.twin));
+                items.extend(twin_items(&a, &m.twin, &sm.twin, stale));
             }
         }
     }
@@ -279,38 +332,65 @@ fn planned(plan: &Plan) -> Vec<Item> {
     items
 }
 
-/// One declared twin's items: what its device rejected or has not acknowledged yet.
-fn twin_items(address: &TwinAddress, spec: &TwinSpec, seen: &ObservedTwin) -> Vec<Item> {
+/// One declared twin's items: what its device rejected, what it has not acknowledged yet, and
+/// (with `--stale-after`) what it has not acknowledged in time; each key at its own version.
+fn twin_items(
+    address: &TwinAddress,
+    spec: &TwinSpec,
+    seen: &ObservedTwin,
+    stale: Option<Staleness>,
+) -> Vec<Item> {
     let item = |class, detail, keys| Item {
         address: address.clone().into(),
         class,
         detail,
         keys,
     };
+    let answers = answers(spec, seen);
+    let mut rejected = Vec::new();
+    let mut pending = Vec::new();
+    let mut late = Vec::new();
+    for a in &answers {
+        match &a.ack {
+            Ack::Acknowledged => {}
+            Ack::Rejected { ad } => rejected.push((a, ad)),
+            Ack::Pending if stale.is_some_and(|s| s.is_stale(a.updated)) => late.push(a),
+            Ack::Pending => pending.push(a),
+        }
+    }
     let mut items = Vec::new();
-    let (unack, rejected) = answers(spec, seen);
     if !rejected.is_empty() {
         let ads: Vec<String> = rejected
             .iter()
-            .map(|(k, ad)| match ad {
-                Some(ad) => format!("{k}: {ad}"),
-                None => k.clone(),
+            .map(|(a, ad)| match ad {
+                Some(ad) => format!("{} at version {}: {ad}", a.path, a.version),
+                None => format!("{} at version {}", a.path, a.version),
             })
             .collect();
-        let detail = format!(
-            "desired $version {} rejected ({})",
-            seen.desired_version,
-            ads.join("; ")
-        );
-        let keys = rejected.into_iter().map(|(k, _)| k).collect();
+        let detail = format!("rejected: {}", ads.join("; "));
+        let keys = rejected.iter().map(|(a, _)| a.path.clone()).collect();
         items.push(item(Class::RejectedByDevice, detail, keys));
     }
-    if !unack.is_empty() {
+    let versions = |list: &[&KeyAnswer]| {
+        list.iter()
+            .map(|a| format!("{} (version {})", a.path, a.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !late.is_empty() {
+        let after = stale.map(|s| s.after).unwrap_or_default();
         let detail = format!(
-            "desired $version {} not reported back",
-            seen.desired_version
+            "not acknowledged {} after it changed: {}",
+            twinops_iothub::duration::format(after),
+            versions(&late)
         );
-        items.push(item(Class::NotAcknowledged, detail, unack));
+        let keys = late.iter().map(|a| a.path.clone()).collect();
+        items.push(item(Class::Stale, detail, keys));
+    }
+    if !pending.is_empty() {
+        let detail = format!("not reported back yet: {}", versions(&pending));
+        let keys = pending.iter().map(|a| a.path.clone()).collect();
+        items.push(item(Class::NotAcknowledged, detail, keys));
     }
     items
 }

@@ -85,6 +85,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct Options {
     /// `--force-conflicts`: take over the declared fields and keys that other owners manage.
     pub force_conflicts: bool,
+    /// Keep the unchanged twins whose declared desired values their devices have not acknowledged
+    /// ([`Plan::awaiting`]), for `apply --wait`.
+    pub awaiting: bool,
     /// Plan deletions of owned identities no manifest declares (needs a complete read).
     pub prune: bool,
     pub targets: Targets,
@@ -266,6 +269,18 @@ pub struct Plan<C = Change> {
     /// twin also writes (SPEC §15): warnings, named with the configuration and its priority.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<writers::Writer>,
+    /// With [`Options::awaiting`]: twins the plan does not change whose declared desired values
+    /// their devices have not acknowledged yet (SPEC §18: `apply --wait` waits for them too, so a
+    /// re-run of a timed-out wait does not pass on silent devices). Not part of the document.
+    #[serde(skip)]
+    pub awaiting: Vec<Awaiting>,
+}
+
+/// A twin whose declared desired values (`expect`) its device has yet to acknowledge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Awaiting {
+    pub address: TwinAddress,
+    pub expect: crate::model::JsonMap,
 }
 
 impl Plan {

@@ -294,7 +294,8 @@ fn canonical(v: &Value, out: &mut String) {
 pub use super::drift::Ack;
 
 /// One twin's answer to a wave: each of `keys` (its changed desired keys) classified against what
-/// the twin reports now ([`super::drift::classify`] at the twin's desired `$version`). A key whose
+/// the twin reports now ([`super::drift::classify`] at each key's own `$lastUpdatedVersion`, so a
+/// later write of another key or of the ledger does not make an acknowledged key pending again). A key whose
 /// desired value is gone, or differs from `expect` (someone else's value now), is not the wave's
 /// to wait for; sensitive targets (digests) cannot be compared and are classified as they stand.
 pub fn answer(keys: &BTreeSet<String>, expect: &JsonMap, seen: &crate::model::ObservedTwin) -> Ack {
@@ -308,7 +309,7 @@ pub fn answer(keys: &BTreeSet<String>, expect: &JsonMap, seen: &crate::model::Ob
         }
         Some((
             format!("desired.{k}"),
-            super::drift::classify(now, seen.reported.get(k), seen.desired_version),
+            super::drift::classify(now, seen.reported.get(k), seen.key_version(k)),
         ))
     }))
 }

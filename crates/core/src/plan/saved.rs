@@ -71,6 +71,7 @@ impl SavedPlan {
             no_longer_declared: self.no_longer_declared,
             rollout: self.rollout,
             warnings: self.warnings,
+            awaiting: Vec::new(),
         })
     }
 }
@@ -94,6 +95,7 @@ impl Plan {
             no_longer_declared: self.no_longer_declared.clone(),
             rollout: self.rollout.clone(),
             warnings: self.warnings.clone(),
+            awaiting: Vec::new(),
         }
     }
 }

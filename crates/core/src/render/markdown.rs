@@ -203,16 +203,19 @@ fn body(head_len: usize, by_device: &BTreeMap<String, Vec<String>>) -> String {
 
 /// Renders a drift report as markdown.
 pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result<()> {
-    let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+    use crate::plan::drift::Class;
+    let n = |c: Class| r.counts.get(c.key()).copied().unwrap_or(0);
+    // One column per class, every class (a class with no items shows 0, not nothing).
+    let head: Vec<&str> = Class::ALL.iter().map(|c| c.words()).collect();
+    let counts: Vec<String> = Class::ALL.iter().map(|c| n(*c).to_string()).collect();
     let mut s = format!(
-        "### twinops drift for `{}` (owner `{}`): {}\n\n| changed in hub | rejected by the device | not yet acknowledged | also written by a configuration |\n|---:|---:|---:|---:|\n| {} | {} | {} | {} |\n\n",
+        "### twinops drift for `{}` (owner `{}`): {}\n\n| {} |\n|{}\n| {} |\n\n",
         escape(&r.hub),
         escape(&r.owner),
         if r.in_sync { "in sync" } else { "**drift**" },
-        n("changed_in_hub"),
-        n("rejected_by_device"),
-        n("not_acknowledged"),
-        n("configuration")
+        head.join(" | "),
+        "---:|".repeat(head.len()),
+        counts.join(" | ")
     );
     if !r.items.is_empty() {
         s.push_str("<details><summary>Items</summary>\n\n| class | identity | detail | keys |\n|---|---|---|---|\n");

@@ -587,23 +587,22 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
         )?;
     }
     let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
-    let rejected = n("rejected_by_device");
-    let gone = n("no_longer_declared");
+    let optional = |k: &str, words: &str| {
+        let c = n(k);
+        if c > 0 {
+            format!("{c} {words}, ")
+        } else {
+            String::new()
+        }
+    };
     writeln!(
         out,
-        "Drift: {}; {} changed in hub, {}{}{} not yet acknowledged, {} also written by a configuration.",
+        "Drift: {}; {} changed in hub, {}{}{}{} not yet acknowledged, {} also written by a configuration.",
         if r.in_sync { "in sync" } else { "DRIFT" },
         n("changed_in_hub"),
-        if gone > 0 {
-            format!("{gone} no longer declared, ")
-        } else {
-            String::new()
-        },
-        if rejected > 0 {
-            format!("{rejected} rejected by the device, ")
-        } else {
-            String::new()
-        },
+        optional("no_longer_declared", "no longer declared"),
+        optional("rejected_by_device", "rejected by the device"),
+        optional("stale", "not acknowledged in time"),
         n("not_acknowledged"),
         n("configuration")
     )

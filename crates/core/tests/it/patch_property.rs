@@ -84,6 +84,7 @@ fn twin_case(g: &mut Gen, owner: &Owner) -> (TwinSpec, ObservedTwin) {
         tags,
         desired,
         desired_version: 3,
+        desired_meta: Default::default(),
         reported: JsonMap::new(),
         configurations: JsonMap::new(),
     };

@@ -343,6 +343,7 @@ fn every_kind() -> Plan {
         ],
         rollout: None,
         warnings: vec![],
+        awaiting: vec![],
     }
 }
 

@@ -190,6 +190,7 @@ fn sample() -> Plan {
         no_longer_declared: vec![],
         rollout: None,
         warnings: vec![],
+        awaiting: vec![],
     }
 }
 
