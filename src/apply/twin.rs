@@ -127,7 +127,7 @@ pub(super) async fn update(
     u: &UpdateTwin,
 ) -> (Outcome, Option<ObservedTwin>) {
     let decide = |seen: &ObservedTwin| {
-        let now = owned_view(&u.base, &u.ignore, &u.sensitive, seen);
+        let now = owned_view(&u.base, &u.ignore, &u.sensitive, u.key, seen);
         if now == u.target {
             Next::Done(Status::Unchanged, Some(Reason::AlreadyAtTarget))
         } else if now != u.base {

@@ -56,6 +56,8 @@ async fn prepare(
             options: plan::Options {
                 force_conflicts: super::force_conflicts(args.force_conflicts, args.adopt),
                 awaiting: args.wait.is_some(),
+                // Set from the connection by `ops::plan`.
+                digest_key: Default::default(),
                 prune: args.prune,
                 targets: manifests::targets(&args.common.targets, changed.as_ref()),
             },

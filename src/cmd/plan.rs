@@ -1,9 +1,9 @@
 //! `twinops plan`: read live state, diff, print; `--out` saves the JSON plan.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use super::{ExitStatus, Progress, changed_from, load, print_plan};
-use crate::cli::PlanArgs;
+use crate::cli::{AuthMode, PlanArgs};
 use crate::ops::{self, connect, manifests};
 use crate::output;
 use twinops_core::plan::Options;
@@ -19,12 +19,26 @@ pub(crate) async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         },
         None => None,
     };
+    let no_plan_key = std::env::var(connect::PLAN_KEY_VAR).map_or(true, |k| k.is_empty());
+    if args.out.is_some()
+        && args.common.hub.auth == AuthMode::Token
+        && no_plan_key
+        && fleet.has_sensitive()
+    {
+        bail!(
+            "refusing to save a plan with sensitive values under --auth token without {}: its digests are keyed (SPEC §13), and without a plan key no later run could check them; set {} to a secret of your CI (the same for plan and apply)",
+            connect::PLAN_KEY_VAR,
+            connect::PLAN_KEY_VAR
+        );
+    }
     let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
     let quiet = args.common.output.quiet;
     let request = ops::plan::Request {
         fleet: &fleet,
         options: Options {
             awaiting: false,
+            // Set from the connection by `ops::plan`.
+            digest_key: Default::default(),
             force_conflicts: super::force_conflicts(args.force_conflicts, args.adopt),
             prune: args.prune,
             targets: manifests::targets(&args.common.targets, changed.as_ref()),

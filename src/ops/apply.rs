@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::connect::Connection;
 use crate::apply::{self, Options};
 use twinops_core::model::Fleet;
+use twinops_core::plan::secret::DigestKey;
 use twinops_core::plan::{FORMAT_VERSION, Plan, SavedPlan};
 use twinops_core::report::{Report, Reporter};
 
@@ -35,11 +36,16 @@ pub(crate) async fn prepare(
 ) -> anyhow::Result<Plan> {
     match source {
         Source::Manifests(request) => super::plan::plan(conn, request, reporter).await,
-        Source::Saved { path, fleet } => saved(path, &conn.identity, fleet),
+        Source::Saved { path, fleet } => saved(path, &conn.identity, fleet, conn.digest_key),
     }
 }
 
-fn saved(path: &Path, identity: &str, fleet: Option<&Fleet>) -> anyhow::Result<Plan> {
+fn saved(
+    path: &Path,
+    identity: &str,
+    fleet: Option<&Fleet>,
+    key: DigestKey,
+) -> anyhow::Result<Plan> {
     let text = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
     let version: Option<u64> = serde_json::from_slice::<serde_json::Value>(&text)
         .ok()
@@ -78,7 +84,7 @@ fn saved(path: &Path, identity: &str, fleet: Option<&Fleet>) -> anyhow::Result<P
             );
         }
     }
-    p.resolve(&super::manifests::env, fleet)
+    p.resolve(&super::manifests::env, fleet, key)
         .map_err(|e| anyhow::anyhow!("refusing `{}`, nothing was written: {e}", path.display()))
 }
 

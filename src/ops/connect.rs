@@ -11,6 +11,7 @@ use crate::cli::{AuthMode, HubArgs, Pace};
 use crate::hub::pace::{Pacer, parse_rate_flag, tier_rates};
 use crate::hub::{ClientOptions, Hub, OpClass};
 use crate::output;
+use twinops_core::plan::secret::DigestKey;
 use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
 
 /// The default state directory of `--hub local`.
@@ -24,7 +25,29 @@ pub(crate) struct Connection {
     /// Whether requests carry SAS tokens (not an Entra ID bearer token): IoT Hub refuses some
     /// operations under SAS that it allows under Entra ID.
     pub sas: bool,
+    /// The key of every digest of a sensitive value in plans (SPEC §13). Under token auth without
+    /// `TWINOPS_PLAN_KEY` it is this run's alone, so `plan --out` refuses to save a plan with
+    /// sensitive values there (`cmd::plan`).
+    pub digest_key: DigestKey,
     embedded: Option<twinops_emulator::Running>,
+}
+
+/// The plan key's environment variable.
+pub(crate) const PLAN_KEY_VAR: &str = "TWINOPS_PLAN_KEY";
+
+/// The digest key of this run: from `TWINOPS_PLAN_KEY` when set, else from the hub's SAS key
+/// (the same hub gives the same key on every run), else (token auth) a random key of this run
+/// alone.
+fn digest_key(sas_key: Option<&Secret>) -> DigestKey {
+    if let Ok(k) = std::env::var(PLAN_KEY_VAR)
+        && !k.is_empty()
+    {
+        return DigestKey::derive(k.as_bytes());
+    }
+    match sas_key {
+        Some(k) => DigestKey::derive(k.expose().as_bytes()),
+        None => DigestKey::derive(&rand::random::<[u8; 32]>()),
+    }
 }
 
 impl Connection {
@@ -113,6 +136,7 @@ pub(crate) async fn connect(common: &HubArgs, pace: Option<&Pace>) -> anyhow::Re
         return Ok(Connection {
             identity: format!("local:{}", running.hub_id()),
             sas: true,
+            digest_key: digest_key(cs.key.as_ref()),
             hub: client,
             embedded: Some(running),
         });
@@ -141,9 +165,11 @@ pub(crate) async fn connect(common: &HubArgs, pace: Option<&Pace>) -> anyhow::Re
         client.set_pace(p);
     }
     client.set_notify(Arc::new(|line| output::progress(&line)));
+    let sas = matches!(common.auth, AuthMode::Sas);
     Ok(Connection {
         identity: cs.host.clone(),
-        sas: matches!(common.auth, AuthMode::Sas),
+        sas,
+        digest_key: digest_key(cs.key.as_ref().filter(|_| sas)),
         hub: client,
         embedded: None,
     })

@@ -37,6 +37,9 @@ pub(crate) async fn plan(
     reporter: &dyn Reporter,
 ) -> anyhow::Result<Plan> {
     let started = Instant::now();
+    let mut req = req;
+    // Every digest of a sensitive value is keyed with this run's key, whatever the caller set.
+    req.options.digest_key = conn.digest_key;
     let (fleet, options) = (req.fleet, &req.options);
     let targets = &options.targets;
     let reads = read::plan(

@@ -3,7 +3,7 @@
 
 use crate::cli::{class, dir, manifests, other_writer, report, twin, twinops, writes};
 use crate::support::{Emulator, eventually};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 const FLEET: &str = r#"
@@ -390,8 +390,24 @@ async fn apply_wait_returns_when_devices_acknowledge_and_times_out_naming_the_re
             &FLEET.replace("telemetryInterval: 30", "telemetryInterval: 45"),
         )],
     );
-    // Nobody reports back: the wait times out and names the twin.
-    let r = twinops(&em, &["apply", "--yes", "--wait=1s", &p]);
+    // The wait covers the declared twins in scope that have not acknowledged (SPEC §18): here the
+    // device and its module, whose module acknowledges what it was given.
+    let module = twin(&em, "myFirstDevice/myFirstModule").await["properties"]["desired"].clone();
+    let mut answer = module.as_object().unwrap().clone();
+    answer.retain(|k, _| !k.starts_with('$'));
+    report(&em, "myFirstDevice/myFirstModule", Value::Object(answer)).await;
+    // Nobody reports back for the device: the wait times out and names the twin.
+    let r = twinops(
+        &em,
+        &[
+            "apply",
+            "--yes",
+            "--wait=1s",
+            "--target",
+            "myFirstDevice",
+            &p,
+        ],
+    );
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("not acknowledged: myFirstDevice"),
@@ -409,8 +425,19 @@ async fn apply_wait_returns_when_devices_acknowledge_and_times_out_naming_the_re
     );
     let em = std::sync::Arc::new(em);
     let em2 = em.clone();
-    let apply =
-        tokio::task::spawn_blocking(move || twinops(&em2, &["apply", "--yes", "--wait=30s", &p]));
+    let apply = tokio::task::spawn_blocking(move || {
+        twinops(
+            &em2,
+            &[
+                "apply",
+                "--yes",
+                "--wait=30s",
+                "--target",
+                "myFirstDevice",
+                &p,
+            ],
+        )
+    });
     eventually(
         "apply writes the desired value 50",
         Duration::from_secs(30),

@@ -210,7 +210,7 @@ async fn a_saved_plan_holds_the_reference_and_applies_only_with_the_same_value()
     assert_eq!(s.len(), 1, "{saved}");
     assert_eq!(s[0]["path"], "desired.auth.token");
     assert_eq!(s[0]["ref"], "${env:TWINOPS_IT_TOKEN}");
-    assert!(s[0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(s[0]["digest"].as_str().unwrap().starts_with("hmac-sha256:"));
     let change = saved["changes"]
         .as_array()
         .unwrap()
@@ -328,4 +328,105 @@ async fn inline_sensitive_values_are_only_digests_in_a_plan_and_apply_takes_them
         desired["creds"],
         json!({"user": "svc", "pass": format!("{INLINE}-p")})
     );
+}
+
+/// Hex SHA-256 of `bytes`, as `sha256sum` prints it.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_short_inline_secret_cannot_be_guessed_from_the_plan_and_a_changed_one_is_refused() {
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    // The same short secret inline (sensitive) and from the environment.
+    let fleet = "owner: team-s\ndevices:\n  lock-1:\n    desired: {pin: \"1234\", code: 1234, env: \"${env:TWINOPS_IT_TOKEN}\"}\n    sensitive: [desired.pin, desired.code]\n";
+    manifests(&m, &[("fleet.yaml", fleet)]);
+    let (m, plan_file) = (m.to_str().unwrap(), d.path().join("plan.json"));
+    let out = plan_file.to_str().unwrap();
+    let r = run(&em, &["plan", "--out", out, m], Some("1234"));
+    assert_eq!(r.code, 0, "{r:?}");
+    let shown = run(&em, &["plan", "--format", "json", m], Some("1234"));
+    let text = std::fs::read_to_string(&plan_file).unwrap();
+    // Every JSON and plain form of 1234, with and without a newline (`printf` or `echo`).
+    for form in ["\"1234\"", "1234", "'1234'"] {
+        for bytes in [form.to_string(), format!("{form}\n")] {
+            let h = sha256_hex(bytes.as_bytes());
+            assert!(!text.contains(&h), "sha256 of {bytes:?} is in the plan");
+            assert!(
+                !shown.stdout.contains(&h),
+                "sha256 of {bytes:?} is in the output"
+            );
+        }
+    }
+    assert!(text.contains("hmac-sha256:"), "{text}");
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert!(json["digest_key"].is_string(), "{json}");
+    // The referenced value changed since the plan: apply --plan refuses, nothing is written.
+    let before = writes(&em.stats().await);
+    let r = run(&em, &["apply", "--yes", "--plan", out, m], Some("9999"));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("differs from the one planned"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(writes(&em.stats().await), before);
+    // The same values apply.
+    let r = run(&em, &["apply", "--yes", "--plan", out, m], Some("1234"));
+    assert_eq!(r.code, 0, "{r:?}");
+    let desired = twin(&em, "lock-1").await["properties"]["desired"].clone();
+    assert_eq!(
+        (desired["pin"].clone(), desired["env"].clone()),
+        (json!("1234"), json!("1234"))
+    );
+}
+
+#[tokio::test]
+async fn a_plan_made_under_another_plan_key_is_refused_and_token_auth_needs_one_to_save() {
+    let em = Emulator::start();
+    let d = dir();
+    let m = d.path().join("m");
+    manifests(&m, &[("fleet.yaml", FLEET)]);
+    let (m, plan_file) = (m.to_str().unwrap(), d.path().join("plan.json"));
+    let out = plan_file.to_str().unwrap();
+    let with_key = |key: &str, args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_twinops"));
+        cmd.args(args)
+            .env("TWINOPS_HUB", &em.connection_string)
+            .env("TWINOPS_CA_CERT", &em.ca_path)
+            .env("TWINOPS_IT_TOKEN", TOKEN)
+            .env("TWINOPS_PLAN_KEY", key)
+            .env("NO_COLOR", "1");
+        crate::cli::run(cmd)
+    };
+    let r = with_key("ci-secret-one", &["plan", "--out", out, m]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let before = writes(&em.stats().await);
+    let r = with_key("ci-secret-two", &["apply", "--yes", "--plan", out, m]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("another key"), "{}", r.stderr);
+    assert_eq!(writes(&em.stats().await), before, "nothing written");
+    let r = with_key("ci-secret-one", &["apply", "--yes", "--plan", out, m]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // Token auth without a plan key: refused before anything is sent.
+    let before = em.stats().await["total"].clone();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_twinops"));
+    cmd.args(["plan", "--auth", "token", "--out", out, m])
+        .env("TWINOPS_HUB", &em.connection_string)
+        .env("TWINOPS_CA_CERT", &em.ca_path)
+        .env("TWINOPS_ACCESS_TOKEN", "not-used")
+        .env("TWINOPS_IT_TOKEN", TOKEN)
+        .env_remove("TWINOPS_PLAN_KEY")
+        .env("NO_COLOR", "1");
+    let r = crate::cli::run(cmd);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("TWINOPS_PLAN_KEY"), "{}", r.stderr);
+    assert_eq!(em.stats().await["total"], before, "nothing sent");
 }

@@ -341,6 +341,15 @@ impl Fleet {
         })
     }
 
+    /// Whether any twin declares a sensitive value (a `sensitive` path or a `${env:NAME}` value).
+    pub fn has_sensitive(&self) -> bool {
+        self.devices.iter().any(|d| {
+            std::iter::once(&d.twin)
+                .chain(d.modules.iter().map(|m| &m.twin))
+                .any(|t| !t.sensitive.is_empty() || !t.refs.is_empty())
+        })
+    }
+
     /// Device identities plus module identities.
     pub fn identity_count(&self) -> usize {
         self.devices.iter().map(|d| 1 + d.modules.len()).sum()

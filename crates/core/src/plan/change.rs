@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::document::auth_doc;
 use super::ledger::{self, IdentityField};
+use super::secret::DigestKey;
 use super::twin;
 pub use super::twin::Managed;
 pub use super::values::{OwnedValues, TwinPatch};
@@ -39,6 +40,8 @@ pub struct CreateDevice {
     pub sensitive: Vec<PropertyPath>,
     /// The content's values that the manifests take from `${env:NAME}`.
     pub refs: Vec<EnvRef>,
+    /// The key of the digests of its sensitive values.
+    pub key: DigestKey,
 }
 
 /// Create a module identity with its twin content.
@@ -53,6 +56,8 @@ pub struct CreateModule {
     pub sensitive: Vec<PropertyPath>,
     /// The content's values that the manifests take from `${env:NAME}`.
     pub refs: Vec<EnvRef>,
+    /// The key of the digests of its sensitive values.
+    pub key: DigestKey,
 }
 
 /// The identity fields a device update changes; `None` leaves a field as it is.
@@ -143,6 +148,9 @@ pub struct UpdateTwin {
     pub sensitive: Vec<PropertyPath>,
     /// The patch's values that the manifests take from `${env:NAME}`.
     pub refs: Vec<EnvRef>,
+    /// The key of the digests in `base`, `target` and `diff` (the 412 re-check computes the
+    /// twin's view under it).
+    pub key: DigestKey,
     /// Fields and keys this owner starts to manage (`status`, `tags.site`, …), changed or not.
     pub adopted: Vec<String>,
     /// Identity fields this owner gives up: released and left as they are.
@@ -287,6 +295,16 @@ impl Change {
     }
 
     /// Paths whose values are never shown.
+    /// The key of the digests of its sensitive values (a fixed one for changes that hold none).
+    pub fn key(&self) -> DigestKey {
+        match self {
+            Change::CreateDevice(c) => c.key,
+            Change::CreateModule(c) => c.key,
+            Change::UpdateTwin(c) | Change::Release(c) => c.key,
+            _ => DigestKey::default(),
+        }
+    }
+
     pub fn sensitive(&self) -> &[PropertyPath] {
         match self {
             Change::CreateDevice(c) => &c.sensitive,
@@ -312,7 +330,7 @@ impl Change {
             Change::UpdateTwin(t) | Change::Release(t) => Some(t.target.clone()),
             _ => self
                 .content()
-                .map(|c| twin::content_view(c, self.sensitive())),
+                .map(|c| twin::content_view(c, self.sensitive(), self.key())),
         }
     }
 

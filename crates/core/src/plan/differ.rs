@@ -215,6 +215,7 @@ impl<'a> Differ<'a> {
                 no_longer_declared: Vec::new(),
                 rollout: None,
                 warnings: Vec::new(),
+                digest_key: None,
                 awaiting: Vec::new(),
             },
             seen: Seen::default(),
@@ -248,6 +249,7 @@ impl<'a> Differ<'a> {
             twin: twin::create_content(&self.fleet.owner, d.fields(), &d.twin),
             sensitive: d.twin.sensitive.clone(),
             refs: d.twin.refs.clone(),
+            key: self.options.digest_key,
         })));
     }
 
@@ -260,6 +262,7 @@ impl<'a> Differ<'a> {
             twin: twin::create_content(&self.fleet.owner, m.fields(), &m.twin),
             sensitive: m.twin.sensitive.clone(),
             refs: m.twin.refs.clone(),
+            key: self.options.digest_key,
         })));
     }
 
@@ -275,7 +278,8 @@ impl<'a> Differ<'a> {
         stays: &dyn Fn(IdentityField) -> Option<Value>,
     ) -> Option<Vec<String>> {
         if self.fleet.rollout.is_some()
-            && let Some((id, target, wave)) = mark_of(&self.fleet.owner, spec, seen)
+            && let Some((id, target, wave)) =
+                mark_of(&self.fleet.owner, spec, seen, self.options.digest_key)
         {
             self.marks
                 .entry(id)
@@ -288,6 +292,7 @@ impl<'a> Differ<'a> {
             fields,
             seen,
             force: self.options.force_conflicts,
+            key: self.options.digest_key,
         };
         match twin::diff(&input) {
             twin::Outcome::Unchanged => {
@@ -328,7 +333,13 @@ impl<'a> Differ<'a> {
         seen: &ObservedTwin,
         deployments: &[String],
     ) {
-        if let Some(c) = writers::configured(address.clone(), spec, seen, deployments) {
+        if let Some(c) = writers::configured(
+            address.clone(),
+            spec,
+            seen,
+            deployments,
+            self.options.digest_key,
+        ) {
             self.seen.configured.push(c);
         }
     }
@@ -340,7 +351,7 @@ impl<'a> Differ<'a> {
         seen: &ObservedTwin,
         stays: &dyn Fn(IdentityField) -> Option<Value>,
     ) {
-        if let Some(t) = twin::release(&self.fleet.owner, seen) {
+        if let Some(t) = twin::release(&self.fleet.owner, seen, self.options.digest_key) {
             let spec = TwinSpec::default();
             let change = match twin_change(address.clone(), seen, t, &spec, Vec::new(), stays) {
                 Change::UpdateTwin(u) | Change::Release(u) => Change::Release(u),
@@ -621,6 +632,10 @@ impl<'a> Differ<'a> {
             (rank, c.address.clone())
         });
         self.plan.recount();
+        // A plan whose changes hold digests of sensitive values names the key they were made under.
+        if self.plan.changes.iter().any(|c| !c.sensitive().is_empty()) {
+            self.plan.digest_key = Some(self.options.digest_key.fingerprint());
+        }
         if let Some(spec) = &self.fleet.rollout {
             plan_rollout(
                 &mut self.plan,
@@ -666,6 +681,7 @@ fn twin_change(
         ignore: spec.ignore.clone(),
         sensitive: spec.sensitive.clone(),
         refs,
+        key: t.key,
         adopted: t.adopted,
         released,
         forced: t.forced,

@@ -24,7 +24,7 @@ use super::change::{
     IdentityUpdate, Managed, Released, UpdateDevice, UpdateModule, UpdateTwin,
 };
 use super::ledger::IdentityField;
-use super::secret::{self, SecretDoc};
+use super::secret::{self, DigestKey, SecretDoc};
 use super::values::{OwnedValues, TwinPatch};
 use super::{Action, FieldDiff, Kind};
 use crate::model::{
@@ -703,18 +703,43 @@ impl ChangeDoc {
         }
     }
 
+    /// The paths whose values are digests or concealed in this change.
+    pub fn sensitive(&self) -> &[PropertyPath] {
+        match self {
+            ChangeDoc::CreateDevice(d) => &d.sensitive,
+            ChangeDoc::CreateModule(d) => &d.sensitive,
+            ChangeDoc::UpdateDeviceTwin(d) => &d.sensitive,
+            ChangeDoc::UpdateModuleTwin(d) => &d.sensitive,
+            ChangeDoc::ReleaseDevice(d) => &d.sensitive,
+            ChangeDoc::ReleaseModule(d) => &d.sensitive,
+            _ => &[],
+        }
+    }
+
     /// The typed change, its concealed values got back through `reveal`. Everything else was
-    /// checked when the document was read.
-    pub(super) fn into_change(self, reveal: &mut Reveal<'_>) -> Result<Change, String> {
+    /// checked when the document was read; `key` is the one the plan's digests were made under.
+    pub(super) fn into_change(
+        self,
+        reveal: &mut Reveal<'_>,
+        key: DigestKey,
+    ) -> Result<Change, String> {
         Ok(match self {
-            ChangeDoc::CreateDevice(d) => Change::CreateDevice(Box::new(d.into_change(reveal)?)),
-            ChangeDoc::CreateModule(d) => Change::CreateModule(Box::new(d.into_change(reveal)?)),
+            ChangeDoc::CreateDevice(d) => {
+                Change::CreateDevice(Box::new(d.into_change(reveal, key)?))
+            }
+            ChangeDoc::CreateModule(d) => {
+                Change::CreateModule(Box::new(d.into_change(reveal, key)?))
+            }
             ChangeDoc::UpdateDevice(d) => Change::UpdateDevice(d.into()),
             ChangeDoc::UpdateModule(d) => Change::UpdateModule(d.into()),
-            ChangeDoc::UpdateDeviceTwin(d) => Change::UpdateTwin(Box::new(d.into_change(reveal)?)),
-            ChangeDoc::UpdateModuleTwin(d) => Change::UpdateTwin(Box::new(d.into_change(reveal)?)),
-            ChangeDoc::ReleaseDevice(d) => Change::Release(Box::new(d.into_change(reveal)?)),
-            ChangeDoc::ReleaseModule(d) => Change::Release(Box::new(d.into_change(reveal)?)),
+            ChangeDoc::UpdateDeviceTwin(d) => {
+                Change::UpdateTwin(Box::new(d.into_change(reveal, key)?))
+            }
+            ChangeDoc::UpdateModuleTwin(d) => {
+                Change::UpdateTwin(Box::new(d.into_change(reveal, key)?))
+            }
+            ChangeDoc::ReleaseDevice(d) => Change::Release(Box::new(d.into_change(reveal, key)?)),
+            ChangeDoc::ReleaseModule(d) => Change::Release(Box::new(d.into_change(reveal, key)?)),
             ChangeDoc::DeleteModule(d) => Change::DeleteModule(d.into()),
             ChangeDoc::DeleteDevice(d) => Change::DeleteDevice(d.into()),
         })
@@ -750,7 +775,7 @@ impl TryFrom<ChangeDoc> for Change {
                 "the change holds concealed sensitive values; read it with its plan".into(),
             );
         }
-        doc.into_change(&mut |_, _, _| Vec::new())
+        doc.into_change(&mut |_, _, _| Vec::new(), DigestKey::default())
     }
 }
 
@@ -786,7 +811,7 @@ impl Serialize for Change {
 
 impl From<&CreateDevice> for CreateDeviceDoc {
     fn from(c: &CreateDevice) -> CreateDeviceDoc {
-        let (twin, secrets) = secret::conceal(&c.twin, &c.sensitive, &c.refs);
+        let (twin, secrets) = secret::conceal(&c.twin, &c.sensitive, &c.refs, &c.key);
         let id = &c.identity;
         CreateDeviceDoc {
             action: IsCreate,
@@ -807,7 +832,7 @@ impl From<&CreateDevice> for CreateDeviceDoc {
 }
 
 impl CreateDeviceDoc {
-    fn into_change(self, reveal: &mut Reveal<'_>) -> Result<CreateDevice, String> {
+    fn into_change(self, reveal: &mut Reveal<'_>, key: DigestKey) -> Result<CreateDevice, String> {
         let address = TwinAddress::device(self.device_id.clone());
         let patch = self.patch;
         let (twin, refs) = revealed(&address, patch.twin, self.secrets, reveal)?;
@@ -823,13 +848,14 @@ impl CreateDeviceDoc {
             twin,
             sensitive: self.sensitive,
             refs,
+            key,
         })
     }
 }
 
 impl From<&CreateModule> for CreateModuleDoc {
     fn from(c: &CreateModule) -> CreateModuleDoc {
-        let (twin, secrets) = secret::conceal(&c.twin, &c.sensitive, &c.refs);
+        let (twin, secrets) = secret::conceal(&c.twin, &c.sensitive, &c.refs, &c.key);
         CreateModuleDoc {
             action: IsCreate,
             device_id: c.device.clone(),
@@ -847,7 +873,7 @@ impl From<&CreateModule> for CreateModuleDoc {
 }
 
 impl CreateModuleDoc {
-    fn into_change(self, reveal: &mut Reveal<'_>) -> Result<CreateModule, String> {
+    fn into_change(self, reveal: &mut Reveal<'_>, key: DigestKey) -> Result<CreateModule, String> {
         let address = TwinAddress::module(self.device_id.clone(), self.module_id.clone());
         let (twin, refs) = revealed(&address, self.patch.twin, self.secrets, reveal)?;
         Ok(CreateModule {
@@ -858,6 +884,7 @@ impl CreateModuleDoc {
             twin,
             sensitive: self.sensitive,
             refs,
+            key,
         })
     }
 }
@@ -936,7 +963,7 @@ impl From<UpdateModuleDoc> for UpdateModule {
 
 impl<M: TwinModule, A: ActionMarker> UpdateTwinDoc<M, A> {
     fn new(c: &UpdateTwin, module_id: M) -> UpdateTwinDoc<M, A> {
-        let (patch, secrets) = secret::conceal(&c.patch, &c.sensitive, &c.refs);
+        let (patch, secrets) = secret::conceal(&c.patch, &c.sensitive, &c.refs, &c.key);
         UpdateTwinDoc {
             action: A::MARKER,
             device_id: c.address.device.clone(),
@@ -970,7 +997,7 @@ impl<M: TwinModule, A: ActionMarker> UpdateTwinDoc<M, A> {
         }
     }
 
-    fn into_change(self, reveal: &mut Reveal<'_>) -> Result<UpdateTwin, String> {
+    fn into_change(self, reveal: &mut Reveal<'_>, key: DigestKey) -> Result<UpdateTwin, String> {
         let address = TwinAddress {
             device: self.device_id,
             module: self.module_id.module(),
@@ -986,6 +1013,7 @@ impl<M: TwinModule, A: ActionMarker> UpdateTwinDoc<M, A> {
             ignore: self.ignore,
             sensitive: self.sensitive,
             refs,
+            key,
             adopted: self.adopted,
             released: self
                 .released
@@ -1133,6 +1161,7 @@ mod tests {
                     path: PropertyPath::parse("desired.t.x").unwrap(),
                     name: "T".into(),
                 }],
+                key: Default::default(),
             })),
             Change::CreateModule(Box::new(CreateModule {
                 device: d.clone(),
@@ -1142,6 +1171,7 @@ mod tests {
                 twin: TwinPatch::default(),
                 sensitive: vec![],
                 refs: vec![],
+                key: Default::default(),
             })),
             Change::UpdateDevice(UpdateDevice {
                 id: d.clone(),
@@ -1193,13 +1223,14 @@ mod tests {
             no_longer_declared: vec![],
             rollout: None,
             warnings: vec![],
+            digest_key: Some(DigestKey::default().fingerprint()),
             awaiting: vec![],
         };
         let text = serde_json::to_string(&plan).unwrap();
         assert!(!text.contains("s3cret"), "{text}");
         let saved: crate::plan::SavedPlan = serde_json::from_str(&text).unwrap();
         let env = |n: &str| (n == "T").then(|| "s3cret".to_string());
-        let back = saved.resolve(&env, None).unwrap();
+        let back = saved.resolve(&env, None, Default::default()).unwrap();
         for (b, c) in back.changes.iter().zip(&plan.changes) {
             assert_eq!(b, c, "{text}");
         }

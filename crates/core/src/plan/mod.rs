@@ -85,6 +85,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct Options {
     /// `--force-conflicts`: take over the declared fields and keys that other owners manage.
     pub force_conflicts: bool,
+    /// The key of every digest of a sensitive value in the plan (SPEC §13).
+    pub digest_key: secret::DigestKey,
     /// Keep the unchanged twins whose declared desired values their devices have not acknowledged
     /// ([`Plan::awaiting`]), for `apply --wait`.
     pub awaiting: bool,
@@ -269,6 +271,10 @@ pub struct Plan<C = Change> {
     /// twin also writes (SPEC §15): warnings, named with the configuration and its priority.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<writers::Writer>,
+    /// The fingerprint of the key its sensitive values' digests were made under, when any change
+    /// has sensitive paths: `apply --plan` refuses a plan made under another key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_key: Option<String>,
     /// With [`Options::awaiting`]: twins the plan does not change whose declared desired values
     /// their devices have not acknowledged yet (SPEC §18: `apply --wait` waits for them too, so a
     /// re-run of a timed-out wait does not pass on silent devices). Not part of the document.

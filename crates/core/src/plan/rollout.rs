@@ -363,6 +363,7 @@ pub fn revert(u: &UpdateTwin, if_match: crate::model::ETag) -> Result<UpdateTwin
         sensitive: u.sensitive.clone(),
         // A sensitive old value is refused above, so the way back holds no secret.
         refs: Vec::new(),
+        key: u.key,
         adopted: Vec::new(),
         released: Vec::new(),
         forced: Vec::new(),

@@ -10,13 +10,21 @@ pub type SavedPlan = Plan<ChangeDoc>;
 impl SavedPlan {
     /// The plan to execute: every change checked, every concealed value got back (a reference from
     /// `env`, an inline value from `fleet`, the manifests the plan was made from) and compared with
-    /// the digest the plan recorded. Refused as a whole on any problem, so nothing is sent.
+    /// the digest the plan recorded under `key`. Refused as a whole on any problem, so nothing is
+    /// sent; a plan whose digests were made under another key is refused before anything else.
     pub fn resolve(
         self,
         env: &dyn crate::manifest::Env,
         fleet: Option<&Fleet>,
+        key: secret::DigestKey,
     ) -> Result<Plan, ReadError> {
-        let mut sources = secret::Sources::new(env, fleet);
+        let holds_digests = self.changes.iter().any(|c| !c.sensitive().is_empty());
+        match &self.digest_key {
+            Some(f) if *f != key.fingerprint() => return Err(ReadError::OtherKey),
+            None if holds_digests => return Err(ReadError::Unkeyed),
+            _ => {}
+        }
+        let mut sources = secret::Sources::new(env, fleet, key);
         let mut problems = Vec::new();
         let mut inline: Option<(usize, String, String)> = None;
         // Without manifests, nothing is looked up: the run is refused for the inline values alone.
@@ -39,7 +47,7 @@ impl SavedPlan {
             for doc in self.changes {
                 let what = format!("{:?} of `{}`", doc.kind(), doc.device_id());
                 out.push(
-                    doc.into_change(&mut reveal)
+                    doc.into_change(&mut reveal, key)
                         .map_err(|e| ReadError::Malformed(format!("{what}: {e}")))?,
                 );
             }
@@ -71,6 +79,7 @@ impl SavedPlan {
             no_longer_declared: self.no_longer_declared,
             rollout: self.rollout,
             warnings: self.warnings,
+            digest_key: self.digest_key,
             awaiting: Vec::new(),
         })
     }
@@ -95,6 +104,7 @@ impl Plan {
             no_longer_declared: self.no_longer_declared.clone(),
             rollout: self.rollout.clone(),
             warnings: self.warnings.clone(),
+            digest_key: self.digest_key.clone(),
             awaiting: Vec::new(),
         }
     }

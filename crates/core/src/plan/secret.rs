@@ -7,6 +7,9 @@
 //! digest differs from the plan's, before anything is sent. Messages name the twin, the path and the
 //! variable, never a value.
 //!
+//! Every digest of a sensitive value is keyed ([`DigestKey`]: HMAC-SHA256 under a key never written
+//! to a plan), so that a short secret cannot be recovered from a plan by hashing guesses.
+//!
 //! Values are concealed leaf by leaf (a scalar or an array below object keys), not as the whole value
 //! under a sensitive path: the patch of an object may be a partial merge patch computed against what the
 //! hub held, which apply could not compute again, while each leaf of a merge patch is the manifests'
@@ -14,9 +17,10 @@
 
 use std::collections::BTreeMap;
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::patch;
 use super::values::TwinPatch;
@@ -34,7 +38,7 @@ pub const PLACEHOLDER: &str = "(sensitive)";
 pub struct SecretDoc {
     /// Where the value sits: `tags.K[.K...]` or `desired.K[.K...]`.
     pub path: String,
-    /// `sha256:<hex>` of the value's JSON text.
+    /// `hmac-sha256:<hex>` of the value's JSON text under the plan's [`DigestKey`].
     pub digest: String,
     /// `${env:NAME}` for a value the manifests take from the environment; absent for a value written
     /// inline (under `sensitive`), which apply takes from the manifests.
@@ -42,14 +46,57 @@ pub struct SecretDoc {
     pub reference: Option<String>,
 }
 
-/// Hex SHA-256 of a value's JSON text (the digest behind `(sensitive) sha256:…` views, too).
-pub fn sha256_hex(v: &Value) -> String {
-    crate::model::Digest::from_sha256(Sha256::digest(v.to_string().as_bytes()).into()).to_string()
+/// The key under which every digest of a sensitive value is computed (SPEC §13): HMAC-SHA256, so
+/// that a plan artifact does not let anyone test guesses of a short secret offline. The binary
+/// derives it from `TWINOPS_PLAN_KEY` or from the hub's SAS key; it is never written anywhere (a
+/// plan records its [`DigestKey::fingerprint`], so that a plan is not checked under another key).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DigestKey([u8; 32]);
+
+/// What a keyed digest starts with.
+pub const DIGEST_PREFIX: &str = "hmac-sha256:";
+
+fn mac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    m.update(message);
+    m.finalize().into_bytes().into()
 }
 
-/// The digest a plan records for a concealed value: `sha256:<hex>`.
-pub fn digest(v: &Value) -> String {
-    format!("sha256:{}", sha256_hex(v))
+impl DigestKey {
+    /// The key derived from secret material (a plan key's text, a SAS key's bytes).
+    pub fn derive(material: &[u8]) -> DigestKey {
+        DigestKey(mac(material, b"twinops plan digests v1"))
+    }
+
+    /// `hmac-sha256:<hex>` of a value's JSON text.
+    pub fn digest(&self, v: &Value) -> String {
+        let hex = crate::model::Digest::from_sha256(mac(&self.0, v.to_string().as_bytes()));
+        format!("{DIGEST_PREFIX}{hex}")
+    }
+
+    /// A short public name of the key (a MAC of a fixed text, not the key): what a plan records to
+    /// say which key its digests were made under.
+    pub fn fingerprint(&self) -> String {
+        let hex =
+            crate::model::Digest::from_sha256(mac(&self.0, b"twinops digest key fingerprint"))
+                .to_string();
+        hex[..16].to_string()
+    }
+}
+
+/// A fixed key, for documents read without one and for tests; the binary always sets its own.
+impl Default for DigestKey {
+    fn default() -> DigestKey {
+        DigestKey::derive(b"")
+    }
+}
+
+/// Never the key itself.
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DigestKey({})", self.fingerprint())
+    }
 }
 
 fn section(patch: &TwinPatch, s: Section) -> &JsonMap {
@@ -120,6 +167,7 @@ pub fn conceal(
     patch: &TwinPatch,
     sensitive: &[PropertyPath],
     refs: &[EnvRef],
+    key: &DigestKey,
 ) -> (TwinPatch, Vec<SecretDoc>) {
     let mut out = patch.clone();
     let mut docs = Vec::new();
@@ -130,7 +178,7 @@ pub fn conceal(
             Some(Value::String(PLACEHOLDER.into())),
         );
         docs.push(SecretDoc {
-            digest: digest(&v),
+            digest: key.digest(&v),
             reference: refs.iter().find(|r| r.path == path).map(EnvRef::written),
             path: path.to_string(),
         });
@@ -141,14 +189,17 @@ pub fn conceal(
 /// Where `apply --plan` gets concealed values back from.
 pub struct Sources<'a> {
     lookup: Lookup<'a>,
+    /// The key the plan's digests were made under.
+    key: DigestKey,
     /// The manifests the plan was made from, when given: inline values come from them.
     fleet: Option<&'a Fleet>,
 }
 
 impl<'a> Sources<'a> {
-    pub fn new(env: &'a dyn Env, fleet: Option<&'a Fleet>) -> Sources<'a> {
+    pub fn new(env: &'a dyn Env, fleet: Option<&'a Fleet>, key: DigestKey) -> Sources<'a> {
         Sources {
             lookup: Lookup::new(env),
+            key,
             fleet,
         }
     }
@@ -222,6 +273,16 @@ pub enum ReadError {
     /// Values that cannot be got back as planned.
     #[error("{}", list(.0))]
     Secrets(Vec<SecretProblem>),
+    /// Its digests were made under another key than this run's.
+    #[error(
+        "the plan's sensitive values were digested under another key than this run's (TWINOPS_PLAN_KEY differs from the one the plan was made with, or the hub's key was rotated); use the same key, or plan again"
+    )]
+    OtherKey,
+    /// Its digests are unkeyed (an older twinops made it).
+    #[error(
+        "the plan holds unkeyed digests of sensitive values (an older twinops made it); plan again"
+    )]
+    Unkeyed,
 }
 
 /// At most this many problems are listed; the rest are counted.
@@ -253,10 +314,15 @@ impl Concealed {
         let mut entries = Vec::new();
         for d in docs {
             let path = PropertyPath::parse(&d.path).map_err(|e| format!("secrets: {e}"))?;
-            let hex = d.digest.strip_prefix("sha256:").unwrap_or("");
+            if d.digest.starts_with("sha256:") {
+                return Err(format!(
+                    "secrets: the digest of `{path}` is an unkeyed `sha256:` digest, written by an older twinops; plan again"
+                ));
+            }
+            let hex = d.digest.strip_prefix(DIGEST_PREFIX).unwrap_or("");
             if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
                 return Err(format!(
-                    "secrets: the digest of `{path}` is not `sha256:` and 64 hex digits"
+                    "secrets: the digest of `{path}` is not `{DIGEST_PREFIX}` and 64 hex digits"
                 ));
             }
             let name = match &d.reference {
@@ -339,7 +405,7 @@ impl Concealed {
                     }
                 }
             };
-            if digest(&value) != planned {
+            if sources.key.digest(&value) != planned {
                 let (address, path) = at();
                 problems.push(match name {
                     Some(name) => SecretProblem::EnvDiffers {
@@ -394,7 +460,8 @@ mod tests {
             path("desired.creds.pass"),
             path("tags.twinops"),
         ];
-        let (shown, docs) = conceal(&p, &sensitive, &[]);
+        let key = DigestKey::derive(b"k");
+        let (shown, docs) = conceal(&p, &sensitive, &[], &key);
         assert_eq!(
             shown.desired["creds"],
             json!({"user": "(sensitive)", "pass": "(sensitive)", "old": null, "list": "(sensitive)"})
@@ -410,7 +477,7 @@ mod tests {
                 "desired.creds.user"
             ]
         );
-        assert_eq!(docs[1].digest, digest(&json!("p")));
+        assert_eq!(docs[1].digest, key.digest(&json!("p")));
         assert!(docs.iter().all(|d| d.reference.is_none()));
     }
 
@@ -421,13 +488,14 @@ mod tests {
             path: path("desired.token"),
             name: "TOKEN".into(),
         }];
-        let (shown, docs) = conceal(&p, &[path("desired.token")], &refs);
+        let key = DigestKey::derive(b"k");
+        let (shown, docs) = conceal(&p, &[path("desired.token")], &refs, &key);
         assert_eq!(shown.desired["token"], json!(PLACEHOLDER));
         assert_eq!(
             docs,
             [SecretDoc {
                 path: "desired.token".into(),
-                digest: digest(&json!("s3cret")),
+                digest: key.digest(&json!("s3cret")),
                 reference: Some("${env:TOKEN}".into()),
             }]
         );
@@ -444,6 +512,7 @@ mod tests {
             &twin_patch(json!({}), json!({"token": "s3cret"})),
             &[path("desired.token")],
             &[],
+            &DigestKey::default(),
         );
         assert!(Concealed::read(docs.clone(), &shown).is_ok());
         let bad = |f: &dyn Fn(&mut SecretDoc)| {
@@ -454,6 +523,24 @@ mod tests {
         assert!(bad(&|d| d.path = "desired.other".into()).contains("does not hold"));
         assert!(bad(&|d| d.path = "nope".into()).contains("secrets"));
         assert!(bad(&|d| d.digest = "md5:00".into()).contains("64 hex"));
+        assert!(
+            bad(&|d| d.digest = format!("sha256:{}", "0".repeat(64))).contains("older twinops")
+        );
         assert!(bad(&|d| d.reference = Some("x${env:A}".into())).contains("ref"));
+    }
+
+    #[test]
+    fn a_digest_is_keyed_and_no_plain_hash_of_the_value() {
+        use sha2::Digest as _;
+        let key = DigestKey::derive(b"hub key");
+        let d = key.digest(&json!("1234"));
+        assert!(d.starts_with(DIGEST_PREFIX), "{d}");
+        for form in ["\"1234\"", "1234"] {
+            let plain = crate::model::Digest::from_sha256(Sha256::digest(form.as_bytes()).into());
+            assert!(!d.contains(&plain.to_string()), "{form}");
+        }
+        assert_ne!(d, DigestKey::derive(b"other key").digest(&json!("1234")));
+        assert_eq!(d, DigestKey::derive(b"hub key").digest(&json!("1234")));
+        assert!(!format!("{key:?}").contains("hub key"));
     }
 }

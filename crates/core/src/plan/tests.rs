@@ -351,11 +351,13 @@ fn a_saved_plan_conceals_sensitive_values_and_resolving_gets_the_same_patch_back
     assert_eq!(
         c["secrets"],
         json!([
-            {"path": "desired.creds.pass", "digest": secret::digest(&json!("new-pass"))},
-            {"path": "desired.token", "digest": secret::digest(&json!("new-token")), "ref": "${env:TOKEN}"},
+            {"path": "desired.creds.pass", "digest": secret::DigestKey::default().digest(&json!("new-pass"))},
+            {"path": "desired.token", "digest": secret::DigestKey::default().digest(&json!("new-token")), "ref": "${env:TOKEN}"},
         ])
     );
-    let back = saved(&p).resolve(&env("new-token"), Some(&f)).unwrap();
+    let back = saved(&p)
+        .resolve(&env("new-token"), Some(&f), Default::default())
+        .unwrap();
     assert_eq!(back, p);
 }
 
@@ -363,10 +365,12 @@ fn a_saved_plan_conceals_sensitive_values_and_resolving_gets_the_same_patch_back
 fn resolving_refuses_a_changed_missing_or_empty_variable_and_names_the_path() {
     let f = secret_fleet("new-token", json!({"pass": "p"}));
     let p = plan(&f, &observed(vec![]));
-    let problems = |env: &dyn crate::manifest::Env| match saved(&p).resolve(env, Some(&f)) {
-        Err(ReadError::Secrets(problems)) => problems,
-        other => panic!("{other:?}"),
-    };
+    let problems =
+        |env: &dyn crate::manifest::Env| match saved(&p).resolve(env, Some(&f), Default::default())
+        {
+            Err(ReadError::Secrets(problems)) => problems,
+            other => panic!("{other:?}"),
+        };
     let at = |name: &str| {
         (
             String::from("d1"),
@@ -414,7 +418,7 @@ fn inline_values_need_the_manifests_and_must_match_them() {
     let f = secret_fleet("t", json!({"pass": "p"}));
     let p = plan(&f, &observed(vec![]));
     assert_eq!(
-        saved(&p).resolve(&env("t"), None),
+        saved(&p).resolve(&env("t"), None, Default::default()),
         Err(ReadError::NeedsManifests {
             count: 1,
             address: "d1".into(),
@@ -440,7 +444,7 @@ fn inline_values_need_the_manifests_and_must_match_them() {
         ),
     ] {
         assert_eq!(
-            saved(&p).resolve(&env("t"), Some(f)),
+            saved(&p).resolve(&env("t"), Some(f), Default::default()),
             Err(ReadError::Secrets(vec![problem]))
         );
     }
@@ -451,7 +455,7 @@ fn inline_values_need_the_manifests_and_must_match_them() {
     );
     assert_eq!(
         saved(&plain)
-            .resolve(&crate::manifest::NoEnv, None)
+            .resolve(&crate::manifest::NoEnv, None, Default::default())
             .unwrap(),
         plain
     );
@@ -967,7 +971,10 @@ fn owners_with_disjoint_keys_share_a_twin_each_writing_only_its_own_entry() {
     };
     let mut moved = o.devices["d1"].twin.clone();
     moved.tags["twinops"]["owners"]["app"]["desired"]["mode"] = json!(true);
-    assert_eq!(owned_view(&u.base, &u.ignore, &u.sensitive, &moved), u.base);
+    assert_eq!(
+        owned_view(&u.base, &u.ignore, &u.sensitive, u.key, &moved),
+        u.base
+    );
     assert_eq!(
         u.patch_for(&moved).tags["twinops"],
         json!({"owners": {"me": {"tags": {"kind": true}}}})

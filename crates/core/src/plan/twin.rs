@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::FieldDiff;
 use super::ledger::{self, Entry, Fields, IdentityField, Ledger};
 use super::patch::{self, merge_patch};
+use super::secret::DigestKey;
 use super::values::{OwnedValues, TwinPatch};
 use crate::model::{JsonMap, LEDGER_TAG, ObservedTwin, PropertyPath, Section, TwinSpec};
 
@@ -43,6 +44,8 @@ pub(super) struct TwinChange {
     pub released: Vec<IdentityField>,
     /// Fields and keys taken from other owners (`--force-conflicts`).
     pub forced: Vec<Managed>,
+    /// The key of the digests in `base`, `target` and `diff`.
+    pub key: DigestKey,
 }
 
 /// One declared twin to diff.
@@ -54,14 +57,13 @@ pub(super) struct Twin<'a> {
     pub seen: &'a ObservedTwin,
     /// `--force-conflicts`: take what other owners manage.
     pub force: bool,
+    /// The key of the digests of sensitive values.
+    pub key: DigestKey,
 }
 
-/// How a sensitive value appears in plans: a digest that still shows whether it changed.
-pub fn sensitive_digest(v: &Value) -> Value {
-    Value::String(format!(
-        "(sensitive) sha256:{}",
-        super::secret::sha256_hex(v)
-    ))
+/// How a sensitive value appears in plans: a keyed digest that still shows whether it changed.
+pub fn sensitive_digest(key: &DigestKey, v: &Value) -> Value {
+    Value::String(format!("(sensitive) {}", key.digest(v)))
 }
 
 /// Whether a plan value is a sensitive digest.
@@ -79,6 +81,8 @@ pub struct TwinView {
     sensitive: Vec<PropertyPath>,
     /// The owners whose ledger entries the view holds (the ledger tag is projected onto them).
     owners: Vec<String>,
+    /// The key of the digests of sensitive values.
+    key: DigestKey,
 }
 
 impl TwinView {
@@ -87,6 +91,7 @@ impl TwinView {
         base: &OwnedValues,
         ignore: &[PropertyPath],
         sensitive: &[PropertyPath],
+        key: DigestKey,
     ) -> TwinView {
         TwinView {
             tags: base.tags.keys().cloned().collect(),
@@ -98,6 +103,7 @@ impl TwinView {
                 .get(LEDGER_TAG)
                 .map(ledger::projected_owners)
                 .unwrap_or_default(),
+            key,
         }
     }
 
@@ -125,7 +131,7 @@ impl TwinView {
             }
             for p in self.sensitive.iter().filter(|p| p.section == which) {
                 if let Some(v) = patch::get(&m, &p.keys).filter(|v| !v.is_null()) {
-                    let d = sensitive_digest(v);
+                    let d = sensitive_digest(&self.key, v);
                     patch::set(&mut m, &p.keys, Some(d));
                 }
             }
@@ -143,9 +149,10 @@ pub fn owned_view(
     base: &OwnedValues,
     ignore: &[PropertyPath],
     sensitive: &[PropertyPath],
+    key: DigestKey,
     seen: &ObservedTwin,
 ) -> OwnedValues {
-    TwinView::from_plan(base, ignore, sensitive).of(&seen.tags, &seen.desired)
+    TwinView::from_plan(base, ignore, sensitive, key).of(&seen.tags, &seen.desired)
 }
 
 fn diff_views(base: &OwnedValues, target: &OwnedValues) -> Vec<FieldDiff> {
@@ -167,7 +174,11 @@ fn diff_views(base: &OwnedValues, target: &OwnedValues) -> Vec<FieldDiff> {
 }
 
 /// The view of a create's twin content, sensitive values as digests.
-pub(super) fn content_view(content: &TwinPatch, sensitive: &[PropertyPath]) -> OwnedValues {
+pub(super) fn content_view(
+    content: &TwinPatch,
+    sensitive: &[PropertyPath],
+    key: DigestKey,
+) -> OwnedValues {
     let view = TwinView {
         tags: content.tags.keys().cloned().collect(),
         desired: content.desired.keys().cloned().collect(),
@@ -181,6 +192,7 @@ pub(super) fn content_view(content: &TwinPatch, sensitive: &[PropertyPath]) -> O
                 _ => Vec::new(),
             })
             .unwrap_or_default(),
+        key,
     };
     view.of(&content.tags, &content.desired)
 }
@@ -188,27 +200,28 @@ pub(super) fn content_view(content: &TwinPatch, sensitive: &[PropertyPath]) -> O
 /// The owned desired values of a twin as the declaration sees them (the keys it declares, its
 /// `ignore` and `sensitive` paths): for a twin at its target, what a plan's `target.desired` was
 /// when it was written, without the keys that write removed.
-pub(super) fn declared_desired(spec: &TwinSpec, seen: &ObservedTwin) -> JsonMap {
-    declared_view(spec, &spec.desired.to_map())
+pub(super) fn declared_desired(spec: &TwinSpec, seen: &ObservedTwin, key: DigestKey) -> JsonMap {
+    declared_view(spec, &spec.desired.to_map(), key)
         .of(&seen.tags, &seen.desired)
         .desired
 }
 
 /// The manifest's desired values as [`declared_desired`] sees a twin's: comparable with it.
-pub(super) fn declared_desired_values(spec: &TwinSpec) -> JsonMap {
+pub(super) fn declared_desired_values(spec: &TwinSpec, key: DigestKey) -> JsonMap {
     let want = spec.desired.to_map();
-    declared_view(spec, &want)
+    declared_view(spec, &want, key)
         .of(&JsonMap::new(), &want)
         .desired
 }
 
-fn declared_view(spec: &TwinSpec, desired: &JsonMap) -> TwinView {
+fn declared_view(spec: &TwinSpec, desired: &JsonMap, key: DigestKey) -> TwinView {
     TwinView {
         tags: BTreeSet::new(),
         desired: desired.keys().cloned().collect(),
         ignore: spec.ignore.clone(),
         sensitive: spec.sensitive.clone(),
         owners: Vec::new(),
+        key,
     }
 }
 
@@ -428,6 +441,7 @@ pub(super) fn diff(t: &Twin<'_>) -> Outcome {
         ignore: t.spec.ignore.clone(),
         sensitive: t.spec.sensitive.clone(),
         owners: owners.iter().map(|o| o.to_string()).collect(),
+        key: t.key,
     };
     let base = view.of(&seen.tags, &seen.desired);
     let mut target = view.of(&want_tags, &want_desired);
@@ -438,6 +452,7 @@ pub(super) fn diff(t: &Twin<'_>) -> Outcome {
         adopted: adopted(prev, &wanted),
         released: released(prev, &t.fields),
         forced: conflicts,
+        key: t.key,
         base,
         target,
         patch: TwinPatch {
@@ -479,7 +494,7 @@ fn released(prev: Option<&Entry>, declared: &BTreeSet<IdentityField>) -> Vec<Ide
 /// The change that gives up everything `owner` manages on a twin no manifest declares any more
 /// while other owners manage something on it or its identity (`--prune`): its keys removed, its
 /// ledger entry dropped, the identity kept. `None` when the twin holds no entry of `owner`.
-pub(super) fn release(owner: &str, seen: &ObservedTwin) -> Option<TwinChange> {
+pub(super) fn release(owner: &str, seen: &ObservedTwin, key: DigestKey) -> Option<TwinChange> {
     let ledger::Found::Ledger(ledger) = ledger::read(&seen.tags) else {
         return None;
     };
@@ -508,6 +523,7 @@ pub(super) fn release(owner: &str, seen: &ObservedTwin) -> Option<TwinChange> {
         ignore: Vec::new(),
         sensitive: Vec::new(),
         owners: vec![owner.to_string()],
+        key,
     };
     let base = view.of(&seen.tags, &seen.desired);
     let mut target = view.of(&JsonMap::new(), &JsonMap::new());
@@ -521,6 +537,7 @@ pub(super) fn release(owner: &str, seen: &ObservedTwin) -> Option<TwinChange> {
         adopted: Vec::new(),
         released,
         forced: Vec::new(),
+        key,
         base,
         target,
         patch: TwinPatch {

@@ -51,6 +51,7 @@ pub(super) fn configured(
     spec: &TwinSpec,
     seen: &ObservedTwin,
     deployments: &[String],
+    key: super::secret::DigestKey,
 ) -> Option<Configured> {
     let applied = applied(seen);
     let deployments = if address.module.is_some() {
@@ -61,11 +62,11 @@ pub(super) fn configured(
     if applied.is_empty() && deployments.is_empty() {
         return None;
     }
-    let want = super::twin::declared_desired_values(spec);
+    let want = super::twin::declared_desired_values(spec, key);
     if want.is_empty() {
         return None;
     }
-    let have = super::twin::declared_desired(spec, seen);
+    let have = super::twin::declared_desired(spec, seen, key);
     let declared = want
         .iter()
         .map(|(k, v)| (k.clone(), have.get(k) == Some(v)))

@@ -162,7 +162,7 @@ fn applying_each_planned_patch_to_the_observed_twin_yields_the_target() {
                 desired: desired.as_object().cloned().unwrap(),
                 ..seen.clone()
             };
-            let now = owned_view(&u.base, &u.ignore, &u.sensitive, &after);
+            let now = owned_view(&u.base, &u.ignore, &u.sensitive, u.key, &after);
             assert_eq!(
                 now, u.target,
                 "seed {seed}: the patch does not reach the target"

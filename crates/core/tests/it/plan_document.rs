@@ -97,6 +97,7 @@ fn creates() -> Vec<Change> {
             },
             sensitive: vec![path("desired.apiToken"), path("desired.creds")],
             refs: vec![env_ref("desired.apiToken", "THERM_API_TOKEN")],
+            key: Default::default(),
         })),
         // The least a create carries: no reason, no parent, no twin content.
         Change::CreateDevice(Box::new(CreateDevice {
@@ -111,6 +112,7 @@ fn creates() -> Vec<Change> {
             twin: TwinPatch::default(),
             sensitive: vec![],
             refs: vec![],
+            key: Default::default(),
         })),
         Change::CreateModule(Box::new(CreateModule {
             device: device("therm-001"),
@@ -123,6 +125,7 @@ fn creates() -> Vec<Change> {
             },
             sensitive: vec![],
             refs: vec![],
+            key: Default::default(),
         })),
         Change::CreateModule(Box::new(CreateModule {
             device: device("therm-002"),
@@ -132,6 +135,7 @@ fn creates() -> Vec<Change> {
             twin: TwinPatch::default(),
             sensitive: vec![],
             refs: vec![],
+            key: Default::default(),
         })),
     ]
 }
@@ -201,8 +205,8 @@ fn identity_updates() -> Vec<Change> {
 }
 
 fn twin_updates() -> Vec<Change> {
-    let token = sensitive_digest(&json!("new-token"));
-    let creds = |v: Value| sensitive_digest(&v);
+    let token = sensitive_digest(&Default::default(), &json!("new-token"));
+    let creds = |v: Value| sensitive_digest(&Default::default(), &v);
     vec![
         // Sensitive values (referenced and inline), an ignored path, removals, the ledger.
         Change::UpdateTwin(Box::new(UpdateTwin {
@@ -213,7 +217,7 @@ fn twin_updates() -> Vec<Change> {
                     json!({"twinops": ledger(&[], &["apiToken", "creds", "interval", "old"])}),
                 ),
                 desired: map(json!({
-                    "apiToken": sensitive_digest(&json!("old-token")),
+                    "apiToken": sensitive_digest(&Default::default(), &json!("old-token")),
                     "creds": creds(json!({"pass": "p1"})),
                     "interval": 60,
                     "old": 1,
@@ -240,7 +244,7 @@ fn twin_updates() -> Vec<Change> {
             diff: vec![
                 fd(
                     "desired.apiToken",
-                    Some(sensitive_digest(&json!("old-token"))),
+                    Some(sensitive_digest(&Default::default(), &json!("old-token"))),
                     Some(token.clone()),
                 ),
                 fd(
@@ -254,6 +258,7 @@ fn twin_updates() -> Vec<Change> {
             ignore: vec![path("desired.calibration.offset")],
             sensitive: vec![path("desired.apiToken"), path("desired.creds")],
             refs: vec![env_ref("desired.apiToken", "THERM_API_TOKEN")],
+            key: Default::default(),
             adopted: vec![],
             released: vec![],
             forced: vec![],
@@ -278,6 +283,7 @@ fn twin_updates() -> Vec<Change> {
             ignore: vec![],
             sensitive: vec![],
             refs: vec![],
+            key: Default::default(),
             adopted: vec![],
             released: vec![],
             forced: vec![],
@@ -343,6 +349,7 @@ fn every_kind() -> Plan {
         ],
         rollout: None,
         warnings: vec![],
+        digest_key: Some(twinops_core::plan::secret::DigestKey::default().fingerprint()),
         awaiting: vec![],
     }
 }
@@ -415,7 +422,9 @@ fn the_pinned_document_holds_no_sensitive_value() {
 fn the_pinned_document_reads_back_as_the_plan_it_was_written_from() {
     let saved: SavedPlan = serde_json::from_str(PINNED).unwrap();
     assert_eq!(saved, every_kind().to_saved());
-    let plan = saved.resolve(&env, Some(&fleet())).unwrap();
+    let plan = saved
+        .resolve(&env, Some(&fleet()), Default::default())
+        .unwrap();
     for (back, planned) in plan.changes.iter().zip(&every_kind().changes) {
         assert_eq!(back, planned);
     }
@@ -429,7 +438,7 @@ fn read_edited(index: usize, edit: impl FnOnce(&mut serde_json::Map<String, Valu
     edit(doc["changes"][index].as_object_mut().unwrap());
     match serde_json::from_value::<SavedPlan>(doc) {
         Err(e) => e.to_string(),
-        Ok(saved) => match saved.resolve(&env, Some(&fleet())) {
+        Ok(saved) => match saved.resolve(&env, Some(&fleet()), Default::default()) {
             Err(e) => e.to_string(),
             Ok(_) => "read".into(),
         },
@@ -608,7 +617,9 @@ fn null_is_refused_where_a_value_is_required_and_a_null_parent_detaches() {
         assert_ne!(e, "read", "{field}");
     }
     let saved: SavedPlan = serde_json::from_str(PINNED).unwrap();
-    let plan = saved.resolve(&env, Some(&fleet())).unwrap();
+    let plan = saved
+        .resolve(&env, Some(&fleet()), Default::default())
+        .unwrap();
     let Change::UpdateDevice(u) = &plan.changes[update] else {
         panic!("{:?}", plan.changes[update]);
     };

@@ -44,6 +44,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             twin,
             sensitive,
             refs: vec![],
+            key: Default::default(),
         }));
     }
     let device = DeviceId::new(device).unwrap();
@@ -59,6 +60,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             twin: TwinPatch::default(),
             sensitive: vec![],
             refs: vec![],
+            key: Default::default(),
         })),
         Kind::UpdateDevice => Change::UpdateDevice(UpdateDevice {
             id: device,
@@ -90,6 +92,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             ignore: vec![],
             sensitive: vec![],
             refs: vec![],
+            key: Default::default(),
             adopted: vec![],
             released: vec![],
             forced: vec![],
@@ -190,6 +193,7 @@ fn sample() -> Plan {
         no_longer_declared: vec![],
         rollout: None,
         warnings: vec![],
+        digest_key: None,
         awaiting: vec![],
     }
 }

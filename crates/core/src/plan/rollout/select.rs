@@ -113,12 +113,13 @@ pub fn mark_of(
     owner: &str,
     spec: &crate::model::TwinSpec,
     seen: &ObservedTwin,
+    key: super::super::secret::DigestKey,
 ) -> Option<(Digest, [u8; 32], usize)> {
     let ledger::Found::Ledger(l) = ledger::read(&seen.tags) else {
         return None;
     };
     let mark = l.entry(owner)?.rollout.clone()?;
-    let desired = twin::declared_desired(spec, seen);
+    let desired = twin::declared_desired(spec, seen, key);
     Some((mark.id, rollout::target_digest(&desired), mark.wave))
 }
 
