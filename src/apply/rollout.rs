@@ -81,6 +81,7 @@ pub(super) async fn deliver(
                         expect: u.target.desired.clone(),
                         version: None,
                         answer: Ack::Pending,
+                        accepted: false,
                     },
                     None => GateItem::new(a.clone(), Default::default(), None),
                 });

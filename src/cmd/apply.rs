@@ -84,7 +84,12 @@ async fn apply(
     drop(fleet);
     ops::apply::check_deletions(&p, args.max_deletes)?;
     if format == Format::Text {
-        print_plan(&p, Format::Text, args.expand)?;
+        if args.common.output.quiet {
+            // `--quiet`: the plan's summary, not one block per change.
+            output::data(&format!("{}\n", text::summary_line(&p)));
+        } else {
+            print_plan(&p, Format::Text, args.expand)?;
+        }
     }
     // With `--wait`, devices that have not acknowledged what an earlier run wrote are waited for
     // even when there is nothing left to write (SPEC §18).
@@ -147,7 +152,7 @@ async fn execute(args: &ApplyArgs, conn: &Connection, p: &Plan) -> anyhow::Resul
         let report = ops::apply::execute(conn, p, &options, &progress).await;
         progress.finish();
         if format != Format::Json {
-            print(|b| text::report(b, &report))?;
+            print(|b| text::report_with(b, &report, !quiet))?;
         }
         report
     };
@@ -172,7 +177,7 @@ async fn execute(args: &ApplyArgs, conn: &Connection, p: &Plan) -> anyhow::Resul
         .await?;
         if let Some(w) = &report.wait {
             if format != Format::Json {
-                print(|b| text::acknowledgements(b, w))?;
+                print(|b| text::acknowledgements_with(b, w, !quiet))?;
             }
             talk_wait(w);
         }

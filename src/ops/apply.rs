@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 use super::connect::Connection;
 use crate::apply::{self, Options};
 use twinops_core::model::Fleet;
+use twinops_core::plan::Kind;
 use twinops_core::plan::secret::DigestKey;
 use twinops_core::plan::{FORMAT_VERSION, Plan, SavedPlan};
-use twinops_core::report::{Report, Reporter};
+use twinops_core::report::{Outcome, Reason, Report, Reporter, Status};
 
 /// Where the plan comes from.
 pub(crate) enum Source<'a> {
@@ -107,7 +108,23 @@ pub(crate) async fn execute(
     options: &Options,
     reporter: &dyn Reporter,
 ) -> Report {
-    apply::apply(&conn.hub, plan, options, reporter).await
+    let mut report = apply::apply(&conn.hub, plan, options, reporter).await;
+    // The twins the plan found in conflict are outcomes too: the totals and the JSON report count
+    // them, so an apply that exits 1 for them never says "0 conflicts".
+    report
+        .outcomes
+        .extend(plan.conflicts.iter().map(|k| Outcome {
+            kind: if k.address.module.is_some() {
+                Kind::UpdateModuleTwin
+            } else {
+                Kind::UpdateDeviceTwin
+            },
+            address: k.address.clone().into(),
+            status: Status::Conflict,
+            reason: Some(Reason::PlanConflict(k.reason.clone())),
+            keys: k.keys.clone(),
+        }));
+    report
 }
 
 /// `--wait`: waits until the devices acknowledge the desired values the run wrote (or found at

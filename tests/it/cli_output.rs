@@ -386,3 +386,44 @@ async fn no_key_token_or_connection_string_appears_in_any_output() {
     // The -vv run did log something (the scan is not vacuous).
     assert!(everything.contains("request"), "trace logs were expected");
 }
+
+#[tokio::test]
+async fn quiet_apply_prints_the_summary_and_only_what_needs_attention() {
+    let em = crate::support::Emulator::start();
+    let d = crate::cli::dir();
+    let p = d.path().to_str().unwrap();
+    let mut y = String::from("owner: q\ndevices:\n  \"q-{001..120}\":\n    desired: {v: 1}\n");
+    crate::cli::manifests(d.path(), &[("fleet.yaml", &y)]);
+    let r = crate::cli::twinops(&em, &["apply", "--yes", "--quiet", p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "Plan: 120 to create, 0 to update, 0 to delete, 0 unchanged.",
+            "Apply complete: 120 applied, 0 adopted, 0 unchanged, 0 conflicts, 0 failed, 0 skipped."
+        ],
+        "{}",
+        r.stdout
+    );
+    // A conflict still gets its line.
+    y.push_str("  other: {desired: {v: 1}}\n");
+    crate::cli::manifests(d.path(), &[("fleet.yaml", &y)]);
+    crate::cli::other_writer(
+        &em,
+        "q-001",
+        serde_json::json!({"tags": {"twinops": "not a ledger"}}),
+    )
+    .await;
+    let y2 = y.replace("v: 1", "v: 2");
+    crate::cli::manifests(d.path(), &[("fleet.yaml", &y2)]);
+    let r = crate::cli::twinops(&em, &["apply", "--yes", "--quiet", p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.lines().count() <= 4, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("CONFLICT  update device twin q-001"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1 conflicts"), "{}", r.stdout);
+}

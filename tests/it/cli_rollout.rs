@@ -341,9 +341,13 @@ async fn a_kill_during_bake_never_lets_a_later_wave_out_before_the_earlier_one_p
     assert_eq!(intervals(&em, "k-", 6).await, want_after_kill);
 
     // `--resume` accepts wave 0 as it stands and writes the rest (no bake: the operator decided).
+    // The report keeps what happened: wave 0 was accepted as it stood, its rejection counted.
     let r = twinops(&em, &["apply", "--yes", "--resume", "--format", "json", p]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(wave_states(&r.json()), ["passed", "passed"]);
+    let report = r.json();
+    assert_eq!(wave_states(&report), ["accepted", "passed"]);
+    assert_eq!(report["rollout"]["waves"][0]["rejected"], 1, "{report}");
+    assert_eq!(report["rollout"]["waves"][0]["acknowledged"], 1, "{report}");
     assert_eq!(intervals(&em, "k-", 6).await, vec![json!(20); 6]);
 }
 

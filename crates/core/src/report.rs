@@ -89,6 +89,8 @@ pub enum Reason {
     AlreadyAtTarget,
     /// Someone else changed owned keys since the plan (the item's `keys`).
     OwnedKeysChanged,
+    /// A conflict the plan found (its reason): the twin was not touched.
+    PlanConflict(String),
     /// Owned keys were taken over by another owner since the plan (its words name each key and
     /// its manager).
     TakenOver(String),

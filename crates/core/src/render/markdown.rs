@@ -103,31 +103,47 @@ fn rollout(head: &mut String, r: &Rollout) {
     head.push('\n');
 }
 
+/// One block of a section: its text, and the changes it stands for by kind (none for conflicts and
+/// warnings), so that a truncated comment can still count what it leaves out.
+struct Block {
+    text: String,
+    kind: Option<(crate::plan::Kind, usize)>,
+}
+
 /// Each device's blocks: its changes with their diffs (identical changes of many twins as one
 /// block, keyed by its words, unless `expand`), then its conflicts.
-fn blocks_by_device(plan: &Plan, expand: bool) -> BTreeMap<String, Vec<String>> {
-    let mut by_device: BTreeMap<String, Vec<String>> = BTreeMap::new();
+fn blocks_by_device(plan: &Plan, expand: bool) -> BTreeMap<String, Vec<Block>> {
+    let mut by_device: BTreeMap<String, Vec<Block>> = BTreeMap::new();
     let groups: Vec<Vec<&Change>> = if expand {
         plan.changes.iter().map(|c| vec![c]).collect()
     } else {
         super::text::groups(&plan.changes)
     };
     for g in groups {
-        let (key, block) = change_block(&g);
-        by_device.entry(key).or_default().push(block);
+        let (key, text) = change_block(&g);
+        by_device.entry(key).or_default().push(Block {
+            text,
+            kind: Some((g[0].kind(), g.len())),
+        });
     }
+    let mut other = |device: String, text: String| {
+        by_device
+            .entry(device)
+            .or_default()
+            .push(Block { text, kind: None });
+    };
     for k in &plan.conflicts {
         let keys = super::keys_suffix(&k.reason, &k.keys);
-        by_device
-            .entry(k.address.device.to_string())
-            .or_default()
-            .push(format!("! conflict {}: {}{keys}\n", k.address, k.reason));
+        other(
+            k.address.device.to_string(),
+            format!("! conflict {}: {}{keys}\n", k.address, k.reason),
+        );
     }
     for w in &plan.warnings {
-        by_device
-            .entry(w.address.device.to_string())
-            .or_default()
-            .push(format!("warning {}: {w}\n", w.address));
+        other(
+            w.address.device.to_string(),
+            format!("warning {}: {w}\n", w.address),
+        );
     }
     by_device
 }
@@ -165,17 +181,49 @@ fn change_block(g: &[&Change]) -> (String, String) {
         let lead = if line.starts_with('!') { "" } else { "  " };
         let _ = writeln!(block, "  {lead}{line}");
     }
+    // Device deletes take their modules with them: say which.
+    match (g.len(), c) {
+        (1, Change::DeleteDevice(d)) if !d.modules.is_empty() => {
+            let modules: Vec<&str> = d.modules.iter().map(|m| m.as_str()).collect();
+            let _ = writeln!(
+                block,
+                "    - with its {} module(s): {}",
+                modules.len(),
+                modules.join(", ")
+            );
+        }
+        _ => {
+            if let Some(line) = super::text::deleted_modules_line(g) {
+                let _ = writeln!(block, "    {line}");
+            }
+        }
+    }
+    // As the text plan writes them: a key set (`+`), removed (`-`) or changed (`~`); the ledger as
+    // one line, not its JSON.
     for d in &c.shown_diff() {
-        let b = d.before.as_ref().map(inline).unwrap_or_else(|| "∅".into());
-        let a = d.after.as_ref().map(inline).unwrap_or_else(|| "∅".into());
-        let _ = writeln!(block, "    {}: {b} -> {a}", d.path);
+        if d.path == "tags.twinops" {
+            continue;
+        }
+        let line = match (&d.before, &d.after) {
+            (None, Some(a)) => format!("+ {} = {}", d.path, inline(a)),
+            (Some(b), None) => format!("- {} (was {})", d.path, inline(b)),
+            (Some(b), Some(a)) => format!("~ {}: {} -> {}", d.path, inline(b), inline(a)),
+            (None, None) => continue,
+        };
+        let _ = writeln!(block, "    {line}");
+    }
+    if let Some(t) = c.twin_update()
+        && t.diff.iter().any(|d| d.path == "tags.twinops")
+    {
+        let _ = writeln!(block, "    ~ ownership ledger (tags.twinops)");
     }
     (key, block)
 }
 
 /// One collapsed section per device while the comment stays under [`COMMENT_LIMIT`] (after a head
-/// of `head_len` bytes), then a note that points to the JSON plan.
-fn body(head_len: usize, by_device: &BTreeMap<String, Vec<String>>) -> String {
+/// of `head_len` bytes), then a note that says what was left out, by kind, and points to the JSON
+/// plan: a truncated comment never leaves a whole kind of change unmentioned.
+fn body(head_len: usize, by_device: &BTreeMap<String, Vec<Block>>) -> String {
     let mut body = String::new();
     let total = by_device.len();
     for (shown, (device, blocks)) in by_device.iter().enumerate() {
@@ -185,20 +233,47 @@ fn body(head_len: usize, by_device: &BTreeMap<String, Vec<String>>) -> String {
             blocks.len()
         );
         for b in blocks {
-            sec.push_str(&b.replace("```", "'''"));
+            sec.push_str(&b.text.replace("```", "'''"));
         }
         sec.push_str("```\n</details>\n\n");
         if head_len + body.len() + sec.len() + RESERVE > COMMENT_LIMIT {
+            let mut left: BTreeMap<crate::plan::Kind, usize> = BTreeMap::new();
+            let mut other = 0;
+            for blocks in by_device.values().skip(shown) {
+                for b in blocks {
+                    match b.kind {
+                        Some((k, n)) => *left.entry(k).or_default() += n,
+                        None => other += 1,
+                    }
+                }
+            }
+            let mut parts: Vec<String> = left
+                .iter()
+                .map(|(k, n)| format!("{} {}", super::text::thousands(*n), kind_plural(*k, *n)))
+                .collect();
+            if other > 0 {
+                parts.push(format!("{other} conflict(s) or warning(s)"));
+            }
             let _ = writeln!(
                 body,
-                "**Truncated:** {} of {total} devices shown. The full plan is in the JSON plan artifact (`twinops plan --out plan.json`).",
-                shown
+                "**Truncated:** {shown} of {total} sections shown; not shown: {}. The full plan is in the JSON plan artifact (`twinops plan --out plan.json`).",
+                parts.join(", ")
             );
             break;
         }
         body.push_str(&sec);
     }
     body
+}
+
+/// `update device twin(s)` and the like, for a count of changes of a kind.
+fn kind_plural(k: crate::plan::Kind, n: usize) -> String {
+    let words = super::text::kind_words(k);
+    if n == 1 {
+        words.to_string()
+    } else {
+        format!("{words}s")
+    }
 }
 
 /// Renders a drift report as markdown.

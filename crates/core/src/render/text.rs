@@ -286,6 +286,12 @@ fn group(out: &mut impl Write, g: &[&Change]) -> io::Result<()> {
         adopt_mark(g[0])
     )?;
     writeln!(out, "      ({})", group_addresses(g))?;
+    // Device deletes take their modules with them, and those differ from device to device: the
+    // group says how many go in all, and which first.
+    if let Some(line) = deleted_modules_line(g) {
+        writeln!(out, "      {line}")?;
+        return Ok(());
+    }
     // The members differ only in their address: the first one's lines stand for all.
     let mut one = Vec::new();
     change(&mut one, g[0])?;
@@ -294,6 +300,32 @@ fn group(out: &mut impl Write, g: &[&Change]) -> io::Result<()> {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// For a group of device deletes with modules: `- with their N module(s): d1/m1, d1/m2, … and K more`.
+pub(crate) fn deleted_modules_line(g: &[&Change]) -> Option<String> {
+    let modules: Vec<String> = g
+        .iter()
+        .filter_map(|c| match c {
+            Change::DeleteDevice(d) => Some(d),
+            _ => None,
+        })
+        .flat_map(|d| d.modules.iter().map(move |m| format!("{}/{m}", d.id)))
+        .collect();
+    if modules.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = modules.iter().take(5).map(String::as_str).collect();
+    let more = if modules.len() > shown.len() {
+        format!(", … and {} more", thousands(modules.len() - shown.len()))
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "- with their {} module(s): {}{more}",
+        thousands(modules.len()),
+        shown.join(", ")
+    ))
 }
 
 /// The summary line.
@@ -484,7 +516,14 @@ fn status_word(s: Status) -> &'static str {
 
 /// Renders an apply report: one line per item, then totals.
 pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
-    for o in &r.outcomes {
+    report_with(out, r, true)
+}
+
+/// Renders an apply report; unless `all` (`--quiet`), only the items that need attention (not
+/// applied, adopted or unchanged) get a line of their own before the totals.
+pub fn report_with(out: &mut impl Write, r: &Report, all: bool) -> io::Result<()> {
+    let routine = |s: Status| matches!(s, Status::Applied | Status::Adopted | Status::Unchanged);
+    for o in r.outcomes.iter().filter(|o| all || !routine(o.status)) {
         write!(
             out,
             "  {:<9} {} {}",
@@ -492,13 +531,12 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
             kind_words(o.kind),
             o.address
         )?;
-        if let Some(r) = &o.reason {
-            write!(out, ": {}", Words(r))?;
+        let words = o.reason.as_ref().map(|r| Words(r).to_string());
+        if let Some(w) = &words {
+            write!(out, ": {w}")?;
         }
-        if !o.keys.is_empty() {
-            write!(out, " [{}]", o.keys.join(", "))?;
-        }
-        writeln!(out)?;
+        let keys = super::keys_suffix(words.as_deref().unwrap_or(""), &o.keys);
+        writeln!(out, "{keys}")?;
     }
     writeln!(
         out,
@@ -549,11 +587,22 @@ pub fn rollout_report(out: &mut impl Write, r: &crate::report::RolloutReport) ->
     )?;
     for w in &r.waves {
         let state = match w.state {
+            crate::report::WaveState::Passed if w.earlier => "passed (earlier run)",
             crate::report::WaveState::Passed => "passed",
             crate::report::WaveState::Failed => "FAILED",
             crate::report::WaveState::Written => "written",
             crate::report::WaveState::NotStarted => "not started",
+            crate::report::WaveState::Accepted => "accepted as it stood (--resume)",
         };
+        if w.earlier {
+            // An earlier run's gate: this run has no counts of it.
+            writeln!(
+                out,
+                "  {:>4}  {:>6}  {:>12}  {:>8}  {:>7}  {state}",
+                w.index, w.twins, "-", "-", "-"
+            )?;
+            continue;
+        }
         writeln!(
             out,
             "  {:>4}  {:>6}  {:>12}  {:>8}  {:>7}  {state}",
@@ -610,6 +659,12 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
 
 /// The per-twin table of `apply --wait`.
 pub fn acknowledgements(out: &mut impl Write, wait: &WaitReport) -> io::Result<()> {
+    acknowledgements_with(out, wait, true)
+}
+
+/// The per-twin table of `apply --wait`; unless `all` (`--quiet`), only the twins that did not
+/// acknowledge get a row.
+pub fn acknowledgements_with(out: &mut impl Write, wait: &WaitReport, all: bool) -> io::Result<()> {
     let items = &wait.twins;
     let width = items
         .iter()
@@ -618,7 +673,10 @@ pub fn acknowledgements(out: &mut impl Write, wait: &WaitReport) -> io::Result<(
         .unwrap_or(8)
         .max(8);
     writeln!(out, "{:<width$}  {:<14}  after", "twin", "acknowledged")?;
-    for i in items {
+    for i in items
+        .iter()
+        .filter(|i| all || i.acknowledged_after.is_none())
+    {
         let a = i.address.to_string();
         match (&i.rejected, i.acknowledged_after) {
             (Some(why), _) => writeln!(out, "{a:<width$}  {:<14}  {why}", "NO (rejected)")?,
@@ -657,6 +715,7 @@ impl fmt::Display for Words<'_> {
             Reason::OwnedKeysChanged => f.write_str(
                 "owned keys were changed by someone else since the plan; not overwritten",
             ),
+            Reason::PlanConflict(reason) => write!(f, "skipped at plan time: {reason}"),
             Reason::TakenOver(managed) => write!(
                 f,
                 "changed since the plan: {managed}; not overwritten"

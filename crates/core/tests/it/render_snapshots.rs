@@ -420,6 +420,7 @@ fn text_apply_report_of_a_halted_rollout_shows_the_waves_and_the_rejecting_twins
         rejected,
         pending,
         state,
+        earlier: false,
         polls: 1,
         gets: twins,
         query_pages: 0,
@@ -496,4 +497,89 @@ fn drift_renders_in_text_and_markdown() {
     let mut m = Vec::new();
     twinops_core::render::markdown::drift(&mut m, &r).unwrap();
     insta::assert_snapshot!("drift_markdown", String::from_utf8(m).unwrap());
+}
+
+#[test]
+fn a_markdown_plan_writes_creates_and_removals_as_the_text_plan_does_and_the_ledger_as_one_line() {
+    let mut p = sample();
+    p.changes.push(change(
+        Kind::UpdateDeviceTwin,
+        "therm-004",
+        None,
+        vec![
+            fd("desired.mode", Some(json!("eco")), None),
+            fd(
+                "tags.twinops",
+                None,
+                Some(json!({"owners": {"berlin-plant": {"tags": {"site": true}}}})),
+            ),
+        ],
+    ));
+    let md = markdown(&p);
+    assert!(md.contains("    + tags.site = \"berlin\""), "{md}");
+    assert!(md.contains("    - desired.mode (was \"eco\")"), "{md}");
+    assert!(md.contains("    ~ ownership ledger (tags.twinops)"), "{md}");
+    assert!(!md.contains('∅'), "{md}");
+    assert!(!md.contains("\"owners\""), "no raw ledger: {md}");
+}
+
+fn delete_device(id: &str, modules: &[&str]) -> Change {
+    Change::DeleteDevice(DeleteDevice {
+        id: DeviceId::new(id).unwrap(),
+        if_match: ETag::new("AAAAAAAAAAE=").unwrap(),
+        modules: modules.iter().map(|m| ModuleId::new(*m).unwrap()).collect(),
+    })
+}
+
+#[test]
+fn grouped_device_deletes_list_the_modules_deleted_with_them() {
+    let mut p = sample();
+    p.changes = vec![
+        delete_device("old-1", &["a", "b"]),
+        delete_device("old-2", &[]),
+        delete_device("old-3", &["c"]),
+    ];
+    let t = text(&p);
+    assert!(t.contains("- delete 3 devices"), "{t}");
+    assert!(
+        t.contains("- with their 3 module(s): old-1/a, old-1/b, old-3/c"),
+        "{t}"
+    );
+    let md = markdown(&p);
+    assert!(
+        md.contains("- with their 3 module(s): old-1/a, old-1/b, old-3/c"),
+        "{md}"
+    );
+    p.changes = vec![delete_device("old-1", &["a", "b"])];
+    assert!(markdown(&p).contains("- with its 2 module(s): a, b"));
+}
+
+#[test]
+fn a_truncated_markdown_plan_names_every_kind_of_change_it_leaves_out() {
+    let mut p = sample();
+    // Distinct updates first (they sort first), then 10,000 module creates that no block shows.
+    let mut changes: Vec<Change> = (0..3000)
+        .map(|i| {
+            change(
+                Kind::UpdateDeviceTwin,
+                &format!("a-{i:04}"),
+                None,
+                vec![fd("desired.n", Some(json!(i)), Some(json!(i + 1)))],
+            )
+        })
+        .collect();
+    changes.extend((0..10_000).map(|i| {
+        change(
+            Kind::CreateModule,
+            &format!("z-{:04}", i / 10),
+            Some(&format!("m{i}")),
+            vec![],
+        )
+    }));
+    p.changes = changes;
+    let md = markdown(&p);
+    assert!(md.contains("**Truncated:**"), "{}", md.len());
+    let note = md.lines().find(|l| l.contains("**Truncated:**")).unwrap();
+    assert!(note.contains("10,000 create modules"), "{note}");
+    assert!(note.contains("update device twins"), "{note}");
 }

@@ -59,6 +59,9 @@ pub struct GateItem {
     /// The desired `$version` the write produced: a query row older than that is stale.
     pub version: Option<i64>,
     pub answer: Ack,
+    /// Read for the wave's counts only: a twin an earlier run wrote in a wave `--resume` accepts
+    /// as it stands. Its answer does not decide the gate.
+    pub accepted: bool,
 }
 
 impl GateItem {
@@ -70,6 +73,7 @@ impl GateItem {
             expect,
             version,
             answer: Ack::Pending,
+            accepted: false,
         }
     }
 
@@ -210,6 +214,7 @@ impl<'r> Delivery<'r> {
                     } else {
                         WaveState::NotStarted
                     },
+                    earlier: rollout.written.is_some_and(|last| w.index < last),
                     polls: 0,
                     gets: 0,
                     query_pages: 0,
@@ -320,8 +325,10 @@ impl<'r> Delivery<'r> {
                 self.written.push(r.address);
             }
         }
-        if self.continuing(wave) && !self.resume {
-            // The twins an earlier run wrote in this wave: their gate is checked again.
+        if self.continuing(wave) {
+            // The twins an earlier run wrote in this wave: their gate is checked again, or, with
+            // `--resume`, read for the wave's counts only (the operator accepted them as they are).
+            let accepted = self.resume;
             let w = &self.rollout.waves[wave];
             self.gate.extend(
                 w.twins
@@ -333,6 +340,7 @@ impl<'r> Delivery<'r> {
                         expect: JsonMap::new(),
                         version: None,
                         answer: Ack::Pending,
+                        accepted,
                     }),
             );
         }
@@ -370,14 +378,21 @@ impl<'r> Delivery<'r> {
         state.polls += cost.polls;
         state.gets += cost.gets;
         state.query_pages += cost.query_pages;
-        let answers: Vec<Ack> = self.gate.iter().map(|i| i.answer.clone()).collect();
-        let tally = Tally::of(&answers);
+        // The counts cover every twin read; the decision only those not accepted as they stand.
+        let all: Vec<Ack> = self.gate.iter().map(|i| i.answer.clone()).collect();
+        let deciding: Vec<Ack> = self
+            .gate
+            .iter()
+            .filter(|i| !i.accepted)
+            .map(|i| i.answer.clone())
+            .collect();
+        let tally = Tally::of(&all);
         let elapsed = now.saturating_sub(since);
         let timed_out = elapsed >= self.rollout.timeout;
         state.acknowledged = tally.acknowledged;
         state.rejected = tally.rejected;
         state.pending = tally.pending;
-        match super::gate(&answers, &self.rollout.halt, timed_out) {
+        match super::gate(&deciding, &self.rollout.halt, timed_out) {
             Gate::Waiting => {
                 let left = self.rollout.timeout.saturating_sub(elapsed);
                 self.sleep = Some(self.cadence.next(left));
@@ -390,7 +405,11 @@ impl<'r> Delivery<'r> {
 
     fn passed(&mut self, wave: usize, tally: Tally) {
         let waves = self.rollout.waves.len();
-        self.report.waves[wave].state = WaveState::Passed;
+        self.report.waves[wave].state = if self.continuing(wave) && self.resume {
+            WaveState::Accepted
+        } else {
+            WaveState::Passed
+        };
         self.events
             .push(RolloutEvent::Passed { wave, waves, tally });
         let last = wave + 1 == waves;
@@ -713,7 +732,34 @@ mod tests {
             panic!()
         };
         wrote_all(&mut resumed, &twins);
-        assert_eq!(resumed.gate_mut().len(), 1);
+        // ... read for the counts, never deciding the gate: a rejection the operator accepted stays
+        // counted, and the wave says it was accepted, not passed.
+        let accepted: Vec<(String, bool)> = resumed
+            .gate_mut()
+            .iter()
+            .map(|i| (i.address.to_string(), i.accepted))
+            .collect();
+        assert_eq!(accepted, [("d2".into(), false), ("d1".into(), true)]);
+        assert_eq!(resumed.next(Duration::ZERO), Step::Poll);
+        for i in resumed.gate_mut() {
+            i.answer = if i.accepted {
+                Ack::Rejected {
+                    ad: Some("out of range".into()),
+                }
+            } else {
+                Ack::Acknowledged
+            };
+        }
+        resumed.polled(Duration::ZERO, Cost::default());
+        assert!(matches!(
+            resumed.next(Duration::ZERO),
+            Step::Write { wave: 1, .. }
+        ));
+        let w = &resumed.into_report().waves[0];
+        assert_eq!(
+            (w.state, w.acknowledged, w.rejected),
+            (WaveState::Accepted, 1, 1)
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub enum WaveState {
     Written,
     /// Not written by this run (nor, as far as its ledgers tell, by an earlier one).
     NotStarted,
+    /// Accepted as it stood by `apply --resume`: its gate was read again for the counts, and not
+    /// decided (a rejection the operator accepted stays counted).
+    Accepted,
 }
 
 /// One wave of a delivered rollout.
@@ -33,6 +36,10 @@ pub struct WaveReport {
     pub rejected: usize,
     pub pending: usize,
     pub state: WaveState,
+    /// Passed in an earlier run (the twins' ledgers say so) and not read again by this one: its
+    /// counts are not this run's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub earlier: bool,
     /// How often the gate read the wave's twins, and what that cost: targeted twin GETs and query
     /// pages.
     pub polls: usize,
