@@ -196,6 +196,23 @@ struct Azure {
     _dir: tempfile::TempDir,
 }
 
+/// A run's variables (`variables.NAME`), and which are secret (never in a script's environment).
+#[derive(Clone)]
+struct Variables {
+    values: BTreeMap<String, String>,
+    secret: BTreeSet<String>,
+}
+
+/// One job's agent: its variables, what its steps put on PATH, whether they succeeded so far, the
+/// output variables they set (`STEP.VAR`), and the caches to save after the job.
+struct Agent {
+    vars: Variables,
+    path: Vec<PathBuf>,
+    ok: bool,
+    outputs: BTreeMap<String, String>,
+    saves: Vec<(String, PathBuf)>,
+}
+
 /// The outputs a job's steps set (`STEP.VAR`), and whether it succeeded.
 struct Outcome {
     ok: bool,
@@ -235,6 +252,54 @@ impl Azure {
         }
     }
 
+    /// The variables of a run: the predefined ones the examples read, the reason's, and the
+    /// pipeline's own (its variable group's are secret: the hub's connection string).
+    fn variables(&self, run: u32, reason: &Reason, p: &Value) -> Variables {
+        let mut values: BTreeMap<String, String> = [
+            ("Build.Reason", reason.name.to_string()),
+            ("Build.BuildNumber", format!("20240101.{run}")),
+            ("Build.Repository.ID", "0000-repository".into()),
+            (
+                "Build.SourcesDirectory",
+                self.checkout.dir.display().to_string(),
+            ),
+            (
+                "Build.SourceVersion",
+                self.checkout.git(&["rev-parse", "HEAD"]),
+            ),
+            ("System.CollectionUri", "https://dev.azure.com/acme/".into()),
+            ("System.TeamProjectId", "0000-project".into()),
+            ("System.AccessToken", "not-a-real-access-token".into()),
+            ("Agent.OS", "Linux".into()),
+            ("Agent.OSArchitecture", "X64".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("variables.{k}"), v))
+        .collect();
+        let mut secret = BTreeSet::from(["System.AccessToken".to_string()]);
+        for (k, v) in &reason.vars {
+            values.insert(format!("variables.{k}"), v.clone());
+        }
+        for v in p["variables"].as_array().into_iter().flatten() {
+            if let Some(group) = v["group"].as_str() {
+                assert_eq!(group, "twinops-production");
+                for (name, hub) in &self.hubs {
+                    values.insert(
+                        format!("variables.{name}"),
+                        hub.emulator.connection_string.clone(),
+                    );
+                    secret.insert(name.clone());
+                }
+            } else {
+                values.insert(
+                    format!("variables.{}", v["name"].as_str().unwrap()),
+                    text(&v["value"]),
+                );
+            }
+        }
+        Variables { values, secret }
+    }
+
     /// Runs pipeline `file` for `reason` on the commit checked out: its jobs as they ran, the
     /// jobs of stages whose condition was false left out.
     fn run(&mut self, file: &str, reason: &Reason) -> Vec<JobRun> {
@@ -243,58 +308,7 @@ impl Azure {
         let run = self.runs;
         let dir = self.checkout.dir.join(DIR);
         let p = yaml(&dir.join(file));
-        let mut vars: BTreeMap<String, String> = BTreeMap::new();
-        let mut secret = BTreeSet::new();
-        let mut var = |k: &str, v: String| {
-            vars.insert(format!("variables.{k}"), v);
-        };
-        var("Build.Reason", reason.name.into());
-        var("Build.BuildNumber", format!("20240101.{run}"));
-        var(
-            "Build.Repository.ID",
-            "00000000-0000-0000-0000-00000000000r".into(),
-        );
-        var(
-            "Build.SourcesDirectory",
-            self.checkout.dir.display().to_string(),
-        );
-        var(
-            "Build.SourceVersion",
-            self.checkout.git(&["rev-parse", "HEAD"]),
-        );
-        var("System.CollectionUri", "https://dev.azure.com/acme/".into());
-        var(
-            "System.TeamProjectId",
-            "00000000-0000-0000-0000-00000000000p".into(),
-        );
-        var("Agent.OS", "Linux".into());
-        var("Agent.OSArchitecture", "X64".into());
-        for (k, v) in &reason.vars {
-            var(k, v.clone());
-        }
-        vars.insert(
-            "variables.System.AccessToken".into(),
-            "not-a-real-access-token".into(),
-        );
-        secret.insert("System.AccessToken".to_string());
-        for v in p["variables"].as_array().into_iter().flatten() {
-            if let Some(group) = v["group"].as_str() {
-                // The variable group holds the hub's connection string, as a secret.
-                assert_eq!(group, "twinops-production");
-                for (name, hub) in &self.hubs {
-                    vars.insert(
-                        format!("variables.{name}"),
-                        hub.emulator.connection_string.clone(),
-                    );
-                    secret.insert(name.clone());
-                }
-            } else {
-                vars.insert(
-                    format!("variables.{}", v["name"].as_str().unwrap()),
-                    text(&v["value"]),
-                );
-            }
-        }
+        let vars = self.variables(run, reason, &p);
         let stages: Vec<Value> = match p["stages"].as_array() {
             Some(s) => s.clone(),
             None => vec![serde_json::json!({
@@ -312,196 +326,212 @@ impl Azure {
                 Value::Array(a) => a.iter().map(text).collect(),
                 _ => previous.iter().cloned().collect(),
             };
-            let mut cx_vars = vars.clone();
+            previous = Some(name.clone());
+            let mut seen = vars.values.clone();
             for d in &deps {
                 for (k, v) in &done[d].outputs {
-                    cx_vars.insert(format!("dependencies.{d}.outputs.{k}"), v.clone());
+                    seen.insert(format!("dependencies.{d}.outputs.{k}"), v.clone());
                 }
             }
-            let deps_ok = deps.iter().all(|d| done[d].ok);
-            previous = Some(name.clone());
-            if !condition::runs(
-                stage["condition"].as_str(),
-                &Vars {
-                    vars: &cx_vars,
-                    ok: deps_ok,
-                },
-            ) {
-                done.insert(
-                    name,
-                    Outcome {
-                        ok: true,
-                        outputs: BTreeMap::new(),
-                    },
-                );
-                continue;
-            }
-            let mut stage_ok = true;
-            let mut outputs = BTreeMap::new();
-            for job in stage["jobs"].as_array().unwrap() {
-                let job_name = job["job"]
-                    .as_str()
-                    .or_else(|| job["deployment"].as_str())
-                    .unwrap()
-                    .to_string();
-                let steps = job["steps"]
-                    .as_array()
-                    .or_else(|| job.pointer("/strategy/runOnce/deploy/steps")?.as_array())
-                    .expect("a job has steps");
-                let steps = expanded(steps, &dir);
-                let (r, job_outputs) = self.job(file, run, &job_name, &steps, &vars, &secret);
-                stage_ok &= r.ok;
-                for (k, v) in job_outputs {
-                    outputs.insert(format!("{job_name}.{k}"), v);
+            let ok = deps.iter().all(|d| done[d].ok);
+            let cx = Vars { vars: &seen, ok };
+            let mut outcome = Outcome {
+                ok: true,
+                outputs: BTreeMap::new(),
+            };
+            if condition::runs(stage["condition"].as_str(), &cx) {
+                for job in stage["jobs"].as_array().unwrap() {
+                    let job_name = job["job"]
+                        .as_str()
+                        .or_else(|| job["deployment"].as_str())
+                        .unwrap();
+                    let steps = job["steps"]
+                        .as_array()
+                        .or_else(|| job.pointer("/strategy/runOnce/deploy/steps")?.as_array())
+                        .expect("a job has steps");
+                    let (r, outputs) = self.job(file, run, job_name, &expanded(steps, &dir), &vars);
+                    outcome.ok &= r.ok;
+                    for (k, v) in outputs {
+                        outcome.outputs.insert(format!("{job_name}.{k}"), v);
+                    }
+                    jobs.push(r);
                 }
-                jobs.push(r);
             }
-            done.insert(
-                name,
-                Outcome {
-                    ok: stage_ok,
-                    outputs,
-                },
-            );
+            done.insert(name, outcome);
         }
         jobs
     }
 
+    /// One job on a fresh agent workspace (twinops is there only if the job installs it): its
+    /// steps under their conditions, then the cache saved.
     fn job(
         &mut self,
         file: &str,
         run: u32,
         job_name: &str,
         steps: &[Value],
-        vars: &BTreeMap<String, String>,
-        secret: &BTreeSet<String>,
+        vars: &Variables,
     ) -> (JobRun, BTreeMap<String, String>) {
-        // A fresh agent workspace per job: twinops is there only if this job installs it.
         let workspace = self.home.join(format!("run{run}-{job_name}"));
         std::fs::create_dir_all(workspace.join("_temp")).unwrap();
-        let mut vars = vars.clone();
-        vars.insert(
+        let mut agent = Agent {
+            vars: vars.clone(),
+            path: Vec::new(),
+            ok: true,
+            outputs: BTreeMap::new(),
+            saves: Vec::new(),
+        };
+        agent.vars.values.insert(
             "variables.Pipeline.Workspace".into(),
             workspace.display().to_string(),
         );
-        vars.insert(
+        agent.vars.values.insert(
             "variables.Agent.TempDirectory".into(),
             workspace.join("_temp").display().to_string(),
         );
-        let mut path = Vec::new();
-        let mut ok = true;
         let mut out = Vec::new();
-        let mut outputs = BTreeMap::new();
-        let mut saves = Vec::new();
         for step in steps {
-            let name = macros(&step_name(step), &vars, true);
-            if !condition::runs(step["condition"].as_str(), &Vars { vars: &vars, ok }) {
+            let name = macros(&step_name(step), &agent.vars.values, true);
+            let cx = Vars {
+                vars: &agent.vars.values,
+                ok: agent.ok,
+            };
+            if !condition::runs(step["condition"].as_str(), &cx) {
                 out.push(StepRun::skipped(name));
                 continue;
             }
-            let mut run_step = StepRun {
-                name: name.clone(),
-                ran: true,
-                ok: true,
-                calls: vec![],
-                log: String::new(),
-            };
-            if step.get("checkout").is_some() {
-                assert_eq!(step["checkout"], "self");
-            } else if let Some(a) = step["publish"].as_str() {
-                let artifact = macros(&text(&step["artifact"]), &vars, true);
-                let bytes = std::fs::read(self.checkout.dir.join(a)).unwrap();
-                self.artifacts
-                    .upload(run, &artifact, vec![(a.to_string(), bytes)]);
-            } else if step.get("download").is_some() {
-                assert_eq!(step["download"], "current");
-                let artifact = macros(&text(&step["artifact"]), &vars, true);
-                let into = workspace.join(&artifact);
-                std::fs::create_dir_all(&into).unwrap();
-                for (f, bytes) in self.artifacts.download(run, &artifact) {
-                    std::fs::write(into.join(f), bytes).unwrap();
-                }
-            } else if step["task"].as_str() == Some("Cache@2") {
-                let key = macros(&text(&step["inputs"]["key"]), &vars, true);
-                let at = PathBuf::from(macros(&text(&step["inputs"]["path"]), &vars, true));
-                saves.extend(self.cache.restore(&key, &at));
-            } else if let Some(script) = step["bash"].as_str() {
-                if talks_to_ci_service(script) {
-                    assert!(
-                        twinops_lines(script).is_empty(),
-                        "{file}: step {name} talks to Azure DevOps and calls twinops"
-                    );
-                    run_step.log = "asks Azure DevOps: not run".into();
-                } else {
-                    let mut env: BTreeMap<String, String> = vars
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            let k = k.strip_prefix("variables.")?;
-                            (!secret.contains(k))
-                                .then(|| (k.to_uppercase().replace('.', "_"), v.clone()))
-                        })
-                        .collect();
-                    env.insert("TF_BUILD".into(), "True".into());
-                    for (k, v) in step["env"].as_object().into_iter().flatten() {
-                        env.insert(k.clone(), macros(&text(v), &vars, true));
-                    }
-                    // The local release stands in for the downloads from GitHub.
-                    env.insert(
-                        "TWINOPS_RELEASES".into(),
-                        format!("file://{}", release().display()),
-                    );
-                    trust(&mut env, &self.hubs);
-                    let r = bash(
-                        &self.checkout.dir,
-                        &macros(script, &vars, false),
-                        &[],
-                        &env,
-                        &path,
-                        &self.recorder,
-                        &workspace,
-                    );
-                    for line in r.stdout.lines() {
-                        if let Some(p) = line.strip_prefix("##vso[task.prependpath]") {
-                            path.push(PathBuf::from(p));
-                        } else if let Some(p) = line.strip_prefix("##vso[task.uploadsummary]") {
-                            assert!(Path::new(p).is_file(), "{name}: no summary at {p}");
-                        } else if let Some(rest) =
-                            line.strip_prefix("##vso[task.setvariable variable=")
-                        {
-                            let (var, value) = rest.split_once(']').unwrap();
-                            let (var, props) = var.split_once(';').unwrap_or((var, ""));
-                            let step_ref =
-                                step["name"].as_str().expect("an output's step has a name");
-                            vars.insert(format!("variables.{step_ref}.{var}"), value.into());
-                            if props.contains("isOutput=true") {
-                                outputs.insert(format!("{step_ref}.{var}"), value.to_string());
-                            }
-                        }
-                    }
-                    if !r.calls.is_empty() {
-                        self.covered.insert((file.into(), name.clone()));
-                    }
-                    run_step.ok = r.code == 0;
-                    run_step.calls = r.calls;
-                    run_step.log = format!("{}{}", r.stdout, r.stderr);
-                }
-            } else {
-                panic!("{file}: a step the test does not run: {step}");
-            }
-            ok &= run_step.ok;
-            out.push(run_step);
+            let r = self.step(file, run, step, name, &workspace, &mut agent);
+            agent.ok &= r.ok;
+            out.push(r);
         }
-        for (key, at) in saves {
+        for (key, at) in std::mem::take(&mut agent.saves) {
             self.cache.save(&key, &at);
         }
-        (
-            JobRun {
-                name: job_name.to_string(),
-                ok,
-                steps: out,
-            },
-            outputs,
-        )
+        let job = JobRun {
+            name: job_name.to_string(),
+            ok: agent.ok,
+            steps: out,
+        };
+        (job, agent.outputs)
+    }
+
+    /// One step: the agent's built-in steps and tasks the examples use, or a bash script.
+    fn step(
+        &mut self,
+        file: &str,
+        run: u32,
+        step: &Value,
+        name: String,
+        workspace: &Path,
+        agent: &mut Agent,
+    ) -> StepRun {
+        let mut r = StepRun {
+            name,
+            ran: true,
+            ok: true,
+            calls: vec![],
+            log: String::new(),
+        };
+        let vars = &agent.vars.values;
+        if step.get("checkout").is_some() {
+            assert_eq!(step["checkout"], "self");
+        } else if let Some(a) = step["publish"].as_str() {
+            let artifact = macros(&text(&step["artifact"]), vars, true);
+            let bytes = std::fs::read(self.checkout.dir.join(a)).unwrap();
+            self.artifacts
+                .upload(run, &artifact, vec![(a.to_string(), bytes)]);
+        } else if step.get("download").is_some() {
+            assert_eq!(step["download"], "current");
+            let artifact = macros(&text(&step["artifact"]), vars, true);
+            let into = workspace.join(&artifact);
+            std::fs::create_dir_all(&into).unwrap();
+            for (f, bytes) in self.artifacts.download(run, &artifact) {
+                std::fs::write(into.join(f), bytes).unwrap();
+            }
+        } else if step["task"].as_str() == Some("Cache@2") {
+            let key = macros(&text(&step["inputs"]["key"]), vars, true);
+            let at = PathBuf::from(macros(&text(&step["inputs"]["path"]), vars, true));
+            agent.saves.extend(self.cache.restore(&key, &at));
+        } else if let Some(script) = step["bash"].as_str() {
+            if talks_to_ci_service(script) {
+                assert!(
+                    twinops_lines(script).is_empty(),
+                    "{file}: step {} talks to Azure DevOps and calls twinops",
+                    r.name
+                );
+                r.log = "asks Azure DevOps: not run".into();
+            } else {
+                self.bash_step(step, script, workspace, agent, &mut r);
+                if !r.calls.is_empty() {
+                    self.covered.insert((file.into(), r.name.clone()));
+                }
+            }
+        } else {
+            panic!("{file}: a step the test does not run: {step}");
+        }
+        r
+    }
+
+    /// A bash step as the agent runs it (`bash --noprofile --norc FILE`, no `-e`): the variables
+    /// that are not secret in the environment (`A.B` as `A_B`), the step's `env:`, and its
+    /// `##vso[...]` logging commands obeyed.
+    fn bash_step(
+        &self,
+        step: &Value,
+        script: &str,
+        workspace: &Path,
+        agent: &mut Agent,
+        r: &mut StepRun,
+    ) {
+        let vars = &agent.vars.values;
+        let mut env: BTreeMap<String, String> = vars
+            .iter()
+            .filter_map(|(k, v)| {
+                let k = k.strip_prefix("variables.")?;
+                (!agent.vars.secret.contains(k))
+                    .then(|| (k.to_uppercase().replace('.', "_"), v.clone()))
+            })
+            .collect();
+        env.insert("TF_BUILD".into(), "True".into());
+        for (k, v) in step["env"].as_object().into_iter().flatten() {
+            env.insert(k.clone(), macros(&text(v), vars, true));
+        }
+        // The local release stands in for the downloads from GitHub.
+        env.insert(
+            "TWINOPS_RELEASES".into(),
+            format!("file://{}", release().display()),
+        );
+        trust(&mut env, &self.hubs);
+        let sh = bash(
+            &self.checkout.dir,
+            &macros(script, vars, false),
+            &[],
+            &env,
+            &agent.path,
+            &self.recorder,
+            workspace,
+        );
+        for line in sh.stdout.lines() {
+            if let Some(p) = line.strip_prefix("##vso[task.prependpath]") {
+                agent.path.push(PathBuf::from(p));
+            } else if let Some(p) = line.strip_prefix("##vso[task.uploadsummary]") {
+                assert!(Path::new(p).is_file(), "{}: no summary at {p}", r.name);
+            } else if let Some(rest) = line.strip_prefix("##vso[task.setvariable variable=") {
+                let (var, value) = rest.split_once(']').unwrap();
+                let (var, props) = var.split_once(';').unwrap_or((var, ""));
+                let at = step["name"].as_str().expect("an output's step has a name");
+                agent
+                    .vars
+                    .values
+                    .insert(format!("variables.{at}.{var}"), value.into());
+                if props.contains("isOutput=true") {
+                    agent.outputs.insert(format!("{at}.{var}"), value.into());
+                }
+            }
+        }
+        r.ok = sh.code == 0;
+        r.calls = sh.calls;
+        r.log = format!("{}{}", sh.stdout, sh.stderr);
     }
 
     /// Every bash step of `files` that calls twinops ran in this test.
