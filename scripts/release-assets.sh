@@ -41,8 +41,9 @@ case "$cmd" in
   check-tag)
     tag="${1:?TAG}"
     release_tag "$tag"
-    version="$(cargo metadata --no-deps --format-version 1 \
-      | jq -r '.packages[] | select(.name == "twinops") | .version')"
+    # path+file:///…#twinops@1.2.3 (or …#1.2.3 from older cargo)
+    id="$(cargo pkgid -p twinops)"
+    version="${id##*[#@]}"
     [ "$tag" = "v$version" ] \
       || die "the tag $tag is not v$version, the version in Cargo.toml: set the version, commit, and tag that commit"
     ;;
