@@ -205,8 +205,11 @@ pub struct Hub {
 /// connection string TWINOPS_HUB holds (a real hub has a publicly trusted certificate; the
 /// emulator's is its own).
 pub fn trust(env: &mut BTreeMap<String, String>, hubs: &BTreeMap<String, Hub>) {
+    let host = |cs: &str| cs.split(';').next().unwrap_or_default().to_string();
     if let Some(cs) = env.get("TWINOPS_HUB")
-        && let Some(hub) = hubs.values().find(|h| &h.emulator.connection_string == cs)
+        && let Some(hub) = hubs
+            .values()
+            .find(|h| host(&h.emulator.connection_string) == host(cs))
     {
         env.insert(
             "TWINOPS_CA_CERT".into(),

@@ -102,6 +102,12 @@ impl Event {
         Event::new("schedule")
     }
 
+    /// The secret `name` holds `value` (instead of its hub's connection string).
+    pub fn secret(mut self, name: &str, value: &str) -> Event {
+        self.context.insert(format!("secrets.{name}"), value.into());
+        self
+    }
+
     /// What a step that asks GitHub (not run here) would output.
     pub fn given(mut self, step: &str, key: &str, value: &str) -> Event {
         self.given
@@ -306,17 +312,21 @@ impl Github {
     ) -> Option<Runner> {
         let dir = self.home.join(format!("run{run}-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut vars = event.context.clone();
+        let mut vars: BTreeMap<String, String> = self
+            .hubs
+            .iter()
+            .map(|(secret, hub)| {
+                (
+                    format!("secrets.{secret}"),
+                    hub.emulator.connection_string.clone(),
+                )
+            })
+            .collect();
+        vars.extend(event.context.clone());
         vars.extend(matrix);
         let sha = self.checkout.git(&["rev-parse", "HEAD"]);
         vars.insert("github.sha".into(), sha.clone());
         vars.insert("github.run_id".into(), run.to_string());
-        for (secret, hub) in &self.hubs {
-            vars.insert(
-                format!("secrets.{secret}"),
-                hub.emulator.connection_string.clone(),
-            );
-        }
         let mut r = Runner {
             dir,
             vars,
@@ -676,6 +686,28 @@ async fn the_github_examples_plan_comment_apply_recover_and_report_drift_on_one_
         assert_no_secret(f, &gh.checkout.read(f), &gh.hubs);
     }
     assert!(job.step("Comment the plan on the pull request").ran);
+
+    // With a key the hub refuses, the plan fails: the job fails, nothing is uploaded, and the
+    // comment says so (the same marked comment, updated).
+    let cs = &gh.hubs["IOTHUB_CONNECTION_STRING"]
+        .emulator
+        .connection_string;
+    let (host, _) = cs.split_once("SharedAccessKey=").unwrap();
+    let revoked = format!("{host}SharedAccessKey=bm90IHRoZSBrZXkgb2YgdGhpcyBodWIgYXQgYWxs");
+    let pr = Event::pull_request(&first, 7).secret("IOTHUB_CONNECTION_STRING", &revoked);
+    let job = only(gh.run("plan.yml", &pr).1);
+    assert!(!job.ok);
+    assert_eq!(job.codes("Plan"), [1]);
+    assert!(!job.step("Keep the reviewed plan").ran);
+    assert!(job.step("Comment the plan on the pull request").ran);
+    let comment = gh.checkout.read("comment.md");
+    assert!(
+        comment.starts_with(
+            "<!-- twinops-plan:production -->\n### twinops plan for `production` failed"
+        ),
+        "{comment}"
+    );
+    assert_no_secret("the failed plan's comment", &comment, &gh.hubs);
 
     // Merged: apply.yml downloads that plan and applies exactly it.
     gh.checkout.merge("thermostats");
