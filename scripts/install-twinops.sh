@@ -145,7 +145,11 @@ from_source="${TWINOPS_BUILD_FROM_SOURCE:-false}"
 repo="$(repository)"
 root="${TWINOPS_ROOT:-$HOME/.twinops}"
 t="$(target)"
-[ -n "$t" ] || die "no twinops release is built for $(uname -s)/$(uname -m); use build-from-source: true"
+if [ -z "$t" ]; then
+  [ "$from_source" = true ] \
+    || die "no twinops release is built for $(uname -s)/$(uname -m); use build-from-source: true"
+  t="$(uname -s)-$(uname -m)"
+fi
 
 case "$from_source" in
   true)
