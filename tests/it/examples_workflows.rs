@@ -1,111 +1,145 @@
-//! The example GitHub workflows under `examples/github/` parse, and every twinops command they contain
-//! runs against the embedded hub (`--hub local:DIR` through `TWINOPS_HUB`), in workflow order: plan on the
-//! pull request, apply of that saved plan on merge, the drift check, and the per-hub matrix.
+//! The CI story of SPEC §18, run here. Every example under `examples/github/` and
+//! `examples/azure-pipelines/` parses, and its jobs run step by step, in the order and under the
+//! conditions the CI system would use, in a real git repository (commits, a pull request's merge
+//! commit, `--changed-from` its base) against emulators on `127.0.0.1:0`:
+//! - `run:`/`bash:` steps run in bash as the runner would run them, with the environment the
+//!   workflow sets (secrets replaced by the emulators' connection strings) and twinops on PATH only
+//!   if an earlier step installed it: the action (`uses: OWNER/twinops@v1`, i.e. this repository's
+//!   `action.yml`) and Azure's `install-twinops.yml` install it from a local release built the way
+//!   `.github/workflows/release.yml` builds one (`scripts/release-assets.sh`), over `file://`;
+//! - a recorder in front of the installed twinops notes each call and its exit code, which the
+//!   tests check against what the workflow expects;
+//! - artifacts go to a local store by name (what is uploaded is what is downloaded);
+//! - what cannot run offline is not run, and the test gives its result instead: steps that talk to
+//!   GitHub (`gh`) or Azure DevOps (`/_apis/`), which must hold no twinops call, and
+//!   `actions/cache`/`Cache@2`.
+//!
+//! `install` tests the install script, the release script and `action.yml` on their own.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod azure_pipelines;
+mod condition;
+mod github;
+mod install;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github")
+use crate::support::Emulator;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
+/// An example (or any YAML file of this repository) as JSON.
+pub fn yaml(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_saphyr::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
 }
 
-/// The twinops commands in a `run:` script: each line's part that starts with `twinops`, up to a
-/// redirection, pipe or list operator. `base` is the pull request's base commit.
-fn commands(script: &str, hub: Option<&str>, base: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for line in script.lines() {
-        let line = match hub {
-            Some(h) => line.replace("${{ matrix.hub }}", h),
-            None => line.to_string(),
-        };
-        let line = line.replace("\"${{ github.event.pull_request.base.sha }}\"", base);
-        let Some(start) = line.find("twinops ") else {
-            continue;
-        };
-        if line[..start].contains('#') {
-            continue;
+/// The release that the Azure Pipelines examples pin (`install-twinops.yml`'s `version`); the local
+/// release and the stamped action install it too.
+pub fn pinned_version() -> String {
+    let template = yaml(&repo_root().join("examples/azure-pipelines/install-twinops.yml"));
+    template["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "version")
+        .and_then(|p| p["default"].as_str())
+        .expect("install-twinops.yml has a version parameter")
+        .to_string()
+}
+
+/// A release of this build of twinops laid out as the GitHub release's downloads:
+/// `DIR/VERSION/{twinops-VERSION-TARGET.tar.gz, install-twinops.sh, SHA256SUMS}`, made with the
+/// release workflow's script. Built once per test process (and kept under the target directory
+/// while the binary is the same: archiving a 200 MB debug binary takes seconds).
+pub fn release() -> &'static Path {
+    static RELEASE: OnceLock<PathBuf> = OnceLock::new();
+    RELEASE.get_or_init(|| {
+        let binary = Path::new(env!("CARGO_BIN_EXE_twinops"));
+        let version = pinned_version();
+        let meta = std::fs::metadata(binary).unwrap();
+        let stamp = format!("{version} {} {:?}", meta.len(), meta.modified().unwrap());
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("examples-release");
+        if std::fs::read_to_string(dir.join("built-from"))
+            .ok()
+            .as_deref()
+            == Some(&stamp)
+        {
+            return dir;
         }
-        let words: Vec<String> = line[start..]
-            .split_whitespace()
-            .take_while(|w| !matches!(*w, ">" | "|" | "||" | "&&" | ";" | "2>"))
-            .map(str::to_string)
-            .collect();
-        out.push(words);
-    }
-    out
-}
-
-fn run(cwd: &Path, hub: &str, words: &[String]) -> i32 {
-    let out = Command::new(env!("CARGO_BIN_EXE_twinops"))
-        .args(&words[1..])
-        .current_dir(cwd)
-        .env("TWINOPS_HUB", hub)
-        .env_remove("IOTHUB_CONNECTION_STRING")
-        .output()
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = dir.join(&version);
+        let target = host_target();
+        let archive = Command::new("bash")
+            .arg(repo_root().join("scripts/release-assets.sh"))
+            .args(["archive", &version, &target])
+            .arg(binary)
+            .arg(&out)
+            .env("GZIP_LEVEL", "1")
+            .output()
+            .unwrap();
+        assert!(archive.status.success(), "{archive:?}");
+        std::fs::copy(
+            repo_root().join("scripts/install-twinops.sh"),
+            out.join("install-twinops.sh"),
+        )
         .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        code == 0 || (code == 2 && matches!(words[1].as_str(), "plan" | "drift")),
-        "{words:?} exited {code}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    code
+        let sums = Command::new("bash")
+            .arg(repo_root().join("scripts/release-assets.sh"))
+            .arg("checksums")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(sums.status.success(), "{sums:?}");
+        std::fs::write(dir.join("built-from"), stamp).unwrap();
+        dir
+    })
 }
 
-fn workflow(name: &str) -> Value {
-    let text = std::fs::read_to_string(examples().join(name)).unwrap();
-    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"))
+/// The release target of this machine, as the install script computes it.
+pub fn host_target() -> String {
+    script(&repo_root().join("scripts/install-twinops.sh"), &["target"])
+        .trim()
+        .to_string()
 }
 
-/// (matrix hub name, twinops commands) per job of a workflow.
-fn jobs(w: &Value, base: &str) -> Vec<(Option<String>, Vec<Vec<String>>)> {
-    let mut out = Vec::new();
-    for (_, job) in w["jobs"].as_object().expect("jobs") {
-        let hubs: Vec<Option<String>> = match job.pointer("/strategy/matrix/include") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|i| i["hub"].as_str().map(str::to_string))
-                .collect(),
-            _ => vec![None],
+/// Runs a script of `scripts/` and returns its stdout (it must succeed).
+pub fn script(path: &Path, args: &[&str]) -> String {
+    let out = Command::new("bash").arg(path).args(args).output().unwrap();
+    assert!(out.status.success(), "{} {args:?}: {out:?}", path.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A git repository with real commits, as a CI checkout has it.
+pub struct Checkout {
+    pub dir: PathBuf,
+}
+
+impl Checkout {
+    pub fn init(dir: &Path) -> Checkout {
+        std::fs::create_dir_all(dir).unwrap();
+        let c = Checkout {
+            dir: dir.to_path_buf(),
         };
-        for hub in hubs {
-            let mut cmds = Vec::new();
-            for step in job["steps"].as_array().expect("steps") {
-                if let Some(script) = step["run"].as_str() {
-                    cmds.extend(commands(script, hub.as_deref(), base));
-                }
-            }
-            out.push((hub, cmds));
-        }
+        c.git(&["init", "-q", "-b", "main"]);
+        c
     }
-    out
-}
 
-#[test]
-fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedded_hub() {
-    let work = tempfile::tempdir().unwrap();
-    let cwd = work.path().join("repo");
-    // A repository whose base commit has no manifests yet: the pull request adds the example fleet,
-    // so the change-scoped plan covers all of it.
-    std::fs::create_dir_all(&cwd).unwrap();
-    let git = |args: &[&str]| {
+    pub fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .arg("-C")
-            .arg(&cwd)
+            .arg(&self.dir)
             .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(["-c", "commit.gpgsign=false"])
+            .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
             .args(args)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -113,220 +147,355 @@ fn every_example_workflow_parses_and_its_twinops_commands_run_against_the_embedd
             .expect("running git");
         assert!(out.status.success(), "git {args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    git(&["init", "-q"]);
-    git(&["commit", "-q", "--allow-empty", "-m", "base"]);
-    let base = git(&["rev-parse", "HEAD"]);
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"),
-        &cwd.join("manifests"),
-    );
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "the pull request"]);
-    let checkout = workflow("plan.yml")["jobs"]["plan"]["steps"][0].clone();
-    assert_eq!(
-        checkout["with"]["fetch-depth"], 0,
-        "--changed-from needs the base commit in the checkout"
-    );
-    let hub = format!("local:{}", work.path().join("hub").display());
-    let mut ran = Vec::new();
-    for name in ["plan.yml", "apply.yml", "drift.yml"] {
-        let w = workflow(name);
-        assert!(
-            w.get("on").is_some() || w.get("true").is_some(),
-            "{name} has no trigger"
-        );
-        for (_, cmds) in jobs(&w, &base) {
-            for c in cmds {
-                run(&cwd, &hub, &c);
-                ran.push(c[1].clone());
-            }
-        }
     }
-    let plan: Value =
-        serde_json::from_slice(&std::fs::read(cwd.join("plan.json")).unwrap()).unwrap();
-    assert_eq!(
-        plan["scope"]["changed_from"], base,
-        "the pull request's plan is scoped to its change"
-    );
-    assert!(plan["summary"]["create"].as_u64().unwrap() > 0);
-    assert_eq!(ran, vec!["validate", "plan", "apply", "drift"]);
 
-    // The matrix: one embedded hub and one manifest set per hub, added by a pull request on top of
-    // the same base commit as above.
-    let mcwd = cwd.clone();
-    git(&["checkout", "-q", "-b", "sharded", &base]);
-    for hub in ["berlin", "munich"] {
-        let dir = mcwd.join("manifests").join(hub);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("fleet.yaml"),
-            format!("owner: {hub}\ndevices:\n  \"{hub}-{{1..3}}\":\n    tags: {{site: {hub}}}\n"),
-        )
-        .unwrap();
+    /// Writes a file and stages it: what the runs leave in the working tree is never committed.
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self.git(&["add", rel]);
     }
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "two hubs"]);
-    let checkout = workflow("matrix.yml")["jobs"]["plan"]["steps"][0].clone();
-    assert_eq!(checkout["with"]["fetch-depth"], 0);
-    let w = workflow("matrix.yml");
-    let mut shards = 0;
-    for (matrix_hub, cmds) in jobs(&w, &base) {
-        let matrix_hub = matrix_hub.expect("matrix jobs name their hub");
-        let hub = format!(
-            "local:{}",
-            work.path().join(format!("hub-{matrix_hub}")).display()
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.join(rel))
+            .unwrap_or_else(|e| panic!("reading {rel} in the checkout: {e}"))
+    }
+
+    /// Commits what was written on the current branch and returns the commit.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// The merge commit a CI system checks out for a pull request of `branch` into `into`, as
+    /// `refs/pull/N/merge`; the working tree is left on it (detached).
+    pub fn pull_request_merge(&self, branch: &str, into: &str) -> String {
+        self.git(&["checkout", "-q", "--detach", into]);
+        self.git(&["merge", "-q", "--no-ff", "-m", "pull request merge", branch]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Merges `branch` into main as a pull request's merge button does, and checks main out.
+    pub fn merge(&self, branch: &str) -> String {
+        self.git(&["checkout", "-q", "main"]);
+        self.git(&[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-m",
+            &format!("Merge {branch}"),
+            branch,
+        ]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Removes what earlier steps left in the working tree (a CI checkout starts clean).
+    pub fn clean(&self) {
+        self.git(&["clean", "-q", "-fdx"]);
+    }
+}
+
+/// The hub a workflow's secret names: an emulator of its own.
+pub struct Hub {
+    pub emulator: Emulator,
+}
+
+/// What a workflow's environment needs to reach `hubs`: TWINOPS_CA_CERT for the one whose
+/// connection string TWINOPS_HUB holds (a real hub has a publicly trusted certificate; the
+/// emulator's is its own).
+pub fn trust(env: &mut BTreeMap<String, String>, hubs: &BTreeMap<String, Hub>) {
+    let host = |cs: &str| cs.split(';').next().unwrap_or_default().to_string();
+    if let Some(cs) = env.get("TWINOPS_HUB")
+        && let Some(hub) = hubs
+            .values()
+            .find(|h| host(&h.emulator.connection_string) == host(cs))
+    {
+        env.insert(
+            "TWINOPS_CA_CERT".into(),
+            hub.emulator.ca_path.display().to_string(),
         );
-        for c in cmds {
-            assert_eq!(run(&mcwd, &hub, &c), 2, "a fresh hub has changes to plan");
-            let plan: Value = serde_json::from_slice(
-                &std::fs::read(mcwd.join(format!("plan-{matrix_hub}.json"))).unwrap(),
-            )
-            .unwrap();
-            assert_eq!(plan["scope"]["changed_from"], base, "{matrix_hub}");
-            assert_eq!(
-                plan["scope"]["twins"], 3,
-                "{matrix_hub}: its own three devices"
-            );
-            shards += 1;
+    }
+}
+
+/// One twinops call a step made.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub args: Vec<String>,
+    pub code: i32,
+}
+
+/// A `twinops` in front of the one the step's PATH holds after it: records each call (arguments
+/// and exit code) and runs the real binary. With no twinops installed, it fails as bash would.
+pub struct Recorder {
+    pub dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Recorder {
+    pub fn new(dir: &Path) -> Recorder {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = dir.join("calls.log");
+        let script = format!(
+            "#!/usr/bin/env bash\n\
+             PATH=\"${{PATH#'{dir}':}}\"\n\
+             real=\"$(command -v twinops)\" || {{ echo 'twinops: command not found (no step installed it)' >&2; exit 127; }}\n\
+             \"$real\" \"$@\"\n\
+             code=$?\n\
+             {{ printf '%s' \"$code\"; printf '\\037%s' \"$@\"; printf '\\036'; }} >> '{log}'\n\
+             exit \"$code\"\n",
+            dir = dir.display(),
+            log = log.display()
+        );
+        let path = dir.join("twinops");
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Recorder {
+            dir: dir.to_path_buf(),
+            log,
         }
     }
-    assert_eq!(shards, 2);
-    // The connection string comes from a secret and is never echoed by a workflow; twinops is
-    // installed by this repository's action, not by a `cargo install` a user cannot run.
-    for name in ["plan.yml", "apply.yml", "drift.yml", "matrix.yml"] {
-        let text = std::fs::read_to_string(examples().join(name)).unwrap();
-        assert!(
-            !text.contains("cargo install"),
-            "{name} installs with cargo"
-        );
-        let w = workflow(name);
-        let uses_action = w["jobs"].as_object().unwrap().values().all(|job| {
-            job["steps"].as_array().unwrap().iter().any(|s| {
-                s["uses"]
-                    .as_str()
-                    .is_some_and(|u| u.ends_with("/twinops@v1"))
+
+    /// The calls since the last `take`.
+    pub fn take(&self) -> Vec<Call> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        text.split('\x1e')
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let mut parts = r.split('\x1f');
+                let code = parts.next().unwrap().parse().unwrap();
+                Call {
+                    code,
+                    args: parts.map(str::to_string).collect(),
+                }
             })
-        });
-        assert!(
-            uses_action,
-            "{name}: every job installs twinops with the action"
-        );
-        assert!(
-            text.contains("${{ secrets"),
-            "{name} reads the hub from a secret"
-        );
-        assert!(
-            !text.contains("echo \"$TWINOPS_HUB") && !text.contains("echo $TWINOPS_HUB"),
-            "{name} echoes the secret"
-        );
+            .collect()
     }
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// The outcome of one shell step.
+#[derive(Debug)]
+pub struct Shell {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub calls: Vec<Call>,
 }
 
-/// A release directory as the release workflow lays it out, holding this build of twinops.
-fn release_of_this_build(dir: &Path, version: &str, corrupt: bool) {
-    let target = match (std::env::consts::OS, std::env::consts::ARCH) {
-        ("linux", "x86_64") => "x86_64-unknown-linux-gnu",
-        ("linux", "aarch64") => "aarch64-unknown-linux-gnu",
-        ("macos", "x86_64") => "x86_64-apple-darwin",
-        ("macos", "aarch64") => "aarch64-apple-darwin",
-        other => panic!("no release target for {other:?}"),
-    };
-    let stage = dir.join("stage");
-    std::fs::create_dir_all(&stage).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_twinops"), stage.join("twinops")).unwrap();
-    let out = dir.join(version);
-    std::fs::create_dir_all(&out).unwrap();
-    let asset = format!("twinops-{version}-{target}.tar.gz");
-    let status = Command::new("tar")
-        .arg("-czf")
-        .arg(out.join(&asset))
-        .arg("-C")
-        .arg(&stage)
-        .arg("twinops")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let sum = Command::new("sha256sum")
-        .arg(&asset)
-        .current_dir(&out)
+/// Runs `script` as a runner runs a step's script: `bash` with `flags` (GitHub: `-eo pipefail`;
+/// Azure: none), in `cwd`, with exactly `env` plus PATH (the recorder, then `path` as earlier
+/// steps added to it, last first, then the system's), HOME and CI.
+pub fn bash(
+    cwd: &Path,
+    script: &str,
+    flags: &[&str],
+    env: &BTreeMap<String, String>,
+    path: &[PathBuf],
+    recorder: &Recorder,
+    home: &Path,
+) -> Shell {
+    let file = home.join(".step.sh");
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::write(&file, script).unwrap();
+    let mut dirs = vec![recorder.dir.clone()];
+    dirs.extend(path.iter().rev().cloned());
+    dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
+    let out = Command::new("/bin/bash")
+        .args(["--noprofile", "--norc"])
+        .args(flags)
+        .arg(&file)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env)
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .env("HOME", home)
+        .env("CI", "true")
         .output()
         .unwrap();
-    let mut text = String::from_utf8(sum.stdout).unwrap();
-    if corrupt {
-        text = format!("{}{}", "0".repeat(64), &text[64..]);
+    Shell {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        calls: recorder.take(),
     }
-    std::fs::write(out.join(format!("{asset}.sha256")), text).unwrap();
 }
 
-fn install(
-    root: &Path,
-    releases: &Path,
-    version: &str,
-    github_path: &Path,
-) -> std::process::Output {
-    Command::new("bash")
-        .arg(repo().join("scripts/install-twinops.sh"))
-        .env("TWINOPS_VERSION", version)
-        .env("TWINOPS_REPO", "example/twinops")
-        .env("TWINOPS_ROOT", root)
-        .env("TWINOPS_RELEASES", format!("file://{}", releases.display()))
-        .env("GITHUB_PATH", github_path)
-        .output()
-        .unwrap()
+/// Whether a script talks to the CI service (GitHub's `gh`, Azure DevOps' REST API): such a step
+/// is not run here, so it must not hold a twinops call.
+pub fn talks_to_ci_service(script: &str) -> bool {
+    script.contains("/_apis/")
+        || script.lines().any(|l| {
+            l.split(|c: char| c.is_whitespace() || matches!(c, '(' | '|' | ';' | '&'))
+                .any(|w| w == "gh")
+        })
 }
 
-#[test]
-fn the_action_installs_a_release_binary_checked_against_its_checksum() {
-    let work = tempfile::tempdir().unwrap();
-    let releases = work.path().join("releases");
-    release_of_this_build(&releases, "v9.9.9", false);
-    let root = work.path().join("root");
-    let path_file = work.path().join("github_path");
-    let out = install(&root, &releases, "v9.9.9", &path_file);
-    assert!(out.status.success(), "{out:?}");
-    let installed = root.join("bin/twinops");
-    let v = Command::new(&installed).arg("--version").output().unwrap();
+/// The twinops calls a script makes (the words after `twinops` at a command position, unexpanded):
+/// what the test expects the recorder to see.
+pub fn twinops_lines(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let start = l.find("twinops ")?;
+            let before = l[..start].trim_end();
+            let command_position = before.is_empty()
+                || before.ends_with("if !")
+                || before.ends_with("||")
+                || before.ends_with("&&")
+                || before.ends_with(';')
+                || before.ends_with("$(");
+            command_position.then(|| l[start..].to_string())
+        })
+        .collect()
+}
+
+/// What must never leave a job: the emulators' keys and the example fleet's inline sensitive value.
+pub fn assert_no_secret(what: &str, text: &str, hubs: &BTreeMap<String, Hub>) {
     assert!(
-        String::from_utf8_lossy(&v.stdout).starts_with("twinops "),
-        "{v:?}"
+        !text.contains("not-a-real-token"),
+        "{what} holds the sensitive value of manifests/thermostats.yaml"
     );
-    let path = std::fs::read_to_string(&path_file).unwrap();
-    assert_eq!(path.trim(), root.join("bin").to_str().unwrap());
-    // Cached: a second run keeps the installed binary.
-    let out = install(&root, &releases, "v9.9.9", &path_file);
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("already installed"),
-        "{out:?}"
-    );
-    // A download whose checksum does not match is refused.
-    let bad = work.path().join("bad");
-    release_of_this_build(&bad, "v9.9.8", true);
-    let out = install(&work.path().join("root2"), &bad, "v9.9.8", &path_file);
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"),
-        "{out:?}"
-    );
-    assert!(!work.path().join("root2/bin/twinops").exists());
-    // The action runs this script and passes the hub through the environment only.
-    let action: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(repo().join("action.yml")).unwrap())
-            .unwrap();
-    let steps = action["runs"]["steps"].as_array().unwrap();
-    assert!(steps.iter().any(|s| {
-        s["run"]
-            .as_str()
-            .is_some_and(|r| r.contains("install-twinops.sh"))
-    }));
-    let text = std::fs::read_to_string(repo().join("action.yml")).unwrap();
-    assert!(
-        !text.contains("TWINOPS_HUB:"),
-        "the action takes no hub input"
-    );
+    for hub in hubs.values() {
+        assert!(
+            !text.contains(&hub.emulator.owner_key),
+            "{what} holds a hub's key"
+        );
+    }
+    assert!(!text.contains("SharedAccessKey="), "{what} holds a key");
+}
+
+/// An artifact's files: name and bytes.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// A store of artifacts by run and name, as the CI service keeps them.
+#[derive(Default)]
+pub struct Artifacts {
+    by_run: BTreeMap<(u32, String), Files>,
+}
+
+impl Artifacts {
+    pub fn upload(&mut self, run: u32, name: &str, files: Files) {
+        assert!(!files.is_empty(), "artifact {name} has no file");
+        self.by_run.insert((run, name.to_string()), files);
+    }
+
+    /// The files of artifact `name` of run `run`; panics when there is none: the download
+    /// names an artifact no upload made.
+    pub fn download(&self, run: u32, name: &str) -> &[(String, Vec<u8>)] {
+        self.by_run
+            .get(&(run, name.to_string()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "run {run} uploaded no artifact `{name}` (it has {:?})",
+                    self.by_run.keys().collect::<Vec<_>>()
+                )
+            })
+    }
+}
+
+/// Manifests of a hub of three devices with a desired value, for the per-hub examples.
+pub fn small_fleet(owner: &str, interval: u32) -> String {
+    format!(
+        "owner: {owner}\ndevices:\n  \"{owner}-{{1..3}}\":\n    tags: {{site: {owner}}}\n    desired: {{telemetryInterval: {interval}}}\n"
+    )
+}
+
+/// One step as it ran (or did not).
+#[derive(Debug)]
+pub struct StepRun {
+    pub name: String,
+    pub ran: bool,
+    pub ok: bool,
+    pub calls: Vec<Call>,
+    pub log: String,
+}
+
+impl StepRun {
+    pub fn skipped(name: String) -> StepRun {
+        StepRun {
+            name,
+            ran: false,
+            ok: true,
+            calls: vec![],
+            log: String::new(),
+        }
+    }
+}
+
+/// One job (one matrix combination: `name` is its hub then) as it ran.
+#[derive(Debug)]
+pub struct JobRun {
+    pub name: String,
+    pub ok: bool,
+    pub steps: Vec<StepRun>,
+}
+
+impl JobRun {
+    pub fn step(&self, name: &str) -> &StepRun {
+        self.steps
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no step {name} in {self:#?}"))
+    }
+
+    /// The exit codes of the twinops calls of step `name`.
+    pub fn codes(&self, name: &str) -> Vec<i32> {
+        self.step(name).calls.iter().map(|c| c.code).collect()
+    }
+
+    /// The names of the steps that ran.
+    pub fn ran(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|s| s.ran)
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+}
+
+/// What the CI service's cache (`actions/cache`, `Cache@2`) keeps between runs: a directory per
+/// key, restored where the key's path is (a link to the kept directory), saved after the job when
+/// the key missed.
+pub struct Cache {
+    pub dir: PathBuf,
+}
+
+impl Cache {
+    /// Restores `key` at `path`, or returns what to save after the job.
+    pub fn restore(&self, key: &str, path: &Path) -> Option<(String, PathBuf)> {
+        assert!(
+            key.contains(&pinned_version()),
+            "the cache key {key} names the exact version"
+        );
+        let kept = self.dir.join(key.replace(['/', ' ', '"', '|'], "_"));
+        if kept.exists() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(&kept, path).unwrap();
+            None
+        } else {
+            Some((key.to_string(), path.to_path_buf()))
+        }
+    }
+
+    pub fn save(&self, key: &str, path: &Path) {
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::create_dir_all(&self.dir).unwrap();
+            let kept = self.dir.join(key.replace(['/', ' ', '"', '|'], "_"));
+            std::fs::rename(path, &kept).unwrap();
+            std::os::unix::fs::symlink(&kept, path).unwrap();
+        }
+    }
+}
+
+/// A YAML scalar as the CI system reads it: text.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
