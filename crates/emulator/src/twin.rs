@@ -32,6 +32,10 @@ pub(crate) struct TwinState {
     /// configuration loop. Changing it alone is no twin write (etag and versions stay).
     #[serde(default)]
     pub(crate) configurations: JsonMap,
+    /// The desired paths IoT Edge deployments last wrote here (an empty path: all of desired),
+    /// so that what a removed deployment wrote can be taken away exactly. Not in the document.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) deployment_paths: Vec<Vec<String>>,
     /// The desired patch of the write just made (a replace's full desired), never stored: the
     /// store takes it after the write to notify the connected device (`Store::write`).
     #[serde(skip)]
@@ -62,6 +66,7 @@ impl TwinState {
             version: 2,
             etag_counter: 1,
             configurations: JsonMap::new(),
+            deployment_paths: Vec::new(),
             desired_written: None,
         }
     }

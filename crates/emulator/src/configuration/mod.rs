@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use super::error::Error;
 use super::query::{self, Collection, Condition};
 
+pub(crate) mod deployment;
 pub(crate) mod pass;
 use twinops_iothub::twin_rules;
 use twinops_iothub::wire::{self, JsonMap};
@@ -72,6 +73,11 @@ pub(crate) struct ConfigurationRecord {
     pub(crate) metric_results: JsonMap,
     pub(crate) targeted_count: i64,
     pub(crate) applied_count: i64,
+    /// Applied twins whose device reports success (`lastDesiredStatus.code` 200) and failure.
+    #[serde(default)]
+    pub(crate) reported_successful_count: i64,
+    #[serde(default)]
+    pub(crate) reported_failed_count: i64,
     /// Creation order across the hub: breaks priority ties (most recent wins).
     pub(crate) seq: u64,
 }
@@ -173,15 +179,7 @@ pub(crate) fn content_kind(content: &JsonMap) -> Result<Kind, Error> {
     match kind {
         Kind::Device => entries(content, "deviceContent").map(|_| kind),
         Kind::Module => entries(content, "moduleContent").map(|_| kind),
-        Kind::Edge => match content.get("modulesContent") {
-            Some(Value::Object(m)) if m.contains_key("$edgeAgent") => Ok(kind),
-            Some(Value::Object(_)) => Err(Error::InvalidConfigurationContent(
-                "modulesContent must contain $edgeAgent".into(),
-            )),
-            _ => Err(Error::InvalidConfigurationContent(
-                "modulesContent must be an object".into(),
-            )),
-        },
+        Kind::Edge => deployment::modules(content).map(|_| kind),
     }
 }
 
@@ -248,12 +246,12 @@ fn entries(content: &JsonMap, key: &str) -> Result<Vec<(Vec<String>, Value)>, Er
 }
 
 /// Whether one path is a prefix of the other (they write the same part of desired).
-fn overlaps(a: &[String], b: &[String]) -> bool {
+pub(super) fn overlaps(a: &[String], b: &[String]) -> bool {
     let n = a.len().min(b.len());
     a[..n] == b[..n]
 }
 
-fn set_path(root: &mut JsonMap, path: &[String], value: Value) {
+pub(super) fn set_path(root: &mut JsonMap, path: &[String], value: Value) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
@@ -273,7 +271,7 @@ fn set_path(root: &mut JsonMap, path: &[String], value: Value) {
     node.insert(last.clone(), value);
 }
 
-fn get_path<'a>(root: &'a JsonMap, path: &[String]) -> Option<&'a Value> {
+pub(super) fn get_path<'a>(root: &'a JsonMap, path: &[String]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;
     rest.iter()
         .try_fold(root.get(first)?, |v, k| v.as_object()?.get(k))
@@ -281,7 +279,7 @@ fn get_path<'a>(root: &'a JsonMap, path: &[String]) -> Option<&'a Value> {
 
 /// The merge patch that turns `current` into exactly `target` (members `target` lacks are
 /// deleted when both are objects).
-fn exact_patch(current: Option<&Value>, target: &Value) -> Value {
+pub(super) fn exact_patch(current: Option<&Value>, target: &Value) -> Value {
     match (current, target) {
         (Some(Value::Object(cur)), Value::Object(tgt)) => {
             let mut patch = JsonMap::new();
@@ -405,15 +403,6 @@ impl ConfigurationRecord {
 
     /// The record as `GET /configurations/{id}` answers it.
     pub(crate) fn to_wire(&self) -> wire::Configuration {
-        let (from, select) = match self.kind() {
-            Kind::Module => ("devices.modules", "deviceId, moduleId"),
-            _ => ("devices", "deviceId"),
-        };
-        let condition = if self.target_condition.trim().is_empty() {
-            "false".to_string()
-        } else {
-            strip_from(&self.target_condition)
-        };
         wire::Configuration {
             id: self.id.clone(),
             schema_version: self.schema_version.clone(),
@@ -425,18 +414,12 @@ impl ConfigurationRecord {
             last_updated_time_utc: Some(self.last_updated_time_utc.clone()),
             priority: Some(self.priority),
             system_metrics: Some(json!({
-                "queries": {
-                    "targetedCount": format!("select {select} from {from} where {condition}"),
-                    "appliedCount": format!("select {select} from {from} where configurations.[[{}]].status = 'Applied'", self.id),
-                    "reportedSuccessfulCount": format!("select {select} from {from} where configurations.[[{}]].status = 'Applied' and properties.reported.lastDesiredStatus.code = 200", self.id),
-                    "reportedFailedCount": format!("select {select} from {from} where configurations.[[{}]].status = 'Applied' and properties.reported.lastDesiredStatus.code != 200", self.id),
-                },
+                "queries": self.system_queries(),
                 "results": {
                     "targetedCount": self.targeted_count,
                     "appliedCount": self.applied_count,
-                    // Edge deployments are not applied to module twins, so nothing reports back.
-                    "reportedSuccessfulCount": 0,
-                    "reportedFailedCount": 0,
+                    "reportedSuccessfulCount": self.reported_successful_count,
+                    "reportedFailedCount": self.reported_failed_count,
                 },
             })),
             metrics: Some(json!({
@@ -446,6 +429,54 @@ impl ConfigurationRecord {
             etag: Some(self.etag.clone()),
         }
     }
+
+    /// The system metrics' queries, as IoT Hub writes them. An edge deployment counts its
+    /// `$edgeAgent` module twins (the live form, recorded in the Azure CLI's fixtures): applied
+    /// where it is `Applied`, reported once the edge agent has answered the current desired
+    /// `$version` (`lastDesiredVersion`) with `lastDesiredStatus.code` 200 or another code. The
+    /// results count the same twins (`pass`).
+    pub(crate) fn system_queries(&self) -> Value {
+        let id = &self.id;
+        let condition = strip_from(&self.target_condition);
+        if self.kind() == Kind::Edge {
+            let agent = format!(
+                "select deviceId from devices.modules where moduleId = '$edgeAgent' and configurations.[[{id}]].status = 'Applied'"
+            );
+            let reported = format!(
+                "{agent} and properties.desired.$version = properties.reported.lastDesiredVersion and properties.reported.lastDesiredStatus.code"
+            );
+            let targeted = match condition.as_str() {
+                "" => String::new(),
+                "*" => "select deviceId from devices where capabilities.iotEdge = true".into(),
+                c => format!(
+                    "select deviceId from devices where capabilities.iotEdge = true and ({c})"
+                ),
+            };
+            return json!({
+                "targetedCount": targeted,
+                "appliedCount": agent,
+                "reportedSuccessfulCount": format!("{reported} = 200"),
+                "reportedFailedCount": format!("{reported} != 200"),
+            });
+        }
+        let (from, select) = match self.kind() {
+            Kind::Module => ("devices.modules", "deviceId, moduleId"),
+            _ => ("devices", "deviceId"),
+        };
+        let targeted = match condition.as_str() {
+            "" => String::new(),
+            "*" => format!("select {select} from {from}"),
+            c => format!("select {select} from {from} where {c}"),
+        };
+        let applied =
+            format!("select {select} from {from} where configurations.[[{id}]].status = 'Applied'");
+        json!({
+            "targetedCount": targeted,
+            "appliedCount": applied,
+            "reportedSuccessfulCount": format!("{applied} and properties.reported.lastDesiredStatus.code = 200"),
+            "reportedFailedCount": format!("{applied} and properties.reported.lastDesiredStatus.code != 200"),
+        })
+    }
 }
 
 /// The condition of a `FROM ... WHERE cond` target, or the target itself.
@@ -453,7 +484,7 @@ fn strip_from(target: &str) -> String {
     let lower = target.to_ascii_lowercase();
     match lower.find(" where ") {
         Some(i) if lower.trim_start().starts_with("from ") => target[i + 7..].trim().to_string(),
-        _ if lower.trim_start().starts_with("from ") => "true".to_string(),
+        _ if lower.trim_start().starts_with("from ") => "*".to_string(),
         _ => target.trim().to_string(),
     }
 }
@@ -598,6 +629,8 @@ mod tests {
             metric_results: JsonMap::new(),
             targeted_count: 0,
             applied_count: 0,
+            reported_successful_count: 0,
+            reported_failed_count: 0,
             seq,
         }
     }
@@ -731,5 +764,42 @@ mod tests {
         let out = reconcile(&json!({}), &JsonMap::new(), false, &compiled(&[low, newer]));
         assert_eq!(Value::Object(out.patch), json!({"a": {"x": 9}}));
         assert_eq!(out.statuses["low"]["status"], "Targeted");
+    }
+
+    #[test]
+    fn system_metric_queries_are_queries_the_hub_runs() {
+        let edge = record(
+            "dep",
+            json!({"modulesContent": {"$edgeAgent": {"properties.desired": {}}}}),
+            "tags.site = 'b'",
+            0,
+            1,
+        );
+        let adm = record(
+            "adm",
+            json!({"deviceContent": {"properties.desired.a": 1}}),
+            "*",
+            0,
+            2,
+        );
+        for r in [&edge, &adm] {
+            for (name, q) in r.system_queries().as_object().unwrap() {
+                let q = q.as_str().unwrap();
+                if q.is_empty() {
+                    continue;
+                }
+                query::parse(q).unwrap_or_else(|e| panic!("{name}: {q}: {e}"));
+            }
+        }
+        let q = edge.system_queries();
+        assert_eq!(
+            q["appliedCount"],
+            "select deviceId from devices.modules where moduleId = '$edgeAgent' and configurations.[[dep]].status = 'Applied'"
+        );
+        let ok = query::parse(q["reportedSuccessfulCount"].as_str().unwrap()).unwrap();
+        let twin = json!({"moduleId": "$edgeAgent", "configurations": {"dep": {"status": "Applied"}},
+            "properties": {"desired": {"$version": 4}, "reported": {"lastDesiredVersion": 4,
+            "lastDesiredStatus": {"code": 200}}}});
+        assert!(ok.matches(&twin));
     }
 }

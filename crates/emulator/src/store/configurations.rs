@@ -19,6 +19,8 @@ const SWEEP: &str = "configurations:sweep";
 pub(crate) struct PassResult {
     pub(crate) targeted_count: i64,
     pub(crate) applied_count: i64,
+    pub(crate) reported_successful_count: i64,
+    pub(crate) reported_failed_count: i64,
     /// Custom metric name → count of matching twins.
     pub(crate) metric_results: wire::JsonMap,
 }
@@ -150,6 +152,8 @@ impl Store {
                 let now = PassResult {
                     targeted_count: cur.targeted_count,
                     applied_count: cur.applied_count,
+                    reported_successful_count: cur.reported_successful_count,
+                    reported_failed_count: cur.reported_failed_count,
                     metric_results: cur.metric_results.clone(),
                 };
                 if now == *result {
@@ -157,6 +161,8 @@ impl Store {
                 }
                 cur.targeted_count = result.targeted_count;
                 cur.applied_count = result.applied_count;
+                cur.reported_successful_count = result.reported_successful_count;
+                cur.reported_failed_count = result.reported_failed_count;
                 cur.metric_results = result.metric_results.clone();
                 tx.save_configuration(&cur)?;
             }
@@ -219,6 +225,8 @@ impl Tx<'_> {
             metric_results: wire::JsonMap::new(),
             targeted_count: 0,
             applied_count: 0,
+            reported_successful_count: 0,
+            reported_failed_count: 0,
             seq,
         })
     }
