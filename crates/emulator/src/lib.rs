@@ -39,6 +39,7 @@ mod bulk;
 pub mod cli;
 mod clock;
 mod configuration;
+mod device_actions;
 mod error;
 pub mod faults;
 mod identity;

@@ -31,7 +31,7 @@ use super::stats::{OpClass, Stats};
 use super::store::{IfMatch, Store, Target};
 use super::throttle::{self, Throttle};
 use super::twin::{ServiceWrite, strip_read_only};
-use super::{bulk, identity, pager, tls};
+use super::{bulk, device_actions, identity, pager, tls};
 use twinops_iothub::wire::{self, JsonMap};
 use twinops_iothub::{
     ACCEPTED_API_VERSIONS, CONTINUATION_HEADER, ITEM_TYPE_HEADER, MAX_ITEM_COUNT_HEADER,
@@ -60,7 +60,7 @@ pub(crate) struct Hub {
     pub(crate) mqtt_addr: Option<std::net::SocketAddr>,
 }
 
-type Shared = Arc<Hub>;
+pub(crate) type Shared = Arc<Hub>;
 
 /// The router: IoT Hub's service routes and the emulator's own `/_emulator/` routes.
 pub(crate) fn app(hub: Shared) -> Router {
@@ -78,6 +78,14 @@ pub(crate) fn app(hub: Shared) -> Router {
             get(get_device).put(put_device).delete(delete_device),
         )
         .route("/devices/{id}/modules", get(list_modules))
+        .route(
+            "/devices/{id}/applyConfigurationContent",
+            post(device_actions::apply_configuration_content),
+        )
+        .route(
+            "/devices/keys/regenerate",
+            post(device_actions::regenerate_keys),
+        )
         .route(
             "/devices/{id}/modules/{mid}",
             get(get_module).put(put_module).delete(delete_module),
@@ -189,6 +197,9 @@ fn scope_segments(class: OpClass, segs: &[String]) -> Vec<&str> {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (class, segs.as_slice()) {
         (OpClass::Query | OpClass::Bulk, _) => vec!["devices"],
+        // Key regeneration names its identities in the body: it is the collection's resource,
+        // so a token scoped to a device named `keys` cannot reach it.
+        (_, ["devices", "keys", "regenerate"]) => vec!["devices"],
         (_, ["twins", rest @ ..]) => std::iter::once("devices")
             .chain(rest.iter().copied())
             .collect(),
@@ -348,7 +359,7 @@ async fn method_not_allowed() -> Error {
 }
 
 /// Runs a store operation on a blocking thread (commits wait for fsync).
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     hub: &Shared,
     f: impl FnOnce(&Hub) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
@@ -362,7 +373,7 @@ async fn blocking<T: Send + 'static>(
 /// receives the 413 instead of a connection reset.
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Error> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Error> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
@@ -407,7 +418,7 @@ fn redact_strings(e: &serde_json::Error) -> String {
 
 /// A body that must be a JSON object. serde's derived structs also accept a JSON array of the
 /// fields in order (`["SELECT * FROM devices"]` would be a query); IoT Hub takes objects only.
-fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.trim_ascii_start().first() != Some(&b'{') {
         return Err(Error::Deserialization(
             "request body must be a JSON object".into(),
@@ -475,7 +486,7 @@ fn if_match(headers: &HeaderMap) -> IfMatch {
 
 /// The route's path parameters, percent-decoded. axum's own `Path` answers a segment that does
 /// not decode to UTF-8 (`%FF`) with a plain-text 400; IoT Hub's clients expect its error format.
-struct Path<T>(T);
+pub(crate) struct Path<T>(pub(crate) T);
 
 impl<S, T> FromRequestParts<S> for Path<T>
 where
@@ -497,7 +508,7 @@ where
     }
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
     (status, axum::Json(v)).into_response()
 }
 

@@ -23,6 +23,8 @@ impl OpClass {
         match segments {
             ["devices", "query"] if post => Some(OpClass::Query),
             ["devices"] if post => Some(OpClass::Bulk),
+            // Applying deployment content is a configuration operation on IoT Hub's quota table.
+            ["devices", _, "applyConfigurationContent"] if post => Some(OpClass::Configuration),
             ["devices", ..] | ["statistics", ..] if read => Some(OpClass::RegistryRead),
             ["devices", ..] | ["statistics", ..] => Some(OpClass::RegistryWrite),
             ["twins", ..] if read => Some(OpClass::TwinRead),

@@ -27,6 +27,7 @@ mod broker;
 pub mod client;
 pub mod codec;
 pub mod credentials;
+mod edge_agent;
 mod session;
 pub mod simulate;
 pub mod topic;

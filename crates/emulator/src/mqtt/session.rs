@@ -163,7 +163,14 @@ fn authenticate(hub: &Hub, c: &Connect) -> Result<(Who, Option<Duration>), Refus
                 .store
                 .module(&who.device, m)
                 .map_err(|_| Refusal::Identity)?;
-            (d.status == "enabled").then_some(module.auth)
+            // IoT Edge's `$edgeAgent` and `$edgeHub` have no keys of their own: the runtime
+            // signs their tokens with the device's keys.
+            let auth = if twinops_iothub::ids::is_system_module(m) && d.edge {
+                d.auth
+            } else {
+                module.auth
+            };
+            (d.status == "enabled").then_some(auth)
         }
     }
     .ok_or(Refusal::Identity)?;

@@ -13,7 +13,9 @@
 //! new one (nested keys it no longer has are sent as `null`).
 //!
 //! The roster is re-read every two seconds, so identities created later (`twinops apply`) join;
-//! identities chosen to stay offline never connect. Edge system modules (no keys) are skipped.
+//! identities chosen to stay offline never connect. A simulated edge device's `$edgeAgent` connects
+//! too (with the device's key, as IoT Edge does) and answers each deployment as IoT Edge's agent
+//! does (`edge_agent`); `$edgeHub` is not simulated.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ use tokio::time::Instant;
 use super::client::{Client, ConnectError, device_connect};
 use super::codec::Packet;
 use super::credentials::Who;
+use super::edge_agent::{self, EDGE_AGENT};
 use super::topic;
 use crate::clock;
 use crate::server::Hub;
@@ -343,18 +346,25 @@ pub(crate) async fn run(
         resting.retain(|_, until| *until > now);
         for who in roster {
             let name = who.name();
-            if running.contains_key(&name)
-                || resting.contains_key(&name)
-                || !fleet.selects(&name, matcher.as_ref())
-            {
+            // An edge device's `$edgeAgent` runs when its device is simulated (or named itself).
+            let edge_agent = who.module.as_deref() == Some(EDGE_AGENT);
+            let chosen = |n: &str| fleet.selects(n, matcher.as_ref());
+            let selected = chosen(&name) || (edge_agent && chosen(&who.device));
+            if running.contains_key(&name) || resting.contains_key(&name) || !selected {
                 continue;
             }
+            let answer = match fleet.answer(&name) {
+                Answer::Reject => Answer::Reject,
+                _ if edge_agent => fleet.answer(&who.device),
+                a => a,
+            };
             let device = Device {
                 who,
                 hub: hub.clone(),
                 target: target.clone(),
                 delay: fleet.delay,
-                answer: fleet.answer(&name),
+                answer,
+                edge_agent,
             };
             running.insert(name, tokio::spawn(device.run(stop.clone())));
         }
@@ -364,7 +374,8 @@ pub(crate) async fn run(
     }
 }
 
-/// Every identity with keys, by name.
+/// Every identity with keys, and edge devices' `$edgeAgent` (which signs with its device's keys),
+/// by name.
 fn roster(hub: &Hub) -> Result<Vec<Who>, crate::error::Error> {
     let mut out = Vec::new();
     hub.store.scan_raw(|modules, key, _| {
@@ -378,7 +389,8 @@ fn roster(hub: &Hub) -> Result<Vec<Who>, crate::error::Error> {
                 module: None,
             },
         };
-        if !who.module.as_deref().is_some_and(|m| m.starts_with('$')) {
+        let system = who.module.as_deref().is_some_and(|m| m.starts_with('$'));
+        if !system || who.module.as_deref() == Some(EDGE_AGENT) {
             out.push(who);
         }
     })?;
@@ -391,6 +403,8 @@ struct Device {
     target: Arc<Target>,
     delay: Duration,
     answer: Answer,
+    /// Answers as IoT Edge's agent does (`edge_agent::report`), not key by key.
+    edge_agent: bool,
 }
 
 /// Why a session ended.
@@ -403,8 +417,9 @@ enum End {
 impl Device {
     fn key(&self) -> Option<Secret> {
         let auth = match &self.who.module {
-            None => self.hub.store.device(&self.who.device).ok()?.auth,
-            Some(m) => self.hub.store.module(&self.who.device, m).ok()?.auth,
+            // IoT Edge's system modules authenticate with their device's keys.
+            Some(m) if !m.starts_with('$') => self.hub.store.module(&self.who.device, m).ok()?.auth,
+            _ => self.hub.store.device(&self.who.device).ok()?.auth,
         };
         auth.primary_key.map(Secret::new)
     }
@@ -476,11 +491,14 @@ impl Device {
                         let Some(mut t) = body.as_ref().and_then(Twin::from_get) else {
                             continue;
                         };
-                        let mut targets = t.unanswered(self.answer);
+                        let mut targets = if self.edge_agent { JsonMap::new() } else { t.unanswered(self.answer) };
                         for patch in early.drain(..) {
                             if version(&patch) > t.version() {
                                 targets.extend(t.receive(self.answer, &patch));
                             }
+                        }
+                        if self.edge_agent {
+                            targets = edge_agent::report(&t.desired, self.answer == Answer::Reject);
                         }
                         if !targets.is_empty() {
                             answers.push_back((at, targets));
@@ -490,7 +508,13 @@ impl Device {
                         && let Some(patch) = body
                     {
                         match twin.as_mut() {
-                            Some(t) => answers.push_back((at, t.receive(self.answer, &patch))),
+                            Some(t) => {
+                                let mut targets = t.receive(self.answer, &patch);
+                                if self.edge_agent {
+                                    targets = edge_agent::report(&t.desired, self.answer == Answer::Reject);
+                                }
+                                answers.push_back((at, targets));
+                            }
                             None => early.push(patch),
                         }
                     }

@@ -34,6 +34,8 @@ use crate::twin::ServiceWrite;
 use twinops_iothub::ids;
 use twinops_iothub::wire;
 
+mod actions;
+pub(crate) use actions::RegenerateRequest;
 mod configurations;
 mod identities;
 mod index;
