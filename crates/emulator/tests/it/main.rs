@@ -5,6 +5,7 @@
 
 mod emulator_auth;
 mod emulator_configurations;
+mod emulator_deployments;
 mod emulator_faults;
 mod emulator_hostile;
 mod emulator_identity;
