@@ -18,7 +18,7 @@ use super::deployment::{self, Deployment, DeviceOutcome, EDGE_AGENT};
 use super::{APPLIED, Compiled, ConfigurationRecord, Kind, Outcome, by_precedence, reconcile};
 use crate::clock::now;
 use crate::error::Error;
-use crate::query::{self, Collection, Query};
+use crate::query::{Collection, Query};
 use crate::store::{ModuleSpec, PassResult, Store, Target, Tx};
 use crate::twin::{ServiceWrite, TwinState};
 use twinops_iothub::wire::JsonMap;
@@ -152,7 +152,7 @@ fn metrics(records: &[ConfigurationRecord]) -> Vec<Metric> {
     let mut metrics = Vec::new();
     for r in records {
         for (name, q) in &r.metric_queries {
-            if let Some(query) = q.as_str().and_then(|q| query::parse(q).ok()) {
+            if let Some(query) = q.as_str().and_then(|q| super::metric_query(q).ok()) {
                 metrics.push(Metric {
                     configuration: r.id.clone(),
                     name: name.clone(),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod emulator_auth;
+mod emulator_az_cli;
 mod emulator_configurations;
 mod emulator_deployments;
 mod emulator_faults;
