@@ -12,6 +12,10 @@
 #                         the venv holds the CLI alone and run.sh refuses to run.
 #   VENV_DIR              default target/az-venv under the repository
 #
+# The CLI is pinned to 2.65.0, of the extension's time (0.25.0, October 2024): newer CLIs (2.91.0
+# was tried) no longer give the extension the MGMT_IOTHUB API profile it registers commands with,
+# and it fails to load.
+#
 # The extension goes where the CLI looks for extensions: $VENV_DIR/cliextensions/azure-iot
 # (run.sh sets AZURE_EXTENSION_DIR to $VENV_DIR/cliextensions). Fails loudly when pip cannot
 # install.
@@ -21,7 +25,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 src="${1:-${AZ_IOT_EXTENSION_SRC:-}}"
 venv="${2:-$repo/target/az-venv}"
 python="${PYTHON:-python3}"
-cli_stamp="$venv/.twinops-az-cli-2.91.0"
+cli_stamp="$venv/.twinops-az-cli-2.65.0"
 
 mkdir -p "$(dirname "$venv")"
 exec 9>"$venv.lock"
@@ -29,7 +33,7 @@ flock 9
 if [[ ! -f "$cli_stamp" || ! -x "$venv/bin/az" ]]; then
   rm -rf "$venv"
   "$python" -m venv "$venv" >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "azure-cli==2.91.0" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "azure-cli==2.65.0" >&2
   touch "$cli_stamp"
 fi
 if [[ -n "$src" ]]; then

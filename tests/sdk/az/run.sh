@@ -39,6 +39,12 @@ cs="$(sed -n 's/^connection string: //p' "$work/out")"
 export REQUESTS_CA_BUNDLE="$(sed -n 's/^ca certificate: //p' "$work/out")"
 [[ -n "$cs" && -n "$REQUESTS_CA_BUNDLE" ]] || { echo "the emulator did not start" >&2; cat "$work/err" >&2; exit 1; }
 
+if ! "$venv/bin/az" iot edge --help 2>&1 | grep -q set-modules; then
+  echo "the azure-iot extension does not load in $venv" >&2
+  "$venv/bin/az" iot edge --help 2>&1 | head -5 >&2
+  exit 1
+fi
+
 passed=0 failed=0
 az_() { "$venv/bin/az" "$@" --login "$cs" -o tsv 2>"$work/az-err"; }
 # check NAME EXPECTED AZ-ARGS...: the command's tsv output must equal EXPECTED ("!" : it must fail).

@@ -42,7 +42,7 @@ async fn az_as(
         ),
         (
             "user-agent",
-            "AZURECLI/2.91.0 IoTPlatformCliExtension/0.25.0".to_string(),
+            "AZURECLI/2.65.0 IoTPlatformCliExtension/0.25.0".to_string(),
         ),
     ];
     if let Some(m) = if_match {
