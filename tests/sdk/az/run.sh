@@ -117,7 +117,7 @@ check "layer's module twin" "21" iot hub module-twin show -d edge-ok -m filter -
 eventually "edge deployment show-metric appliedCount" "2" iot edge deployment show-metric -d base -m appliedCount --mt system --query 'length(result)'
 eventually "edge deployment show-metric reportedSuccessfulCount" "edge-ok" iot edge deployment show-metric -d base -m reportedSuccessfulCount --mt system --query 'result[0].deviceId'
 eventually "edge deployment show-metric reportedFailedCount" "edge-bad" iot edge deployment show-metric -d base -m reportedFailedCount --mt system --query 'result[0].deviceId'
-eventually "edge deployment systemMetrics results" "1	1" iot edge deployment show -d base --query '[systemMetrics.results.reportedSuccessfulCount, systemMetrics.results.reportedFailedCount]'
+eventually "edge deployment systemMetrics results" "1,1" iot edge deployment show -d base --query 'join(`,`, [to_string(systemMetrics.results.reportedSuccessfulCount), to_string(systemMetrics.results.reportedFailedCount)])'
 check "edge deployment show-metric (custom)" "edge-ok" iot edge deployment show-metric -d base -m running --query 'result[0].deviceId'
 check "edge deployment delete (layer)" "" iot edge deployment delete -d layer
 eventually "deleted layer's module gone from \$edgeAgent" "sensor" iot hub module-twin show -d edge-ok -m "$agent" --query 'keys(properties.desired.modules) | join(`,`, @)'
@@ -130,17 +130,18 @@ check "hub configuration list" "1" iot hub configuration list --query 'length(@)
 check "hub configuration update --set" "2" iot hub configuration update -c adm --set priority=2 --query priority
 eventually "hub configuration show-metric appliedCount" "2" iot hub configuration show-metric -c adm -m appliedCount --mt system --query 'length(result)'
 check "hub configuration delete" "" iot hub configuration delete -c adm
-before="$(az_ iot hub device-identity show -d leaf --query '[authentication.symmetricKey.primaryKey, authentication.symmetricKey.secondaryKey]')"
-p0="$(cut -f1 <<<"$before")" s0="$(cut -f2 <<<"$before")"
-check "device-identity renew-key primary keeps the secondary" "$s0" iot hub device-identity renew-key -d leaf --kt primary --query authentication.symmetricKey.secondaryKey
+# renew-key wants a hub name even with --login (the connection string decides the hub).
+p0="$(az_ iot hub device-identity show -d leaf --query authentication.symmetricKey.primaryKey)"
+s0="$(az_ iot hub device-identity show -d leaf --query authentication.symmetricKey.secondaryKey)"
+check "device-identity renew-key primary keeps the secondary" "$s0" iot hub device-identity renew-key -n localhost -d leaf --kt primary --query authentication.symmetricKey.secondaryKey
 now="$(az_ iot hub device-identity show -d leaf --query authentication.symmetricKey.primaryKey)"
 if [[ -n "$now" && "$now" != "$p0" ]]; then passed=$((passed + 1)); echo "ok - renew-key primary changed the primary key"; else failed=$((failed + 1)); echo "not ok - renew-key primary left the primary key"; fi
-check "device-identity renew-key secondary keeps the primary" "$now" iot hub device-identity renew-key -d leaf --kt secondary --query authentication.symmetricKey.primaryKey
+check "device-identity renew-key secondary keeps the primary" "$now" iot hub device-identity renew-key -n localhost -d leaf --kt secondary --query authentication.symmetricKey.primaryKey
 sec="$(az_ iot hub device-identity show -d leaf --query authentication.symmetricKey.secondaryKey)"
-check "device-identity renew-key swap" "$sec" iot hub device-identity renew-key -d leaf --kt swap --query authentication.symmetricKey.primaryKey
-check "device-identity renew-key both" "primaryKey" iot hub device-identity renew-key -d leaf --kt both --query 'keys(authentication.symmetricKey)[0]'
+check "device-identity renew-key swap" "$sec" iot hub device-identity renew-key -n localhost -d leaf --kt swap --query authentication.symmetricKey.primaryKey
+check "device-identity renew-key both" "primaryKey" iot hub device-identity renew-key -n localhost -d leaf --kt both --query 'keys(authentication.symmetricKey)[0]'
 check "module-identity create" "m1" iot hub module-identity create -d leaf -m m1 --query moduleId
-check "module-identity renew-key" "m1" iot hub module-identity renew-key -d leaf -m m1 --kt primary --query moduleId
-check "device-identity renew-key for every device" "0" iot hub device-identity renew-key -d '*' --kt both --no-progress --query 'length(errors)'
+check "module-identity renew-key" "m1" iot hub module-identity renew-key -n localhost -d leaf -m m1 --kt primary --query moduleId
+check "device-identity renew-key for every device" "0" iot hub device-identity renew-key -n localhost -d '*' --kt both --no-progress --query 'length(errors)'
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
