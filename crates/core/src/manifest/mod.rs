@@ -192,6 +192,8 @@ pub fn load(sources: &[Source], env: &dyn Env) -> Result<Fleet, Errors> {
         devices,
         digest,
         rollout,
+        configurations: Vec::new(),
+        deployments: Vec::new(),
     })
 }
 

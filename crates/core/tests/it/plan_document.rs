@@ -383,6 +383,8 @@ fn fleet() -> Fleet {
         ],
         digest: Digest::new("ab".repeat(32)).unwrap(),
         rollout: None,
+        configurations: Vec::new(),
+        deployments: Vec::new(),
     }
 }
 
