@@ -94,7 +94,8 @@ async fn apply(
     // With `--wait`, devices that have not acknowledged what an earlier run wrote are waited for
     // even when there is nothing left to write (SPEC §18).
     let nothing_to_wait_for = args.wait.is_none() || p.awaiting.is_empty();
-    if p.changes.is_empty() && nothing_to_wait_for {
+    let nothing_to_write = p.changes.is_empty() && p.objects.changes.is_empty();
+    if nothing_to_write && nothing_to_wait_for {
         if format == Format::Json {
             print(|b| twinops_core::render::json(b, &Report::empty()))?;
         }
@@ -104,7 +105,7 @@ async fn apply(
             ExitStatus::Failure
         });
     }
-    if !p.changes.is_empty() && !args.yes && !confirm(&conn.identity)? {
+    if !nothing_to_write && !args.yes && !confirm(&conn.identity)? {
         output::talk("Apply cancelled.");
         return Ok(ExitStatus::Failure);
     }
@@ -144,7 +145,7 @@ async fn execute(args: &ApplyArgs, conn: &Connection, p: &Plan) -> anyhow::Resul
             );
         }
     });
-    let mut report = if p.changes.is_empty() {
+    let mut report = if p.changes.is_empty() && p.objects.changes.is_empty() {
         // Nothing to write: only the wait for what earlier runs wrote.
         Report::empty()
     } else {
@@ -202,7 +203,26 @@ fn talk_wait(w: &twinops_core::report::WaitReport) {
             )
         })
         .collect();
-    let open: Vec<String> = w.open().map(|t| t.address.to_string()).collect();
+    let failed: Vec<String> = w
+        .objects
+        .iter()
+        .filter(|o| !o.failed.is_empty())
+        .map(|o| format!("{} ({})", o.address, o.failed.join("; ")))
+        .collect();
+    if !failed.is_empty() {
+        output::talk(&format!(
+            "error: edge agents report a failed deployment: {}",
+            failed.join(", ")
+        ));
+        return;
+    }
+    let mut open: Vec<String> = w.open().map(|t| t.address.to_string()).collect();
+    open.extend(
+        w.objects
+            .iter()
+            .filter(|o| o.done_after.is_none())
+            .map(|o| o.address.to_string()),
+    );
     if !rejected.is_empty() {
         output::talk(&format!(
             "error: rejected by the device: {}",

@@ -522,6 +522,15 @@ impl Rest {
             .await
     }
 
+    /// `DELETE /configurations/{id}` under the etag it was planned against.
+    pub async fn delete_configuration(&self, id: &str, etag: &ETag) -> Result<(), Error> {
+        let path = format!("/configurations/{}", seg(id));
+        let h = [if_match(etag)];
+        self.call(OpClass::Configuration, Method::DELETE, &path, &h, None, 1)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn put_configuration(
         &self,
         config: &Configuration,

@@ -140,9 +140,18 @@ pub(crate) async fn wait(
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let items = apply::wait::items(plan, report);
-    let waited = apply::wait::wait(&conn.hub, items, limit, concurrency, stop, reporter)
-        .await
-        .context("waiting for the devices to acknowledge")?;
+    let objects = apply::wait::objects(plan, report);
+    let waited = apply::wait::wait(
+        &conn.hub,
+        items,
+        objects,
+        limit,
+        concurrency,
+        stop,
+        reporter,
+    )
+    .await
+    .context("waiting for the devices to acknowledge")?;
     report.wait = Some(waited);
     Ok(())
 }

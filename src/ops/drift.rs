@@ -37,5 +37,23 @@ pub(crate) async fn drift(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
     });
-    Ok(drift::report(&p, fleet, &observed, &targets, stale))
+    // Managed objects (SPEC §16): one list of the hub's, whatever the manifests declare, so that
+    // objects of this owner that no manifest declares any more are reported too.
+    let hub_objects = if targets.is_all() {
+        conn.hub
+            .objects()
+            .await
+            .context("reading the hub's configurations and deployments")?
+    } else {
+        Vec::new()
+    };
+    p.objects = twinops_core::plan::objects::diff(fleet, &hub_objects, false);
+    Ok(drift::report(
+        &p,
+        fleet,
+        &observed,
+        &targets,
+        stale,
+        &hub_objects,
+    ))
 }

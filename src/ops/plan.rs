@@ -75,6 +75,11 @@ pub(crate) async fn plan(
     p.warnings = writers(&conn.hub, &seen)
         .await
         .context("reading the configurations applied to declared twins")?;
+    // Managed objects are no identities: a `--target` run leaves them alone.
+    if super::objects::wanted(fleet, options.prune) && targets.is_all() {
+        p.objects = super::objects::plan(&conn.hub, fleet, options.prune).await?;
+        p.recount();
+    }
     if conn.sas {
         for device in plan::disabled_with_module_changes(&p, &seen) {
             reporter.event(Event::Warning(Warning::DisabledDevice(device)));

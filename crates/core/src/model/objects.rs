@@ -156,7 +156,11 @@ fn canonical(v: &Value) -> Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&m[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
         }
         Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
         other => other.clone(),
@@ -180,7 +184,11 @@ fn desired_paths(desired: &JsonMap) -> Map<String, Value> {
 }
 
 /// The labels an object carries on the hub: the user's, its owner's and its name.
-fn hub_labels(user: &BTreeMap<String, String>, owner: &str, name: &str) -> BTreeMap<String, String> {
+fn hub_labels(
+    user: &BTreeMap<String, String>,
+    owner: &str,
+    name: &str,
+) -> BTreeMap<String, String> {
     let mut labels = user.clone();
     labels.insert(OWNER_LABEL.into(), owner.into());
     labels.insert(NAME_LABEL.into(), name.into());
@@ -312,6 +320,44 @@ impl DeploymentSpec {
     }
 }
 
+/// What a configuration's system metrics count (absent ones are `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ObjectCounts {
+    pub targeted: Option<u64>,
+    pub applied: Option<u64>,
+    pub reported_successful: Option<u64>,
+    pub reported_failed: Option<u64>,
+}
+
+/// A configuration or deployment as read from the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedObject {
+    pub id: String,
+    /// A deployment when its content holds `modulesContent`.
+    pub kind: ObjectKind,
+    pub labels: BTreeMap<String, String>,
+    pub target: String,
+    pub priority: i64,
+    /// Custom metrics: name to query.
+    pub metrics: BTreeMap<String, String>,
+    pub content: Value,
+    /// The etag (unquoted); writes send it quoted.
+    pub etag: String,
+    pub counts: ObjectCounts,
+}
+
+impl ObservedObject {
+    /// The name this owner declared it under, when it is this owner's.
+    pub fn owned_name(&self, owner: &str) -> Option<&str> {
+        owned_name(&self.labels, owner)
+    }
+
+    /// The owner its label names, if any.
+    pub fn owner(&self) -> Option<&str> {
+        self.labels.get(OWNER_LABEL).map(String::as_str)
+    }
+}
+
 /// The name a hub object was declared with: its `twinops-name` label when its `twinops-owner`
 /// label names `owner`.
 pub fn owned_name<'a>(labels: &'a BTreeMap<String, String>, owner: &str) -> Option<&'a str> {
@@ -394,7 +440,11 @@ mod tests {
                 edge_hub: "hub:1.5".into(),
             }),
             modules: [("opcua".to_string(), module("opc:2.9"))].into(),
-            routes: [("up".to_string(), "FROM /messages/* INTO $upstream".to_string())].into(),
+            routes: [(
+                "up".to_string(),
+                "FROM /messages/* INTO $upstream".to_string(),
+            )]
+            .into(),
             metrics: BTreeMap::new(),
             location: loc(),
         }

@@ -216,6 +216,7 @@ impl<'a> Differ<'a> {
                 rollout: None,
                 warnings: Vec::new(),
                 digest_key: None,
+                objects: Default::default(),
                 awaiting: Vec::new(),
             },
             seen: Seen::default(),

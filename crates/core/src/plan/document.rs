@@ -1224,6 +1224,7 @@ mod tests {
             rollout: None,
             warnings: vec![],
             digest_key: Some(DigestKey::default().fingerprint()),
+            objects: Default::default(),
             awaiting: vec![],
         };
         let text = serde_json::to_string(&plan).unwrap();

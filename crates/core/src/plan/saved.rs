@@ -80,6 +80,7 @@ impl SavedPlan {
             rollout: self.rollout,
             warnings: self.warnings,
             digest_key: self.digest_key,
+            objects: self.objects,
             awaiting: Vec::new(),
         })
     }
@@ -105,6 +106,7 @@ impl Plan {
             rollout: self.rollout.clone(),
             warnings: self.warnings.clone(),
             digest_key: self.digest_key.clone(),
+            objects: self.objects.clone(),
             awaiting: Vec::new(),
         }
     }

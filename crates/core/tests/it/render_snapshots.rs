@@ -107,6 +107,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             if_match,
             modules: vec![],
         }),
+        other => unreachable!("{other:?} is a managed object's kind, not a twin change's"),
     }
 }
 
@@ -194,6 +195,7 @@ fn sample() -> Plan {
         rollout: None,
         warnings: vec![],
         digest_key: None,
+        objects: Default::default(),
         awaiting: vec![],
     }
 }
