@@ -95,9 +95,18 @@ pub struct Common {
     /// Only these identities: `device`, `device/module`, `*` and `?` globs (repeatable).
     #[arg(long = "target", value_parser = parse_target)]
     pub targets: Vec<String>,
-    /// At most this many requests in flight.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(usize))]
+    /// At most this many requests in flight (at least 1).
+    #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
     pub concurrency: usize,
+}
+
+/// `--concurrency`: a count of requests in flight, of which 0 would start none.
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 request must be in flight".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}; give a number of requests, at least 1")),
+    }
 }
 
 /// Checks a `--target` pattern's syntax: `device` or `device/module`, neither part empty.
@@ -328,6 +337,15 @@ mod tests {
             normalize(os(&["twinops", "apply", "--wait", "m/"])),
             os(&["twinops", "apply", "--wait", "m/"])
         );
+    }
+
+    #[test]
+    fn concurrency_is_at_least_one() {
+        assert_eq!(parse_concurrency("1"), Ok(1));
+        assert_eq!(parse_concurrency("64"), Ok(64));
+        assert!(parse_concurrency("0").is_err());
+        assert!(parse_concurrency("-1").is_err());
+        assert!(parse_concurrency("many").is_err());
     }
 
     #[test]

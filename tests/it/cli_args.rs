@@ -72,6 +72,32 @@ async fn flags_a_command_does_not_use_are_refused_by_name_before_anything_is_sen
     assert_eq!(writes(&em.stats().await), before, "nothing was written");
 }
 
+/// `--concurrency 0` would start no request at all: a usage error naming the flag, on every
+/// command that takes it, before anything is sent.
+#[tokio::test]
+async fn concurrency_zero_is_a_usage_error_naming_the_flag() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap();
+    for args in [
+        &["plan", "--concurrency", "0", p][..],
+        &["apply", "--yes", "--concurrency", "0", p],
+        &["drift", "--concurrency=0", p],
+    ] {
+        let r = twinops(&em, args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("--concurrency") && r.stderr.contains("at least 1"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let r = twinops(&em, &["plan", "--concurrency", "1", p]);
+    assert_eq!(r.code, 0, "one in flight is fine: {r:?}");
+    assert_eq!(writes(&em.stats().await), 0, "nothing was written");
+}
+
 #[tokio::test]
 async fn a_target_that_matches_nothing_is_an_error_naming_it() {
     let em = Emulator::start();
