@@ -238,7 +238,9 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "REF")]
     pub changed_from: Option<String>,
     /// Wait until devices acknowledge the desired values (`30s`, `5m`, bare seconds; default 5m).
-    /// `--wait 2m` works like `--wait=2m` (see [`normalize`]).
+    /// `--wait 2m` works like `--wait=2m`.
+    // (`normalize` below rewrites the space form: clap cannot decide an optional value by its
+    // content. A plain comment: doc comments are help text, where a rustdoc link shows as text.)
     #[arg(
         long,
         num_args = 0..=1,

@@ -290,6 +290,97 @@ fn completions_and_the_man_page_come_from_the_parser() {
     );
 }
 
+/// The bracketed spans of `text` that are rustdoc's intra-doc links (`[`normalize`]`,
+/// `[crate::cli]`, `[text](target)`), as clap would print a doc comment verbatim; usage
+/// placeholders (`[PATHS]`, `[OPTIONS]`), clap's `[default: 16]`-style notes and roff's
+/// `[\fB\-h\fR|...]` are not.
+fn intra_doc_links(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find([']', '[', '\n']) else {
+            break;
+        };
+        if after.as_bytes()[close] == b']' {
+            let inner = &after[..close];
+            let backticked = inner.len() > 1 && inner.starts_with('`') && inner.ends_with('`');
+            let path = inner.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && inner
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            let markdown = after[close + 1..].starts_with('(');
+            if backticked || path || inner.contains("::") || markdown {
+                found.push(format!("[{inner}]"));
+            }
+        }
+        rest = &after[close..];
+    }
+    found
+}
+
+#[test]
+fn intra_doc_links_are_told_from_usage_and_clap_notes() {
+    assert_eq!(
+        intra_doc_links("works like `--wait=2m` (see [`normalize`])."),
+        ["[`normalize`]"]
+    );
+    assert_eq!(
+        intra_doc_links("see [crate::cli] and [run]"),
+        ["[crate::cli]", "[run]"]
+    );
+    assert_eq!(intra_doc_links("the [guide](https://x)"), ["[guide]"]);
+    assert!(
+        intra_doc_links(
+            "Usage: twinops apply [OPTIONS] [PATHS]...\n --wait[=<WAIT>] [default: 16] [env: TWINOPS_HUB=] [possible values: sas, token]\n[\\fB\\-h\\fR|\\fB\\-\\-help\\fR]"
+        )
+        .is_empty()
+    );
+}
+
+/// Doc comments are the help text: what rustdoc would render as a link must not reach `--help`,
+/// `-h` or the man page as brackets and backticks.
+#[test]
+fn no_help_text_nor_the_man_page_holds_a_rustdoc_link() {
+    let bin = env!("CARGO_BIN_EXE_twinops");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = run(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // A command's row; its wrapped description goes on further indented.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(
+        commands.len() >= 10 && commands.iter().any(|c| c == "apply"),
+        "{commands:?}"
+    );
+    let mut pages = vec![
+        ("twinops --help".to_string(), top),
+        ("twinops -h".into(), run(&["-h"])),
+    ];
+    for c in &commands {
+        pages.push((format!("twinops {c} --help"), run(&[c, "--help"])));
+        pages.push((format!("twinops {c} -h"), run(&[c, "-h"])));
+    }
+    pages.push(("twinops man".into(), run(&["man"])));
+    for (what, text) in &pages {
+        let links = intra_doc_links(text);
+        assert!(
+            links.is_empty(),
+            "{what} shows rustdoc links {links:?}:\n{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn plans_say_what_a_create_sets_and_what_a_delete_takes_with_it() {
     let em = Emulator::start();
