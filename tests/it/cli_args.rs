@@ -381,6 +381,84 @@ fn no_help_text_nor_the_man_page_holds_a_rustdoc_link() {
     }
 }
 
+/// One man page for the whole tool: every command with every flag its `--help` shows, the exit
+/// codes the README promises, the environment twinops reads, and no reference to a page that
+/// is not installed (there is no `twinops-plan(1)`).
+#[test]
+fn the_man_page_documents_every_command_its_exit_codes_and_environment() {
+    let bin = env!("CARGO_BIN_EXE_twinops");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // roff escapes `-` as `\-` and switches fonts with `\fB`, `\fI`, `\fR`: read the words.
+    let man = run(&["man"])
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fI", "")
+        .replace("\\fR", "");
+    let section = |name: &str| -> String {
+        let start = man
+            .find(&format!(".SH \"{name}\""))
+            .or_else(|| man.find(&format!(".SH {name}\n")))
+            .unwrap_or_else(|| panic!("no {name} section:\n{man}"));
+        let body = &man[start + 4..];
+        body[..body.find("\n.SH ").unwrap_or(body.len())].to_string()
+    };
+    let exit = section("EXIT STATUS");
+    for code in ["0", "1", "2", "130"] {
+        assert!(
+            exit.lines()
+                .any(|l| l.trim() == code || l.starts_with(&format!("{code} "))),
+            "exit code {code} in:\n{exit}"
+        );
+    }
+    let env = section("ENVIRONMENT");
+    for var in [
+        "TWINOPS_HUB",
+        "TWINOPS_CA_CERT",
+        "TWINOPS_ACCESS_TOKEN",
+        "IOTHUB_CONNECTION_STRING",
+        "RUST_LOG",
+        "NO_COLOR",
+    ] {
+        assert!(env.contains(var), "{var} in:\n{env}");
+    }
+    assert!(!man.contains("SEE ALSO"), "no page to see:\n{man}");
+    assert!(
+        !man.contains("twinops-validate(1)") && !man.contains("(1)\n"),
+        "no reference to a page that does not exist:\n{man}"
+    );
+    let top = run(&["--help"]);
+    let commands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    for c in &commands {
+        let heading = format!(".SS \"twinops {c}\"");
+        assert!(man.contains(&heading), "no {heading}:\n{man}");
+        let start = man.find(&heading).unwrap();
+        let rest = &man[start + heading.len()..];
+        let part = &rest[..rest
+            .find("\n.SS ")
+            .or_else(|| rest.find("\n.SH "))
+            .unwrap_or(rest.len())];
+        let help = run(&[c, "--help"]);
+        for flag in help
+            .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+        {
+            assert!(part.contains(flag), "`twinops {c}`'s {flag} in:\n{part}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn plans_say_what_a_create_sets_and_what_a_delete_takes_with_it() {
     let em = Emulator::start();
