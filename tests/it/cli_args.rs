@@ -230,6 +230,38 @@ async fn errors_lead_with_the_fix() {
     assert!(!r.stderr.contains("SharedAccessKey"), "{}", r.stderr);
 }
 
+/// `--hub local:DIR` keeps the embedded hub's keys as the standalone emulator does: the
+/// directories it creates 0700, every file 0600 (SPEC §9).
+#[cfg(unix)]
+#[test]
+fn the_embedded_hub_state_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir();
+    let m = d.path().join("m");
+    manifests(&m, &[("fleet.yaml", FLEET)]);
+    let state = d.path().join(".twinops").join("hub");
+    let hub = format!("local:{}", state.display());
+    let r = crate::cli::twinops_bare(&["plan", "--hub", &hub, m.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&d.path().join(".twinops")), 0o700);
+    let mut pending = vec![state];
+    let mut files = 0;
+    while let Some(at) = pending.pop() {
+        assert_eq!(mode(&at), 0o700, "{}", at.display());
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 4, "the database, connection strings and TLS files");
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn a_saved_plan_is_readable_by_its_owner_only() {
