@@ -91,13 +91,25 @@ pub struct Permission {
     pub policy: Option<String>,
 }
 
+/// The policy that holds every permission: a 401 under it cannot be a missing permission.
+const OWNER_POLICY: &str = "iothubowner";
+
+/// What a 401 means for the request that got it. Under `iothubowner` the key is wrong or was
+/// rotated; under another policy either the policy lacks the permission or its key is wrong,
+/// and the hub's answer does not say which.
 fn permission_hint(needs: &Option<Permission>) -> String {
     match needs {
+        Some(Permission {
+            policy: Some(policy),
+            ..
+        }) if policy == OWNER_POLICY => format!(
+            "; the policy `{policy}` has every permission, so the connection string's key is wrong or was rotated: take the connection string again"
+        ),
         Some(Permission {
             permission,
             policy: Some(policy),
         }) => format!(
-            "; this request needs the {permission} permission, which the policy `{policy}` may lack"
+            "; this request needs the {permission} permission: the policy `{policy}` may lack it, or its key is wrong or was rotated"
         ),
         Some(Permission {
             permission,
@@ -282,6 +294,31 @@ mod tests {
             Error::Unauthorized { .. }
         ));
         assert!(Error::from_response(404, None, None, b"").is_not_found());
+    }
+
+    #[test]
+    fn a_401_under_iothubowner_is_a_wrong_key_and_under_another_policy_either() {
+        let refused = |policy: Option<&str>| Error::Unauthorized {
+            code: ErrorCode::IotHubUnauthorizedAccess,
+            message: "Unauthorized".into(),
+            needs: Some(Permission {
+                permission: "ServiceConnect",
+                policy: policy.map(str::to_string),
+            }),
+        };
+        let owner = refused(Some("iothubowner")).to_string();
+        assert!(owner.contains("key is wrong or was rotated"), "{owner}");
+        assert!(!owner.contains("lack"), "{owner}");
+        let other = refused(Some("registryReadWrite")).to_string();
+        assert!(
+            other.contains("needs the ServiceConnect permission: the policy `registryReadWrite` may lack it, or its key is wrong or was rotated"),
+            "{other}"
+        );
+        let token = refused(None).to_string();
+        assert!(
+            token.ends_with("needs the ServiceConnect permission"),
+            "{token}"
+        );
     }
 
     #[test]

@@ -739,10 +739,9 @@ fn refusal_words(f: &mut fmt::Formatter<'_>, r: &Refusal, error: &str) -> fmt::R
             f,
             "device `{d}` is disabled: under SAS IoT Hub refuses module identity operations on a disabled device (401); use --auth token (Entra ID), or enable the device first"
         ),
-        Refusal::Permission => write!(
-            f,
-            "{error}; the policy may lack the permission this needs (RegistryWrite for identities, ServiceConnect for twins)"
-        ),
+        // The hub client's error says what the 401 means under the policy used (a permission
+        // the policy may lack, or a wrong key: never a missing permission under iothubowner).
+        Refusal::Permission => f.write_str(error),
     }
 }
 
