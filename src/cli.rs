@@ -95,9 +95,18 @@ pub struct Common {
     /// Only these identities: `device`, `device/module`, `*` and `?` globs (repeatable).
     #[arg(long = "target", value_parser = parse_target)]
     pub targets: Vec<String>,
-    /// At most this many requests in flight.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(usize))]
+    /// At most this many requests in flight (at least 1).
+    #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
     pub concurrency: usize,
+}
+
+/// `--concurrency`: a count of requests in flight, of which 0 would start none.
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 request must be in flight".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}; give a number of requests, at least 1")),
+    }
 }
 
 /// Checks a `--target` pattern's syntax: `device` or `device/module`, neither part empty.
@@ -229,7 +238,9 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "REF")]
     pub changed_from: Option<String>,
     /// Wait until devices acknowledge the desired values (`30s`, `5m`, bare seconds; default 5m).
-    /// `--wait 2m` works like `--wait=2m` (see [`normalize`]).
+    /// `--wait 2m` works like `--wait=2m`.
+    // (`normalize` below rewrites the space form: clap cannot decide an optional value by its
+    // content. A plain comment: doc comments are help text, where a rustdoc link shows as text.)
     #[arg(
         long,
         num_args = 0..=1,
@@ -332,6 +343,15 @@ mod tests {
             normalize(os(&["twinops", "apply", "--wait", "m/"])),
             os(&["twinops", "apply", "--wait", "m/"])
         );
+    }
+
+    #[test]
+    fn concurrency_is_at_least_one() {
+        assert_eq!(parse_concurrency("1"), Ok(1));
+        assert_eq!(parse_concurrency("64"), Ok(64));
+        assert!(parse_concurrency("0").is_err());
+        assert!(parse_concurrency("-1").is_err());
+        assert!(parse_concurrency("many").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! what `--wait` saw); text and markdown print the plan, the outcomes, then the wait's table.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 
@@ -15,7 +16,7 @@ use crate::ops::manifests::{self, Changed};
 use crate::ops::{self, connect};
 use crate::output;
 use twinops_core::model::Fleet;
-use twinops_core::plan::{self, Plan};
+use twinops_core::plan::{self, Plan, SavedPlan};
 use twinops_core::render::text;
 use twinops_core::report::Report;
 
@@ -35,8 +36,13 @@ pub(crate) async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         },
         _ => None,
     };
+    // A saved plan is read before connecting: a file that is not one is refused with nothing sent.
+    let saved = match args.plan.as_deref() {
+        Some(path) => Some((path, ops::apply::read(path)?)),
+        None => None,
+    };
     let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
-    let result = apply(args, &conn, fleet, changed).await;
+    let result = apply(args, &conn, fleet, changed, saved).await;
     conn.close().await;
     result
 }
@@ -47,10 +53,15 @@ async fn prepare(
     conn: &Connection,
     fleet: Option<&Fleet>,
     changed: Option<Changed>,
+    saved: Option<(&Path, SavedPlan)>,
 ) -> anyhow::Result<Plan> {
     let quiet = args.common.output.quiet;
-    let source = match &args.plan {
-        Some(path) => Source::Saved { path, fleet },
+    let source = match saved {
+        Some((path, plan)) => Source::Saved {
+            path,
+            plan: Box::new(plan),
+            fleet,
+        },
         None => Source::Manifests(ops::plan::Request {
             fleet: fleet.context("no manifests")?,
             options: plan::Options {
@@ -77,9 +88,10 @@ async fn apply(
     conn: &Connection,
     fleet: Option<Fleet>,
     changed: Option<Changed>,
+    saved: Option<(&Path, SavedPlan)>,
 ) -> anyhow::Result<ExitStatus> {
     let format = args.common.output.format;
-    let p = prepare(args, conn, fleet.as_ref(), changed).await?;
+    let p = prepare(args, conn, fleet.as_ref(), changed, saved).await?;
     // The plan holds all that apply needs: the manifests' memory goes back before the writes start.
     drop(fleet);
     ops::apply::check_deletions(&p, args.max_deletes)?;

@@ -667,20 +667,7 @@ fn needed_permission(class: OpClass, method: &Method) -> &'static str {
 
 /// Whether a request failed in the TLS handshake (found by the error's type, not its text).
 fn is_tls(e: &reqwest::Error) -> bool {
-    fn has_rustls(err: &(dyn std::error::Error + 'static)) -> bool {
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        // io::Error hides its inner error from `source()`: look inside, however deep it nests.
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && has_rustls(inner)
-        {
-            return true;
-        }
-        err.source().is_some_and(has_rustls)
-    }
-    std::error::Error::source(e).is_some_and(has_rustls)
+    std::error::Error::source(e).is_some_and(|s| super::error::find_rustls(s).is_some())
 }
 
 /// What kind of transport failure this was, for the message; the cause stays the error's source.

@@ -62,7 +62,8 @@ pub enum Doing {
 pub enum Refusal {
     DeviceMissing(DeviceId),
     DeviceDisabled(DeviceId),
-    /// Neither: the policy may lack the permission.
+    /// Neither: a permission the policy lacks, or a wrong key (the hub's error says which it
+    /// can be under the policy used).
     Permission,
 }
 

@@ -13,7 +13,8 @@
 //!   `tls` the certificate and accepting connections over it (REST and MQTT), `error` IoT Hub's
 //!   error responses, `configuration` automatic configurations (applied by a loop started here),
 //!   `throttle` quota simulation, `faults` fault injection, `clock` the one place that reads the
-//!   wall clock. Durations in flags follow `twinops_iothub::duration`.
+//!   wall clock, `private` the state's owner-only files and directories. Durations in flags
+//!   follow `twinops_iothub::duration`.
 //! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
 //!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
 //!   records which identities are connected.
@@ -45,6 +46,7 @@ mod identity;
 pub mod mqtt;
 mod pager;
 mod presence;
+mod private;
 pub mod query;
 mod server;
 pub mod spawn;
@@ -479,8 +481,6 @@ fn write_connection_strings(
     host: &str,
     keys: &[(String, Secret)],
 ) -> anyhow::Result<()> {
-    use std::io::Write;
-    let path = dir.join(CONNECTION_STRINGS_FILE);
     let mut text = String::new();
     for (name, key) in keys {
         text.push_str(&format!(
@@ -488,26 +488,7 @@ fn write_connection_strings(
             key.expose()
         ));
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {}", path.display()))?;
-    }
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    private::write(&dir.join(CONNECTION_STRINGS_FILE), text.as_bytes())
 }
 
 /// `--index-lag`: snapshots the store for queries every `step`, until `stop`.

@@ -1,6 +1,6 @@
 //! Test support: the emulator support shared with the emulator package's tests
 //! (`crates/emulator/tests/it/support/hub.rs`: `Emulator`, `Resp`, `eventually`, …), run on the
-//! real `twinops emulator`, and what only these tests use: the SDK set-ups.
+//! real `twinops emulator`, and what only these tests use: the SDK and schema-tool set-ups.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::PathBuf;
@@ -17,9 +17,9 @@ fn emulator_command() -> Command {
     command
 }
 
-/// Runs an SDK set-up script of `scripts/` (idempotent, installs under `target/`) and returns the path
-/// it prints last. Panics when the registry cannot install the SDK: a conformance test that skips
-/// proves nothing.
+/// Runs a set-up script of `scripts/` (an SDK's or a schema tool's; idempotent, installs under
+/// `target/`) and returns the path it prints last. Panics when the registry cannot install it: a
+/// conformance test that skips proves nothing.
 pub fn sdk_setup(script: &str, registry: &str) -> PathBuf {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")

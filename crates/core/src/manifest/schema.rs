@@ -163,8 +163,11 @@ fn rollout_definitions() -> Value {
     })
 }
 
-/// One character of a twin key: anything but `.`, `$`, `#`, space and control characters.
-const TWIN_KEY_CHAR: &str = "[^.$# \\p{Cc}]";
+/// One character of a twin key: anything but `.`, `$`, `#`, space and control characters (Unicode's
+/// `Cc`: C0, DEL and C1, what `char::is_control` refuses). Spelled as `\u` ranges, not `\p{Cc}`:
+/// ECMA-262 knows `\p` only in Unicode mode, and Python's `re` (which `jsonschema` compiles
+/// patterns with) not at all.
+const TWIN_KEY_CHAR: &str = "[^.$# \\u0000-\\u001f\\u007f-\\u009f]";
 /// A share as `Share::parse` reads it: up to three whole digits and up to two decimals.
 const SHARE_PATTERN: &str = "^[0-9]{1,3}(\\.[0-9]{1,2})?%$";
 

@@ -939,6 +939,19 @@ fn doing_words(d: Doing) -> &'static str {
     }
 }
 
+/// Why the hub refused a module identity operation with 401, in words: the same for `apply`'s
+/// outcomes and `connection-string`. `error` is the hub's error, said when the probe found the
+/// device in order (a permission, then).
+pub fn refusal(r: &Refusal, error: &str) -> String {
+    struct Said<'a>(&'a Refusal, &'a str);
+    impl fmt::Display for Said<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            refusal_words(f, self.0, self.1)
+        }
+    }
+    Said(r, error).to_string()
+}
+
 fn refusal_words(f: &mut fmt::Formatter<'_>, r: &Refusal, error: &str) -> fmt::Result {
     match r {
         Refusal::DeviceMissing(d) => write!(
@@ -947,12 +960,11 @@ fn refusal_words(f: &mut fmt::Formatter<'_>, r: &Refusal, error: &str) -> fmt::R
         ),
         Refusal::DeviceDisabled(d) => write!(
             f,
-            "device `{d}` is disabled: under SAS IoT Hub refuses module identity operations on a disabled device (401); apply with --auth token, or enable the device first"
+            "device `{d}` is disabled: under SAS IoT Hub refuses module identity operations on a disabled device (401); use --auth token (Entra ID), or enable the device first"
         ),
-        Refusal::Permission => write!(
-            f,
-            "{error}; the policy may lack the permission this needs (RegistryWrite for identities, ServiceConnect for twins)"
-        ),
+        // The hub client's error says what the 401 means under the policy used (a permission
+        // the policy may lack, or a wrong key: never a missing permission under iothubowner).
+        Refusal::Permission => f.write_str(error),
     }
 }
 

@@ -256,3 +256,29 @@ fn the_schema_rejects_a_rollout_block_of_the_wrong_shape() {
         assert!(!found.is_empty(), "the schema takes {bad}");
     }
 }
+
+/// Twin keys and paths refuse exactly the characters the loader refuses as control characters
+/// (C0, DEL, C1: `char::is_control`), and nothing else of Unicode: the schema spells them as
+/// `\u` ranges that Python's `re` and ECMA-262 engines compile too (`tests/it/schema_tools.rs`).
+#[test]
+fn twin_keys_and_paths_refuse_exactly_the_control_characters() {
+    let v = validator();
+    for c in [
+        '\u{0}', '\u{7}', '\u{1f}', '\u{20}', '\u{7f}', '\u{80}', '\u{85}', '\u{9f}', '\u{a0}',
+        'é', '\u{2028}',
+    ] {
+        let refused = c.is_control() || c == ' ';
+        let key = format!("a{c}b");
+        let document = serde_json::json!({"devices": {"d1": {
+            "tags": {key.clone(): 1},
+            "ignore": [format!("desired.{key}")],
+        }}});
+        let errors: Vec<String> = v.iter_errors(&document).map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors.len(),
+            if refused { 2 } else { 0 },
+            "U+{:04X}: {errors:?}",
+            c as u32
+        );
+    }
+}
