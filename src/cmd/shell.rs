@@ -47,6 +47,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "The Entra ID bearer token that --auth token sends (e.g. from `az account get-access-token --resource https://iothubs.azure.net`).",
     ),
     (
+        "TWINOPS_PLAN_KEY",
+        "The key of the digests of sensitive values in plans (HMAC-SHA256; never written anywhere). Without it the key is derived from the hub's SAS key; with --auth token set it, the same for plan and apply, to save plans that hold sensitive values.",
+    ),
+    (
         "RUST_LOG",
         "Which log lines go to stderr, in tracing's filter syntax (e.g. `twinops=debug`); it takes the place of -v and -vv.",
     ),
