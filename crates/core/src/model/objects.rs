@@ -156,7 +156,11 @@ fn canonical(v: &Value) -> Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&m[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
         }
         Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
         other => other.clone(),
@@ -180,7 +184,11 @@ fn desired_paths(desired: &JsonMap) -> Map<String, Value> {
 }
 
 /// The labels an object carries on the hub: the user's, its owner's and its name.
-fn hub_labels(user: &BTreeMap<String, String>, owner: &str, name: &str) -> BTreeMap<String, String> {
+fn hub_labels(
+    user: &BTreeMap<String, String>,
+    owner: &str,
+    name: &str,
+) -> BTreeMap<String, String> {
     let mut labels = user.clone();
     labels.insert(OWNER_LABEL.into(), owner.into());
     labels.insert(NAME_LABEL.into(), name.into());
@@ -394,7 +402,11 @@ mod tests {
                 edge_hub: "hub:1.5".into(),
             }),
             modules: [("opcua".to_string(), module("opc:2.9"))].into(),
-            routes: [("up".to_string(), "FROM /messages/* INTO $upstream".to_string())].into(),
+            routes: [(
+                "up".to_string(),
+                "FROM /messages/* INTO $upstream".to_string(),
+            )]
+            .into(),
             metrics: BTreeMap::new(),
             location: loc(),
         }
