@@ -236,6 +236,11 @@ const REJECTED: &[&str] = &[
     "reserved-tag-in-module.yaml",
     "reserved-tag-in-template.yaml",
     "reserved-tag.yaml",
+    // hub objects: a name outside IoT Hub's lowercase IDs, a system module's name, a base
+    // deployment without its runtime
+    "configuration-name-uppercase.yaml",
+    "deployment-module-named-like-a-system-module.yaml",
+    "deployment-without-runtime.yaml",
 ];
 
 #[test]
