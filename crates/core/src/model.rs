@@ -21,9 +21,9 @@ pub use names::{
 };
 pub use objects::{
     ConfigurationContent, ConfigurationSpec, DeploymentSpec, EDGE_SCHEMA_VERSION, EdgeModule,
-    EdgeRuntime, MAX_DEPLOYMENT_MODULES, MAX_HUB_OBJECTS, MAX_OBJECT_NAME_CHARS, ModuleRunStatus,
-    NAME_LABEL, OWNER_LABEL, ObjectCounts, ObjectKind, ObservedObject, RestartPolicy, object_id,
-    owned_name,
+    EdgeRuntime, MAX_DEPLOYMENT_MODULES, MAX_HUB_OBJECTS, MAX_OBJECT_METRICS,
+    MAX_OBJECT_NAME_CHARS, ModuleRunStatus, NAME_LABEL, OWNER_LABEL, ObjectCounts, ObjectKind,
+    ObservedObject, RestartPolicy, object_id, owned_name,
 };
 pub use rollout::{DEFAULT_BAKE, DEFAULT_TIMEOUT, Halt, OnHalt, RolloutSpec, Share, Step};
 pub use target::{Scope, ScopedDevice, Targets};

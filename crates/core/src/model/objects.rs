@@ -19,6 +19,8 @@ pub const MAX_DEPLOYMENT_MODULES: usize = 50;
 /// A hub holds at most this many ADM configurations, and separately this many IoT Edge deployments
 /// (layered ones included), on a paid tier.
 pub const MAX_HUB_OBJECTS: usize = 100;
+/// Custom metrics one configuration or deployment may have (IoT Hub's automatic device management).
+pub const MAX_OBJECT_METRICS: usize = 5;
 /// The label that names an object's owner (SPEC §16).
 pub const OWNER_LABEL: &str = "twinops-owner";
 /// The label that names an object's declared name.
