@@ -279,6 +279,10 @@ pub struct ExportArgs {
     /// Only twins this query selects (`SELECT * FROM devices WHERE ...`).
     #[arg(long)]
     pub query: Option<String>,
+    /// Also write the hub's configurations and IoT Edge deployments (those labelled with an
+    /// owner) as `configurations:` and `deployments:` blocks.
+    #[arg(long)]
+    pub configurations: bool,
     /// Only these identities: `device`, `device/module`, `*` and `?` globs (repeatable).
     #[arg(long = "target", value_parser = parse_target)]
     pub targets: Vec<String>,

@@ -15,6 +15,7 @@ pub(crate) async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
         targets: &args.targets,
         into: args.out.as_deref(),
         concurrency: 16,
+        configurations: args.configurations,
     };
     let result = ops::export::export(&conn, request).await;
     conn.close().await;
@@ -24,6 +25,9 @@ pub(crate) async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
             Note::MarkersNotKept { dir, problems } => output::talk(&format!(
                 "warning: the manifests in `{}` do not load ({problems} problem(s)); their ignore/sensitive markers are not kept",
                 dir.display()
+            )),
+            Note::UnlabelledObjects(n) => output::talk(&format!(
+                "warning: {n} configuration(s) or deployment(s) are labelled as no owner's and were not exported; label them `twinops-owner: OWNER` and `twinops-name: NAME` to manage them"
             )),
         }
     }

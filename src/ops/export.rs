@@ -26,12 +26,16 @@ pub(crate) struct Request<'a> {
     /// The directory written to, whose manifests' markers are kept.
     pub into: Option<&'a Path>,
     pub concurrency: usize,
+    /// Also the hub's configurations and IoT Edge deployments (`--configurations`).
+    pub configurations: bool,
 }
 
 /// What export found that the operator should hear about.
 pub(crate) enum Note {
     /// The manifests already in the directory do not load: their markers are not kept.
     MarkersNotKept { dir: PathBuf, problems: usize },
+    /// Configurations or deployments no owner's label claims: not exported.
+    UnlabelledObjects(usize),
 }
 
 /// The manifests of the hub, one document per owner.
@@ -68,12 +72,40 @@ pub(crate) async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Resul
             groups.insert(owner.to_string(), devs);
         }
     }
+    let mut notes = notes;
+    let mut objects = BTreeMap::new();
+    if req.configurations {
+        let hub_objects = conn
+            .hub
+            .objects()
+            .await
+            .context("reading the hub's configurations and deployments")?;
+        let (by_owner, unlabelled) = super::export_objects::by_owner(&hub_objects);
+        if unlabelled > 0 {
+            notes.push(Note::UnlabelledObjects(unlabelled));
+        }
+        objects = by_owner;
+    }
+    let owners: std::collections::BTreeSet<String> =
+        groups.keys().chain(objects.keys()).cloned().collect();
     Ok(Exported {
-        groups: groups
+        groups: owners
             .into_iter()
-            .map(|(owner, devs)| {
-                let doc = json!({"owner": owner, "devices": Value::Object(devs)});
-                (owner, doc)
+            .map(|owner| {
+                let mut doc = Map::new();
+                doc.insert("owner".into(), json!(owner));
+                if let Some(devs) = groups.remove(&owner) {
+                    doc.insert("devices".into(), Value::Object(devs));
+                }
+                if let Some(b) = objects.remove(&owner) {
+                    if !b.configurations.is_empty() {
+                        doc.insert("configurations".into(), Value::Object(b.configurations));
+                    }
+                    if !b.deployments.is_empty() {
+                        doc.insert("deployments".into(), Value::Object(b.deployments));
+                    }
+                }
+                (owner, Value::Object(doc))
             })
             .collect(),
         notes,

@@ -14,6 +14,7 @@ pub(crate) mod apply;
 pub(crate) mod connect;
 pub(crate) mod drift;
 pub(crate) mod export;
+pub(crate) mod export_objects;
 pub(crate) mod manifests;
 pub(crate) mod objects;
 pub(crate) mod plan;

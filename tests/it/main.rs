@@ -13,6 +13,7 @@ mod cli_changed_from;
 mod cli_corpus;
 mod cli_gitops;
 mod cli_live_hub;
+mod cli_objects;
 mod cli_output;
 mod cli_ownership;
 mod cli_rollout;
