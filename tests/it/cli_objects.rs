@@ -128,7 +128,7 @@ async fn a_configuration_is_created_previewed_replaced_on_a_content_change_and_u
         .iter()
         .map(|c| c["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids, [new.clone()], "the old one deleted");
+    assert_eq!(ids, std::slice::from_ref(&new), "the old one deleted");
     assert_eq!(
         twin(&em, "th-2").await["properties"]["desired"]["interval"],
         45
