@@ -58,9 +58,11 @@ pub(crate) struct Hub {
     pub(crate) configurations_changed: Notify,
     /// Where the MQTT device side listens, for `/_emulator/info`.
     pub(crate) mqtt_addr: Option<std::net::SocketAddr>,
+    /// Import/export jobs.
+    pub(crate) jobs: super::jobs::Jobs,
 }
 
-type Shared = Arc<Hub>;
+pub(crate) type Shared = Arc<Hub>;
 
 /// The router: IoT Hub's service routes and the emulator's own `/_emulator/` routes.
 pub(crate) fn app(hub: Shared) -> Router {
@@ -96,6 +98,7 @@ pub(crate) fn app(hub: Shared) -> Router {
                 .put(put_configuration)
                 .delete(delete_configuration),
         )
+        .merge(super::jobs::routes())
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/info", get(info))
         .route("/_emulator/twins/{id}/reported", patch(reported))
