@@ -23,7 +23,8 @@
 //! Every write is one transaction committed with `Durability::Immediate` before the caller answers,
 //! so an acknowledged write survives `kill -9`. Redb serialises writers, so read-check-write inside
 //! one transaction is atomic. Nothing here scans a table except [`Store::scan`] (queries),
-//! [`Store::list_devices`] and the configuration loop's [`Store::visit_twin_records`].
+//! [`Store::list_devices`], the configuration loop's [`Store::visit_twin_records`] and an export
+//! job's [`Snapshot::visit`].
 //!
 //! [`ConfigurationRecord`]: crate::configuration::ConfigurationRecord
 
