@@ -41,7 +41,7 @@ fn if_match(etag: &ETag) -> (&'static str, String) {
 
 /// Requests sent, by class (every attempt counts, retries included).
 #[derive(Debug, Default)]
-pub struct RequestCounts([AtomicU64; 7]);
+pub struct RequestCounts([AtomicU64; OpClass::ALL.len()]);
 
 impl RequestCounts {
     fn add(&self, class: OpClass) {
@@ -659,7 +659,8 @@ impl Rest {
 fn needed_permission(class: OpClass, method: &Method) -> &'static str {
     match class {
         OpClass::TwinRead | OpClass::TwinWrite | OpClass::Query => "ServiceConnect",
-        OpClass::RegistryRead => "RegistryRead",
+        // Export jobs read the registry; which permission IoT Hub asks of them is not documented.
+        OpClass::RegistryRead | OpClass::Jobs => "RegistryRead",
         OpClass::Configuration if method == Method::GET => "RegistryRead",
         OpClass::RegistryWrite | OpClass::Bulk | OpClass::Configuration => "RegistryWrite",
     }

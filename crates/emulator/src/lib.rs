@@ -12,6 +12,7 @@
 //!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
 //!   `tls` the certificate and accepting connections over it (REST and MQTT), `error` IoT Hub's
 //!   error responses, `configuration` automatic configurations (applied by a loop started here),
+//!   `jobs` export jobs (writing the registry to a blob container through the Blob REST API),
 //!   `throttle` quota simulation, `faults` fault injection, `clock` the one place that reads the
 //!   wall clock, `private` the state's owner-only files and directories. Durations in flags
 //!   follow `twinops_iothub::duration`.
@@ -43,6 +44,7 @@ mod configuration;
 mod error;
 pub mod faults;
 mod identity;
+mod jobs;
 pub mod mqtt;
 mod pager;
 mod presence;
@@ -281,6 +283,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policies: state.policies,
         bearer: config.bearer_token.clone().map(Secret::new),
     };
+    let (stop, stopped) = watch::channel(false);
+    let jobs = jobs::Jobs::open(&state.store, stopped.clone())?;
     let hub = Arc::new(server::Hub {
         store: state.store,
         authority,
@@ -293,8 +297,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map(|f| faults::Faults::new(f, config.faults_seed)),
         configurations_changed: tokio::sync::Notify::new(),
         mqtt_addr,
+        jobs,
     });
-    let (stop, stopped) = watch::channel(false);
     let app = server::app(hub.clone());
     let mut device_tasks = start_device_side(&config, &hub, mqtt_listener, &identity, &stopped)?;
     let serving = server::serve(

@@ -1,6 +1,7 @@
 //! Test support: the emulator support shared with the emulator package's tests
 //! (`crates/emulator/tests/it/support/hub.rs`: `Emulator`, `Resp`, `eventually`, …), run on the
-//! real `twinops emulator`, and what only these tests use: the SDK and schema-tool set-ups.
+//! real `twinops emulator`, Azurite as a blob store (`azurite.rs`, shared the same way), and what
+//! only these tests use: the SDK and schema-tool set-ups.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::PathBuf;
@@ -9,6 +10,11 @@ use std::process::Command;
 #[path = "../../../crates/emulator/tests/it/support/hub.rs"]
 mod hub;
 pub use hub::*;
+
+#[path = "../../../crates/emulator/tests/it/support/azurite.rs"]
+mod azurite;
+#[allow(unused_imports)] // export-job tests of the reconciler come with SPEC §17's client side
+pub use azurite::Azurite;
 
 /// The emulator `hub.rs` starts: this package's `twinops emulator`, to which it adds its flags.
 fn emulator_command() -> Command {
