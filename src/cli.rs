@@ -100,6 +100,43 @@ pub struct Common {
     pub concurrency: usize,
 }
 
+/// How a command reads the hub (SPEC §17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReadMode {
+    /// An export job when `--storage` is given and the API read would take longer than two
+    /// minutes at the pace in force; else queries and GETs.
+    #[default]
+    Auto,
+    /// Queries and twin GETs, at the hub's read quota.
+    Api,
+    /// An export job into the `--storage` container, off the query quota.
+    Export,
+}
+
+/// Flags of the commands that read the whole hub (`plan`, `apply`, `drift`, `export`).
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// How to read the hub: `api`, `export` (an export job into --storage) or `auto`.
+    #[arg(long = "read", value_enum, default_value_t = ReadMode::Auto)]
+    pub mode: ReadMode,
+    /// A blob container SAS URL (read, write, list and delete) that the hub's export job writes
+    /// to; a secret, never printed.
+    // Checked by `ops::read::ReadChoice::of`, not by clap: clap's error would echo the value, SAS
+    // and all.
+    #[arg(long, env = "TWINOPS_STORAGE", hide_env_values = true)]
+    pub storage: Option<String>,
+    /// The longest an export job may take, from its creation to its completion.
+    #[arg(long, default_value = "30m", value_parser = twinops_iothub::duration::parse)]
+    pub export_timeout: std::time::Duration,
+    /// Keep the export blob instead of deleting it once read.
+    #[arg(long)]
+    pub keep_export: bool,
+    /// Under `--read auto`, read through an export job when the API read would take longer than
+    /// this at the pace in force.
+    #[arg(long, default_value = "2m", value_parser = twinops_iothub::duration::parse)]
+    pub export_above: std::time::Duration,
+}
+
 /// `--concurrency`: a count of requests in flight, of which 0 would start none.
 fn parse_concurrency(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -175,6 +212,8 @@ pub struct PlanArgs {
     #[arg(long, value_name = "REF")]
     pub changed_from: Option<String>,
     #[command(flatten)]
+    pub read: ReadArgs,
+    #[command(flatten)]
     pub pace: Pace,
     #[command(flatten)]
     pub common: Common,
@@ -204,7 +243,7 @@ pub struct ApplyArgs {
     /// `--target`, which shape a plan, are refused with it).
     #[arg(
         long,
-        conflicts_with_all = ["prune", "force_conflicts", "adopt", "targets", "changed_from"]
+        conflicts_with_all = ["prune", "force_conflicts", "adopt", "targets", "changed_from", "storage", "keep_export"]
     )]
     pub plan: Option<PathBuf>,
     /// Do not ask for confirmation.
@@ -250,6 +289,8 @@ pub struct ApplyArgs {
     )]
     pub wait: Option<std::time::Duration>,
     #[command(flatten)]
+    pub read: ReadArgs,
+    #[command(flatten)]
     pub pace: Pace,
     #[command(flatten)]
     pub common: Common,
@@ -263,6 +304,8 @@ pub struct DriftArgs {
     /// drift (exit 2) instead of information (`30m`, `2h`, bare seconds).
     #[arg(long, value_name = "DURATION", value_parser = twinops_iothub::duration::parse)]
     pub stale_after: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub read: ReadArgs,
     #[command(flatten)]
     pub common: Common,
 }
@@ -286,6 +329,8 @@ pub struct ExportArgs {
     /// Only these identities: `device`, `device/module`, `*` and `?` globs (repeatable).
     #[arg(long = "target", value_parser = parse_target)]
     pub targets: Vec<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
     #[command(flatten)]
     pub hub: HubArgs,
     #[command(flatten)]

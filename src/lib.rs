@@ -38,3 +38,4 @@ pub(crate) mod git;
 pub mod hub;
 pub(crate) mod ops;
 pub mod output;
+pub(crate) mod storage;

@@ -41,6 +41,8 @@ pub(crate) async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         Some(path) => Some((path, ops::apply::read(path)?)),
         None => None,
     };
+    // `--read export` without `--storage`, or a bad timeout: refused before anything is sent.
+    ops::read::ReadChoice::of(&args.read)?;
     let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
     let result = apply(args, &conn, fleet, changed, saved).await;
     conn.close().await;
@@ -74,6 +76,7 @@ async fn prepare(
             },
             concurrency: args.common.concurrency,
             changed: changed.map(|c| c.doc),
+            read: ops::read::ReadChoice::of(&args.read)?,
         }),
     };
     let p = ops::apply::prepare(conn, source, &Progress::lines(quiet)).await?;

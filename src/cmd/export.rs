@@ -9,6 +9,12 @@ use crate::ops::{self, connect};
 use crate::output;
 
 pub(crate) async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
+    let read = ops::read::ReadChoice::of(&args.read)?;
+    if args.query.is_some() && args.read.mode == crate::cli::ReadMode::Export {
+        anyhow::bail!(
+            "--query cannot be used with --read export: an export job writes every identity; drop --query or read with --read api"
+        );
+    }
     let conn = connect::connect(&args.hub, None).await?;
     let request = export::Request {
         query: args.query.as_deref(),
@@ -16,8 +22,10 @@ pub(crate) async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
         into: args.out.as_deref(),
         concurrency: 16,
         configurations: args.configurations,
+        read,
     };
-    let result = ops::export::export(&conn, request).await;
+    let result =
+        ops::export::export(&conn, request, &super::Progress::lines(args.output.quiet)).await;
     conn.close().await;
     let exported = result?;
     for note in &exported.notes {

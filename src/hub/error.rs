@@ -283,6 +283,38 @@ impl Error {
         }
     }
 
+    /// IoT Hub's error code, when the hub answered with one.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            Error::NotFound { code, .. }
+            | Error::AlreadyExists { code, .. }
+            | Error::PreconditionFailed { code, .. }
+            | Error::Throttled { code, .. }
+            | Error::QuotaExceeded { code, .. }
+            | Error::Suspended { code, .. }
+            | Error::Unauthorized { code, .. }
+            | Error::Rejected { code, .. }
+            | Error::Unavailable { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// IoT Hub's message, when the hub answered with one (else the error in words).
+    pub fn message(&self) -> String {
+        match self {
+            Error::NotFound { message, .. }
+            | Error::AlreadyExists { message, .. }
+            | Error::PreconditionFailed { message, .. }
+            | Error::Throttled { message, .. }
+            | Error::QuotaExceeded { message, .. }
+            | Error::Suspended { message, .. }
+            | Error::Unauthorized { message, .. }
+            | Error::Rejected { message, .. }
+            | Error::Unavailable { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }

@@ -17,6 +17,7 @@
 mod body;
 mod bulk;
 mod error;
+pub(crate) mod export;
 mod identity;
 mod objects;
 mod observe;

@@ -542,6 +542,35 @@ impl Rest {
             .await
     }
 
+    // ---- import/export jobs
+
+    /// A request of the jobs API (`POST /jobs/create`, `GET /jobs/{id}`, `DELETE /jobs/{id}`):
+    /// the job's record, or a default one for an empty answer (a cancel).
+    pub async fn job(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<twinops_iothub::wire::JobProperties, Error> {
+        let bytes = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|source| Error::Encode {
+                what: "a job".into(),
+                source,
+            })?;
+        let (_, _, answer) = self
+            .call(OpClass::Jobs, method, path, &[], bytes, 1)
+            .await?;
+        if answer.is_empty() {
+            return Ok(Default::default());
+        }
+        serde_json::from_slice(&answer).map_err(|source| Error::Decode {
+            what: "a job record".into(),
+            source,
+        })
+    }
+
     // ---- query and bulk
 
     /// One page of `POST /devices/query`. Continuations must repeat the same query.

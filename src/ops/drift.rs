@@ -14,10 +14,34 @@ pub(crate) async fn drift(
     targets: Targets,
     stale_after: Option<std::time::Duration>,
     concurrency: usize,
+    choice: &super::read::ReadChoice,
+    reporter: &dyn twinops_core::report::Reporter,
 ) -> anyhow::Result<drift::Report> {
-    let observed = read::observe(&conn.hub, fleet, &targets, false, concurrency)
-        .await
-        .context("reading the hub")?;
+    let reads = read::plan(
+        read::wanted(fleet, &targets, false),
+        read::declared(fleet),
+        read::Rates::of(&conn.hub),
+        targets.scope().is_some(),
+        false,
+    );
+    let (mut observed, via) = super::read::read_into(
+        conn,
+        choice,
+        &reads,
+        concurrency,
+        reporter,
+        || twinops_core::model::Observed {
+            complete: reads.complete,
+            ..Default::default()
+        },
+        |o, x| {
+            read::keep(o, x);
+            Ok(())
+        },
+    )
+    .await
+    .context("reading the hub")?;
+    observed.complete |= via.via == "export";
     let options = Options {
         targets: targets.clone(),
         ..Options::default()

@@ -28,6 +28,8 @@ pub(crate) struct Request<'a> {
     pub concurrency: usize,
     /// Also the hub's configurations and IoT Edge deployments (`--configurations`).
     pub configurations: bool,
+    /// How to read the hub (`--read`, `--storage`).
+    pub read: super::read::ReadChoice,
 }
 
 /// What export found that the operator should hear about.
@@ -44,11 +46,35 @@ pub(crate) struct Exported {
     pub notes: Vec<Note>,
 }
 
-pub(crate) async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Result<Exported> {
+pub(crate) async fn export(
+    conn: &Connection,
+    req: Request<'_>,
+    reporter: &dyn twinops_core::report::Reporter,
+) -> anyhow::Result<Exported> {
     let plan = read::custom(req.query).map_err(anyhow::Error::msg)?;
-    let mut read = read::collect(&conn.hub, &plan, req.concurrency)
-        .await
-        .context("querying device and module twins")?;
+    // An operator's query selects twins the hub filters: only the API read can run it.
+    let choice = if req.query.is_some() {
+        super::read::ReadChoice::api()
+    } else {
+        req.read.clone()
+    };
+    let (mut read, _) = super::read::read_into(
+        conn,
+        &choice,
+        &plan,
+        req.concurrency,
+        reporter,
+        || twinops_core::model::Observed {
+            complete: plan.complete,
+            ..Default::default()
+        },
+        |o, x| {
+            read::keep(o, x);
+            Ok(())
+        },
+    )
+    .await
+    .context("reading device and module twins")?;
     let targets = Targets::new(req.targets);
     read.devices.retain(|id, _| targets.touches(id));
     for (id, d) in read.devices.iter_mut() {

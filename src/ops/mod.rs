@@ -18,3 +18,4 @@ pub(crate) mod export_objects;
 pub(crate) mod manifests;
 pub(crate) mod objects;
 pub(crate) mod plan;
+pub(crate) mod read;

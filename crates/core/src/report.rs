@@ -344,6 +344,11 @@ pub enum Warning {
 pub enum Event {
     /// A plan starts reading the hub.
     Reading(ReadEstimate),
+    /// Which read an operation chose (SPEC §17): an export job or queries and GETs, and why.
+    ReadVia {
+        export: bool,
+        why: String,
+    },
     Warning(Warning),
     /// A phase starts with this many items.
     Phase {

@@ -215,6 +215,7 @@ impl<'a> Differ<'a> {
                 no_longer_declared: Vec::new(),
                 rollout: None,
                 warnings: Vec::new(),
+                read: None,
                 digest_key: None,
                 objects: Default::default(),
                 awaiting: Vec::new(),

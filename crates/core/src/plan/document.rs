@@ -1223,6 +1223,7 @@ mod tests {
             no_longer_declared: vec![],
             rollout: None,
             warnings: vec![],
+            read: None,
             digest_key: Some(DigestKey::default().fingerprint()),
             objects: Default::default(),
             awaiting: vec![],

@@ -312,6 +312,9 @@ pub struct Plan<C = Change> {
     /// their conflicts and warnings, and this owner's objects no manifest declares.
     #[serde(default, skip_serializing_if = "objects::ObjectPlan::is_empty")]
     pub objects: objects::ObjectPlan,
+    /// How the hub was read (SPEC §17): by queries and GETs, or through an export job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<ReadDoc>,
     /// The fingerprint of the key its sensitive values' digests were made under, when any change
     /// has sensitive paths: `apply --plan` refuses a plan made under another key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,6 +324,20 @@ pub struct Plan<C = Change> {
     /// re-run of a timed-out wait does not pass on silent devices). Not part of the document.
     #[serde(skip)]
     pub awaiting: Vec<Awaiting>,
+}
+
+/// How a plan read the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadDoc {
+    /// `api` (queries and GETs) or `export` (an export job).
+    pub via: String,
+    /// The export job's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Identities the export held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<usize>,
 }
 
 /// A twin whose declared desired values (`expect`) its device has yet to acknowledge.

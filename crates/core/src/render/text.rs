@@ -1020,6 +1020,12 @@ pub fn rollout_event(e: &RolloutEvent) -> String {
 pub fn event(e: &Event) -> Option<String> {
     match e {
         Event::Reading(r) => Some(reading(r)),
+        Event::ReadVia { export: true, why } => {
+            Some(format!("Reading the hub through an export job: {why}"))
+        }
+        Event::ReadVia { export: false, why } => {
+            Some(format!("Reading the hub by queries and GETs: {why}"))
+        }
         Event::Warning(w) => Some(warning(w)),
         Event::Rollout(r) => Some(rollout_event(r)),
         Event::Waiting { twins, limit } => Some(waiting(*twins, *limit)),

@@ -349,6 +349,7 @@ fn every_kind() -> Plan {
         ],
         rollout: None,
         warnings: vec![],
+        read: None,
         digest_key: Some(twinops_core::plan::secret::DigestKey::default().fingerprint()),
         objects: Default::default(),
         awaiting: vec![],

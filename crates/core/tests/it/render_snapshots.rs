@@ -194,6 +194,7 @@ fn sample() -> Plan {
         no_longer_declared: vec![],
         rollout: None,
         warnings: vec![],
+        read: None,
         digest_key: None,
         objects: Default::default(),
         awaiting: vec![],
