@@ -4,7 +4,7 @@
 //! each step) and the peak RSS of the twinops process (`ru_maxrss` of that one child, from `wait4`).
 //!
 //! ```text
-//! cargo bench --bench fleet -- [--scenario fleet|sdk|rate|memory|reads|rollout] [--devices N] [--modules M]
+//! cargo bench --bench fleet -- [--scenario fleet|sdk|rate|memory|reads|rollout|export] [--devices N] [--modules M]
 //! ```
 //!
 //! Scenarios: `fleet` (apply of the new fleet, a no-op plan, a 1%-changed plan and apply), `sdk`
@@ -36,6 +36,9 @@ use serde_json::{Value, json};
 use twinops_emulator::spawn::{self, Spawned};
 use twinops_iothub::sas;
 
+#[path = "../crates/emulator/tests/it/support/azurite.rs"]
+mod azurite;
+
 /// Rows of a query page the emulator serves (`--query-page-max`, IoT Hub's default page cap).
 const PAGE_SIZE: usize = 100;
 /// Devices per manifest block: a templated range of `BLOCK - 1` devices plus one device written out,
@@ -52,6 +55,7 @@ enum Scenario {
     Memory,
     Reads,
     Rollout,
+    Export,
 }
 
 impl Scenario {
@@ -63,6 +67,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Reads => "reads",
             Scenario::Rollout => "rollout",
+            Scenario::Export => "export",
         }
     }
 }
@@ -164,6 +169,11 @@ fn run(args: &Args) -> Result<()> {
                 .unwrap_or(&[1200, 5000, 20_000]),
         )?,
         Scenario::Rollout => rollout(&ctx, args.devices.unwrap_or(1000))?,
+        Scenario::Export => export(
+            &ctx,
+            args.devices.unwrap_or(100_000),
+            args.modules.unwrap_or(9),
+        )?,
     };
     let mut report = report;
     report["scenario"] = json!(args.scenario.name());
@@ -1362,4 +1372,98 @@ fn reads(ctx: &Ctx, devices: usize, modules: usize, memory_sizes: &[usize]) -> R
         report["memory_checks"] = json!(mchecks);
     }
     Ok(report)
+}
+
+// ---------------------------------------------------------------- export reads (SPEC §17)
+
+/// The S1 × 1 quotas the quota time is counted at: requests per second of each class.
+const S1_QUERY_PER_S: f64 = 20.0 / 60.0;
+const S1_TWIN_READ_PER_S: f64 = 100.0;
+const S1_JOBS_PER_S: f64 = 100.0 / 60.0;
+
+/// Seconds of S1 × 1 quota a step's requests cost (each class at its rate; classes in parallel).
+fn s1_quota_seconds(s: &Step) -> f64 {
+    let at = |class: &str, rate: f64| s.requests.class(class) as f64 / rate;
+    at("query", S1_QUERY_PER_S)
+        .max(at("twin_read", S1_TWIN_READ_PER_S))
+        .max(at("jobs", S1_JOBS_PER_S))
+}
+
+/// A no-op plan of the whole hub through an export job (Azurite as the blob store) against the same
+/// plan through the API read.
+fn export(ctx: &Ctx, devices: usize, modules: usize) -> Result<Value> {
+    let spec = FleetSpec {
+        prefix: "dev".into(),
+        devices,
+        modules,
+        sdk_shape: false,
+    };
+    let twins = spec.twins();
+    println!("export: {devices} devices x {modules} modules = {twins} twins, Azurite as the store");
+    let az = azurite::Azurite::start();
+    ctx.rt.block_on(az.create_container("exports"));
+    let storage = az.container_sas_url("exports", "racwdl");
+    let dir = ctx.tmp.join("export").join("manifests");
+    spec.write(&dir, false)?;
+    let emu = Emulator::start(ctx, "export", &[])?;
+    let apply = apply_step(ctx, &emu, "apply new fleet", &dir, &[])?;
+    println!("  apply new fleet: {:.2}s", apply.wall_s);
+    let api = plan_step_with(ctx, &emu, "no-op plan, API read", &dir, &["--read", "api"])?;
+    println!("  no-op plan through the API: {:.2}s", api.wall_s);
+    let exported = plan_step_with(
+        ctx,
+        &emu,
+        "no-op plan, export job",
+        &dir,
+        &["--read", "export", "--storage", &storage],
+    )?;
+    println!("  no-op plan through an export job: {:.2}s", exported.wall_s);
+    let emu_rss = emu.peak_rss_kib();
+    emu.stop();
+    let same = api.detail["summary"] == exported.detail["summary"]
+        && api.detail["changes_by_kind"] == exported.detail["changes_by_kind"];
+    let checks = vec![
+        check(
+            "export plan: hub requests",
+            format!("{} ({})", exported.requests.total, exported.requests.brief()),
+            "<= 10".into(),
+            exported.requests.total <= 10 && exported.exit == 0,
+        ),
+        check(
+            "the two plans agree",
+            format!(
+                "api {} / export {}",
+                api.detail["summary"], exported.detail["summary"]
+            ),
+            "same summary and changes".into(),
+            same,
+        ),
+        check(
+            "export plan: peak RSS per twin",
+            format!("{} B", exported.peak_rss_kib * 1024 / twins.max(1) as u64),
+            "<= 2,048 B".into(),
+            exported.peak_rss_kib * 1024 / (twins.max(1) as u64) <= 2048,
+        ),
+    ];
+    let steps = [&apply, &api, &exported];
+    println!();
+    println!("{}", steps_table(&steps, twins));
+    println!(
+        "S1 x 1 quota time: API read {:.0} s, export job {:.1} s",
+        s1_quota_seconds(&api),
+        s1_quota_seconds(&exported)
+    );
+    println!("{}", checks_table(&checks));
+    if let Some(k) = emu_rss {
+        println!("emulator peak RSS: {} MiB", mib(k));
+    }
+    Ok(json!({
+        "devices": devices,
+        "modules": modules,
+        "twins": twins,
+        "steps": steps.iter().map(|s| s.to_json(twins)).collect::<Vec<_>>(),
+        "s1_quota_seconds": {"api": s1_quota_seconds(&api), "export": s1_quota_seconds(&exported)},
+        "checks": checks,
+        "emulator_peak_rss_kib": emu_rss,
+    }))
 }

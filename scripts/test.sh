@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of twinops: unit tests, integration tests against the real emulator, and the
 # conformance tests with Microsoft's SDKs (the tests create their Python venv and Node packages under
-# target/ through scripts/sdk-venv.sh and scripts/sdk-node.sh on first use). Ends with one line
+# target/ through scripts/sdk-venv.sh and scripts/sdk-node.sh on first use, the schema checks
+# theirs through scripts/schema-venv.sh and scripts/schema-node.sh, and the export-job tests
+# Microsoft's storage emulator Azurite through scripts/azurite.sh). Ends with one line
 # `tests: N passed, M failed` summing every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -95,9 +95,55 @@ pub struct Common {
     /// Only these identities: `device`, `device/module`, `*` and `?` globs (repeatable).
     #[arg(long = "target", value_parser = parse_target)]
     pub targets: Vec<String>,
-    /// At most this many requests in flight.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(usize))]
+    /// At most this many requests in flight (at least 1).
+    #[arg(long, default_value_t = 16, value_parser = parse_concurrency)]
     pub concurrency: usize,
+}
+
+/// How a command reads the hub (SPEC §17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReadMode {
+    /// An export job when `--storage` is given and the API read would take longer than two
+    /// minutes at the pace in force; else queries and GETs.
+    #[default]
+    Auto,
+    /// Queries and twin GETs, at the hub's read quota.
+    Api,
+    /// An export job into the `--storage` container, off the query quota.
+    Export,
+}
+
+/// Flags of the commands that read the whole hub (`plan`, `apply`, `drift`, `export`).
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// How to read the hub: `api`, `export` (an export job into --storage) or `auto`.
+    #[arg(long = "read", value_enum, default_value_t = ReadMode::Auto)]
+    pub mode: ReadMode,
+    /// A blob container SAS URL (read, write, list and delete) that the hub's export job writes
+    /// to; a secret, never printed.
+    // Checked by `ops::read::ReadChoice::of`, not by clap: clap's error would echo the value, SAS
+    // and all.
+    #[arg(long, env = "TWINOPS_STORAGE", hide_env_values = true)]
+    pub storage: Option<String>,
+    /// The longest an export job may take, from its creation to its completion.
+    #[arg(long, default_value = "30m", value_parser = twinops_iothub::duration::parse)]
+    pub export_timeout: std::time::Duration,
+    /// Keep the export blob instead of deleting it once read.
+    #[arg(long)]
+    pub keep_export: bool,
+    /// Under `--read auto`, read through an export job when the API read would take longer than
+    /// this at the pace in force.
+    #[arg(long, default_value = "2m", value_parser = twinops_iothub::duration::parse)]
+    pub export_above: std::time::Duration,
+}
+
+/// `--concurrency`: a count of requests in flight, of which 0 would start none.
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 request must be in flight".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}; give a number of requests, at least 1")),
+    }
 }
 
 /// Checks a `--target` pattern's syntax: `device` or `device/module`, neither part empty.
@@ -166,6 +212,8 @@ pub struct PlanArgs {
     #[arg(long, value_name = "REF")]
     pub changed_from: Option<String>,
     #[command(flatten)]
+    pub read: ReadArgs,
+    #[command(flatten)]
     pub pace: Pace,
     #[command(flatten)]
     pub common: Common,
@@ -195,7 +243,7 @@ pub struct ApplyArgs {
     /// `--target`, which shape a plan, are refused with it).
     #[arg(
         long,
-        conflicts_with_all = ["prune", "force_conflicts", "adopt", "targets", "changed_from"]
+        conflicts_with_all = ["prune", "force_conflicts", "adopt", "targets", "changed_from", "storage", "keep_export"]
     )]
     pub plan: Option<PathBuf>,
     /// Do not ask for confirmation.
@@ -229,7 +277,9 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "REF")]
     pub changed_from: Option<String>,
     /// Wait until devices acknowledge the desired values (`30s`, `5m`, bare seconds; default 5m).
-    /// `--wait 2m` works like `--wait=2m` (see [`normalize`]).
+    /// `--wait 2m` works like `--wait=2m`.
+    // (`normalize` below rewrites the space form: clap cannot decide an optional value by its
+    // content. A plain comment: doc comments are help text, where a rustdoc link shows as text.)
     #[arg(
         long,
         num_args = 0..=1,
@@ -238,6 +288,8 @@ pub struct ApplyArgs {
         value_parser = twinops_iothub::duration::parse
     )]
     pub wait: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub read: ReadArgs,
     #[command(flatten)]
     pub pace: Pace,
     #[command(flatten)]
@@ -252,6 +304,8 @@ pub struct DriftArgs {
     /// drift (exit 2) instead of information (`30m`, `2h`, bare seconds).
     #[arg(long, value_name = "DURATION", value_parser = twinops_iothub::duration::parse)]
     pub stale_after: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub read: ReadArgs,
     #[command(flatten)]
     pub common: Common,
 }
@@ -268,9 +322,15 @@ pub struct ExportArgs {
     /// Only twins this query selects (`SELECT * FROM devices WHERE ...`).
     #[arg(long)]
     pub query: Option<String>,
+    /// Also write the hub's configurations and IoT Edge deployments (those labelled with an
+    /// owner) as `configurations:` and `deployments:` blocks.
+    #[arg(long)]
+    pub configurations: bool,
     /// Only these identities: `device`, `device/module`, `*` and `?` globs (repeatable).
     #[arg(long = "target", value_parser = parse_target)]
     pub targets: Vec<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
     #[command(flatten)]
     pub hub: HubArgs,
     #[command(flatten)]
@@ -332,6 +392,15 @@ mod tests {
             normalize(os(&["twinops", "apply", "--wait", "m/"])),
             os(&["twinops", "apply", "--wait", "m/"])
         );
+    }
+
+    #[test]
+    fn concurrency_is_at_least_one() {
+        assert_eq!(parse_concurrency("1"), Ok(1));
+        assert_eq!(parse_concurrency("64"), Ok(64));
+        assert!(parse_concurrency("0").is_err());
+        assert!(parse_concurrency("-1").is_err());
+        assert!(parse_concurrency("many").is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! - `twinops-iothub` is IoT Hub's protocol, defined once for client and emulator: wire types, SAS
 //!   tokens, connection strings, error bodies, ID and twin rules, operation classes and quotas, the
-//!   token bucket and the duration grammar. Plain data and crypto.
+//!   token bucket, the duration grammar and the query language (which the emulator answers queries
+//!   with and the manifest loader checks target conditions with). Plain data and crypto.
 //! - `twinops-core` is the pure reconciler: manifests → model → plan (ledger, typed changes, drift),
 //!   the report types, and the renderers.
 //! - `twinops-emulator` is the local IoT Hub. It depends on `twinops-iothub` only, never on the
@@ -37,3 +38,4 @@ pub(crate) mod git;
 pub mod hub;
 pub(crate) mod ops;
 pub mod output;
+pub(crate) mod storage;

@@ -11,7 +11,9 @@ pub fn error(e: &anyhow::Error) {
         c.downcast_ref::<crate::hub::Error>()
             .filter(|h| matches!(h, crate::hub::Error::Tls(_)))
     }) {
-        eprintln!("error: {tls} ({})", tls.tls_reason());
+        // One line that leads with the fix; the context around it and the causes below it
+        // would only repeat rustls' words.
+        eprintln!("error: {tls}");
         return;
     }
     let mut s = format!("error: {e}");

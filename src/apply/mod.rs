@@ -9,6 +9,7 @@
 
 mod create;
 mod identity;
+pub(crate) mod objects;
 mod rollout;
 mod twin;
 pub(crate) mod wait;
@@ -25,6 +26,15 @@ use twinops_core::report::{Doing, Event, Phase, Reason, Reporter};
 pub(crate) use twinops_core::report::{Outcome, Report, Status};
 
 /// An item's outcome for a change.
+/// An outcome that failed on the hub: the client error's one-line chain as its reason.
+fn hub_failed_outcome(o: Outcome, doing: Doing, e: &Error) -> Outcome {
+    o.because(Reason::Hub {
+        doing,
+        error: e.chain().to_string(),
+        refusal: None,
+    })
+}
+
 fn outcome(c: &Change, status: Status) -> Outcome {
     Outcome::new(c.kind(), c.address(), status)
 }
@@ -176,6 +186,7 @@ pub(crate) async fn apply(
     let mut outcomes = Vec::new();
     let mut rollout = None;
     let mut waves_passed = true;
+    let mut object_writes = Vec::new();
     for phase in Phase::APPLY {
         let changes: Vec<&Change> = plan
             .changes
@@ -199,7 +210,16 @@ pub(crate) async fn apply(
             waves_passed = d.passed;
             rollout = Some(d.report);
         }
+        if phase == Phase::TwinPatches && !plan.objects.changes.is_empty() {
+            object_writes = objects::writes(&ex, plan).await;
+        }
     }
+    // Managed objects are deleted last: a replaced one once its replacement is applied.
+    if plan.objects.changes.iter().any(|c| c.object_delete()) {
+        let deleted = objects::deletes(&ex, plan, &object_writes).await;
+        object_writes.extend(deleted);
+    }
+    outcomes.extend(object_writes);
     Report {
         interrupted: ex.stopped(),
         outcomes,

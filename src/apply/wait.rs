@@ -14,7 +14,7 @@ use twinops_core::model::{JsonMap, TwinAddress};
 use twinops_core::plan::drift::Ack;
 use twinops_core::plan::rollout::delivery::{Cadence, GateItem};
 use twinops_core::plan::{Kind, Plan, is_sensitive_digest};
-use twinops_core::report::{Event, Report, Reporter, WaitReport, Waited};
+use twinops_core::report::{Event, Report, Reporter, WaitReport, Waited, WaitedObject};
 
 /// The twins whose desired values the apply wrote (or found at the target), with the values to
 /// see reported back; looked up by address in the report, never scanned.
@@ -71,18 +71,48 @@ pub(crate) fn items(plan: &Plan, report: &Report) -> Vec<GateItem> {
     items
 }
 
-/// Polls until everything is acknowledged, a device rejects, `limit` passes or the run is
-/// stopped; what each twin answered, and when.
+/// A managed object `--wait` waits for: its kind and hub ID.
+pub(crate) struct ObjectItem {
+    pub kind: twinops_core::model::ObjectKind,
+    pub id: String,
+}
+
+/// The objects the run created or updated (and found in place): what `--wait` waits to see
+/// applied (and, for deployments, reported by the edge agents).
+pub(crate) fn objects(plan: &Plan, report: &Report) -> Vec<ObjectItem> {
+    use twinops_core::plan::objects::ObjectChange;
+    plan.objects
+        .changes
+        .iter()
+        .filter(|c| !matches!(c, ObjectChange::Delete { .. }))
+        .filter(|c| {
+            let a = super::objects::address(c.object(), c.id());
+            report
+                .outcomes
+                .iter()
+                .any(|o| o.address == a && o.took_effect())
+        })
+        .map(|c| ObjectItem {
+            kind: c.object(),
+            id: c.id().to_string(),
+        })
+        .collect()
+}
+
+/// Polls until everything is acknowledged (and every object applied and reported), a device
+/// rejects or an edge agent reports a failed deployment, `limit` passes or the run is stopped;
+/// what each twin and object answered, and when.
 pub(crate) async fn wait(
     hub: &Hub,
     mut items: Vec<GateItem>,
+    objects: Vec<ObjectItem>,
     limit: Duration,
     concurrency: usize,
     stop: &CancellationToken,
     reporter: &dyn Reporter,
 ) -> Result<WaitReport, Error> {
     reporter.event(Event::Waiting {
-        twins: items.len(),
+        twins: items.len() + objects.len(),
         limit,
     });
     let mut waited: Vec<Waited> = items
@@ -93,10 +123,23 @@ pub(crate) async fn wait(
             rejected: None,
         })
         .collect();
+    let mut waited_objects: Vec<WaitedObject> = objects
+        .iter()
+        .map(|o| WaitedObject {
+            address: super::objects::address(o.kind, &o.id),
+            done_after: None,
+            targeted: 0,
+            applied: 0,
+            reported_successful: None,
+            failed: Vec::new(),
+        })
+        .collect();
     let started = Instant::now();
     let mut cadence = Cadence::new();
     loop {
-        read::poll(hub, &mut items, None, concurrency).await?;
+        if !items.is_empty() {
+            read::poll(hub, &mut items, None, concurrency).await?;
+        }
         for (w, item) in waited.iter_mut().zip(&items) {
             if !w.is_open() {
                 continue;
@@ -107,14 +150,23 @@ pub(crate) async fn wait(
                 Ack::Pending => {}
             }
         }
-        // A rejection ends the wait at once: waiting longer cannot turn it into an ack.
-        let rejected = waited.iter().any(|w| w.rejected.is_some());
-        let open = waited.iter().any(Waited::is_open);
+        for (w, o) in waited_objects.iter_mut().zip(&objects) {
+            if w.done_after.is_some() || !w.failed.is_empty() {
+                continue;
+            }
+            observe_object(hub, o, w, started.elapsed()).await?;
+        }
+        // A rejection or a failed deployment ends the wait at once: waiting cannot undo it.
+        let failed = waited.iter().any(|w| w.rejected.is_some())
+            || waited_objects.iter().any(|o| !o.failed.is_empty());
+        let open = waited.iter().any(Waited::is_open)
+            || waited_objects.iter().any(|o| o.done_after.is_none());
         let left = limit.saturating_sub(started.elapsed());
-        if !open || rejected || left.is_zero() || stop.is_cancelled() {
+        if !open || failed || left.is_zero() || stop.is_cancelled() {
             return Ok(WaitReport {
                 limit,
                 twins: waited,
+                objects: waited_objects,
             });
         }
         tokio::select! {
@@ -122,6 +174,47 @@ pub(crate) async fn wait(
             () = stop.cancelled() => {}
         }
     }
+}
+
+/// Reads one object's counts: done when applied to every targeted device (a deployment: also
+/// reported successfully by every edge agent); a deployment that edge agents report as failed
+/// names them (`device: lastDesiredStatus`).
+async fn observe_object(
+    hub: &Hub,
+    item: &ObjectItem,
+    w: &mut WaitedObject,
+    elapsed: Duration,
+) -> Result<(), Error> {
+    let Some(o) = hub.object(&item.id).await? else {
+        return Ok(());
+    };
+    let c = o.counts;
+    w.targeted = c.targeted.unwrap_or(0);
+    w.applied = c.applied.unwrap_or(0);
+    w.reported_successful = c.reported_successful;
+    let applied = c.targeted.is_some() && w.applied >= w.targeted;
+    let done = match item.kind {
+        twinops_core::model::ObjectKind::Configuration => applied,
+        twinops_core::model::ObjectKind::Deployment => {
+            applied && c.reported_successful.unwrap_or(0) >= w.targeted
+        }
+    };
+    if item.kind == twinops_core::model::ObjectKind::Deployment
+        && c.reported_failed.unwrap_or(0) > 0
+    {
+        w.failed = hub.failed_edge_agents(&o.target).await?;
+        if w.failed.is_empty() {
+            w.failed.push(format!(
+                "{} edge agent(s) report a failed deployment",
+                c.reported_failed.unwrap_or(0)
+            ));
+        }
+        return Ok(());
+    }
+    if done {
+        w.done_after = Some(elapsed);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

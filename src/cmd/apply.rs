@@ -3,6 +3,7 @@
 //! what `--wait` saw); text and markdown print the plan, the outcomes, then the wait's table.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 
@@ -15,7 +16,7 @@ use crate::ops::manifests::{self, Changed};
 use crate::ops::{self, connect};
 use crate::output;
 use twinops_core::model::Fleet;
-use twinops_core::plan::{self, Plan};
+use twinops_core::plan::{self, Plan, SavedPlan};
 use twinops_core::render::text;
 use twinops_core::report::Report;
 
@@ -35,8 +36,15 @@ pub(crate) async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         },
         _ => None,
     };
+    // A saved plan is read before connecting: a file that is not one is refused with nothing sent.
+    let saved = match args.plan.as_deref() {
+        Some(path) => Some((path, ops::apply::read(path)?)),
+        None => None,
+    };
+    // `--read export` without `--storage`, or a bad timeout: refused before anything is sent.
+    ops::read::ReadChoice::of(&args.read)?;
     let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
-    let result = apply(args, &conn, fleet, changed).await;
+    let result = apply(args, &conn, fleet, changed, saved).await;
     conn.close().await;
     result
 }
@@ -47,10 +55,15 @@ async fn prepare(
     conn: &Connection,
     fleet: Option<&Fleet>,
     changed: Option<Changed>,
+    saved: Option<(&Path, SavedPlan)>,
 ) -> anyhow::Result<Plan> {
     let quiet = args.common.output.quiet;
-    let source = match &args.plan {
-        Some(path) => Source::Saved { path, fleet },
+    let source = match saved {
+        Some((path, plan)) => Source::Saved {
+            path,
+            plan: Box::new(plan),
+            fleet,
+        },
         None => Source::Manifests(ops::plan::Request {
             fleet: fleet.context("no manifests")?,
             options: plan::Options {
@@ -63,6 +76,7 @@ async fn prepare(
             },
             concurrency: args.common.concurrency,
             changed: changed.map(|c| c.doc),
+            read: ops::read::ReadChoice::of(&args.read)?,
         }),
     };
     let p = ops::apply::prepare(conn, source, &Progress::lines(quiet)).await?;
@@ -77,9 +91,10 @@ async fn apply(
     conn: &Connection,
     fleet: Option<Fleet>,
     changed: Option<Changed>,
+    saved: Option<(&Path, SavedPlan)>,
 ) -> anyhow::Result<ExitStatus> {
     let format = args.common.output.format;
-    let p = prepare(args, conn, fleet.as_ref(), changed).await?;
+    let p = prepare(args, conn, fleet.as_ref(), changed, saved).await?;
     // The plan holds all that apply needs: the manifests' memory goes back before the writes start.
     drop(fleet);
     ops::apply::check_deletions(&p, args.max_deletes)?;
@@ -94,7 +109,8 @@ async fn apply(
     // With `--wait`, devices that have not acknowledged what an earlier run wrote are waited for
     // even when there is nothing left to write (SPEC §18).
     let nothing_to_wait_for = args.wait.is_none() || p.awaiting.is_empty();
-    if p.changes.is_empty() && nothing_to_wait_for {
+    let nothing_to_write = p.changes.is_empty() && p.objects.changes.is_empty();
+    if nothing_to_write && nothing_to_wait_for {
         if format == Format::Json {
             print(|b| twinops_core::render::json(b, &Report::empty()))?;
         }
@@ -104,7 +120,7 @@ async fn apply(
             ExitStatus::Failure
         });
     }
-    if !p.changes.is_empty() && !args.yes && !confirm(&conn.identity)? {
+    if !nothing_to_write && !args.yes && !confirm(&conn.identity)? {
         output::talk("Apply cancelled.");
         return Ok(ExitStatus::Failure);
     }
@@ -144,7 +160,7 @@ async fn execute(args: &ApplyArgs, conn: &Connection, p: &Plan) -> anyhow::Resul
             );
         }
     });
-    let mut report = if p.changes.is_empty() {
+    let mut report = if p.changes.is_empty() && p.objects.changes.is_empty() {
         // Nothing to write: only the wait for what earlier runs wrote.
         Report::empty()
     } else {
@@ -202,7 +218,26 @@ fn talk_wait(w: &twinops_core::report::WaitReport) {
             )
         })
         .collect();
-    let open: Vec<String> = w.open().map(|t| t.address.to_string()).collect();
+    let failed: Vec<String> = w
+        .objects
+        .iter()
+        .filter(|o| !o.failed.is_empty())
+        .map(|o| format!("{} ({})", o.address, o.failed.join("; ")))
+        .collect();
+    if !failed.is_empty() {
+        output::talk(&format!(
+            "error: edge agents report a failed deployment: {}",
+            failed.join(", ")
+        ));
+        return;
+    }
+    let mut open: Vec<String> = w.open().map(|t| t.address.to_string()).collect();
+    open.extend(
+        w.objects
+            .iter()
+            .filter(|o| o.done_after.is_none())
+            .map(|o| o.address.to_string()),
+    );
     if !rejected.is_empty() {
         output::talk(&format!(
             "error: rejected by the device: {}",

@@ -9,6 +9,7 @@ pub(crate) async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = load(&args.paths)? else {
         return Ok(ExitStatus::Failure);
     };
+    let choice = ops::read::ReadChoice::of(&args.read)?;
     let conn = connect::connect(&args.common.hub, None).await?;
     let targets = Targets::new(&args.common.targets);
     let result = ops::drift::drift(
@@ -17,6 +18,8 @@ pub(crate) async fn run(args: &DriftArgs) -> anyhow::Result<ExitStatus> {
         targets,
         args.stale_after,
         args.common.concurrency,
+        &choice,
+        &super::Progress::lines(args.common.output.quiet),
     )
     .await;
     conn.close().await;

@@ -9,14 +9,23 @@ use crate::ops::{self, connect};
 use crate::output;
 
 pub(crate) async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
+    let read = ops::read::ReadChoice::of(&args.read)?;
+    if args.query.is_some() && args.read.mode == crate::cli::ReadMode::Export {
+        anyhow::bail!(
+            "--query cannot be used with --read export: an export job writes every identity; drop --query or read with --read api"
+        );
+    }
     let conn = connect::connect(&args.hub, None).await?;
     let request = export::Request {
         query: args.query.as_deref(),
         targets: &args.targets,
         into: args.out.as_deref(),
         concurrency: 16,
+        configurations: args.configurations,
+        read,
     };
-    let result = ops::export::export(&conn, request).await;
+    let result =
+        ops::export::export(&conn, request, &super::Progress::lines(args.output.quiet)).await;
     conn.close().await;
     let exported = result?;
     for note in &exported.notes {
@@ -24,6 +33,9 @@ pub(crate) async fn run(args: &ExportArgs) -> anyhow::Result<ExitStatus> {
             Note::MarkersNotKept { dir, problems } => output::talk(&format!(
                 "warning: the manifests in `{}` do not load ({problems} problem(s)); their ignore/sensitive markers are not kept",
                 dir.display()
+            )),
+            Note::UnlabelledObjects(n) => output::talk(&format!(
+                "warning: {n} configuration(s) or deployment(s) are labelled as no owner's and were not exported; label them `twinops-owner: OWNER` and `twinops-name: NAME` to manage them"
             )),
         }
     }

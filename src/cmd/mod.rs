@@ -36,6 +36,30 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// Every status, in the order the manual lists them.
+    pub const ALL: [ExitStatus; 4] = [
+        ExitStatus::Success,
+        ExitStatus::Failure,
+        ExitStatus::Changes,
+        ExitStatus::Interrupted,
+    ];
+
+    /// What the status means, in the manual's words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ExitStatus::Success => "Success: valid, no changes, applied, in sync.",
+            ExitStatus::Failure => {
+                "An error, a conflict, a refusal or a usage error (never 2, which scripts read as changes)."
+            }
+            ExitStatus::Changes => {
+                "Changes or conflicts present (plan --detailed-exitcode), or drift (drift)."
+            }
+            ExitStatus::Interrupted => {
+                "Interrupted by Ctrl-C: operations in flight finished, no new one started."
+            }
+        }
+    }
+
     pub fn code(self) -> i32 {
         match self {
             ExitStatus::Success => 0,

@@ -31,6 +31,7 @@ pub(crate) async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
             connect::PLAN_KEY_VAR
         );
     }
+    let read = ops::read::ReadChoice::of(&args.read)?;
     let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
     let quiet = args.common.output.quiet;
     let request = ops::plan::Request {
@@ -45,6 +46,7 @@ pub(crate) async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         },
         concurrency: args.common.concurrency,
         changed: changed.map(|c| c.doc),
+        read,
     };
     let result = ops::plan::plan(&conn, request, &Progress::lines(quiet)).await;
     conn.close().await;

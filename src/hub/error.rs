@@ -77,10 +77,10 @@ pub enum Error {
     /// asking again gives the same answer.
     #[error("unusable answer from the hub: {0}")]
     Invalid(String),
-    /// The TLS handshake failed (an untrusted or invalid certificate): retrying cannot help.
-    #[error(
-        "pass the CA certificate the hub's certificate is signed with as --ca-cert FILE (or TWINOPS_CA_CERT; the emulator prints it as `ca certificate:`): the TLS handshake failed"
-    )]
+    /// The TLS handshake failed (an untrusted or invalid certificate, or no TLS at all):
+    /// retrying cannot help. Shown as one line that leads with the fix and says why in words
+    /// ([`tls_line`]); the source is kept for `{:?}`, never printed.
+    #[error("{}", tls_line(.0))]
     Tls(#[source] reqwest::Error),
 }
 
@@ -91,13 +91,25 @@ pub struct Permission {
     pub policy: Option<String>,
 }
 
+/// The policy that holds every permission: a 401 under it cannot be a missing permission.
+const OWNER_POLICY: &str = "iothubowner";
+
+/// What a 401 means for the request that got it. Under `iothubowner` the key is wrong or was
+/// rotated; under another policy either the policy lacks the permission or its key is wrong,
+/// and the hub's answer does not say which.
 fn permission_hint(needs: &Option<Permission>) -> String {
     match needs {
+        Some(Permission {
+            policy: Some(policy),
+            ..
+        }) if policy == OWNER_POLICY => format!(
+            "; the policy `{policy}` has every permission, so the connection string's key is wrong or was rotated: take the connection string again"
+        ),
         Some(Permission {
             permission,
             policy: Some(policy),
         }) => format!(
-            "; this request needs the {permission} permission, which the policy `{policy}` may lack"
+            "; this request needs the {permission} permission: the policy `{policy}` may lack it, or its key is wrong or was rotated"
         ),
         Some(Permission {
             permission,
@@ -107,57 +119,123 @@ fn permission_hint(needs: &Option<Permission>) -> String {
     }
 }
 
-impl Error {
-    /// Why a TLS handshake failed, in words (the rustls error found in the chain), else the
-    /// innermost cause.
-    pub fn tls_reason(&self) -> String {
-        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(e) = next {
-            if let Some(r) = e.downcast_ref::<rustls::Error>() {
-                return describe_tls(r);
-            }
-            if let Some(io) = e.downcast_ref::<std::io::Error>()
-                && let Some(inner) = io.get_ref()
-                && let Some(r) = inner.downcast_ref::<rustls::Error>()
-            {
-                return describe_tls(r);
-            }
-            next = e.source();
-        }
-        self.root_cause()
+/// The rustls error somewhere in `err`'s causes. An `io::Error` hides the error it wraps from
+/// `source()`, so each one is opened, however deep they nest.
+pub(crate) fn find_rustls<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    if let Some(r) = err.downcast_ref::<rustls::Error>() {
+        return Some(r);
     }
-
-    /// The innermost cause's text, e.g. `invalid peer certificate: UnknownIssuer` under a TLS
-    /// error: what a one-line report ends with.
-    pub fn root_cause(&self) -> String {
-        let mut last: &dyn std::error::Error = self;
-        while let Some(next) = last.source() {
-            last = next;
-        }
-        last.to_string()
+    if let Some(io) = err.downcast_ref::<std::io::Error>()
+        && let Some(inner) = io.get_ref()
+        && let Some(r) = find_rustls(inner)
+    {
+        return Some(r);
     }
+    err.source().and_then(find_rustls)
 }
 
-fn describe_tls(e: &rustls::Error) -> String {
+/// What fixes an untrusted certificate: SPEC §14 wants it first.
+const TRUST_THE_CA: &str = "pass the CA certificate the hub's certificate is signed with as --ca-cert FILE (or TWINOPS_CA_CERT; the emulator prints it as `ca certificate:`)";
+
+/// A failed TLS handshake as one line: the fix, then why in words. rustls' own messages print
+/// its enums in Rust's debug form (`UnsupportedSignatureAlgorithmForPublicKeyContext { … }`),
+/// so none of its text is used.
+fn tls_line(e: &reqwest::Error) -> String {
+    let (fix, why) = match find_rustls(e) {
+        Some(r) => tls_words(r),
+        None => (
+            TRUST_THE_CA.to_string(),
+            "the hub's certificate could not be verified".to_string(),
+        ),
+    };
+    format!("{fix}: the TLS handshake failed ({why})")
+}
+
+/// The fix and the reason for one rustls error.
+fn tls_words(e: &rustls::Error) -> (String, String) {
     use rustls::CertificateError as C;
+    let said = |fix: &str, why: &str| (fix.to_string(), why.to_string());
+    let untrusted = || {
+        said(
+            TRUST_THE_CA,
+            "the hub's certificate is not signed by a CA this machine trusts",
+        )
+    };
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
+            // A signature for another kind of key: a trusted certificate has the issuer's name
+            // but is not the CA that signed (Debian's RSA `CN=localhost` snakeoil against the
+            // emulator's ECDSA `CN=localhost`), so the fix is the same as for an unknown issuer.
             C::UnknownIssuer
-            | C::UnsupportedSignatureAlgorithmContext { .. }
-            | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
-            | C::BadSignature => {
-                "the hub's certificate is not signed by a CA this machine trusts".into()
-            }
-            C::NotValidForName | C::NotValidForNameContext { .. } => {
-                "the hub's certificate is for another host name".into()
-            }
-            C::Expired | C::ExpiredContext { .. } => "the hub's certificate has expired".into(),
-            other => format!("the hub's certificate is invalid ({other:?})")
-                .chars()
-                .take(120)
-                .collect(),
+            | C::BadSignature
+            | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => untrusted(),
+            #[allow(deprecated)] // rustls still returns the context-free form from older verifiers
+            C::UnsupportedSignatureAlgorithm | C::UnsupportedSignatureAlgorithmContext { .. } => said(
+                "have the hub's certificate signed with ECDSA (P-256 or P-384), Ed25519 or RSA",
+                "its signature algorithm is not one twinops can verify",
+            ),
+            C::NotValidForName => said(
+                "use the host name the hub's certificate is made for in HostName (the emulator makes it for --hostname, localhost and its IP)",
+                "the hub's certificate is for another host name",
+            ),
+            C::NotValidForNameContext { expected, presented } => (
+                "use the host name the hub's certificate is made for in HostName (the emulator makes it for --hostname, localhost and its IP)".to_string(),
+                format!(
+                    "the hub's certificate is for {}, not {}",
+                    if presented.is_empty() {
+                        "no host name".to_string()
+                    } else {
+                        presented.join(", ")
+                    },
+                    expected.to_str()
+                ),
+            ),
+            C::Expired | C::ExpiredContext { .. } => said(
+                "renew the hub's certificate, or set this machine's clock right",
+                "the hub's certificate has expired",
+            ),
+            C::NotValidYet | C::NotValidYetContext { .. } => said(
+                "set this machine's clock right, or give the hub a certificate valid now",
+                "the hub's certificate is not valid yet",
+            ),
+            C::Revoked => said(
+                "give the hub a new certificate",
+                "the hub's certificate was revoked",
+            ),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => said(
+                "give the hub a certificate for TLS servers (extended key usage serverAuth)",
+                "the hub's certificate is not for a TLS server",
+            ),
+            C::BadEncoding => said(
+                "give the hub a well-formed certificate",
+                "the hub's certificate cannot be read",
+            ),
+            _ => said(TRUST_THE_CA, "the hub's certificate is not accepted"),
         },
-        other => other.to_string(),
+        rustls::Error::InvalidMessage(_)
+        | rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. } => said(
+            "check that the hub's HostName and port serve HTTPS",
+            "the answer is not TLS",
+        ),
+        rustls::Error::NoCertificatesPresented => said(
+            "give the hub a certificate",
+            "the hub sent no certificate",
+        ),
+        rustls::Error::PeerIncompatible(_) => said(
+            "serve TLS 1.2 or 1.3 at the hub",
+            "the hub offers no TLS version or cipher suite twinops supports",
+        ),
+        rustls::Error::AlertReceived(_) => said(
+            "check the hub's TLS set-up (its own log says why)",
+            "the hub ended the handshake",
+        ),
+        _ => said(
+            "check the hub's TLS set-up",
+            "the handshake broke off",
+        ),
     }
 }
 
@@ -167,6 +245,11 @@ pub struct Chain<'a>(&'a Error);
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)?;
+        // A TLS error's line already says why in words; its causes would repeat it as rustls
+        // prints it (Rust's debug form of its enums).
+        if matches!(self.0, Error::Tls(_)) {
+            return Ok(());
+        }
         let mut source = std::error::Error::source(self.0);
         while let Some(cause) = source {
             write!(f, ": {cause}")?;
@@ -197,6 +280,38 @@ impl Error {
                 *retry_after
             }
             _ => None,
+        }
+    }
+
+    /// IoT Hub's error code, when the hub answered with one.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            Error::NotFound { code, .. }
+            | Error::AlreadyExists { code, .. }
+            | Error::PreconditionFailed { code, .. }
+            | Error::Throttled { code, .. }
+            | Error::QuotaExceeded { code, .. }
+            | Error::Suspended { code, .. }
+            | Error::Unauthorized { code, .. }
+            | Error::Rejected { code, .. }
+            | Error::Unavailable { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// IoT Hub's message, when the hub answered with one (else the error in words).
+    pub fn message(&self) -> String {
+        match self {
+            Error::NotFound { message, .. }
+            | Error::AlreadyExists { message, .. }
+            | Error::PreconditionFailed { message, .. }
+            | Error::Throttled { message, .. }
+            | Error::QuotaExceeded { message, .. }
+            | Error::Suspended { message, .. }
+            | Error::Unauthorized { message, .. }
+            | Error::Rejected { message, .. }
+            | Error::Unavailable { message, .. } => message.clone(),
+            other => other.to_string(),
         }
     }
 
@@ -282,6 +397,116 @@ mod tests {
             Error::Unauthorized { .. }
         ));
         assert!(Error::from_response(404, None, None, b"").is_not_found());
+    }
+
+    /// Every TLS failure is told in words with its fix first: nothing of rustls' own text (which
+    /// prints its enums in Rust's debug form) reaches the line.
+    #[test]
+    fn every_tls_failure_is_words_that_lead_with_the_fix() {
+        use rustls::CertificateError as C;
+        use rustls::pki_types::{ServerName, UnixTime};
+        let at = UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000));
+        #[allow(deprecated)]
+        let certificate = [
+            C::BadEncoding,
+            C::Expired,
+            C::ExpiredContext {
+                time: at,
+                not_after: at,
+            },
+            C::NotValidYet,
+            C::NotValidYetContext {
+                time: at,
+                not_before: at,
+            },
+            C::Revoked,
+            C::UnhandledCriticalExtension,
+            C::UnknownIssuer,
+            C::UnknownRevocationStatus,
+            C::ExpiredRevocationList,
+            C::BadSignature,
+            C::UnsupportedSignatureAlgorithm,
+            C::UnsupportedSignatureAlgorithmContext {
+                signature_algorithm_id: vec![6, 8, 42, 134, 72, 206, 61, 4, 3, 4],
+                supported_algorithms: Vec::new(),
+            },
+            C::UnsupportedSignatureAlgorithmForPublicKeyContext {
+                signature_algorithm_id: vec![6, 8, 42, 134, 72, 206, 61, 4, 3, 2],
+                public_key_algorithm_id: vec![6, 9, 42, 134, 72, 134, 247, 13, 1, 1, 1, 5, 0],
+            },
+            C::NotValidForName,
+            C::NotValidForNameContext {
+                expected: ServerName::try_from("hub.example").unwrap().to_owned(),
+                presented: vec!["localhost".into(), "127.0.0.1".into()],
+            },
+            C::InvalidPurpose,
+            C::InvalidOcspResponse,
+            C::ApplicationVerificationFailure,
+            C::Other(rustls::OtherError(std::sync::Arc::new(
+                std::io::Error::other("Opaque { detail: [1, 2] }"),
+            ))),
+        ]
+        .map(rustls::Error::InvalidCertificate);
+        let others = [
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+            rustls::Error::PeerIncompatible(rustls::PeerIncompatible::EcPointsExtensionRequired),
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+            rustls::Error::NoCertificatesPresented,
+            rustls::Error::DecryptError,
+        ];
+        for e in certificate.iter().chain(&others) {
+            let (fix, why) = tls_words(e);
+            let line = format!("{fix}: {why}");
+            assert!(
+                !line.contains(['{', '}', '[', ']']) && !line.contains("Context"),
+                "{e:?} reads {line}"
+            );
+            assert!(
+                fix.chars().next().is_some_and(|c| c.is_lowercase()),
+                "{line}"
+            );
+        }
+        let (fix, why) = tls_words(&certificate[7]);
+        assert!(fix.starts_with("pass the CA certificate") && fix.contains("--ca-cert"));
+        assert_eq!(
+            why,
+            "the hub's certificate is not signed by a CA this machine trusts"
+        );
+        assert_eq!(
+            tls_words(&certificate[13]),
+            tls_words(&certificate[7]),
+            "another key type"
+        );
+        let (_, why) = tls_words(&certificate[15]);
+        assert_eq!(
+            why,
+            "the hub's certificate is for localhost, 127.0.0.1, not hub.example"
+        );
+    }
+
+    #[test]
+    fn a_401_under_iothubowner_is_a_wrong_key_and_under_another_policy_either() {
+        let refused = |policy: Option<&str>| Error::Unauthorized {
+            code: ErrorCode::IotHubUnauthorizedAccess,
+            message: "Unauthorized".into(),
+            needs: Some(Permission {
+                permission: "ServiceConnect",
+                policy: policy.map(str::to_string),
+            }),
+        };
+        let owner = refused(Some("iothubowner")).to_string();
+        assert!(owner.contains("key is wrong or was rotated"), "{owner}");
+        assert!(!owner.contains("lack"), "{owner}");
+        let other = refused(Some("registryReadWrite")).to_string();
+        assert!(
+            other.contains("needs the ServiceConnect permission: the policy `registryReadWrite` may lack it, or its key is wrong or was rotated"),
+            "{other}"
+        );
+        let token = refused(None).to_string();
+        assert!(
+            token.ends_with("needs the ServiceConnect permission"),
+            "{token}"
+        );
     }
 
     #[test]

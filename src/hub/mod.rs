@@ -17,7 +17,9 @@
 mod body;
 mod bulk;
 mod error;
+pub(crate) mod export;
 mod identity;
+mod objects;
 mod observe;
 pub(crate) mod pace;
 mod query;
@@ -32,6 +34,7 @@ use std::sync::Arc;
 pub use bulk::{BULK_ROWS, Created, NewIdentity};
 pub use error::{Error, Permission};
 pub use identity::{Deleted, IdentityWrite, KeyError, StepError};
+pub use objects::ObjectWrite;
 pub use rest::{ClientOptions, Credentials, QueryPage, RequestCounts, Rest, install_crypto};
 pub use retry::Backoff;
 pub use twinops_iothub::quota::OpClass;

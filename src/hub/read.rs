@@ -143,6 +143,14 @@ fn seconds(n: usize, rate: Option<f64>) -> f64 {
     }
 }
 
+/// Seconds a whole-hub read of `twins` (devices and modules) takes at the pace: its query pages
+/// at the query rate (what `auto` weighs an export job against, SPEC §17).
+pub(crate) fn full_read_seconds(twins: usize, rates: Rates) -> f64 {
+    rates
+        .estimate(twins.div_ceil(PAGE_ROWS).max(1), 0)
+        .unwrap_or(0.0)
+}
+
 /// How the planned twins are read.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ReadPlan {
@@ -486,52 +494,20 @@ pub(crate) async fn read(
     })
 }
 
-/// Reads what the hub holds for the fleet's scope into an [`Observed`] (drift, which needs the
-/// twins' reported properties, reads this way).
-pub(crate) async fn observe(
-    hub: &Hub,
-    fleet: &Fleet,
-    targets: &Targets,
-    need_complete: bool,
-    concurrency: usize,
-) -> Result<Observed, Error> {
-    let plan = plan(
-        wanted(fleet, targets, need_complete),
-        declared(fleet),
-        Rates::of(hub),
-        targets.scope().is_some(),
-        need_complete,
-    );
-    collect(hub, &plan, concurrency).await
-}
-
-/// Reads what `plan` names into an [`Observed`] (whole twins, reported properties included).
-pub(crate) async fn collect(
-    hub: &Hub,
-    plan: &ReadPlan,
-    concurrency: usize,
-) -> Result<Observed, Error> {
-    let mut observed = Observed {
-        complete: plan.complete,
-        ..Observed::default()
-    };
-    read(hub, plan, concurrency, |o| {
-        match o {
-            Observation::Device(d) => {
-                observed.devices.entry(d.id.clone()).or_insert(d);
-            }
-            // A module row whose device row is not here (not selected, or it lagged behind in
-            // the index) is left out; the next read sees it.
-            Observation::Module(id, m) => {
-                if let Some(d) = observed.devices.get_mut(&id) {
-                    d.modules.entry(m.id.clone()).or_insert(m);
-                }
+/// Keeps one observation whole in an [`Observed`] (drift and export read into one, whole twins
+/// with their reported properties). A module whose device is not there (not selected, or its row lagged behind in the index)
+/// is left out; the next read sees it.
+pub(crate) fn keep(observed: &mut Observed, o: Observation) {
+    match o {
+        Observation::Device(d) => {
+            observed.devices.entry(d.id.clone()).or_insert(d);
+        }
+        Observation::Module(id, m) => {
+            if let Some(d) = observed.devices.get_mut(&id) {
+                d.modules.entry(m.id.clone()).or_insert(m);
             }
         }
-        Ok(())
-    })
-    .await?;
-    Ok(observed)
+    }
 }
 
 /// The fleet's declared devices and modules.

@@ -23,6 +23,7 @@ pub(crate) enum Source<'a> {
     /// (its inline sensitive values come from them, and they must not have changed).
     Saved {
         path: &'a Path,
+        plan: Box<SavedPlan>,
         fleet: Option<&'a Fleet>,
     },
 }
@@ -37,29 +38,73 @@ pub(crate) async fn prepare(
 ) -> anyhow::Result<Plan> {
     match source {
         Source::Manifests(request) => super::plan::plan(conn, request, reporter).await,
-        Source::Saved { path, fleet } => saved(path, &conn.identity, fleet, conn.digest_key),
+        Source::Saved { path, plan, fleet } => {
+            saved(path, *plan, &conn.identity, fleet, conn.digest_key)
+        }
     }
 }
 
+/// Reads a saved plan: a file that is not JSON, not a plan document, or a plan that does not
+/// parse is reported as what it is (with serde's line and column), a plan of another
+/// `format_version` as that. Nothing is sent before this.
+pub(crate) fn read(path: &Path) -> anyhow::Result<SavedPlan> {
+    let text = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let at = |e: &serde_json::Error| format!("{}:{}:{}", path.display(), e.line(), e.column());
+    let doc: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not JSON ({}), so not a plan saved by `twinops plan --out`; nothing was written",
+            at(&e),
+            serde_message(&e)
+        )
+    })?;
+    let not_a_plan = |what: &str| {
+        anyhow::anyhow!(
+            "`{}` is not a plan document ({what}); save one with `twinops plan --out FILE`; nothing was written",
+            path.display()
+        )
+    };
+    let version = match &doc {
+        serde_json::Value::Object(o) => match o.get("format_version") {
+            None => return Err(not_a_plan("no `format_version`")),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| not_a_plan("`format_version` is not a number"))?,
+        },
+        serde_json::Value::Array(_) => return Err(not_a_plan("an array, not an object")),
+        _ => return Err(not_a_plan("not an object")),
+    };
+    if version != u64::from(FORMAT_VERSION) {
+        bail!(
+            "`{}` is a plan of format_version {version}; this twinops reads format_version {FORMAT_VERSION}; nothing was written",
+            path.display(),
+        );
+    }
+    serde_json::from_slice(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a twinops plan of format_version {FORMAT_VERSION} ({}); nothing was written",
+            at(&e),
+            serde_message(&e)
+        )
+    })
+}
+
+/// serde_json's message without the ` at line L column C` it ends with (the caller puts the
+/// place first, as `file:line:column`).
+fn serde_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&place).unwrap_or(&text).to_string()
+}
+
+/// A saved plan checked against this hub and, when given, the manifests it was made from, then
+/// resolved.
 fn saved(
     path: &Path,
+    p: SavedPlan,
     identity: &str,
     fleet: Option<&Fleet>,
     key: DigestKey,
 ) -> anyhow::Result<Plan> {
-    let text = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
-    let version: Option<u64> = serde_json::from_slice::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()));
-    if version != Some(u64::from(FORMAT_VERSION)) {
-        bail!(
-            "`{}` is a plan of format_version {}; this twinops reads format_version {FORMAT_VERSION}; nothing was written",
-            path.display(),
-            version.map_or("(none)".to_string(), |v| v.to_string())
-        );
-    }
-    let p: SavedPlan = serde_json::from_slice(&text)
-        .with_context(|| format!("`{}` is not a twinops plan", path.display()))?;
     if p.hub != identity {
         bail!(
             "`{}` was made for hub `{}`, not `{identity}`; nothing was written",
@@ -140,9 +185,18 @@ pub(crate) async fn wait(
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let items = apply::wait::items(plan, report);
-    let waited = apply::wait::wait(&conn.hub, items, limit, concurrency, stop, reporter)
-        .await
-        .context("waiting for the devices to acknowledge")?;
+    let objects = apply::wait::objects(plan, report);
+    let waited = apply::wait::wait(
+        &conn.hub,
+        items,
+        objects,
+        limit,
+        concurrency,
+        stop,
+        reporter,
+    )
+    .await
+    .context("waiting for the devices to acknowledge")?;
     report.wait = Some(waited);
     Ok(())
 }

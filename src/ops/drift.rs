@@ -14,10 +14,34 @@ pub(crate) async fn drift(
     targets: Targets,
     stale_after: Option<std::time::Duration>,
     concurrency: usize,
+    choice: &super::read::ReadChoice,
+    reporter: &dyn twinops_core::report::Reporter,
 ) -> anyhow::Result<drift::Report> {
-    let observed = read::observe(&conn.hub, fleet, &targets, false, concurrency)
-        .await
-        .context("reading the hub")?;
+    let reads = read::plan(
+        read::wanted(fleet, &targets, false),
+        read::declared(fleet),
+        read::Rates::of(&conn.hub),
+        targets.scope().is_some(),
+        false,
+    );
+    let (mut observed, via) = super::read::read_into(
+        conn,
+        choice,
+        &reads,
+        concurrency,
+        reporter,
+        || twinops_core::model::Observed {
+            complete: reads.complete,
+            ..Default::default()
+        },
+        |o, x| {
+            read::keep(o, x);
+            Ok(())
+        },
+    )
+    .await
+    .context("reading the hub")?;
+    observed.complete |= via.via == "export";
     let options = Options {
         targets: targets.clone(),
         ..Options::default()
@@ -37,5 +61,23 @@ pub(crate) async fn drift(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
     });
-    Ok(drift::report(&p, fleet, &observed, &targets, stale))
+    // Managed objects (SPEC §16): one list of the hub's, whatever the manifests declare, so that
+    // objects of this owner that no manifest declares any more are reported too.
+    let hub_objects = if targets.is_all() {
+        conn.hub
+            .objects()
+            .await
+            .context("reading the hub's configurations and deployments")?
+    } else {
+        Vec::new()
+    };
+    p.objects = twinops_core::plan::objects::diff(fleet, &hub_objects, false);
+    Ok(drift::report(
+        &p,
+        fleet,
+        &observed,
+        &targets,
+        stale,
+        &hub_objects,
+    ))
 }

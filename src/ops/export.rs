@@ -26,12 +26,18 @@ pub(crate) struct Request<'a> {
     /// The directory written to, whose manifests' markers are kept.
     pub into: Option<&'a Path>,
     pub concurrency: usize,
+    /// Also the hub's configurations and IoT Edge deployments (`--configurations`).
+    pub configurations: bool,
+    /// How to read the hub (`--read`, `--storage`).
+    pub read: super::read::ReadChoice,
 }
 
 /// What export found that the operator should hear about.
 pub(crate) enum Note {
     /// The manifests already in the directory do not load: their markers are not kept.
     MarkersNotKept { dir: PathBuf, problems: usize },
+    /// Configurations or deployments no owner's label claims: not exported.
+    UnlabelledObjects(usize),
 }
 
 /// The manifests of the hub, one document per owner.
@@ -40,11 +46,35 @@ pub(crate) struct Exported {
     pub notes: Vec<Note>,
 }
 
-pub(crate) async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Result<Exported> {
+pub(crate) async fn export(
+    conn: &Connection,
+    req: Request<'_>,
+    reporter: &dyn twinops_core::report::Reporter,
+) -> anyhow::Result<Exported> {
     let plan = read::custom(req.query).map_err(anyhow::Error::msg)?;
-    let mut read = read::collect(&conn.hub, &plan, req.concurrency)
-        .await
-        .context("querying device and module twins")?;
+    // An operator's query selects twins the hub filters: only the API read can run it.
+    let choice = if req.query.is_some() {
+        super::read::ReadChoice::api()
+    } else {
+        req.read.clone()
+    };
+    let (mut read, _) = super::read::read_into(
+        conn,
+        &choice,
+        &plan,
+        req.concurrency,
+        reporter,
+        || twinops_core::model::Observed {
+            complete: plan.complete,
+            ..Default::default()
+        },
+        |o, x| {
+            read::keep(o, x);
+            Ok(())
+        },
+    )
+    .await
+    .context("reading device and module twins")?;
     let targets = Targets::new(req.targets);
     read.devices.retain(|id, _| targets.touches(id));
     for (id, d) in read.devices.iter_mut() {
@@ -68,12 +98,40 @@ pub(crate) async fn export(conn: &Connection, req: Request<'_>) -> anyhow::Resul
             groups.insert(owner.to_string(), devs);
         }
     }
+    let mut notes = notes;
+    let mut objects = BTreeMap::new();
+    if req.configurations {
+        let hub_objects = conn
+            .hub
+            .objects()
+            .await
+            .context("reading the hub's configurations and deployments")?;
+        let (by_owner, unlabelled) = super::export_objects::by_owner(&hub_objects);
+        if unlabelled > 0 {
+            notes.push(Note::UnlabelledObjects(unlabelled));
+        }
+        objects = by_owner;
+    }
+    let owners: std::collections::BTreeSet<String> =
+        groups.keys().chain(objects.keys()).cloned().collect();
     Ok(Exported {
-        groups: groups
+        groups: owners
             .into_iter()
-            .map(|(owner, devs)| {
-                let doc = json!({"owner": owner, "devices": Value::Object(devs)});
-                (owner, doc)
+            .map(|owner| {
+                let mut doc = Map::new();
+                doc.insert("owner".into(), json!(owner));
+                if let Some(devs) = groups.remove(&owner) {
+                    doc.insert("devices".into(), Value::Object(devs));
+                }
+                if let Some(b) = objects.remove(&owner) {
+                    if !b.configurations.is_empty() {
+                        doc.insert("configurations".into(), Value::Object(b.configurations));
+                    }
+                    if !b.deployments.is_empty() {
+                        doc.insert("deployments".into(), Value::Object(b.deployments));
+                    }
+                }
+                (owner, Value::Object(doc))
             })
             .collect(),
         notes,

@@ -6,7 +6,7 @@
 //! - [`manifests`]: loading and validating manifests, and the manifests at a git revision
 //!   (`--changed-from`);
 //! - [`connect`]: the hub a run talks to (`--hub`, the embedded emulator, pacing);
-//! - [`plan`]: read the hub and diff, into a complete plan;
+//! - [`plan`]: read the hub and diff, into a complete plan; [`objects`]: its managed objects;
 //! - [`apply`]: a plan (made now, or saved and resolved) executed, and `--wait`;
 //! - [`drift`] and [`export`]: the read-only reports.
 
@@ -14,5 +14,8 @@ pub(crate) mod apply;
 pub(crate) mod connect;
 pub(crate) mod drift;
 pub(crate) mod export;
+pub(crate) mod export_objects;
 pub(crate) mod manifests;
+pub(crate) mod objects;
 pub(crate) mod plan;
+pub(crate) mod read;

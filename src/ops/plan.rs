@@ -22,6 +22,8 @@ pub(crate) struct Request<'a> {
     pub concurrency: usize,
     /// The change a scoped plan covers (`--changed-from`).
     pub changed: Option<ScopeDoc>,
+    /// How to read the hub (`--read`, `--storage`).
+    pub read: super::read::ReadChoice,
 }
 
 fn round1(s: f64) -> f64 {
@@ -52,17 +54,33 @@ pub(crate) async fn plan(
     if reads.estimated_seconds.is_some() {
         reporter.event(Event::Reading(reads.estimate()));
     }
-    let mut differ = plan::Differ::new(fleet, &conn.identity, options);
-    read::read(&conn.hub, &reads, req.concurrency, |o| {
-        match o {
-            read::Observation::Device(d) => differ.device(&d),
-            read::Observation::Module(id, m) => differ.module(&id, &m),
-        }
-        Ok(())
-    })
+    // A change-scoped read reads what the change touches only: never a whole-hub export.
+    let choice = if targets.scope().is_some() {
+        super::read::ReadChoice::api()
+    } else {
+        req.read.clone()
+    };
+    let (differ, via) = super::read::read_into(
+        conn,
+        &choice,
+        &reads,
+        req.concurrency,
+        reporter,
+        || plan::Differ::new(fleet, &conn.identity, options),
+        |differ, o| {
+            match o {
+                read::Observation::Device(d) => differ.device(&d),
+                read::Observation::Module(id, m) => differ.module(&id, &m),
+            }
+            Ok(())
+        },
+    )
     .await
     .context("reading the hub")?;
-    let (mut p, seen) = differ.finish(reads.complete);
+    // An export holds every identity of the hub: as complete as a whole-hub query.
+    let complete = reads.complete || via.via == "export";
+    let (mut p, seen) = differ.finish(complete);
+    p.read = Some(via);
     check_targets(targets, fleet, &seen)?;
     if !options.prune {
         p.no_longer_declared = no_longer_declared(&conn.hub, fleet, &seen, targets)
@@ -75,6 +93,11 @@ pub(crate) async fn plan(
     p.warnings = writers(&conn.hub, &seen)
         .await
         .context("reading the configurations applied to declared twins")?;
+    // Managed objects are no identities: a `--target` run leaves them alone.
+    if super::objects::wanted(fleet, options.prune) && targets.is_all() {
+        p.objects = super::objects::plan(&conn.hub, fleet, options.prune).await?;
+        p.recount();
+    }
     if conn.sas {
         for device in plan::disabled_with_module_changes(&p, &seen) {
             reporter.event(Event::Warning(Warning::DisabledDevice(device)));

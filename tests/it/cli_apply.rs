@@ -1,7 +1,7 @@
 //! plan/apply end to end: the real binary against a real emulator (issue: manifests, plan and apply).
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use crate::cli::{class, dir, manifests, other_writer, report, twin, twinops, writes};
+use crate::cli::{class, dir, manifests, other_writer, report, twin, twinops, twinops_env, writes};
 use crate::support::{Emulator, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -541,6 +541,48 @@ async fn a_policy_without_service_connect_is_named_with_the_permission_it_lacks(
     );
     assert!(!r.stderr.contains(&key), "the key must never be printed");
     hub.shutdown().await;
+}
+
+/// `iothubowner` has every permission, so its 401 is a wrong (or rotated) key, never a
+/// permission it "may lack".
+#[tokio::test]
+async fn a_wrong_iothubowner_key_is_named_as_a_wrong_or_rotated_key() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    // Another well-formed key of the same length.
+    let wrong: String = em
+        .owner_key
+        .chars()
+        .map(|c| {
+            if c == 'A' {
+                'B'
+            } else if c.is_ascii_alphanumeric() {
+                'A'
+            } else {
+                c
+            }
+        })
+        .collect();
+    assert_ne!(wrong, em.owner_key);
+    let cs = em.connection_string.replace(&em.owner_key, &wrong);
+    let r = twinops_env(
+        &em,
+        &["plan", d.path().to_str().unwrap()],
+        &[("TWINOPS_HUB", cs.as_str())],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("`iothubowner` has every permission")
+            && r.stderr.contains("key is wrong or was rotated"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("may lack"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains(&wrong) && !r.stderr.contains(&em.owner_key),
+        "no key is printed"
+    );
 }
 
 #[tokio::test]

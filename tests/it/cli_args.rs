@@ -72,6 +72,32 @@ async fn flags_a_command_does_not_use_are_refused_by_name_before_anything_is_sen
     assert_eq!(writes(&em.stats().await), before, "nothing was written");
 }
 
+/// `--concurrency 0` would start no request at all: a usage error naming the flag, on every
+/// command that takes it, before anything is sent.
+#[tokio::test]
+async fn concurrency_zero_is_a_usage_error_naming_the_flag() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(d.path(), &[("fleet.yaml", FLEET)]);
+    let p = d.path().to_str().unwrap();
+    for args in [
+        &["plan", "--concurrency", "0", p][..],
+        &["apply", "--yes", "--concurrency", "0", p],
+        &["drift", "--concurrency=0", p],
+    ] {
+        let r = twinops(&em, args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("--concurrency") && r.stderr.contains("at least 1"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let r = twinops(&em, &["plan", "--concurrency", "1", p]);
+    assert_eq!(r.code, 0, "one in flight is fine: {r:?}");
+    assert_eq!(writes(&em.stats().await), 0, "nothing was written");
+}
+
 #[tokio::test]
 async fn a_target_that_matches_nothing_is_an_error_naming_it() {
     let em = Emulator::start();
@@ -204,6 +230,91 @@ async fn errors_lead_with_the_fix() {
     assert!(!r.stderr.contains("SharedAccessKey"), "{}", r.stderr);
 }
 
+/// `--hub local:DIR` keeps the embedded hub's keys as the standalone emulator does: the
+/// directories it creates 0700, every file 0600 (SPEC §9).
+#[cfg(unix)]
+#[test]
+fn the_embedded_hub_state_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir();
+    let m = d.path().join("m");
+    manifests(&m, &[("fleet.yaml", FLEET)]);
+    let state = d.path().join(".twinops").join("hub");
+    let hub = format!("local:{}", state.display());
+    let r = crate::cli::twinops_bare(&["plan", "--hub", &hub, m.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&d.path().join(".twinops")), 0o700);
+    let mut pending = vec![state];
+    let mut files = 0;
+    while let Some(at) = pending.pop() {
+        assert_eq!(mode(&at), 0o700, "{}", at.display());
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 4, "the database, connection strings and TLS files");
+}
+
+/// Whether `text` shows a Rust `Debug` rendering of a rustls error (`Variant { field: [6, 8, …] }`)
+/// rather than words.
+fn shows_rust_debug(text: &str) -> bool {
+    [
+        "{",
+        "}",
+        "[6,",
+        "Context",
+        "UnsupportedSignature",
+        "UnknownIssuer",
+        "InvalidCertificate",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
+}
+
+/// rustls reports an unsupported signature algorithm for a public key when a trusted certificate
+/// has the issuer's name but another kind of key: here a CA named `localhost` with an Ed25519
+/// key, against the emulator's ECDSA-signed `CN=localhost` certificate. (Debian's stock trust
+/// store does the same with no --ca-cert at all: its `ssl-cert-snakeoil` is an RSA
+/// `CN=localhost`.) The error is one line, in words, that leads with --ca-cert.
+#[test]
+fn a_trusted_ca_of_the_issuers_name_with_another_kind_of_key_is_one_line_in_words() {
+    let em = Emulator::start();
+    let d = dir();
+    manifests(&d.path().join("m"), &[("fleet.yaml", FLEET)]);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = d.path().join("ed25519-localhost.pem");
+    std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+    let r = crate::cli::twinops_env(
+        &em,
+        &["plan", d.path().join("m").to_str().unwrap()],
+        &[("TWINOPS_CA_CERT", ca.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", r.stderr);
+    assert!(
+        lines[0].starts_with("error: pass the CA certificate")
+            && lines[0].contains("--ca-cert")
+            && lines[0].contains("not signed by a CA this machine trusts"),
+        "{}",
+        r.stderr
+    );
+    assert!(!shows_rust_debug(&r.stderr), "{}", r.stderr);
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn a_saved_plan_is_readable_by_its_owner_only() {
@@ -262,6 +373,175 @@ fn completions_and_the_man_page_come_from_the_parser() {
         man.contains("completions"),
         "the man page lists the subcommands"
     );
+}
+
+/// The bracketed spans of `text` that are rustdoc's intra-doc links (`[`normalize`]`,
+/// `[crate::cli]`, `[text](target)`), as clap would print a doc comment verbatim; usage
+/// placeholders (`[PATHS]`, `[OPTIONS]`), clap's `[default: 16]`-style notes and roff's
+/// `[\fB\-h\fR|...]` are not.
+fn intra_doc_links(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find([']', '[', '\n']) else {
+            break;
+        };
+        if after.as_bytes()[close] == b']' {
+            let inner = &after[..close];
+            let backticked = inner.len() > 1 && inner.starts_with('`') && inner.ends_with('`');
+            let path = inner.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && inner
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            let markdown = after[close + 1..].starts_with('(');
+            if backticked || path || inner.contains("::") || markdown {
+                found.push(format!("[{inner}]"));
+            }
+        }
+        rest = &after[close..];
+    }
+    found
+}
+
+#[test]
+fn intra_doc_links_are_told_from_usage_and_clap_notes() {
+    assert_eq!(
+        intra_doc_links("works like `--wait=2m` (see [`normalize`])."),
+        ["[`normalize`]"]
+    );
+    assert_eq!(
+        intra_doc_links("see [crate::cli] and [run]"),
+        ["[crate::cli]", "[run]"]
+    );
+    assert_eq!(intra_doc_links("the [guide](https://x)"), ["[guide]"]);
+    assert!(
+        intra_doc_links(
+            "Usage: twinops apply [OPTIONS] [PATHS]...\n --wait[=<WAIT>] [default: 16] [env: TWINOPS_HUB=] [possible values: sas, token]\n[\\fB\\-h\\fR|\\fB\\-\\-help\\fR]"
+        )
+        .is_empty()
+    );
+}
+
+/// Doc comments are the help text: what rustdoc would render as a link must not reach `--help`,
+/// `-h` or the man page as brackets and backticks.
+#[test]
+fn no_help_text_nor_the_man_page_holds_a_rustdoc_link() {
+    let bin = env!("CARGO_BIN_EXE_twinops");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = run(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // A command's row; its wrapped description goes on further indented.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(
+        commands.len() >= 10 && commands.iter().any(|c| c == "apply"),
+        "{commands:?}"
+    );
+    let mut pages = vec![
+        ("twinops --help".to_string(), top),
+        ("twinops -h".into(), run(&["-h"])),
+    ];
+    for c in &commands {
+        pages.push((format!("twinops {c} --help"), run(&[c, "--help"])));
+        pages.push((format!("twinops {c} -h"), run(&[c, "-h"])));
+    }
+    pages.push(("twinops man".into(), run(&["man"])));
+    for (what, text) in &pages {
+        let links = intra_doc_links(text);
+        assert!(
+            links.is_empty(),
+            "{what} shows rustdoc links {links:?}:\n{text}"
+        );
+    }
+}
+
+/// One man page for the whole tool: every command with every flag its `--help` shows, the exit
+/// codes the README promises, the environment twinops reads, and no reference to a page that
+/// is not installed (there is no `twinops-plan(1)`).
+#[test]
+fn the_man_page_documents_every_command_its_exit_codes_and_environment() {
+    let bin = env!("CARGO_BIN_EXE_twinops");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // roff escapes `-` as `\-` and switches fonts with `\fB`, `\fI`, `\fR`: read the words.
+    let man = run(&["man"])
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fI", "")
+        .replace("\\fR", "");
+    let section = |name: &str| -> String {
+        let start = man
+            .find(&format!(".SH \"{name}\""))
+            .or_else(|| man.find(&format!(".SH {name}\n")))
+            .unwrap_or_else(|| panic!("no {name} section:\n{man}"));
+        let body = &man[start + 4..];
+        body[..body.find("\n.SH ").unwrap_or(body.len())].to_string()
+    };
+    let exit = section("EXIT STATUS");
+    for code in ["0", "1", "2", "130"] {
+        assert!(
+            exit.lines()
+                .any(|l| l.trim() == code || l.starts_with(&format!("{code} "))),
+            "exit code {code} in:\n{exit}"
+        );
+    }
+    let env = section("ENVIRONMENT");
+    for var in [
+        "TWINOPS_HUB",
+        "TWINOPS_CA_CERT",
+        "TWINOPS_ACCESS_TOKEN",
+        "IOTHUB_CONNECTION_STRING",
+        "RUST_LOG",
+        "NO_COLOR",
+    ] {
+        assert!(env.contains(var), "{var} in:\n{env}");
+    }
+    assert!(!man.contains("SEE ALSO"), "no page to see:\n{man}");
+    assert!(
+        !man.contains("twinops-validate(1)") && !man.contains("(1)\n"),
+        "no reference to a page that does not exist:\n{man}"
+    );
+    let top = run(&["--help"]);
+    let commands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    for c in &commands {
+        let heading = format!(".SS \"twinops {c}\"");
+        assert!(man.contains(&heading), "no {heading}:\n{man}");
+        let start = man.find(&heading).unwrap();
+        let rest = &man[start + heading.len()..];
+        let part = &rest[..rest
+            .find("\n.SS ")
+            .or_else(|| rest.find("\n.SH "))
+            .unwrap_or(rest.len())];
+        let help = run(&[c, "--help"]);
+        for flag in help
+            .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+        {
+            assert!(part.contains(flag), "`twinops {c}`'s {flag} in:\n{part}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -48,6 +48,68 @@ async fn plan_made_for_one_hub_is_refused_on_another_with_no_write() {
     assert!(r.stderr.contains("format_version 2"), "{}", r.stderr);
 }
 
+/// A file that is not a plan is named for what it is (not JSON at `file:line:column`, not a plan
+/// document, a plan that does not parse), never as a plan of some other format version, and
+/// nothing is sent.
+#[tokio::test]
+async fn a_file_that_is_not_a_plan_is_reported_as_what_it_is_before_any_request() {
+    let em = Emulator::start();
+    let d = dir();
+    let plan = d.path().join("plan.json");
+    let path = plan.to_str().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        // Truncated JSON: serde's message at the line and column where it stopped.
+        (
+            "{\n  \"format_version\": 1,\n  \"hub\": ",
+            &[&format!("{path}:3:"), "not JSON", "EOF while parsing"],
+        ),
+        ("owner: team-a\n", &[&format!("{path}:1:1"), "not JSON"]),
+        ("[1, 2]", &[path, "not a plan document", "an array"]),
+        (
+            "{\"hub\": \"x\"}",
+            &[path, "not a plan document", "no `format_version`"],
+        ),
+        (
+            "{\"format_version\": \"1\"}",
+            &[
+                path,
+                "not a plan document",
+                "`format_version` is not a number",
+            ],
+        ),
+        // The right version, the wrong shape: where serde stopped, and what it found.
+        (
+            "{\"format_version\": 1, \"hub\": 7}",
+            &[&format!("{path}:1:"), "invalid type: integer `7`"],
+        ),
+    ];
+    for (text, wanted) in cases {
+        std::fs::write(&plan, text).unwrap();
+        let r = twinops(&em, &["apply", "--yes", "--plan", path]);
+        assert_eq!(r.code, 1, "{text}: {r:?}");
+        for w in *wanted {
+            assert!(r.stderr.contains(w), "{text}: no `{w}` in {}", r.stderr);
+        }
+        assert!(
+            !r.stderr.contains("(none)") && !r.stderr.contains("format_version 1;"),
+            "{text}: reported as a version mismatch: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+    }
+    // A real other version keeps its message.
+    std::fs::write(&plan, "{\"format_version\": 2}").unwrap();
+    let r = twinops(&em, &["apply", "--yes", "--plan", path]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("is a plan of format_version 2; this twinops reads format_version 1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(em.stats().await["total"], 0, "nothing was sent");
+}
+
 #[tokio::test]
 async fn saved_plan_is_refused_when_the_manifests_changed_or_name_another_owner() {
     let em = Emulator::start();

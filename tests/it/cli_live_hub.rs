@@ -100,6 +100,57 @@ async fn module_changes_on_a_disabled_device_under_sas_are_named_and_token_auth_
     assert_eq!(em.get("/devices/off-2").await.body["status"], "disabled");
 }
 
+/// `connection-string DEVICE/MODULE` reads the module identity, which a live hub refuses with 401
+/// under SAS when the device is disabled or missing: it says so the way apply does, and the way
+/// out it names works.
+#[tokio::test]
+async fn connection_string_of_a_module_names_a_disabled_or_missing_device() {
+    let em = Emulator::start_with(&["--bearer-token", "ci-token-456"]);
+    let d = dir();
+    let p = d.path().to_str().unwrap().to_string();
+    manifests(
+        d.path(),
+        &[(
+            "fleet.yaml",
+            "devices:\n  off-3:\n    status: disabled\n    modules:\n      m: {}\n",
+        )],
+    );
+    assert_eq!(twinops(&em, &["apply", "--yes", &p]).code, 0);
+    let r = twinops(&em, &["connection-string", "off-3/m"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.stdout, "", "no key");
+    assert!(
+        r.stderr.contains("device `off-3` is disabled") && r.stderr.contains("--auth token"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("may lack"),
+        "not a permission: {}",
+        r.stderr
+    );
+    let r = twinops(&em, &["connection-string", "nowhere/m"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("device `nowhere` does not exist"),
+        "{}",
+        r.stderr
+    );
+    // Entra ID may read modules of a disabled device.
+    let hub = format!("HostName={}", em.host);
+    let env = [
+        ("TWINOPS_HUB", hub.as_str()),
+        ("TWINOPS_ACCESS_TOKEN", "ci-token-456"),
+    ];
+    let r = twinops_env(
+        &em,
+        &["connection-string", "--auth", "token", "off-3/m"],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("DeviceId=off-3;ModuleId=m;"), "{r:?}");
+}
+
 /// Longer than the 3 s `--index-lag` below by a margin for a busy machine.
 const LAG_CAUGHT_UP: Duration = Duration::from_secs(30);
 

@@ -32,6 +32,17 @@ struct PlanDoc {
     scope: Option<ScopeDoc>,
     #[serde(default)]
     rollout: Option<RolloutDoc>,
+    /// The fingerprint of the key of the sensitive values' digests (SPEC §13), when any.
+    #[serde(default)]
+    digest_key: Option<String>,
+    /// Configurations that also write declared keys (SPEC §15), when any.
+    #[serde(default)]
+    warnings: Vec<Value>,
+    /// Managed objects (SPEC §16), when any.
+    #[serde(default)]
+    objects: Option<Value>,
+    #[serde(default)]
+    no_longer_declared: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,13 +209,14 @@ async fn json_plan_and_outcomes_parse_into_strict_structs() {
         let s = &c.secrets[..];
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].path, "desired.apiToken");
-        assert_eq!(s[0].digest.len(), "sha256:".len() + 64);
-        assert!(s[0].digest.starts_with("sha256:") && s[0].reference.is_none());
+        assert_eq!(s[0].digest.len(), "hmac-sha256:".len() + 64);
+        assert!(s[0].digest.starts_with("hmac-sha256:") && s[0].reference.is_none());
         assert_eq!(
             c.patch["twin"]["properties"]["desired"]["apiToken"],
             "(sensitive)"
         );
     }
+    assert!(plan.digest_key.is_some(), "the plan names its digests' key");
     assert!(plan.read_seconds >= 0.0);
     // An unpaced hub gets no estimate; a plan of the whole fleet has no scope.
     assert_eq!(plan.estimated_read_seconds, None);

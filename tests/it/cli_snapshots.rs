@@ -2,7 +2,7 @@
 //! plans in text and markdown, the grouped form of a large change, apply's plan then outcomes, a
 //! no-op apply, drift, and the errors people meet. Each snapshot holds the exit code, stdout and
 //! stderr as printed; filters replace only what differs from run to run (the emulator's port,
-//! temporary paths, read times, digests, the trust store's words), so a snapshot changes exactly
+//! temporary paths, read times, digests), so a snapshot changes exactly
 //! when the output does. Long outputs are files under `snapshots/`, short ones inline.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -33,12 +33,6 @@ fn filtered() -> insta::internals::SettingsBindDropGuard {
         "digest [DIGEST] vs [DIGEST]",
     );
     s.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[DIGEST]");
-    // Why the handshake failed comes from this machine's trust store (which roots it holds), not
-    // from twinops: the fix the line leads with is pinned, the store's words are not.
-    s.add_filter(
-        r"\(invalid peer certificate: [^\n]*\)",
-        "(invalid peer certificate: [REASON])",
-    );
     s.bind_to_scope()
 }
 
@@ -355,6 +349,6 @@ async fn an_untrusted_certificate_is_one_line_that_leads_with_ca_cert() {
     exit code: 1
     --- stdout
     --- stderr
-    error: pass the CA certificate the hub's certificate is signed with as --ca-cert FILE (or TWINOPS_CA_CERT; the emulator prints it as `ca certificate:`): the TLS handshake failed (invalid peer certificate: [REASON])
+    error: pass the CA certificate the hub's certificate is signed with as --ca-cert FILE (or TWINOPS_CA_CERT; the emulator prints it as `ca certificate:`): the TLS handshake failed (the hub's certificate is not signed by a CA this machine trusts)
     ");
 }

@@ -303,6 +303,15 @@ async fn an_untrusted_certificate_fails_at_once_with_a_hint() {
     assert!(matches!(e, Error::Tls(_)), "{e:?}");
     assert!(!e.is_retryable());
     assert!(e.to_string().contains("--ca-cert"), "{e}");
+    // The one-line form that outcomes and logs carry is words too, never rustls' enums.
+    let line = e.chain().to_string();
+    assert!(
+        line.contains("not signed by a CA this machine trusts")
+            && !line.contains('{')
+            && !line.contains("UnknownIssuer")
+            && !line.contains("Context"),
+        "{line}"
+    );
     assert_eq!(
         hub.counts().total(),
         1,

@@ -5,6 +5,7 @@
 //! alone. This module knows no wire type: `twinops::hub` converts between IoT Hub's JSON and these.
 
 mod names;
+mod objects;
 mod rollout;
 mod target;
 
@@ -17,6 +18,12 @@ use serde::{Deserialize, Serialize};
 pub use names::{
     Address, ConfigurationId, DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner,
     TwinAddress, address,
+};
+pub use objects::{
+    ConfigurationContent, ConfigurationSpec, DeploymentSpec, EDGE_SCHEMA_VERSION, EdgeModule,
+    EdgeRuntime, MAX_DEPLOYMENT_MODULES, MAX_HUB_OBJECTS, MAX_OBJECT_METRICS,
+    MAX_OBJECT_NAME_CHARS, ModuleRunStatus, NAME_LABEL, OWNER_LABEL, ObjectCounts, ObjectKind,
+    ObservedObject, RestartPolicy, object_id, owned_name,
 };
 pub use rollout::{DEFAULT_BAKE, DEFAULT_TIMEOUT, Halt, OnHalt, RolloutSpec, Share, Step};
 pub use target::{Scope, ScopedDevice, Targets};
@@ -327,6 +334,10 @@ pub struct Fleet {
     pub digest: Digest,
     /// The set's `rollout` block, if any: desired changes are then delivered in waves.
     pub rollout: Option<RolloutSpec>,
+    /// ADM configurations (SPEC §16), sorted by name, names unique.
+    pub configurations: Vec<ConfigurationSpec>,
+    /// IoT Edge deployments (SPEC §16), sorted by name, names unique.
+    pub deployments: Vec<DeploymentSpec>,
 }
 
 impl Fleet {

@@ -62,7 +62,8 @@ pub enum Doing {
 pub enum Refusal {
     DeviceMissing(DeviceId),
     DeviceDisabled(DeviceId),
-    /// Neither: the policy may lack the permission.
+    /// Neither: a permission the policy lacks, or a wrong key (the hub's error says which it
+    /// can be under the policy used).
     Permission,
 }
 
@@ -91,6 +92,10 @@ pub enum Reason {
     OwnedKeysChanged,
     /// A conflict the plan found (its reason): the twin was not touched.
     PlanConflict(String),
+    /// A managed object changed or went since the plan: not overwritten.
+    ObjectChanged,
+    /// A replaced object was not deleted: its replacement was not applied in time (or failed).
+    ReplacementNotApplied(String),
     /// Owned keys were taken over by another owner since the plan (its words name each key and
     /// its manager).
     TakenOver(String),
@@ -249,6 +254,40 @@ pub struct WaitReport {
     #[serde(rename = "limit_seconds", serialize_with = "limit_seconds")]
     pub limit: Duration,
     pub twins: Vec<Waited>,
+    /// Managed objects waited for (SPEC §16): applied, and for deployments reported by the edge
+    /// agents.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<WaitedObject>,
+}
+
+/// One managed object `apply --wait` waited for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitedObject {
+    #[serde(flatten)]
+    pub address: Address,
+    /// When it reached its goal: applied to every targeted device (and, for a deployment,
+    /// reported successfully by every edge agent).
+    #[serde(
+        rename = "done_after_seconds",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_seconds"
+    )]
+    pub done_after: Option<Duration>,
+    /// Targeted, applied and reported counts when the wait ended.
+    pub targeted: u64,
+    pub applied: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_successful: Option<u64>,
+    /// Edge agents that report a failed deployment: `device: lastDesiredStatus` (the wait ended).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+}
+
+fn opt_seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 fn limit_seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -266,9 +305,10 @@ impl WaitReport {
         self.twins.iter().filter(|w| w.is_open())
     }
 
-    /// Every twin acknowledged.
+    /// Every twin acknowledged, every object applied (and reported).
     pub fn ok(&self) -> bool {
         self.twins.iter().all(|w| w.acknowledged_after.is_some())
+            && self.objects.iter().all(|o| o.done_after.is_some())
     }
 }
 
@@ -304,6 +344,11 @@ pub enum Warning {
 pub enum Event {
     /// A plan starts reading the hub.
     Reading(ReadEstimate),
+    /// Which read an operation chose (SPEC §17): an export job or queries and GETs, and why.
+    ReadVia {
+        export: bool,
+        why: String,
+    },
     Warning(Warning),
     /// A phase starts with this many items.
     Phase {

@@ -55,6 +55,15 @@ pub(crate) enum Error {
     /// An unquoted `If-Match` on a configuration: live hubs answer 409.
     #[error("{0}")]
     UnquotedEtag(String),
+    /// An import or export job is already running: one at a time per hub.
+    #[error("{0}")]
+    JobQuotaExceeded(String),
+    #[error("{0}")]
+    JobNotFound(String),
+    /// The storage container of an import or export job cannot be used (a bad SAS, a missing
+    /// container, a store that cannot be reached). The text never holds the container URI.
+    #[error("{0}")]
+    BlobContainerValidation(String),
     /// Over quota (throttling) or an injected 429; holds the operation type.
     #[error("The request has been throttled. Wait 10 seconds and try again. Operation type: {0}")]
     Throttled(String),
@@ -89,6 +98,9 @@ impl Error {
             Error::ConfigurationAlreadyExists(_) => ErrorCode::ConfigurationAlreadyExists,
             Error::InvalidConfigurationContent(_) => ErrorCode::InvalidConfigurationContent,
             Error::UnquotedEtag(_) => ErrorCode::PreconditionFailed,
+            Error::JobQuotaExceeded(_) => ErrorCode::JobQuotaExceeded,
+            Error::JobNotFound(_) => ErrorCode::JobNotFound,
+            Error::BlobContainerValidation(_) => ErrorCode::BlobContainerValidationError,
             Error::Throttled(_) => ErrorCode::ThrottlingException,
             Error::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Error::Server(_) => ErrorCode::ServerError,
@@ -100,12 +112,15 @@ impl Error {
             Error::InvalidProtocolVersion
             | Error::ArgumentInvalid(_)
             | Error::Deserialization(_)
-            | Error::InvalidConfigurationContent(_) => StatusCode::BAD_REQUEST,
+            | Error::InvalidConfigurationContent(_)
+            | Error::BlobContainerValidation(_) => StatusCode::BAD_REQUEST,
+            Error::JobQuotaExceeded(_) => StatusCode::FORBIDDEN,
             Error::Unauthorized(_) | Error::SystemModule(_) => StatusCode::UNAUTHORIZED,
             Error::DeviceNotFound(_)
             | Error::ModuleNotFound { .. }
             | Error::RouteNotFound(_)
-            | Error::ConfigurationNotFound(_) => StatusCode::NOT_FOUND,
+            | Error::ConfigurationNotFound(_)
+            | Error::JobNotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::DeviceAlreadyExists(_)
             | Error::ModuleAlreadyExists { .. }
@@ -222,6 +237,8 @@ mod tests {
             Error::MessageTooLarge(String::new()),
             Error::ConfigurationNotFound(String::new()),
             Error::ConfigurationAlreadyExists(String::new()),
+            Error::JobQuotaExceeded(String::new()),
+            Error::JobNotFound(String::new()),
             Error::Throttled(String::new()),
             Error::Unavailable(String::new()),
             Error::Server(String::new()),

@@ -55,7 +55,7 @@ impl Auth {
         }
     }
 
-    fn to_wire(&self) -> Authentication {
+    pub(crate) fn to_wire(&self) -> Authentication {
         Authentication {
             symmetric_key: Some(SymmetricKey {
                 primary_key: self.primary_key.clone(),

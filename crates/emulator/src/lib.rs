@@ -12,8 +12,10 @@
 //!   paging over `query` (the query language), `auth` SAS policies, `stats` request accounting,
 //!   `tls` the certificate and accepting connections over it (REST and MQTT), `error` IoT Hub's
 //!   error responses, `configuration` automatic configurations (applied by a loop started here),
+//!   `jobs` export jobs (writing the registry to a blob container through the Blob REST API),
 //!   `throttle` quota simulation, `faults` fault injection, `clock` the one place that reads the
-//!   wall clock. Durations in flags follow `twinops_iothub::duration`.
+//!   wall clock, `private` the state's owner-only files and directories. Durations in flags
+//!   follow `twinops_iothub::duration`.
 //! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
 //!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
 //!   records which identities are connected.
@@ -43,9 +45,11 @@ mod device_actions;
 mod error;
 pub mod faults;
 mod identity;
+mod jobs;
 pub mod mqtt;
 mod pager;
 mod presence;
+mod private;
 pub mod query;
 mod server;
 pub mod spawn;
@@ -280,6 +284,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policies: state.policies,
         bearer: config.bearer_token.clone().map(Secret::new),
     };
+    let (stop, stopped) = watch::channel(false);
+    let jobs = jobs::Jobs::open(&state.store, stopped.clone())?;
     let hub = Arc::new(server::Hub {
         store: state.store,
         authority,
@@ -292,8 +298,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map(|f| faults::Faults::new(f, config.faults_seed)),
         configurations_changed: tokio::sync::Notify::new(),
         mqtt_addr,
+        jobs,
     });
-    let (stop, stopped) = watch::channel(false);
     let app = server::app(hub.clone());
     let mut device_tasks = start_device_side(&config, &hub, mqtt_listener, &identity, &stopped)?;
     let serving = server::serve(
@@ -480,8 +486,6 @@ fn write_connection_strings(
     host: &str,
     keys: &[(String, Secret)],
 ) -> anyhow::Result<()> {
-    use std::io::Write;
-    let path = dir.join(CONNECTION_STRINGS_FILE);
     let mut text = String::new();
     for (name, key) in keys {
         text.push_str(&format!(
@@ -489,26 +493,7 @@ fn write_connection_strings(
             key.expose()
         ));
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {}", path.display()))?;
-    }
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    private::write(&dir.join(CONNECTION_STRINGS_FILE), text.as_bytes())
 }
 
 /// `--index-lag`: snapshots the store for queries every `step`, until `stop`.

@@ -58,6 +58,8 @@ pub(crate) struct Hub {
     pub(crate) configurations_changed: Notify,
     /// Where the MQTT device side listens, for `/_emulator/info`.
     pub(crate) mqtt_addr: Option<std::net::SocketAddr>,
+    /// Import/export jobs.
+    pub(crate) jobs: super::jobs::Jobs,
 }
 
 pub(crate) type Shared = Arc<Hub>;
@@ -104,6 +106,7 @@ pub(crate) fn app(hub: Shared) -> Router {
                 .put(put_configuration)
                 .delete(delete_configuration),
         )
+        .merge(super::jobs::routes())
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/info", get(info))
         .route("/_emulator/twins/{id}/reported", patch(reported))
@@ -183,7 +186,9 @@ fn api_version(query: Option<&str>) -> Option<String> {
 /// not documented: reads need RegistryRead, writes RegistryWrite.
 fn need(class: OpClass, method: &Method) -> Need {
     Need::Permission(match class {
-        OpClass::RegistryRead => Permission::RegistryRead,
+        // Which permission IoT Hub asks of the jobs API is not documented. Export jobs read the
+        // registry, so RegistryRead, cancelling included: a reader cancels the jobs it started.
+        OpClass::RegistryRead | OpClass::Jobs => Permission::RegistryRead,
         OpClass::RegistryWrite | OpClass::Bulk => Permission::RegistryWrite,
         OpClass::TwinRead | OpClass::TwinWrite | OpClass::Query => Permission::ServiceConnect,
         OpClass::Configuration if method == Method::GET => Permission::RegistryRead,

@@ -17,7 +17,7 @@ pub(crate) use twinops_iothub::quota::OpClass;
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     total: AtomicU64,
-    by_class: [AtomicU64; 7],
+    by_class: [AtomicU64; OpClass::ALL.len()],
     throttled: AtomicU64,
     faults: [AtomicU64; 6],
     delayed: AtomicU64,
@@ -86,6 +86,7 @@ mod tests {
         assert_eq!(j["total"], 3);
         assert_eq!(j["by_class"]["twin_read"], 2);
         assert_eq!(j["by_class"]["configuration"], 0);
+        assert_eq!(j["by_class"]["jobs"], 0);
         assert_eq!(j["throttled"], 0);
         s.count_fault(Fault::Reset);
         s.count_delayed();

@@ -97,7 +97,7 @@ fn tier_rates(item: &str) -> Result<Vec<(OpClass, f64)>, String> {
 /// The live buckets, one per throttled class.
 #[derive(Debug)]
 pub(crate) struct Throttle {
-    buckets: [Option<Mutex<Bucket>>; 7],
+    buckets: [Option<Mutex<Bucket>>; OpClass::ALL.len()],
 }
 
 impl Throttle {
@@ -155,6 +155,7 @@ pub(crate) fn operation_type(class: OpClass) -> &'static str {
         OpClass::TwinWrite => "TwinUpdate",
         OpClass::Query => "Query",
         OpClass::Configuration => "Configurations",
+        OpClass::Jobs => "Jobs",
     }
 }
 

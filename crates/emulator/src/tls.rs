@@ -47,7 +47,7 @@ pub(crate) fn load_or_create(
     hostname: &str,
     listen_ip: &str,
 ) -> anyhow::Result<Identity> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::private::create_dir(dir)?;
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     let names_path = dir.join("names");
@@ -65,11 +65,13 @@ pub(crate) fn load_or_create(
         let cert = params
             .self_signed(&key)
             .context("signing the certificate")?;
-        write_private(&key_path, key.serialize_pem().as_bytes())?;
-        std::fs::write(&cert_path, cert.pem())
-            .with_context(|| format!("writing {}", cert_path.display()))?;
-        std::fs::write(&names_path, &wanted)
-            .with_context(|| format!("writing {}", names_path.display()))?;
+        crate::private::write(&key_path, key.serialize_pem().as_bytes())?;
+        crate::private::write(&cert_path, cert.pem().as_bytes())?;
+        crate::private::write(&names_path, wanted.as_bytes())?;
+    } else {
+        for path in [&key_path, &cert_path, &names_path] {
+            crate::private::narrow(path)?;
+        }
     }
     let cert_pem = std::fs::read_to_string(&cert_path)
         .with_context(|| format!("reading {}", cert_path.display()))?;
@@ -120,23 +122,6 @@ pub(crate) async fn handshake(
         Ok(Ok(tls)) => Some(tls),
         _ => None,
     }
-}
-
-/// Writes a private key readable by the owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

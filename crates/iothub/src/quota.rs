@@ -12,6 +12,8 @@ pub enum OpClass {
     TwinWrite,
     Query,
     Configuration,
+    /// Import and export jobs (`/jobs/...`): a quota of their own on IoT Hub.
+    Jobs,
 }
 
 impl OpClass {
@@ -30,11 +32,12 @@ impl OpClass {
             ["twins", ..] if read => Some(OpClass::TwinRead),
             ["twins", ..] => Some(OpClass::TwinWrite),
             ["configurations", ..] => Some(OpClass::Configuration),
+            ["jobs", ..] => Some(OpClass::Jobs),
             _ => None,
         }
     }
 
-    pub const ALL: [OpClass; 7] = [
+    pub const ALL: [OpClass; 8] = [
         OpClass::RegistryRead,
         OpClass::RegistryWrite,
         OpClass::Bulk,
@@ -42,6 +45,7 @@ impl OpClass {
         OpClass::TwinWrite,
         OpClass::Query,
         OpClass::Configuration,
+        OpClass::Jobs,
     ];
 
     /// The class name used in flags and in `/_emulator/stats`.
@@ -54,6 +58,7 @@ impl OpClass {
             OpClass::TwinWrite => "twin_write",
             OpClass::Query => "query",
             OpClass::Configuration => "configuration",
+            OpClass::Jobs => "jobs",
         }
     }
 
@@ -128,16 +133,17 @@ pub fn parse_rate(text: &str) -> Option<f64> {
 /// Bulk rows count against `registry_write`; `bulk` itself has no quota of its own.
 pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, f64)>, String> {
     let u = f64::from(units.max(1));
-    let (registry_min, query_min, twin_read, twin_write) =
+    let (registry_min, query_min, twin_read, twin_write, jobs_min) =
         match tier.trim().to_ascii_uppercase().as_str() {
-            "S1" | "F1" => (100.0 * u, 20.0 * u, 100.0, 50.0),
+            "S1" | "F1" => (100.0 * u, 20.0 * u, 100.0, 50.0, 100.0 * u),
             "S2" => (
                 100.0 * u,
                 20.0 * u,
                 (10.0 * u).max(100.0),
                 (5.0 * u).max(50.0),
+                100.0 * u,
             ),
-            "S3" => (5000.0 * u, 1000.0 * u, 500.0 * u, 250.0 * u),
+            "S3" => (5000.0 * u, 1000.0 * u, 500.0 * u, 250.0 * u, 5000.0 * u),
             other => return Err(format!("unknown tier `{other}`; tiers: S1, S2, S3, F1")),
         };
     Ok(vec![
@@ -147,6 +153,7 @@ pub fn tier_rates(tier: &str, units: u32) -> Result<Vec<(OpClass, f64)>, String>
         (OpClass::TwinRead, twin_read),
         (OpClass::TwinWrite, twin_write),
         (OpClass::Configuration, 20.0 * u / 60.0),
+        (OpClass::Jobs, jobs_min / 60.0),
     ])
 }
 
@@ -175,6 +182,8 @@ mod tests {
             c("PUT", &["configurations", "x"]),
             Some(OpClass::Configuration)
         );
+        assert_eq!(c("POST", &["jobs", "create"]), Some(OpClass::Jobs));
+        assert_eq!(c("DELETE", &["jobs", "j"]), Some(OpClass::Jobs));
         assert_eq!(c("GET", &["_emulator", "stats"]), None);
     }
 
@@ -195,6 +204,7 @@ mod tests {
         assert_eq!(get(OpClass::RegistryWrite), Some(100.0 / 60.0));
         assert_eq!(get(OpClass::TwinWrite), Some(50.0));
         assert_eq!(get(OpClass::Query), Some(20.0 / 60.0));
+        assert_eq!(get(OpClass::Jobs), Some(100.0 / 60.0));
         assert!(tier_rates("B9", 1).is_err());
     }
 

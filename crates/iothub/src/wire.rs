@@ -180,6 +180,8 @@ pub struct ExportImportDevice {
     pub module_id: Option<String>,
     #[serde(rename = "eTag", default, skip_serializing_if = "Option::is_none")]
     pub e_tag: Option<String>,
+    /// Set on import rows; export lines carry none.
+    #[serde(default)]
     pub import_mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -265,6 +267,32 @@ pub struct Configuration {
     pub metrics: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+}
+
+/// An import/export job's record (`/jobs/create`, `GET /jobs/{id}`). The container URI is not
+/// echoed back by IoT Hub.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProperties {
+    #[serde(default)]
+    pub job_id: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `enqueued`, `running`, `completed`, `failed`, `cancelled` (IoT Hub also knows `unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_blob_container_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_keys_in_export: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_blob_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_authentication_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
 }
 
 /// Wraps an etag in quotes for `If-Match` unless it already is quoted or is `*`.

@@ -1,13 +1,17 @@
 //! Manifest loading (PURE apart from [`read`]): YAML documents -> validated, expanded [`crate::model::Fleet`].
 //!
-//! Owns every validation rule of SPEC §2 and the secret references of SPEC §13, and reports each problem
+//! Owns every validation rule of SPEC §2, the secret references of SPEC §13 and the offline rules of the
+//! managed hub objects of SPEC §16 (`configurations`, `deployments`), and reports each problem
 //! with `file:line:column`. It must not touch the network or the clock; [`read`] is the only function
 //! that touches the filesystem, and the environment comes in as an argument of [`load`].
 
 use std::fmt;
 use std::path::PathBuf;
 
+mod configuration;
+mod deployment;
 mod expand;
+mod objects;
 mod range;
 mod raw;
 mod resolve;
@@ -24,7 +28,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Fleet, Location, Owner, RolloutSpec};
+use crate::model::{Fleet, Location, ObjectKind, Owner, RolloutSpec};
 pub use secret::{Env, NoEnv};
 
 /// Largest manifest file accepted.
@@ -170,6 +174,16 @@ pub fn load(sources: &[Source], env: &dyn Env) -> Result<Fleet, Errors> {
 
     let owner = owner(&documents, &mut sink);
     let rollout = rollout(&documents, &mut sink);
+    let configurations = objects::collect(
+        ObjectKind::Configuration,
+        documents.iter().flat_map(|d| &d.configurations),
+        &mut sink,
+    );
+    let deployments = objects::collect(
+        ObjectKind::Deployment,
+        documents.iter().flat_map(|d| &d.deployments),
+        &mut sink,
+    );
     let templates = resolve::Templates::new(&documents, &mut sink);
     let declarations: Vec<_> = documents
         .iter()
@@ -192,6 +206,8 @@ pub fn load(sources: &[Source], env: &dyn Env) -> Result<Fleet, Errors> {
         devices,
         digest,
         rollout,
+        configurations,
+        deployments,
     })
 }
 

@@ -1,20 +1,32 @@
-//! Manifest documents as written: turns each located YAML document into templates and device declarations.
+//! Manifest documents as written: turns each located YAML document into templates, device declarations
+//! and the hub objects it declares (whose blocks `configuration` and `deployment` read).
 //!
 //! Owns the shape of a document (known keys, field types) and every rule that one node can decide alone:
 //! status, statusReason, auth and thumbprints, ignore/sensitive paths, module IDs, and the twin rules of
 //! written values. Cross-document rules (templates, duplicates, counts, sizes) belong to later stages.
 
 use super::Sink;
+use super::objects::Declared;
 use super::range::{self, Pattern};
 use super::twin::{self, Scope};
 use super::yaml::{Entry, Kind, Node};
-use crate::model::{AuthSpec, DeviceStatus, Location, PropertyPath, RolloutSpec, Section};
+use crate::model::{
+    AuthSpec, ConfigurationSpec, DeploymentSpec, DeviceStatus, Location, PropertyPath, RolloutSpec,
+    Section,
+};
 
 /// Longest `statusReason`.
 pub(super) const MAX_STATUS_REASON_CHARS: usize = 128;
 use crate::model::MAX_OWNER_CHARS;
 
-pub(super) const DOCUMENT_KEYS: &[&str] = &["owner", "rollout", "templates", "devices"];
+pub(super) const DOCUMENT_KEYS: &[&str] = &[
+    "owner",
+    "rollout",
+    "templates",
+    "devices",
+    "configurations",
+    "deployments",
+];
 pub(super) const TEMPLATE_KEYS: &[&str] = &[
     "extends",
     "status",
@@ -121,6 +133,8 @@ pub(super) struct Document {
     pub rollout: Option<Located<Option<RolloutSpec>>>,
     pub templates: Vec<Template>,
     pub devices: Vec<Device>,
+    pub configurations: Vec<Declared<ConfigurationSpec>>,
+    pub deployments: Vec<Declared<DeploymentSpec>>,
 }
 
 /// Converts one YAML document.
@@ -149,6 +163,17 @@ pub(super) fn document(root: &Node, sink: &mut Sink) -> Document {
             "devices" => {
                 for d in mapping_entries(&e.value, "`devices`", sink) {
                     doc.devices.push(device(d, sink));
+                }
+            }
+            "configurations" => {
+                for c in mapping_entries(&e.value, "`configurations`", sink) {
+                    doc.configurations
+                        .push(super::configuration::configuration(c, sink));
+                }
+            }
+            "deployments" => {
+                for d in mapping_entries(&e.value, "`deployments`", sink) {
+                    doc.deployments.push(super::deployment::deployment(d, sink));
                 }
             }
             _ => {}
@@ -558,7 +583,11 @@ pub(super) fn mapping<'a>(
 }
 
 /// The entries of a name -> value mapping such as `devices` (`null` counts as empty).
-fn mapping_entries<'a>(node: &'a Node, what: &str, sink: &mut Sink) -> std::slice::Iter<'a, Entry> {
+pub(super) fn mapping_entries<'a>(
+    node: &'a Node,
+    what: &str,
+    sink: &mut Sink,
+) -> std::slice::Iter<'a, Entry> {
     match &node.kind {
         Kind::Map(entries) => entries.iter(),
         Kind::Null => [].iter(),

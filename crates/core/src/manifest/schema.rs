@@ -1,21 +1,29 @@
 //! The JSON Schema (draft 2020-12) of the manifest format, for editors (`twinops schema`).
 //!
-//! Built from the loader's own key lists, value lists and limits (`raw`, `rollout`, `twinops_iothub::ids`,
-//! `twin_rules`), so a key the loader learns without the schema fails a test. The schema states the shape
+//! Built from the loader's own key lists, value lists and limits (`raw`, `rollout`, `configuration`,
+//! `deployment`, `objects`, `twinops_iothub::ids`, `twin_rules`), so a key the loader learns without the
+//! schema fails a test. The schema states the shape
 //! (keys, types, enums, ID and key syntax) and never more than the loader: every manifest the loader
 //! accepts validates. Rules that need more than one node or more than one file (templates that exist,
-//! cycles, duplicates, sizes, counts, depth, wave order) stay the loader's alone.
+//! cycles, duplicates, sizes, counts, depth, wave order, the grammar of target conditions and queries,
+//! secret references) stay the loader's alone.
 
 use serde_json::{Map, Value, json};
 use twinops_iothub::ids::{ID_SYMBOLS, MAX_ID_LEN};
 use twinops_iothub::twin_rules::MAX_KEY_BYTES;
 
+use super::configuration::{CONFIGURATION_KEYS, DEVICE_CONTENT_KEYS, MODULE_CONTENT_KEYS};
+use super::deployment::{DEPLOYMENT_KEYS, EDGE_MODULE_KEYS, RUN_STATUSES, RUNTIME_KEYS};
+use super::objects::{LABEL_SYMBOLS, MAX_LABEL_CHARS, MAX_PRIORITY, NAME_SYMBOLS};
 use super::raw::{
     AUTH_FORMS, AUTH_KEYS, AUTH_WORDS, DEVICE_KEYS, DOCUMENT_KEYS, MAX_STATUS_REASON_CHARS,
     MODULE_KEYS, STATUSES, TEMPLATE_KEYS, X509_KEYS,
 };
 use super::rollout::{FIRST_KEYS, HALT_KEYS, ON_HALTS, ROLLOUT_KEYS};
-use crate::model::{DeviceStatus, LEDGER_TAG, MAX_OWNER_CHARS, OnHalt};
+use crate::model::{
+    DeviceStatus, LEDGER_TAG, MAX_DEPLOYMENT_MODULES, MAX_OBJECT_METRICS, MAX_OBJECT_NAME_CHARS,
+    MAX_OWNER_CHARS, ModuleRunStatus, NAME_LABEL, OWNER_LABEL, OnHalt, RestartPolicy,
+};
 
 /// The draft the schema is written in.
 pub const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -35,13 +43,14 @@ pub fn manifest() -> Value {
 }
 
 /// The schema's `$defs`, in the order they have always been written: identities, twin values, the
-/// rollout block.
+/// rollout block, then the hub objects.
 fn definitions() -> Map<String, Value> {
     let mut defs = Map::new();
     for part in [
         identity_definitions(),
         twin_definitions(),
         rollout_definitions(),
+        object_definitions(),
     ] {
         if let Value::Object(m) = part {
             defs.extend(m);
@@ -163,8 +172,191 @@ fn rollout_definitions() -> Value {
     })
 }
 
-/// One character of a twin key: anything but `.`, `$`, `#`, space and control characters.
-const TWIN_KEY_CHAR: &str = "[^.$# \\p{Cc}]";
+/// One character of a twin key: anything but `.`, `$`, `#`, space and control characters (Unicode's
+/// `Cc`: C0, DEL and C1, what `char::is_control` refuses). Spelled as `\u` ranges, not `\p{Cc}`:
+/// ECMA-262 knows `\p` only in Unicode mode, and Python's `re` (which `jsonschema` compiles
+/// patterns with) not at all.
+const TWIN_KEY_CHAR: &str = "[^.$# \\u0000-\\u001f\\u007f-\\u009f]";
+
+/// Configurations and deployments (SPEC §16), their content and the fields they share. Strings in
+/// them take no substitution and no secret reference, which the loader checks.
+fn object_definitions() -> Value {
+    json!({
+        "objectName": {
+            "description": format!("1..{MAX_OBJECT_NAME_CHARS} of a-z, 0-9 and `{NAME_SYMBOLS}`; the hub ID adds `-` and 8 hex digits of the content's digest."),
+            "type": "string",
+            "pattern": format!("^{}{{1,{MAX_OBJECT_NAME_CHARS}}}$", name_class()),
+        },
+        "configuration": {
+            "description": "An automatic device management configuration: writes `device` or `module` desired properties into the twins its target matches.",
+            "type": "object",
+            "properties": object(CONFIGURATION_KEYS, configuration_field),
+            "required": ["target"],
+            "oneOf": [{"required": ["device"]}, {"required": ["module"]}],
+            "additionalProperties": false,
+        },
+        "deployment": {
+            "description": "An IoT Edge deployment. A base deployment (the default) sets the runtime; a layered one (`layered: true`) adds modules and routes to it and has no `runtime`.",
+            "type": "object",
+            "properties": object(DEPLOYMENT_KEYS, deployment_field),
+            "required": ["target"],
+            "if": {"properties": {"layered": {"const": true}}, "required": ["layered"]},
+            "then": {"not": {"required": ["runtime"]}},
+            "else": {"required": ["runtime"]},
+            "additionalProperties": false,
+        },
+        "edgeModule": {
+            "description": "A custom module of an IoT Edge deployment.",
+            "type": "object",
+            "properties": object(EDGE_MODULE_KEYS, edge_module_field),
+            "required": ["image"],
+            "additionalProperties": false,
+        },
+        "edgeModuleName": {
+            "description": "A module ID that is also a key of `$edgeAgent`'s desired properties: no `$`, `.` or `#`.",
+            "type": "string",
+            "pattern": format!("^{}{{1,{MAX_ID_LEN}}}$", edge_module_class()),
+        },
+        "image": {
+            "description": "A container image reference, e.g. mcr.microsoft.com/azureiotedge-agent:1.5.",
+            "type": "string",
+            "pattern": "^\\S+$",
+        },
+        "targetCondition": {
+            "description": "IoT Hub's target condition: a bare condition over deviceId, tags and properties.reported (`*` for every device); a module configuration's is `FROM devices.modules WHERE moduleId = 'MODULE' AND ...`.",
+            "type": "string",
+            "minLength": 1,
+        },
+        "priority": {
+            "description": "The higher priority wins where objects overlap (default 0).",
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_PRIORITY,
+        },
+        "labelText": {
+            "type": "string",
+            "pattern": format!("^{}{{1,{MAX_LABEL_CHARS}}}$", label_class()),
+        },
+        "labels": {
+            "description": format!("Labels of the object; `{OWNER_LABEL}` and `{NAME_LABEL}` are twinops' own. Integers and booleans are taken as their text."),
+            "type": ["object", "null"],
+            "propertyNames": {"allOf": [
+                {"$ref": "#/$defs/labelText"},
+                {"not": {"enum": [OWNER_LABEL, NAME_LABEL]}},
+            ]},
+            "additionalProperties": {"anyOf": [
+                {"$ref": "#/$defs/labelText"},
+                {"type": ["integer", "boolean"]},
+            ]},
+        },
+        "metrics": {
+            "description": format!("Custom metrics: name to query (`SELECT deviceId FROM devices WHERE ...`), at most {MAX_OBJECT_METRICS}."),
+            "type": ["object", "null"],
+            "maxProperties": MAX_OBJECT_METRICS,
+            "propertyNames": {"$ref": "#/$defs/labelText"},
+            "additionalProperties": {"type": "string", "minLength": 1},
+        },
+        "objectDesired": {
+            "description": "Desired properties written by a configuration or a deployment: twin keys and values, not empty, and no `null` anywhere (content is written whole, not patched).",
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"$ref": "#/$defs/twinKey"},
+            "additionalProperties": {"$ref": "#/$defs/twinItem"},
+        },
+    })
+}
+
+fn configuration_field(key: &str) -> Option<Value> {
+    Some(match key {
+        "target" => json!({"$ref": "#/$defs/targetCondition"}),
+        "priority" => json!({"$ref": "#/$defs/priority"}),
+        "labels" => json!({"$ref": "#/$defs/labels"}),
+        "metrics" => json!({"$ref": "#/$defs/metrics"}),
+        "device" => json!({
+            "description": "Writes desired properties of device twins (deviceContent).",
+            "type": "object",
+            "properties": object(DEVICE_CONTENT_KEYS, |_| Some(json!({"$ref": "#/$defs/objectDesired"}))),
+            "required": DEVICE_CONTENT_KEYS,
+            "additionalProperties": false,
+        }),
+        "module" => json!({
+            "description": "Writes desired properties of the twins of module `name` (moduleContent); the target names it with moduleId.",
+            "type": "object",
+            "properties": object(MODULE_CONTENT_KEYS, |k| Some(if k == "name" {
+                json!({"allOf": [{"$ref": "#/$defs/id"}, {"not": {"pattern": "^\\$"}}]})
+            } else {
+                json!({"$ref": "#/$defs/objectDesired"})
+            })),
+            "required": MODULE_CONTENT_KEYS,
+            "additionalProperties": false,
+        }),
+        _ => return None,
+    })
+}
+
+fn deployment_field(key: &str) -> Option<Value> {
+    Some(match key {
+        "target" => json!({"$ref": "#/$defs/targetCondition"}),
+        "priority" => json!({"$ref": "#/$defs/priority"}),
+        "labels" => json!({"$ref": "#/$defs/labels"}),
+        "metrics" => json!({"$ref": "#/$defs/metrics"}),
+        "layered" => json!({
+            "description": "true: adds to the base deployment of its devices (default false).",
+            "type": "boolean",
+        }),
+        "runtime" => json!({
+            "description": "The images of the IoT Edge runtime; a base deployment needs both.",
+            "type": "object",
+            "properties": object(RUNTIME_KEYS, |_| Some(json!({"$ref": "#/$defs/image"}))),
+            "required": RUNTIME_KEYS,
+            "additionalProperties": false,
+        }),
+        "modules" => json!({
+            "description": format!("Custom modules by name, at most {MAX_DEPLOYMENT_MODULES}."),
+            "type": ["object", "null"],
+            "maxProperties": MAX_DEPLOYMENT_MODULES,
+            "propertyNames": {"$ref": "#/$defs/edgeModuleName"},
+            "additionalProperties": {"$ref": "#/$defs/edgeModule"},
+        }),
+        "routes" => json!({
+            "description": "edgeHub routes by name, e.g. FROM /messages/* INTO $upstream.",
+            "type": ["object", "null"],
+            "propertyNames": {"allOf": [{"$ref": "#/$defs/twinKey"}, {"minLength": 1}]},
+            "additionalProperties": {"type": "string", "pattern": "^\\s*[Ff][Rr][Oo][Mm]\\s"},
+        }),
+        _ => return None,
+    })
+}
+
+fn edge_module_field(key: &str) -> Option<Value> {
+    Some(match key {
+        "image" => json!({"$ref": "#/$defs/image"}),
+        "createOptions" => json!({
+            "description": "Docker create options; at most 4096 bytes as compact JSON.",
+            "type": "object",
+        }),
+        "env" => json!({
+            "description": "Environment variables; integers and booleans are taken as their text.",
+            "type": ["object", "null"],
+            "propertyNames": {"allOf": [{"$ref": "#/$defs/twinKey"}, {"minLength": 1}]},
+            "additionalProperties": {"type": ["string", "integer", "boolean"]},
+        }),
+        "restartPolicy" => json!({
+            "description": "Default always.",
+            "enum": RestartPolicy::ALL.map(RestartPolicy::as_str),
+        }),
+        "status" => json!({
+            "description": "Default running.",
+            "enum": RUN_STATUSES.map(ModuleRunStatus::as_str),
+        }),
+        "desired" => json!({
+            "description": "The module twin's desired properties.",
+            "$ref": "#/$defs/objectDesired",
+        }),
+        _ => return None,
+    })
+}
+
 /// A share as `Share::parse` reads it: up to three whole digits and up to two decimals.
 const SHARE_PATTERN: &str = "^[0-9]{1,3}(\\.[0-9]{1,2})?%$";
 
@@ -204,6 +396,18 @@ fn document_field(key: &str) -> Option<Value> {
             "type": ["object", "null"],
             "propertyNames": {"$ref": "#/$defs/deviceId"},
             "additionalProperties": {"$ref": "#/$defs/device"},
+        }),
+        "configurations" => json!({
+            "description": "Automatic device management configurations by name; names are unique in the set, at most 100.",
+            "type": ["object", "null"],
+            "propertyNames": {"$ref": "#/$defs/objectName"},
+            "additionalProperties": {"$ref": "#/$defs/configuration"},
+        }),
+        "deployments" => json!({
+            "description": "IoT Edge deployments by name; names are unique in the set, at most 100 (layered ones included).",
+            "type": ["object", "null"],
+            "propertyNames": {"$ref": "#/$defs/objectName"},
+            "additionalProperties": {"$ref": "#/$defs/deployment"},
         }),
         _ => return None,
     })
@@ -338,8 +542,29 @@ fn rollout_field(key: &str) -> Option<Value> {
 
 /// The ID characters as a regex class, from IoT Hub's rule.
 fn id_class() -> String {
-    let mut class = String::from("[A-Za-z0-9");
-    for c in ID_SYMBOLS.chars() {
+    class("A-Za-z0-9", ID_SYMBOLS.chars())
+}
+
+/// The characters of an edge module's name: an ID that is also a twin key (no `$`, `.` or `#`).
+fn edge_module_class() -> String {
+    class(
+        "A-Za-z0-9",
+        ID_SYMBOLS.chars().filter(|c| !matches!(c, '$' | '.' | '#')),
+    )
+}
+
+fn name_class() -> String {
+    class("a-z0-9", NAME_SYMBOLS.chars())
+}
+
+fn label_class() -> String {
+    class("A-Za-z0-9", LABEL_SYMBOLS.chars())
+}
+
+/// A regex character class of `ranges` and `symbols`, escaping what a class needs.
+fn class(ranges: &str, symbols: impl Iterator<Item = char>) -> String {
+    let mut class = format!("[{ranges}");
+    for c in symbols {
         if matches!(c, '\\' | ']' | '[' | '^' | '-') {
             class.push('\\');
         }
@@ -375,10 +600,23 @@ mod tests {
         let auth = &defs["auth"]["anyOf"][2];
         assert_eq!(keys(auth), AUTH_KEYS);
         assert_eq!(keys(&auth["properties"]["x509"]), X509_KEYS);
+        assert_eq!(keys(&defs["configuration"]), CONFIGURATION_KEYS);
+        let configuration = &defs["configuration"]["properties"];
+        assert_eq!(keys(&configuration["device"]), DEVICE_CONTENT_KEYS);
+        assert_eq!(keys(&configuration["module"]), MODULE_CONTENT_KEYS);
+        assert_eq!(keys(&defs["deployment"]), DEPLOYMENT_KEYS);
+        assert_eq!(
+            keys(&defs["deployment"]["properties"]["runtime"]),
+            RUNTIME_KEYS
+        );
+        assert_eq!(keys(&defs["edgeModule"]), EDGE_MODULE_KEYS);
     }
 
     #[test]
     fn id_class_escapes_what_a_character_class_needs() {
         assert_eq!(id_class(), "[A-Za-z0-9\\-:.+%_#*?!(),=@;$']");
+        assert_eq!(edge_module_class(), "[A-Za-z0-9\\-:+%_*?!(),=@;']");
+        assert_eq!(name_class(), "[a-z0-9\\-+%_*!']");
+        assert_eq!(label_class(), "[A-Za-z0-9\\-:.+%_#*?!(),=@;']");
     }
 }

@@ -59,6 +59,10 @@ pub(super) enum Scope {
     Module,
     /// `rollout.first.tags`: values matched against twins, never written, so never a secret.
     Rollout,
+    /// The content of a configuration or a deployment (SPEC §16): stored on the hub as written and
+    /// shown in plans, the same for every twin it targets, and set whole rather than patched. So no
+    /// substitution, no secret reference and no `null`.
+    Object,
 }
 
 /// Checks a `tags` or `desired` mapping as written: keys, depth, scalars, nulls and substitutions.
@@ -98,6 +102,8 @@ impl Walk {
             }
             if matches!(e.value.kind, Kind::Null) && self.in_array {
                 sink.error(&e.value.loc, null_in_array_message());
+            } else if matches!(e.value.kind, Kind::Null) && self.scope == Scope::Object {
+                sink.error(&e.value.loc, null_in_object_message());
             }
             self.value(&e.value, depth, sink);
         }
@@ -136,6 +142,12 @@ impl Walk {
             ),
             Kind::Str(s) => {
                 check_string_length(s, node, sink);
+                if self.scope == Scope::Object {
+                    if let Err(problem) = object_text(s) {
+                        sink.error(&node.loc, problem);
+                    }
+                    return;
+                }
                 match secret::reference(s) {
                     Ok(None) => {
                         if let Err(problem) = pieces(s, self.scope) {
@@ -163,6 +175,36 @@ fn depth_message() -> String {
     format!(
         "twin objects nest deeper than {MAX_DEPTH} levels; IoT Hub allows at most {MAX_DEPTH} nested objects inside `tags` or `desired` (values may sit in the last one)"
     )
+}
+
+fn null_in_object_message() -> String {
+    "remove this key: `null` removes a value in a twin patch, but the content of a configuration or deployment is written whole, so IoT Hub refuses it"
+        .to_string()
+}
+
+/// A string of a configuration or deployment as IoT Hub gets it: `$${` written as `${`, or why it
+/// cannot be written. A secret reference is refused: object content is stored on the hub, where
+/// any reader of configurations sees it, and printed in plans, so it cannot be kept sensitive.
+pub(super) fn object_text(s: &str) -> Result<String, String> {
+    match secret::reference(s) {
+        Ok(None) => {}
+        Ok(Some(_))
+        | Err(secret::Problem {
+            kind: secret::ProblemKind::NotWhole,
+            ..
+        }) => {
+            return Err("write the value itself: configurations and deployments take no secret reference (`${env:NAME}`), since the hub stores their content where every reader of configurations sees it and plans print it (`$${` writes a literal `${`)".to_string());
+        }
+        Err(problem) => return Err(problem.to_string()),
+    }
+    let pieces = pieces(s, Scope::Object)?;
+    Ok(pieces
+        .into_iter()
+        .map(|p| match p {
+            Piece::Text(t) => t,
+            Piece::Device | Piece::Module => "",
+        })
+        .collect())
 }
 
 fn null_in_array_message() -> String {
@@ -216,6 +258,12 @@ pub(super) fn pieces(s: &str, scope: Scope) -> Result<Vec<Piece<'_>>, String> {
             );
         };
         match &after[2..end] {
+            name if scope == Scope::Object => {
+                return Err(format!(
+                    "write the value itself: `${{{}}}` has no value in a configuration or deployment, whose content is the same for every twin it targets (`$${{` writes a literal `${{`)",
+                    shorten(name)
+                ));
+            }
             "device" | "module" if scope == Scope::Rollout => {
                 return Err(format!(
                     "`{}` has no value in `rollout.first`: its tags are matched against every device's tags; write the value itself",
@@ -273,7 +321,8 @@ pub(super) fn substitute(s: &str, names: Names<'_>) -> String {
 }
 
 /// Converts a merged mapping into JSON with `${device}`/`${module}` substituted, for values that are
-/// never written to a twin (`rollout.first.tags`, where `check_section` refused references).
+/// not a device's twin sections (`rollout.first.tags`, the content of configurations and
+/// deployments), where `check_section` refused references.
 pub(super) fn to_json(entries: &[Entry], names: Names<'_>, sink: &mut Sink) -> JsonMap {
     let mut c = Convert {
         section: Section::Tags,

@@ -153,7 +153,8 @@ impl Targets {
         self.scope.as_deref()
     }
 
-    fn is_all(&self) -> bool {
+    /// Whether no `--target` pattern narrows the selection.
+    pub fn is_all(&self) -> bool {
         self.patterns.is_empty()
     }
 

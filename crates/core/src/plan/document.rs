@@ -1223,7 +1223,9 @@ mod tests {
             no_longer_declared: vec![],
             rollout: None,
             warnings: vec![],
+            read: None,
             digest_key: Some(DigestKey::default().fingerprint()),
+            objects: Default::default(),
             awaiting: vec![],
         };
         let text = serde_json::to_string(&plan).unwrap();

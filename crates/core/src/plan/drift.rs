@@ -236,8 +236,10 @@ pub fn report(
     observed: &Observed,
     targets: &Targets,
     stale: Option<Staleness>,
+    hub_objects: &[crate::model::ObservedObject],
 ) -> Report {
     let mut items = planned(plan);
+    items.extend(object_items(plan, &fleet.owner, hub_objects));
     for w in &plan.warnings {
         let class = if w.matches {
             Class::Configuration
@@ -286,6 +288,102 @@ pub fn report(
         counts,
         items,
     }
+}
+
+/// The managed objects' drift (SPEC §16): a declared object changed in the hub (its mutable fields,
+/// or its content: a replacement), deleted, held by another owner, failing on edge agents, and
+/// this owner's objects no manifest declares.
+fn object_items(
+    plan: &Plan,
+    owner: &str,
+    hub_objects: &[crate::model::ObservedObject],
+) -> Vec<Item> {
+    use super::objects::ObjectChange;
+    use crate::model::{Address, ConfigurationId, ObjectKind};
+    let address = |kind: ObjectKind, id: &str| -> Option<Address> {
+        let id = ConfigurationId::new(id).ok()?;
+        Some(match kind {
+            ObjectKind::Configuration => Address::Configuration(id),
+            ObjectKind::Deployment => Address::Deployment(id),
+        })
+    };
+    let mut items = Vec::new();
+    let mut push = |kind, id: &str, class, detail: String, keys: Vec<String>| {
+        if let Some(address) = address(kind, id) {
+            items.push(Item {
+                address,
+                class,
+                detail,
+                keys,
+            });
+        }
+    };
+    for c in &plan.objects.changes {
+        let kind = c.object();
+        match c {
+            ObjectChange::Update { diff, .. } => push(
+                kind,
+                c.id(),
+                Class::ChangedInHub,
+                format!("{} `{}` was changed in the hub", kind.as_str(), c.name()),
+                diff.iter().map(|d| d.path.clone()).collect(),
+            ),
+            ObjectChange::Create {
+                replaces: Some(old),
+                ..
+            } => push(
+                kind,
+                old,
+                Class::ChangedInHub,
+                format!(
+                    "{} `{}` in the hub has other content than the manifests (apply replaces it with `{}`)",
+                    kind.as_str(),
+                    c.name(),
+                    c.id()
+                ),
+                Vec::new(),
+            ),
+            ObjectChange::Create { .. } => push(
+                kind,
+                c.id(),
+                Class::ChangedInHub,
+                format!("{} `{}` is missing from the hub", kind.as_str(), c.name()),
+                Vec::new(),
+            ),
+            ObjectChange::Delete { .. } => {}
+        }
+    }
+    for k in &plan.objects.conflicts {
+        push(
+            k.object,
+            &k.id,
+            Class::ChangedInHub,
+            format!("conflict: {}", k.reason),
+            Vec::new(),
+        );
+    }
+    for r in &plan.objects.no_longer_declared {
+        push(
+            r.object,
+            &r.id,
+            Class::NoLongerDeclared,
+            "owned, but no manifest declares it any more; apply --prune deletes it".into(),
+            Vec::new(),
+        );
+    }
+    for o in hub_objects.iter().filter(|o| o.owned_name(owner).is_some()) {
+        let failed = o.counts.reported_failed.unwrap_or(0);
+        if failed > 0 {
+            push(
+                o.kind,
+                &o.id,
+                Class::RejectedByDevice,
+                format!("{failed} edge agent(s) report this deployment as failed"),
+                Vec::new(),
+            );
+        }
+    }
+    items
 }
 
 /// What the plan says differs: its changes, the identities no manifest declares any more, and its

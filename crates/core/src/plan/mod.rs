@@ -19,6 +19,8 @@ mod differ;
 pub mod document;
 pub mod drift;
 pub mod ledger;
+pub mod object_checks;
+pub mod objects;
 pub mod patch;
 pub mod rollout;
 mod saved;
@@ -62,6 +64,10 @@ pub enum Phase {
     RolloutRevert,
     ModuleDeletes,
     DeviceDeletes,
+    /// Managed objects created and updated (SPEC §16), once the identities and twins are written.
+    ObjectWrites,
+    /// Managed objects deleted (a replaced one once its replacement is applied), last.
+    ObjectDeletes,
 }
 
 impl Phase {
@@ -120,13 +126,39 @@ pub enum Kind {
     ReleaseModule,
     DeleteModule,
     DeleteDevice,
+    CreateConfiguration,
+    UpdateConfiguration,
+    DeleteConfiguration,
+    CreateDeployment,
+    UpdateDeployment,
+    DeleteDeployment,
 }
 
 impl Kind {
+    /// The kind of a managed object's change.
+    pub fn of_object(c: &objects::ObjectChange) -> Kind {
+        use crate::model::ObjectKind::{Configuration, Deployment};
+        use objects::ObjectChange::{Create, Delete, Update};
+        match (c, c.object()) {
+            (Create { .. }, Configuration) => Kind::CreateConfiguration,
+            (Update { .. }, Configuration) => Kind::UpdateConfiguration,
+            (Delete { .. }, Configuration) => Kind::DeleteConfiguration,
+            (Create { .. }, Deployment) => Kind::CreateDeployment,
+            (Update { .. }, Deployment) => Kind::UpdateDeployment,
+            (Delete { .. }, Deployment) => Kind::DeleteDeployment,
+        }
+    }
+
     pub fn action(self) -> Action {
         match self {
-            Kind::CreateDevice | Kind::CreateModule => Action::Create,
-            Kind::DeleteDevice | Kind::DeleteModule => Action::Delete,
+            Kind::CreateDevice
+            | Kind::CreateModule
+            | Kind::CreateConfiguration
+            | Kind::CreateDeployment => Action::Create,
+            Kind::DeleteDevice
+            | Kind::DeleteModule
+            | Kind::DeleteConfiguration
+            | Kind::DeleteDeployment => Action::Delete,
             Kind::ReleaseDevice | Kind::ReleaseModule => Action::Release,
             _ => Action::Update,
         }
@@ -144,6 +176,11 @@ impl Kind {
             | Kind::ReleaseModule => Phase::TwinPatches,
             Kind::DeleteModule => Phase::ModuleDeletes,
             Kind::DeleteDevice => Phase::DeviceDeletes,
+            Kind::CreateConfiguration
+            | Kind::UpdateConfiguration
+            | Kind::CreateDeployment
+            | Kind::UpdateDeployment => Phase::ObjectWrites,
+            Kind::DeleteConfiguration | Kind::DeleteDeployment => Phase::ObjectDeletes,
         }
     }
 }
@@ -271,6 +308,13 @@ pub struct Plan<C = Change> {
     /// twin also writes (SPEC §15): warnings, named with the configuration and its priority.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<writers::Writer>,
+    /// Managed objects (SPEC §16): the changes of ADM configurations and IoT Edge deployments,
+    /// their conflicts and warnings, and this owner's objects no manifest declares.
+    #[serde(default, skip_serializing_if = "objects::ObjectPlan::is_empty")]
+    pub objects: objects::ObjectPlan,
+    /// How the hub was read (SPEC §17): by queries and GETs, or through an export job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<ReadDoc>,
     /// The fingerprint of the key its sensitive values' digests were made under, when any change
     /// has sensitive paths: `apply --plan` refuses a plan made under another key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +326,20 @@ pub struct Plan<C = Change> {
     pub awaiting: Vec<Awaiting>,
 }
 
+/// How a plan read the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadDoc {
+    /// `api` (queries and GETs) or `export` (an export job).
+    pub via: String,
+    /// The export job's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Identities the export held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<usize>,
+}
+
 /// A twin whose declared desired values (`expect`) its device has yet to acknowledge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Awaiting {
@@ -291,7 +349,10 @@ pub struct Awaiting {
 
 impl Plan {
     pub fn has_differences(&self) -> bool {
-        !self.changes.is_empty() || !self.conflicts.is_empty()
+        !self.changes.is_empty()
+            || !self.conflicts.is_empty()
+            || !self.objects.changes.is_empty()
+            || !self.objects.conflicts.is_empty()
     }
 
     /// Counts the summary from the changes (again after changes were dropped, e.g. deletions
@@ -312,6 +373,17 @@ impl Plan {
             }
             s.disruptive += usize::from(c.disruptive().is_some());
         }
+        // Managed objects count as changes of their own; the delete that completes a replacement
+        // is part of it, not a deletion.
+        for c in &self.objects.changes {
+            match c {
+                objects::ObjectChange::Create { .. } => s.create += 1,
+                objects::ObjectChange::Update { .. } => s.update += 1,
+                objects::ObjectChange::Delete { .. } if !c.is_replacement_delete() => s.delete += 1,
+                objects::ObjectChange::Delete { .. } => {}
+            }
+        }
+        s.conflicts += self.objects.conflicts.len();
         self.summary = s;
     }
 }
@@ -358,7 +430,13 @@ fn deletions(c: &Change) -> usize {
 
 /// How many identities the plan deletes (a deleted device's modules count one each).
 pub fn deletion_count(plan: &Plan) -> usize {
-    plan.changes.iter().map(deletions).sum()
+    let objects = plan
+        .objects
+        .changes
+        .iter()
+        .filter(|c| matches!(c, objects::ObjectChange::Delete { .. }) && !c.is_replacement_delete())
+        .count();
+    plan.changes.iter().map(deletions).sum::<usize>() + objects
 }
 
 #[cfg(test)]

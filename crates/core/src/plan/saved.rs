@@ -79,7 +79,9 @@ impl SavedPlan {
             no_longer_declared: self.no_longer_declared,
             rollout: self.rollout,
             warnings: self.warnings,
+            read: self.read,
             digest_key: self.digest_key,
+            objects: self.objects,
             awaiting: Vec::new(),
         })
     }
@@ -104,7 +106,9 @@ impl Plan {
             no_longer_declared: self.no_longer_declared.clone(),
             rollout: self.rollout.clone(),
             warnings: self.warnings.clone(),
+            read: self.read.clone(),
             digest_key: self.digest_key.clone(),
+            objects: self.objects.clone(),
             awaiting: Vec::new(),
         }
     }

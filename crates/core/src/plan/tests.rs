@@ -48,6 +48,8 @@ fn fleet(devices: Vec<DeviceSpec>) -> Fleet {
         devices,
         digest: "0".repeat(64).as_str().into(),
         rollout: None,
+        configurations: Vec::new(),
+        deployments: Vec::new(),
     }
 }
 

@@ -69,6 +69,9 @@ fn head(plan: &Plan) -> String {
     if let Some(hint) = super::text::no_longer_declared_hint(plan) {
         let _ = writeln!(head, "{}\n", escape(&hint));
     }
+    for w in &plan.objects.warnings {
+        let _ = writeln!(head, "> **warning:** {}\n", escape(&w.to_string()));
+    }
     if let Some(r) = &plan.rollout {
         rollout(&mut head, r);
     }
@@ -144,6 +147,29 @@ fn blocks_by_device(plan: &Plan, expand: bool) -> BTreeMap<String, Vec<Block>> {
             w.address.device.to_string(),
             format!("warning {}: {w}\n", w.address),
         );
+    }
+    for c in &plan.objects.changes {
+        let lines = super::text::object_lines(c);
+        if lines.is_empty() {
+            continue;
+        }
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        by_device
+            .entry(format!("{} {}", c.object().as_str(), c.name()))
+            .or_default()
+            .push(Block {
+                text,
+                kind: Some((crate::plan::Kind::of_object(c), 1)),
+            });
+    }
+    for k in &plan.objects.conflicts {
+        by_device
+            .entry(format!("{} {}", k.object.as_str(), k.name))
+            .or_default()
+            .push(Block {
+                text: format!("! conflict: {}\n", k.reason),
+                kind: None,
+            });
     }
     by_device
 }

@@ -27,6 +27,12 @@ pub fn kind_words(k: Kind) -> &'static str {
         Kind::ReleaseModule => "release module",
         Kind::DeleteModule => "delete module",
         Kind::DeleteDevice => "delete device",
+        Kind::CreateConfiguration => "create configuration",
+        Kind::UpdateConfiguration => "update configuration",
+        Kind::DeleteConfiguration => "delete configuration",
+        Kind::CreateDeployment => "create deployment",
+        Kind::UpdateDeployment => "update deployment",
+        Kind::DeleteDeployment => "delete deployment",
     }
 }
 
@@ -188,6 +194,140 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
         && t.diff.iter().any(|d| d.path == "tags.twinops")
     {
         writeln!(out, "      ~ ownership ledger (tags.twinops)")?;
+    }
+    Ok(())
+}
+
+/// One managed object's change as the text plan shows it (SPEC §16).
+pub(crate) fn object_lines(c: &crate::plan::objects::ObjectChange) -> Vec<String> {
+    use crate::plan::objects::ObjectChange;
+    let kind = c.object().as_str();
+    let mut lines = Vec::new();
+    let (head, diff, preview) = match c {
+        ObjectChange::Create {
+            name,
+            id,
+            replaces: Some(old),
+            diff,
+            preview,
+            ..
+        } => (
+            format!("± replace {kind} {name}: create {id}, then delete {old} once {id} is applied"),
+            diff.clone(),
+            preview.as_ref(),
+        ),
+        ObjectChange::Create {
+            name,
+            id,
+            body,
+            preview,
+            ..
+        } => {
+            let mut d = vec![
+                crate::plan::FieldDiff {
+                    path: "target".into(),
+                    before: None,
+                    after: Some(serde_json::json!(body.target)),
+                },
+                crate::plan::FieldDiff {
+                    path: "priority".into(),
+                    before: None,
+                    after: Some(serde_json::json!(body.priority)),
+                },
+            ];
+            if !body.metrics.is_empty() {
+                d.push(crate::plan::FieldDiff {
+                    path: "metrics".into(),
+                    before: None,
+                    after: Some(serde_json::json!(body.metrics)),
+                });
+            }
+            (
+                format!("+ create {kind} {id} ({name})"),
+                d,
+                preview.as_ref(),
+            )
+        }
+        ObjectChange::Update {
+            name,
+            id,
+            diff,
+            preview,
+            ..
+        } => (
+            format!("~ update {kind} {id} ({name})"),
+            diff.clone(),
+            preview.as_ref(),
+        ),
+        // The delete that completes a replacement is shown with its create.
+        ObjectChange::Delete {
+            replaced_by: Some(_),
+            ..
+        } => return lines,
+        ObjectChange::Delete { name, id, .. } => {
+            (format!("- delete {kind} {id} ({name})"), vec![], None)
+        }
+    };
+    lines.push(head);
+    for d in &diff {
+        let line = match (&d.before, &d.after) {
+            (None, Some(a)) => format!("+ {} = {}", d.path, super::inline(a)),
+            (Some(b), None) => format!("- {} (was {})", d.path, super::inline(b)),
+            (Some(b), Some(a)) => {
+                format!("~ {}: {} -> {}", d.path, super::inline(b), super::inline(a))
+            }
+            (None, None) => continue,
+        };
+        lines.push(format!("    {line}"));
+    }
+    if let Some(p) = preview {
+        let first = if p.first.is_empty() {
+            String::new()
+        } else {
+            let more = p.targeted.saturating_sub(p.first.len() as u64);
+            let more = if more > 0 {
+                format!(", … and {more} more")
+            } else {
+                String::new()
+            };
+            format!(": {}{more}", p.first.join(", "))
+        };
+        lines.push(format!("    targets {} now{first}", p.targeted));
+    }
+    lines
+}
+
+/// The managed objects' changes, conflicts, warnings and the ones no manifest declares.
+fn objects(out: &mut impl Write, o: &crate::plan::objects::ObjectPlan) -> io::Result<()> {
+    for c in &o.changes {
+        for line in object_lines(c) {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    for k in &o.conflicts {
+        writeln!(
+            out,
+            "  ! conflict {} {}: {}",
+            k.object.as_str(),
+            k.name,
+            k.reason
+        )?;
+    }
+    for w in &o.warnings {
+        writeln!(out, "  warning: {w}")?;
+    }
+    if !o.no_longer_declared.is_empty() {
+        let ids: Vec<String> = o
+            .no_longer_declared
+            .iter()
+            .map(|r| format!("{} {}", r.object.as_str(), r.id))
+            .collect();
+        writeln!(
+            out,
+            "  {} owned object(s) no longer declared ({}); --prune deletes them",
+            ids.len(),
+            ids.join(", ")
+        )?;
     }
     Ok(())
 }
@@ -390,6 +530,7 @@ pub fn plan_with(out: &mut impl Write, plan: &Plan, expand: bool) -> io::Result<
     for w in &plan.warnings {
         writeln!(out, "  warning {}: {w}", w.address)?;
     }
+    objects(out, &plan.objects)?;
     if let Some(r) = &plan.rollout {
         writeln!(out)?;
         rollout(out, r)?;
@@ -690,7 +831,24 @@ pub fn acknowledgements_with(out: &mut impl Write, wait: &WaitReport, all: bool)
         .iter()
         .filter(|i| i.acknowledged_after.is_some())
         .count();
-    writeln!(out, "Acknowledged: {acked} of {} twins.", items.len())
+    writeln!(out, "Acknowledged: {acked} of {} twins.", items.len())?;
+    for o in &wait.objects {
+        let reported = o
+            .reported_successful
+            .map(|r| format!(", reported {r}/{}", o.targeted))
+            .unwrap_or_default();
+        let state = match (&o.done_after, o.failed.is_empty()) {
+            (_, false) => format!("FAILED: {}", o.failed.join("; ")),
+            (Some(d), true) => format!("done after {:.1}s", d.as_secs_f64()),
+            (None, true) => "NOT DONE (timed out)".to_string(),
+        };
+        writeln!(
+            out,
+            "{}: applied {}/{}{reported}; {state}",
+            o.address, o.applied, o.targeted
+        )?;
+    }
+    Ok(())
 }
 
 /// A [`Reason`] in words, as the report's text and the JSON `detail` show it.
@@ -716,6 +874,13 @@ impl fmt::Display for Words<'_> {
                 "owned keys were changed by someone else since the plan; not overwritten",
             ),
             Reason::PlanConflict(reason) => write!(f, "skipped at plan time: {reason}"),
+            Reason::ObjectChanged => {
+                f.write_str("changed or deleted on the hub since the plan; not overwritten")
+            }
+            Reason::ReplacementNotApplied(new) => write!(
+                f,
+                "kept: its replacement `{new}` was not applied to every targeted device in time (apply again to finish)"
+            ),
             Reason::TakenOver(managed) => write!(
                 f,
                 "changed since the plan: {managed}; not overwritten"
@@ -774,6 +939,19 @@ fn doing_words(d: Doing) -> &'static str {
     }
 }
 
+/// Why the hub refused a module identity operation with 401, in words: the same for `apply`'s
+/// outcomes and `connection-string`. `error` is the hub's error, said when the probe found the
+/// device in order (a permission, then).
+pub fn refusal(r: &Refusal, error: &str) -> String {
+    struct Said<'a>(&'a Refusal, &'a str);
+    impl fmt::Display for Said<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            refusal_words(f, self.0, self.1)
+        }
+    }
+    Said(r, error).to_string()
+}
+
 fn refusal_words(f: &mut fmt::Formatter<'_>, r: &Refusal, error: &str) -> fmt::Result {
     match r {
         Refusal::DeviceMissing(d) => write!(
@@ -782,12 +960,11 @@ fn refusal_words(f: &mut fmt::Formatter<'_>, r: &Refusal, error: &str) -> fmt::R
         ),
         Refusal::DeviceDisabled(d) => write!(
             f,
-            "device `{d}` is disabled: under SAS IoT Hub refuses module identity operations on a disabled device (401); apply with --auth token, or enable the device first"
+            "device `{d}` is disabled: under SAS IoT Hub refuses module identity operations on a disabled device (401); use --auth token (Entra ID), or enable the device first"
         ),
-        Refusal::Permission => write!(
-            f,
-            "{error}; the policy may lack the permission this needs (RegistryWrite for identities, ServiceConnect for twins)"
-        ),
+        // The hub client's error says what the 401 means under the policy used (a permission
+        // the policy may lack, or a wrong key: never a missing permission under iothubowner).
+        Refusal::Permission => f.write_str(error),
     }
 }
 
@@ -802,6 +979,8 @@ pub fn phase(p: Phase) -> String {
         Phase::RolloutRevert => "rollout revert".into(),
         Phase::ModuleDeletes => "module deletes".into(),
         Phase::DeviceDeletes => "device deletes".into(),
+        Phase::ObjectWrites => "configuration and deployment writes".into(),
+        Phase::ObjectDeletes => "configuration and deployment deletes".into(),
     }
 }
 
@@ -841,6 +1020,12 @@ pub fn rollout_event(e: &RolloutEvent) -> String {
 pub fn event(e: &Event) -> Option<String> {
     match e {
         Event::Reading(r) => Some(reading(r)),
+        Event::ReadVia { export: true, why } => {
+            Some(format!("Reading the hub through an export job: {why}"))
+        }
+        Event::ReadVia { export: false, why } => {
+            Some(format!("Reading the hub by queries and GETs: {why}"))
+        }
         Event::Warning(w) => Some(warning(w)),
         Event::Rollout(r) => Some(rollout_event(r)),
         Event::Waiting { twins, limit } => Some(waiting(*twins, *limit)),

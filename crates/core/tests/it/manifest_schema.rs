@@ -60,9 +60,15 @@ fn every_manifest_the_loader_accepts_validates() {
             checked.push(source.path);
         }
     }
-    // The example fleet, and the halves of the multi-file hostile cases, which load alone.
-    assert!(checked.len() >= 2, "{checked:?}");
+    // The example fleet, the valid corpus, and the halves of the multi-file hostile cases, which
+    // load alone.
+    assert!(checked.len() >= 3, "{checked:?}");
     assert!(checked.iter().any(|p| p.ends_with("manifests/fleet.yaml")));
+    assert!(
+        checked
+            .iter()
+            .any(|p| p.ends_with("valid/hub-objects.yaml"))
+    );
 }
 
 /// A manifest that writes every key the loader knows, in each of its forms, `null` included.
@@ -111,6 +117,47 @@ devices:
 devices:
   counted:
     auth: {x509: {primary: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}}
+configurations:
+  "thermo-1+%_*!'":
+    target: "tags.kind = 'thermostat' AND properties.reported.fw = '1.2' AND deviceId != 'x'"
+    priority: 2147483647
+    labels: {team: platform, "a-:.+%_#*?!(),=@;'": "v-:.+%_#*?!(),=@;'", version: 2, canary: false}
+    device: {desired: {interval: 30, table: [1, {a: "$${literal}"}], deep: {a: {b: 1}}}}
+    metrics: {acked: "SELECT deviceId FROM devices WHERE properties.reported.interval = 30"}
+  sensor:
+    target: "FROM devices.modules WHERE moduleId = 'sensor-1:a' AND tags.x = 1"
+    priority: 0
+    labels: null
+    module: {name: "sensor-1:a", desired: {unit: celsius}}
+    metrics: null
+  everyone: {target: "*", device: {desired: {a: 1}}}
+deployments:
+  base:
+    target: "tags.role = 'gateway'"
+    layered: false
+    runtime: {edgeAgent: "agent:1.5", edgeHub: "hub:1.5"}
+    labels: {team: edge}
+    modules:
+      "opc-ua_1:a+b%c*d?e!f(g)h,i=j@k;l'm":
+        image: "opc:2.9"
+        createOptions: {HostConfig: {Privileged: false, "Binds": ["/a:/b"]}, "Labels": {"com.example.x": "y"}, Nothing: null}
+        env: {LOG_LEVEL: info, PORT: 8080, DEBUG: true, EMPTY: ""}
+        restartPolicy: on-failure
+        status: stopped
+        desired: {interval: 1000}
+      minimal: {image: "m:1", env: null}
+    routes: {upstream: "FROM /messages/* INTO $upstream", lower: "  from /messages/* into $upstream"}
+    metrics: {ok: "SELECT deviceId FROM devices WHERE properties.reported.lastDesiredStatus.code = 200"}
+  bare: {target: "*", runtime: {edgeAgent: a, edgeHub: b}, modules: null, routes: null}
+  layer:
+    target: "tags.role = 'gateway'"
+    priority: 5
+    layered: true
+    modules: {extra: {image: "x:1", restartPolicy: never}}
+  routes-only: {target: "*", layered: true, routes: {r: "FROM /messages/* INTO $upstream"}}
+---
+configurations: null
+deployments: null
 "#;
 
 #[test]
@@ -189,6 +236,11 @@ const REJECTED: &[&str] = &[
     "reserved-tag-in-module.yaml",
     "reserved-tag-in-template.yaml",
     "reserved-tag.yaml",
+    // hub objects: a name outside IoT Hub's lowercase IDs, a system module's name, a base
+    // deployment without its runtime
+    "configuration-name-uppercase.yaml",
+    "deployment-module-named-like-a-system-module.yaml",
+    "deployment-without-runtime.yaml",
 ];
 
 #[test]
@@ -228,6 +280,79 @@ fn the_schema_rejects_the_hostile_cases_that_break_the_shape() {
 }
 
 #[test]
+fn the_schema_rejects_hub_objects_of_the_wrong_shape() {
+    let v = validator();
+    let config = |fields: &str| format!("configurations:\n  c: {{{fields}}}");
+    let deploy = |fields: &str| format!("deployments:\n  d: {{{fields}}}");
+    for bad in [
+        "configurations: [c]".to_string(),
+        "configurations:\n  Upper: {target: '*', device: {desired: {a: 1}}}".to_string(),
+        config("device: {desired: {a: 1}}"),
+        config("target: '*'"),
+        config("target: '*', device: {desired: {a: 1}}, module: {name: m, desired: {a: 1}}"),
+        config("target: '*', device: {desired: {}}"),
+        config("target: '*', device: {desired: {a: null}}"),
+        config("target: '*', device: {desired: {a.b: 1}}"),
+        config("target: '*', device: {}"),
+        config("target: '', device: {desired: {a: 1}}"),
+        config("target: '*', priority: -1, device: {desired: {a: 1}}"),
+        config("target: '*', priority: 1.5, device: {desired: {a: 1}}"),
+        config("target: '*', labels: {twinops-owner: x}, device: {desired: {a: 1}}"),
+        config("target: '*', labels: {a: 'has space'}, device: {desired: {a: 1}}"),
+        config("target: '*', module: {name: $edgeAgent, desired: {a: 1}}"),
+        config("target: '*', module: {desired: {a: 1}}"),
+        config(&format!(
+            "target: '*', device: {{desired: {{a: 1}}}}, metrics: {{{}}}",
+            (0..6)
+                .map(|i| format!("m{i}: q"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        deploy("runtime: {edgeAgent: a, edgeHub: b}"),
+        deploy("target: '*'"),
+        deploy("target: '*', layered: false"),
+        deploy("target: '*', layered: true, runtime: {edgeAgent: a, edgeHub: b}"),
+        deploy("target: '*', runtime: {edgeAgent: a}"),
+        deploy("target: '*', runtime: {edgeAgent: 'a b', edgeHub: b}"),
+        deploy("target: '*', layered: 'yes', modules: {m: {image: a}}"),
+        deploy("target: '*', runtime: {edgeAgent: a, edgeHub: b}, modules: {m: {}}"),
+        deploy("target: '*', runtime: {edgeAgent: a, edgeHub: b}, modules: {a.b: {image: a}}"),
+        deploy("target: '*', runtime: {edgeAgent: a, edgeHub: b}, modules: {$edgeHub: {image: a}}"),
+        deploy(
+            "target: '*', runtime: {edgeAgent: a, edgeHub: b}, modules: {m: {image: a, restartPolicy: sometimes}}",
+        ),
+        deploy(
+            "target: '*', runtime: {edgeAgent: a, edgeHub: b}, modules: {m: {image: a, status: paused}}",
+        ),
+        deploy(
+            "target: '*', runtime: {edgeAgent: a, edgeHub: b}, modules: {m: {image: a, createOptions: '{}'}}",
+        ),
+        deploy(
+            "target: '*', runtime: {edgeAgent: a, edgeHub: b}, modules: {m: {image: a, env: {A: 1.5}}}",
+        ),
+        deploy("target: '*', runtime: {edgeAgent: a, edgeHub: b}, routes: {r: 'INTO $upstream'}"),
+        deploy("target: '*', runtime: {edgeAgent: a, edgeHub: b}, version: 2"),
+        format!(
+            "deployments:\n  d:\n    target: '*'\n    runtime: {{edgeAgent: a, edgeHub: b}}\n    modules:\n{}",
+            (0..51)
+                .map(|i| format!("      m{i}: {{image: a}}\n"))
+                .collect::<String>()
+        ),
+    ] {
+        let source = Source {
+            path: "bad.yaml".into(),
+            bytes: bad.as_bytes().to_vec(),
+        };
+        assert!(
+            manifest::load(std::slice::from_ref(&source), &manifest::NoEnv).is_err(),
+            "the loader takes {bad}"
+        );
+        let found = complaints(&v, &source).unwrap();
+        assert!(!found.is_empty(), "the schema takes {bad}");
+    }
+}
+
+#[test]
 fn the_schema_rejects_a_rollout_block_of_the_wrong_shape() {
     let v = validator();
     for bad in [
@@ -254,5 +379,31 @@ fn the_schema_rejects_a_rollout_block_of_the_wrong_shape() {
         );
         let found = complaints(&v, &source).unwrap();
         assert!(!found.is_empty(), "the schema takes {bad}");
+    }
+}
+
+/// Twin keys and paths refuse exactly the characters the loader refuses as control characters
+/// (C0, DEL, C1: `char::is_control`), and nothing else of Unicode: the schema spells them as
+/// `\u` ranges that Python's `re` and ECMA-262 engines compile too (`tests/it/schema_tools.rs`).
+#[test]
+fn twin_keys_and_paths_refuse_exactly_the_control_characters() {
+    let v = validator();
+    for c in [
+        '\u{0}', '\u{7}', '\u{1f}', '\u{20}', '\u{7f}', '\u{80}', '\u{85}', '\u{9f}', '\u{a0}',
+        'é', '\u{2028}',
+    ] {
+        let refused = c.is_control() || c == ' ';
+        let key = format!("a{c}b");
+        let document = serde_json::json!({"devices": {"d1": {
+            "tags": {key.clone(): 1},
+            "ignore": [format!("desired.{key}")],
+        }}});
+        let errors: Vec<String> = v.iter_errors(&document).map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors.len(),
+            if refused { 2 } else { 0 },
+            "U+{:04X}: {errors:?}",
+            c as u32
+        );
     }
 }

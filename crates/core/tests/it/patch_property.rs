@@ -118,6 +118,8 @@ fn applying_each_planned_patch_to_the_observed_twin_yields_the_target() {
             }],
             digest: Digest::new("0".repeat(64)).unwrap(),
             rollout: None,
+            configurations: Vec::new(),
+            deployments: Vec::new(),
         };
         let observed = Observed {
             devices: [(

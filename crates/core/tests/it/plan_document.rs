@@ -349,7 +349,9 @@ fn every_kind() -> Plan {
         ],
         rollout: None,
         warnings: vec![],
+        read: None,
         digest_key: Some(twinops_core::plan::secret::DigestKey::default().fingerprint()),
+        objects: Default::default(),
         awaiting: vec![],
     }
 }
@@ -383,6 +385,8 @@ fn fleet() -> Fleet {
         ],
         digest: Digest::new("ab".repeat(32)).unwrap(),
         rollout: None,
+        configurations: Vec::new(),
+        deployments: Vec::new(),
     }
 }
 

@@ -107,6 +107,7 @@ fn change(kind: Kind, device: &str, module: Option<&str>, diff: Vec<FieldDiff>) 
             if_match,
             modules: vec![],
         }),
+        other => unreachable!("{other:?} is a managed object's kind, not a twin change's"),
     }
 }
 
@@ -193,7 +194,9 @@ fn sample() -> Plan {
         no_longer_declared: vec![],
         rollout: None,
         warnings: vec![],
+        read: None,
         digest_key: None,
+        objects: Default::default(),
         awaiting: vec![],
     }
 }

@@ -7,7 +7,7 @@ use std::ops::{Bound, ControlFlow};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::{ReadTransaction, ReadableDatabase};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata};
 use serde_json::Value;
 
 use super::Store;
@@ -108,5 +108,84 @@ impl Store {
             }
         }
         Ok(Arc::new(self.db.begin_read()?))
+    }
+}
+
+/// One identity of a [`Snapshot`], with its twin.
+pub(crate) enum Identity {
+    Device(DeviceRecord),
+    Module(ModuleRecord),
+}
+
+/// A consistent view of every identity as queries see it (with `--index-lag`, as stale as theirs),
+/// held by a whole-hub reader for as long as it reads: an export job. Writes made after it was
+/// taken are not in it, and identities deleted since stay in it.
+pub(crate) struct Snapshot(Arc<ReadTransaction>);
+
+impl Store {
+    /// The view queries read now, kept (see [`Snapshot`]).
+    pub(crate) fn index_snapshot(&self) -> Result<Snapshot, Error> {
+        Ok(Snapshot(self.index_view()?))
+    }
+}
+
+impl Snapshot {
+    /// How many identities (devices and modules) it holds.
+    pub(crate) fn len(&self) -> Result<u64, Error> {
+        let devices = self.0.open_table(DEVICES)?.len()?;
+        let modules = self.0.open_table(MODULES)?.len()?;
+        Ok(devices + modules)
+    }
+
+    /// Visits every identity, decoded one at a time: devices in ID order, each followed by its
+    /// modules in module ID order. `visit` says whether to go on.
+    pub(crate) fn visit(
+        &self,
+        mut visit: impl FnMut(Identity) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let devices = self.0.open_table(DEVICES)?;
+        let modules = self.0.open_table(MODULES)?;
+        let mut modules = modules.range::<&str>(..)?.peekable();
+        // Module keys are `device\0module`, and `\0` sorts below every ID character, so module
+        // rows come in the order of their devices: one pass over each table merges them.
+        let mut modules_until = |device: Option<&str>,
+                                 visit: &mut dyn FnMut(Identity) -> ControlFlow<()>|
+         -> Result<ControlFlow<()>, Error> {
+            while let Some(row) = modules.peek() {
+                let belongs = match row {
+                    Ok((k, _)) => {
+                        let key = k.value();
+                        let owner = key.split('\0').next().unwrap_or(key);
+                        device.is_none_or(|d| owner <= d)
+                    }
+                    Err(_) => true,
+                };
+                if !belongs {
+                    break;
+                }
+                let Some(row) = modules.next() else { break };
+                let (_, v) = row?;
+                if visit(Identity::Module(decode(v.value())?)).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        };
+        for row in devices.range::<&str>(..)? {
+            let (k, v) = row?;
+            let device: DeviceRecord = decode(v.value())?;
+            // A module row without its device (none should exist) still comes out, after the
+            // device that follows it.
+            let id = k.value();
+            if visit(Identity::Device(device)).is_break() {
+                return Ok(());
+            }
+            if modules_until(Some(id), &mut visit)?.is_break() {
+                return Ok(());
+            }
+        }
+        // The last rows: modules of no device (none should exist). Nothing follows either way.
+        let _ = modules_until(None, &mut visit)?;
+        Ok(())
     }
 }

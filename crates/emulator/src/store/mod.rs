@@ -4,7 +4,8 @@
 //! - `persistence`: the tables, transactions ([`Tx`]), counters and record encoding;
 //! - `index`: the view queries read, which trails the store with `--index-lag`;
 //! - `identities`: identity writes (IDs, scopes, the module limit, edge system modules);
-//! - `configurations`: stored configurations, and what the configuration loop reads and records.
+//! - `configurations`: stored configurations, and what the configuration loop reads and records;
+//! - `jobs`: import/export job records.
 //!
 //! Twin write rules are in `twin`, identity field rules in `identity`, the configuration rules and
 //! their pass over the twins in `configuration`. The store knows nothing of HTTP: callers pass what
@@ -16,12 +17,14 @@
 //!   character, so a device's modules are one contiguous range and module rows page in (device ID,
 //!   module ID) order;
 //! - `meta`: hub ID, policy keys and the counters behind identity etags and generation IDs;
-//! - `configurations`: configuration ID → JSON [`ConfigurationRecord`].
+//! - `configurations`: configuration ID → JSON [`ConfigurationRecord`];
+//! - `jobs`: import/export job ID → JSON job record (`jobs`), without the container URI.
 //!
 //! Every write is one transaction committed with `Durability::Immediate` before the caller answers,
 //! so an acknowledged write survives `kill -9`. Redb serialises writers, so read-check-write inside
 //! one transaction is atomic. Nothing here scans a table except [`Store::scan`] (queries),
-//! [`Store::list_devices`] and the configuration loop's [`Store::visit_twin_records`].
+//! [`Store::list_devices`], the configuration loop's [`Store::visit_twin_records`] and an export
+//! job's [`Snapshot::visit`].
 //!
 //! [`ConfigurationRecord`]: crate::configuration::ConfigurationRecord
 
@@ -39,6 +42,7 @@ pub(crate) use actions::RegenerateRequest;
 mod configurations;
 mod identities;
 mod index;
+mod jobs;
 mod persistence;
 #[cfg(test)]
 mod tests;
@@ -46,6 +50,7 @@ mod tests;
 pub(crate) use configurations::PassResult;
 pub(crate) use identities::{check_id, check_module_id_writable};
 use identities::{module_exists, require_if_match, system_module};
+pub(crate) use index::{Identity, Snapshot};
 pub(crate) use persistence::Tx;
 use persistence::{DEVICES, MODULES, decode_rows, load_device, load_module, module_range};
 

@@ -45,9 +45,9 @@ impl Store {
         use anyhow::Context;
         let db = match dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating state directory {}", dir.display()))?;
+                crate::private::create_dir(dir).context("creating the state directory")?;
                 let path = dir.join("hub.redb");
+                crate::private::touch(&path)?;
                 Database::create(&path).with_context(|| format!("opening {}", path.display()))?
             }
             None => Database::builder()

@@ -288,7 +288,7 @@ async fn stats_count_every_request_once_in_its_class() {
     assert_eq!(
         s,
         json!({"total": 8, "by_class": {"registry_read": 3, "registry_write": 1, "bulk": 1, "twin_read": 1,
-               "twin_write": 1, "query": 1, "configuration": 0}, "throttled": 0,
+               "twin_write": 1, "query": 1, "configuration": 0, "jobs": 0}, "throttled": 0,
                "faults": {"429": 0, "429ra": 0, "500": 0, "503": 0, "reset": 0, "reset-after": 0, "latency": 0}})
     );
     let again = hub.stats().await;

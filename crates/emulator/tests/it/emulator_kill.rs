@@ -128,3 +128,77 @@ async fn sigterm_stops_cleanly_and_the_state_reopens() {
     let hub = Emulator::start_on(dir.path());
     assert_eq!(hub.get("/devices/d").await.status, 200);
 }
+
+/// Each file under `dir` (recursively) and each directory, with its permission bits.
+#[cfg(unix)]
+fn modes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, bool, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        out.push((
+            path.clone(),
+            meta.is_dir(),
+            meta.permissions().mode() & 0o777,
+        ));
+        if meta.is_dir() {
+            out.extend(modes(&path));
+        }
+    }
+    out
+}
+
+/// The state holds every policy key (SPEC §9): a state directory the emulator creates is 0700,
+/// every file in it 0600. A directory that already exists keeps the mode its owner gave it (it
+/// may be one they chose, `--state .`), but every file the emulator keeps there is made 0600
+/// again on each start, so state written by an older version with wider modes is closed too.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_state_directory_and_its_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let state = parent.path().join("new").join("state");
+    let mut hub = Emulator::start_on(&state);
+    hub.create_device("d1").await;
+    assert!(hub.terminate().success());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "the state directory");
+    assert_eq!(
+        mode(&parent.path().join("new")),
+        0o700,
+        "a parent it created"
+    );
+    let found = modes(&state);
+    for name in ["hub.redb", "tls", "key.pem", "cert.pem"] {
+        assert!(
+            found.iter().any(|(p, _, _)| p.file_name().unwrap() == name),
+            "{name} in {found:?}"
+        );
+    }
+    for (path, dir, m) in &found {
+        assert_eq!(
+            *m,
+            if *dir { 0o700 } else { 0o600 },
+            "{}: {m:o}",
+            path.display()
+        );
+    }
+
+    // Wider modes, as an older version left them: the files are closed again, the directories
+    // stay as their owner set them.
+    for (path, dir, _) in &found {
+        let wide = if *dir { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(wide)).unwrap();
+    }
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut hub = Emulator::start_on(&state);
+    assert_eq!(hub.get("/devices/d1").await.status, 200, "the same state");
+    assert!(hub.terminate().success());
+    assert_eq!(mode(&state), 0o755, "an existing directory keeps its mode");
+    for (path, dir, m) in modes(&state) {
+        if !dir {
+            assert_eq!(m, 0o600, "{}: {m:o}", path.display());
+        }
+    }
+}

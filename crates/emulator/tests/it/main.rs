@@ -10,6 +10,7 @@ mod emulator_deployments;
 mod emulator_faults;
 mod emulator_hostile;
 mod emulator_identity;
+mod emulator_jobs;
 mod emulator_kill;
 mod emulator_live_hub;
 mod emulator_mqtt;

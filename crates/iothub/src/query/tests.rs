@@ -532,7 +532,7 @@ fn group_by_is_rejected_as_unsupported() {
     let err = parse_error("SELECT COUNT() AS n FROM devices GROUP BY tags.x");
     assert_eq!(
         err.to_string(),
-        "at offset 33: GROUP BY is not supported by the emulator"
+        "at offset 33: GROUP BY is not supported by twinops"
     );
     let err = parse_error("SELECT tags.x, COUNT() AS n FROM devices GROUP BY tags.x");
     assert!(
@@ -828,4 +828,55 @@ fn parser_never_panics_on_random_or_mutated_input() {
         parsed += usize::from(exercise(&text, &sample));
     }
     assert!(parsed > 100, "only {parsed} inputs reached the evaluator");
+}
+
+#[test]
+fn a_condition_lists_the_paths_it_reads_in_written_order() {
+    let Condition::Expr(expr) = parse_condition(
+        "tags.site = 'berlin' AND (NOT IS_DEFINED(properties.reported.fw) OR STARTSWITH(deviceId, tags.prefix)) AND moduleId IN ['a']",
+    )
+    .unwrap() else {
+        panic!("not an expression");
+    };
+    let paths: Vec<String> = expr.paths().iter().map(|p| p.join(".")).collect();
+    assert_eq!(
+        paths,
+        [
+            "tags.site",
+            "properties.reported.fw",
+            "deviceId",
+            "tags.prefix",
+            "moduleId"
+        ]
+    );
+}
+
+#[test]
+fn targets_read_only_device_id_tags_and_reported_properties() {
+    let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+    for ok in ["deviceId", "tags", "tags.site", "properties.reported.fw"] {
+        assert!(is_target_path(&path(ok), false), "{ok}");
+    }
+    for refused in [
+        "properties.desired.x",
+        "properties",
+        "status",
+        "capabilities.iotEdge",
+        "DeviceId",
+        "moduleId",
+    ] {
+        assert!(!is_target_path(&path(refused), false), "{refused}");
+    }
+    assert!(is_target_path(&path("moduleId"), true));
+}
+
+#[test]
+fn a_reason_is_the_message_without_its_offset() {
+    let err = parse_condition("tags.x = ").unwrap_err();
+    assert_eq!(err.offset(), Some(9));
+    assert_eq!(
+        err.reason(),
+        "expected a path or a literal to compare with, found end of query"
+    );
+    assert_eq!(err.to_string(), format!("at offset 9: {}", err.reason()));
 }

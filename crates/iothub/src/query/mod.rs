@@ -1,8 +1,12 @@
-//! IoT Hub's query language, as the emulator needs it: parse `SELECT ... FROM devices[.modules] [WHERE ...]`
-//! and configuration target conditions, then evaluate them against twin documents.
+//! IoT Hub's query language, defined once for the emulator and the manifest loader: parse `SELECT ... FROM
+//! devices[.modules] [WHERE ...]` and configuration target conditions, then evaluate them against twin
+//! documents. The emulator answers queries and applies configurations with it; the manifest loader
+//! checks target conditions and metric queries with the same grammar, so a manifest that validates
+//! is one the emulator parses.
 //!
-//! Pure: text in, values out. It owns the grammar and the evaluation rules; it does not own the twin store,
-//! paging, continuation tokens or the count itself (the server counts the rows that [`Query::matches`]).
+//! Pure: text in, values out. It owns the grammar, the evaluation rules and which twin fields a target
+//! condition may read; it does not own the twin store, paging, continuation tokens or the count itself
+//! (the server counts the rows that [`Query::matches`]).
 //!
 //! # Semantics
 //!
@@ -36,28 +40,28 @@ mod tests;
 use serde_json::Value;
 
 /// IoT Hub fails query strings longer than this (about 8 KB; section 6 of the protocol notes).
-pub(crate) const MAX_QUERY_BYTES: usize = 8192;
+pub const MAX_QUERY_BYTES: usize = 8192;
 
 /// How deeply parentheses and `NOT`s may nest, so hostile input cannot exhaust the stack.
-pub(crate) const MAX_NESTING: usize = 64;
+pub const MAX_NESTING: usize = 64;
 
 /// The name a `COUNT()` column gets without `AS`, following DocumentDB's `$1` naming.
-pub(crate) const DEFAULT_COUNT_ALIAS: &str = "$1";
+pub const DEFAULT_COUNT_ALIAS: &str = "$1";
 
 /// A parsed `SELECT ... FROM ... [WHERE ...]` query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
-    pub(crate) collection: Collection,
-    pub(crate) select: Select,
+    pub collection: Collection,
+    pub select: Select,
     /// `None` when there is no `WHERE`: every twin matches.
-    pub(crate) filter: Option<Expr>,
+    pub filter: Option<Expr>,
     /// `SELECT TOP n`: the server returns at most `n` rows in total.
-    pub(crate) top: Option<u64>,
+    pub top: Option<u64>,
 }
 
 /// What `FROM` iterates over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Collection {
+pub enum Collection {
     /// `FROM devices`: device twins.
     Devices,
     /// `FROM devices.modules`: module twins.
@@ -66,7 +70,7 @@ pub(crate) enum Collection {
 
 /// What each row looks like.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Select {
+pub enum Select {
     /// `SELECT *`: the twin itself.
     All,
     /// `SELECT COUNT() [AS alias]`: one row `{alias: count}` for the whole result.
@@ -77,15 +81,15 @@ pub(crate) enum Select {
 
 /// One column of a `SELECT` list.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Projection {
+pub struct Projection {
     /// Keys from the twin root, with any `devices.`/`devices.modules.` prefix already dropped.
-    pub(crate) path: Vec<String>,
-    pub(crate) alias: Option<String>,
+    pub path: Vec<String>,
+    pub alias: Option<String>,
 }
 
 impl Projection {
     /// The column's key in the row: the alias, else the last path segment as written.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         match &self.alias {
             Some(alias) => alias,
             None => self.path.last().map_or("", String::as_str),
@@ -173,43 +177,62 @@ pub enum Condition {
 }
 
 /// Why a query was rejected. Offsets are 0-based byte offsets into the query text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// It displays as `at offset N: REASON`; [`ParseError::reason`] is the reason alone, for callers
+/// that say where in their own terms (the manifest loader names the character).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
-    #[error("query is {len} bytes long, over the limit of {max}")]
-    TooLong { len: usize, max: usize },
-    #[error("at offset {offset}: expected {expected}, found {found}")]
+    TooLong {
+        len: usize,
+        max: usize,
+    },
     Unexpected {
         offset: usize,
         expected: String,
         found: String,
     },
-    #[error("at offset {offset}: unexpected character `{found}`")]
-    InvalidCharacter { offset: usize, found: char },
-    #[error("at offset {offset}: string is not terminated")]
-    UnterminatedString { offset: usize },
-    #[error("at offset {offset}: invalid escape sequence in string")]
-    InvalidEscape { offset: usize },
-    #[error("at offset {offset}: `[[` is not closed by `]]`")]
-    UnterminatedBracket { offset: usize },
-    #[error("at offset {offset}: `[[]]` names no key")]
-    EmptyBracket { offset: usize },
-    #[error("at offset {offset}: invalid number `{text}`")]
-    InvalidNumber { offset: usize, text: String },
-    #[error("at offset {offset}: nesting deeper than {max} levels")]
-    TooDeep { offset: usize, max: usize },
-    #[error("at offset {offset}: unknown function `{name}`")]
-    UnknownFunction { offset: usize, name: String },
-    #[error("at offset {offset}: `{function}` takes {expected} argument(s), found {found}")]
+    InvalidCharacter {
+        offset: usize,
+        found: char,
+    },
+    UnterminatedString {
+        offset: usize,
+    },
+    InvalidEscape {
+        offset: usize,
+    },
+    UnterminatedBracket {
+        offset: usize,
+    },
+    EmptyBracket {
+        offset: usize,
+    },
+    InvalidNumber {
+        offset: usize,
+        text: String,
+    },
+    TooDeep {
+        offset: usize,
+        max: usize,
+    },
+    UnknownFunction {
+        offset: usize,
+        name: String,
+    },
     WrongArgumentCount {
         offset: usize,
         function: String,
         expected: usize,
         found: usize,
     },
-    #[error("at offset {offset}: column `{name}` appears twice; rename one with AS")]
-    DuplicateColumn { offset: usize, name: String },
-    #[error("at offset {offset}: {feature} is not supported by the emulator")]
-    Unsupported { offset: usize, feature: String },
+    DuplicateColumn {
+        offset: usize,
+        name: String,
+    },
+    Unsupported {
+        offset: usize,
+        feature: String,
+    },
 }
 
 impl ParseError {
@@ -231,7 +254,52 @@ impl ParseError {
             | ParseError::Unsupported { offset, .. } => Some(*offset),
         }
     }
+
+    /// What is wrong, without where.
+    pub fn reason(&self) -> String {
+        match self {
+            ParseError::TooLong { len, max } => {
+                format!("query is {len} bytes long, over the limit of {max}")
+            }
+            ParseError::Unexpected {
+                expected, found, ..
+            } => format!("expected {expected}, found {found}"),
+            ParseError::InvalidCharacter { found, .. } => {
+                format!("unexpected character `{found}`")
+            }
+            ParseError::UnterminatedString { .. } => "string is not terminated".into(),
+            ParseError::InvalidEscape { .. } => "invalid escape sequence in string".into(),
+            ParseError::UnterminatedBracket { .. } => "`[[` is not closed by `]]`".into(),
+            ParseError::EmptyBracket { .. } => "`[[]]` names no key".into(),
+            ParseError::InvalidNumber { text, .. } => format!("invalid number `{text}`"),
+            ParseError::TooDeep { max, .. } => format!("nesting deeper than {max} levels"),
+            ParseError::UnknownFunction { name, .. } => format!("unknown function `{name}`"),
+            ParseError::WrongArgumentCount {
+                function,
+                expected,
+                found,
+                ..
+            } => format!("`{function}` takes {expected} argument(s), found {found}"),
+            ParseError::DuplicateColumn { name, .. } => {
+                format!("column `{name}` appears twice; rename one with AS")
+            }
+            ParseError::Unsupported { feature, .. } => {
+                format!("{feature} is not supported by twinops")
+            }
+        }
+    }
 }
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offset() {
+            Some(offset) => write!(f, "at offset {offset}: {}", self.reason()),
+            None => f.write_str(&self.reason()),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 /// Parses a full query such as `SELECT * FROM devices WHERE tags.env = 'prod'`.
 pub fn parse(sql: &str) -> Result<Query, ParseError> {
@@ -288,14 +356,62 @@ impl Condition {
     }
 }
 
+/// Whether a configuration's target condition may read `path` (live-hub.md): live hubs allow only
+/// `deviceId`, `tags` and `properties.reported`; module configurations may also read `moduleId`,
+/// which their documented targets use to name their module. Names are matched as written.
+pub fn is_target_path(path: &[String], modules: bool) -> bool {
+    match path.first().map(String::as_str) {
+        Some("deviceId" | "tags") => true,
+        Some("moduleId") => modules,
+        Some("properties") => path.get(1).is_some_and(|s| s == "reported"),
+        _ => false,
+    }
+}
+
 impl Expr {
     /// Whether the condition is true for `twin` (false and undefined both fail).
-    pub(crate) fn matches(&self, twin: &Value) -> bool {
+    pub fn matches(&self, twin: &Value) -> bool {
         self.evaluate(twin) == Some(true)
     }
 
     /// The three-valued result: `None` is undefined.
-    pub(crate) fn evaluate(&self, twin: &Value) -> Option<bool> {
+    pub fn evaluate(&self, twin: &Value) -> Option<bool> {
         eval::evaluate(self, twin)
+    }
+
+    /// Every twin path the condition reads, in the order written.
+    pub fn paths(&self) -> Vec<&[String]> {
+        let mut out = Vec::new();
+        self.collect_paths(&mut out);
+        out
+    }
+
+    fn collect_paths<'a>(&'a self, out: &mut Vec<&'a [String]>) {
+        let mut operand = |o: &'a Operand| {
+            if let Operand::Path(p) = o {
+                out.push(p.as_slice());
+            }
+        };
+        match self {
+            Expr::Compare { left, right, .. } => {
+                operand(left);
+                operand(right);
+            }
+            Expr::In { operand: o, .. } | Expr::Check { operand: o, .. } => operand(o),
+            Expr::Text {
+                operand: o,
+                pattern,
+                ..
+            } => {
+                operand(o);
+                operand(pattern);
+            }
+            Expr::Not(inner) => inner.collect_paths(out),
+            Expr::And(terms) | Expr::Or(terms) => {
+                for t in terms {
+                    t.collect_paths(out);
+                }
+            }
+        }
     }
 }

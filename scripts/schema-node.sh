@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs (idempotently) ajv, an ECMA-262 JSON Schema validator, for the schema test
+# (tests/it/schema_tools.rs), which compiles every `pattern` of the manifest schema with
+# `new RegExp(p, "u")` and validates documents with ajv's draft 2020-12 build. Prints the install
+# directory (holding node_modules/) on the last line of stdout.
+#
+# Usage: scripts/schema-node.sh [DIR]   (default: target/schema-node under the repository)
+#
+# The version is pinned by tests/schema/node/package.json and its package-lock.json (ajv 8.20.0);
+# `npm ci` installs exactly the locked tree. Fails loudly (non-zero exit) when npm cannot install:
+# a schema check must never pass by skipping.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dir="${1:-$repo/target/schema-node}"
+src="$repo/tests/schema/node"
+# The stamp names the lock file's hash, so a changed pin reinstalls.
+lock_hash="$(sha256sum "$src/package-lock.json" | cut -c1-16)"
+stamp="$dir/.twinops-schema-$lock_hash"
+
+if [[ -f "$stamp" && -d "$dir/node_modules/ajv" ]]; then
+  echo "$dir"
+  exit 0
+fi
+
+mkdir -p "$dir"
+# A lock so that parallel test binaries do not install twice.
+exec 9>"$dir.lock"
+flock 9
+if [[ -f "$stamp" && -d "$dir/node_modules/ajv" ]]; then
+  echo "$dir"
+  exit 0
+fi
+
+rm -rf "$dir/node_modules" "$dir"/.twinops-schema-*
+cp "$src/package.json" "$src/package-lock.json" "$dir/"
+(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+node -e "require(process.argv[1] + '/node_modules/ajv/dist/2020')" "$dir" >&2
+touch "$stamp"
+echo "$dir"
