@@ -1417,7 +1417,10 @@ fn export(ctx: &Ctx, devices: usize, modules: usize) -> Result<Value> {
         &dir,
         &["--read", "export", "--storage", &storage],
     )?;
-    println!("  no-op plan through an export job: {:.2}s", exported.wall_s);
+    println!(
+        "  no-op plan through an export job: {:.2}s",
+        exported.wall_s
+    );
     let emu_rss = emu.peak_rss_kib();
     emu.stop();
     let same = api.detail["summary"] == exported.detail["summary"]
@@ -1425,7 +1428,11 @@ fn export(ctx: &Ctx, devices: usize, modules: usize) -> Result<Value> {
     let checks = vec![
         check(
             "export plan: hub requests",
-            format!("{} ({})", exported.requests.total, exported.requests.brief()),
+            format!(
+                "{} ({})",
+                exported.requests.total,
+                exported.requests.brief()
+            ),
             "<= 10".into(),
             exported.requests.total <= 10 && exported.exit == 0,
         ),

@@ -86,9 +86,26 @@ pub(super) async fn deletes(ex: &Executor<'_>, plan: &Plan, wrote: &[Outcome]) -
         } = c
         {
             let created = wrote.iter().find(|o| o.address == address(c.object(), new));
+            let target = plan
+                .objects
+                .changes
+                .iter()
+                .find(|x| x.id() == new)
+                .and_then(ObjectChange::target)
+                .unwrap_or_default();
             let ready = match created.map(|o| o.status) {
                 Some(Status::Failed | Status::Conflict) => false,
-                _ => applied_within(ex.hub, new, REPLACEMENT_WAIT, &ex.options.stop).await,
+                _ => {
+                    applied_within(
+                        ex.hub,
+                        c.object(),
+                        new,
+                        target,
+                        REPLACEMENT_WAIT,
+                        &ex.options.stop,
+                    )
+                    .await
+                }
             };
             if !ready {
                 out.push(ex.done(outcome(
@@ -104,23 +121,29 @@ pub(super) async fn deletes(ex: &Executor<'_>, plan: &Plan, wrote: &[Outcome]) -
     out
 }
 
-/// Applied to every device it targets: `appliedCount` = `targetedCount`.
-fn is_applied(o: &ObservedObject) -> bool {
-    matches!((o.counts.targeted, o.counts.applied), (Some(t), Some(a)) if a >= t)
+/// Applied to every device it targets, once the hub counts every device its target selects
+/// (`expected`): right after a write the hub counts 0 of 0.
+fn is_applied(o: &ObservedObject, expected: u64) -> bool {
+    matches!((o.counts.targeted, o.counts.applied), (Some(t), Some(a)) if t >= expected && a >= t)
 }
 
 /// Polls the object until it is applied, `limit` passes or the run is stopped.
 async fn applied_within(
     hub: &Hub,
+    kind: ObjectKind,
     id: &str,
+    target: &str,
     limit: Duration,
     stop: &tokio_util::sync::CancellationToken,
 ) -> bool {
+    let Ok(expected) = hub.expected_targets(kind, target).await else {
+        return false;
+    };
     let started = Instant::now();
     let mut cadence = Cadence::new();
     loop {
         if let Ok(Some(o)) = hub.object(id).await
-            && is_applied(&o)
+            && is_applied(&o, expected)
         {
             return true;
         }

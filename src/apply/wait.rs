@@ -75,6 +75,7 @@ pub(crate) fn items(plan: &Plan, report: &Report) -> Vec<GateItem> {
 pub(crate) struct ObjectItem {
     pub kind: twinops_core::model::ObjectKind,
     pub id: String,
+    pub target: String,
 }
 
 /// The objects the run created or updated (and found in place): what `--wait` waits to see
@@ -95,6 +96,7 @@ pub(crate) fn objects(plan: &Plan, report: &Report) -> Vec<ObjectItem> {
         .map(|c| ObjectItem {
             kind: c.object(),
             id: c.id().to_string(),
+            target: c.target().unwrap_or_default().to_string(),
         })
         .collect()
 }
@@ -134,6 +136,11 @@ pub(crate) async fn wait(
             failed: Vec::new(),
         })
         .collect();
+    // What each object's targetedCount must reach: the devices its target selects now.
+    let mut expected = Vec::with_capacity(objects.len());
+    for o in &objects {
+        expected.push(hub.expected_targets(o.kind, &o.target).await?);
+    }
     let started = Instant::now();
     let mut cadence = Cadence::new();
     loop {
@@ -150,11 +157,11 @@ pub(crate) async fn wait(
                 Ack::Pending => {}
             }
         }
-        for (w, o) in waited_objects.iter_mut().zip(&objects) {
+        for ((w, o), goal) in waited_objects.iter_mut().zip(&objects).zip(&expected) {
             if w.done_after.is_some() || !w.failed.is_empty() {
                 continue;
             }
-            observe_object(hub, o, w, started.elapsed()).await?;
+            observe_object(hub, o, *goal, w, started.elapsed()).await?;
         }
         // A rejection or a failed deployment ends the wait at once: waiting cannot undo it.
         let failed = waited.iter().any(|w| w.rejected.is_some())
@@ -176,12 +183,14 @@ pub(crate) async fn wait(
     }
 }
 
-/// Reads one object's counts: done when applied to every targeted device (a deployment: also
+/// Reads one object's counts: done when the hub counts every device its target selects
+/// (`expected`) and it is applied to every targeted device (a deployment: also
 /// reported successfully by every edge agent); a deployment that edge agents report as failed
 /// names them (`device: lastDesiredStatus`).
 async fn observe_object(
     hub: &Hub,
     item: &ObjectItem,
+    expected: u64,
     w: &mut WaitedObject,
     elapsed: Duration,
 ) -> Result<(), Error> {
@@ -192,7 +201,8 @@ async fn observe_object(
     w.targeted = c.targeted.unwrap_or(0);
     w.applied = c.applied.unwrap_or(0);
     w.reported_successful = c.reported_successful;
-    let applied = c.targeted.is_some() && w.applied >= w.targeted;
+    // Not evaluated yet: the hub counts fewer targets than the target selects.
+    let applied = c.targeted.is_some() && w.targeted >= expected && w.applied >= w.targeted;
     let done = match item.kind {
         twinops_core::model::ObjectKind::Configuration => applied,
         twinops_core::model::ObjectKind::Deployment => {

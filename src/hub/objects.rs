@@ -222,6 +222,20 @@ impl Hub {
         Ok(rows)
     }
 
+    /// How many devices (module twins, for a module configuration) an object's target selects now:
+    /// what its `targetedCount` must reach before its other counts say anything (right after a
+    /// write, the hub has not evaluated it yet and counts 0 of 0). Deployments target edge devices.
+    pub async fn expected_targets(&self, kind: ObjectKind, target: &str) -> Result<u64, Error> {
+        use twinops_core::plan::object_checks::{Condition, sql};
+        let c = Condition::of(target);
+        let mut conds = vec![c.text.as_str()];
+        if kind == ObjectKind::Deployment {
+            conds.insert(0, "capabilities.iotEdge = true");
+        }
+        self.query_count(&sql(c.collection, &conds, &[], true))
+            .await
+    }
+
     /// `SELECT COUNT() AS n …`: the count.
     pub async fn query_count(&self, sql: &str) -> Result<u64, Error> {
         let mut n = 0;

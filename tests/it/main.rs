@@ -11,6 +11,7 @@ mod cli_apply;
 mod cli_args;
 mod cli_changed_from;
 mod cli_corpus;
+mod cli_deployments;
 mod cli_export_read;
 mod cli_gitops;
 mod cli_live_hub;

@@ -665,12 +665,18 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
 pub fn report_with(out: &mut impl Write, r: &Report, all: bool) -> io::Result<()> {
     let routine = |s: Status| matches!(s, Status::Applied | Status::Adopted | Status::Unchanged);
     for o in r.outcomes.iter().filter(|o| all || !routine(o.status)) {
+        // An object's kind words name it already (`create deployment`): its ID follows alone.
+        let address = match &o.address {
+            crate::model::Address::Twin(t) => t.to_string(),
+            crate::model::Address::Configuration(id) | crate::model::Address::Deployment(id) => {
+                id.to_string()
+            }
+        };
         write!(
             out,
-            "  {:<9} {} {}",
+            "  {:<9} {} {address}",
             status_word(o.status),
             kind_words(o.kind),
-            o.address
         )?;
         let words = o.reason.as_ref().map(|r| Words(r).to_string());
         if let Some(w) = &words {
