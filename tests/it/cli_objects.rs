@@ -327,3 +327,22 @@ async fn an_exported_configuration_plans_as_a_no_op() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(objects(&r.json()).is_empty(), "{}", r.stdout);
 }
+
+#[tokio::test]
+async fn a_saved_plan_of_a_configuration_applies_as_reviewed() {
+    let em = Emulator::start();
+    let d = dir();
+    let p = d.path().to_str().unwrap();
+    manifests(d.path(), &[("fleet.yaml", &fleet(30, 10, ""))]);
+    let saved = d.path().join("plan.json");
+    let r = twinops(&em, &["plan", "--out", saved.to_str().unwrap(), p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(doc["objects"]["changes"][0]["action"], "create", "{doc}");
+    let r = twinops(&em, &["apply", "--yes", "--plan", saved.to_str().unwrap(), p]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let on_hub = configurations(&em).await;
+    assert_eq!(on_hub.len(), 1);
+    assert_eq!(on_hub[0]["id"], doc["objects"]["changes"][0]["id"]);
+    assert_eq!(twinops(&em, &["plan", "--detailed-exitcode", p]).code, 0);
+}
