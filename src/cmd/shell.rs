@@ -51,6 +51,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "The key of the digests of sensitive values in plans (HMAC-SHA256; never written anywhere). Without it the key is derived from the hub's SAS key; with --auth token set it, the same for plan and apply, to save plans that hold sensitive values.",
     ),
     (
+        "TWINOPS_STORAGE",
+        "The blob container export-job reads use, as --storage: a container URL with a SAS (write, list, read, delete), or `local` for the embedded hub's own store. Its SAS never appears in output, logs or plans.",
+    ),
+    (
         "RUST_LOG",
         "Which log lines go to stderr, in tracing's filter syntax (e.g. `twinops=debug`); it takes the place of -v and -vv.",
     ),
