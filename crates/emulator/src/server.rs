@@ -30,7 +30,7 @@ use super::faults::{Fault, Faults};
 use super::stats::{OpClass, Stats};
 use super::store::{IfMatch, Store, Target};
 use super::throttle::{self, Throttle};
-use super::twin::{ServiceWrite, strip_read_only};
+use super::twin::{Desired, ServiceWrite, strip_read_only};
 use super::{bulk, device_actions, identity, pager, tls};
 use twinops_iothub::wire::{self, JsonMap};
 use twinops_iothub::{
@@ -660,6 +660,8 @@ async fn delete_module(
 
 /// Reads `tags` and `properties.desired` from a twin body; everything else in it (identity fields,
 /// `properties.reported`, `$metadata`, `$version`) is read-only and ignored, as IoT Hub does.
+/// `"desired": null` clears desired; `"tags": null` (and `"properties": null`) changes nothing,
+/// as on live hubs, where a patch cannot reset tags (MicrosoftDocs/azure-docs#32289).
 fn service_write(bytes: &[u8]) -> Result<ServiceWrite, Error> {
     let v: Value = parse_json(bytes)?;
     let Value::Object(root) = v else {
@@ -677,8 +679,11 @@ fn service_write(bytes: &[u8]) -> Result<ServiceWrite, Error> {
         }
     };
     let desired = match root.get("properties") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(p)) => section(p.get("desired"), "properties.desired")?,
+        None | Some(Value::Null) => Desired::Untouched,
+        Some(Value::Object(p)) => match p.get("desired") {
+            Some(Value::Null) => Desired::Cleared,
+            d => Desired::patch(section(d, "properties.desired")?),
+        },
         Some(_) => {
             return Err(Error::ArgumentInvalid(
                 "properties must be a JSON object".into(),
@@ -976,9 +981,13 @@ mod tests {
         let w = service_write(br#"{"deviceId":"x","etag":"e","tags":{"a":1},"properties":{"desired":{"b":2,"$metadata":{},"$version":4},"reported":{"c":3}}}"#).unwrap();
         assert_eq!(Value::Object(w.tags.unwrap()), serde_json::json!({"a": 1}));
         assert_eq!(
-            Value::Object(w.desired.unwrap()),
-            serde_json::json!({"b": 2})
+            w.desired,
+            Desired::Set(serde_json::json!({"b": 2}).as_object().unwrap().clone())
         );
+        let cleared = service_write(br#"{"tags": null, "properties": {"desired": null}}"#).unwrap();
+        assert_eq!((cleared.tags, cleared.desired), (None, Desired::Cleared));
+        let absent = service_write(br#"{"properties": null}"#).unwrap();
+        assert_eq!(absent.desired, Desired::Untouched);
         assert!(service_write(b"[1]").is_err());
         assert!(service_write(br#"{"tags": 5}"#).is_err());
         assert!(service_write(b"{not json").is_err());
