@@ -290,7 +290,7 @@ async fn gate(State(hub): State<Shared>, mut req: Request, next: Next) -> Respon
             };
             if !throttle.admit(class, rows) {
                 hub.stats.count_throttled();
-                return Error::Throttled(throttle::operation_type(class).into()).into_response();
+                return throttle::refusal(class, req.method()).into_response();
             }
             req
         }
@@ -320,7 +320,7 @@ async fn inject(hub: &Shared, fault: Fault, class: OpClass, req: Request, next: 
     match fault {
         Fault::Throttle | Fault::ThrottleRetryAfter => {
             hub.stats.count_throttled();
-            let mut resp = Error::Throttled(throttle::operation_type(class).into()).into_response();
+            let mut resp = throttle::refusal(class, req.method()).into_response();
             if fault == Fault::ThrottleRetryAfter {
                 resp.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
