@@ -1,5 +1,7 @@
 //! The HTTP edge: the TLS accept loop, the axum router with thin handlers, and the gate every
 //! request passes first (operation class and stats, `api-version`, SAS/bearer authorization).
+//! `/$iothub/websocket` is no service route: it is upgraded to MQTT over WebSockets
+//! (`mqtt::websocket`), which authenticates in its CONNECT as MQTT over TLS does.
 //! After authorization the gate applies fault injection (`faults`) and then quota simulation
 //! (`throttle`), by class; neither touches `/_emulator/`.
 //!
@@ -58,6 +60,8 @@ pub(crate) struct Hub {
     pub(crate) configurations_changed: Notify,
     /// Where the MQTT device side listens, for `/_emulator/info`.
     pub(crate) mqtt_addr: Option<std::net::SocketAddr>,
+    /// The device side (unless `--mqtt off`), which MQTT over WebSockets on this listener joins.
+    pub(crate) devices: Option<super::mqtt::Devices>,
     /// Import/export jobs.
     pub(crate) jobs: super::jobs::Jobs,
 }
@@ -107,6 +111,10 @@ pub(crate) fn app(hub: Shared) -> Router {
                 .delete(delete_configuration),
         )
         .merge(super::jobs::routes())
+        .route(
+            super::mqtt::websocket::PATH,
+            get(super::mqtt::websocket::upgrade),
+        )
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/info", get(info))
         .route("/_emulator/twins/{id}/reported", patch(reported))
@@ -149,7 +157,8 @@ pub(crate) async fn serve(
                     });
                     let service = hyper_util::service::TowerToHyperService::new(app);
                     let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    // With upgrades: MQTT over WebSockets upgrades its HTTP/1.1 request.
+                    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
                     tokio::select! {
                         ended = conn => {
                             if let Err(e) = ended {

@@ -464,11 +464,14 @@ fn a_busy_mqtt_port_is_a_warning_and_rest_still_serves() {
         .expect("stderr");
     assert!(
         err.contains(&format!(
-            "warning: MQTT device side not started: cannot listen on {at}"
+            "warning: MQTT over TLS not started: cannot listen on {at}"
         )),
         "{err}"
     );
-    assert!(err.contains("serving REST only"), "{err}");
+    assert!(
+        err.contains("devices connect over WebSockets on the HTTPS port only"),
+        "{err}"
+    );
     drop(busy);
 }
 
