@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs (idempotently) Microsoft's Node service SDK `azure-iothub` for the Node conformance test
-# (tests/sdk_node.rs). Prints the install directory (holding node_modules/) on the last line of
-# stdout.
+# Installs (idempotently) Microsoft's Node service SDK `azure-iothub` and device SDK
+# `azure-iot-device` with its MQTT transports (`azure-iot-device-mqtt`) for the Node conformance
+# tests (tests/it/sdk_node.rs). Prints the install directory (holding node_modules/) on the last
+# line of stdout.
 #
 # Usage: scripts/sdk-node.sh [DIR]   (default: target/sdk-node under the repository)
 #
-# The version is pinned by tests/sdk/node/package.json and its package-lock.json (azure-iothub
-# 1.16.6, which sends api-version 2021-04-12); `npm ci` installs exactly the locked tree. Fails
+# The versions are pinned by tests/sdk/node/package.json and its package-lock.json (azure-iothub
+# 1.16.6, which sends api-version 2021-04-12; azure-iot-device 1.18.4, azure-iot-device-mqtt
+# 1.16.4); `npm ci` installs exactly the locked tree. Fails
 # loudly (non-zero exit) when npm cannot install: a conformance test must never pass by skipping.
 set -euo pipefail
 

@@ -6,6 +6,11 @@
 //!
 //! The SDK's port is fixed at 8883; the script redirects paho's connect to the emulator's random
 //! MQTT port (read from `GET /_emulator/info`), so tests can run in parallel (reference §15.2).
+//!
+//! The same SDK over MQTT over WebSockets (`websockets=True`, port 443 on IoT Hub, redirected to
+//! the emulator's HTTPS port) gets its twin, reports, receives a desired patch and sees the
+//! service clear all desired properties (`"desired": null`): its merged view and a fresh
+//! `get_twin()` end empty.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -43,6 +48,34 @@ fn write_manifest(dir: &Path, interval: u32) {
     .expect("writing the manifest");
 }
 
+/// Runs a device script with `env`, its stdout lines sent to the returned channel.
+fn run_script(name: &str, env: &[(&str, String)]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let python = crate::support::sdk_python();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk/python")
+        .join(name);
+    let mut child = Command::new(&python)
+        .arg("-u")
+        .arg(script)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the device script");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
+}
+
 /// Waits for the script's next line starting with `tag`; returns the JSON after it.
 fn wait_for(lines: &mpsc::Receiver<String>, tag: &str, seen: &mut Vec<String>) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -67,7 +100,6 @@ fn wait_for(lines: &mpsc::Receiver<String>, tag: &str, seen: &mut Vec<String>) -
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_device_sdk_gets_twin_reports_and_receives_desired_patches_from_apply() {
-    let python = crate::support::sdk_python();
     let hub = Emulator::start_with(&["--mqtt", "127.0.0.1:0"]);
     let port = hub.mqtt_port().await;
     let manifests = tempfile::tempdir().expect("a temp dir");
@@ -85,28 +117,14 @@ async fn python_device_sdk_gets_twin_reports_and_receives_desired_patches_from_a
     );
 
     let started = Instant::now();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/python/device_flow.py");
-    let mut child = Command::new(&python)
-        .arg("-u")
-        .arg(script)
-        .env("DEVICE_CONNECTION_STRING", &cs)
-        .env("CA_CERT", &hub.ca_path)
-        .env("MQTT_PORT", port.to_string())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running the device script");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (child, lines) = run_script(
+        "device_flow.py",
+        &[
+            ("DEVICE_CONNECTION_STRING", cs),
+            ("CA_CERT", hub.ca_path.display().to_string()),
+            ("MQTT_PORT", port.to_string()),
+        ],
+    );
     let mut seen = Vec::new();
 
     let twin = wait_for(&lines, "TWIN", &mut seen);
@@ -152,4 +170,97 @@ async fn python_device_sdk_gets_twin_reports_and_receives_desired_patches_from_a
         "the device reported the new interval back: {module_twin}"
     );
     eprintln!("python device SDK flow took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_device_sdk_over_websockets_gets_twin_reports_and_sees_desired_cleared() {
+    let hub = Emulator::start_with(&["--mqtt", "127.0.0.1:0"]);
+    let device = hub.create_device("wsDevice").await;
+    let r = hub
+        .patch(
+            "/twins/wsDevice",
+            json!({"properties": {"desired": {"telemetryInterval": 122}}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let key = device["authentication"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .expect("a key");
+    let https_port = hub.host.rsplit_once(':').expect("host:port").1.to_string();
+    let (child, lines) = run_script(
+        "device_websocket_flow.py",
+        &[
+            (
+                "DEVICE_CONNECTION_STRING",
+                format!("HostName=localhost;DeviceId=wsDevice;SharedAccessKey={key}"),
+            ),
+            ("CA_CERT", hub.ca_path.display().to_string()),
+            ("HTTPS_PORT", https_port),
+        ],
+    );
+    let mut seen = Vec::new();
+
+    let twin = wait_for(&lines, "TWIN", &mut seen);
+    assert_eq!(
+        twin,
+        json!({"desired": {"telemetryInterval": 122, "$version": 2}, "reported": {"$version": 1}})
+    );
+    wait_for(&lines, "REPORTED", &mut seen);
+    let service = hub.get("/twins/wsDevice").await.body;
+    assert_eq!(
+        service["properties"]["reported"]["firmware"],
+        json!({"v": 1}),
+        "{service}"
+    );
+    assert_eq!(service["connectionState"], "Connected");
+
+    wait_for(&lines, "READY", &mut seen);
+    let r = hub
+        .patch(
+            "/twins/wsDevice",
+            json!({"properties": {"desired": {"telemetryInterval": 200, "mode": {"eco": true}}}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let patch = wait_for(&lines, "PATCH", &mut seen);
+    assert_eq!(
+        patch,
+        json!({"telemetryInterval": 200, "mode": {"eco": true}, "$version": 3})
+    );
+
+    let r = hub
+        .patch(
+            "/twins/wsDevice",
+            json!({"properties": {"desired": null}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let desired = &r.body["properties"]["desired"];
+    assert_eq!(
+        desired
+            .as_object()
+            .expect("desired")
+            .keys()
+            .collect::<Vec<_>>(),
+        ["$metadata", "$version"],
+        "the service's desired is empty: {desired}"
+    );
+    let cleared = wait_for(&lines, "CLEARED", &mut seen);
+    assert_eq!(
+        cleared["patch"],
+        json!({"telemetryInterval": null, "mode": null, "$version": 4})
+    );
+    assert_eq!(cleared["view"], json!({}), "the device's merged view");
+    let twin = wait_for(&lines, "TWIN2", &mut seen);
+    assert_eq!(twin["desired"], json!({"$version": 4}), "{twin}");
+    wait_for(&lines, "DONE", &mut seen);
+    let out = child.wait_with_output().expect("the script ends");
+    assert!(
+        out.status.success(),
+        "device websocket flow failed:\n{seen:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -13,7 +13,7 @@ use twinops_iothub::error_code::ErrorCode;
 
 use super::error::Error;
 use super::store::{DeviceSpec, ModuleSpec, Store, Target, Tx, check_id, check_module_id_writable};
-use super::twin::{ServiceWrite, strip_read_only};
+use super::twin::{Desired, ServiceWrite, strip_read_only};
 use twinops_iothub::wire::{
     BulkRegistryOperationResult, DeviceRegistryOperationError, ExportImportDevice,
 };
@@ -170,11 +170,12 @@ fn etag_matches(given: &Option<String>, actual: &str) -> Result<(), Error> {
 fn twin_write(row: &ExportImportDevice) -> ServiceWrite {
     ServiceWrite {
         tags: row.tags.clone().map(strip_read_only),
-        desired: row
-            .properties
-            .as_ref()
-            .and_then(|p| p.desired.clone())
-            .map(strip_read_only),
+        desired: Desired::patch(
+            row.properties
+                .as_ref()
+                .and_then(|p| p.desired.clone())
+                .map(strip_read_only),
+        ),
     }
 }
 
@@ -184,7 +185,7 @@ fn apply_row(tx: &mut Tx<'_>, row: &ExportImportDevice) -> Result<(), Error> {
     let mode = mode(&row.import_mode)?;
     check_id(&row.id, "device")?;
     let write = twin_write(row);
-    let has_twin = write.tags.is_some() || write.desired.is_some();
+    let has_twin = write.tags.is_some() || write.desired != Desired::Untouched;
     // Validate the twin of a create before anything is written, on a scratch twin.
     if has_twin && matches!(mode, Mode::Create | Mode::CreateOrUpdate { .. }) {
         let mut scratch = super::twin::TwinState::new(&tx.now);

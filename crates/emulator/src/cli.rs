@@ -143,6 +143,11 @@ pub async fn run(args: &EmulatorArgs, console: &impl Console) -> anyhow::Result<
             "twinops emulator: MQTT device side on mqtts://{at} (TLS, same certificate)"
         ));
     }
+    if let Some(url) = running.websocket_url() {
+        console.talk(&format!(
+            "twinops emulator: MQTT over WebSockets on {url} (subprotocol mqtt)"
+        ));
+    }
     interrupted.await;
     running.shutdown().await;
     Ok(())

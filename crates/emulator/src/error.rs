@@ -67,6 +67,10 @@ pub(crate) enum Error {
     /// Over quota (throttling) or an injected 429; holds the operation type.
     #[error("The request has been throttled. Wait 10 seconds and try again. Operation type: {0}")]
     Throttled(String),
+    /// A throttled configuration write: live hubs shape configuration writes (about one a
+    /// second) and answer one that waited too long `ThrottlingBacklogTimeout` (live-hub.md).
+    #[error("The request has been throttled. Wait 10 seconds and try again. Operation type: {0}")]
+    BacklogTimeout(String),
     /// An injected 503.
     #[error("{0}")]
     Unavailable(String),
@@ -102,6 +106,7 @@ impl Error {
             Error::JobNotFound(_) => ErrorCode::JobNotFound,
             Error::BlobContainerValidation(_) => ErrorCode::BlobContainerValidationError,
             Error::Throttled(_) => ErrorCode::ThrottlingException,
+            Error::BacklogTimeout(_) => ErrorCode::ThrottlingBacklogTimeout,
             Error::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Error::Server(_) => ErrorCode::ServerError,
         }
@@ -130,7 +135,7 @@ impl Error {
             Error::MessageTooLarge(_) | Error::TooManyDevices(_) | Error::TooManyModules(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Throttled(_) | Error::BacklogTimeout(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -193,7 +198,7 @@ impl IntoResponse for Error {
             tracing::error!(error = %msg, "request failed in the store");
         }
         let mut resp = response(self.status(), &self.code(), &self.text());
-        if let Error::Throttled(_) = self {
+        if let Error::Throttled(_) | Error::BacklogTimeout(_) = self {
             // Live hubs close the connection after a 429 (and send no Retry-After), so a client
             // must reconnect cleanly. HTTP/2 has no such header: hyper leaves it out there.
             resp.headers_mut().insert(
@@ -240,6 +245,7 @@ mod tests {
             Error::JobQuotaExceeded(String::new()),
             Error::JobNotFound(String::new()),
             Error::Throttled(String::new()),
+            Error::BacklogTimeout(String::new()),
             Error::Unavailable(String::new()),
             Error::Server(String::new()),
         ] {

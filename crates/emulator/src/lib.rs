@@ -17,8 +17,9 @@
 //!   wall clock, `private` the state's owner-only files and directories. Durations in flags
 //!   follow `twinops_iothub::duration`.
 //! - `mqtt` is the device side (MQTT over TLS on `--mqtt`, default 8883 for `twinops emulator`,
-//!   off for the embedded hub), fed by the store's desired-change announcements; `presence`
-//!   records which identities are connected.
+//!   off for the embedded hub, and MQTT over WebSockets on the HTTPS listener whenever the device
+//!   side runs), fed by the store's desired-change announcements; `presence` records which
+//!   identities are connected.
 
 // What code outside this crate does not use is `pub(crate)`, so rustc reports what is dead.
 #![warn(unreachable_pub)]
@@ -168,6 +169,13 @@ impl Running {
         self.mqtt_addr
     }
 
+    /// `wss://localhost:PORT/$iothub/websocket`, where devices connect with MQTT over
+    /// WebSockets (`None` when the device side is off).
+    pub fn websocket_url(&self) -> Option<String> {
+        let on = self.hub.as_ref().is_some_and(|h| h.devices.is_some());
+        on.then(|| format!("wss://{}{}", self.host, mqtt::websocket::PATH))
+    }
+
     /// What did not start as asked, one sentence each (e.g. the MQTT port was busy).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
@@ -286,6 +294,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let (stop, stopped) = watch::channel(false);
     let jobs = jobs::Jobs::open(&state.store, stopped.clone())?;
+    // The device side runs unless `--mqtt off`, also when the MQTT port was busy: MQTT over
+    // WebSockets on the HTTPS port needs no port of its own.
+    let (devices, presence) = match config.mqtt {
+        Some(_) => {
+            let (d, p) = mqtt::Devices::new(stopped.clone());
+            (Some(d), Some(p))
+        }
+        None => (None, None),
+    };
     let hub = Arc::new(server::Hub {
         store: state.store,
         authority,
@@ -298,10 +315,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .map(|f| faults::Faults::new(f, config.faults_seed)),
         configurations_changed: tokio::sync::Notify::new(),
         mqtt_addr,
+        devices,
         jobs,
     });
     let app = server::app(hub.clone());
     let mut device_tasks = start_device_side(&config, &hub, mqtt_listener, &identity, &stopped)?;
+    if let Some(presence) = presence {
+        device_tasks.push(tokio::spawn(mqtt::run_broker(
+            hub.clone(),
+            presence,
+            stopped.clone(),
+        )));
+    }
     let serving = server::serve(
         listener,
         identity.server_config.clone(),
@@ -509,14 +534,15 @@ async fn lag_index(hub: Arc<server::Hub>, step: Duration, mut stop: watch::Recei
     }
 }
 
-/// Binds the MQTT port; a port that cannot be bound (busy, no permission) is a warning, and the
-/// hub serves REST alone.
+/// Binds the MQTT port; a port that cannot be bound (busy, no permission) is a warning, and
+/// devices connect over WebSockets on the HTTPS port only.
 async fn bind_mqtt(at: SocketAddr, warnings: &mut Vec<String>) -> Option<tokio::net::TcpListener> {
     match tokio::net::TcpListener::bind(at).await {
         Ok(l) => Some(l),
         Err(e) => {
             warnings.push(format!(
-                "MQTT device side not started: cannot listen on {at} ({e}); serving REST only"
+                "MQTT over TLS not started: cannot listen on {at} ({e}); devices connect over \
+                 WebSockets on the HTTPS port only"
             ));
             None
         }

@@ -1,5 +1,7 @@
 //! The HTTP edge: the TLS accept loop, the axum router with thin handlers, and the gate every
 //! request passes first (operation class and stats, `api-version`, SAS/bearer authorization).
+//! `/$iothub/websocket` is no service route: it is upgraded to MQTT over WebSockets
+//! (`mqtt::websocket`), which authenticates in its CONNECT as MQTT over TLS does.
 //! After authorization the gate applies fault injection (`faults`) and then quota simulation
 //! (`throttle`), by class; neither touches `/_emulator/`.
 //!
@@ -30,7 +32,7 @@ use super::faults::{Fault, Faults};
 use super::stats::{OpClass, Stats};
 use super::store::{IfMatch, Store, Target};
 use super::throttle::{self, Throttle};
-use super::twin::{ServiceWrite, strip_read_only};
+use super::twin::{Desired, ServiceWrite, strip_read_only};
 use super::{bulk, device_actions, identity, pager, tls};
 use twinops_iothub::wire::{self, JsonMap};
 use twinops_iothub::{
@@ -58,6 +60,8 @@ pub(crate) struct Hub {
     pub(crate) configurations_changed: Notify,
     /// Where the MQTT device side listens, for `/_emulator/info`.
     pub(crate) mqtt_addr: Option<std::net::SocketAddr>,
+    /// The device side (unless `--mqtt off`), which MQTT over WebSockets on this listener joins.
+    pub(crate) devices: Option<super::mqtt::Devices>,
     /// Import/export jobs.
     pub(crate) jobs: super::jobs::Jobs,
 }
@@ -107,6 +111,10 @@ pub(crate) fn app(hub: Shared) -> Router {
                 .delete(delete_configuration),
         )
         .merge(super::jobs::routes())
+        .route(
+            super::mqtt::websocket::PATH,
+            get(super::mqtt::websocket::upgrade),
+        )
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/info", get(info))
         .route("/_emulator/twins/{id}/reported", patch(reported))
@@ -149,7 +157,8 @@ pub(crate) async fn serve(
                     });
                     let service = hyper_util::service::TowerToHyperService::new(app);
                     let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    // With upgrades: MQTT over WebSockets upgrades its HTTP/1.1 request.
+                    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
                     tokio::select! {
                         ended = conn => {
                             if let Err(e) = ended {
@@ -290,7 +299,7 @@ async fn gate(State(hub): State<Shared>, mut req: Request, next: Next) -> Respon
             };
             if !throttle.admit(class, rows) {
                 hub.stats.count_throttled();
-                return Error::Throttled(throttle::operation_type(class).into()).into_response();
+                return throttle::refusal(class, req.method()).into_response();
             }
             req
         }
@@ -320,7 +329,7 @@ async fn inject(hub: &Shared, fault: Fault, class: OpClass, req: Request, next: 
     match fault {
         Fault::Throttle | Fault::ThrottleRetryAfter => {
             hub.stats.count_throttled();
-            let mut resp = Error::Throttled(throttle::operation_type(class).into()).into_response();
+            let mut resp = throttle::refusal(class, req.method()).into_response();
             if fault == Fault::ThrottleRetryAfter {
                 resp.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
@@ -660,6 +669,8 @@ async fn delete_module(
 
 /// Reads `tags` and `properties.desired` from a twin body; everything else in it (identity fields,
 /// `properties.reported`, `$metadata`, `$version`) is read-only and ignored, as IoT Hub does.
+/// `"desired": null` clears desired; `"tags": null` (and `"properties": null`) changes nothing,
+/// as on live hubs, where a patch cannot reset tags (MicrosoftDocs/azure-docs#32289).
 fn service_write(bytes: &[u8]) -> Result<ServiceWrite, Error> {
     let v: Value = parse_json(bytes)?;
     let Value::Object(root) = v else {
@@ -677,8 +688,11 @@ fn service_write(bytes: &[u8]) -> Result<ServiceWrite, Error> {
         }
     };
     let desired = match root.get("properties") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(p)) => section(p.get("desired"), "properties.desired")?,
+        None | Some(Value::Null) => Desired::Untouched,
+        Some(Value::Object(p)) => match p.get("desired") {
+            Some(Value::Null) => Desired::Cleared,
+            d => Desired::patch(section(d, "properties.desired")?),
+        },
         Some(_) => {
             return Err(Error::ArgumentInvalid(
                 "properties must be a JSON object".into(),
@@ -976,9 +990,13 @@ mod tests {
         let w = service_write(br#"{"deviceId":"x","etag":"e","tags":{"a":1},"properties":{"desired":{"b":2,"$metadata":{},"$version":4},"reported":{"c":3}}}"#).unwrap();
         assert_eq!(Value::Object(w.tags.unwrap()), serde_json::json!({"a": 1}));
         assert_eq!(
-            Value::Object(w.desired.unwrap()),
-            serde_json::json!({"b": 2})
+            w.desired,
+            Desired::Set(serde_json::json!({"b": 2}).as_object().unwrap().clone())
         );
+        let cleared = service_write(br#"{"tags": null, "properties": {"desired": null}}"#).unwrap();
+        assert_eq!((cleared.tags, cleared.desired), (None, Desired::Cleared));
+        let absent = service_write(br#"{"properties": null}"#).unwrap();
+        assert_eq!(absent.desired, Desired::Untouched);
         assert!(service_write(b"[1]").is_err());
         assert!(service_write(br#"{"tags": 5}"#).is_err());
         assert!(service_write(b"{not json").is_err());

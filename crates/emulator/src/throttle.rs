@@ -8,11 +8,13 @@
 //! and leaves it in debt, so a 100-row call on S1 is followed by about a minute of refusals: the
 //! published rate holds on average. Classes without a rate are never throttled.
 //!
-//! It owns the spec grammar and the live buckets; the server decides what a refusal looks like.
+//! It owns the spec grammar, the live buckets and what a refusal answers; the server decides when
+//! to refuse.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
+use super::error::Error;
 use super::stats::OpClass;
 use twinops_iothub::bucket::Bucket;
 
@@ -147,8 +149,21 @@ fn lock(m: &Mutex<Bucket>) -> std::sync::MutexGuard<'_, Bucket> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How a throttled request of `class` is refused (quota simulation and injected 429s alike).
+/// A configuration write answers `ThrottlingBacklogTimeout`, as live hubs, which shape
+/// configuration writes, were seen to answer (live-hub.md); its operation type is the one the
+/// same source's client tests carry (`mwalser/terraform-provider-iothub`,
+/// `internal/client/errors_test.go`). Everything else answers `ThrottlingException`.
+pub(crate) fn refusal(class: OpClass, method: &axum::http::Method) -> Error {
+    if class == OpClass::Configuration && method != axum::http::Method::GET {
+        Error::BacklogTimeout("ConfigurationWrite".into())
+    } else {
+        Error::Throttled(operation_type(class).into())
+    }
+}
+
 /// The `Operation type:` IoT Hub names in its throttling message.
-pub(crate) fn operation_type(class: OpClass) -> &'static str {
+fn operation_type(class: OpClass) -> &'static str {
     match class {
         OpClass::RegistryRead | OpClass::RegistryWrite | OpClass::Bulk => "CRUD",
         OpClass::TwinRead => "TwinRead",

@@ -36,8 +36,9 @@ pub(crate) struct TwinState {
     /// so that what a removed deployment wrote can be taken away exactly. Not in the document.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) deployment_paths: Vec<Vec<String>>,
-    /// The desired patch of the write just made (a replace's full desired), never stored: the
-    /// store takes it after the write to notify the connected device (`Store::write`).
+    /// The desired patch the connected device is sent for the write just made, never stored: the
+    /// store takes it after the write to notify the device (`Store::write`). Merged into what the
+    /// device had, it gives the new desired properties (see [`removals`]).
     #[serde(skip)]
     pub(crate) desired_written: Option<JsonMap>,
 }
@@ -46,7 +47,28 @@ pub(crate) struct TwinState {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct ServiceWrite {
     pub(crate) tags: Option<JsonMap>,
-    pub(crate) desired: Option<JsonMap>,
+    pub(crate) desired: Desired,
+}
+
+/// What a service write does to desired properties.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) enum Desired {
+    /// The body has no `properties.desired` (or `properties` is `null`).
+    #[default]
+    Untouched,
+    /// `"properties": {"desired": null}`: a live hub empties desired (Microsoft's Node e2e
+    /// tests "can null out all desired properties" pass against it), while a `"tags": null`
+    /// leaves tags as they are.
+    Cleared,
+    /// A merge patch (for a `PUT`, the whole new desired).
+    Set(JsonMap),
+}
+
+impl Desired {
+    /// A patch's desired part: `None` leaves desired alone.
+    pub(crate) fn patch(patch: Option<JsonMap>) -> Desired {
+        patch.map_or(Desired::Untouched, Desired::Set)
+    }
 }
 
 impl TwinState {
@@ -85,41 +107,60 @@ impl TwinState {
 
     /// Merge-patches tags and desired. Every service write bumps desired `$version`, tags-only
     /// writes included (IoT Hub is reported to do so and to notify the device).
+    ///
+    /// A cleared desired is empty afterwards, its `$metadata` one fresh stamp, and the device is
+    /// sent every key it had as `null`, so that its merged view ends empty as well.
     pub(crate) fn patch(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
-        next.desired_written = write.desired.clone();
         let v = next.desired_version;
         if let Some(tags) = &write.tags {
             twin_rules::check(tags, true).map_err(|e| violation("tags", e))?;
             merge(&mut next.tags, tags, None, now, None);
             twin_rules::check_size(&next.tags, MAX_TAGS_BYTES).map_err(|e| violation("tags", e))?;
         }
-        if let Some(desired) = &write.desired {
-            twin_rules::check(desired, true).map_err(|e| violation("properties.desired", e))?;
-            merge(
-                &mut next.desired,
-                desired,
-                Some(&mut next.desired_meta),
-                now,
-                Some(v),
-            );
-            check_section(&next.desired, "properties.desired")?;
+        match write.desired {
+            Desired::Untouched => next.desired_written = None,
+            Desired::Cleared => {
+                next.desired_written = Some(removals(&next.desired, &JsonMap::new()));
+                next.desired = JsonMap::new();
+                next.desired_meta = fresh_meta(&next.desired, now, Some(v));
+            }
+            Desired::Set(desired) => {
+                twin_rules::check(&desired, true)
+                    .map_err(|e| violation("properties.desired", e))?;
+                merge(
+                    &mut next.desired,
+                    &desired,
+                    Some(&mut next.desired_meta),
+                    now,
+                    Some(v),
+                );
+                check_section(&next.desired, "properties.desired")?;
+                next.desired_written = Some(desired);
+            }
         }
         next.bump();
         *self = next;
         Ok(())
     }
 
-    /// Replaces tags and desired wholesale; a member absent from the body is left as it is.
-    /// A twin `PUT` replaces tags and desired both: a part the body lacks is emptied (live-hub.md's
-    /// reading of what a live hub does with a body without `tags`).
+    /// Replaces tags and desired wholesale: a part the body lacks is emptied (live-hub.md's
+    /// reading of what a live hub does with a twin `PUT` whose body has no `tags`).
+    ///
+    /// The device is sent the new desired with every key that went away as `null` (IoT Hub's
+    /// answer in Azure/azure-iot-sdk-csharp#954: "if customer sends PUT { "a" : 1, "c" : 100 },
+    /// device will get { "a": 1, "b": null, "c" : 100 }"), so that merging it gives the new
+    /// desired, not the old one with the new values on top.
     pub(crate) fn replace(&mut self, write: ServiceWrite, now: &str) -> Result<(), Error> {
         let mut next = self.clone();
         next.desired_version += 1;
         let tags = write.tags.unwrap_or_default();
-        let desired = write.desired.unwrap_or_default();
-        next.desired_written = Some(desired.clone());
+        let desired = match write.desired {
+            Desired::Set(d) => d,
+            Desired::Untouched | Desired::Cleared => JsonMap::new(),
+        };
+        next.desired_written = Some(removals(&self.desired, &desired));
         let v = next.desired_version;
         twin_rules::check(&tags, false).map_err(|e| violation("tags", e))?;
         twin_rules::check_size(&tags, MAX_TAGS_BYTES).map_err(|e| violation("tags", e))?;
@@ -160,6 +201,23 @@ impl TwinState {
             "reported": section_json(&self.reported, &self.reported_meta, self.reported_version),
         })
     }
+}
+
+/// `after` as a merge patch that turns `before` into it: `after` with a `null` for every key of
+/// `before` it lacks, at every depth where both hold an object (IoT Hub diffs by the existence of
+/// keys, not by values).
+pub(crate) fn removals(before: &JsonMap, after: &JsonMap) -> JsonMap {
+    let mut patch = after.clone();
+    for (k, old) in before {
+        match (old, patch.get_mut(k)) {
+            (_, None) => {
+                patch.insert(k.clone(), Value::Null);
+            }
+            (Value::Object(old), Some(Value::Object(new))) => *new = removals(old, new),
+            _ => {}
+        }
+    }
+    patch
 }
 
 fn violation(section: &str, v: Violation) -> Error {
@@ -289,7 +347,7 @@ mod tests {
     fn desired(v: Value) -> ServiceWrite {
         ServiceWrite {
             tags: None,
-            desired: Some(map(v)),
+            desired: Desired::Set(map(v)),
         }
     }
 
@@ -379,7 +437,7 @@ mod tests {
         t.patch(
             ServiceWrite {
                 tags: Some(map(json!({"site": "berlin"}))),
-                desired: None,
+                desired: Desired::Untouched,
             },
             T1,
         )
@@ -405,6 +463,61 @@ mod tests {
     }
 
     #[test]
+    fn a_cleared_desired_is_empty_and_the_device_is_sent_every_key_as_null() {
+        let mut t = TwinState::new(T0);
+        t.patch(desired(json!({"foo": 1, "bar": {"baz": 2}})), T0)
+            .unwrap();
+        t.patch(
+            ServiceWrite {
+                tags: Some(map(json!({"site": "b"}))),
+                desired: Desired::Untouched,
+            },
+            T0,
+        )
+        .unwrap();
+        t.desired_written = None;
+        t.patch(
+            ServiceWrite {
+                tags: None,
+                desired: Desired::Cleared,
+            },
+            T1,
+        )
+        .unwrap();
+        assert!(t.desired.is_empty());
+        assert_eq!(t.desired_version, 4);
+        assert_eq!(
+            Value::Object(t.desired_meta.clone()),
+            json!({"$lastUpdated": T1, "$lastUpdatedVersion": 4})
+        );
+        assert_eq!(
+            t.desired_written.clone().map(Value::Object),
+            Some(json!({"foo": null, "bar": null}))
+        );
+        assert_eq!(t.tags["site"], "b", "tags stay");
+        assert_eq!((t.version, t.etag()), (5, "AAAAAAAAAAQ=".to_string()));
+    }
+
+    #[test]
+    fn a_replace_sends_the_device_the_keys_it_removed_as_null() {
+        let mut t = TwinState::new(T0);
+        t.patch(
+            desired(json!({"a": 1, "b": 2, "o": {"x": 1, "y": 2}, "s": {"z": 1}})),
+            T0,
+        )
+        .unwrap();
+        t.replace(
+            desired(json!({"a": 1, "c": 100, "o": {"x": 1}, "s": 5})),
+            T1,
+        )
+        .unwrap();
+        assert_eq!(
+            t.desired_written.clone().map(Value::Object),
+            Some(json!({"a": 1, "c": 100, "o": {"x": 1, "y": null}, "s": 5, "b": null}))
+        );
+    }
+
+    #[test]
     fn limits_are_enforced_on_the_result() {
         let mut t = TwinState::new(T0);
         let big = "x".repeat(4000);
@@ -414,7 +527,7 @@ mod tests {
         }
         t.patch(
             ServiceWrite {
-                desired: Some(patch.clone()),
+                desired: Desired::Set(patch.clone()),
                 tags: None,
             },
             T0,
@@ -425,7 +538,7 @@ mod tests {
         assert!(
             t.patch(
                 ServiceWrite {
-                    desired: Some(more),
+                    desired: Desired::Set(more),
                     tags: None
                 },
                 T1
@@ -436,7 +549,7 @@ mod tests {
             t.patch(
                 ServiceWrite {
                     tags: Some(map(json!({"a": big, "b": big, "c": "x".repeat(300)}))),
-                    desired: None
+                    desired: Desired::Untouched
                 },
                 T1
             )

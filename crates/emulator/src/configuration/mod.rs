@@ -85,6 +85,8 @@ pub(crate) struct ConfigurationRecord {
 /// The parts of a PUT body that may change on update.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Mutable {
+    /// Live hubs let an update change it (live-hub.md); like `labels`, an omitted one is null.
+    pub(crate) schema_version: Option<String>,
     pub(crate) labels: Option<JsonMap>,
     pub(crate) target_condition: String,
     pub(crate) priority: i64,
@@ -139,6 +141,7 @@ pub(crate) fn mutable(body: &wire::Configuration, kind: Kind) -> Result<Mutable,
         })?;
     }
     Ok(Mutable {
+        schema_version: body.schema_version.clone(),
         labels,
         target_condition,
         priority: body.priority.unwrap_or(0),

@@ -20,7 +20,7 @@ use crate::clock::now;
 use crate::error::Error;
 use crate::query::{Collection, Query};
 use crate::store::{ModuleSpec, PassResult, Store, Target, Tx};
-use crate::twin::{ServiceWrite, TwinState};
+use crate::twin::{Desired, ServiceWrite, TwinState};
 use twinops_iothub::wire::JsonMap;
 
 /// Twins written per transaction.
@@ -379,7 +379,7 @@ fn apply_decision(twin: &mut TwinState, decision: Decision, now: &str) {
     if !outcome.patch.is_empty() {
         let write = ServiceWrite {
             tags: None,
-            desired: Some(outcome.patch.clone()),
+            desired: Desired::Set(outcome.patch.clone()),
         };
         if let Err(e) = twin.patch(write, now) {
             tracing::warn!(error = %e, "configuration content refused by the twin's limits");

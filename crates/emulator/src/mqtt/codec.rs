@@ -4,7 +4,8 @@
 //!
 //! [`parse`] and [`encode`] are pure; [`read`] pulls one packet off an async reader and refuses a
 //! remaining length above the caller's bound before reading the body, so a peer cannot make the
-//! emulator allocate more than that. Used by both the broker and the in-process client.
+//! emulator allocate more than that. Used by the broker, the in-process client and tests that
+//! speak MQTT over another transport (WebSockets).
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -87,10 +88,7 @@ pub enum Packet {
 }
 
 /// Reads one packet. `Ok(None)` is a clean end of stream before a packet started.
-pub(crate) async fn read<R: AsyncRead + Unpin>(
-    r: &mut R,
-    limit: usize,
-) -> Result<Option<Packet>, Error> {
+pub async fn read<R: AsyncRead + Unpin>(r: &mut R, limit: usize) -> Result<Option<Packet>, Error> {
     let io = |e: std::io::Error| Error::Io(e.kind().to_string());
     let mut first = [0u8; 1];
     if r.read(&mut first).await.map_err(io)? == 0 {
@@ -333,7 +331,7 @@ fn frame(first: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// The bytes of a packet.
-pub(crate) fn encode(p: &Packet) -> Vec<u8> {
+pub fn encode(p: &Packet) -> Vec<u8> {
     let mut body = Vec::new();
     let first = match p {
         Packet::Connect(c) => {

@@ -8,7 +8,7 @@ use super::{Store, Target};
 use crate::configuration::deployment;
 use crate::error::Error;
 use crate::identity::generate_key;
-use crate::twin::ServiceWrite;
+use crate::twin::{Desired, ServiceWrite};
 use twinops_iothub::wire::{AuthenticationType, JsonMap};
 
 /// At most this many identities per regeneration call (the Azure CLI sends batches of 100).
@@ -97,7 +97,7 @@ impl Store {
                     }
                     let write = ServiceWrite {
                         tags: None,
-                        desired: Some(patch),
+                        desired: Desired::Set(patch),
                     };
                     t.patch(write, &now)
                 })?;

@@ -46,7 +46,8 @@ impl Store {
     }
 
     /// `PUT /configurations/{id}`: create without `If-Match`, else a conditional update of the
-    /// mutable parts (`targetCondition`, `labels`, `priority`, `metrics`); `id` and `content` stay.
+    /// mutable parts (`schemaVersion`, `targetCondition`, `labels`, `priority`, `metrics`: a live
+    /// hub takes a new `schemaVersion` on update); `id` and `content` stay.
     pub(crate) fn put_configuration(
         &self,
         id: &str,
@@ -82,6 +83,7 @@ impl Store {
                     let mut results = cur.metric_results.clone();
                     results.retain(|k, _| m.metric_queries.contains_key(k));
                     ConfigurationRecord {
+                        schema_version: m.schema_version,
                         labels: m.labels,
                         target_condition: m.target_condition,
                         priority: m.priority,
@@ -212,7 +214,7 @@ impl Tx<'_> {
             .insert(CONFIGURATION_SEQ, seq.to_string().as_str())?;
         Ok(ConfigurationRecord {
             id: id.to_string(),
-            schema_version: body.schema_version.clone(),
+            schema_version: m.schema_version,
             labels: m.labels,
             content,
             content_type: body.content_type.clone(),

@@ -226,7 +226,7 @@ fn twin_writes_check_etags_and_render_the_full_twin() {
     let t = Target::Device("d".into());
     let write = ServiceWrite {
         tags: Some(json!({"site": "berlin"}).as_object().unwrap().clone()),
-        desired: Some(
+        desired: crate::twin::Desired::Set(
             json!({"telemetryInterval": 122})
                 .as_object()
                 .unwrap()

@@ -292,6 +292,38 @@ async fn module_configurations_target_module_twins() {
     assert_eq!(after["properties"]["desired"]["x"], 1);
 }
 
+/// live-hub.md: "`schemaVersion` may be changed by an update".
+#[tokio::test]
+async fn an_update_may_change_the_schema_version() {
+    let hub = Emulator::start();
+    let body = json!({"schemaVersion": "1.0",
+                      "content": {"deviceContent": {"properties.desired.x": 1}},
+                      "targetCondition": "tags.env = 'prod'"});
+    let c = hub.put("/configurations/c", body.clone(), None).await;
+    assert_eq!(
+        (c.status, &c.body["schemaVersion"]),
+        (200, &json!("1.0")),
+        "{c:?}"
+    );
+    let mut update = c.body.clone();
+    update["schemaVersion"] = json!("2.0");
+    let etag = c.header("etag").unwrap().to_string();
+    let u = hub.put("/configurations/c", update, Some(&etag)).await;
+    assert_eq!(u.status, 200, "{u:?}");
+    assert_eq!(u.body["schemaVersion"], "2.0");
+    assert_eq!(
+        hub.get("/configurations/c").await.body["schemaVersion"],
+        "2.0"
+    );
+    // Like `labels`, an update without it leaves it null.
+    let mut update = u.body.clone();
+    update.as_object_mut().unwrap().remove("schemaVersion");
+    let etag = u.header("etag").unwrap().to_string();
+    let u = hub.put("/configurations/c", update, Some(&etag)).await;
+    assert_eq!(u.status, 200, "{u:?}");
+    assert!(u.body["schemaVersion"].is_null(), "{u:?}");
+}
+
 #[tokio::test]
 async fn configurations_follow_live_hubs() {
     let hub = Emulator::start();

@@ -32,13 +32,17 @@ async fn try_call(
 }
 
 fn assert_throttling_shape(r: &Resp, operation: &str) {
+    assert_throttled_as(r, "ThrottlingException", operation);
+}
+
+fn assert_throttled_as(r: &Resp, code: &str, operation: &str) {
     assert_eq!(r.status, 429, "{r:?}");
-    assert_eq!(r.code(), Some("ThrottlingException"));
+    assert_eq!(r.code(), Some(code));
     let message = r.body["Message"].as_str().expect("a Message string");
     assert_eq!(
         message,
         format!(
-            "ErrorCode:ThrottlingException;The request has been throttled. Wait 10 seconds and try again. Operation type: {operation}"
+            "ErrorCode:{code};The request has been throttled. Wait 10 seconds and try again. Operation type: {operation}"
         )
     );
     assert!(
@@ -83,6 +87,29 @@ async fn over_quota_requests_get_iot_hubs_429_and_are_counted() {
         stats["by_class"]["registry_write"], 1,
         "other classes are not throttled"
     );
+}
+
+/// live-hub.md: "a throttled configuration write was answered 429 `ThrottlingBacklogTimeout`".
+#[tokio::test]
+async fn throttled_configuration_writes_answer_throttling_backlog_timeout() {
+    let body = json!({"content": {"deviceContent": {"properties.desired.x": 1}},
+                      "targetCondition": "tags.env = 'prod'"});
+    let hub = Emulator::start_with(&["--throttle", "configuration=1/min"]);
+    let first = hub.put("/configurations/c1", body.clone(), None).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let refused = hub.put("/configurations/c2", body.clone(), None).await;
+    assert_throttled_as(&refused, "ThrottlingBacklogTimeout", "ConfigurationWrite");
+    assert!(refused.header("retry-after").is_none(), "{refused:?}");
+    let deleted = hub.delete("/configurations/c1", None).await;
+    assert_throttled_as(&deleted, "ThrottlingBacklogTimeout", "ConfigurationWrite");
+    let read = hub.get("/configurations/c1").await;
+    assert_throttling_shape(&read, "Configurations");
+    assert_eq!(hub.stats().await["throttled"], 3);
+
+    // An injected 429 on a configuration write has the same shape.
+    let hub = Emulator::start_with(&["--faults", "429:1"]);
+    let r = hub.put("/configurations/c1", body, None).await;
+    assert_throttled_as(&r, "ThrottlingBacklogTimeout", "ConfigurationWrite");
 }
 
 #[tokio::test]

@@ -244,8 +244,8 @@ async fn desired_writes_from_patch_put_and_bulk_are_pushed_with_their_version() 
     assert_eq!(topic::version(&p.topic), Some(3));
     assert_eq!(
         body(&p),
-        json!({"a": 1, "b": {"c": 2}, "$version": 3}),
-        "a replace sends the full desired"
+        json!({"a": 1, "b": {"c": 2}, "telemetryInterval": null, "$version": 3}),
+        "a replace sends the new desired and what it removed as null"
     );
 
     let rows =
@@ -256,6 +256,47 @@ async fn desired_writes_from_patch_put_and_bulk_are_pushed_with_their_version() 
     assert_eq!(r.status, 200, "{r:?}");
     let p = next_publish(&mut c).await;
     assert_eq!(body(&p), json!({"a": null, "$version": 4}));
+}
+
+#[tokio::test]
+async fn clearing_desired_sends_every_key_as_null_and_leaves_the_merged_view_empty() {
+    let hub = mqtt_hub();
+    let d = hub.create_device("d").await;
+    let r = hub
+        .patch(
+            "/twins/d",
+            json!({"properties": {"desired": {"foo": 1, "bar": {"baz": 2, "tweedle": {"dee": 3}}}}}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut c = connect(&hub, &who("d", None), &key_of(&d)).await;
+    c.subscribe(&[topic::DESIRED_CHANGES]).await.expect("sub");
+    assert!(matches!(
+        next_packet(&mut c).await,
+        Some(Packet::SubAck { .. })
+    ));
+    c.publish("$iothub/twin/GET/?$rid=1", b"")
+        .await
+        .expect("GET");
+    let mut view = body(&next_publish(&mut c).await)["desired"].clone();
+
+    for if_match in [None, Some("*")] {
+        let r = hub
+            .patch(
+                "/twins/d",
+                json!({"properties": {"desired": null}}),
+                if_match,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let p = next_publish(&mut c).await;
+        let patch = body(&p);
+        assert_eq!(topic::version(&p.topic), patch["$version"].as_i64());
+        json_patch::merge(&mut view, &patch);
+        view.as_object_mut().expect("an object").remove("$version");
+        assert_eq!(view, json!({}), "the device's merged view after {patch}");
+    }
 }
 
 #[tokio::test]
@@ -423,11 +464,14 @@ fn a_busy_mqtt_port_is_a_warning_and_rest_still_serves() {
         .expect("stderr");
     assert!(
         err.contains(&format!(
-            "warning: MQTT device side not started: cannot listen on {at}"
+            "warning: MQTT over TLS not started: cannot listen on {at}"
         )),
         "{err}"
     );
-    assert!(err.contains("serving REST only"), "{err}");
+    assert!(
+        err.contains("devices connect over WebSockets on the HTTPS port only"),
+        "{err}"
+    );
     drop(busy);
 }
 

@@ -95,6 +95,64 @@ async fn patch_merges_and_moves_etag_and_versions() {
 }
 
 #[tokio::test]
+async fn a_null_desired_section_clears_desired_and_keeps_tags() {
+    let hub = Emulator::start();
+    hub.create_device("d").await;
+    hub.create_module("d", "m").await;
+    for path in ["/twins/d", "/twins/d/modules/m"] {
+        let r = hub
+            .patch(
+                path,
+                json!({"tags": {"site": "b"}, "properties": {"desired": {"foo": 1, "bar": {"baz": 2}}}}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let before = r.body;
+        for (if_match, step) in [(None, 1), (Some("*".to_string()), 2)] {
+            let r = hub
+                .patch(
+                    path,
+                    json!({"tags": null, "properties": {"desired": null}}),
+                    if_match.as_deref(),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{r:?}");
+            let desired = &r.body["properties"]["desired"];
+            let v = before["properties"]["desired"]["$version"]
+                .as_i64()
+                .unwrap()
+                + step;
+            assert_eq!(desired["$version"], v, "{desired}");
+            let meta = &desired["$metadata"];
+            assert_eq!(
+                meta.as_object().unwrap().keys().collect::<Vec<_>>(),
+                ["$lastUpdated", "$lastUpdatedVersion"],
+                "{meta}"
+            );
+            assert_eq!(meta["$lastUpdatedVersion"], v);
+            let values: Vec<&String> = desired
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| !k.starts_with('$'))
+                .collect();
+            assert!(values.is_empty(), "desired keeps {values:?}");
+            assert_eq!(
+                r.body["tags"],
+                json!({"site": "b"}),
+                "`tags: null` resets nothing"
+            );
+            assert_eq!(
+                r.body["version"],
+                before["version"].as_i64().unwrap() + step
+            );
+            assert_eq!(hub.get(path).await.body, r.body, "the answer is the twin");
+        }
+    }
+}
+
+#[tokio::test]
 async fn put_replaces_tags_and_desired_and_ignores_read_only_parts() {
     let hub = Emulator::start();
     hub.create_device("d").await;

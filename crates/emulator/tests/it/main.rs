@@ -14,6 +14,7 @@ mod emulator_jobs;
 mod emulator_kill;
 mod emulator_live_hub;
 mod emulator_mqtt;
+mod emulator_mqtt_websocket;
 mod emulator_query_bulk;
 mod emulator_sas;
 mod emulator_twins;
