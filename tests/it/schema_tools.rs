@@ -41,6 +41,30 @@ fn device(tags: Value, ignore: Value) -> Value {
     json!({"devices": {"d1": {"tags": tags, "ignore": ignore}}})
 }
 
+/// A configuration `telemetry` of a device target with `content` (its `device` and `module` keys,
+/// and a `target` of its own for module content) added.
+fn configuration(content: Value) -> Value {
+    let mut c = json!({"target": "tags.kind = 'thermostat'"});
+    c.as_object_mut()
+        .unwrap()
+        .extend(content.as_object().unwrap().clone());
+    json!({"owner": "platform", "configurations": {"telemetry": c}})
+}
+
+/// A deployment `edge` of the gateways with `fields` (`layered`, `runtime`) added.
+fn deployment(fields: Value) -> Value {
+    let mut d = json!({
+        "target": "tags.role = 'gateway'",
+        "modules": {"opcua": {"image": "mcr.microsoft.com/iotedge/opc-publisher:2.9"}},
+    });
+    d.as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    json!({"owner": "platform", "deployments": {"edge": d}})
+}
+
+const RUNTIME: &str = r#"{"edgeAgent": "mcr.microsoft.com/azureiotedge-agent:1.5", "edgeHub": "mcr.microsoft.com/azureiotedge-hub:1.5"}"#;
+
 /// What the loader says of a document (JSON is YAML).
 fn loads(document: &Value) -> bool {
     let source = Source {
@@ -84,6 +108,22 @@ fn documents() -> Vec<Value> {
             "a tab-free path of Unicode keys",
             device(json!({}), json!(["desired.é.ü"])),
         ),
+        (
+            "a device configuration",
+            configuration(json!({"device": {"desired": {"interval": 30}}})),
+        ),
+        (
+            "a module configuration",
+            configuration(json!({
+                "target": "FROM devices.modules WHERE moduleId = 'sensor'",
+                "module": {"name": "sensor", "desired": {"interval": 30}},
+            })),
+        ),
+        (
+            "a base deployment",
+            deployment(json!({"runtime": serde_json::from_str::<Value>(RUNTIME).unwrap()})),
+        ),
+        ("a layered deployment", deployment(json!({"layered": true}))),
     ];
     let refused = [
         ("a NUL in a key", device(json!({"a\u{0}b": 1}), json!([]))),
@@ -111,6 +151,25 @@ fn documents() -> Vec<Value> {
         (
             "a C1 control in a path",
             device(json!({}), json!(["tags.a\u{85}"])),
+        ),
+        (
+            "a configuration of both device and module content",
+            configuration(json!({
+                "device": {"desired": {"interval": 30}},
+                "module": {"name": "sensor", "desired": {"interval": 30}},
+            })),
+        ),
+        ("a configuration without content", configuration(json!({}))),
+        (
+            "a base deployment without a runtime",
+            deployment(json!({"layered": false})),
+        ),
+        (
+            "a layered deployment with a runtime",
+            deployment(json!({
+                "layered": true,
+                "runtime": serde_json::from_str::<Value>(RUNTIME).unwrap(),
+            })),
         ),
         ("a dot in a key", device(json!({"a.b": 1}), json!([]))),
         ("a space in a key", device(json!({"a b": 1}), json!([]))),

@@ -192,7 +192,12 @@ fn object_definitions() -> Value {
             "type": "object",
             "properties": object(CONFIGURATION_KEYS, configuration_field),
             "required": ["target"],
-            "oneOf": [{"required": ["device"]}, {"required": ["module"]}],
+            // Each branch names the property it requires: ajv's strict mode (strictRequired)
+            // compiles `oneOf` before the sibling `properties` and would call it undefined.
+            "oneOf": [
+                {"properties": {"device": true}, "required": ["device"]},
+                {"properties": {"module": true}, "required": ["module"]},
+            ],
             "additionalProperties": false,
         },
         "deployment": {
@@ -201,8 +206,10 @@ fn object_definitions() -> Value {
             "properties": object(DEPLOYMENT_KEYS, deployment_field),
             "required": ["target"],
             "if": {"properties": {"layered": {"const": true}}, "required": ["layered"]},
-            "then": {"not": {"required": ["runtime"]}},
-            "else": {"required": ["runtime"]},
+            // A layered deployment has no runtime (a `false` schema refuses the key); a base one
+            // needs it (named in the branch for ajv's strictRequired, as above).
+            "then": {"properties": {"runtime": false}},
+            "else": {"properties": {"runtime": true}, "required": ["runtime"]},
             "additionalProperties": false,
         },
         "edgeModule": {
