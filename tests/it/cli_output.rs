@@ -43,6 +43,19 @@ struct PlanDoc {
     objects: Option<Value>,
     #[serde(default)]
     no_longer_declared: Vec<String>,
+    /// How the hub was read (SPEC §17).
+    read: ReadDoc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ReadDoc {
+    via: String,
+    #[serde(default)]
+    job_id: Option<String>,
+    #[serde(default)]
+    identities: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +209,7 @@ async fn json_plan_and_outcomes_parse_into_strict_structs() {
             .all(|c| c.action == "create" && c.if_match.is_none())
     );
     assert_eq!(plan.requests.get("query"), Some(&2));
+    assert_eq!(plan.read.via, "api", "a small hub is read through the API");
     // The example's one sensitive value (inline under `sensitive`) is concealed in every thermostat's
     // create: `(sensitive)` in the patch, a digest and no reference in `secrets`.
     let concealed: Vec<&ChangeDoc> = plan
