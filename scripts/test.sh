@@ -13,7 +13,7 @@ cargo build --locked --bin twinops
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked --workspace --all-targets -- --test-threads="${TWINOPS_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
+cargo test --locked --no-fail-fast --workspace --all-targets -- --test-threads="${TWINOPS_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
