@@ -339,7 +339,10 @@ async fn a_saved_plan_of_a_configuration_applies_as_reviewed() {
     assert_eq!(r.code, 0, "{r:?}");
     let doc: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
     assert_eq!(doc["objects"]["changes"][0]["action"], "create", "{doc}");
-    let r = twinops(&em, &["apply", "--yes", "--plan", saved.to_str().unwrap(), p]);
+    let r = twinops(
+        &em,
+        &["apply", "--yes", "--plan", saved.to_str().unwrap(), p],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     let on_hub = configurations(&em).await;
     assert_eq!(on_hub.len(), 1);
