@@ -12,30 +12,16 @@ Environment: DEVICE_CONNECTION_STRING (from `twinops connection-string`), CA_CER
 """
 
 import asyncio
-import json
 import os
 import random
 import sys
 
-import paho.mqtt.client as mqtt
+from harness import redirect_connect, say
 
-_port = int(os.environ["MQTT_PORT"])
-_connect = mqtt.Client.connect
-
-
-def _redirected(self, host, port=1883, keepalive=60, *args, **kwargs):
-    return _connect(self, host, _port, keepalive, *args, **kwargs)
-
-
-mqtt.Client.connect = _redirected
+redirect_connect(int(os.environ["MQTT_PORT"]))
 
 # import the device client library
 from azure.iot.device.aio import IoTHubModuleClient  # noqa: E402
-
-
-def say(tag, value=None):
-    line = tag if value is None else "{} {}".format(tag, json.dumps(value, sort_keys=True))
-    print(line, flush=True)
 
 
 async def main():

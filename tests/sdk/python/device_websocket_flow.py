@@ -16,28 +16,14 @@ Environment: DEVICE_CONNECTION_STRING, CA_CERT (PEM path), HTTPS_PORT.
 """
 
 import asyncio
-import json
 import os
 import sys
 
-import paho.mqtt.client as mqtt
+from harness import redirect_connect, say
 
-_port = int(os.environ["HTTPS_PORT"])
-_connect = mqtt.Client.connect
-
-
-def _redirected(self, host, port=1883, keepalive=60, *args, **kwargs):
-    return _connect(self, host, _port, keepalive, *args, **kwargs)
-
-
-mqtt.Client.connect = _redirected
+redirect_connect(int(os.environ["HTTPS_PORT"]))
 
 from azure.iot.device.aio import IoTHubDeviceClient  # noqa: E402
-
-
-def say(tag, value=None):
-    line = tag if value is None else "{} {}".format(tag, json.dumps(value, sort_keys=True))
-    print(line, flush=True)
 
 
 def merge(view, patch):
