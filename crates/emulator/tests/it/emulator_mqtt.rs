@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::mqtt::{WAIT, body, key_of, now, who};
 use crate::support::{Emulator, PATIENCE, eventually};
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
@@ -18,32 +19,8 @@ use twinops_emulator::mqtt::credentials::Who;
 use twinops_emulator::mqtt::topic;
 use twinops_iothub::connection_string::Secret;
 
-const WAIT: Duration = Duration::from_secs(10);
-
 fn mqtt_hub() -> Emulator {
     Emulator::start_with(&["--mqtt", "127.0.0.1:0"])
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-fn who(d: &str, m: Option<&str>) -> Who {
-    Who {
-        device: d.into(),
-        module: m.map(str::to_string),
-    }
-}
-
-fn key_of(identity: &Value) -> Secret {
-    Secret::new(
-        identity["authentication"]["symmetricKey"]["primaryKey"]
-            .as_str()
-            .expect("a primary key"),
-    )
 }
 
 async fn tls(hub: &Emulator) -> Arc<rustls::ClientConfig> {
@@ -91,10 +68,6 @@ async fn next_packet(c: &mut Client) -> Option<Packet> {
     tokio::time::timeout(WAIT, c.recv())
         .await
         .expect("a packet or a close in time")
-}
-
-fn body(p: &Publish) -> Value {
-    serde_json::from_slice(&p.payload).expect("a JSON payload")
 }
 
 #[tokio::test]

@@ -5,11 +5,11 @@
 //! with a plain WebSocket client and the emulator's MQTT codec.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
+use crate::support::mqtt::{WAIT, body, key_of, now, who};
 use crate::support::{Emulator, PATIENCE, eventually};
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,8 +20,6 @@ use twinops_emulator::mqtt::codec::{self, Packet, Publish};
 use twinops_emulator::mqtt::credentials::Who;
 use twinops_emulator::mqtt::topic;
 use twinops_iothub::connection_string::Secret;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
@@ -139,32 +137,6 @@ async fn connect(hub: &Emulator, who: &Who, key: &Secret) -> (WsDevice, u8) {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-fn who(d: &str) -> Who {
-    Who {
-        device: d.into(),
-        module: None,
-    }
-}
-
-fn key_of(identity: &Value) -> Secret {
-    Secret::new(
-        identity["authentication"]["symmetricKey"]["primaryKey"]
-            .as_str()
-            .expect("a primary key"),
-    )
-}
-
-fn body(p: &Publish) -> Value {
-    serde_json::from_slice(&p.payload).expect("a JSON payload")
-}
-
 #[tokio::test]
 async fn a_device_over_websockets_gets_its_twin_reports_and_receives_desired_patches() {
     let hub = Emulator::start_with(&["--mqtt", "127.0.0.1:0"]);
@@ -177,7 +149,7 @@ async fn a_device_over_websockets_gets_its_twin_reports_and_receives_desired_pat
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    let (mut c, code) = connect(&hub, &who("d"), &key_of(&d)).await;
+    let (mut c, code) = connect(&hub, &who("d", None), &key_of(&d)).await;
     assert_eq!(code, 0, "CONNACK");
 
     c.send(&Packet::Subscribe {
@@ -241,9 +213,9 @@ async fn websocket_connects_are_refused_as_on_the_mqtt_port() {
     let hub = Emulator::start_with(&["--mqtt", "127.0.0.1:0"]);
     let d = hub.create_device("d").await;
     let wrong = Secret::new("cGFzc3dvcmRwYXNzd29yZHBhc3N3b3JkcGFzc3dvcmQ=");
-    let (_c, code) = connect(&hub, &who("d"), &wrong).await;
+    let (_c, code) = connect(&hub, &who("d", None), &wrong).await;
     assert_eq!(code, 5, "a wrong key");
-    let (_c, code) = connect(&hub, &who("nobody"), &key_of(&d)).await;
+    let (_c, code) = connect(&hub, &who("nobody", None), &key_of(&d)).await;
     assert_eq!(code, 5, "an unknown device");
     match open(&hub, None).await {
         Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
@@ -264,10 +236,11 @@ async fn one_connection_per_identity_holds_across_websockets_and_the_mqtt_port()
     let hub = Emulator::start_with(&["--mqtt", "127.0.0.1:0"]);
     let d = hub.create_device("d").await;
     let key = key_of(&d);
-    let (mut ws, code) = connect(&hub, &who("d"), &key).await;
+    let (mut ws, code) = connect(&hub, &who("d", None), &key).await;
     assert_eq!(code, 0);
     let pem = std::fs::read_to_string(&hub.ca_path).expect("the CA file");
-    let connect = device_connect("localhost", &who("d"), &key, now() + 3600).expect("signing");
+    let connect =
+        device_connect("localhost", &who("d", None), &key, now() + 3600).expect("signing");
     let port = hub.mqtt_port().await;
     let _tls = Client::connect(
         SocketAddr::from(([127, 0, 0, 1], port)),

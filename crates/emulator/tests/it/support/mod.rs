@@ -8,6 +8,7 @@ use std::process::Command;
 
 mod azurite;
 mod hub;
+pub mod mqtt;
 pub use azurite::Azurite;
 pub use hub::*;
 
