@@ -774,3 +774,47 @@ fn the_committed_manifest_schema_is_what_twinops_schema_prints() {
          `cargo run -- schema > schema/manifest.schema.json`"
     );
 }
+
+/// The README's first command, `cargo run --release -- apply --hub local …`, runs the tool at the
+/// workspace root although the emulator package has a binary of its own: the root package names
+/// `twinops` as what `cargo run` runs. (Without it cargo stops with "could not determine which
+/// binary to run", which it did from the emulator's split into its own package until this test.)
+#[test]
+fn cargo_run_at_the_root_runs_the_tool_the_readme_names() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains("cargo run --release -- apply --hub local"),
+        "the README's main command"
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = meta["packages"].as_array().unwrap();
+    let binaries: Vec<&str> = packages
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .filter(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "bin"))
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(binaries.len() > 1, "{binaries:?}");
+    let root_package = packages
+        .iter()
+        .find(|p| p["name"] == "twinops")
+        .expect("the root package");
+    assert_eq!(
+        root_package["default_run"], "twinops",
+        "`cargo run` must know which of {binaries:?} to run"
+    );
+}
