@@ -12,32 +12,15 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/lib/install.sh"
 dir="${1:-$repo/target/azurite}"
 src="$repo/tests/azurite"
 entry="$dir/node_modules/azurite/dist/src/blob/main.js"
-# The stamp names the lock file's hash, so a changed pin reinstalls.
-lock_hash="$(sha256sum "$src/package-lock.json" | cut -c1-16)"
-stamp="$dir/.twinops-azurite-$lock_hash"
 
-if [[ -f "$stamp" && -f "$entry" ]]; then
-  echo "$entry"
-  exit 0
-fi
-
-command -v npm >/dev/null || { echo "scripts/azurite.sh: npm is not installed (apt-get install npm)" >&2; exit 1; }
-mkdir -p "$dir"
-# A lock so that parallel test binaries do not install twice.
-exec 9>"$dir.lock"
-flock 9
-if [[ -f "$stamp" && -f "$entry" ]]; then
-  echo "$entry"
-  exit 0
-fi
-
-rm -rf "$dir/node_modules" "$dir"/.twinops-azurite-*
-cp "$src/package.json" "$src/package-lock.json" "$dir/"
-(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
-# The entry point must load under this Node (it exits at once on --help).
-node "$entry" --help >/dev/null
-touch "$stamp"
+install() {
+  npm_ci "$src" "$dir"
+  # The entry point must load under this Node (it exits at once on --help).
+  node "$entry" --help >/dev/null
+}
+install_once "$dir" "$(npm_stamp "$src" "$dir")" "$entry" install
 echo "$entry"

@@ -12,29 +12,13 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/lib/install.sh"
 dir="${1:-$repo/target/schema-node}"
 src="$repo/tests/schema/node"
-# The stamp names the lock file's hash, so a changed pin reinstalls.
-lock_hash="$(sha256sum "$src/package-lock.json" | cut -c1-16)"
-stamp="$dir/.twinops-schema-$lock_hash"
 
-if [[ -f "$stamp" && -d "$dir/node_modules/ajv" ]]; then
-  echo "$dir"
-  exit 0
-fi
-
-mkdir -p "$dir"
-# A lock so that parallel test binaries do not install twice.
-exec 9>"$dir.lock"
-flock 9
-if [[ -f "$stamp" && -d "$dir/node_modules/ajv" ]]; then
-  echo "$dir"
-  exit 0
-fi
-
-rm -rf "$dir/node_modules" "$dir"/.twinops-schema-*
-cp "$src/package.json" "$src/package-lock.json" "$dir/"
-(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
-node -e "require(process.argv[1] + '/node_modules/ajv/dist/2020')" "$dir" >&2
-touch "$stamp"
+install() {
+  npm_ci "$src" "$dir"
+  node -e "require(process.argv[1] + '/node_modules/ajv/dist/2020')" "$dir" >&2
+}
+install_once "$dir" "$(npm_stamp "$src" "$dir")" "$dir/node_modules/ajv" install
 echo "$dir"

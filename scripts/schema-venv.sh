@@ -12,29 +12,14 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/lib/install.sh"
 venv="${1:-$repo/target/schema-venv}"
 pins=("check-jsonschema==0.39.0" "jsonschema==4.26.0")
-stamp="$venv/.twinops-schema-$(echo "${pins[*]}" | sha256sum | cut -c1-16)"
-python="${PYTHON:-python3}"
 
-if [[ -f "$stamp" && -x "$venv/bin/check-jsonschema" ]]; then
-  echo "$venv/bin"
-  exit 0
-fi
-
-mkdir -p "$(dirname "$venv")"
-# A lock so that parallel test binaries do not build the venv twice.
-exec 9>"$venv.lock"
-flock 9
-if [[ -f "$stamp" && -x "$venv/bin/check-jsonschema" ]]; then
-  echo "$venv/bin"
-  exit 0
-fi
-
-rm -rf "$venv"
-"$python" -m venv "$venv" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" >&2
-"$venv/bin/python" -c "import jsonschema, check_jsonschema" >&2
-"$venv/bin/check-jsonschema" --version >&2
-touch "$stamp"
+install() {
+  pip_venv "$venv" "${pins[@]}"
+  "$venv/bin/python" -c "import jsonschema, check_jsonschema" >&2
+  "$venv/bin/check-jsonschema" --version >&2
+}
+install_once "$venv" "$(pip_stamp "$venv" "${pins[@]}")" "$venv/bin/check-jsonschema" install
 echo "$venv/bin"

@@ -13,29 +13,13 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/lib/install.sh"
 dir="${1:-$repo/target/sdk-node}"
 src="$repo/tests/sdk/node"
-# The stamp names the lock file's hash, so a changed pin reinstalls.
-lock_hash="$(sha256sum "$src/package-lock.json" | cut -c1-16)"
-stamp="$dir/.twinops-sdk-$lock_hash"
 
-if [[ -f "$stamp" && -d "$dir/node_modules/azure-iothub" ]]; then
-  echo "$dir"
-  exit 0
-fi
-
-mkdir -p "$dir"
-# A lock so that parallel test binaries do not install twice.
-exec 9>"$dir.lock"
-flock 9
-if [[ -f "$stamp" && -d "$dir/node_modules/azure-iothub" ]]; then
-  echo "$dir"
-  exit 0
-fi
-
-rm -rf "$dir/node_modules" "$dir"/.twinops-sdk-*
-cp "$src/package.json" "$src/package-lock.json" "$dir/"
-(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
-node -e "require(process.argv[1] + '/node_modules/azure-iothub')" "$dir" >&2
-touch "$stamp"
+install() {
+  npm_ci "$src" "$dir"
+  node -e "require(process.argv[1] + '/node_modules/azure-iothub')" "$dir" >&2
+}
+install_once "$dir" "$(npm_stamp "$src" "$dir")" "$dir/node_modules/azure-iothub" install
 echo "$dir"

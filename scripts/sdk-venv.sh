@@ -8,34 +8,19 @@
 # Versions are pinned to the ones whose wire behaviour is captured in the protocol reference
 # (azure-iot-hub 2.7.0 on msrest 0.7.1; azure-iot-device 2.14.0 on paho-mqtt 1.6.1, the 1.x line
 # it requires: its transport uses the paho 1.x callback API). `six` is listed because azure-iot-hub
-# imports it without declaring it. Fails loudly (non-zero exit) when pip cannot install: a conformance test must never
-# pass by skipping.
+# imports it without declaring it. The stamp names the pins, so a changed pin rebuilds the venv.
+# Fails loudly (non-zero exit) when pip cannot install: a conformance test must never pass by
+# skipping.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/lib/install.sh"
 venv="${1:-$repo/target/sdk-venv}"
-stamp="$venv/.twinops-sdk-2"
-python="${PYTHON:-python3}"
+pins=("azure-iot-hub==2.7.0" "msrest==0.7.1" "six" "azure-iot-device==2.14.0" "paho-mqtt==1.6.1")
 
-if [[ -f "$stamp" && -x "$venv/bin/python" ]]; then
-  echo "$venv/bin/python"
-  exit 0
-fi
-
-mkdir -p "$(dirname "$venv")"
-# A lock so that parallel test binaries do not build the venv twice.
-exec 9>"$venv.lock"
-flock 9
-if [[ -f "$stamp" && -x "$venv/bin/python" ]]; then
-  echo "$venv/bin/python"
-  exit 0
-fi
-
-rm -rf "$venv"
-"$python" -m venv "$venv" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-  "azure-iot-hub==2.7.0" "msrest==0.7.1" "six" \
-  "azure-iot-device==2.14.0" "paho-mqtt==1.6.1" >&2
-"$venv/bin/python" -c "import azure.iot.hub, azure.iot.device, msrest, paho.mqtt.client, six" >&2
-touch "$stamp"
+install() {
+  pip_venv "$venv" "${pins[@]}"
+  "$venv/bin/python" -c "import azure.iot.hub, azure.iot.device, msrest, paho.mqtt.client, six" >&2
+}
+install_once "$venv" "$(pip_stamp "$venv" "${pins[@]}")" "$venv/bin/python" install
 echo "$venv/bin/python"
