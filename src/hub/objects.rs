@@ -3,13 +3,13 @@
 //! quoted `If-Match`, `content` sent again in every update (IoT Hub requires it and ignores a
 //! change of it), and the queries a plan's previews and warnings ask.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 
 use super::{Error, Hub};
-use twinops_core::model::{ETag, ObjectCounts, ObjectKind, ObservedObject};
+use twinops_core::model::{DeviceId, ETag, ObjectCounts, ObjectKind, ObservedObject};
 use twinops_core::plan::objects::{ObjectBody, ObjectChange};
 use twinops_iothub::wire::Configuration;
 
@@ -238,26 +238,15 @@ impl Hub {
 
     /// `SELECT COUNT() AS n …`: the count.
     pub async fn query_count(&self, sql: &str) -> Result<u64, Error> {
-        let mut n = 0;
-        self.rest
-            .query_all(sql, super::query::PAGE_REQUEST, |rows| {
-                n += rows
-                    .iter()
-                    .filter_map(|r| r.get("n").and_then(Value::as_u64))
-                    .sum::<u64>();
-                Ok(())
-            })
-            .await?;
-        Ok(n)
+        super::query::count(&self.rest, sql).await
     }
 
     /// The `deviceId`s (`deviceId/moduleId` for module rows) of the first page of a query, at most
     /// `limit`.
     pub async fn query_first(&self, sql: &str, limit: usize) -> Result<Vec<String>, Error> {
-        let pages = self.rest.pages(sql, limit.max(1));
-        futures::pin_mut!(pages);
-        let rows = pages.try_next().await?.unwrap_or_default();
-        Ok(rows
+        Ok(self
+            .query_rows(sql, limit)
+            .await?
             .iter()
             .filter_map(|r| {
                 let d = r.get("deviceId")?.as_str()?;
@@ -266,7 +255,34 @@ impl Hub {
                     None => d.to_string(),
                 })
             })
-            .take(limit)
             .collect())
+    }
+
+    /// The devices among `ids` that `query(list)` selects for an `IN` list of them (`'a', 'b'`):
+    /// every page of as many queries as the query size limit asks for. IDs that cannot stand in
+    /// a query's string literal are left out.
+    pub async fn devices_selected(
+        &self,
+        ids: &[&DeviceId],
+        query: impl Fn(&str) -> String,
+    ) -> Result<BTreeSet<String>, Error> {
+        let ids: Vec<&DeviceId> = ids
+            .iter()
+            .copied()
+            .filter(|id| super::query::quotable(id.as_str()))
+            .collect();
+        let mut out = BTreeSet::new();
+        for sql in super::query::in_lists(&ids, query) {
+            self.rest
+                .query_all(&sql, super::query::PAGE_REQUEST, |rows| {
+                    out.extend(
+                        rows.iter()
+                            .filter_map(|r| r.get("deviceId")?.as_str().map(str::to_string)),
+                    );
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(out)
     }
 }

@@ -25,19 +25,20 @@ pub(crate) fn quotable(id: &str) -> bool {
     !id.contains('\'')
 }
 
-/// How `IN` lists cut a run of devices into queries of at most [`MAX_IN_QUERY_BYTES`]: calls
-/// `each(first, end, rows)` per query over `items[first..end]`, each item `(id, rows it returns)`.
+/// How `IN` lists cut a run of devices into queries of at most [`MAX_IN_QUERY_BYTES`], each
+/// `overhead` bytes besides its list: calls `each(first, end, rows)` per query over
+/// `items[first..end]`, each item `(id, rows it returns)`.
 pub(crate) fn chunks<'a>(
-    prefix: &str,
+    overhead: usize,
     items: impl Iterator<Item = (&'a DeviceId, usize)>,
     mut each: impl FnMut(usize, usize, usize),
 ) {
-    // `prefix` + `'id'` joined by `, ` + `]`.
-    let (mut first, mut len, mut rows, mut n) = (0, prefix.len() + 1, 0, 0);
+    // The overhead + `'id'` joined by `, `.
+    let (mut first, mut len, mut rows, mut n) = (0, overhead, 0, 0);
     for (i, (id, r)) in items.enumerate() {
         if n > 0 && len + 2 + id.len() + 2 > MAX_IN_QUERY_BYTES {
             each(first, i, rows);
-            (first, len, rows, n) = (i, prefix.len() + 1, 0, 0);
+            (first, len, rows, n) = (i, overhead, 0, 0);
         }
         len += id.len() + 2 + if n > 0 { 2 } else { 0 };
         rows += r;
@@ -48,14 +49,38 @@ pub(crate) fn chunks<'a>(
     }
 }
 
-/// The `IN`-list queries of these devices.
+/// The `IN`-list queries `prefix'a', 'b']` of these devices.
 pub(crate) fn in_queries(prefix: &str, ids: &[&DeviceId]) -> Vec<String> {
+    in_lists(ids, |list| format!("{prefix}{list}]"))
+}
+
+/// `query(list)` for `IN` lists (`'a', 'b'`) of these devices, cut so that each query stays
+/// under [`MAX_IN_QUERY_BYTES`]. The IDs must be [`quotable`].
+pub(crate) fn in_lists(ids: &[&DeviceId], query: impl Fn(&str) -> String) -> Vec<String> {
     let mut out = Vec::new();
-    chunks(prefix, ids.iter().map(|id| (*id, 0)), |first, end, _| {
-        let list: Vec<String> = ids[first..end].iter().map(|id| format!("'{id}'")).collect();
-        out.push(format!("{prefix}{}]", list.join(", ")));
-    });
+    chunks(
+        query("").len(),
+        ids.iter().map(|id| (*id, 0)),
+        |first, end, _| {
+            let list: Vec<String> = ids[first..end].iter().map(|id| format!("'{id}'")).collect();
+            out.push(query(&list.join(", ")));
+        },
+    );
     out
+}
+
+/// `SELECT COUNT() AS n …`: the count, summed over its pages.
+pub(crate) async fn count(rest: &Rest, sql: &str) -> Result<u64, Error> {
+    let mut n = 0;
+    rest.query_all(sql, PAGE_REQUEST, |rows| {
+        n += rows
+            .iter()
+            .filter_map(|r| r.get("n").and_then(serde_json::Value::as_u64))
+            .sum::<u64>();
+        Ok(())
+    })
+    .await?;
+    Ok(n)
 }
 
 /// `devices` or `devices.modules` rows whose ledger holds an entry of `owner` (form 2: a key of
@@ -75,14 +100,7 @@ pub(crate) async fn count_owned(rest: &Rest, owner: &Owner) -> Result<(u64, u64)
             "SELECT COUNT() AS n FROM {collection} {}",
             owned_where(owner)
         );
-        rest.query_all(&sql, PAGE_REQUEST, |rows| {
-            *n += rows
-                .iter()
-                .filter_map(|r| r.get("n").and_then(serde_json::Value::as_u64))
-                .sum::<u64>();
-            Ok(())
-        })
-        .await?;
+        *n = count(rest, &sql).await?;
     }
     Ok((counts[0], counts[1]))
 }

@@ -194,7 +194,7 @@ fn query_pages<'a>(devices: impl Iterator<Item = &'a Wanted> + Clone) -> usize {
     let mut pages = 0;
     let mut count = |_: usize, _: usize, rows: usize| pages += rows.div_ceil(PAGE_ROWS).max(1);
     chunks(
-        IN_PREFIX_DEVICES,
+        IN_PREFIX_DEVICES.len() + 1,
         devices
             .clone()
             .filter(|w| w.device_twin)
@@ -202,7 +202,7 @@ fn query_pages<'a>(devices: impl Iterator<Item = &'a Wanted> + Clone) -> usize {
         &mut count,
     );
     chunks(
-        IN_PREFIX_MODULES,
+        IN_PREFIX_MODULES.len() + 1,
         devices
             .filter(|w| w.needs_module_rows())
             .map(|w| (&w.device, w.modules.len())),

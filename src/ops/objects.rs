@@ -70,17 +70,6 @@ async fn preview(hub: &Hub, target: &str) -> Result<Preview, Error> {
     })
 }
 
-/// An `IN` list of device IDs for a condition (IDs holding `'` cannot stand in one and are left
-/// out of the check).
-fn in_list(ids: &BTreeSet<&DeviceId>) -> String {
-    let quoted: Vec<String> = ids
-        .iter()
-        .filter(|id| !id.as_str().contains('\''))
-        .map(|id| format!("'{id}'"))
-        .collect();
-    format!("deviceId IN [{}]", quoted.join(", "))
-}
-
 /// An object that writes desired keys: where it is declared, its words, its target, the module
 /// whose twins it writes (`None`: device twins), and the keys.
 struct Writer {
@@ -155,7 +144,12 @@ async fn check_own_twins(hub: &Hub, fleet: &Fleet) -> anyhow::Result<()> {
         if candidates.is_empty() {
             continue;
         }
-        let ids: BTreeSet<&DeviceId> = candidates.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<&DeviceId> = candidates
+            .iter()
+            .map(|(id, _, _)| *id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let c = Condition::of(&target);
         // A deployment targets devices; its modules' twins are those of the devices it targets.
         let collection = if module.is_some() && c.collection == Collection::Modules {
@@ -163,17 +157,18 @@ async fn check_own_twins(hub: &Hub, fleet: &Fleet) -> anyhow::Result<()> {
         } else {
             Collection::Devices
         };
-        let mut conds = vec![c.text.clone(), in_list(&ids)];
-        if let (Collection::Modules, Some(m)) = (collection, &module) {
-            conds.push(format!("moduleId = '{m}'"));
-        }
-        let refs: Vec<&str> = conds.iter().map(String::as_str).collect();
-        let hit: BTreeSet<String> = hub
-            .query_first(&object_checks::sql(collection, &refs, &[], false), 1000)
-            .await?
-            .into_iter()
-            .map(|a| a.split('/').next().unwrap_or_default().to_string())
-            .collect();
+        let of_module = match (collection, &module) {
+            (Collection::Modules, Some(m)) => Some(format!("moduleId = '{m}'")),
+            _ => None,
+        };
+        let hit = hub
+            .devices_selected(&ids, |list| {
+                let among = format!("deviceId IN [{list}]");
+                let mut conds = vec![c.text.as_str(), among.as_str()];
+                conds.extend(of_module.as_deref());
+                object_checks::sql(collection, &conds, &[], false)
+            })
+            .await?;
         for (id, loc, both) in &candidates {
             if hit.contains(id.as_str()) {
                 let twin = match &module {

@@ -208,6 +208,43 @@ async fn a_configuration_that_writes_a_key_the_manifests_declare_on_a_twin_it_ta
     assert_eq!(writes(&em.stats().await), before, "nothing written");
 }
 
+/// The check reads every twin it must: 800 declared twins that declare the key need more than one
+/// `IN`-list query (IoT Hub refuses query texts over about 8 KB) and more than one page each (100
+/// rows), and the last twin is named as surely as the first.
+#[tokio::test]
+async fn the_fight_with_yourself_is_found_on_every_twin_of_a_large_fleet() {
+    let em = Emulator::start();
+    let d = dir();
+    let p = d.path().to_str().unwrap();
+    let devices = "owner: platform\ndevices:\n  \"th-{1..800}\":\n    tags: {kind: thermostat}\n";
+    manifests(d.path(), &[("fleet.yaml", devices)]);
+    assert_eq!(
+        twinops(&em, &["apply", "--yes", p]).code,
+        0,
+        "devices first"
+    );
+    let y = fleet(30, 10, "").replace(
+        "\"th-{1..4}\":\n    tags: {kind: thermostat}\n",
+        "\"th-{1..800}\":\n    tags: {kind: thermostat}\n    desired: {interval: 7}\n",
+    );
+    manifests(d.path(), &[("fleet.yaml", &y)]);
+    let before = writes(&em.stats().await);
+    let r = twinops(&em, &["plan", p]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let named = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("configuration `telemetry` writes desired.interval of twin `th-"))
+        .count();
+    assert_eq!(named, 800, "every twin is named once: {}", r.stderr);
+    assert!(
+        r.stderr.contains("of twin `th-800`, which it targets"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(writes(&em.stats().await), before, "nothing written");
+}
+
 #[tokio::test]
 async fn equal_priorities_that_write_different_values_are_warned_about_and_another_owners_object_is_a_conflict()
  {
