@@ -35,6 +35,7 @@ pub use bulk::{BULK_ROWS, Created, NewIdentity};
 pub use error::{Error, Permission};
 pub use identity::{Deleted, IdentityWrite, KeyError, StepError};
 pub use objects::ObjectWrite;
+pub use observe::written_keys;
 pub use rest::{ClientOptions, Credentials, QueryPage, RequestCounts, Rest, install_crypto};
 pub use retry::Backoff;
 pub use twinops_iothub::quota::OpClass;
@@ -168,16 +169,5 @@ impl Hub {
             }
         }
         Ok(out)
-    }
-
-    /// The hub's automatic configurations, as the desired keys each writes.
-    pub async fn configurations(&self) -> Result<Vec<ObservedConfiguration>, Error> {
-        Ok(self
-            .rest
-            .list_configurations()
-            .await?
-            .into_iter()
-            .map(observe::configuration)
-            .collect())
     }
 }

@@ -147,9 +147,31 @@ pub(super) fn module(t: &Twin) -> Result<ObservedModule, Error> {
 
 /// A configuration as drift sees it: the desired keys its content writes, and its priority.
 pub(super) fn configuration(c: twinops_iothub::wire::Configuration) -> ObservedConfiguration {
-    let mut o = twinops_core::plan::drift::content_keys(&c.content.unwrap_or_default());
-    o.id = c.id;
-    o.priority = c.priority.unwrap_or(0);
+    keys(
+        c.id,
+        c.priority.unwrap_or(0),
+        &c.content.unwrap_or_default(),
+    )
+}
+
+/// The desired keys a hub object (as listed) writes, as [`configuration`] reads them.
+pub fn written_keys(o: &twinops_core::model::ObservedObject) -> ObservedConfiguration {
+    let empty = serde_json::Map::new();
+    keys(
+        o.id.clone(),
+        o.priority,
+        o.content.as_object().unwrap_or(&empty),
+    )
+}
+
+fn keys(
+    id: String,
+    priority: i64,
+    content: &serde_json::Map<String, Value>,
+) -> ObservedConfiguration {
+    let mut o = twinops_core::plan::drift::content_keys(content);
+    o.id = id;
+    o.priority = priority;
     o
 }
 

@@ -51,9 +51,6 @@ pub(crate) async fn drift(
     p.no_longer_declared = super::plan::no_longer_declared(&conn.hub, fleet, &seen, &targets)
         .await
         .context("looking for owned identities no manifest declares")?;
-    p.warnings = super::plan::writers(&conn.hub, &seen)
-        .await
-        .context("reading the configurations applied to declared twins")?;
     // The hub's timestamps are compared with this machine's clock.
     let stale = stale_after.map(|after| drift::Staleness {
         after,
@@ -64,13 +61,19 @@ pub(crate) async fn drift(
     // Managed objects (SPEC §16): one list of the hub's, whatever the manifests declare, so that
     // objects of this owner that no manifest declares any more are reported too.
     let hub_objects = if targets.is_all() {
-        conn.hub
-            .objects()
-            .await
-            .context("reading the hub's configurations and deployments")?
+        Some(
+            conn.hub
+                .objects()
+                .await
+                .context("reading the hub's configurations and deployments")?,
+        )
     } else {
-        Vec::new()
+        None
     };
+    p.warnings = super::plan::writers(&conn.hub, &seen, hub_objects.as_deref())
+        .await
+        .context("reading the configurations applied to declared twins")?;
+    let hub_objects = hub_objects.unwrap_or_default();
     p.objects = twinops_core::plan::objects::diff(fleet, &hub_objects, false);
     Ok(drift::report(
         &p,

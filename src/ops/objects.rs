@@ -23,13 +23,17 @@ pub(crate) fn wanted(fleet: &Fleet, prune: bool) -> bool {
     prune || !fleet.configurations.is_empty() || !fleet.deployments.is_empty()
 }
 
-/// The objects' part of a plan, with previews and warnings; an error (nothing written) when the
-/// hub's caps would be exceeded or an object would write a key the manifests declare on a twin it
-/// targets.
-pub(crate) async fn plan(hub: &Hub, fleet: &Fleet, prune: bool) -> anyhow::Result<ObjectPlan> {
-    let observed = hub.objects().await?;
-    let mut p = objects::diff(fleet, &observed, prune);
-    check_caps(&observed, &p.changes)?;
+/// The objects' part of a plan against the hub's objects (`observed`, one list), with previews
+/// and warnings; an error (nothing written) when the hub's caps would be exceeded or an object
+/// would write a key the manifests declare on a twin it targets.
+pub(crate) async fn plan(
+    hub: &Hub,
+    fleet: &Fleet,
+    observed: &[ObservedObject],
+    prune: bool,
+) -> anyhow::Result<ObjectPlan> {
+    let mut p = objects::diff(fleet, observed, prune);
+    check_caps(observed, &p.changes)?;
     check_own_twins(hub, fleet).await?;
     for c in &mut p.changes {
         let Some(target) = c.target().map(str::to_string) else {
@@ -40,7 +44,7 @@ pub(crate) async fn plan(hub: &Hub, fleet: &Fleet, prune: bool) -> anyhow::Resul
             *slot = Some(preview);
         }
     }
-    p.warnings = warnings(hub, fleet, &observed, &p.changes).await?;
+    p.warnings = warnings(hub, fleet, observed, &p.changes).await?;
     Ok(p)
 }
 

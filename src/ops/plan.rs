@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::connect::Connection;
 use crate::hub::{Hub, OpClass, read};
-use twinops_core::model::{Fleet, Targets, TwinAddress};
+use twinops_core::model::{Fleet, ObservedObject, Targets, TwinAddress};
 use twinops_core::plan::scope::ScopeDoc;
 use twinops_core::plan::{self, Change, Kind, Options, Plan, Seen};
 use twinops_core::report::{Event, Reporter, Warning};
@@ -90,12 +90,18 @@ pub(crate) async fn plan(
     confirm_deletions(&conn.hub, &mut p)
         .await
         .context("confirming planned deletions")?;
-    p.warnings = writers(&conn.hub, &seen)
+    // Managed objects are no identities: a `--target` run leaves them alone. Their one list also
+    // tells which keys the configurations applied to declared twins write.
+    let listed = if super::objects::wanted(fleet, options.prune) && targets.is_all() {
+        Some(conn.hub.objects().await?)
+    } else {
+        None
+    };
+    p.warnings = writers(&conn.hub, &seen, listed.as_deref())
         .await
         .context("reading the configurations applied to declared twins")?;
-    // Managed objects are no identities: a `--target` run leaves them alone.
-    if super::objects::wanted(fleet, options.prune) && targets.is_all() {
-        p.objects = super::objects::plan(&conn.hub, fleet, options.prune).await?;
+    if let Some(observed) = &listed {
+        p.objects = super::objects::plan(&conn.hub, fleet, observed, options.prune).await?;
         p.recount();
     }
     if conn.sas {
@@ -138,16 +144,25 @@ pub(crate) async fn no_longer_declared(
 }
 
 /// The configurations and edge deployments applied to declared twins that write their declared
-/// desired keys (SPEC §15): each configuration a twin names is read once.
+/// desired keys (SPEC §15): from the hub's objects when the run `listed` them already, else each
+/// configuration a twin names is read once.
 pub(crate) async fn writers(
     hub: &Hub,
     seen: &Seen,
+    listed: Option<&[ObservedObject]>,
 ) -> Result<Vec<plan::writers::Writer>, crate::hub::Error> {
     if seen.configured.is_empty() {
         return Ok(Vec::new());
     }
     let ids = plan::writers::configuration_ids(&seen.configured);
-    let configurations = hub.configurations_by_id(ids).await?;
+    let configurations = match listed {
+        Some(objects) => objects
+            .iter()
+            .filter(|o| ids.contains(&o.id))
+            .map(|o| (o.id.clone(), crate::hub::written_keys(o)))
+            .collect(),
+        None => hub.configurations_by_id(ids).await?,
+    };
     Ok(plan::writers::writers(&seen.configured, &configurations))
 }
 

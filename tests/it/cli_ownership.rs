@@ -593,8 +593,15 @@ async fn a_configuration_writing_a_declared_key_is_named_with_its_priority_in_pl
         r.stdout
     );
 
+    let before = em.stats().await;
     let r = twinops(&em, &["drift", "--format", "json", p]);
+    let after = em.stats().await;
     assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(
+        crate::cli::class(&after, "configuration") - crate::cli::class(&before, "configuration"),
+        1,
+        "drift lists the hub's objects once and reads the applied configurations from that list"
+    );
     let items = r.json()["items"].as_array().unwrap().clone();
     let named: Vec<(String, String)> = items
         .iter()
