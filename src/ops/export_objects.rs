@@ -80,14 +80,11 @@ fn desired(content: Option<&Value>) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// The module a module target names (`moduleId = 'NAME'`, which the manifests require).
+/// The module a module target names (`FROM devices.modules WHERE moduleId = 'NAME' AND …`, which
+/// the manifests require), read with IoT Hub's query grammar.
 fn target_module(target: &str) -> Option<String> {
-    let at = target.find("moduleId")?;
-    let rest = target[at + "moduleId".len()..].trim_start();
-    let rest = rest.strip_prefix('=')?.trim_start();
-    let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
-    let body = &rest[1..];
-    Some(body[..body.find(quote)?].to_string())
+    let query = twinops_iothub::query::parse(&format!("SELECT * {target}")).ok()?;
+    Some(query.filter?.pinned_module()?.to_string())
 }
 
 fn configuration(o: &ObservedObject) -> Value {
@@ -211,5 +208,14 @@ mod tests {
             Some("sensor".into())
         );
         assert_eq!(target_module("tags.a = 1"), None);
+        // The term that names the module, not a tag that reads like it.
+        assert_eq!(
+            target_module("FROM devices.modules WHERE tags.moduleId = 'x' AND moduleId = 'sensor'"),
+            Some("sensor".into())
+        );
+        assert_eq!(
+            target_module("FROM devices.modules WHERE 'sensor' = moduleId"),
+            Some("sensor".into())
+        );
     }
 }

@@ -379,6 +379,36 @@ impl Expr {
         eval::evaluate(self, twin)
     }
 
+    /// The module a condition holds for only: `moduleId = 'NAME'` (either way round), alone or
+    /// as a term of an `AND` (the first such term).
+    pub fn pinned_module(&self) -> Option<&str> {
+        let is_module =
+            |o: &Operand| matches!(o, Operand::Path(p) if p.len() == 1 && p[0] == "moduleId");
+        fn name(o: &Operand) -> Option<&str> {
+            match o {
+                Operand::Literal(Value::String(s)) => Some(s),
+                _ => None,
+            }
+        }
+        match self {
+            Expr::Compare {
+                left,
+                op: CompareOp::Eq,
+                right,
+            } => {
+                if is_module(left) {
+                    name(right)
+                } else if is_module(right) {
+                    name(left)
+                } else {
+                    None
+                }
+            }
+            Expr::And(terms) => terms.iter().find_map(Expr::pinned_module),
+            _ => None,
+        }
+    }
+
     /// Every twin path the condition reads, in the order written.
     pub fn paths(&self) -> Vec<&[String]> {
         let mut out = Vec::new();
