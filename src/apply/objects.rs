@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Executor, hub_failed_outcome};
-use crate::hub::{Error, Hub, ObjectWrite};
+use crate::hub::{Error, ObjectWrite};
 use twinops_core::model::{Address, ConfigurationId, ObjectKind, ObservedObject};
 use twinops_core::plan::objects::ObjectChange;
 use twinops_core::plan::rollout::delivery::Cadence;
@@ -95,17 +95,7 @@ pub(super) async fn deletes(ex: &Executor<'_>, plan: &Plan, wrote: &[Outcome]) -
                 .unwrap_or_default();
             let ready = match created.map(|o| o.status) {
                 Some(Status::Failed | Status::Conflict) => false,
-                _ => {
-                    applied_within(
-                        ex.hub,
-                        c.object(),
-                        new,
-                        target,
-                        REPLACEMENT_WAIT,
-                        &ex.options.stop,
-                    )
-                    .await
-                }
+                _ => applied_within(ex, c.object(), new, target, REPLACEMENT_WAIT).await,
             };
             if !ready {
                 out.push(ex.done(outcome(
@@ -122,38 +112,34 @@ pub(super) async fn deletes(ex: &Executor<'_>, plan: &Plan, wrote: &[Outcome]) -
 }
 
 /// Applied to every device it targets, once the hub counts every device its target selects
-/// (`expected`): right after a write the hub counts 0 of 0.
-fn is_applied(o: &ObservedObject, expected: u64) -> bool {
+/// (`expected`): right after a write the hub counts 0 of 0, not evaluated yet.
+pub(crate) fn is_applied(o: &ObservedObject, expected: u64) -> bool {
     matches!((o.counts.targeted, o.counts.applied), (Some(t), Some(a)) if t >= expected && a >= t)
 }
 
 /// Polls the object until it is applied, `limit` passes or the run is stopped.
 async fn applied_within(
-    hub: &Hub,
+    ex: &Executor<'_>,
     kind: ObjectKind,
     id: &str,
     target: &str,
     limit: Duration,
-    stop: &tokio_util::sync::CancellationToken,
 ) -> bool {
-    let Ok(expected) = hub.expected_targets(kind, target).await else {
+    let Ok(expected) = ex.hub.expected_targets(kind, target).await else {
         return false;
     };
     let started = Instant::now();
     let mut cadence = Cadence::new();
     loop {
-        if let Ok(Some(o)) = hub.object(id).await
+        if let Ok(Some(o)) = ex.hub.object(id).await
             && is_applied(&o, expected)
         {
             return true;
         }
         let left = limit.saturating_sub(started.elapsed());
-        if left.is_zero() || stop.is_cancelled() {
+        if left.is_zero() || ex.options.stop.is_cancelled() {
             return false;
         }
-        tokio::select! {
-            () = tokio::time::sleep(cadence.next(left)) => {}
-            () = stop.cancelled() => return false,
-        }
+        ex.sleep(cadence.next(left)).await;
     }
 }

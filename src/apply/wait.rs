@@ -82,17 +82,18 @@ pub(crate) struct ObjectItem {
 /// applied (and, for deployments, reported by the edge agents).
 pub(crate) fn objects(plan: &Plan, report: &Report) -> Vec<ObjectItem> {
     use twinops_core::plan::objects::ObjectChange;
+    // Looked up by address: a report holds an outcome per twin as well.
+    let took_effect: std::collections::HashSet<&twinops_core::model::Address> = report
+        .outcomes
+        .iter()
+        .filter(|o| o.address.twin().is_none() && o.took_effect())
+        .map(|o| &o.address)
+        .collect();
     plan.objects
         .changes
         .iter()
         .filter(|c| !matches!(c, ObjectChange::Delete { .. }))
-        .filter(|c| {
-            let a = super::objects::address(c.object(), c.id());
-            report
-                .outcomes
-                .iter()
-                .any(|o| o.address == a && o.took_effect())
-        })
+        .filter(|c| took_effect.contains(&super::objects::address(c.object(), c.id())))
         .map(|c| ObjectItem {
             kind: c.object(),
             id: c.id().to_string(),
@@ -201,8 +202,7 @@ async fn observe_object(
     w.targeted = c.targeted.unwrap_or(0);
     w.applied = c.applied.unwrap_or(0);
     w.reported_successful = c.reported_successful;
-    // Not evaluated yet: the hub counts fewer targets than the target selects.
-    let applied = c.targeted.is_some() && w.targeted >= expected && w.applied >= w.targeted;
+    let applied = super::objects::is_applied(&o, expected);
     let done = match item.kind {
         twinops_core::model::ObjectKind::Configuration => applied,
         twinops_core::model::ObjectKind::Deployment => {
