@@ -112,11 +112,7 @@ fn changed_by(owner: &str, seen: &ObservedTwin, keys: &[String]) -> Reason {
 }
 
 fn hub_failed(c: &Change, doing: Doing, e: &Error) -> Outcome {
-    outcome(c, Status::Failed).because(Reason::Hub {
-        doing,
-        error: e.chain().to_string(),
-        refusal: None,
-    })
+    super::hub_failed_outcome(outcome(c, Status::Failed), doing, e)
 }
 
 /// A planned twin update: owned keys already at the target mean applied with no write; still
