@@ -42,9 +42,9 @@ pub(crate) async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         None => None,
     };
     // `--read export` without `--storage`, or a bad timeout: refused before anything is sent.
-    ops::read::ReadChoice::of(&args.read)?;
+    let read = ops::read::ReadChoice::of(&args.read)?;
     let conn = connect::connect(&args.common.hub, Some(&args.pace)).await?;
-    let result = apply(args, &conn, fleet, changed, saved).await;
+    let result = apply(args, &conn, fleet, changed, saved, read).await;
     conn.close().await;
     result
 }
@@ -56,6 +56,7 @@ async fn prepare(
     fleet: Option<&Fleet>,
     changed: Option<Changed>,
     saved: Option<(&Path, SavedPlan)>,
+    read: ops::read::ReadChoice,
 ) -> anyhow::Result<Plan> {
     let quiet = args.common.output.quiet;
     let source = match saved {
@@ -76,7 +77,7 @@ async fn prepare(
             },
             concurrency: args.common.concurrency,
             changed: changed.map(|c| c.doc),
-            read: ops::read::ReadChoice::of(&args.read)?,
+            read,
         }),
     };
     let p = ops::apply::prepare(conn, source, &Progress::lines(quiet)).await?;
@@ -92,9 +93,10 @@ async fn apply(
     fleet: Option<Fleet>,
     changed: Option<Changed>,
     saved: Option<(&Path, SavedPlan)>,
+    read: ops::read::ReadChoice,
 ) -> anyhow::Result<ExitStatus> {
     let format = args.common.output.format;
-    let p = prepare(args, conn, fleet.as_ref(), changed, saved).await?;
+    let p = prepare(args, conn, fleet.as_ref(), changed, saved, read).await?;
     // The plan holds all that apply needs: the manifests' memory goes back before the writes start.
     drop(fleet);
     ops::apply::check_deletions(&p, args.max_deletes)?;
