@@ -19,6 +19,7 @@ use super::{Error, Hub, observe};
 use crate::storage::{Blobs, StorageError};
 use twinops_core::model::{DeviceId, ObservedModule};
 use twinops_core::plan::rollout::delivery::Cadence;
+use twinops_iothub::error_code::ErrorCode;
 use twinops_iothub::wire::{ExportImportDevice, JobProperties, Twin};
 
 /// How an export read is asked for.
@@ -78,6 +79,18 @@ fn without_sas(text: &str) -> String {
         .join(" ")
 }
 
+/// Why the hub refused to create the job: another job holds its one slot (`JobQuotaExceeded`),
+/// or it cannot use the container; anything else (the daily message quota included) as it is.
+fn refused(e: Error) -> ExportError {
+    match e.code() {
+        Some(ErrorCode::JobQuotaExceeded) => ExportError::Busy,
+        Some(ErrorCode::BlobContainerValidationError) => {
+            ExportError::Storage(without_sas(&e.message()))
+        }
+        _ => e.into(),
+    }
+}
+
 impl Hub {
     async fn job(
         &self,
@@ -103,17 +116,10 @@ impl Hub {
             "outputBlobName": name,
             "storageAuthenticationType": "keyBased",
         });
-        let job = match self.job(Method::POST, "/jobs/create", Some(&body)).await {
-            Ok(j) => j,
-            Err(Error::QuotaExceeded { .. }) => return Err(ExportError::Busy),
-            Err(e)
-                if e.code()
-                    .is_some_and(|c| c.as_str() == "BlobContainerValidationError") =>
-            {
-                return Err(ExportError::Storage(without_sas(&e.message())));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let job = self
+            .job(Method::POST, "/jobs/create", Some(&body))
+            .await
+            .map_err(refused)?;
         let mut cost = ExportCost {
             job_id: job.job_id.clone(),
             ..ExportCost::default()
@@ -327,6 +333,30 @@ mod tests {
             "{read:?}"
         );
         assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn only_a_running_job_is_busy_and_the_daily_quota_is_told_as_it_is() {
+        let answer = |status, code| Error::from_response(status, Some(code), None, b"");
+        assert!(matches!(
+            refused(answer(403, "JobQuotaExceeded")),
+            ExportError::Busy
+        ));
+        let daily = refused(answer(403, "IotHubQuotaExceeded"));
+        assert!(
+            matches!(daily, ExportError::Hub(Error::QuotaExceeded { .. })),
+            "{daily:?}"
+        );
+        assert!(!daily.to_string().contains("another"), "{daily}");
+        let body = br#"{"Message":"ErrorCode:BlobContainerValidationError;cannot reach https://a.blob.core.windows.net/c?sv=1&sig=SECRET","ExceptionMessage":""}"#;
+        let storage = refused(Error::from_response(
+            400,
+            Some("BlobContainerValidationError"),
+            None,
+            body,
+        ));
+        assert!(matches!(storage, ExportError::Storage(_)), "{storage:?}");
+        assert!(!storage.to_string().contains("SECRET"), "{storage}");
     }
 
     #[test]
