@@ -4,7 +4,7 @@
 //! the plan built from queries and GETs for the same hub state.
 //!
 //! The job's container SAS URL is a secret: it is only ever sent in the job's body, and the
-//! errors here say what failed without it. A job that fails, times out or is stopped is cancelled
+//! errors here say what failed without it. A job that fails or times out is cancelled
 //! and its blob deleted; a finished export's blob is deleted unless the operator keeps it.
 
 use std::collections::HashMap;
@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::read::Observation;
 use super::{Error, Hub, observe};
@@ -29,7 +28,6 @@ pub(crate) struct ExportRequest<'a> {
     pub timeout: Duration,
     /// Keep the blob afterwards (`--keep-export`).
     pub keep: bool,
-    pub stop: &'a CancellationToken,
 }
 
 /// Why an export read failed, in words; nothing is written when it does.
@@ -47,8 +45,6 @@ pub(crate) enum ExportError {
     Busy,
     #[error("the export job did not finish within --export-timeout {0}; it was cancelled")]
     Timeout(String),
-    #[error("the export was stopped")]
-    Stopped,
     #[error("{0}")]
     Blob(#[from] StorageError),
     #[error("{0}")]
@@ -148,13 +144,7 @@ impl Hub {
                     req.timeout,
                 )));
             }
-            if req.stop.is_cancelled() {
-                break Err(ExportError::Stopped);
-            }
-            tokio::select! {
-                () = tokio::time::sleep(cadence.next(left)) => {}
-                () = req.stop.cancelled() => {}
-            }
+            tokio::time::sleep(cadence.next(left)).await;
         };
         if let Err(e) = outcome {
             // Best effort: the job is cancelled and its blob goes; the first error is the one told.
