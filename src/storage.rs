@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use twinops_iothub::connection_string::Secret;
+use twinops_iothub::host::is_loopback;
 
 /// A container SAS URL: `https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=…&sig=…`.
 #[derive(Clone)]
@@ -30,15 +31,6 @@ pub(crate) enum StorageError {
     },
     #[error("{what}: {reason}")]
     Transport { what: &'static str, reason: String },
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl StorageUrl {
