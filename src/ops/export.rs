@@ -58,7 +58,8 @@ pub(crate) async fn export(
     } else {
         req.read.clone()
     };
-    let (mut read, _) = super::read::read_into(
+    let targets = Targets::new(req.targets);
+    let (read, _) = super::read::read_into(
         conn,
         &choice,
         &plan,
@@ -68,20 +69,21 @@ pub(crate) async fn export(
             complete: plan.complete,
             ..Default::default()
         },
+        // `--target` applies as the twins come: only those it selects are kept (a device any
+        // pattern touches; its modules when the device itself or the module is selected).
         |o, x| {
-            read::keep(o, x);
+            let selected = match &x {
+                read::Observation::Device(d) => targets.touches(&d.id),
+                read::Observation::Module(id, m) => targets.device(id) || targets.module(id, &m.id),
+            };
+            if selected {
+                read::keep(o, x);
+            }
             Ok(())
         },
     )
     .await
     .context("reading device and module twins")?;
-    let targets = Targets::new(req.targets);
-    read.devices.retain(|id, _| targets.touches(id));
-    for (id, d) in read.devices.iter_mut() {
-        if !targets.device(id) {
-            d.modules.retain(|mid, _| targets.module(id, mid));
-        }
-    }
     if let Some(pattern) = targets.unmatched(read.identities()) {
         bail!("--target `{pattern}` matches no identity in the hub");
     }
