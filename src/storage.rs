@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use twinops_iothub::connection_string::Secret;
+use twinops_iothub::host::is_loopback;
 
 /// A container SAS URL: `https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=…&sig=…`.
 #[derive(Clone)]
@@ -30,17 +31,6 @@ pub(crate) enum StorageError {
     },
     #[error("{what}: {reason}")]
     Transport { what: &'static str, reason: String },
-    #[error("reading the export blob: {0}")]
-    Line(String),
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl StorageUrl {
@@ -156,12 +146,13 @@ impl Blobs {
     }
 
     /// Streams blob `name` line by line into `each` (the whole blob is never held: a line at a
-    /// time, plus what one chunk of the answer holds).
-    pub(crate) async fn lines(
+    /// time, plus what one chunk of the answer holds); the bytes read. The first error of `each`
+    /// ends the read: the rest of the blob is not downloaded.
+    pub(crate) async fn lines<E: From<StorageError>>(
         &self,
         name: &str,
-        mut each: impl FnMut(&[u8]) -> Result<(), String>,
-    ) -> Result<u64, StorageError> {
+        mut each: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<u64, E> {
         let mut r = self
             .http
             .get(self.url.blob(name).expose())
@@ -174,7 +165,8 @@ impl Blobs {
                 what: "reading the export blob",
                 status: r.status().as_u16(),
                 code: error_code(&r),
-            });
+            }
+            .into());
         }
         let mut line: Vec<u8> = Vec::new();
         let mut bytes = 0u64;
@@ -187,13 +179,13 @@ impl Blobs {
             for part in chunk.split_inclusive(|b| *b == b'\n') {
                 line.extend_from_slice(part);
                 if line.ends_with(b"\n") {
-                    each(&line[..line.len() - 1]).map_err(StorageError::Line)?;
+                    each(&line[..line.len() - 1])?;
                     line.clear();
                 }
             }
         }
         if !line.is_empty() {
-            each(&line).map_err(StorageError::Line)?;
+            each(&line)?;
         }
         Ok(bytes)
     }

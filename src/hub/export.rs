@@ -4,7 +4,7 @@
 //! the plan built from queries and GETs for the same hub state.
 //!
 //! The job's container SAS URL is a secret: it is only ever sent in the job's body, and the
-//! errors here say what failed without it. A job that fails, times out or is stopped is cancelled
+//! errors here say what failed without it. A job that fails or times out is cancelled
 //! and its blob deleted; a finished export's blob is deleted unless the operator keeps it.
 
 use std::collections::HashMap;
@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::read::Observation;
 use super::{Error, Hub, observe};
 use crate::storage::{Blobs, StorageError};
 use twinops_core::model::{DeviceId, ObservedModule};
 use twinops_core::plan::rollout::delivery::Cadence;
+use twinops_iothub::error_code::ErrorCode;
 use twinops_iothub::wire::{ExportImportDevice, JobProperties, Twin};
 
 /// How an export read is asked for.
@@ -28,7 +28,6 @@ pub(crate) struct ExportRequest<'a> {
     pub timeout: Duration,
     /// Keep the blob afterwards (`--keep-export`).
     pub keep: bool,
-    pub stop: &'a CancellationToken,
 }
 
 /// Why an export read failed, in words; nothing is written when it does.
@@ -46,8 +45,6 @@ pub(crate) enum ExportError {
     Busy,
     #[error("the export job did not finish within --export-timeout {0}; it was cancelled")]
     Timeout(String),
-    #[error("the export was stopped")]
-    Stopped,
     #[error("{0}")]
     Blob(#[from] StorageError),
     #[error("{0}")]
@@ -78,6 +75,18 @@ fn without_sas(text: &str) -> String {
         .join(" ")
 }
 
+/// Why the hub refused to create the job: another job holds its one slot (`JobQuotaExceeded`),
+/// or it cannot use the container; anything else (the daily message quota included) as it is.
+fn refused(e: Error) -> ExportError {
+    match e.code() {
+        Some(ErrorCode::JobQuotaExceeded) => ExportError::Busy,
+        Some(ErrorCode::BlobContainerValidationError) => {
+            ExportError::Storage(without_sas(&e.message()))
+        }
+        _ => e.into(),
+    }
+}
+
 impl Hub {
     async fn job(
         &self,
@@ -103,17 +112,10 @@ impl Hub {
             "outputBlobName": name,
             "storageAuthenticationType": "keyBased",
         });
-        let job = match self.job(Method::POST, "/jobs/create", Some(&body)).await {
-            Ok(j) => j,
-            Err(Error::QuotaExceeded { .. }) => return Err(ExportError::Busy),
-            Err(e)
-                if e.code()
-                    .is_some_and(|c| c.as_str() == "BlobContainerValidationError") =>
-            {
-                return Err(ExportError::Storage(without_sas(&e.message())));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let job = self
+            .job(Method::POST, "/jobs/create", Some(&body))
+            .await
+            .map_err(refused)?;
         let mut cost = ExportCost {
             job_id: job.job_id.clone(),
             ..ExportCost::default()
@@ -142,13 +144,7 @@ impl Hub {
                     req.timeout,
                 )));
             }
-            if req.stop.is_cancelled() {
-                break Err(ExportError::Stopped);
-            }
-            tokio::select! {
-                () = tokio::time::sleep(cadence.next(left)) => {}
-                () = req.stop.cancelled() => {}
-            }
+            tokio::time::sleep(cadence.next(left)).await;
         };
         if let Err(e) = outcome {
             // Best effort: the job is cancelled and its blob goes; the first error is the one told.
@@ -156,9 +152,7 @@ impl Hub {
             let _ = req.blobs.delete(&name).await;
             return Err(e);
         }
-        let read = self
-            .stream_export(req.blobs, &name, &mut sink, &mut cost)
-            .await;
+        let read = stream_export(req.blobs, &name, &mut sink, &mut cost).await;
         if !req.keep {
             let deleted = req.blobs.delete(&name).await;
             if read.is_ok() {
@@ -168,68 +162,47 @@ impl Hub {
         read?;
         Ok(cost)
     }
+}
 
-    /// Reads the export blob: the warning line a keys-excluded export starts with is skipped;
-    /// each other line is one identity. A module line whose device line has not come yet waits
-    /// (reduced) for it.
-    async fn stream_export(
-        &self,
-        blobs: &Blobs,
-        name: &str,
-        sink: &mut impl FnMut(Observation) -> Result<(), Error>,
-        cost: &mut ExportCost,
-    ) -> Result<(), ExportError> {
-        let mut seen: std::collections::HashSet<DeviceId> = std::collections::HashSet::new();
-        let mut waiting: HashMap<DeviceId, Vec<ObservedModule>> = HashMap::new();
-        let mut failure: Option<Error> = None;
-        let mut identities = 0usize;
-        let bytes = blobs
-            .lines(name, |line| {
-                if failure.is_some() {
-                    return Ok(());
-                }
-                let text = line.strip_suffix(b"\r").unwrap_or(line);
-                if text.iter().all(u8::is_ascii_whitespace) || text.first() != Some(&b'{') {
-                    return Ok(()); // the warning line of a keys-excluded export
-                }
-                match observation(text) {
-                    Ok(Observation::Device(d)) => {
-                        identities += 1;
-                        let id = d.id.clone();
-                        let emit = || -> Result<(), Error> {
-                            sink(Observation::Device(d))?;
-                            for m in waiting.remove(&id).into_iter().flatten() {
-                                sink(Observation::Module(id.clone(), m))?;
-                            }
-                            Ok(())
-                        };
-                        if let Err(e) = emit() {
-                            failure = Some(e);
-                        }
-                        seen.insert(id);
+/// Reads the export blob: the warning line a keys-excluded export starts with is skipped;
+/// each other line is one identity. A module line whose device line has not come yet waits
+/// (reduced) for it.
+async fn stream_export(
+    blobs: &Blobs,
+    name: &str,
+    sink: &mut impl FnMut(Observation) -> Result<(), Error>,
+    cost: &mut ExportCost,
+) -> Result<(), ExportError> {
+    let mut seen: std::collections::HashSet<DeviceId> = std::collections::HashSet::new();
+    let mut waiting: HashMap<DeviceId, Vec<ObservedModule>> = HashMap::new();
+    let mut identities = 0usize;
+    let bytes = blobs
+        .lines(name, |line| -> Result<(), ExportError> {
+            let text = line.strip_suffix(b"\r").unwrap_or(line);
+            if text.iter().all(u8::is_ascii_whitespace) || text.first() != Some(&b'{') {
+                return Ok(()); // the warning line of a keys-excluded export
+            }
+            identities += 1;
+            match observation(text)? {
+                Observation::Device(d) => {
+                    let id = d.id.clone();
+                    sink(Observation::Device(d))?;
+                    for m in waiting.remove(&id).into_iter().flatten() {
+                        sink(Observation::Module(id.clone(), m))?;
                     }
-                    Ok(Observation::Module(device, m)) => {
-                        identities += 1;
-                        if seen.contains(&device) {
-                            if let Err(e) = sink(Observation::Module(device, m)) {
-                                failure = Some(e);
-                            }
-                        } else {
-                            waiting.entry(device).or_default().push(m);
-                        }
-                    }
-                    Err(e) => failure = Some(e),
+                    seen.insert(id);
                 }
-                Ok(())
-            })
-            .await?;
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
-        cost.bytes = bytes;
-        cost.identities = identities;
-        Ok(())
-    }
+                Observation::Module(device, m) if seen.contains(&device) => {
+                    sink(Observation::Module(device, m))?;
+                }
+                Observation::Module(device, m) => waiting.entry(device).or_default().push(m),
+            }
+            Ok(())
+        })
+        .await?;
+    cost.bytes = bytes;
+    cost.identities = identities;
+    Ok(())
 }
 
 /// One export line as the reader's observation: the line's fields in a twin's shape, read by the
@@ -286,6 +259,94 @@ mod tests {
             panic!()
         };
         assert_eq!((dev.as_str(), m.id.as_str()), ("gw", "m"));
+    }
+
+    /// A blob server whose blob starts with `start` and whose rest never comes (as if it were
+    /// gigabytes long): a reader that goes on after `start` waits for ever.
+    async fn endless_blob(start: String) -> (Blobs, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = s.read(&mut request).await.unwrap();
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 4000000000\r\n\r\n";
+            s.write_all(head.as_bytes()).await.unwrap();
+            s.write_all(start.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        });
+        let url =
+            crate::storage::StorageUrl::parse(&format!("http://127.0.0.1:{port}/c?sig=x")).unwrap();
+        (Blobs::new(url).unwrap(), server)
+    }
+
+    #[tokio::test]
+    async fn the_first_failing_line_ends_the_read_without_reading_the_rest_of_the_blob() {
+        const WARNING: &str = "Keys are excluded from this export.\n";
+        const DEVICE: &str = r#"{"id":"d1","eTag":"MQ==","status":"enabled","twinETag":"AAAAAAAAAAE=","properties":{"desired":{"$version":1},"reported":{"$version":1}}}"#;
+        // A line that does not decode.
+        let (blobs, server) = endless_blob(format!("{WARNING}{{not json\n")).await;
+        let mut cost = ExportCost::default();
+        let read = tokio::time::timeout(
+            Duration::from_secs(20),
+            stream_export(&blobs, "b", &mut |_| Ok(()), &mut cost),
+        )
+        .await;
+        server.abort();
+        assert!(
+            matches!(read, Ok(Err(ExportError::Hub(Error::Decode { .. })))),
+            "{read:?}"
+        );
+        // A sink that refuses the first identity.
+        let (blobs, server) = endless_blob(format!("{WARNING}{DEVICE}\n")).await;
+        let mut seen = 0;
+        let read = tokio::time::timeout(
+            Duration::from_secs(20),
+            stream_export(
+                &blobs,
+                "b",
+                &mut |_| {
+                    seen += 1;
+                    Err(Error::Decode {
+                        what: "the sink".into(),
+                        source: serde_json::from_str::<u8>("x").unwrap_err(),
+                    })
+                },
+                &mut cost,
+            ),
+        )
+        .await;
+        server.abort();
+        assert!(
+            matches!(read, Ok(Err(ExportError::Hub(Error::Decode { .. })))),
+            "{read:?}"
+        );
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn only_a_running_job_is_busy_and_the_daily_quota_is_told_as_it_is() {
+        let answer = |status, code| Error::from_response(status, Some(code), None, b"");
+        assert!(matches!(
+            refused(answer(403, "JobQuotaExceeded")),
+            ExportError::Busy
+        ));
+        let daily = refused(answer(403, "IotHubQuotaExceeded"));
+        assert!(
+            matches!(daily, ExportError::Hub(Error::QuotaExceeded { .. })),
+            "{daily:?}"
+        );
+        assert!(!daily.to_string().contains("another"), "{daily}");
+        let body = br#"{"Message":"ErrorCode:BlobContainerValidationError;cannot reach https://a.blob.core.windows.net/c?sv=1&sig=SECRET","ExceptionMessage":""}"#;
+        let storage = refused(Error::from_response(
+            400,
+            Some("BlobContainerValidationError"),
+            None,
+            body,
+        ));
+        assert!(matches!(storage, ExportError::Storage(_)), "{storage:?}");
+        assert!(!storage.to_string().contains("SECRET"), "{storage}");
     }
 
     #[test]

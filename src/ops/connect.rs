@@ -1,7 +1,7 @@
 //! Hub selection (SPEC §4): `--hub`, else `TWINOPS_HUB`, else `IOTHUB_CONNECTION_STRING`; `local[:DIR]`
 //! starts the embedded emulator in-process and reaches it through the same HTTPS client and SAS auth.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::hub::{ClientOptions, Hub, OpClass};
 use crate::output;
 use twinops_core::plan::secret::DigestKey;
 use twinops_iothub::connection_string::{Secret, ServiceConnectionString};
+use twinops_iothub::host::is_loopback;
 
 /// The default state directory of `--hub local`.
 pub(crate) const LOCAL_STATE: &str = ".twinops/hub";
@@ -73,12 +74,6 @@ fn hub_string(common: &HubArgs) -> anyhow::Result<String> {
          a connection string: --hub 'HostName=<hub>.azure-devices.net;SharedAccessKeyName=<policy>;SharedAccessKey=<key>'\n  \
          or the embedded local hub: --hub local (state in {LOCAL_STATE}) or --hub local:DIR"
     )
-}
-
-fn is_loopback(host: &str) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The pacer for this run: explicit `--rate`/`--tier`, else S1 one unit for remote hubs, else none.

@@ -58,7 +58,8 @@ pub(crate) async fn export(
     } else {
         req.read.clone()
     };
-    let (mut read, _) = super::read::read_into(
+    let targets = Targets::new(req.targets);
+    let (read, _) = super::read::read_into(
         conn,
         &choice,
         &plan,
@@ -68,20 +69,21 @@ pub(crate) async fn export(
             complete: plan.complete,
             ..Default::default()
         },
+        // `--target` applies as the twins come: only those it selects are kept (a device any
+        // pattern touches; its modules when the device itself or the module is selected).
         |o, x| {
-            read::keep(o, x);
+            let selected = match &x {
+                read::Observation::Device(d) => targets.touches(&d.id),
+                read::Observation::Module(id, m) => targets.device(id) || targets.module(id, &m.id),
+            };
+            if selected {
+                read::keep(o, x);
+            }
             Ok(())
         },
     )
     .await
     .context("reading device and module twins")?;
-    let targets = Targets::new(req.targets);
-    read.devices.retain(|id, _| targets.touches(id));
-    for (id, d) in read.devices.iter_mut() {
-        if !targets.device(id) {
-            d.modules.retain(|mid, _| targets.module(id, mid));
-        }
-    }
     if let Some(pattern) = targets.unmatched(read.identities()) {
         bail!("--target `{pattern}` matches no identity in the hub");
     }
@@ -147,6 +149,8 @@ pub(crate) async fn export(
 struct Split {
     owners: BTreeSet<String>,
     adopter: String,
+    /// The ledger of each twin that has one, read once.
+    ledgers: BTreeMap<TwinAddress, ledger::Ledger>,
 }
 
 /// What one owner's manifest declares of one twin.
@@ -159,13 +163,19 @@ struct Share {
 
 impl Split {
     fn of(devices: &BTreeMap<DeviceId, ObservedDevice>) -> Split {
-        let twins = devices
-            .values()
-            .flat_map(|d| std::iter::once(&d.twin).chain(d.modules.values().map(|m| &m.twin)));
+        let twins = devices.values().flat_map(|d| {
+            std::iter::once((TwinAddress::device(d.id.clone()), &d.twin)).chain(
+                d.modules
+                    .iter()
+                    .map(|(mid, m)| (TwinAddress::module(d.id.clone(), mid.clone()), &m.twin)),
+            )
+        });
         let mut owners = BTreeSet::new();
-        for t in twins {
+        let mut ledgers = BTreeMap::new();
+        for (address, t) in twins {
             if let ledger::Found::Ledger(l) = ledger::read(&t.tags) {
-                owners.extend(l.owners.into_keys());
+                owners.extend(l.owners.keys().cloned());
+                ledgers.insert(address, l);
             }
         }
         let adopter = match (owners.len(), owners.iter().next()) {
@@ -173,24 +183,31 @@ impl Split {
             _ => DEFAULT_OWNER.to_string(),
         };
         owners.insert(adopter.clone());
-        Split { owners, adopter }
+        Split {
+            owners,
+            adopter,
+            ledgers,
+        }
     }
 
     fn owners(&self) -> impl Iterator<Item = &str> {
         self.owners.iter().map(String::as_str)
     }
 
-    /// What `owner` declares of a twin, `None` when nothing. `fields` are the identity fields the
-    /// twin's identity has.
-    fn share(&self, owner: &str, t: &ObservedTwin, fields: &[IdentityField]) -> Option<Share> {
-        let ledger = match ledger::read(&t.tags) {
-            ledger::Found::Ledger(l) => l,
-            _ => ledger::Ledger::default(),
-        };
-        let entry = ledger.entry(owner);
+    /// What `owner` declares of the twin at `address`, `None` when nothing. `fields` are the
+    /// identity fields the twin's identity has.
+    fn share(
+        &self,
+        owner: &str,
+        address: &TwinAddress,
+        t: &ObservedTwin,
+        fields: &[IdentityField],
+    ) -> Option<Share> {
+        let ledger = self.ledgers.get(address);
+        let entry = ledger.and_then(|l| l.entry(owner));
         // A twin some owner manages is exported as its owners' entries say, so that an export of
         // what twinops manages plans as a no-op; only a twin nobody manages is adopted whole.
-        let adopts = owner == self.adopter && ledger.owners.is_empty();
+        let adopts = owner == self.adopter && ledger.is_none_or(|l| l.owners.is_empty());
         if entry.is_none() && !adopts {
             return None;
         }
@@ -223,7 +240,8 @@ impl Split {
     ) -> Option<Value> {
         let mut modules = Map::new();
         for (mid, m) in d.modules.iter().filter(|(mid, _)| !mid.is_system()) {
-            let Some(share) = self.share(owner, &m.twin, &[IdentityField::Auth]) else {
+            let address = TwinAddress::module(d.id.clone(), mid.clone());
+            let Some(share) = self.share(owner, &address, &m.twin, &[IdentityField::Auth]) else {
                 continue;
             };
             let mut mm = Map::new();
@@ -233,11 +251,11 @@ impl Split {
                 mm.insert("auth".into(), a);
             }
             twin_fields(&mut mm, share);
-            let address = TwinAddress::module(d.id.clone(), mid.clone());
             mark(&mut mm, markers.get(&address));
             modules.insert(mid.to_string(), Value::Object(mm));
         }
-        let share = self.share(owner, &d.twin, &IdentityField::ALL);
+        let address = TwinAddress::device(d.id.clone());
+        let share = self.share(owner, &address, &d.twin, &IdentityField::ALL);
         if share.is_none() && modules.is_empty() {
             return None;
         }
@@ -245,7 +263,7 @@ impl Split {
         if let Some(share) = share {
             identity_fields(&mut dev, d, &share.fields);
             twin_fields(&mut dev, share);
-            mark(&mut dev, markers.get(&TwinAddress::device(d.id.clone())));
+            mark(&mut dev, markers.get(&address));
         }
         if !modules.is_empty() {
             dev.insert("modules".into(), Value::Object(modules));

@@ -4,10 +4,9 @@
 //! take longer than two minutes; a failed export under `auto` falls back to the API read and says
 //! so.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
-use tokio_util::sync::CancellationToken;
 
 use super::connect::Connection;
 use crate::cli::{ReadArgs, ReadMode};
@@ -121,23 +120,20 @@ pub(crate) async fn read_into<S>(
     feed: impl Fn(&mut S, Observation) -> Result<(), Error>,
 ) -> anyhow::Result<(S, ReadDoc)> {
     let (export, why) = decide(conn, choice, reads).await?;
-    let started = Instant::now();
     if export && let Some(url) = &choice.storage {
         reporter.event(Event::ReadVia {
             export: true,
             why: why.clone(),
         });
         let blobs = Blobs::new(url.clone())?;
-        let stop = CancellationToken::new();
         let req = ExportRequest {
             blobs: &blobs,
             timeout: choice.timeout,
             keep: choice.keep,
-            stop: &stop,
         };
         let mut sink = fresh();
         match conn.hub.read_export(&req, |o| feed(&mut sink, o)).await {
-            Ok(cost) => return Ok((sink, export_doc(&cost, started))),
+            Ok(cost) => return Ok((sink, export_doc(&cost))),
             Err(e) if choice.mode == ReadMode::Auto => {
                 reporter.event(Event::ReadVia {
                     export: false,
@@ -161,7 +157,7 @@ pub(crate) async fn read_into<S>(
     ))
 }
 
-fn export_doc(cost: &ExportCost, _started: Instant) -> ReadDoc {
+fn export_doc(cost: &ExportCost) -> ReadDoc {
     ReadDoc {
         via: "export".into(),
         job_id: Some(cost.job_id.clone()),

@@ -1,8 +1,9 @@
 //! IoT Hub's protocol, defined once and shared by the client ([`crate::hub`]) and the emulator
 //! ([`crate::emulator`]): wire types, SAS tokens, connection strings and error bodies, ID and twin
 //! rules, operation classes and quotas with the token bucket that paces and simulates them, the
-//! duration grammar of the flags, and the query language (grammar and evaluation) that the emulator
-//! answers queries with and the manifest loader checks target conditions with.
+//! duration grammar of the flags, which hosts are loopback, and the query language (grammar and
+//! evaluation) that the emulator answers queries with and the manifest loader checks target
+//! conditions with.
 //!
 //! Nothing here performs I/O or reads the clock: callers pass the time in.
 
@@ -14,6 +15,7 @@ pub mod connection_string;
 pub mod duration;
 pub mod error_body;
 pub mod error_code;
+pub mod host;
 pub mod ids;
 pub mod query;
 pub mod quota;

@@ -8,13 +8,13 @@
 //! emulator, serves it there).
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode, Url};
+use twinops_iothub::host::is_loopback;
 
 /// The Blob service version the requests ask for (block IDs, block lists and SAS rules of it).
 const STORAGE_VERSION: &str = "2021-08-06";
@@ -95,12 +95,6 @@ impl Container {
             self.sas
         )
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A storage request that failed: which operation, and what the store answered (or that it could
