@@ -230,11 +230,10 @@ fn observation(line: &[u8]) -> Result<Observation, Error> {
         ..Twin::default()
     };
     Ok(match &twin.module_id {
-        Some(_) => Observation::Module(
-            observe::device_id(&twin.device_id)?,
-            observe::module(&twin)?,
-        ),
-        None => Observation::Device(observe::device(&twin)?),
+        Some(_) => {
+            Observation::Module(observe::device_id(&twin.device_id)?, observe::module(twin)?)
+        }
+        None => Observation::Device(observe::device(twin)?),
     })
 }
 

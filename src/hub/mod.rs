@@ -107,7 +107,7 @@ impl Hub {
             .rest
             .get_twin(&address.device, address.module_id())
             .await?;
-        observe::twin(&t)
+        observe::twin(t)
     }
 
     /// Merge-patches a twin's tags and desired properties under `If-Match: "<etag>"`; the twin as
@@ -127,7 +127,7 @@ impl Hub {
                 if_match,
             )
             .await?;
-        observe::twin(&t)
+        observe::twin(t)
     }
 
     // ---- queries and configurations

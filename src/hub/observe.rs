@@ -14,22 +14,14 @@ use twinops_core::model::{
 };
 use twinops_iothub::wire::{JsonMap, Twin};
 
-/// A section without its `$metadata` and `$version`.
-fn strip(section: Option<&JsonMap>) -> (JsonMap, i64) {
-    let mut out = JsonMap::new();
-    let mut version = 0;
-    if let Some(m) = section {
-        for (k, v) in m {
-            match k.as_str() {
-                "$version" => version = v.as_i64().unwrap_or(0),
-                k if k.starts_with('$') => {}
-                _ => {
-                    out.insert(k.clone(), v.clone());
-                }
-            }
-        }
-    }
-    (out, version)
+/// A section without its `$metadata` and `$version` (nor any other `$` key), and its version.
+fn strip(section: Option<JsonMap>) -> (JsonMap, i64) {
+    let Some(mut m) = section else {
+        return (JsonMap::new(), 0);
+    };
+    let version = m.get("$version").and_then(Value::as_i64).unwrap_or(0);
+    m.retain(|k, _| !k.starts_with('$'));
+    (m, version)
 }
 
 fn address(t: &Twin) -> String {
@@ -77,29 +69,35 @@ pub(crate) fn unix_seconds(text: &str) -> Option<i64> {
         .map(time::OffsetDateTime::unix_timestamp)
 }
 
-pub(super) fn twin(t: &Twin) -> Result<ObservedTwin, Error> {
-    let props = t.properties.as_ref();
-    let (desired, desired_version) = strip(props.and_then(|p| p.desired.as_ref()));
-    let desired_meta = desired_meta(props.and_then(|p| p.desired.as_ref()));
-    let (reported, _) = strip(props.and_then(|p| p.reported.as_ref()));
+/// The twin part of a wire twin, which it is taken apart for: a read of a whole hub observes
+/// every twin once, and copies none of its sections.
+pub(super) fn twin(t: Twin) -> Result<ObservedTwin, Error> {
+    let etag = etag(&t, t.etag.as_ref(), "an etag")?;
+    let (desired, reported) = t
+        .properties
+        .map(|p| (p.desired, p.reported))
+        .unwrap_or_default();
+    let desired_meta = desired_meta(desired.as_ref());
+    let (desired, desired_version) = strip(desired);
+    let (reported, _) = strip(reported);
     Ok(ObservedTwin {
-        etag: etag(t, t.etag.as_ref(), "an etag")?,
-        tags: t.tags.clone().unwrap_or_default(),
+        etag,
+        tags: t.tags.unwrap_or_default(),
         desired,
         desired_version,
         desired_meta,
         reported,
-        configurations: t.configurations.clone().unwrap_or_default(),
+        configurations: t.configurations.unwrap_or_default(),
     })
 }
 
-fn auth(t: &Twin) -> Result<ObservedAuth, Error> {
-    let x = t.x509_thumbprint.clone().unwrap_or_default();
-    Ok(ObservedAuth {
+fn auth(t: &mut Twin) -> ObservedAuth {
+    let x = t.x509_thumbprint.take().unwrap_or_default();
+    ObservedAuth {
         kind: t.authentication_type.unwrap_or_default(),
         primary_thumbprint: x.primary_thumbprint,
         secondary_thumbprint: x.secondary_thumbprint,
-    })
+    }
 }
 
 /// A device's `status` on the wire (absent or unknown reads as enabled, IoT Hub's default).
@@ -118,29 +116,29 @@ pub(super) fn module_id(text: &str) -> Result<ModuleId, Error> {
     ModuleId::new(text).map_err(|e| Error::Invalid(e.to_string()))
 }
 
-pub(super) fn device(t: &Twin) -> Result<ObservedDevice, Error> {
+pub(super) fn device(mut t: Twin) -> Result<ObservedDevice, Error> {
     Ok(ObservedDevice {
         id: device_id(&t.device_id)?,
-        identity_etag: etag(t, t.device_etag.as_ref(), "a deviceEtag")?,
+        identity_etag: etag(&t, t.device_etag.as_ref(), "a deviceEtag")?,
         status: status(t.status.as_deref()),
-        status_reason: t.status_reason.clone().filter(|s| !s.is_empty()),
-        auth: auth(t)?,
+        status_reason: t.status_reason.take().filter(|s| !s.is_empty()),
+        auth: auth(&mut t),
         edge: t.capabilities.as_ref().is_some_and(|c| c.iot_edge),
-        device_scope: t.device_scope.clone().filter(|s| !s.is_empty()),
-        parent_scopes: t.parent_scopes.clone().unwrap_or_default(),
+        device_scope: t.device_scope.take().filter(|s| !s.is_empty()),
+        parent_scopes: t.parent_scopes.take().unwrap_or_default(),
         twin: twin(t)?,
         modules: Default::default(),
     })
 }
 
-pub(super) fn module(t: &Twin) -> Result<ObservedModule, Error> {
+pub(super) fn module(mut t: Twin) -> Result<ObservedModule, Error> {
     let id = t.module_id.as_deref().ok_or_else(|| {
         Error::Invalid(format!("module twin of `{}` has no moduleId", t.device_id))
     })?;
     Ok(ObservedModule {
         id: module_id(id)?,
-        identity_etag: etag(t, t.device_etag.as_ref(), "a deviceEtag")?,
-        auth: auth(t)?,
+        identity_etag: etag(&t, t.device_etag.as_ref(), "a deviceEtag")?,
+        auth: auth(&mut t),
         twin: twin(t)?,
     })
 }
@@ -190,12 +188,12 @@ mod tests {
     #[test]
     fn a_twin_without_an_etag_is_an_error_not_an_empty_etag() {
         let t: Twin = serde_json::from_value(serde_json::json!({"deviceId": "d1"})).unwrap();
-        let e = twin(&t).unwrap_err();
+        let e = twin(t).unwrap_err();
         assert!(matches!(e, Error::Invalid(_)), "{e}");
         assert!(e.to_string().contains("without an etag"), "{e}");
         let t: Twin =
             serde_json::from_value(serde_json::json!({"deviceId": "d1", "etag": ""})).unwrap();
-        assert!(matches!(twin(&t), Err(Error::Invalid(_))));
+        assert!(matches!(twin(t), Err(Error::Invalid(_))));
     }
 
     #[test]
@@ -207,7 +205,7 @@ mod tests {
                 "x509Thumbprint": {key: "AB", "SecondaryThumbprint": "CD"},
             }))
             .unwrap();
-            let d = device(&t).unwrap();
+            let d = device(t).unwrap();
             assert_eq!(d.auth.primary_thumbprint.as_deref(), Some("AB"), "{key}");
             assert_eq!(d.auth.secondary_thumbprint.as_deref(), Some("CD"), "{key}");
         }

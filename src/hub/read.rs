@@ -377,8 +377,8 @@ async fn get_optional(hub: &Hub, address: TwinAddress) -> Result<Option<Observat
         Err(e) => return Err(e),
     };
     Ok(Some(match address.module {
-        None => Observation::Device(observe::device(&t)?),
-        Some(_) => Observation::Module(address.device, observe::module(&t)?),
+        None => Observation::Device(observe::device(t)?),
+        Some(_) => Observation::Module(address.device, observe::module(t)?),
     }))
 }
 
@@ -425,9 +425,9 @@ async fn send_pages(
         for r in rows {
             let t = observe::row(r)?;
             batch.push(if modules {
-                Observation::Module(observe::device_id(&t.device_id)?, observe::module(&t)?)
+                Observation::Module(observe::device_id(&t.device_id)?, observe::module(t)?)
             } else {
-                Observation::Device(observe::device(&t)?)
+                Observation::Device(observe::device(t)?)
             });
         }
         if tx.send(batch).await.is_err() {
