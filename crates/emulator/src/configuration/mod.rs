@@ -373,41 +373,15 @@ impl Target {
 }
 
 /// Live hubs let target conditions use only `deviceId`, `tags` and `properties.reported`
-/// (live-hub.md); module configurations may also use `moduleId` (an emulator allowance: the
-/// documented module targets name their module).
+/// (live-hub.md); module configurations may also use `moduleId` ([`query::is_target_path`], the
+/// rule the manifest loader checks too).
 fn check_target_fields(e: &query::Expr, modules: bool) -> Result<(), Error> {
-    use query::{Expr, Operand};
-    let operand = |o: &Operand| -> Result<(), Error> {
-        let Operand::Path(p) = o else {
-            return Ok(());
-        };
-        let ok = match p.first().map(String::as_str) {
-            Some("deviceId" | "tags") => true,
-            Some("moduleId") => modules,
-            Some("properties") => p.get(1).is_some_and(|s| s == "reported"),
-            _ => false,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::ArgumentInvalid(format!(
-                "targetCondition may use only deviceId, tags and properties.reported, not `{}`",
-                p.join(".")
-            )))
-        }
-    };
-    match e {
-        Expr::Compare { left, right, .. } => operand(left).and(operand(right)),
-        Expr::In { operand: o, .. } | Expr::Check { operand: o, .. } => operand(o),
-        Expr::Text {
-            operand: o,
-            pattern,
-            ..
-        } => operand(o).and(operand(pattern)),
-        Expr::Not(inner) => check_target_fields(inner, modules),
-        Expr::And(all) | Expr::Or(all) => {
-            all.iter().try_for_each(|x| check_target_fields(x, modules))
-        }
+    match e.paths().into_iter().find(|p| !query::is_target_path(p, modules)) {
+        None => Ok(()),
+        Some(p) => Err(Error::ArgumentInvalid(format!(
+            "targetCondition may use only deviceId, tags and properties.reported, not `{}`",
+            p.join(".")
+        ))),
     }
 }
 
