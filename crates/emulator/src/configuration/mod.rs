@@ -296,20 +296,23 @@ pub(super) fn get_path<'a>(root: &'a JsonMap, path: &[String]) -> Option<&'a Val
 /// deleted when both are objects).
 pub(super) fn exact_patch(current: Option<&Value>, target: &Value) -> Value {
     match (current, target) {
-        (Some(Value::Object(cur)), Value::Object(tgt)) => {
-            let mut patch = JsonMap::new();
-            for (k, tv) in tgt {
-                if cur.get(k) != Some(tv) {
-                    patch.insert(k.clone(), exact_patch(cur.get(k), tv));
-                }
-            }
-            for k in cur.keys().filter(|k| !tgt.contains_key(*k)) {
-                patch.insert(k.clone(), Value::Null);
-            }
-            Value::Object(patch)
-        }
+        (Some(Value::Object(cur)), Value::Object(tgt)) => Value::Object(exact_map_patch(cur, tgt)),
         _ => target.clone(),
     }
+}
+
+/// [`exact_patch`] between two objects (empty when they are equal).
+pub(super) fn exact_map_patch(cur: &JsonMap, tgt: &JsonMap) -> JsonMap {
+    let mut patch = JsonMap::new();
+    for (k, tv) in tgt {
+        if cur.get(k) != Some(tv) {
+            patch.insert(k.clone(), exact_patch(cur.get(k), tv));
+        }
+    }
+    for k in cur.keys().filter(|k| !tgt.contains_key(*k)) {
+        patch.insert(k.clone(), Value::Null);
+    }
+    patch
 }
 
 /// Which twins a configuration targets.
@@ -376,7 +379,11 @@ impl Target {
 /// (live-hub.md); module configurations may also use `moduleId` ([`query::is_target_path`], the
 /// rule the manifest loader checks too).
 fn check_target_fields(e: &query::Expr, modules: bool) -> Result<(), Error> {
-    match e.paths().into_iter().find(|p| !query::is_target_path(p, modules)) {
+    match e
+        .paths()
+        .into_iter()
+        .find(|p| !query::is_target_path(p, modules))
+    {
         None => Ok(()),
         Some(p) => Err(Error::ArgumentInvalid(format!(
             "targetCondition may use only deviceId, tags and properties.reported, not `{}`",
