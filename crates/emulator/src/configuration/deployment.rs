@@ -36,6 +36,7 @@ use crate::error::Error;
 use twinops_iothub::wire::JsonMap;
 use twinops_iothub::{ids, twin_rules};
 
+/// The IoT Edge agent's module, which every deployment writes and the simulated agent answers as.
 pub(crate) const EDGE_AGENT: &str = "$edgeAgent";
 
 /// Desired paths and their values; an empty path is the whole of desired.
