@@ -22,7 +22,7 @@ use super::{
 use crate::clock::now;
 use crate::error::Error;
 use crate::query::{Collection, Query};
-use crate::store::{ModuleSpec, PassResult, Store, Target, Tx};
+use crate::store::{PassResult, Store, Target, Tx};
 use crate::twin::{Desired, ServiceWrite, TwinState};
 use twinops_iothub::wire::JsonMap;
 
@@ -190,18 +190,14 @@ fn create_modules(store: &Store, rules: &Rules) -> Result<(), Error> {
     Ok(())
 }
 
-/// Creates a module identity for deployment content, unless it exists; a module the hub cannot
-/// create (the device's 50 are taken) is logged and its content not written.
-pub(crate) fn create_module(tx: &mut Tx<'_>, device: &str, module: &str) {
-    let exists = tx.module(device, module).ok().flatten().is_some();
-    if exists || tx.device(device).ok().flatten().is_none() {
+/// Creates a module identity for deployment content, unless it or its device (deleted since the
+/// survey) is missing; a module the hub cannot create (the device's 50 are taken) is logged and
+/// its content not written.
+fn create_module(tx: &mut Tx<'_>, device: &str, module: &str) {
+    if tx.device(device).ok().flatten().is_none() {
         return;
     }
-    let spec = ModuleSpec {
-        managed_by: Some("iotEdge".into()),
-        authentication: None,
-    };
-    if let Err(e) = tx.create_module(device, module, &spec) {
+    if let Err(e) = tx.create_deployment_module(device, module) {
         tracing::warn!(device, module, error = %e, "module for deployment content not created");
     }
 }

@@ -80,16 +80,7 @@ impl Store {
                 )));
             }
             for (module, entries) in modules.iter().filter(|(_, e)| !e.is_empty()) {
-                if tx.module(device, module)?.is_none() {
-                    tx.create_module(
-                        device,
-                        module,
-                        &super::ModuleSpec {
-                            managed_by: Some("iotEdge".into()),
-                            authentication: None,
-                        },
-                    )?;
-                }
+                tx.create_deployment_module(device, module)?;
                 let now = tx.now.clone();
                 tx.update_twin(&Target::Module(device.into(), module.clone()), |t| {
                     let (patch, _) = deployment::module_patch(&t.desired, &[], entries);
