@@ -7,5 +7,5 @@
 
 pub use twinops_iothub::query::{
     Check, Collection, CompareOp, Condition, Expr, Operand, ParseError, Projection, Query, Select,
-    TextTest, parse, parse_condition,
+    TextTest, is_target_path, parse, parse_condition,
 };

@@ -30,12 +30,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use super::{
-    APPLIED, ConfigurationRecord, TARGETED, Target, exact_patch, get_path, overlaps, set_path,
+    APPLIED, ConfigurationRecord, TARGETED, Target, exact_map_patch, get_path, overlaps, set_path,
 };
 use crate::error::Error;
 use twinops_iothub::wire::JsonMap;
 use twinops_iothub::{ids, twin_rules};
 
+/// The IoT Edge agent's module, which every deployment writes and the simulated agent answers as.
 pub(crate) const EDGE_AGENT: &str = "$edgeAgent";
 
 /// Desired paths and their values; an empty path is the whole of desired.
@@ -270,15 +271,12 @@ pub(crate) fn module_patch(
     claims: &Entries,
 ) -> (JsonMap, Vec<Vec<String>>) {
     let target = compose(desired, owned, claims);
-    let patch = match exact_patch(
-        Some(&Value::Object(desired.clone())),
-        &Value::Object(target),
-    ) {
-        Value::Object(p) => p,
-        _ => JsonMap::new(),
-    };
-    let owned = claims.iter().map(|(p, _)| p.clone()).collect();
-    (patch, owned)
+    (exact_map_patch(desired, &target), claimed_paths(claims))
+}
+
+/// The paths the deployments own once `claims` are written.
+pub(crate) fn claimed_paths(claims: &Entries) -> Vec<Vec<String>> {
+    claims.iter().map(|(p, _)| p.clone()).collect()
 }
 
 fn remove_path(root: &mut JsonMap, path: &[String]) {

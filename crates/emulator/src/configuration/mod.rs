@@ -20,8 +20,7 @@
 //!   that leaves a target (or whose configuration is deleted) loses the entry but keeps the
 //!   desired values: nothing is removed from desired.
 //!
-//! `modulesContent` (edge deployments) is stored and counted (`targetedCount` over devices) but
-//! never written into twins.
+//! `modulesContent` (IoT Edge deployments) follows its own rule, in [`deployment`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -49,7 +48,7 @@ pub(crate) enum Kind {
     Device,
     /// `moduleContent`: module twins.
     Module,
-    /// `modulesContent`: an edge deployment (stored, not applied).
+    /// `modulesContent`: an IoT Edge deployment ([`deployment`]).
     Edge,
 }
 
@@ -163,39 +162,44 @@ pub(crate) fn metric_query(text: &str) -> Result<query::Query, query::ParseError
 
 /// Checks a new configuration's content and returns its kind.
 pub(crate) fn content_kind(content: &JsonMap) -> Result<Kind, Error> {
-    let non_empty = |key: &str| match content.get(key) {
-        Some(Value::Object(m)) => !m.is_empty(),
-        None | Some(Value::Null) => false,
-        Some(_) => true,
-    };
-    let kinds: Vec<Kind> = [
-        ("deviceContent", Kind::Device),
-        ("moduleContent", Kind::Module),
-        ("modulesContent", Kind::Edge),
-    ]
-    .into_iter()
-    .filter(|(k, _)| non_empty(k))
-    .map(|(_, kind)| kind)
-    .collect();
-    let kind = match kinds.as_slice() {
-        [kind] => *kind,
-        [] => {
-            return Err(Error::ArgumentInvalid(
-                "content needs one of deviceContent, moduleContent or modulesContent".into(),
-            ));
-        }
-        _ => {
-            return Err(Error::ArgumentInvalid(
-                "content holds more than one of deviceContent, moduleContent and modulesContent"
-                    .into(),
-            ));
-        }
-    };
+    let kind = kind_of(content)?;
     match kind {
         Kind::Device => entries(content, "deviceContent").map(|_| kind),
         Kind::Module => entries(content, "moduleContent").map(|_| kind),
         Kind::Edge => deployment::modules(content).map(|_| kind),
     }
+}
+
+/// The kind of content, by the one of its three keys that is filled; the rest of the content is
+/// not looked at ([`content_kind`] checks it).
+fn kind_of(content: &JsonMap) -> Result<Kind, Error> {
+    let filled = |key: &str| match content.get(key) {
+        Some(Value::Object(m)) => !m.is_empty(),
+        None | Some(Value::Null) => false,
+        Some(_) => true,
+    };
+    let mut found = None;
+    for (key, kind) in [
+        ("deviceContent", Kind::Device),
+        ("moduleContent", Kind::Module),
+        ("modulesContent", Kind::Edge),
+    ] {
+        if !filled(key) {
+            continue;
+        }
+        if found.is_some() {
+            return Err(Error::ArgumentInvalid(
+                "content holds more than one of deviceContent, moduleContent and modulesContent"
+                    .into(),
+            ));
+        }
+        found = Some(kind);
+    }
+    found.ok_or_else(|| {
+        Error::ArgumentInvalid(
+            "content needs one of deviceContent, moduleContent or modulesContent".into(),
+        )
+    })
 }
 
 /// The desired paths and values of `deviceContent`/`moduleContent`: keys are
@@ -296,20 +300,23 @@ pub(super) fn get_path<'a>(root: &'a JsonMap, path: &[String]) -> Option<&'a Val
 /// deleted when both are objects).
 pub(super) fn exact_patch(current: Option<&Value>, target: &Value) -> Value {
     match (current, target) {
-        (Some(Value::Object(cur)), Value::Object(tgt)) => {
-            let mut patch = JsonMap::new();
-            for (k, tv) in tgt {
-                if cur.get(k) != Some(tv) {
-                    patch.insert(k.clone(), exact_patch(cur.get(k), tv));
-                }
-            }
-            for k in cur.keys().filter(|k| !tgt.contains_key(*k)) {
-                patch.insert(k.clone(), Value::Null);
-            }
-            Value::Object(patch)
-        }
+        (Some(Value::Object(cur)), Value::Object(tgt)) => Value::Object(exact_map_patch(cur, tgt)),
         _ => target.clone(),
     }
+}
+
+/// [`exact_patch`] between two objects (empty when they are equal).
+pub(super) fn exact_map_patch(cur: &JsonMap, tgt: &JsonMap) -> JsonMap {
+    let mut patch = JsonMap::new();
+    for (k, tv) in tgt {
+        if cur.get(k) != Some(tv) {
+            patch.insert(k.clone(), exact_patch(cur.get(k), tv));
+        }
+    }
+    for k in cur.keys().filter(|k| !tgt.contains_key(*k)) {
+        patch.insert(k.clone(), Value::Null);
+    }
+    patch
 }
 
 /// Which twins a configuration targets.
@@ -373,47 +380,27 @@ impl Target {
 }
 
 /// Live hubs let target conditions use only `deviceId`, `tags` and `properties.reported`
-/// (live-hub.md); module configurations may also use `moduleId` (an emulator allowance: the
-/// documented module targets name their module).
+/// (live-hub.md); module configurations may also use `moduleId` ([`query::is_target_path`], the
+/// rule the manifest loader checks too).
 fn check_target_fields(e: &query::Expr, modules: bool) -> Result<(), Error> {
-    use query::{Expr, Operand};
-    let operand = |o: &Operand| -> Result<(), Error> {
-        let Operand::Path(p) = o else {
-            return Ok(());
-        };
-        let ok = match p.first().map(String::as_str) {
-            Some("deviceId" | "tags") => true,
-            Some("moduleId") => modules,
-            Some("properties") => p.get(1).is_some_and(|s| s == "reported"),
-            _ => false,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::ArgumentInvalid(format!(
-                "targetCondition may use only deviceId, tags and properties.reported, not `{}`",
-                p.join(".")
-            )))
-        }
-    };
-    match e {
-        Expr::Compare { left, right, .. } => operand(left).and(operand(right)),
-        Expr::In { operand: o, .. } | Expr::Check { operand: o, .. } => operand(o),
-        Expr::Text {
-            operand: o,
-            pattern,
-            ..
-        } => operand(o).and(operand(pattern)),
-        Expr::Not(inner) => check_target_fields(inner, modules),
-        Expr::And(all) | Expr::Or(all) => {
-            all.iter().try_for_each(|x| check_target_fields(x, modules))
-        }
+    match e
+        .paths()
+        .into_iter()
+        .find(|p| !query::is_target_path(p, modules))
+    {
+        None => Ok(()),
+        Some(p) => Err(Error::ArgumentInvalid(format!(
+            "targetCondition may use only deviceId, tags and properties.reported, not `{}`",
+            p.join(".")
+        ))),
     }
 }
 
 impl ConfigurationRecord {
+    /// Its kind, by the content key it fills: the content was checked when it was stored, and
+    /// this is asked several times per configuration per pass.
     pub(crate) fn kind(&self) -> Kind {
-        content_kind(&self.content).unwrap_or(Kind::Edge)
+        kind_of(&self.content).unwrap_or(Kind::Edge)
     }
 
     /// The record as `GET /configurations/{id}` answers it.
@@ -508,7 +495,6 @@ fn strip_from(target: &str) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
     pub(crate) id: String,
-    pub(crate) kind: Kind,
     pub(crate) target: Target,
     entries: Vec<(Vec<String>, Value)>,
     priority: i64,
@@ -516,23 +502,23 @@ pub(crate) struct Compiled {
 }
 
 impl Compiled {
+    /// A device or module configuration; an IoT Edge deployment is a [`deployment::Deployment`].
     pub(crate) fn new(rec: &ConfigurationRecord) -> Result<Compiled, Error> {
-        let kind = content_kind(&rec.content)?;
-        let entries = match kind {
-            Kind::Device => entries(&rec.content, "deviceContent")?,
-            Kind::Module => entries(&rec.content, "moduleContent")?,
-            Kind::Edge => Vec::new(),
-        };
-        let target = match kind {
-            // Edge deployments target edge devices by a device condition.
-            Kind::Edge => Target::parse(&rec.target_condition, Kind::Device)?,
-            k => Target::parse(&rec.target_condition, k)?,
+        let kind = rec.kind();
+        let key = match kind {
+            Kind::Device => "deviceContent",
+            Kind::Module => "moduleContent",
+            Kind::Edge => {
+                return Err(Error::InvalidConfigurationContent(format!(
+                    "{} is an IoT Edge deployment, not a device or module configuration",
+                    rec.id
+                )));
+            }
         };
         Ok(Compiled {
             id: rec.id.clone(),
-            kind,
-            target,
-            entries,
+            target: Target::parse(&rec.target_condition, kind)?,
+            entries: entries(&rec.content, key)?,
             priority: rec.priority,
             seq: rec.seq,
         })
@@ -551,7 +537,7 @@ pub(crate) struct Outcome {
     pub(crate) statuses: JsonMap,
     /// A merge patch of desired; empty when nothing differs.
     pub(crate) patch: JsonMap,
-    /// Configurations (IDs) that target the twin, including edge deployments.
+    /// Configurations (IDs) that target the twin.
     pub(crate) targeted: Vec<String>,
 }
 
@@ -586,9 +572,6 @@ pub(crate) fn reconcile(
             continue;
         }
         out.targeted.push(c.id.clone());
-        if c.kind == Kind::Edge {
-            continue;
-        }
         let conflict = c
             .entries
             .iter()
@@ -683,6 +666,29 @@ mod tests {
             k(json!({"deviceContent": {"properties.desired.a": 1}, "moduleContent": {"properties.desired.a": 1}}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_record_is_of_the_kind_its_content_fills_and_only_configurations_compile() {
+        for (content, kind) in [
+            (
+                json!({"deviceContent": {"properties.desired.a": 1}}),
+                Kind::Device,
+            ),
+            (
+                json!({"moduleContent": {"properties.desired.a": 1}, "deviceContent": {}}),
+                Kind::Module,
+            ),
+            (
+                json!({"modulesContent": {"$edgeAgent": {"properties.desired": {}}}}),
+                Kind::Edge,
+            ),
+        ] {
+            let r = record("c", content.clone(), "*", 0, 1);
+            assert_eq!(r.kind(), kind, "{content}");
+            assert_eq!(content_kind(&r.content), Ok(kind), "{content}");
+            assert_eq!(Compiled::new(&r).is_ok(), kind != Kind::Edge, "{content}");
+        }
     }
 
     #[test]

@@ -15,11 +15,14 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::deployment::{self, Deployment, DeviceOutcome, EDGE_AGENT};
-use super::{APPLIED, Compiled, ConfigurationRecord, Kind, Outcome, by_precedence, reconcile};
+use super::{
+    APPLIED, Compiled, ConfigurationRecord, Kind, Outcome, by_precedence, exact_map_patch,
+    reconcile,
+};
 use crate::clock::now;
 use crate::error::Error;
 use crate::query::{Collection, Query};
-use crate::store::{ModuleSpec, PassResult, Store, Target, Tx};
+use crate::store::{PassResult, Store, Target, Tx};
 use crate::twin::{Desired, ServiceWrite, TwinState};
 use twinops_iothub::wire::JsonMap;
 
@@ -187,18 +190,14 @@ fn create_modules(store: &Store, rules: &Rules) -> Result<(), Error> {
     Ok(())
 }
 
-/// Creates a module identity for deployment content, unless it exists; a module the hub cannot
-/// create (the device's 50 are taken) is logged and its content not written.
-pub(crate) fn create_module(tx: &mut Tx<'_>, device: &str, module: &str) {
-    let exists = tx.module(device, module).ok().flatten().is_some();
-    if exists || tx.device(device).ok().flatten().is_none() {
+/// Creates a module identity for deployment content, unless it or its device (deleted since the
+/// survey) is missing; a module the hub cannot create (the device's 50 are taken) is logged and
+/// its content not written.
+fn create_module(tx: &mut Tx<'_>, device: &str, module: &str) {
+    if tx.device(device).ok().flatten().is_none() {
         return;
     }
-    let spec = ModuleSpec {
-        managed_by: Some("iotEdge".into()),
-        authentication: None,
-    };
-    if let Err(e) = tx.create_module(device, module, &spec) {
+    if let Err(e) = tx.create_deployment_module(device, module) {
         tracing::warn!(device, module, error = %e, "module for deployment content not created");
     }
 }
@@ -221,7 +220,6 @@ impl Decision {
 
 /// The rules for one twin. For an edge device it also records what the deployments decide.
 fn decide(rec_twin: &Value, twin: &TwinState, target: &Target, rules: &Rules) -> Decision {
-    let modules = matches!(target, Target::Module(..));
     let Target::Module(device, module) = target else {
         return Decision {
             outcome: reconcile(rec_twin, &twin.desired, false, &rules.compiled),
@@ -232,35 +230,39 @@ fn decide(rec_twin: &Value, twin: &TwinState, target: &Target, rules: &Rules) ->
         .outcomes
         .get(device)
         .map(|o| o.module(&rules.deployments, module));
-    let (patch, paths) = match view.as_ref().and_then(|v| v.claims.as_ref()) {
-        Some(claims) => {
-            let (p, owned) =
-                deployment::module_patch(&twin.desired, &twin.deployment_paths, claims);
-            (p, Some(owned))
-        }
-        None => (JsonMap::new(), None),
-    };
-    let mut desired = twin.desired.clone();
-    merge(&mut desired, &patch);
-    let mut outcome = reconcile(rec_twin, &desired, modules, &rules.compiled);
-    let mut combined = patch;
-    merge(&mut combined, &outcome.patch);
-    outcome.patch = combined;
+    // What the deployments make of desired, built only where they apply to the device; module
+    // configurations then decide over that.
+    let claims = view.as_ref().and_then(|v| v.claims.as_ref());
+    let deployed = claims.map(|c| deployment::compose(&twin.desired, &twin.deployment_paths, c));
+    let deployment_paths = claims.map(deployment::claimed_paths);
+    let mut outcome = reconcile(
+        rec_twin,
+        deployed.as_ref().unwrap_or(&twin.desired),
+        true,
+        &rules.compiled,
+    );
+    if let Some(mut desired) = deployed {
+        // One patch from the twin's desired to the deployments' with the configurations' on top:
+        // merging the two patches instead would lose the configurations' deletions (nulls).
+        merge(&mut desired, std::mem::take(&mut outcome.patch));
+        outcome.patch = exact_map_patch(&twin.desired, &desired);
+    }
     if let Some(v) = view {
         outcome.statuses.extend(v.statuses);
     }
     Decision {
         outcome,
-        deployment_paths: paths,
+        deployment_paths,
     }
 }
 
-fn merge(into: &mut JsonMap, patch: &JsonMap) {
+/// Applies merge patch `patch` to `into`.
+fn merge(into: &mut JsonMap, patch: JsonMap) {
     if patch.is_empty() {
         return;
     }
     let mut doc = Value::Object(std::mem::take(into));
-    json_patch::merge(&mut doc, &Value::Object(patch.clone()));
+    json_patch::merge(&mut doc, &Value::Object(patch));
     if let Value::Object(m) = doc {
         *into = m;
     }
@@ -391,4 +393,89 @@ fn apply_decision(twin: &mut TwinState, decision: Decision, now: &str) {
         twin.deployment_paths = p;
     }
     twin.configurations = outcome.statuses;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(id: &str, content: Value, target: &str, seq: u64) -> ConfigurationRecord {
+        ConfigurationRecord {
+            id: id.into(),
+            schema_version: None,
+            labels: None,
+            content: content.as_object().cloned().unwrap(),
+            content_type: None,
+            target_condition: target.into(),
+            priority: 0,
+            created_time_utc: String::new(),
+            last_updated_time_utc: String::new(),
+            etag: String::new(),
+            metric_queries: JsonMap::new(),
+            metric_results: JsonMap::new(),
+            targeted_count: 0,
+            applied_count: 0,
+            reported_successful_count: 0,
+            reported_failed_count: 0,
+            seq,
+        }
+    }
+
+    /// A module twin that a deployment and a module configuration both write gets one patch: the
+    /// deployment's paths, and the configuration's value written exactly (its deletions too).
+    #[test]
+    fn a_module_twin_gets_deployment_and_configuration_content_in_one_exact_patch() {
+        let records = [
+            record(
+                "dep",
+                json!({"modulesContent": {
+                    "$edgeAgent": {"properties.desired.modules.m": {"type": "docker"}},
+                    "m": {"properties.desired.dep": 1}}}),
+                "*",
+                1,
+            ),
+            record(
+                "mods",
+                json!({"moduleContent": {"properties.desired.settings": {"rate": 99}}}),
+                "FROM devices.modules WHERE moduleId = 'm'",
+                2,
+            ),
+        ];
+        let mut rules = Rules {
+            compiled: compile(&records),
+            deployments: deployments(&records),
+            outcomes: HashMap::new(),
+        };
+        let device = json!({"deviceId": "d", "capabilities": {"iotEdge": true}});
+        let outcome = deployment::evaluate(&device, &rules.deployments);
+        rules.outcomes.insert("d".into(), outcome);
+        let mut twin = TwinState::new("2024-01-01T00:00:00Z");
+        twin.desired = json!({"settings": {"rate": 1, "old": true}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let doc = json!({"deviceId": "d", "moduleId": "m"});
+        let target = Target::Module("d".into(), "m".into());
+        let decision = decide(&doc, &twin, &target, &rules);
+        assert_eq!(
+            Value::Object(decision.outcome.patch.clone()),
+            json!({"dep": 1, "settings": {"rate": 99, "old": null}})
+        );
+        assert_eq!(
+            decision.deployment_paths,
+            Some(vec![vec!["dep".to_string()]])
+        );
+        assert_eq!(
+            Value::Object(decision.outcome.statuses.clone()),
+            json!({"mods": {"status": "Applied"}, "dep": {"status": "Applied"}})
+        );
+        // Once written, the twin is as the rules want it: nothing more to write.
+        apply_decision(&mut twin, decision, "2024-01-01T00:00:01Z");
+        assert_eq!(
+            Value::Object(twin.desired.clone()),
+            json!({"dep": 1, "settings": {"rate": 99}})
+        );
+        assert!(!decide(&doc, &twin, &target, &rules).changes(&twin));
+    }
 }

@@ -27,7 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State, rejection::PathRejection};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock;
 use crate::error::Error;
-use crate::server::Shared;
+use crate::server::{Path, Shared, json, parse_object, read_body};
 use crate::store::Store;
 
 mod blob;
@@ -375,16 +375,6 @@ async fn scheduled_jobs() -> Error {
     Error::RouteNotFound("scheduled jobs (/jobs/v2) are not served by the emulator".into())
 }
 
-fn json(status: StatusCode, v: &Value) -> Response {
-    (status, axum::Json(v)).into_response()
-}
-
-fn job_path(p: Result<Path<String>, PathRejection>) -> Result<String, Error> {
-    p.map(|Path(id)| id).map_err(|_| {
-        Error::ArgumentInvalid("a path segment is not valid percent-encoded UTF-8".into())
-    })
-}
-
 /// Saves job `id` as it is now, on a blocking thread (commits wait for fsync). Saves are
 /// serialised and each reads the record when it runs, so the state ends with the newest record
 /// whatever order concurrent saves were asked in. A failure is logged: the job itself goes on, and
@@ -411,22 +401,8 @@ async fn persist(hub: &Shared, id: &str) {
 }
 
 async fn create(State(hub): State<Shared>, body: Body) -> Result<Response, Error> {
-    let bytes = axum::body::to_bytes(body, MAX_CREATE_BODY)
-        .await
-        .map_err(|_| Error::MessageTooLarge(format!("a job is at most {MAX_CREATE_BODY} bytes")))?;
-    if bytes.trim_ascii_start().first() != Some(&b'{') {
-        return Err(Error::Deserialization(
-            "request body must be a JSON object".into(),
-        ));
-    }
-    // serde's message may quote a value, and the container URI holds a SAS: say only where.
-    let request: CreateRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Deserialization(format!(
-            "request body is not a valid job at line {} column {}",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    // The container URI holds a SAS: `parse_object` blanks the strings serde's message quotes.
+    let request: CreateRequest = parse_object(&read_body(body, MAX_CREATE_BODY).await?)?;
     let spec = request.check()?;
     let (id, cancelled) = hub.jobs.reserve()?;
     let mut reservation = Reservation {
@@ -447,11 +423,7 @@ async fn create(State(hub): State<Shared>, body: Body) -> Result<Response, Error
     Ok(json(StatusCode::OK, &record.to_wire()))
 }
 
-async fn get_job(
-    State(hub): State<Shared>,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
-    let id = job_path(id)?;
+async fn get_job(State(hub): State<Shared>, Path(id): Path<String>) -> Result<Response, Error> {
     let r = hub
         .jobs
         .get(&id)
@@ -464,11 +436,7 @@ async fn list(State(hub): State<Shared>) -> Response {
     json(StatusCode::OK, &Value::Array(all))
 }
 
-async fn cancel(
-    State(hub): State<Shared>,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
-    let id = job_path(id)?;
+async fn cancel(State(hub): State<Shared>, Path(id): Path<String>) -> Result<Response, Error> {
     if hub.jobs.cancel(&id)? {
         persist(&hub, &id).await;
     }
@@ -481,10 +449,7 @@ struct Hold {
 }
 
 async fn hold(State(hub): State<Shared>, body: Body) -> Result<Response, Error> {
-    let bytes = axum::body::to_bytes(body, 1024)
-        .await
-        .map_err(|_| Error::MessageTooLarge("a hold is a tiny JSON object".into()))?;
-    let Hold { hold } = serde_json::from_slice(&bytes)
+    let Hold { hold } = parse_object(&read_body(body, 1024).await?)
         .map_err(|_| Error::Deserialization("the body is {\"hold\": true|false}".into()))?;
     hub.jobs.hold.send_replace(hold);
     Ok(json(StatusCode::OK, &json!({ "hold": hold })))

@@ -11,8 +11,6 @@ use serde_json::{Value, json};
 
 use twinops_iothub::wire::JsonMap;
 
-pub(crate) const EDGE_AGENT: &str = "$edgeAgent";
-
 /// The `description` of a deployment the simulated agent refuses (`--simulate-reject`).
 pub(crate) const REJECTED: &str = "deployment rejected by simulated edge agent";
 /// IoT Edge's description of code 417.

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::{Store, Target};
 use crate::configuration::deployment;
 use crate::error::Error;
-use crate::identity::generate_key;
+use crate::identity::{Auth, generate_key};
 use crate::twin::{Desired, ServiceWrite};
+use twinops_iothub::error_code::ErrorCode;
 use twinops_iothub::wire::{AuthenticationType, JsonMap};
 
 /// At most this many identities per regeneration call (the Azure CLI sends batches of 100).
@@ -54,7 +55,7 @@ pub(crate) struct RegenerateError {
     pub(crate) id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) module_id: Option<String>,
-    pub(crate) error_code: String,
+    pub(crate) error_code: ErrorCode,
     pub(crate) error_status: String,
 }
 
@@ -79,16 +80,7 @@ impl Store {
                 )));
             }
             for (module, entries) in modules.iter().filter(|(_, e)| !e.is_empty()) {
-                if tx.module(device, module)?.is_none() {
-                    tx.create_module(
-                        device,
-                        module,
-                        &super::ModuleSpec {
-                            managed_by: Some("iotEdge".into()),
-                            authentication: None,
-                        },
-                    )?;
-                }
+                tx.create_deployment_module(device, module)?;
                 let now = tx.now.clone();
                 tx.update_twin(&Target::Module(device.into(), module.clone()), |t| {
                     let (patch, _) = deployment::module_patch(&t.desired, &[], entries);
@@ -137,63 +129,64 @@ impl Store {
                 rotated_keys: Vec::new(),
                 errors: Vec::new(),
             };
-            for row in &req.devices {
-                let refused = |code: &str, status: String| RegenerateError {
-                    id: row.id.clone(),
-                    module_id: row.module_id.clone(),
-                    error_code: code.into(),
-                    error_status: status,
-                };
-                let mut auth = match &row.module_id {
-                    None => tx.device(&row.id)?.map(|d| d.auth),
-                    Some(m) => tx.module(&row.id, m)?.map(|m| m.auth),
-                };
-                let Some(a) = auth.as_mut() else {
-                    let (code, what) = match &row.module_id {
-                        None => ("DeviceNotFound", row.id.clone()),
-                        Some(m) => ("ModuleNotFound", format!("{}/{m}", row.id)),
-                    };
-                    out.errors
-                        .push(refused(code, format!("{what} does not exist")));
-                    continue;
-                };
-                if a.kind != AuthenticationType::Sas {
-                    out.errors.push(refused(
-                        "ArgumentInvalid",
-                        "only identities with SAS authentication have keys to regenerate".into(),
-                    ));
-                    continue;
-                }
+            let regenerate = |auth: &mut Auth| {
                 if primary {
-                    a.primary_key = Some(generate_key());
+                    auth.primary_key = Some(generate_key());
                 }
                 if secondary {
-                    a.secondary_key = Some(generate_key());
+                    auth.secondary_key = Some(generate_key());
                 }
-                let new = auth.unwrap_or_else(crate::identity::Auth::none);
-                let etag = tx.next_etag()?;
-                match &row.module_id {
-                    None => {
-                        if let Some(mut d) = tx.device(&row.id)? {
-                            d.auth = new.clone();
-                            d.etag = etag;
-                            tx.save_device(&d)?;
-                        }
-                    }
-                    Some(m) => {
-                        if let Some(mut r) = tx.module(&row.id, m)? {
-                            r.auth = new.clone();
-                            r.etag = etag;
-                            tx.save_module(&r)?;
-                        }
-                    }
-                }
-                out.rotated_keys.push(RotatedKeys {
+            };
+            for row in &req.devices {
+                let refused = |code: ErrorCode, status: String| RegenerateError {
                     id: row.id.clone(),
                     module_id: row.module_id.clone(),
-                    primary_key: new.primary_key.unwrap_or_default(),
-                    secondary_key: new.secondary_key.unwrap_or_default(),
-                });
+                    error_code: code,
+                    error_status: status,
+                };
+                let not_sas = || {
+                    refused(
+                        ErrorCode::ArgumentInvalid,
+                        "only identities with SAS authentication have keys to regenerate".into(),
+                    )
+                };
+                let rotated = match &row.module_id {
+                    None => match tx.device(&row.id)? {
+                        None => Err(refused(
+                            ErrorCode::DeviceNotFound,
+                            format!("{} does not exist", row.id),
+                        )),
+                        Some(d) if d.auth.kind != AuthenticationType::Sas => Err(not_sas()),
+                        Some(mut d) => {
+                            regenerate(&mut d.auth);
+                            d.etag = tx.next_etag()?;
+                            tx.save_device(&d)?;
+                            Ok(d.auth)
+                        }
+                    },
+                    Some(m) => match tx.module(&row.id, m)? {
+                        None => Err(refused(
+                            ErrorCode::ModuleNotFound,
+                            format!("{}/{m} does not exist", row.id),
+                        )),
+                        Some(r) if r.auth.kind != AuthenticationType::Sas => Err(not_sas()),
+                        Some(mut r) => {
+                            regenerate(&mut r.auth);
+                            r.etag = tx.next_etag()?;
+                            tx.save_module(&r)?;
+                            Ok(r.auth)
+                        }
+                    },
+                };
+                match rotated {
+                    Ok(auth) => out.rotated_keys.push(RotatedKeys {
+                        id: row.id.clone(),
+                        module_id: row.module_id.clone(),
+                        primary_key: auth.primary_key.unwrap_or_default(),
+                        secondary_key: auth.secondary_key.unwrap_or_default(),
+                    }),
+                    Err(e) => out.errors.push(e),
+                }
             }
             Ok(out)
         })

@@ -129,6 +129,23 @@ impl Tx<'_> {
         Ok(rec)
     }
 
+    /// Creates module `module` of `device` for deployment content unless it exists, as IoT Hub
+    /// does when it applies one (`managedBy: iotEdge`; it never deletes them).
+    pub(crate) fn create_deployment_module(
+        &mut self,
+        device: &str,
+        module: &str,
+    ) -> Result<(), Error> {
+        if self.module(device, module)?.is_none() {
+            let spec = ModuleSpec {
+                managed_by: Some("iotEdge".into()),
+                authentication: None,
+            };
+            self.create_module(device, module, &spec)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn update_module(
         &mut self,
         cur: ModuleRecord,

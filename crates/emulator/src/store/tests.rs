@@ -311,3 +311,46 @@ fn state_survives_reopening_the_file() {
     assert!(s.device("d").is_ok());
     assert_eq!(s.meta_or_init("hub_id", || "y".into()).unwrap(), "x");
 }
+
+#[test]
+fn regenerating_keys_rotates_sas_identities_and_reports_the_others_with_iot_hubs_codes() {
+    use super::actions::RegenerateRow;
+    let s = store();
+    let before = s.put_device("d1", &device("d1"), &IfMatch::Absent).unwrap();
+    let mut gw = device("gw");
+    gw.capabilities = Some(wire::Capabilities { iot_edge: true });
+    s.put_device("gw", &gw, &IfMatch::Absent).unwrap();
+    let row = |id: &str, module: Option<&str>| RegenerateRow {
+        id: id.into(),
+        module_id: module.map(str::to_string),
+    };
+    let req = RegenerateRequest {
+        policy_key: "primaryKey".into(),
+        devices: vec![
+            row("d1", None),
+            row("ghost", None),
+            row("d1", Some("nope")),
+            row("gw", Some("$edgeAgent")),
+        ],
+    };
+    let r = s.regenerate_keys(&req).unwrap();
+    let after = s.device("d1").unwrap();
+    assert_eq!(r.rotated_keys.len(), 1);
+    assert_eq!(
+        after.auth.primary_key,
+        Some(r.rotated_keys[0].primary_key.clone())
+    );
+    assert_ne!(after.auth.primary_key, before.auth.primary_key);
+    assert_eq!(after.auth.secondary_key, before.auth.secondary_key);
+    assert_ne!(after.etag, before.etag, "a key change is an identity write");
+    assert_eq!(
+        serde_json::to_value(&r.errors).unwrap(),
+        json!([
+            {"id": "ghost", "errorCode": "DeviceNotFound", "errorStatus": "ghost does not exist"},
+            {"id": "d1", "moduleId": "nope", "errorCode": "ModuleNotFound",
+             "errorStatus": "d1/nope does not exist"},
+            {"id": "gw", "moduleId": "$edgeAgent", "errorCode": "ArgumentInvalid",
+             "errorStatus": "only identities with SAS authentication have keys to regenerate"},
+        ])
+    );
+}

@@ -439,6 +439,45 @@ async fn what_the_emulator_does_not_serve_says_so() {
     }
 }
 
+/// As every other body over its limit: the emulator reads (and drops) the rest of the body, so a
+/// client still sending gets the 413 rather than a connection reset. A hub that stops reading at
+/// the limit resets most such requests, not all: three of them.
+#[tokio::test]
+async fn an_oversized_job_is_413_message_too_large() {
+    let hub = Emulator::start();
+    let body = json!({"type": "export", "outputBlobContainerUri": "x".repeat(15 * 1024 * 1024)});
+    for _ in 0..3 {
+        let r = create_job(&hub, body.clone()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (413, Some("MessageTooLarge")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(hub.get("/jobs").await.body, json!([]), "no job was started");
+}
+
+/// A body that does not decode is refused without quoting it: a value may hold the SAS.
+#[tokio::test]
+async fn a_job_that_does_not_decode_is_refused_without_echoing_a_sas() {
+    let hub = Emulator::start();
+    let sas = "http://127.0.0.1:9/devstoreaccount1/exports?sig=secret";
+    for body in [
+        json!({"type": "export", "outputBlobContainerUri": sas, "excludeKeysInExport": sas}),
+        json!({"type": "export", "outputBlobContainerUri": [sas]}),
+        json!([sas]),
+    ] {
+        let r = create_job(&hub, body.clone()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, Some("DeserializationError")),
+            "{body}: {r:?}"
+        );
+        let said = r.body.to_string();
+        assert!(!said.contains("sig="), "{body}: the SAS is echoed: {said}");
+    }
+}
+
 #[tokio::test]
 async fn a_large_fleet_is_written_in_blocks_as_it_is_read() {
     let (hub, storage) = (Emulator::start(), storage().await);
