@@ -131,11 +131,7 @@ impl Executor<'_> {
             }
             Change::UpdateTwin(u) | Change::Release(u) => twin::update(self, c, u).await.0,
             Change::DeleteDevice(d) => {
-                let r = self.hub.delete_device(d).await.map_err(|error| StepError {
-                    doing: Doing::Writing,
-                    error,
-                });
-                identity::deleted(self, c, r).await
+                identity::deleted(self, c, self.hub.delete_device(d).await).await
             }
             Change::DeleteModule(d) => {
                 identity::deleted(self, c, self.hub.delete_module(d).await).await

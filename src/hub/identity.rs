@@ -197,8 +197,8 @@ impl Hub {
             .map_err(at(Doing::Disabling))
     }
 
-    pub async fn delete_device(&self, d: &DeleteDevice) -> Result<Deleted, Error> {
-        deleted(self.rest.delete_device(&d.id, &d.if_match).await)
+    pub async fn delete_device(&self, d: &DeleteDevice) -> Result<Deleted, StepError> {
+        deleted(self.rest.delete_device(&d.id, &d.if_match).await).map_err(at(Doing::Writing))
     }
 
     /// Deletes a module identity. The plan holds its twin's etag, which is checked first (the
