@@ -346,13 +346,17 @@ impl<'a> Differ<'a> {
         }
     }
 
-    /// Keeps what releasing a twin this owner manages would write, for `--prune`.
+    /// Keeps what releasing a twin this owner manages would write, for `--prune`: only
+    /// [`Differ::prune`] reads it, so a plan without `--prune` does not compute it.
     fn keep_release(
         &mut self,
         address: TwinAddress,
         seen: &ObservedTwin,
         stays: &dyn Fn(IdentityField) -> Option<Value>,
     ) {
+        if !self.options.prune {
+            return;
+        }
         if let Some(t) = twin::release(&self.fleet.owner, seen, self.options.digest_key) {
             let spec = TwinSpec::default();
             let change = match twin_change(address.clone(), seen, t, &spec, Vec::new(), stays) {
@@ -541,18 +545,18 @@ impl<'a> Differ<'a> {
             match &address.module {
                 Some(mid) => {
                     if let Some(m) = sd.modules.get(mid) {
-                        out.push(self.release_or_delete(&address, m));
+                        out.push(Self::release_or_delete(&mut self.releases, &address, m));
                     }
                 }
                 None if self.seen.shared(&address.device) => {
-                    out.push(self.releases.get(&address).cloned());
+                    out.push(self.releases.remove(&address));
                     let owned = sd
                         .modules
                         .iter()
                         .filter(|(mid, m)| m.owned && !mid.is_system());
                     for (mid, m) in owned {
                         let module = TwinAddress::module(address.device.clone(), mid.clone());
-                        out.push(self.release_or_delete(&module, m));
+                        out.push(Self::release_or_delete(&mut self.releases, &module, m));
                     }
                 }
                 None => out.push(Some(Change::DeleteDevice(DeleteDevice {
@@ -569,9 +573,13 @@ impl<'a> Differ<'a> {
 
     /// A module this owner manages that no manifest declares: released when another owner shares
     /// it, else deleted.
-    fn release_or_delete(&self, address: &TwinAddress, m: &SeenModule) -> Option<Change> {
+    fn release_or_delete(
+        releases: &mut BTreeMap<TwinAddress, Change>,
+        address: &TwinAddress,
+        m: &SeenModule,
+    ) -> Option<Change> {
         if m.shared {
-            return self.releases.get(address).cloned();
+            return releases.remove(address);
         }
         let module = address.module.clone()?;
         Some(Change::DeleteModule(DeleteModule {
