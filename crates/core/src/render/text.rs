@@ -353,18 +353,21 @@ pub fn no_longer_declared_hint(plan: &Plan) -> Option<String> {
 }
 
 /// Changes in plan order, identical ones together (in the order their first member appears).
+/// Identical means everything a group prints of its first member: kind, module ID, diff, the
+/// ` (adopt)` mark and the ownership lines (disruption, adopted, forced and released fields).
 pub fn groups(changes: &[Change]) -> Vec<Vec<&Change>> {
     // A map from each group's key to its place: one lookup per change, so a plan of 100,000
     // distinct changes groups in linear time.
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    type Key = (Kind, Option<String>, String, bool, Vec<String>);
+    let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
     let mut out: Vec<Vec<&Change>> = Vec::new();
     for c in changes {
-        let address = c.address();
-        let key = format!(
-            "{:?}|{}|{}",
+        let key = (
             c.kind(),
-            address.module_id().unwrap_or(""),
-            serde_json::to_string(&c.shown_diff()).unwrap_or_default()
+            c.address().module_id().map(str::to_string),
+            serde_json::to_string(&c.shown_diff()).unwrap_or_default(),
+            c.adopts(),
+            ownership_lines(c),
         );
         match index.get(&key) {
             Some(&i) => out[i].push(c),
