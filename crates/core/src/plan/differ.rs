@@ -592,24 +592,33 @@ impl<'a> Differ<'a> {
     /// An edge device that stops being one disrupts the children it has: those read, and those the
     /// manifests place under it.
     fn mark_demotions(&mut self) {
+        let demotes = |c: &Change| {
+            matches!(c, Change::UpdateDevice(u)
+                if u.set.edge == Some(false) && u.disruptive.is_none())
+        };
+        if !self.plan.changes.iter().any(demotes) {
+            return;
+        }
+        // Counted once, not per demotion: a plan can demote many devices of a large fleet.
+        let read = self.seen.parent_scopes();
+        let declared: BTreeSet<&DeviceId> = self
+            .fleet
+            .devices
+            .iter()
+            .filter_map(|d| d.parent.as_ref())
+            .collect();
         for c in &mut self.plan.changes {
-            let Change::UpdateDevice(u) = c else { continue };
-            if u.set.edge != Some(false) || u.disruptive.is_some() {
+            if !demotes(c) {
                 continue;
             }
-            let read = self
+            let Change::UpdateDevice(u) = c else { continue };
+            let has_read = self
                 .seen
                 .devices
                 .get(&u.id)
                 .and_then(|d| d.scope.as_deref())
-                .map_or(0, |scope| self.seen.children(scope));
-            let declared = self
-                .fleet
-                .devices
-                .iter()
-                .filter(|d| d.parent.as_ref() == Some(&u.id))
-                .count();
-            if read + declared > 0 {
+                .is_some_and(|scope| read.contains(scope));
+            if has_read || declared.contains(&u.id) {
                 u.disruptive = Some(Disruption::ChildrenLoseParent);
             }
         }
