@@ -415,6 +415,17 @@ mod tests {
         );
     }
 
+    #[test]
+    fn object_ids_are_pinned() {
+        // Keys out of order at every level and text JSON must escape: the ID is a digest of
+        // canonical JSON, and a change of that text would replace every object on the hub.
+        let c = config(json!({"z": [1, 2.5, {"b": null, "a": "x"}], "k\"é\n": -3,
+            "a": {"y": true, "x": "q\u{1}"}}));
+        assert_eq!(c.id(), "thermostat-telemetry-ee99bd8e");
+        assert_eq!(deployment(false).id(), "berlin-base-90944815");
+        assert_eq!(deployment(true).id(), "berlin-base-e7c26aaf");
+    }
+
     fn module(image: &str) -> EdgeModule {
         EdgeModule {
             image: image.into(),
