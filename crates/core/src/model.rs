@@ -19,6 +19,7 @@ pub use names::{
     Address, ConfigurationId, DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner,
     TwinAddress, address,
 };
+pub(crate) use objects::canonical_json;
 pub use objects::{
     ConfigurationContent, ConfigurationSpec, DeploymentSpec, EDGE_SCHEMA_VERSION, EdgeModule,
     EdgeRuntime, MAX_DEPLOYMENT_MODULES, MAX_HUB_OBJECTS, MAX_OBJECT_METRICS,

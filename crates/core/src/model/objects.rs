@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{JsonMap, Location};
+use super::{Digest, JsonMap, Location};
 
 /// Longest declared name: the hub ID adds `-` and 8 hex digits, within IoT Hub's 128.
 pub const MAX_OBJECT_NAME_CHARS: usize = 100;
@@ -152,29 +152,49 @@ pub struct DeploymentSpec {
 /// The schema version of `$edgeAgent` and `$edgeHub` desired properties that deployments write.
 pub const EDGE_SCHEMA_VERSION: &str = "1.1";
 
-/// JSON with object keys sorted at every level (serde_json keeps insertion order here).
-fn canonical(v: &Value) -> Value {
+/// JSON text with object keys sorted at every level and no whitespace, written without cloning the
+/// value: what object IDs and rollout IDs digest, so that key order never changes them.
+pub(crate) fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), canonical(&m[k])))
-                    .collect(),
-            )
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&m[k], out);
+            }
+            out.push('}');
         }
-        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
-        other => other.clone(),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
 /// The hub ID of an object: `NAME-` and the first 8 hex digits of the SHA-256 of its content as
 /// canonical JSON.
 pub fn object_id(name: &str, content: &Value) -> String {
-    let digest = Sha256::digest(canonical(content).to_string().as_bytes());
-    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{name}-{hex}")
+    let digest = Digest::from_sha256(Sha256::digest(canonical_json(content).as_bytes()).into());
+    format!("{name}-{}", &digest.as_str()[..8])
 }
 
 /// `properties.desired.KEY` entries, one per top-level desired key.
@@ -233,7 +253,7 @@ fn edge_module(m: &EdgeModule) -> Value {
     let create_options = m
         .create_options
         .as_ref()
-        .map_or_else(|| "{}".to_string(), |o| canonical(o).to_string());
+        .map_or_else(|| "{}".to_string(), canonical_json);
     let mut out = json!({
         "version": "1.0",
         "type": "docker",
