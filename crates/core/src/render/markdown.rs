@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use super::inline;
 use crate::plan::rollout::SHOWN_PER_WAVE;
-use crate::plan::{Action, Change, Plan, Rollout, Wave};
+use crate::plan::{Change, Plan, Rollout, Wave};
 
 /// GitHub's limit for one comment.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -83,7 +83,7 @@ fn rollout(head: &mut String, r: &Rollout) {
     let _ = writeln!(
         head,
         "**Rollout** `{}` in {} wave(s) of {} twin(s): {}.\n",
-        super::text::short_id(r),
+        super::text::short_id(r.id.as_str()),
         r.waves.len(),
         r.twin_count(),
         escape(&super::text::settings(r))
@@ -177,12 +177,7 @@ fn blocks_by_device(plan: &Plan, expand: bool) -> BTreeMap<String, Vec<Block>> {
 /// One change, or a group of identical ones, as a diff block, and the key it is listed under.
 fn change_block(g: &[&Change]) -> (String, String) {
     let c = g[0];
-    let sign = match c.action() {
-        Action::Create => "+",
-        Action::Update => "~",
-        Action::Release => "=",
-        Action::Delete => "-",
-    };
+    let sign = super::text::sign(c.action());
     let adopt = super::text::adopt_mark(c);
     let (key, mut block) = if g.len() == 1 {
         (

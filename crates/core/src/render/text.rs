@@ -36,7 +36,7 @@ pub fn kind_words(k: Kind) -> &'static str {
     }
 }
 
-fn sign(a: Action) -> char {
+pub(crate) fn sign(a: Action) -> char {
     match a {
         Action::Create => '+',
         Action::Update => '~',
@@ -552,7 +552,7 @@ fn rollout(out: &mut impl Write, r: &Rollout) -> io::Result<()> {
     writeln!(
         out,
         "Rollout {} in {} wave(s) of {} twin(s): {}.",
-        short_id(r),
+        short_id(r.id.as_str()),
         r.waves.len(),
         r.twin_count(),
         settings(r)
@@ -586,8 +586,8 @@ pub fn continuation(r: &Rollout) -> Option<String> {
 }
 
 /// The first 12 hex digits of a rollout ID, as people quote it.
-pub fn short_id(r: &Rollout) -> &str {
-    r.id.get(..12).unwrap_or(&r.id)
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 /// `bake 2m, timeout 10m, halt on more than 0% rejected or 0% pending at timeout, on halt stop`.
@@ -666,8 +666,7 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
 /// Renders an apply report; unless `all` (`--quiet`), only the items that need attention (not
 /// applied, adopted or unchanged) get a line of their own before the totals.
 pub fn report_with(out: &mut impl Write, r: &Report, all: bool) -> io::Result<()> {
-    let routine = |s: Status| matches!(s, Status::Applied | Status::Adopted | Status::Unchanged);
-    for o in r.outcomes.iter().filter(|o| all || !routine(o.status)) {
+    for o in r.outcomes.iter().filter(|o| all || !o.took_effect()) {
         // An object's kind words name it already (`create deployment`): its ID follows alone.
         let address = match &o.address {
             crate::model::Address::Twin(t) => t.to_string(),
@@ -729,7 +728,7 @@ pub fn report_with(out: &mut impl Write, r: &Report, all: bool) -> io::Result<()
 
 /// The per-wave table of a delivered rollout, then the twins that stopped it.
 pub fn rollout_report(out: &mut impl Write, r: &crate::report::RolloutReport) -> io::Result<()> {
-    writeln!(out, "Rollout {}:", r.id.get(..12).unwrap_or(&r.id))?;
+    writeln!(out, "Rollout {}:", short_id(&r.id))?;
     writeln!(
         out,
         "  {:>4}  {:>6}  {:>12}  {:>8}  {:>7}  state",
@@ -785,11 +784,12 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
             i.detail
         )?;
     }
-    let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
-    let optional = |k: &str, words: &str| {
+    use crate::plan::drift::Class;
+    let n = |k: Class| r.counts.get(k.key()).copied().unwrap_or(0);
+    let optional = |k: Class| {
         let c = n(k);
         if c > 0 {
-            format!("{c} {words}, ")
+            format!("{c} {}, ", k.words())
         } else {
             String::new()
         }
@@ -798,12 +798,12 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
         out,
         "Drift: {}; {} changed in hub, {}{}{}{} not yet acknowledged, {} also written by a configuration.",
         if r.in_sync { "in sync" } else { "DRIFT" },
-        n("changed_in_hub"),
-        optional("no_longer_declared", "no longer declared"),
-        optional("rejected_by_device", "rejected by the device"),
-        optional("stale", "not acknowledged in time"),
-        n("not_acknowledged"),
-        n("configuration")
+        n(Class::ChangedInHub),
+        optional(Class::NoLongerDeclared),
+        optional(Class::RejectedByDevice),
+        optional(Class::Stale),
+        n(Class::NotAcknowledged),
+        n(Class::Configuration)
     )
 }
 
@@ -998,7 +998,7 @@ pub fn rollout_event(e: &RolloutEvent) -> String {
     match e {
         RolloutEvent::Continues { id, last, waves } => format!(
             "Rollout {} continues: the twins' ledgers say wave {last} of {waves} was the last one written.",
-            id.get(..12).unwrap_or(id)
+            short_id(id)
         ),
         RolloutEvent::Writing { wave, waves, twins } => {
             format!("Rollout wave {wave} of {waves}: writing {twins} twin(s)...")
