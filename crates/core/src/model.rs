@@ -36,6 +36,9 @@ use crate::plan::ledger::IdentityField;
 /// The reserved tag that holds twinops' ownership ledger.
 pub const LEDGER_TAG: &str = "twinops";
 
+/// The ledger's path in a twin, as diffs name it: `tags.` and [`LEDGER_TAG`].
+pub const LEDGER_PATH: &str = "tags.twinops";
+
 /// The owner used when a manifest set names none.
 pub const DEFAULT_OWNER: &str = "default";
 
@@ -521,4 +524,12 @@ pub struct ObservedConfiguration {
     pub module_keys: BTreeSet<String>,
     /// Desired keys written per module (`modulesContent` of edge deployments).
     pub modules: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ledger_path_is_the_ledger_tag_under_tags() {
+        assert_eq!(super::LEDGER_PATH, format!("tags.{}", super::LEDGER_TAG));
+    }
 }

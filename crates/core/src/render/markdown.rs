@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::inline;
+use crate::model::LEDGER_PATH;
 use crate::plan::rollout::SHOWN_PER_WAVE;
 use crate::plan::{Change, Plan, Rollout, Wave};
 
@@ -222,7 +223,7 @@ fn change_block(g: &[&Change]) -> (String, String) {
     // As the text plan writes them: a key set (`+`), removed (`-`) or changed (`~`); the ledger as
     // one line, not its JSON.
     for d in &c.shown_diff() {
-        if d.path == "tags.twinops" {
+        if d.path == LEDGER_PATH {
             continue;
         }
         let line = match (&d.before, &d.after) {
@@ -234,9 +235,9 @@ fn change_block(g: &[&Change]) -> (String, String) {
         let _ = writeln!(block, "    {line}");
     }
     if let Some(t) = c.twin_update()
-        && t.diff.iter().any(|d| d.path == "tags.twinops")
+        && t.diff.iter().any(|d| d.path == LEDGER_PATH)
     {
-        let _ = writeln!(block, "    ~ ownership ledger (tags.twinops)");
+        let _ = writeln!(block, "    ~ ownership ledger ({LEDGER_PATH})");
     }
     (key, block)
 }

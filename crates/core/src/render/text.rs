@@ -8,6 +8,7 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use super::redact;
+use crate::model::LEDGER_PATH;
 use crate::plan::rollout::SHOWN_PER_WAVE;
 use crate::plan::{Action, Change, Kind, Plan, Rollout, Wave};
 use crate::report::{
@@ -162,7 +163,7 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
         return Ok(());
     }
     for d in &c.shown_diff() {
-        if d.path == "tags.twinops" {
+        if d.path == LEDGER_PATH {
             continue;
         }
         // A value set or removed whole fits on its path's line when it is short; a changed value
@@ -191,9 +192,9 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
         value_diff(out, d.before.as_ref(), d.after.as_ref())?;
     }
     if let Some(t) = c.twin_update()
-        && t.diff.iter().any(|d| d.path == "tags.twinops")
+        && t.diff.iter().any(|d| d.path == LEDGER_PATH)
     {
-        writeln!(out, "      ~ ownership ledger (tags.twinops)")?;
+        writeln!(out, "      ~ ownership ledger ({LEDGER_PATH})")?;
     }
     Ok(())
 }
