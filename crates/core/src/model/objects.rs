@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -26,8 +27,9 @@ pub const OWNER_LABEL: &str = "twinops-owner";
 /// The label that names an object's declared name.
 pub const NAME_LABEL: &str = "twinops-name";
 
-/// The two kinds of managed objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The two kinds of managed objects, as plans write them: `configuration`, `deployment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
     Configuration,
     Deployment,
@@ -433,6 +435,16 @@ mod tests {
             json!({"deviceContent": {"properties.desired.telemetryInterval": 30,
                 "properties.desired.mode": {"a": 1, "b": 2}}})
         );
+    }
+
+    #[test]
+    fn an_object_kind_is_its_name_in_json() {
+        for kind in [ObjectKind::Configuration, ObjectKind::Deployment] {
+            let text = serde_json::to_string(&kind).unwrap();
+            assert_eq!(text, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<ObjectKind>(&text).unwrap(), kind);
+        }
+        assert!(serde_json::from_str::<ObjectKind>("\"Deployment\"").is_err());
     }
 
     #[test]
