@@ -15,6 +15,7 @@ use crate::report::{
     Doing, Event, Phase, ReadEstimate, Reason, Refusal, Report, RolloutEvent, Status, WaitReport,
     Warning,
 };
+use twinops_iothub::duration;
 
 pub fn kind_words(k: Kind) -> &'static str {
     match k {
@@ -595,8 +596,8 @@ pub fn short_id(id: &str) -> &str {
 pub fn settings(r: &Rollout) -> String {
     format!(
         "bake {}, timeout {}, halt on more than {} rejected or {} pending at timeout, on halt {}",
-        duration(r.bake),
-        duration(r.timeout),
+        duration::format(r.bake),
+        duration::format(r.timeout),
         r.halt.rejected,
         r.halt.pending,
         r.on_halt.as_str()
@@ -630,20 +631,6 @@ pub fn first_addresses(w: &Wave) -> String {
         text.push_str(&format!(", … and {} more", w.twins.len() - SHOWN_PER_WAVE));
     }
     text
-}
-
-/// A duration in the manifests' grammar: `0s`, `90s`, `2m`, `1h`, `1.5s`.
-pub fn duration(d: std::time::Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        return format!("{}s", d.as_secs_f64());
-    }
-    match secs {
-        0 => "0s".to_string(),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
 }
 
 fn status_word(s: Status) -> &'static str {
@@ -1011,14 +998,14 @@ pub fn rollout_event(e: &RolloutEvent) -> String {
             twins,
         } => format!(
             "Rollout wave {wave} of {waves}: waiting up to {} for {twins} twin(s) to acknowledge...",
-            duration(*timeout)
+            duration::format(*timeout)
         ),
         RolloutEvent::Passed { wave, waves, tally } => format!(
             "Rollout wave {wave} of {waves} passed: {} acknowledged, {} rejected, {} pending.",
             tally.acknowledged, tally.rejected, tally.pending
         ),
         RolloutEvent::Baking { bake, next } => {
-            format!("Baking {} before wave {next}...", duration(*bake))
+            format!("Baking {} before wave {next}...", duration::format(*bake))
         }
         RolloutEvent::Reverting { twins } => format!(
             "on_halt: revert: writing {twins} twin(s) back to the values they had before this run..."
