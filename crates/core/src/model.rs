@@ -19,6 +19,7 @@ pub use names::{
     Address, ConfigurationId, DeviceId, Digest, ETag, MAX_OWNER_CHARS, ModuleId, NameError, Owner,
     TwinAddress, address,
 };
+pub(crate) use objects::canonical_json;
 pub use objects::{
     ConfigurationContent, ConfigurationSpec, DeploymentSpec, EDGE_SCHEMA_VERSION, EdgeModule,
     EdgeRuntime, MAX_DEPLOYMENT_MODULES, MAX_HUB_OBJECTS, MAX_OBJECT_METRICS,
@@ -34,6 +35,9 @@ use crate::plan::ledger::IdentityField;
 
 /// The reserved tag that holds twinops' ownership ledger.
 pub const LEDGER_TAG: &str = "twinops";
+
+/// The ledger's path in a twin, as diffs name it: `tags.` and [`LEDGER_TAG`].
+pub const LEDGER_PATH: &str = "tags.twinops";
 
 /// The owner used when a manifest set names none.
 pub const DEFAULT_OWNER: &str = "default";
@@ -520,4 +524,12 @@ pub struct ObservedConfiguration {
     pub module_keys: BTreeSet<String>,
     /// Desired keys written per module (`modulesContent` of edge deployments).
     pub modules: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ledger_path_is_the_ledger_tag_under_tags() {
+        assert_eq!(super::LEDGER_PATH, format!("tags.{}", super::LEDGER_TAG));
+    }
 }

@@ -24,8 +24,14 @@ pub enum Error {
 }
 
 /// A duration in the grammar's largest whole unit that reads back to it: `2h`, `5m`, `90s`,
-/// `500ms` (`1h30m` is `90m`).
+/// `500ms` (`1h30m` is `90m`); one that is no whole number of milliseconds in exact decimal
+/// milliseconds (`2.5ms`).
 pub fn format(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if !nanos.is_multiple_of(1_000_000) {
+        let fraction = format!("{:06}", nanos % 1_000_000);
+        return format!("{}.{}ms", nanos / 1_000_000, fraction.trim_end_matches('0'));
+    }
     let ms = d.as_millis();
     match ms {
         0 => "0s".to_string(),
@@ -164,6 +170,19 @@ mod tests {
             parse(&format!("{}s", u64::MAX)),
             Ok(Duration::from_secs(u64::MAX))
         );
+    }
+
+    #[test]
+    fn durations_below_a_millisecond_format_exactly_and_parse_back() {
+        for (d, text) in [
+            (Duration::from_micros(2_500), "2.5ms"),
+            (Duration::from_micros(500), "0.5ms"),
+            (Duration::from_nanos(1), "0.000001ms"),
+            (Duration::new(1, 500_000_001), "1500.000001ms"),
+        ] {
+            assert_eq!(format(d), text);
+            assert_eq!(parse(text), Ok(d));
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! A declaration's problems are reported once, at the declaration, not once per expanded ID.
 
 use crate::plan::ledger::IdentityField;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Sink;
@@ -85,6 +85,9 @@ pub(super) fn expand(
                 ),
             );
         }
+        // What the ledger adds to each twin's tags depends on its keys and identity fields, which
+        // `${device}` does not change: counted once per declaration, not once per ID of a range.
+        let rooms = Rooms::of(owner, resolved);
         for id in pattern.ids() {
             if let Some(first) = defined.get(&id) {
                 let message = if pattern.is_range() {
@@ -102,7 +105,7 @@ pub(super) fn expand(
             if let Some(parent) = &resolved.parent {
                 parents.push((devices.len(), parent.clone()));
             }
-            if let Some(spec) = device_spec(owner, id, device, resolved, &mut values, sink) {
+            if let Some(spec) = device_spec(id, device, resolved, &rooms, &mut values, sink) {
                 devices.push(spec);
             }
         }
@@ -138,11 +141,73 @@ fn identities_fit(declarations: &[(&Device, Resolved)], sink: &mut Sink) -> bool
     true
 }
 
+/// What this owner's ledger entry, and a rollout's mark, add to a twin's tags (SPEC §15, §11).
+struct LedgerRoom {
+    entry: usize,
+    mark: usize,
+}
+
+impl LedgerRoom {
+    /// From the twin's top-level keys (its sections' keys as written: substitution changes values,
+    /// never keys) and the identity fields it manages.
+    fn of(owner: &str, fields: &BTreeSet<IdentityField>, twin: &ResolvedTwin) -> LedgerRoom {
+        let keys = |entries: &[super::yaml::Entry]| -> JsonMap {
+            entries
+                .iter()
+                .map(|e| (e.key.clone(), serde_json::Value::Null))
+                .collect()
+        };
+        let (tags, desired) = (keys(&twin.tags), keys(&twin.desired));
+        LedgerRoom {
+            entry: crate::plan::ledger::entry_size(owner, fields, &tags, &desired),
+            mark: crate::plan::ledger::Mark::size_at_most(desired.keys()),
+        }
+    }
+}
+
+/// The ledger rooms of one declaration's device twin and of its module twins (in
+/// `resolved.modules` order), the same for every ID it expands to.
+struct Rooms {
+    device: LedgerRoom,
+    modules: Vec<LedgerRoom>,
+}
+
+impl Rooms {
+    fn of(owner: &str, resolved: &Resolved) -> Rooms {
+        let mut fields = BTreeSet::new();
+        for (declared, f) in [
+            (resolved.status.is_some(), IdentityField::Status),
+            (
+                resolved.status_reason.is_some(),
+                IdentityField::StatusReason,
+            ),
+            (resolved.auth.is_some(), IdentityField::Auth),
+            (resolved.edge.is_some(), IdentityField::Edge),
+            (resolved.parent.is_some(), IdentityField::Parent),
+        ] {
+            if declared {
+                fields.insert(f);
+            }
+        }
+        Rooms {
+            device: LedgerRoom::of(owner, &fields, &resolved.twin),
+            modules: resolved
+                .modules
+                .values()
+                .map(|m| {
+                    let fields = m.auth.iter().map(|_| IdentityField::Auth).collect();
+                    LedgerRoom::of(owner, &fields, &m.twin)
+                })
+                .collect(),
+        }
+    }
+}
+
 fn device_spec(
-    owner: &str,
     id: String,
     device: &Device,
     resolved: &Resolved,
+    rooms: &Rooms,
     values: &mut Values<'_, '_>,
     sink: &mut Sink,
 ) -> Option<DeviceSpec> {
@@ -157,24 +222,8 @@ fn device_spec(
         device: &id,
         module: None,
     };
-    let mut fields = std::collections::BTreeSet::new();
-    for (declared, f) in [
-        (resolved.status.is_some(), IdentityField::Status),
-        (
-            resolved.status_reason.is_some(),
-            IdentityField::StatusReason,
-        ),
-        (resolved.auth.is_some(), IdentityField::Auth),
-        (resolved.edge.is_some(), IdentityField::Edge),
-        (resolved.parent.is_some(), IdentityField::Parent),
-    ] {
-        if declared {
-            fields.insert(f);
-        }
-    }
     let twin = twin_spec(
-        owner,
-        &fields,
+        &rooms.device,
         &resolved.twin,
         names,
         &format!("device `{id}`"),
@@ -185,7 +234,8 @@ fn device_spec(
     let modules = resolved
         .modules
         .iter()
-        .filter_map(|(mid, m)| module_spec(owner, &id, mid, m, values, sink))
+        .zip(&rooms.modules)
+        .filter_map(|((mid, m), room)| module_spec(&id, mid, m, room, values, sink))
         .collect();
     Some(DeviceSpec {
         status: resolved.status,
@@ -201,10 +251,10 @@ fn device_spec(
 }
 
 fn module_spec(
-    owner: &str,
     device: &str,
     id: &str,
     m: &ResolvedModule,
+    room: &LedgerRoom,
     values: &mut Values<'_, '_>,
     sink: &mut Sink,
 ) -> Option<ModuleSpec> {
@@ -214,8 +264,7 @@ fn module_spec(
     };
     let what = format!("module `{device}/{id}`");
     let checked = ModuleId::new(id);
-    let fields = m.auth.iter().map(|_| IdentityField::Auth).collect();
-    let twin = twin_spec(owner, &fields, &m.twin, names, &what, &m.loc, values, sink);
+    let twin = twin_spec(room, &m.twin, names, &what, &m.loc, values, sink);
     Some(ModuleSpec {
         id: checked.ok()?,
         managed_by: m.managed_by.clone(),
@@ -225,10 +274,8 @@ fn module_spec(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn twin_spec(
-    owner: &str,
-    fields: &std::collections::BTreeSet<IdentityField>,
+    room: &LedgerRoom,
     resolved: &ResolvedTwin,
     names: Names<'_>,
     what: &str,
@@ -248,7 +295,7 @@ fn twin_spec(
     refs.extend(desired_refs);
     let tags_size = twin::size(&tags);
     // This owner's ledger entry, as compact JSON (SPEC §15), with the identity fields it manages.
-    let ledger = crate::plan::ledger::entry_size(owner, fields, &tags, &desired);
+    let ledger = room.entry;
     let limit = twin::MAX_TAGS_BYTES;
     if tags_size > limit {
         sink.once(
@@ -267,7 +314,7 @@ fn twin_spec(
         );
     } else if values.rollout {
         // Each twin a wave writes carries the rollout's mark in its ledger (SPEC §11).
-        let mark = crate::plan::ledger::Mark::size_at_most(desired.keys());
+        let mark = room.mark;
         if tags_size + ledger + mark > limit {
             sink.once(
                 loc,

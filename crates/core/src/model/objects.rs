@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{JsonMap, Location};
+use super::{Digest, JsonMap, Location};
 
 /// Longest declared name: the hub ID adds `-` and 8 hex digits, within IoT Hub's 128.
 pub const MAX_OBJECT_NAME_CHARS: usize = 100;
@@ -26,8 +27,9 @@ pub const OWNER_LABEL: &str = "twinops-owner";
 /// The label that names an object's declared name.
 pub const NAME_LABEL: &str = "twinops-name";
 
-/// The two kinds of managed objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The two kinds of managed objects, as plans write them: `configuration`, `deployment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
     Configuration,
     Deployment,
@@ -152,29 +154,49 @@ pub struct DeploymentSpec {
 /// The schema version of `$edgeAgent` and `$edgeHub` desired properties that deployments write.
 pub const EDGE_SCHEMA_VERSION: &str = "1.1";
 
-/// JSON with object keys sorted at every level (serde_json keeps insertion order here).
-fn canonical(v: &Value) -> Value {
+/// JSON text with object keys sorted at every level and no whitespace, written without cloning the
+/// value: what object IDs and rollout IDs digest, so that key order never changes them.
+pub(crate) fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), canonical(&m[k])))
-                    .collect(),
-            )
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&m[k], out);
+            }
+            out.push('}');
         }
-        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
-        other => other.clone(),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
 /// The hub ID of an object: `NAME-` and the first 8 hex digits of the SHA-256 of its content as
 /// canonical JSON.
 pub fn object_id(name: &str, content: &Value) -> String {
-    let digest = Sha256::digest(canonical(content).to_string().as_bytes());
-    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{name}-{hex}")
+    let digest = Digest::from_sha256(Sha256::digest(canonical_json(content).as_bytes()).into());
+    format!("{name}-{}", &digest.as_str()[..8])
 }
 
 /// `properties.desired.KEY` entries, one per top-level desired key.
@@ -233,7 +255,7 @@ fn edge_module(m: &EdgeModule) -> Value {
     let create_options = m
         .create_options
         .as_ref()
-        .map_or_else(|| "{}".to_string(), |o| canonical(o).to_string());
+        .map_or_else(|| "{}".to_string(), canonical_json);
     let mut out = json!({
         "version": "1.0",
         "type": "docker",
@@ -413,6 +435,27 @@ mod tests {
             json!({"deviceContent": {"properties.desired.telemetryInterval": 30,
                 "properties.desired.mode": {"a": 1, "b": 2}}})
         );
+    }
+
+    #[test]
+    fn an_object_kind_is_its_name_in_json() {
+        for kind in [ObjectKind::Configuration, ObjectKind::Deployment] {
+            let text = serde_json::to_string(&kind).unwrap();
+            assert_eq!(text, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<ObjectKind>(&text).unwrap(), kind);
+        }
+        assert!(serde_json::from_str::<ObjectKind>("\"Deployment\"").is_err());
+    }
+
+    #[test]
+    fn object_ids_are_pinned() {
+        // Keys out of order at every level and text JSON must escape: the ID is a digest of
+        // canonical JSON, and a change of that text would replace every object on the hub.
+        let c = config(json!({"z": [1, 2.5, {"b": null, "a": "x"}], "k\"é\n": -3,
+            "a": {"y": true, "x": "q\u{1}"}}));
+        assert_eq!(c.id(), "thermostat-telemetry-ee99bd8e");
+        assert_eq!(deployment(false).id(), "berlin-base-90944815");
+        assert_eq!(deployment(true).id(), "berlin-base-e7c26aaf");
     }
 
     fn module(image: &str) -> EdgeModule {

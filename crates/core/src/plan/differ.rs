@@ -346,13 +346,17 @@ impl<'a> Differ<'a> {
         }
     }
 
-    /// Keeps what releasing a twin this owner manages would write, for `--prune`.
+    /// Keeps what releasing a twin this owner manages would write, for `--prune`: only
+    /// [`Differ::prune`] reads it, so a plan without `--prune` does not compute it.
     fn keep_release(
         &mut self,
         address: TwinAddress,
         seen: &ObservedTwin,
         stays: &dyn Fn(IdentityField) -> Option<Value>,
     ) {
+        if !self.options.prune {
+            return;
+        }
         if let Some(t) = twin::release(&self.fleet.owner, seen, self.options.digest_key) {
             let spec = TwinSpec::default();
             let change = match twin_change(address.clone(), seen, t, &spec, Vec::new(), stays) {
@@ -541,18 +545,18 @@ impl<'a> Differ<'a> {
             match &address.module {
                 Some(mid) => {
                     if let Some(m) = sd.modules.get(mid) {
-                        out.push(self.release_or_delete(&address, m));
+                        out.push(Self::release_or_delete(&mut self.releases, &address, m));
                     }
                 }
                 None if self.seen.shared(&address.device) => {
-                    out.push(self.releases.get(&address).cloned());
+                    out.push(self.releases.remove(&address));
                     let owned = sd
                         .modules
                         .iter()
                         .filter(|(mid, m)| m.owned && !mid.is_system());
                     for (mid, m) in owned {
                         let module = TwinAddress::module(address.device.clone(), mid.clone());
-                        out.push(self.release_or_delete(&module, m));
+                        out.push(Self::release_or_delete(&mut self.releases, &module, m));
                     }
                 }
                 None => out.push(Some(Change::DeleteDevice(DeleteDevice {
@@ -569,9 +573,13 @@ impl<'a> Differ<'a> {
 
     /// A module this owner manages that no manifest declares: released when another owner shares
     /// it, else deleted.
-    fn release_or_delete(&self, address: &TwinAddress, m: &SeenModule) -> Option<Change> {
+    fn release_or_delete(
+        releases: &mut BTreeMap<TwinAddress, Change>,
+        address: &TwinAddress,
+        m: &SeenModule,
+    ) -> Option<Change> {
         if m.shared {
-            return self.releases.get(address).cloned();
+            return releases.remove(address);
         }
         let module = address.module.clone()?;
         Some(Change::DeleteModule(DeleteModule {
@@ -584,24 +592,33 @@ impl<'a> Differ<'a> {
     /// An edge device that stops being one disrupts the children it has: those read, and those the
     /// manifests place under it.
     fn mark_demotions(&mut self) {
+        let demotes = |c: &Change| {
+            matches!(c, Change::UpdateDevice(u)
+                if u.set.edge == Some(false) && u.disruptive.is_none())
+        };
+        if !self.plan.changes.iter().any(demotes) {
+            return;
+        }
+        // Counted once, not per demotion: a plan can demote many devices of a large fleet.
+        let read = self.seen.parent_scopes();
+        let declared: BTreeSet<&DeviceId> = self
+            .fleet
+            .devices
+            .iter()
+            .filter_map(|d| d.parent.as_ref())
+            .collect();
         for c in &mut self.plan.changes {
-            let Change::UpdateDevice(u) = c else { continue };
-            if u.set.edge != Some(false) || u.disruptive.is_some() {
+            if !demotes(c) {
                 continue;
             }
-            let read = self
+            let Change::UpdateDevice(u) = c else { continue };
+            let has_read = self
                 .seen
                 .devices
                 .get(&u.id)
                 .and_then(|d| d.scope.as_deref())
-                .map_or(0, |scope| self.seen.children(scope));
-            let declared = self
-                .fleet
-                .devices
-                .iter()
-                .filter(|d| d.parent.as_ref() == Some(&u.id))
-                .count();
-            if read + declared > 0 {
+                .is_some_and(|scope| read.contains(scope));
+            if has_read || declared.contains(&u.id) {
                 u.disruptive = Some(Disruption::ChildrenLoseParent);
             }
         }

@@ -407,7 +407,7 @@ fn planned(plan: &Plan) -> Vec<Item> {
                 .shown_diff()
                 .iter()
                 .map(|d| d.path.clone())
-                .filter(|p| p != "tags.twinops")
+                .filter(|p| p != crate::model::LEDGER_PATH)
                 .collect(),
         });
     }

@@ -18,21 +18,8 @@ use serde_json::Value;
 
 use crate::model::ObjectKind;
 
-/// What a target condition selects from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Collection {
-    Devices,
-    Modules,
-}
-
-impl Collection {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Collection::Devices => "devices",
-            Collection::Modules => "devices.modules",
-        }
-    }
-}
+/// What a target condition selects from: the query language's own `FROM` collection.
+pub use twinops_iothub::query::Collection;
 
 /// A target condition as its collection and its condition (`FROM devices.modules WHERE c` is a
 /// module target; anything else is a device target's condition itself).
@@ -77,11 +64,11 @@ pub fn sql(collection: Collection, all: &[&str], none: &[&str], count: bool) -> 
     } else {
         "SELECT deviceId"
     };
-    format!(
-        "{select} FROM {} WHERE {}",
-        collection.as_str(),
-        parts.join(" AND ")
-    )
+    let from = match collection {
+        Collection::Devices => "devices",
+        Collection::Modules => "devices.modules",
+    };
+    format!("{select} FROM {from} WHERE {}", parts.join(" AND "))
 }
 
 /// The paths an object's content writes, with their values: device and module content by
@@ -250,6 +237,10 @@ mod tests {
                 true
             ),
             "SELECT COUNT() AS n FROM devices WHERE (tags.a = 1) AND (tags.b = 2) AND NOT ((tags.c = 3) OR (tags.d = 4))"
+        );
+        assert_eq!(
+            sql(Collection::Modules, &["moduleId = 'm'"], &[], false),
+            "SELECT deviceId FROM devices.modules WHERE (moduleId = 'm')"
         );
     }
 

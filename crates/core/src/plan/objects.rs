@@ -22,24 +22,6 @@ use serde_json::{Value, json};
 use super::FieldDiff;
 use crate::model::{ConfigurationSpec, DeploymentSpec, Fleet, ObjectKind, ObservedObject};
 
-impl Serialize for ObjectKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for ObjectKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "configuration" => Ok(ObjectKind::Configuration),
-            "deployment" => Ok(ObjectKind::Deployment),
-            other => Err(serde::de::Error::custom(format!(
-                "`{other}` is not an object kind: `configuration` or `deployment`"
-            ))),
-        }
-    }
-}
-
 /// The fields of an object that are written: all of them at creation, the mutable ones on update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -169,9 +169,7 @@ pub fn target_digest(desired: &JsonMap) -> [u8; 32] {
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut text = String::new();
-    canonical(&Value::Object(ends_with), &mut text);
-    Sha256::digest(text.as_bytes()).into()
+    Sha256::digest(crate::model::canonical_json(&Value::Object(ends_with)).as_bytes()).into()
 }
 
 /// The rollout of these twins under `spec`, or `None` when there is no twin to roll out.
@@ -256,37 +254,6 @@ pub fn id(candidates: &[Candidate<'_>]) -> Digest {
         hasher.update([0u8]);
     }
     Digest::from_sha256(hasher.finalize().into())
-}
-
-/// JSON with object keys sorted at every level, so that key order never changes the ID.
-fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(&m[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
 }
 
 /// A twin's answer is [`super::drift::Ack`] (the one classifier `drift`, `apply --wait` and the gate

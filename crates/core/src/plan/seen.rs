@@ -3,7 +3,7 @@
 //! and (for a rollout's `first` wave) the few tags it matches. No twin content: a read of a large
 //! fleet holds this record per twin instead of the twin (SPEC §12, memory).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{DeviceId, DeviceStatus, ETag, JsonMap, ModuleId, TwinAddress};
 
@@ -83,12 +83,13 @@ impl Seen {
             .is_some_and(|d| d.shared || d.modules.values().any(|m| m.shared))
     }
 
-    /// The devices read whose parent is the device with this scope.
-    pub fn children(&self, scope: &str) -> usize {
+    /// The scopes of the devices read that are the parent of a device read: a device whose own
+    /// scope is in it has children.
+    pub fn parent_scopes(&self) -> BTreeSet<&str> {
         self.devices
             .values()
-            .filter(|d| d.parent_scope.as_deref() == Some(scope))
-            .count()
+            .filter_map(|d| d.parent_scope.as_deref())
+            .collect()
     }
 
     /// How many owned device identities and owned module identities were read.

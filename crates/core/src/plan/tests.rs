@@ -1096,6 +1096,61 @@ fn disruptive_identity_changes_are_marked_and_counted() {
 }
 
 #[test]
+fn a_demotion_disrupts_only_a_device_with_read_or_declared_children() {
+    // gw-a has a child in the hub, gw-b one in the manifests only, gw-c none (its scope is not the
+    // parent of any device read), all three are demoted.
+    let demoted = |id: &str| {
+        let mut d = device(id, json!({}), json!({}));
+        d.edge = Some(false);
+        d
+    };
+    let mut declared_child = device("child-b", json!({}), json!({}));
+    declared_child.parent = Some(DeviceId::new("gw-b").unwrap());
+    let gateway = |id: &str| {
+        let mut gw = brownfield(
+            id,
+            json!({"twinops": entries(&[("me", &["edge"], &[], &[])])}),
+        );
+        gw.device_scope = Some(format!("ms-azure-iot-edge://{id}-1"));
+        gw.parent_scopes.clear();
+        gw
+    };
+    let mut read_child = seen("child-a", json!({}), json!({}));
+    read_child.parent_scopes = vec!["ms-azure-iot-edge://gw-a-1".into()];
+    let mut orphan = seen("orphan", json!({}), json!({}));
+    orphan.parent_scopes = vec!["ms-azure-iot-edge://gone-1".into()];
+    let p = plan(
+        &fleet(vec![
+            demoted("gw-a"),
+            demoted("gw-b"),
+            demoted("gw-c"),
+            declared_child,
+        ]),
+        &observed(vec![
+            gateway("gw-a"),
+            gateway("gw-b"),
+            gateway("gw-c"),
+            read_child,
+            orphan,
+        ]),
+    );
+    let disruptive: Vec<(String, Option<Disruption>)> = p
+        .changes
+        .iter()
+        .filter(|c| c.kind() == Kind::UpdateDevice)
+        .map(|c| (c.address().to_string(), c.disruptive()))
+        .collect();
+    assert_eq!(
+        disruptive,
+        vec![
+            ("gw-a".into(), Some(Disruption::ChildrenLoseParent)),
+            ("gw-b".into(), Some(Disruption::ChildrenLoseParent)),
+            ("gw-c".into(), None),
+        ]
+    );
+}
+
+#[test]
 fn a_newer_ledger_is_a_conflict_never_written_even_when_forced() {
     let f = fleet(vec![device("d1", json!({}), json!({"t": 1}))]);
     let o = observed(vec![seen(

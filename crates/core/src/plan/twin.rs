@@ -255,7 +255,7 @@ pub fn adopt_existing(content: &TwinPatch, seen: &ObservedTwin) -> Result<TwinPa
         ledger::Found::None => Ledger::default(),
         ledger::Found::Malformed | ledger::Found::Newer(_) => {
             return Err(vec![Managed {
-                path: format!("tags.{LEDGER_TAG}"),
+                path: crate::model::LEDGER_PATH.into(),
                 owner: "(unreadable ledger)".into(),
             }]);
         }

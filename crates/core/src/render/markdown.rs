@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::inline;
+use crate::model::LEDGER_PATH;
 use crate::plan::rollout::SHOWN_PER_WAVE;
-use crate::plan::{Action, Change, Plan, Rollout, Wave};
+use crate::plan::{Change, Plan, Rollout, Wave};
 
 /// GitHub's limit for one comment.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -83,7 +84,7 @@ fn rollout(head: &mut String, r: &Rollout) {
     let _ = writeln!(
         head,
         "**Rollout** `{}` in {} wave(s) of {} twin(s): {}.\n",
-        super::text::short_id(r),
+        super::text::short_id(r.id.as_str()),
         r.waves.len(),
         r.twin_count(),
         escape(&super::text::settings(r))
@@ -177,12 +178,7 @@ fn blocks_by_device(plan: &Plan, expand: bool) -> BTreeMap<String, Vec<Block>> {
 /// One change, or a group of identical ones, as a diff block, and the key it is listed under.
 fn change_block(g: &[&Change]) -> (String, String) {
     let c = g[0];
-    let sign = match c.action() {
-        Action::Create => "+",
-        Action::Update => "~",
-        Action::Release => "=",
-        Action::Delete => "-",
-    };
+    let sign = super::text::sign(c.action());
     let adopt = super::text::adopt_mark(c);
     let (key, mut block) = if g.len() == 1 {
         (
@@ -227,7 +223,7 @@ fn change_block(g: &[&Change]) -> (String, String) {
     // As the text plan writes them: a key set (`+`), removed (`-`) or changed (`~`); the ledger as
     // one line, not its JSON.
     for d in &c.shown_diff() {
-        if d.path == "tags.twinops" {
+        if d.path == LEDGER_PATH {
             continue;
         }
         let line = match (&d.before, &d.after) {
@@ -239,9 +235,9 @@ fn change_block(g: &[&Change]) -> (String, String) {
         let _ = writeln!(block, "    {line}");
     }
     if let Some(t) = c.twin_update()
-        && t.diff.iter().any(|d| d.path == "tags.twinops")
+        && t.diff.iter().any(|d| d.path == LEDGER_PATH)
     {
-        let _ = writeln!(block, "    ~ ownership ledger (tags.twinops)");
+        let _ = writeln!(block, "    ~ ownership ledger ({LEDGER_PATH})");
     }
     (key, block)
 }

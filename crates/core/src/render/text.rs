@@ -8,12 +8,14 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use super::redact;
+use crate::model::LEDGER_PATH;
 use crate::plan::rollout::SHOWN_PER_WAVE;
 use crate::plan::{Action, Change, Kind, Plan, Rollout, Wave};
 use crate::report::{
     Doing, Event, Phase, ReadEstimate, Reason, Refusal, Report, RolloutEvent, Status, WaitReport,
     Warning,
 };
+use twinops_iothub::duration;
 
 pub fn kind_words(k: Kind) -> &'static str {
     match k {
@@ -36,7 +38,7 @@ pub fn kind_words(k: Kind) -> &'static str {
     }
 }
 
-fn sign(a: Action) -> char {
+pub(crate) fn sign(a: Action) -> char {
     match a {
         Action::Create => '+',
         Action::Update => '~',
@@ -162,7 +164,7 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
         return Ok(());
     }
     for d in &c.shown_diff() {
-        if d.path == "tags.twinops" {
+        if d.path == LEDGER_PATH {
             continue;
         }
         // A value set or removed whole fits on its path's line when it is short; a changed value
@@ -191,9 +193,9 @@ fn change(out: &mut impl Write, c: &Change) -> io::Result<()> {
         value_diff(out, d.before.as_ref(), d.after.as_ref())?;
     }
     if let Some(t) = c.twin_update()
-        && t.diff.iter().any(|d| d.path == "tags.twinops")
+        && t.diff.iter().any(|d| d.path == LEDGER_PATH)
     {
-        writeln!(out, "      ~ ownership ledger (tags.twinops)")?;
+        writeln!(out, "      ~ ownership ledger ({LEDGER_PATH})")?;
     }
     Ok(())
 }
@@ -353,18 +355,21 @@ pub fn no_longer_declared_hint(plan: &Plan) -> Option<String> {
 }
 
 /// Changes in plan order, identical ones together (in the order their first member appears).
+/// Identical means everything a group prints of its first member: kind, module ID, diff, the
+/// ` (adopt)` mark and the ownership lines (disruption, adopted, forced and released fields).
 pub fn groups(changes: &[Change]) -> Vec<Vec<&Change>> {
     // A map from each group's key to its place: one lookup per change, so a plan of 100,000
     // distinct changes groups in linear time.
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    type Key = (Kind, Option<String>, String, bool, Vec<String>);
+    let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
     let mut out: Vec<Vec<&Change>> = Vec::new();
     for c in changes {
-        let address = c.address();
-        let key = format!(
-            "{:?}|{}|{}",
+        let key = (
             c.kind(),
-            address.module_id().unwrap_or(""),
-            serde_json::to_string(&c.shown_diff()).unwrap_or_default()
+            c.address().module_id().map(str::to_string),
+            serde_json::to_string(&c.shown_diff()).unwrap_or_default(),
+            c.adopts(),
+            ownership_lines(c),
         );
         match index.get(&key) {
             Some(&i) => out[i].push(c),
@@ -549,7 +554,7 @@ fn rollout(out: &mut impl Write, r: &Rollout) -> io::Result<()> {
     writeln!(
         out,
         "Rollout {} in {} wave(s) of {} twin(s): {}.",
-        short_id(r),
+        short_id(r.id.as_str()),
         r.waves.len(),
         r.twin_count(),
         settings(r)
@@ -583,16 +588,16 @@ pub fn continuation(r: &Rollout) -> Option<String> {
 }
 
 /// The first 12 hex digits of a rollout ID, as people quote it.
-pub fn short_id(r: &Rollout) -> &str {
-    r.id.get(..12).unwrap_or(&r.id)
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 /// `bake 2m, timeout 10m, halt on more than 0% rejected or 0% pending at timeout, on halt stop`.
 pub fn settings(r: &Rollout) -> String {
     format!(
         "bake {}, timeout {}, halt on more than {} rejected or {} pending at timeout, on halt {}",
-        duration(r.bake),
-        duration(r.timeout),
+        duration::format(r.bake),
+        duration::format(r.timeout),
         r.halt.rejected,
         r.halt.pending,
         r.on_halt.as_str()
@@ -628,20 +633,6 @@ pub fn first_addresses(w: &Wave) -> String {
     text
 }
 
-/// A duration in the manifests' grammar: `0s`, `90s`, `2m`, `1h`, `1.5s`.
-pub fn duration(d: std::time::Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        return format!("{}s", d.as_secs_f64());
-    }
-    match secs {
-        0 => "0s".to_string(),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
 fn status_word(s: Status) -> &'static str {
     match s {
         Status::Applied => "applied",
@@ -663,8 +654,7 @@ pub fn report(out: &mut impl Write, r: &Report) -> io::Result<()> {
 /// Renders an apply report; unless `all` (`--quiet`), only the items that need attention (not
 /// applied, adopted or unchanged) get a line of their own before the totals.
 pub fn report_with(out: &mut impl Write, r: &Report, all: bool) -> io::Result<()> {
-    let routine = |s: Status| matches!(s, Status::Applied | Status::Adopted | Status::Unchanged);
-    for o in r.outcomes.iter().filter(|o| all || !routine(o.status)) {
+    for o in r.outcomes.iter().filter(|o| all || !o.took_effect()) {
         // An object's kind words name it already (`create deployment`): its ID follows alone.
         let address = match &o.address {
             crate::model::Address::Twin(t) => t.to_string(),
@@ -726,7 +716,7 @@ pub fn report_with(out: &mut impl Write, r: &Report, all: bool) -> io::Result<()
 
 /// The per-wave table of a delivered rollout, then the twins that stopped it.
 pub fn rollout_report(out: &mut impl Write, r: &crate::report::RolloutReport) -> io::Result<()> {
-    writeln!(out, "Rollout {}:", r.id.get(..12).unwrap_or(&r.id))?;
+    writeln!(out, "Rollout {}:", short_id(&r.id))?;
     writeln!(
         out,
         "  {:>4}  {:>6}  {:>12}  {:>8}  {:>7}  state",
@@ -782,11 +772,12 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
             i.detail
         )?;
     }
-    let n = |k: &str| r.counts.get(k).copied().unwrap_or(0);
-    let optional = |k: &str, words: &str| {
+    use crate::plan::drift::Class;
+    let n = |k: Class| r.counts.get(k.key()).copied().unwrap_or(0);
+    let optional = |k: Class| {
         let c = n(k);
         if c > 0 {
-            format!("{c} {words}, ")
+            format!("{c} {}, ", k.words())
         } else {
             String::new()
         }
@@ -795,12 +786,12 @@ pub fn drift(out: &mut impl Write, r: &crate::plan::drift::Report) -> io::Result
         out,
         "Drift: {}; {} changed in hub, {}{}{}{} not yet acknowledged, {} also written by a configuration.",
         if r.in_sync { "in sync" } else { "DRIFT" },
-        n("changed_in_hub"),
-        optional("no_longer_declared", "no longer declared"),
-        optional("rejected_by_device", "rejected by the device"),
-        optional("stale", "not acknowledged in time"),
-        n("not_acknowledged"),
-        n("configuration")
+        n(Class::ChangedInHub),
+        optional(Class::NoLongerDeclared),
+        optional(Class::RejectedByDevice),
+        optional(Class::Stale),
+        n(Class::NotAcknowledged),
+        n(Class::Configuration)
     )
 }
 
@@ -995,7 +986,7 @@ pub fn rollout_event(e: &RolloutEvent) -> String {
     match e {
         RolloutEvent::Continues { id, last, waves } => format!(
             "Rollout {} continues: the twins' ledgers say wave {last} of {waves} was the last one written.",
-            id.get(..12).unwrap_or(id)
+            short_id(id)
         ),
         RolloutEvent::Writing { wave, waves, twins } => {
             format!("Rollout wave {wave} of {waves}: writing {twins} twin(s)...")
@@ -1007,14 +998,14 @@ pub fn rollout_event(e: &RolloutEvent) -> String {
             twins,
         } => format!(
             "Rollout wave {wave} of {waves}: waiting up to {} for {twins} twin(s) to acknowledge...",
-            duration(*timeout)
+            duration::format(*timeout)
         ),
         RolloutEvent::Passed { wave, waves, tally } => format!(
             "Rollout wave {wave} of {waves} passed: {} acknowledged, {} rejected, {} pending.",
             tally.acknowledged, tally.rejected, tally.pending
         ),
         RolloutEvent::Baking { bake, next } => {
-            format!("Baking {} before wave {next}...", duration(*bake))
+            format!("Baking {} before wave {next}...", duration::format(*bake))
         }
         RolloutEvent::Reverting { twins } => format!(
             "on_halt: revert: writing {twins} twin(s) back to the values they had before this run..."

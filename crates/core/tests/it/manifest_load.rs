@@ -694,3 +694,24 @@ fn a_missing_or_empty_variable_is_an_error_at_the_value_that_names_no_value() {
         assert!(d.message.contains("environment variable `T`"), "{errors}");
     }
 }
+
+#[test]
+fn each_module_of_a_range_is_sized_with_its_own_ledger_entry() {
+    // Module tags one byte under the limit with a ledger entry that manages no identity field:
+    // `a` fits, `b` (whose entry also names `auth`) does not, on every device of the range, and
+    // the declaration is reported once, at `b`.
+    let (t, u) = ("x".repeat(4045), "y".repeat(4045));
+    let text = format!(
+        "devices:\n  \"d-{{1..3}}\":\n    modules:\n      a: {{tags: {{t: {t}, u: {u}}}}}\n      b: {{auth: ca, tags: {{t: {t}, u: {u}}}}}\n"
+    );
+    let errors = manifest::load(&sources(&[("a.yaml", &text)]), &manifest::NoEnv)
+        .expect_err("b has no room for its entry");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    let e = &errors.0[0];
+    assert_eq!(e.location.line, 5, "{errors}");
+    assert!(
+        e.message.starts_with("tags of module `d-1/b` are ")
+            && e.message.contains("bytes with the twinops ledger"),
+        "{errors}"
+    );
+}

@@ -586,3 +586,55 @@ fn a_truncated_markdown_plan_names_every_kind_of_change_it_leaves_out() {
     assert!(note.contains("10,000 create modules"), "{note}");
     assert!(note.contains("update device twins"), "{note}");
 }
+
+/// A device update with the same diff as another: disruptive or not, adopting or not.
+fn demotion(id: &str, disruptive: bool, adopt: bool) -> Change {
+    match change(
+        Kind::UpdateDevice,
+        id,
+        None,
+        vec![fd("iotEdge", Some(json!(true)), Some(json!(false)))],
+    ) {
+        Change::UpdateDevice(mut u) => {
+            u.disruptive = disruptive.then_some(twinops_core::plan::Disruption::ChildrenLoseParent);
+            u.adopt = adopt;
+            Change::UpdateDevice(u)
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn identical_diffs_group_apart_when_only_some_disrupt_or_adopt() {
+    let mut p = sample();
+    // Only edge-a has children: its demotion disrupts them, edge-b's and edge-c's do not.
+    p.changes = vec![
+        demotion("edge-b", false, false),
+        demotion("edge-a", true, false),
+        demotion("edge-c", false, false),
+        demotion("edge-d", false, true),
+    ];
+    let mark = "! disruptive: its child devices lose their parent";
+    let t = text(&p);
+    assert_eq!(t.matches(mark).count(), 1, "{t}");
+    // The mark is on edge-a's own block, right under its head line.
+    assert!(
+        t.contains(&format!("~ update device identity edge-a\n      {mark}\n")),
+        "{t}"
+    );
+    assert!(
+        t.contains("~ update 2 device identitys\n      (edge-b, edge-c)"),
+        "{t}"
+    );
+    assert!(t.contains("~ update device identity edge-d (adopt)"), "{t}");
+    let md = markdown(&p);
+    assert_eq!(md.matches(mark).count(), 1, "{md}");
+    assert!(
+        md.contains("~ update device identity edge-a\n  ! disruptive"),
+        "{md}"
+    );
+    assert!(
+        md.contains("~ update device identity edge-d (adopt)"),
+        "{md}"
+    );
+}

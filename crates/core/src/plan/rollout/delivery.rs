@@ -479,7 +479,7 @@ impl<'r> Delivery<'r> {
                     "{} of {} twin(s) had not acknowledged after {} (more than halt.pending {})",
                     t.pending,
                     t.total(),
-                    crate::render::text::duration(r.timeout),
+                    twinops_iothub::duration::format(r.timeout),
                     r.halt.pending
                 ),
             ),

@@ -613,3 +613,20 @@ fn a_twin_answers_for_its_gated_keys_only_and_someone_elses_value_is_not_waited_
         Ack::Acknowledged
     );
 }
+
+#[test]
+fn the_id_of_given_targets_is_pinned() {
+    // Keys out of order at every level, a key and a value JSON must escape, numbers of each kind:
+    // the digest is of canonical JSON, and a change of that text would change every rollout's ID.
+    let desired = json!({"z": [1, 2.5, {"b": null, "a": "x"}], "k\"é\n": -3, "a": {"y": true, "x": "q\u{1}"}});
+    let desired = desired.as_object().unwrap().clone();
+    let twins = Twins {
+        addresses: vec![addr("d-1"), addr("d-1/m")],
+        desired: vec![desired.clone(), desired],
+        first: vec![false, true],
+    };
+    assert_eq!(
+        id(&twins.candidates()).as_str(),
+        "579b86ffe732061df20ab5b745ccb8d10c5353fa73159d59f92ae901ff9da69f"
+    );
+}
