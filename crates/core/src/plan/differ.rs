@@ -277,11 +277,17 @@ impl<'a> Differ<'a> {
         spec: &TwinSpec,
         fields: BTreeSet<IdentityField>,
         seen: &ObservedTwin,
+        ledger: &ledger::Found,
         stays: &dyn Fn(IdentityField) -> Option<Value>,
     ) -> Option<Vec<String>> {
         if self.fleet.rollout.is_some()
-            && let Some((id, target, wave)) =
-                mark_of(&self.fleet.owner, spec, seen, self.options.digest_key)
+            && let Some((id, target, wave)) = mark_of(
+                &self.fleet.owner,
+                ledger,
+                spec,
+                seen,
+                self.options.digest_key,
+            )
         {
             self.marks
                 .entry(id)
@@ -291,6 +297,7 @@ impl<'a> Differ<'a> {
         let input = twin::Twin {
             owner: self.fleet.owner.as_str(),
             spec,
+            ledger,
             fields,
             seen,
             force: self.options.force_conflicts,
@@ -352,12 +359,13 @@ impl<'a> Differ<'a> {
         &mut self,
         address: TwinAddress,
         seen: &ObservedTwin,
+        ledger: &ledger::Found,
         stays: &dyn Fn(IdentityField) -> Option<Value>,
     ) {
         if !self.options.prune {
             return;
         }
-        if let Some(t) = twin::release(&self.fleet.owner, seen, self.options.digest_key) {
+        if let Some(t) = twin::release(&self.fleet.owner, ledger, seen, self.options.digest_key) {
             let spec = TwinSpec::default();
             let change = match twin_change(address.clone(), seen, t, &spec, Vec::new(), stays) {
                 Change::UpdateTwin(u) | Change::Release(u) => Change::Release(u),
@@ -374,7 +382,9 @@ impl<'a> Differ<'a> {
         if self.seen.devices.contains_key(&seen.id) {
             return;
         }
-        let (owned, shared) = presence(&ledger::read(&seen.twin.tags), &self.fleet.owner);
+        // Read once: the diff and the rollout's mark read it too.
+        let ledger = ledger::read(&seen.twin.tags);
+        let (owned, shared) = presence(&ledger, &self.fleet.owner);
         let first_tags = self
             .first_keys
             .iter()
@@ -396,10 +406,13 @@ impl<'a> Differ<'a> {
         );
         let stays = |f| field_value(f, &seen.auth, Some(seen));
         match self.declared.get(seen.id.as_str()).copied() {
-            Some(d) if self.options.targets.device(&d.id) => self.declared_device(d, seen),
+            Some(d) if self.options.targets.device(&d.id) => {
+                self.declared_device(d, seen, &ledger);
+            }
             Some(_) => {}
             None if owned => {
-                self.keep_release(TwinAddress::device(seen.id.clone()), &seen.twin, &stays);
+                let address = TwinAddress::device(seen.id.clone());
+                self.keep_release(address, &seen.twin, &ledger, &stays);
             }
             None => {}
         }
@@ -408,11 +421,12 @@ impl<'a> Differ<'a> {
         }
     }
 
-    fn declared_device(&mut self, d: &DeviceSpec, seen: &ObservedDevice) {
+    fn declared_device(&mut self, d: &DeviceSpec, seen: &ObservedDevice, ledger: &ledger::Found) {
         let address = TwinAddress::device(d.id.clone());
         self.keep_configured(&address, &d.twin, &seen.twin, &[]);
         let stays = |f| field_value(f, &seen.auth, Some(seen));
-        let Some(adopted) = self.twin(address, &d.twin, d.fields(), &seen.twin, &stays) else {
+        let Some(adopted) = self.twin(address, &d.twin, d.fields(), &seen.twin, ledger, &stays)
+        else {
             return;
         };
         let (set, diff) = device_identity_update(d, seen);
@@ -439,7 +453,8 @@ impl<'a> Differ<'a> {
     /// One observed module twin. A module whose device was not read (its query row lagged behind
     /// in the index) is left out; the next plan sees it.
     pub fn module(&mut self, device: &DeviceId, seen: &ObservedModule) {
-        let (owned, shared) = presence(&ledger::read(&seen.twin.tags), &self.fleet.owner);
+        let ledger = ledger::read(&seen.twin.tags);
+        let (owned, shared) = presence(&ledger, &self.fleet.owner);
         let Some(sd) = self.seen.devices.get_mut(device) else {
             return;
         };
@@ -459,15 +474,21 @@ impl<'a> Differ<'a> {
         let declared = self.declared.get(device.as_str()).copied();
         match declared.and_then(|d| Some((d, d.modules.iter().find(|m| m.id == seen.id)?))) {
             Some((d, m)) if self.options.targets.module(&d.id, &m.id) => {
-                self.declared_module(d, m, seen);
+                self.declared_module(d, m, seen, &ledger);
             }
             Some(_) => {}
-            None if owned => self.keep_release(address, &seen.twin, &stays),
+            None if owned => self.keep_release(address, &seen.twin, &ledger, &stays),
             None => {}
         }
     }
 
-    fn declared_module(&mut self, d: &DeviceSpec, m: &ModuleSpec, seen: &ObservedModule) {
+    fn declared_module(
+        &mut self,
+        d: &DeviceSpec,
+        m: &ModuleSpec,
+        seen: &ObservedModule,
+        ledger: &ledger::Found,
+    ) {
         let address = TwinAddress::module(d.id.clone(), m.id.clone());
         let deployments = self
             .seen
@@ -477,7 +498,8 @@ impl<'a> Differ<'a> {
             .unwrap_or_default();
         self.keep_configured(&address, &m.twin, &seen.twin, &deployments);
         let stays = |f| field_value(f, &seen.auth, None);
-        let Some(adopted) = self.twin(address, &m.twin, m.fields(), &seen.twin, &stays) else {
+        let Some(adopted) = self.twin(address, &m.twin, m.fields(), &seen.twin, ledger, &stays)
+        else {
             return;
         };
         let Some(auth) = m.auth.as_ref().filter(|a| auth_differs(a, &seen.auth)) else {

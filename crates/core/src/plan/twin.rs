@@ -52,6 +52,8 @@ pub(super) struct TwinChange {
 pub(super) struct Twin<'a> {
     pub owner: &'a str,
     pub spec: &'a TwinSpec,
+    /// The twin's ledger, read once for everything that reads it.
+    pub ledger: &'a ledger::Found,
     /// The identity fields declared for this twin's identity (kept in its ledger).
     pub fields: BTreeSet<IdentityField>,
     pub seen: &'a ObservedTwin,
@@ -362,22 +364,23 @@ fn taken(ledger: &Ledger, conflicts: &[Managed]) -> BTreeMap<String, Entry> {
 /// Diffs one existing declared twin against its spec, through its ledger (SPEC §15).
 pub(super) fn diff(t: &Twin<'_>) -> Outcome {
     let seen = t.seen;
-    let ledger = match ledger::read(&seen.tags) {
-        ledger::Found::None => Ledger::default(),
+    let empty = Ledger::default();
+    let ledger = match t.ledger {
+        ledger::Found::None => &empty,
         ledger::Found::Ledger(l) => l,
-        ledger::Found::Newer(n) => return Outcome::Unwritable(Some(n)),
+        ledger::Found::Newer(n) => return Outcome::Unwritable(Some(*n)),
         // Something else in the reserved tag: only `--force-conflicts` writes over it.
-        ledger::Found::Malformed if t.force => Ledger::default(),
+        ledger::Found::Malformed if t.force => &empty,
         ledger::Found::Malformed => return Outcome::Unwritable(None),
     };
     // The declared sections are parsed here, for this twin only.
     let mut want_tags = t.spec.tags.to_map();
     let mut want_desired = t.spec.desired.to_map();
-    let conflicts = managed_by_others(t, &ledger, &want_tags, &want_desired);
+    let conflicts = managed_by_others(t, ledger, &want_tags, &want_desired);
     if !conflicts.is_empty() && !t.force {
         return Outcome::Conflict(conflicts);
     }
-    let others = taken(&ledger, &conflicts);
+    let others = taken(ledger, &conflicts);
     let prev = ledger.entry(t.owner);
     let mut wanted = Entry::new(t.fields.clone(), &want_tags, &want_desired);
     // The mark of the rollout that last wrote the twin stays until another rollout writes it: it is
@@ -494,8 +497,13 @@ fn released(prev: Option<&Entry>, declared: &BTreeSet<IdentityField>) -> Vec<Ide
 /// The change that gives up everything `owner` manages on a twin no manifest declares any more
 /// while other owners manage something on it or its identity (`--prune`): its keys removed, its
 /// ledger entry dropped, the identity kept. `None` when the twin holds no entry of `owner`.
-pub(super) fn release(owner: &str, seen: &ObservedTwin, key: DigestKey) -> Option<TwinChange> {
-    let ledger::Found::Ledger(ledger) = ledger::read(&seen.tags) else {
+pub(super) fn release(
+    owner: &str,
+    ledger: &ledger::Found,
+    seen: &ObservedTwin,
+    key: DigestKey,
+) -> Option<TwinChange> {
+    let ledger::Found::Ledger(ledger) = ledger else {
         return None;
     };
     let prev = ledger.entry(owner)?;

@@ -107,15 +107,16 @@ fn as_candidates(c: &[(TwinAddress, [u8; 32], bool)]) -> Vec<rollout::Candidate<
         .collect()
 }
 
-/// The rollout mark of one declared twin whose ledger is ours: the rollout's ID, the
-/// [`rollout::target_digest`] of its owned desired values now, and its wave.
+/// The rollout mark of one declared twin whose ledger (`ledger`, read from `seen`) is ours: the
+/// rollout's ID, the [`rollout::target_digest`] of its owned desired values now, and its wave.
 pub fn mark_of(
     owner: &str,
+    ledger: &ledger::Found,
     spec: &crate::model::TwinSpec,
     seen: &ObservedTwin,
     key: super::super::secret::DigestKey,
 ) -> Option<(Digest, [u8; 32], usize)> {
-    let ledger::Found::Ledger(l) = ledger::read(&seen.tags) else {
+    let ledger::Found::Ledger(l) = ledger else {
         return None;
     };
     let mark = l.entry(owner)?.rollout.clone()?;
