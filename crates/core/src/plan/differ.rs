@@ -274,17 +274,16 @@ impl<'a> Differ<'a> {
     fn twin(
         &mut self,
         address: TwinAddress,
-        spec: &TwinSpec,
-        fields: BTreeSet<IdentityField>,
-        seen: &ObservedTwin,
-        ledger: &ledger::Found,
+        input: &twin::Twin<'_>,
         stays: &dyn Fn(IdentityField) -> Option<Value>,
     ) -> Option<Vec<String>> {
+        let (spec, seen) = (input.spec, input.seen);
         if self.fleet.rollout.is_some()
             && let Some((id, target, wave)) = mark_of(
                 &self.fleet.owner,
-                ledger,
+                input.ledger,
                 spec,
+                &input.desired,
                 seen,
                 self.options.digest_key,
             )
@@ -294,20 +293,11 @@ impl<'a> Differ<'a> {
                 .or_default()
                 .push((address.clone(), target, wave));
         }
-        let input = twin::Twin {
-            owner: self.fleet.owner.as_str(),
-            spec,
-            ledger,
-            fields,
-            seen,
-            force: self.options.force_conflicts,
-            key: self.options.digest_key,
-        };
-        match twin::diff(&input) {
+        match twin::diff(input) {
             twin::Outcome::Unchanged => {
                 self.plan.summary.unchanged += 1;
                 if self.options.awaiting
-                    && let Some(expect) = super::drift::unacknowledged(spec, seen)
+                    && let Some(expect) = super::drift::unacknowledged(&input.desired, seen)
                 {
                     self.plan.awaiting.push(super::Awaiting { address, expect });
                 }
@@ -333,19 +323,44 @@ impl<'a> Differ<'a> {
         }
     }
 
+    /// One declared twin to diff: its spec's sections are parsed here, once for everything that
+    /// reads them, and `ledger` is the one read from `seen`.
+    fn declared_twin<'t>(
+        &self,
+        spec: &'t TwinSpec,
+        fields: BTreeSet<IdentityField>,
+        seen: &'t ObservedTwin,
+        ledger: &'t ledger::Found,
+    ) -> twin::Twin<'t>
+    where
+        'a: 't,
+    {
+        twin::Twin {
+            owner: self.fleet.owner.as_str(),
+            spec,
+            tags: spec.tags.to_map(),
+            desired: spec.desired.to_map(),
+            fields,
+            seen,
+            ledger,
+            force: self.options.force_conflicts,
+            key: self.options.digest_key,
+        }
+    }
+
     /// Keeps which configurations were applied to a declared twin, to name those that write its
     /// declared desired keys once their contents are read.
     fn keep_configured(
         &mut self,
         address: &TwinAddress,
-        spec: &TwinSpec,
-        seen: &ObservedTwin,
+        input: &twin::Twin<'_>,
         deployments: &[String],
     ) {
         if let Some(c) = writers::configured(
             address.clone(),
-            spec,
-            seen,
+            input.spec,
+            &input.desired,
+            input.seen,
             deployments,
             self.options.digest_key,
         ) {
@@ -423,10 +438,10 @@ impl<'a> Differ<'a> {
 
     fn declared_device(&mut self, d: &DeviceSpec, seen: &ObservedDevice, ledger: &ledger::Found) {
         let address = TwinAddress::device(d.id.clone());
-        self.keep_configured(&address, &d.twin, &seen.twin, &[]);
+        let input = self.declared_twin(&d.twin, d.fields(), &seen.twin, ledger);
+        self.keep_configured(&address, &input, &[]);
         let stays = |f| field_value(f, &seen.auth, Some(seen));
-        let Some(adopted) = self.twin(address, &d.twin, d.fields(), &seen.twin, ledger, &stays)
-        else {
+        let Some(adopted) = self.twin(address, &input, &stays) else {
             return;
         };
         let (set, diff) = device_identity_update(d, seen);
@@ -496,10 +511,10 @@ impl<'a> Differ<'a> {
             .get(&d.id)
             .map(|sd| sd.applied.clone())
             .unwrap_or_default();
-        self.keep_configured(&address, &m.twin, &seen.twin, &deployments);
+        let input = self.declared_twin(&m.twin, m.fields(), &seen.twin, ledger);
+        self.keep_configured(&address, &input, &deployments);
         let stays = |f| field_value(f, &seen.auth, None);
-        let Some(adopted) = self.twin(address, &m.twin, m.fields(), &seen.twin, ledger, &stays)
-        else {
+        let Some(adopted) = self.twin(address, &input, &stays) else {
             return;
         };
         let Some(auth) = m.auth.as_ref().filter(|a| auth_differs(a, &seen.auth)) else {

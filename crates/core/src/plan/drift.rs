@@ -176,11 +176,11 @@ struct KeyAnswer {
     ack: Ack,
 }
 
-/// The declared desired keys that hold the manifest's value, each classified at its own version
-/// (a key someone else changed is not ours to judge).
-fn answers(spec: &TwinSpec, seen: &ObservedTwin) -> Vec<KeyAnswer> {
+/// The declared desired keys (`want`, a spec's desired section) that hold the manifest's value,
+/// each classified at its own version (a key someone else changed is not ours to judge).
+fn answers(want: &JsonMap, seen: &ObservedTwin) -> Vec<KeyAnswer> {
     let mut out = Vec::new();
-    for (k, v) in &spec.desired.to_map() {
+    for (k, v) in want {
         if seen.desired.get(k) != Some(v) {
             continue;
         }
@@ -195,12 +195,13 @@ fn answers(spec: &TwinSpec, seen: &ObservedTwin) -> Vec<KeyAnswer> {
     out
 }
 
-/// The declared desired keys of a twin that hold the manifest's value and that its device has not
-/// acknowledged (pending or rejected) at their own versions, with those values: what `apply
-/// --wait` waits for on a twin the run does not write. `None` when every one is acknowledged.
-pub fn unacknowledged(spec: &TwinSpec, seen: &ObservedTwin) -> Option<JsonMap> {
+/// The declared desired keys of a twin (`want`, its spec's desired section) that hold the
+/// manifest's value and that its device has not acknowledged (pending or rejected) at their own
+/// versions, with those values: what `apply --wait` waits for on a twin the run does not write.
+/// `None` when every one is acknowledged.
+pub fn unacknowledged(want: &JsonMap, seen: &ObservedTwin) -> Option<JsonMap> {
     let mut out = JsonMap::new();
-    for a in answers(spec, seen) {
+    for a in answers(want, seen) {
         if a.ack != Ack::Acknowledged {
             let key = a.path.trim_start_matches("desired.");
             if let Some(v) = seen.desired.get(key) {
@@ -444,7 +445,7 @@ fn twin_items(
         detail,
         keys,
     };
-    let answers = answers(spec, seen);
+    let answers = answers(&spec.desired.to_map(), seen);
     let mut rejected = Vec::new();
     let mut pending = Vec::new();
     let mut late = Vec::new();

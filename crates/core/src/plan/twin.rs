@@ -1,6 +1,7 @@
 //! One twin's diff through the ledger: owned keys, removals of keys the ledger owned, `ignore` and
 //! `sensitive` paths, and the views (`base`, `target`) the 412 rule compares.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
@@ -52,6 +53,9 @@ pub(super) struct TwinChange {
 pub(super) struct Twin<'a> {
     pub owner: &'a str,
     pub spec: &'a TwinSpec,
+    /// The spec's sections, parsed once for everything that reads them.
+    pub tags: JsonMap,
+    pub desired: JsonMap,
     /// The twin's ledger, read once for everything that reads it.
     pub ledger: &'a ledger::Found,
     /// The identity fields declared for this twin's identity (kept in its ledger).
@@ -201,18 +205,23 @@ pub(super) fn content_view(
 
 /// The owned desired values of a twin as the declaration sees them (the keys it declares, its
 /// `ignore` and `sensitive` paths): for a twin at its target, what a plan's `target.desired` was
-/// when it was written, without the keys that write removed.
-pub(super) fn declared_desired(spec: &TwinSpec, seen: &ObservedTwin, key: DigestKey) -> JsonMap {
-    declared_view(spec, &spec.desired.to_map(), key)
+/// when it was written, without the keys that write removed. `want` is the spec's desired section.
+pub(super) fn declared_desired(
+    spec: &TwinSpec,
+    want: &JsonMap,
+    seen: &ObservedTwin,
+    key: DigestKey,
+) -> JsonMap {
+    declared_view(spec, want, key)
         .of(&seen.tags, &seen.desired)
         .desired
 }
 
-/// The manifest's desired values as [`declared_desired`] sees a twin's: comparable with it.
-pub(super) fn declared_desired_values(spec: &TwinSpec, key: DigestKey) -> JsonMap {
-    let want = spec.desired.to_map();
-    declared_view(spec, &want, key)
-        .of(&JsonMap::new(), &want)
+/// The manifest's desired values (`want`, the spec's desired section) as [`declared_desired`]
+/// sees a twin's: comparable with it.
+pub(super) fn declared_desired_values(spec: &TwinSpec, want: &JsonMap, key: DigestKey) -> JsonMap {
+    declared_view(spec, want, key)
+        .of(&JsonMap::new(), want)
         .desired
 }
 
@@ -373,9 +382,9 @@ pub(super) fn diff(t: &Twin<'_>) -> Outcome {
         ledger::Found::Malformed if t.force => &empty,
         ledger::Found::Malformed => return Outcome::Unwritable(None),
     };
-    // The declared sections are parsed here, for this twin only.
-    let mut want_tags = t.spec.tags.to_map();
-    let mut want_desired = t.spec.desired.to_map();
+    // The declared sections as parsed by the differ; copied only if an ignored path changes them.
+    let mut want_tags = Cow::Borrowed(&t.tags);
+    let mut want_desired = Cow::Borrowed(&t.desired);
     let conflicts = managed_by_others(t, ledger, &want_tags, &want_desired);
     if !conflicts.is_empty() && !t.force {
         return Outcome::Conflict(conflicts);
@@ -399,7 +408,11 @@ pub(super) fn diff(t: &Twin<'_>) -> Outcome {
             Section::Desired => (&mut want_desired, &seen.desired),
         };
         if want.contains_key(&p.keys[0]) {
-            patch::set(want, &p.keys, patch::get(seen_map, &p.keys).cloned());
+            patch::set(
+                want.to_mut(),
+                &p.keys,
+                patch::get(seen_map, &p.keys).cloned(),
+            );
         }
     }
     let section_patch = |keys: &BTreeSet<String>, seen_map: &JsonMap, want: &JsonMap| {

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::{
-    DeviceId, ModuleId, ObservedConfiguration, ObservedTwin, Section, TwinAddress, TwinSpec,
+    DeviceId, JsonMap, ModuleId, ObservedConfiguration, ObservedTwin, Section, TwinAddress,
+    TwinSpec,
 };
 
 /// A declared twin that configurations were applied to, as the differ kept it.
@@ -45,10 +46,12 @@ pub fn applied(twin: &ObservedTwin) -> Vec<String> {
 }
 
 /// What the differ keeps of a declared twin: `None` when no configuration was applied to it (nor,
-/// for a module twin, to its device) or it declares no desired key.
+/// for a module twin, to its device) or it declares no desired key. `desired` is the spec's desired
+/// section, as the differ already holds it.
 pub(super) fn configured(
     address: TwinAddress,
     spec: &TwinSpec,
+    desired: &JsonMap,
     seen: &ObservedTwin,
     deployments: &[String],
     key: super::secret::DigestKey,
@@ -62,11 +65,11 @@ pub(super) fn configured(
     if applied.is_empty() && deployments.is_empty() {
         return None;
     }
-    let want = super::twin::declared_desired_values(spec, key);
+    let want = super::twin::declared_desired_values(spec, desired, key);
     if want.is_empty() {
         return None;
     }
-    let have = super::twin::declared_desired(spec, seen, key);
+    let have = super::twin::declared_desired(spec, desired, seen, key);
     let declared = want
         .iter()
         .map(|(k, v)| (k.clone(), have.get(k) == Some(v)))

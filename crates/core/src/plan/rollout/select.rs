@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use super::super::rollout;
 use super::super::{Change, Plan, Seen, ledger, twin};
 use super::Rollout;
-use crate::model::{DeviceId, DeviceSpec, Digest, LEDGER_TAG, ObservedTwin, Owner, TwinAddress};
+use crate::model::{
+    DeviceId, DeviceSpec, Digest, JsonMap, LEDGER_TAG, ObservedTwin, Owner, TwinAddress,
+};
 
 /// The waves of a plan's rolled-out twin updates, and each one's mark in its ledger. `first.tags` is
 /// matched against each device's tags as they will be after apply: the declared tags over the
@@ -109,10 +111,12 @@ fn as_candidates(c: &[(TwinAddress, [u8; 32], bool)]) -> Vec<rollout::Candidate<
 
 /// The rollout mark of one declared twin whose ledger (`ledger`, read from `seen`) is ours: the
 /// rollout's ID, the [`rollout::target_digest`] of its owned desired values now, and its wave.
+/// `want` is the spec's desired section.
 pub fn mark_of(
     owner: &str,
     ledger: &ledger::Found,
     spec: &crate::model::TwinSpec,
+    want: &JsonMap,
     seen: &ObservedTwin,
     key: super::super::secret::DigestKey,
 ) -> Option<(Digest, [u8; 32], usize)> {
@@ -120,7 +124,7 @@ pub fn mark_of(
         return None;
     };
     let mark = l.entry(owner)?.rollout.clone()?;
-    let desired = twin::declared_desired(spec, seen, key);
+    let desired = twin::declared_desired(spec, want, seen, key);
     Some((mark.id, rollout::target_digest(&desired), mark.wave))
 }
 
