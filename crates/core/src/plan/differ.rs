@@ -349,18 +349,28 @@ impl<'a> Differ<'a> {
     }
 
     /// Keeps which configurations were applied to a declared twin, to name those that write its
-    /// declared desired keys once their contents are read.
-    fn keep_configured(
-        &mut self,
-        address: &TwinAddress,
-        input: &twin::Twin<'_>,
-        deployments: &[String],
-    ) {
+    /// declared desired keys once their contents are read. Its device was read first: what was
+    /// applied to the device was kept then (for a module twin, its edge deployments).
+    fn keep_configured(&mut self, address: &TwinAddress, input: &twin::Twin<'_>) {
+        let device = self
+            .seen
+            .devices
+            .get(&address.device)
+            .map_or(&[][..], |sd| sd.applied.as_slice());
+        let module;
+        let (applied, deployments) = match address.module {
+            None => (device, &[][..]),
+            Some(_) => {
+                module = writers::applied(input.seen);
+                (module.as_slice(), device)
+            }
+        };
         if let Some(c) = writers::configured(
             address.clone(),
             input.spec,
             &input.desired,
             input.seen,
+            applied,
             deployments,
             self.options.digest_key,
         ) {
@@ -439,7 +449,7 @@ impl<'a> Differ<'a> {
     fn declared_device(&mut self, d: &DeviceSpec, seen: &ObservedDevice, ledger: &ledger::Found) {
         let address = TwinAddress::device(d.id.clone());
         let input = self.declared_twin(&d.twin, d.fields(), &seen.twin, ledger);
-        self.keep_configured(&address, &input, &[]);
+        self.keep_configured(&address, &input);
         let stays = |f| field_value(f, &seen.auth, Some(seen));
         let Some(adopted) = self.twin(address, &input, &stays) else {
             return;
@@ -505,14 +515,8 @@ impl<'a> Differ<'a> {
         ledger: &ledger::Found,
     ) {
         let address = TwinAddress::module(d.id.clone(), m.id.clone());
-        let deployments = self
-            .seen
-            .devices
-            .get(&d.id)
-            .map(|sd| sd.applied.clone())
-            .unwrap_or_default();
         let input = self.declared_twin(&m.twin, m.fields(), &seen.twin, ledger);
-        self.keep_configured(&address, &input, &deployments);
+        self.keep_configured(&address, &input);
         let stays = |f| field_value(f, &seen.auth, None);
         let Some(adopted) = self.twin(address, &input, &stays) else {
             return;

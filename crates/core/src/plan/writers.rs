@@ -47,20 +47,20 @@ pub fn applied(twin: &ObservedTwin) -> Vec<String> {
 
 /// What the differ keeps of a declared twin: `None` when no configuration was applied to it (nor,
 /// for a module twin, to its device) or it declares no desired key. `desired` is the spec's desired
-/// section, as the differ already holds it.
+/// section and `applied` is [`applied`] of `seen`, both as the differ already holds them.
 pub(super) fn configured(
     address: TwinAddress,
     spec: &TwinSpec,
     desired: &JsonMap,
     seen: &ObservedTwin,
+    applied: &[String],
     deployments: &[String],
     key: super::secret::DigestKey,
 ) -> Option<Configured> {
-    let applied = applied(seen);
     let deployments = if address.module.is_some() {
-        deployments.to_vec()
+        deployments
     } else {
-        Vec::new()
+        &[]
     };
     if applied.is_empty() && deployments.is_empty() {
         return None;
@@ -76,8 +76,8 @@ pub(super) fn configured(
         .collect();
     Some(Configured {
         address,
-        applied,
-        deployments,
+        applied: applied.to_vec(),
+        deployments: deployments.to_vec(),
         declared,
     })
 }
