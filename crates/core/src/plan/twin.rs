@@ -430,6 +430,10 @@ pub(super) fn diff(t: &Twin<'_>) -> Outcome {
     // and with any other write while it is in form 1 (it is rewritten in form 2 then).
     let entry_changed = prev.is_none_or(|p| !p.same_as(&wanted)) || !others.is_empty();
     let writes = !tags_patch.is_empty() || !desired_patch.is_empty();
+    // Most twins of a plan are unchanged: nothing to write, and no ledger to project for them.
+    if !entry_changed && !writes {
+        return Outcome::Unchanged;
+    }
     let mut owners: Vec<&str> = vec![t.owner];
     owners.extend(others.keys().map(String::as_str));
     let seen_ledger = seen.tags.get(LEDGER_TAG);
